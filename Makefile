@@ -1,0 +1,29 @@
+# The two commands of the quickstart: `make up` and `make test`.
+SHELL := /bin/bash
+.PHONY: up test deps deps-runtime lint typecheck unit bench clean
+
+up: deps-runtime
+	node apps/oakd/bin/oakd.mjs
+
+test: deps lint typecheck unit
+
+deps:
+	@scripts/install-deps.sh test
+
+deps-runtime:
+	@scripts/install-deps.sh runtime
+
+lint:
+	npx eslint --max-warnings 0 .
+
+typecheck:
+	npx tsc -p tsconfig.json --noEmit
+
+unit:
+	node scripts/run-tests.mjs
+
+bench: deps
+	npm run bench
+
+clean:
+	rm -rf node_modules .e2e-tmp

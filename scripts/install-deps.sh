@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what is missing: Debian packages (when root on Debian/Ubuntu) and npm dependencies.
+# Usage: scripts/install-deps.sh [runtime|test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-test}
+
+runtime_pkgs=(containerd runc iproute2)
+test_pkgs=(containerd runc iproute2 nftables docker-registry busybox-static umoci skopeo mosquitto golang-github-containerd-containerd-dev)
+if [ "$mode" = runtime ]; then pkgs=("${runtime_pkgs[@]}"); else pkgs=("${test_pkgs[@]}"); fi
+
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "note: missing Debian packages (${missing[*]}); run as root to install them, or install them yourself" >&2
+  fi
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "Node.js 20 or newer is required (apt-get install nodejs npm)" >&2
+  exit 1
+fi
+stamp=node_modules/.oak-install-stamp
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  touch "$stamp"
+fi
