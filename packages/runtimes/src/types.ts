@@ -1,0 +1,100 @@
+/**
+ * One driver per virtualization behind one small interface (the shape of Nomad's task drivers):
+ * fingerprint the host, start, stop, list what exists (re-adoption after a restart), logs, stats,
+ * and exit notifications.
+ */
+import type { PortMapping, Virtualization } from '@oak/contracts';
+
+/** Everything a driver needs to run one instance; built by the NodeEngine from a DeployCommand. */
+export interface InstanceSpec {
+  /** unique on the worker: the instance name `<job_name>.instance.<n>` */
+  id: string;
+  job_name: string;
+  instance_number: number;
+  virtualization: Virtualization;
+  /** image reference, executable path/URL, kernel or wasm module */
+  code: string;
+  /** containers: replaces the image command (full argv); process/wasm: arguments to `code` */
+  cmd?: string[] | undefined;
+  /** KEY=value entries */
+  env: string[];
+  memory_mb?: number | undefined;
+  vcpus?: number | undefined;
+  ports: PortMapping[];
+  one_shot: boolean;
+  /** path of a network namespace to join (overlay network); host network otherwise */
+  netns?: string | undefined;
+  labels: Record<string, string>;
+}
+
+export type RuntimeState = 'CREATING' | 'CREATED' | 'RUNNING' | 'COMPLETED' | 'FAILED';
+
+export interface InstanceStatus {
+  id: string;
+  state: RuntimeState;
+  /** human-readable detail, e.g. the failure reason ("out of memory (limit 64 MB)") */
+  detail: string;
+  pid?: number | undefined;
+  exit_code?: number | undefined;
+  /** the labels given at start (job_name, instance_number, ... survive a NodeEngine restart) */
+  labels: Record<string, string>;
+}
+
+export interface InstanceExit {
+  id: string;
+  exit_code: number;
+  /** COMPLETED when a one-shot instance exited 0, FAILED otherwise (a service exiting is a failure) */
+  state: 'COMPLETED' | 'FAILED';
+  detail: string;
+}
+
+export interface InstanceStats {
+  cpu_percent: number;
+  memory_mb: number;
+}
+
+export interface ProbeResult {
+  available: boolean;
+  /** why not, or what was found ("containerd 1.6.20") */
+  detail: string;
+}
+
+export interface LogOptions {
+  follow?: boolean;
+  /** last N lines only */
+  tail?: number;
+  signal?: AbortSignal;
+}
+
+export interface Runtime {
+  readonly virtualization: Virtualization;
+  /** can this host run this kind of instance? */
+  probe(): Promise<ProbeResult>;
+  /**
+   * Pulls/prepares, creates and starts. Resolves with the status once the instance runs (or has
+   * already exited, for very short one-shots); rejects with RuntimeError when it cannot start.
+   * Starting an id that already exists is a no-op that returns its status.
+   */
+  start(spec: InstanceSpec): Promise<InstanceStatus>;
+  /** stops and removes everything of the instance; idempotent (unknown id is fine) */
+  stop(id: string): Promise<void>;
+  /** every instance this driver still holds (running or exited), e.g. after a NodeEngine restart;
+   * instances found are watched again, so their exits reach onExit */
+  list(): Promise<InstanceStatus[]>;
+  status(id: string): Promise<InstanceStatus | undefined>;
+  logs(id: string, opts?: LogOptions): AsyncIterable<string>;
+  stats(id: string): Promise<InstanceStats | undefined>;
+  /** called once for each exit of a started or adopted instance */
+  onExit(listener: (exit: InstanceExit) => void): void;
+  /** releases connections and watchers; running instances keep running */
+  close(): Promise<void>;
+}
+
+export class RuntimeError extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string, opts?: ErrorOptions) {
+    super(message, opts);
+    this.name = 'RuntimeError';
+    this.reason = reason;
+  }
+}
