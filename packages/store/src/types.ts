@@ -144,6 +144,11 @@ export interface Store {
   getCluster(id: string): Promise<ClusterRow | undefined>;
   listClusters(): Promise<ClusterRow[]>;
   updateCluster(id: string, patch: Partial<Pick<ClusterRow, 'status' | 'last_seen' | 'resources' | 'location'>>): Promise<ClusterRow>;
+
+  /** small persistent settings shared by every replica of the root (JWT secret, link token) */
+  getSetting(key: string): Promise<string | undefined>;
+  /** sets only when absent and returns what is stored (so concurrent first starts agree) */
+  setSettingIfAbsent(key: string, value: string): Promise<string>;
 }
 
 export interface StoreOptions {
