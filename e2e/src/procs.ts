@@ -1,0 +1,88 @@
+/**
+ * Starts the real binaries (oakd, oak-root, oak-cluster, NodeEngine) as child processes, optionally
+ * inside a network namespace, with their output kept in a log file that is printed when a test
+ * fails. Every process started here is killed by stopAll().
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+export const bins = {
+  oakd: join(repoRoot, 'apps/oakd/bin/oakd.mjs'),
+  root: join(repoRoot, 'apps/root/bin/oak-root.mjs'),
+  cluster: join(repoRoot, 'apps/cluster/bin/oak-cluster.mjs'),
+  nodeEngine: join(repoRoot, 'apps/node-engine/bin/NodeEngine.mjs'),
+  cli: join(repoRoot, 'apps/cli/bin/oak.mjs'),
+} as const;
+
+export interface Proc {
+  name: string;
+  child: ChildProcess;
+  logFile: string;
+  /** resolves with the exit code (or signal name) */
+  exited: Promise<number | string>;
+  log(): string;
+  kill(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  netns?: string;
+  dir: string;
+}
+
+export class Procs {
+  private readonly all = new Set<Proc>();
+
+  spawn(name: string, bin: string, args: string[], opts: SpawnOptions): Proc {
+    const logFile = join(opts.dir, `${name}.log`);
+    const out = createWriteStream(logFile, { flags: 'a' });
+    const argv = [process.execPath, bin, ...args];
+    const [cmd, ...rest] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...argv] : argv;
+    const child = spawn(cmd as string, rest, {
+      env: { ...process.env, NO_COLOR: '1', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.pipe(out, { end: false });
+    child.stderr?.pipe(out, { end: false });
+    const exited = new Promise<number | string>((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.all.delete(proc);
+        resolve(code ?? signal ?? 'unknown');
+      });
+    });
+    const proc: Proc = {
+      name,
+      child,
+      logFile,
+      exited,
+      log: () => {
+        try {
+          return readFileSync(logFile, 'utf8');
+        } catch {
+          return '';
+        }
+      },
+      kill: async (signal = 'SIGTERM') => {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        const r = await exited;
+        clearTimeout(t);
+        return r;
+      },
+    };
+    this.all.add(proc);
+    return proc;
+  }
+
+  logs(): string {
+    return [...this.all].map((p) => `----- ${p.name} -----\n${p.log().slice(-6000)}`).join('\n');
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.all].map((p) => p.kill('SIGTERM')));
+  }
+}
