@@ -1,0 +1,13 @@
+export { freePort, waitFor, tmpDir, sleep, run, shortId, onProcessExit, stopProcess } from './util.ts';
+export type { WaitForOptions, TmpDir, RunResult, RunOptions } from './util.ts';
+export { canConnectTcp } from './net-util.ts';
+export { startContainerd, canConnect } from './containerd.ts';
+export type { StartContainerdOptions, ContainerdInstance } from './containerd.ts';
+export { startRegistry } from './registry.ts';
+export type { RegistryInstance } from './registry.ts';
+export { buildBusyboxImage, busyboxLayout, imageCacheDir, BUSYBOX_DEFAULT_CMD, BUSYBOX_INDEX_HTML } from './image.ts';
+export type { BusyboxImageOptions } from './image.ts';
+export { startMosquitto } from './mosquitto.ts';
+export type { StartMosquittoOptions, MosquittoInstance } from './mosquitto.ts';
+export { createNetwork } from './netns.ts';
+export type { CreateNetworkOptions, NetHost, TestNetwork } from './netns.ts';
