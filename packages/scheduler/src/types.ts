@@ -36,6 +36,11 @@ export interface WorkerCandidate {
   location: GeoPoint | null;
   /** job names of the instances on this worker (replicas spread over workers) */
   jobs: string[];
+  /**
+   * Measured round-trip times in ms, keyed by a latency constraint's `area` or `location` text as
+   * written in the SLA. When a key is missing the latency is estimated from the location (see geo.ts).
+   */
+  latency_ms?: Record<string, number>;
 }
 
 export interface ClusterCandidate {
@@ -50,6 +55,8 @@ export interface ClusterCandidate {
   workers: WorkerSummary[];
   /** job names of instances already placed in this cluster */
   jobs: string[];
+  /** measured round-trip times in ms by latency `area`/`location` text (see WorkerCandidate.latency_ms) */
+  latency_ms?: Record<string, number>;
 }
 
 export type Strategy = 'least-loaded' | 'best-fit' | 'spread';
@@ -57,3 +64,18 @@ export type Strategy = 'least-loaded' | 'best-fit' | 'spread';
 export type Placement<T> =
   | { ok: true; target: T }
   | { ok: false; reason: PendingReason; detail: string };
+
+export interface PickWorkerOptions {
+  /** ranking after anti-affinity; default 'least-loaded' */
+  strategy?: Strategy;
+  /**
+   * The cluster's own location: used for geo and latency constraints on workers that report no
+   * location of their own (the same rule the root applies to a cluster's worker summary).
+   */
+  clusterLocation?: GeoPoint | null;
+}
+
+export interface PickClusterOptions {
+  /** ranking of feasible clusters; default 'best-fit' (tie-break: fewer instances of the same job) */
+  strategy?: Strategy;
+}
