@@ -1,1 +1,2 @@
 export type * from './types.ts';
+export { createStore, newId } from './store.ts';

@@ -112,6 +112,7 @@ export interface Store {
   getUserByName(name: string): Promise<UserRow | undefined>;
   listUsers(filter?: { organization_id?: string }): Promise<UserRow[]>;
   updateUser(id: string, patch: Partial<Pick<UserRow, 'email' | 'password_hash' | 'roles'>>): Promise<UserRow>;
+  /** refuses (ConflictError) while the user still owns applications */
   deleteUser(id: string): Promise<void>;
 
   /** application and its services in one transaction; (organization, name, namespace) is unique */
@@ -130,16 +131,17 @@ export interface Store {
   updateService(id: string, patch: Partial<Pick<ServiceRow, 'sla' | 'job_name' | 'name' | 'namespace'>>): Promise<ServiceRow>;
   deleteService(id: string): Promise<void>;
 
-  /** creates an instance with the next free instance_number (max + 1, from 0) in the given state */
+  /** creates an instance with the next free instance_number (max + 1, from 0) in the given state; its first history row */
   addInstance(serviceId: string, status: InstanceState, statusDetail?: string): Promise<InstanceRow>;
   getInstance(serviceId: string, n: number): Promise<InstanceRow | undefined>;
+  /** an empty `statuses` list matches nothing; ordered by service_id, instance_number */
   listInstances(filter?: { service_id?: string; cluster_id?: string; statuses?: InstanceState[] }): Promise<InstanceRow[]>;
   /** a change of status appends a history row with the same timestamp */
   updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow>;
   deleteInstance(serviceId: string, n: number): Promise<void>;
   instanceHistory(serviceId: string, n: number): Promise<InstanceHistoryRow[]>;
 
-  /** finds the cluster by name or creates it */
+  /** finds the cluster by name or creates it (INACTIVE, never seen); a non-null location replaces the stored one */
   upsertCluster(name: string, location: string | null): Promise<ClusterRow>;
   getCluster(id: string): Promise<ClusterRow | undefined>;
   listClusters(): Promise<ClusterRow[]>;

@@ -1,0 +1,117 @@
+/**
+ * Table shapes as kysely sees them, and the two ways to open a connection. Times are ISO-8601
+ * strings and JSON fields are text on both backends, so values round-trip byte for byte.
+ */
+import { CompiledQuery, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import type { Generated } from 'kysely';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
+export interface DB {
+  oak_migrations: { version: number; name: string; applied_at: string };
+  organizations: { id: string; name: string; created_at: string };
+  users: {
+    id: string;
+    name: string;
+    email: string | null;
+    password_hash: string;
+    roles: string;
+    organization_id: string;
+    created_at: string;
+  };
+  applications: {
+    id: string;
+    name: string;
+    namespace: string;
+    description: string;
+    user_id: string;
+    organization_id: string;
+    created_at: string;
+    updated_at: string;
+  };
+  services: {
+    id: string;
+    application_id: string;
+    organization_id: string;
+    user_id: string;
+    job_name: string;
+    name: string;
+    namespace: string;
+    sla: string;
+    created_at: string;
+    updated_at: string;
+  };
+  instances: {
+    service_id: string;
+    instance_number: number;
+    status: string;
+    status_detail: string;
+    cluster_id: string | null;
+    worker_id: string | null;
+    publicip: string | null;
+    instance_ip: string | null;
+    created_at: string;
+    updated_at: string;
+  };
+  instance_history: {
+    seq: Generated<number>;
+    service_id: string;
+    instance_number: number;
+    status: string;
+    status_detail: string;
+    at: string;
+  };
+  clusters: {
+    id: string;
+    name: string;
+    location: string | null;
+    status: string;
+    last_seen: string | null;
+    resources: string | null;
+    created_at: string;
+  };
+  settings: { key: string; value: string; created_at: string };
+}
+
+export type Backend = 'sqlite' | 'postgres';
+
+export function isPostgresUrl(url: string | undefined): url is string {
+  return url !== undefined && /^postgres(ql)?:\/\//i.test(url);
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** SQLite through better-sqlite3 (loaded only when used): WAL, foreign keys, busy timeout. */
+export async function openSqlite(path: string): Promise<Kysely<DB>> {
+  const { default: Database } = await import('better-sqlite3');
+  const inMemory = path === ':memory:' || path === '';
+  if (!inMemory) mkdirSync(dirname(resolve(path)), { recursive: true });
+  const database = new Database(inMemory ? ':memory:' : path);
+  database.pragma('busy_timeout = 5000');
+  database.pragma('foreign_keys = ON');
+  if (!inMemory) {
+    database.pragma('journal_mode = WAL');
+    database.pragma('synchronous = NORMAL');
+  }
+  return new Kysely<DB>({ dialect: new SqliteDialect({ database }) });
+}
+
+/**
+ * PostgreSQL through a pg pool (loaded only when used). With a schema, every pooled connection
+ * gets it as its search_path; migrate() creates it.
+ */
+export async function openPostgres(url: string, schema: string | undefined): Promise<Kysely<DB>> {
+  const { default: pg } = await import('pg');
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // An idle client losing its server must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined);
+  const setPath = schema === undefined ? undefined : CompiledQuery.raw(`set search_path to ${quoteIdent(schema)}`);
+  return new Kysely<DB>({
+    dialect: new PostgresDialect({
+      pool,
+      ...(setPath === undefined ? {} : { onCreateConnection: async (conn) => void (await conn.executeQuery(setPath)) }),
+    }),
+  });
+}

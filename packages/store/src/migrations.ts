@@ -1,0 +1,132 @@
+/**
+ * One ordered list of migrations for both backends. Each is a list of SQL statements; the only
+ * dialect difference is the auto-numbered key of the history table. Applied versions are kept in
+ * oak_migrations; migrate() runs in one write transaction (BEGIN IMMEDIATE on SQLite, an advisory
+ * lock on PostgreSQL), so two roots starting at once apply each migration exactly once.
+ */
+import { sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import type { Backend, DB } from './db.ts';
+import { quoteIdent } from './db.ts';
+
+interface Migration {
+  version: number;
+  name: string;
+  up: (backend: Backend) => string[];
+}
+
+const serialKey = (b: Backend): string =>
+  b === 'sqlite' ? 'integer primary key autoincrement' : 'bigint generated always as identity primary key';
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial',
+    up: (b) => [
+      `create table organizations (
+        id text primary key,
+        name text not null unique,
+        created_at text not null)`,
+      `create table users (
+        id text primary key,
+        name text not null unique,
+        email text,
+        password_hash text not null,
+        roles text not null,
+        organization_id text not null references organizations(id),
+        created_at text not null)`,
+      `create index users_organization on users (organization_id)`,
+      `create table applications (
+        id text primary key,
+        name text not null,
+        namespace text not null,
+        description text not null,
+        user_id text not null references users(id),
+        organization_id text not null references organizations(id),
+        created_at text not null,
+        updated_at text not null,
+        unique (organization_id, name, namespace))`,
+      `create index applications_user on applications (user_id)`,
+      `create table services (
+        id text primary key,
+        application_id text not null references applications(id) on delete cascade,
+        organization_id text not null,
+        user_id text not null,
+        job_name text not null unique,
+        name text not null,
+        namespace text not null,
+        sla text not null,
+        created_at text not null,
+        updated_at text not null)`,
+      `create index services_application on services (application_id)`,
+      `create index services_organization on services (organization_id)`,
+      `create table instances (
+        service_id text not null references services(id) on delete cascade,
+        instance_number integer not null,
+        status text not null,
+        status_detail text not null,
+        cluster_id text,
+        worker_id text,
+        publicip text,
+        instance_ip text,
+        created_at text not null,
+        updated_at text not null,
+        primary key (service_id, instance_number))`,
+      `create index instances_cluster on instances (cluster_id)`,
+      `create index instances_status on instances (status)`,
+      `create table instance_history (
+        seq ${serialKey(b)},
+        service_id text not null,
+        instance_number integer not null,
+        status text not null,
+        status_detail text not null,
+        at text not null,
+        foreign key (service_id, instance_number) references instances (service_id, instance_number) on delete cascade)`,
+      `create index instance_history_instance on instance_history (service_id, instance_number, seq)`,
+      `create table clusters (
+        id text primary key,
+        name text not null unique,
+        location text,
+        status text not null,
+        last_seen text,
+        resources text,
+        created_at text not null)`,
+      `create table settings (
+        key text primary key,
+        value text not null,
+        created_at text not null)`,
+    ],
+  },
+];
+
+/** Applies the missing migrations; returns the versions it applied. */
+export async function migrate(db: Kysely<DB>, backend: Backend, pgSchema: string | undefined): Promise<number[]> {
+  return db.connection().execute(async (c) => {
+    await sql.raw(backend === 'sqlite' ? 'begin immediate' : 'begin').execute(c);
+    try {
+      if (backend === 'postgres') {
+        await sql`select pg_advisory_xact_lock(hashtext(${`oak:migrate:${pgSchema ?? ''}`}))`.execute(c);
+        if (pgSchema !== undefined) {
+          await sql.raw(`create schema if not exists ${quoteIdent(pgSchema)}`).execute(c);
+          await sql.raw(`set search_path to ${quoteIdent(pgSchema)}`).execute(c);
+        }
+      }
+      await sql
+        .raw('create table if not exists oak_migrations (version integer primary key, name text not null, applied_at text not null)')
+        .execute(c);
+      const done = new Set((await c.selectFrom('oak_migrations').select('version').execute()).map((r) => Number(r.version)));
+      const applied: number[] = [];
+      for (const m of MIGRATIONS) {
+        if (done.has(m.version)) continue;
+        for (const stmt of m.up(backend)) await sql.raw(stmt).execute(c);
+        await c.insertInto('oak_migrations').values({ version: m.version, name: m.name, applied_at: new Date().toISOString() }).execute();
+        applied.push(m.version);
+      }
+      await sql.raw('commit').execute(c);
+      return applied;
+    } catch (e) {
+      await sql.raw('rollback').execute(c).catch(() => undefined);
+      throw e;
+    }
+  });
+}

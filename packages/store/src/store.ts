@@ -1,0 +1,588 @@
+/**
+ * The Store on top of kysely: one query code path for SQLite and PostgreSQL. Uniqueness and
+ * references are enforced by the schema; constraint violations become ConflictError or
+ * NotFoundError, and the transaction they happened in is rolled back, so a refused write changes
+ * nothing.
+ */
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
+import { ConflictError, NotFoundError } from '@oak/contracts';
+import type { ClusterResources, InstanceState, Microservice, Role } from '@oak/contracts';
+import type { Backend, DB } from './db.ts';
+import { isPostgresUrl, openPostgres, openSqlite } from './db.ts';
+import { migrate } from './migrations.ts';
+import type {
+  ApplicationRow,
+  ClusterRow,
+  InstanceHistoryRow,
+  InstancePatch,
+  InstanceRow,
+  NewApplication,
+  NewService,
+  NewUser,
+  OrganizationRow,
+  ServiceRow,
+  Store,
+  StoreOptions,
+  UserRow,
+} from './types.ts';
+
+/** Opens (and migrates) PostgreSQL when databaseUrl is a postgres:// URL, else SQLite. */
+export async function createStore(opts: StoreOptions): Promise<Store> {
+  const store = isPostgresUrl(opts.databaseUrl)
+    ? new KyselyStore(await openPostgres(opts.databaseUrl, opts.pgSchema), 'postgres', opts.pgSchema)
+    : new KyselyStore(await openSqlite(opts.sqlitePath ?? ':memory:'), 'sqlite', undefined);
+  try {
+    await store.migrate();
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  return store;
+}
+
+const processTag = randomBytes(5).toString('hex');
+let counter = randomBytes(3).readUIntBE(0, 3) & 0x0fffff;
+
+/**
+ * ObjectId-like, as Oakestra's ids: 4 bytes of seconds since the epoch, 5 bytes fixed per process
+ * and a 3-byte counter, as 24 hex digits. Ids made by one process sort in creation order, which
+ * lists use to break ties between rows created in the same millisecond.
+ */
+export function newId(): string {
+  const t = Math.floor(Date.now() / 1000).toString(16).padStart(8, '0');
+  counter = (counter + 1) & 0xffffff;
+  return t + processTag + counter.toString(16).padStart(6, '0');
+}
+
+const now = (): string => new Date().toISOString();
+
+function dbCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+const isUniqueViolation = (e: unknown): boolean => {
+  const c = dbCode(e);
+  return c === '23505' || c === 'SQLITE_CONSTRAINT_UNIQUE' || c === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+};
+const isForeignKeyViolation = (e: unknown): boolean => {
+  const c = dbCode(e);
+  return c === '23503' || c === 'SQLITE_CONSTRAINT_FOREIGNKEY';
+};
+
+/** Runs fn and turns a uniqueness violation into the given ConflictError. */
+async function unique<T>(fn: () => Promise<T>, conflict: () => ConflictError): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (isUniqueViolation(e)) throw conflict();
+    throw e;
+  }
+}
+
+type Row<T extends keyof DB> = Selectable<DB[T]>;
+
+const toUser = (r: Row<'users'>): UserRow => ({ ...r, roles: JSON.parse(r.roles) as Role[] });
+const toService = (r: Row<'services'>): ServiceRow => ({ ...r, sla: JSON.parse(r.sla) as Microservice });
+const toInstance = (r: Row<'instances'>): InstanceRow => ({
+  ...r,
+  instance_number: Number(r.instance_number),
+  status: r.status as InstanceState,
+});
+const toCluster = (r: Row<'clusters'>): ClusterRow => ({
+  ...r,
+  status: r.status as ClusterRow['status'],
+  resources: r.resources === null ? null : (JSON.parse(r.resources) as ClusterResources),
+});
+
+const instanceKey = (serviceId: string, n: number): string => `${serviceId}/${n}`;
+
+export class KyselyStore implements Store {
+  readonly kind: Backend;
+  readonly #db: Kysely<DB>;
+  readonly #pgSchema: string | undefined;
+
+  constructor(db: Kysely<DB>, kind: Backend, pgSchema: string | undefined) {
+    this.#db = db;
+    this.kind = kind;
+    this.#pgSchema = pgSchema;
+  }
+
+  async migrate(): Promise<void> {
+    await migrate(this.#db, this.kind, this.#pgSchema);
+  }
+
+  async close(): Promise<void> {
+    await this.#db.destroy();
+  }
+
+  /**
+   * A write transaction on one reserved connection. SQLite takes the write lock at once
+   * (BEGIN IMMEDIATE), so a read-then-write never fails half way on a lock upgrade.
+   */
+  async #tx<T>(fn: (t: Kysely<DB>) => Promise<T>): Promise<T> {
+    return this.#db.connection().execute(async (c) => {
+      await sql.raw(this.kind === 'sqlite' ? 'begin immediate' : 'begin').execute(c);
+      try {
+        const r = await fn(c);
+        await sql.raw('commit').execute(c);
+        return r;
+      } catch (e) {
+        await sql.raw('rollback').execute(c).catch(() => undefined);
+        // a referenced row vanished under a concurrent writer (the checks above ran first)
+        if (isForeignKeyViolation(e)) {
+          throw new ConflictError('a record this write refers to was changed concurrently', 'retry the request');
+        }
+        throw e;
+      }
+    });
+  }
+
+  // ---- organisations ----
+
+  async createOrganization(name: string): Promise<OrganizationRow> {
+    const row: OrganizationRow = { id: newId(), name, created_at: now() };
+    await unique(
+      () => this.#db.insertInto('organizations').values(row).execute(),
+      () => new ConflictError(`an organization named ${JSON.stringify(name)} already exists`, 'choose another name'),
+    );
+    return row;
+  }
+
+  async getOrganization(id: string): Promise<OrganizationRow | undefined> {
+    return this.#db.selectFrom('organizations').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async getOrganizationByName(name: string): Promise<OrganizationRow | undefined> {
+    return this.#db.selectFrom('organizations').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+
+  async listOrganizations(): Promise<OrganizationRow[]> {
+    return this.#db.selectFrom('organizations').selectAll().orderBy('created_at').orderBy('id').execute();
+  }
+
+  async deleteOrganization(id: string): Promise<void> {
+    await this.#tx(async (t) => {
+      const org = await t.selectFrom('organizations').select('name').where('id', '=', id).executeTakeFirst();
+      if (!org) throw new NotFoundError('organization', id);
+      const users = await count(t, 'users', id);
+      const apps = await count(t, 'applications', id);
+      if (users > 0 || apps > 0) {
+        throw new ConflictError(
+          `organization ${JSON.stringify(org.name)} still has ${users} user(s) and ${apps} application(s)`,
+          'delete its applications and users first',
+        );
+      }
+      await t.deleteFrom('organizations').where('id', '=', id).execute();
+    });
+  }
+
+  // ---- users ----
+
+  async createUser(u: NewUser): Promise<UserRow> {
+    const row: UserRow = {
+      id: newId(),
+      name: u.name,
+      email: u.email ?? null,
+      password_hash: u.password_hash,
+      roles: u.roles,
+      organization_id: u.organization_id,
+      created_at: now(),
+    };
+    return this.#tx(async (t) => {
+      if (!(await t.selectFrom('organizations').select('id').where('id', '=', u.organization_id).executeTakeFirst())) {
+        throw new NotFoundError('organization', u.organization_id);
+      }
+      await unique(
+        () => t.insertInto('users').values({ ...row, roles: JSON.stringify(row.roles) }).execute(),
+        () => new ConflictError(`a user named ${JSON.stringify(u.name)} already exists`, 'choose another user name'),
+      );
+      return row;
+    });
+  }
+
+  async getUser(id: string): Promise<UserRow | undefined> {
+    const r = await this.#db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toUser(r);
+  }
+
+  async getUserByName(name: string): Promise<UserRow | undefined> {
+    const r = await this.#db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
+    return r && toUser(r);
+  }
+
+  async listUsers(filter: { organization_id?: string } = {}): Promise<UserRow[]> {
+    let q = this.#db.selectFrom('users').selectAll();
+    if (filter.organization_id !== undefined) q = q.where('organization_id', '=', filter.organization_id);
+    return (await q.orderBy('created_at').orderBy('id').execute()).map(toUser);
+  }
+
+  async updateUser(id: string, patch: Partial<Pick<UserRow, 'email' | 'password_hash' | 'roles'>>): Promise<UserRow> {
+    return this.#tx(async (t) => {
+      const set: Partial<DB['users']> = {};
+      if (patch.email !== undefined) set.email = patch.email;
+      if (patch.password_hash !== undefined) set.password_hash = patch.password_hash;
+      if (patch.roles !== undefined) set.roles = JSON.stringify(patch.roles);
+      if (Object.keys(set).length > 0) await t.updateTable('users').set(set).where('id', '=', id).execute();
+      const r = await t.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!r) throw new NotFoundError('user', id);
+      return toUser(r);
+    });
+  }
+
+  async deleteUser(id: string): Promise<void> {
+    await this.#tx(async (t) => {
+      const user = await t.selectFrom('users').select('name').where('id', '=', id).executeTakeFirst();
+      if (!user) throw new NotFoundError('user', id);
+      const apps = Number(
+        (await t.selectFrom('applications').select((eb) => eb.fn.countAll().as('n')).where('user_id', '=', id).executeTakeFirstOrThrow()).n,
+      );
+      if (apps > 0) {
+        throw new ConflictError(`user ${JSON.stringify(user.name)} still owns ${apps} application(s)`, 'delete their applications first');
+      }
+      await t.deleteFrom('users').where('id', '=', id).execute();
+    });
+  }
+
+  // ---- applications ----
+
+  async createApplication(app: NewApplication, services: NewService[]): Promise<{ application: ApplicationRow; services: ServiceRow[] }> {
+    const at = now();
+    const application: ApplicationRow = {
+      id: newId(),
+      name: app.name,
+      namespace: app.namespace,
+      description: app.description,
+      user_id: app.user_id,
+      organization_id: app.organization_id,
+      created_at: at,
+      updated_at: at,
+    };
+    const rows = services.map((s): ServiceRow => ({
+      id: newId(),
+      application_id: application.id,
+      organization_id: app.organization_id,
+      user_id: app.user_id,
+      job_name: s.job_name,
+      name: s.name,
+      namespace: s.namespace,
+      sla: s.sla,
+      created_at: at,
+      updated_at: at,
+    }));
+    return this.#tx(async (t) => {
+      if (!(await t.selectFrom('organizations').select('id').where('id', '=', app.organization_id).executeTakeFirst())) {
+        throw new NotFoundError('organization', app.organization_id);
+      }
+      if (!(await t.selectFrom('users').select('id').where('id', '=', app.user_id).executeTakeFirst())) {
+        throw new NotFoundError('user', app.user_id);
+      }
+      await unique(
+        () => t.insertInto('applications').values(application).execute(),
+        () => appConflict(app.name, app.namespace),
+      );
+      for (const s of rows) {
+        await unique(
+          () => t.insertInto('services').values({ ...s, sla: JSON.stringify(s.sla) }).execute(),
+          () => jobConflict(s.job_name),
+        );
+      }
+      return { application, services: rows };
+    });
+  }
+
+  async getApplication(id: string): Promise<ApplicationRow | undefined> {
+    return this.#db.selectFrom('applications').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  async listApplications(filter: { organization_id?: string; user_id?: string } = {}): Promise<ApplicationRow[]> {
+    let q = this.#db.selectFrom('applications').selectAll();
+    if (filter.organization_id !== undefined) q = q.where('organization_id', '=', filter.organization_id);
+    if (filter.user_id !== undefined) q = q.where('user_id', '=', filter.user_id);
+    return q.orderBy('created_at').orderBy('id').execute();
+  }
+
+  async updateApplication(id: string, patch: Partial<Pick<ApplicationRow, 'name' | 'namespace' | 'description'>>): Promise<ApplicationRow> {
+    return this.#tx(async (t) => {
+      const cur = await t.selectFrom('applications').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!cur) throw new NotFoundError('application', id);
+      const set: Partial<DB['applications']> = {};
+      if (patch.name !== undefined) set.name = patch.name;
+      if (patch.namespace !== undefined) set.namespace = patch.namespace;
+      if (patch.description !== undefined) set.description = patch.description;
+      if (Object.keys(set).length === 0) return cur;
+      set.updated_at = now();
+      await unique(
+        () => t.updateTable('applications').set(set).where('id', '=', id).execute(),
+        () => appConflict(set.name ?? cur.name, set.namespace ?? cur.namespace),
+      );
+      return { ...cur, ...set };
+    });
+  }
+
+  async deleteApplication(id: string): Promise<void> {
+    // services, instances and history go with it (on delete cascade)
+    const r = await this.#db.deleteFrom('applications').where('id', '=', id).executeTakeFirst();
+    if (r.numDeletedRows === 0n) throw new NotFoundError('application', id);
+  }
+
+  // ---- services ----
+
+  async createService(applicationId: string, s: NewService): Promise<ServiceRow> {
+    return this.#tx(async (t) => {
+      const app = await t.selectFrom('applications').selectAll().where('id', '=', applicationId).executeTakeFirst();
+      if (!app) throw new NotFoundError('application', applicationId);
+      const at = now();
+      const row: ServiceRow = {
+        id: newId(),
+        application_id: applicationId,
+        organization_id: app.organization_id,
+        user_id: app.user_id,
+        job_name: s.job_name,
+        name: s.name,
+        namespace: s.namespace,
+        sla: s.sla,
+        created_at: at,
+        updated_at: at,
+      };
+      await unique(
+        () => t.insertInto('services').values({ ...row, sla: JSON.stringify(row.sla) }).execute(),
+        () => jobConflict(s.job_name),
+      );
+      return row;
+    });
+  }
+
+  async getService(id: string): Promise<ServiceRow | undefined> {
+    const r = await this.#db.selectFrom('services').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toService(r);
+  }
+
+  async getServiceByJobName(jobName: string): Promise<ServiceRow | undefined> {
+    const r = await this.#db.selectFrom('services').selectAll().where('job_name', '=', jobName).executeTakeFirst();
+    return r && toService(r);
+  }
+
+  async listServices(filter: { application_id?: string; organization_id?: string } = {}): Promise<ServiceRow[]> {
+    let q = this.#db.selectFrom('services').selectAll();
+    if (filter.application_id !== undefined) q = q.where('application_id', '=', filter.application_id);
+    if (filter.organization_id !== undefined) q = q.where('organization_id', '=', filter.organization_id);
+    return (await q.orderBy('created_at').orderBy('id').execute()).map(toService);
+  }
+
+  async updateService(id: string, patch: Partial<Pick<ServiceRow, 'sla' | 'job_name' | 'name' | 'namespace'>>): Promise<ServiceRow> {
+    return this.#tx(async (t) => {
+      const cur = await t.selectFrom('services').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!cur) throw new NotFoundError('service', id);
+      const set: Partial<DB['services']> = {};
+      if (patch.sla !== undefined) set.sla = JSON.stringify(patch.sla);
+      if (patch.job_name !== undefined) set.job_name = patch.job_name;
+      if (patch.name !== undefined) set.name = patch.name;
+      if (patch.namespace !== undefined) set.namespace = patch.namespace;
+      if (Object.keys(set).length === 0) return toService(cur);
+      set.updated_at = now();
+      await unique(
+        () => t.updateTable('services').set(set).where('id', '=', id).execute(),
+        () => jobConflict(set.job_name ?? cur.job_name),
+      );
+      return toService({ ...cur, ...set });
+    });
+  }
+
+  async deleteService(id: string): Promise<void> {
+    const r = await this.#db.deleteFrom('services').where('id', '=', id).executeTakeFirst();
+    if (r.numDeletedRows === 0n) throw new NotFoundError('service', id);
+  }
+
+  // ---- instances ----
+
+  async addInstance(serviceId: string, status: InstanceState, statusDetail = ''): Promise<InstanceRow> {
+    return this.#tx(async (t) => {
+      // Lock the service row so concurrent callers take numbers one after the other
+      // (SQLite: BEGIN IMMEDIATE already serialises writers).
+      const svc = await t
+        .selectFrom('services')
+        .select('id')
+        .where('id', '=', serviceId)
+        .$if(this.kind === 'postgres', (q) => q.forUpdate())
+        .executeTakeFirst();
+      if (!svc) throw new NotFoundError('service', serviceId);
+      const max = await t
+        .selectFrom('instances')
+        .select((eb) => eb.fn.max('instance_number').as('n'))
+        .where('service_id', '=', serviceId)
+        .executeTakeFirst();
+      const n = max?.n == null ? 0 : Number(max.n) + 1;
+      const at = now();
+      const row: InstanceRow = {
+        service_id: serviceId,
+        instance_number: n,
+        status,
+        status_detail: statusDetail,
+        cluster_id: null,
+        worker_id: null,
+        publicip: null,
+        instance_ip: null,
+        created_at: at,
+        updated_at: at,
+      };
+      await t.insertInto('instances').values(row).execute();
+      await t
+        .insertInto('instance_history')
+        .values({ service_id: serviceId, instance_number: n, status, status_detail: statusDetail, at })
+        .execute();
+      return row;
+    });
+  }
+
+  async getInstance(serviceId: string, n: number): Promise<InstanceRow | undefined> {
+    const r = await this.#db
+      .selectFrom('instances')
+      .selectAll()
+      .where('service_id', '=', serviceId)
+      .where('instance_number', '=', n)
+      .executeTakeFirst();
+    return r && toInstance(r);
+  }
+
+  /** An empty `statuses` list matches nothing. */
+  async listInstances(filter: { service_id?: string; cluster_id?: string; statuses?: InstanceState[] } = {}): Promise<InstanceRow[]> {
+    if (filter.statuses !== undefined && filter.statuses.length === 0) return [];
+    let q = this.#db.selectFrom('instances').selectAll();
+    if (filter.service_id !== undefined) q = q.where('service_id', '=', filter.service_id);
+    if (filter.cluster_id !== undefined) q = q.where('cluster_id', '=', filter.cluster_id);
+    if (filter.statuses !== undefined) q = q.where('status', 'in', filter.statuses);
+    return (await q.orderBy('service_id').orderBy('instance_number').execute()).map(toInstance);
+  }
+
+  async updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow> {
+    return this.#tx(async (t) => {
+      const cur = await t
+        .selectFrom('instances')
+        .selectAll()
+        .where('service_id', '=', serviceId)
+        .where('instance_number', '=', n)
+        .$if(this.kind === 'postgres', (q) => q.forUpdate())
+        .executeTakeFirst();
+      if (!cur) throw new NotFoundError('instance', instanceKey(serviceId, n));
+      const set: Partial<DB['instances']> = {};
+      if (patch.status !== undefined) set.status = patch.status;
+      if (patch.status_detail !== undefined) set.status_detail = patch.status_detail;
+      for (const k of ['cluster_id', 'worker_id', 'publicip', 'instance_ip'] as const) {
+        const v = patch[k];
+        if (v !== undefined) set[k] = v;
+      }
+      if (Object.keys(set).length === 0) return toInstance(cur);
+      const at = now();
+      set.updated_at = at;
+      await t.updateTable('instances').set(set).where('service_id', '=', serviceId).where('instance_number', '=', n).execute();
+      const next = toInstance({ ...cur, ...set });
+      if (patch.status !== undefined && patch.status !== cur.status) {
+        await t
+          .insertInto('instance_history')
+          .values({ service_id: serviceId, instance_number: n, status: next.status, status_detail: next.status_detail, at })
+          .execute();
+      }
+      return next;
+    });
+  }
+
+  async deleteInstance(serviceId: string, n: number): Promise<void> {
+    // its history goes with it (on delete cascade)
+    const r = await this.#db
+      .deleteFrom('instances')
+      .where('service_id', '=', serviceId)
+      .where('instance_number', '=', n)
+      .executeTakeFirst();
+    if (r.numDeletedRows === 0n) throw new NotFoundError('instance', instanceKey(serviceId, n));
+  }
+
+  async instanceHistory(serviceId: string, n: number): Promise<InstanceHistoryRow[]> {
+    const rows = await this.#db
+      .selectFrom('instance_history')
+      .select(['service_id', 'instance_number', 'status', 'status_detail', 'at'])
+      .where('service_id', '=', serviceId)
+      .where('instance_number', '=', n)
+      .orderBy('seq')
+      .execute();
+    return rows.map((r) => ({ ...r, instance_number: Number(r.instance_number), status: r.status as InstanceState }));
+  }
+
+  // ---- clusters ----
+
+  /** Finds the cluster by name or creates it (INACTIVE, never seen); a non-null location replaces the stored one. */
+  async upsertCluster(name: string, location: string | null): Promise<ClusterRow> {
+    return this.#tx(async (t) => {
+      await t
+        .insertInto('clusters')
+        .values({ id: newId(), name, location, status: 'INACTIVE', last_seen: null, resources: null, created_at: now() })
+        .onConflict((oc) => oc.column('name').doNothing())
+        .execute();
+      const r = await t.selectFrom('clusters').selectAll().where('name', '=', name).executeTakeFirstOrThrow();
+      if (location !== null && r.location !== location) {
+        await t.updateTable('clusters').set({ location }).where('id', '=', r.id).execute();
+        r.location = location;
+      }
+      return toCluster(r);
+    });
+  }
+
+  async getCluster(id: string): Promise<ClusterRow | undefined> {
+    const r = await this.#db.selectFrom('clusters').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toCluster(r);
+  }
+
+  async listClusters(): Promise<ClusterRow[]> {
+    return (await this.#db.selectFrom('clusters').selectAll().orderBy('created_at').orderBy('id').execute()).map(toCluster);
+  }
+
+  async updateCluster(id: string, patch: Partial<Pick<ClusterRow, 'status' | 'last_seen' | 'resources' | 'location'>>): Promise<ClusterRow> {
+    return this.#tx(async (t) => {
+      const set: Partial<DB['clusters']> = {};
+      if (patch.status !== undefined) set.status = patch.status;
+      if (patch.last_seen !== undefined) set.last_seen = patch.last_seen;
+      if (patch.location !== undefined) set.location = patch.location;
+      if (patch.resources !== undefined) set.resources = patch.resources === null ? null : JSON.stringify(patch.resources);
+      if (Object.keys(set).length > 0) await t.updateTable('clusters').set(set).where('id', '=', id).execute();
+      const r = await t.selectFrom('clusters').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!r) throw new NotFoundError('cluster', id);
+      return toCluster(r);
+    });
+  }
+
+  // ---- settings ----
+
+  async getSetting(key: string): Promise<string | undefined> {
+    const r = await this.#db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+    return r?.value;
+  }
+
+  async setSettingIfAbsent(key: string, value: string): Promise<string> {
+    await this.#db
+      .insertInto('settings')
+      .values({ key, value, created_at: now() })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+    const r = await this.#db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirstOrThrow();
+    return r.value;
+  }
+}
+
+async function count(t: Kysely<DB>, table: 'users' | 'applications', organizationId: string): Promise<number> {
+  const r = await t
+    .selectFrom(table)
+    .select((eb) => eb.fn.countAll().as('n'))
+    .where('organization_id', '=', organizationId)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+const appConflict = (name: string, namespace: string): ConflictError =>
+  new ConflictError(
+    `an application named ${JSON.stringify(name)} in namespace ${JSON.stringify(namespace)} already exists in this organization`,
+    'choose another application name or namespace, or update the existing application',
+  );
+
+const jobConflict = (jobName: string): ConflictError =>
+  new ConflictError(`a service with job name ${JSON.stringify(jobName)} already exists`, 'choose another service name or namespace');
