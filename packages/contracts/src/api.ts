@@ -2,8 +2,9 @@
  * Documents of the root REST API (SPEC §3). Field names follow Oakestra's so that its users and
  * tools find what they expect.
  */
+import { Type, type Static } from '@sinclair/typebox';
 import type { InstanceState } from './states.ts';
-import type { Microservice, Virtualization } from './sla.ts';
+import { Virtualization, type Microservice } from './sla.ts';
 
 export const ROLES = ['Admin', 'Organization_Admin', 'Application_Provider', 'Infrastructure_Provider'] as const;
 export type Role = (typeof ROLES)[number];
@@ -67,26 +68,32 @@ export interface ServiceDoc extends Microservice {
   updated_at: string;
 }
 
-export interface ClusterResources {
-  cpu_cores_free: number;
-  cpu_cores_total: number;
-  memory_free_mb: number;
-  memory_total_mb: number;
-  gpus_free: number;
-  virtualizations: Virtualization[];
-  workers: number;
-  /** per-worker summary, for constraints the root must judge (direct node, geo of a worker) */
-  worker_summary: WorkerSummary[];
-}
+const Free = (description: string) => Type.Number({ minimum: 0, description });
 
-export interface WorkerSummary {
-  id: string;
-  name: string;
-  cpu_cores_free: number;
-  memory_free_mb: number;
-  virtualizations: Virtualization[];
-  location?: string | null;
-}
+/** Per-worker summary, for constraints the root must judge (direct node, geo of a worker). */
+export const WorkerSummary = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  cpu_cores_free: Free('cores'),
+  memory_free_mb: Free('MB'),
+  virtualizations: Type.Array(Virtualization),
+  location: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+});
+export type WorkerSummary = Static<typeof WorkerSummary>;
+
+/** A cluster's aggregate, sent up the root link (SPEC §6). */
+export const ClusterResources = Type.Object({
+  cpu_cores_free: Free('cores'),
+  cpu_cores_total: Free('cores'),
+  memory_free_mb: Free('MB'),
+  memory_total_mb: Free('MB'),
+  gpus_free: Free('GPUs'),
+  virtualizations: Type.Array(Virtualization),
+  workers: Type.Integer({ minimum: 0 }),
+  /** per-worker summary, for constraints the root must judge (direct node, geo of a worker) */
+  worker_summary: Type.Array(WorkerSummary),
+});
+export type ClusterResources = Static<typeof ClusterResources>;
 
 export interface ClusterDoc {
   _id: string;

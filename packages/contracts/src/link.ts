@@ -1,43 +1,59 @@
 /**
  * Root <-> cluster link (SPEC §6). The cluster dials out to the root (gRPC bidirectional stream on
  * port 50052, JSON messages) and authenticates with a registration token. Both directions are
- * discriminated unions; every message is validated on arrival.
+ * discriminated unions on `type`, defined as TypeBox schemas (and the types of the same names);
+ * every message is validated on arrival (parseClusterToRoot / parseRootToCluster in wire.ts).
  */
-import type { ClusterResources } from './api.ts';
-import type { InstanceState } from './states.ts';
-import type { Microservice } from './sla.ts';
+import { Type, type Static } from '@sinclair/typebox';
+import { ClusterResources } from './api.ts';
+import { InstanceState } from './states.ts';
+import { Microservice } from './sla.ts';
 
 export const LINK_SERVICE_PATH = '/oak.ClusterLink/Connect';
 
+const Count = () => Type.Integer({ minimum: 0 });
+const NullableString = () => Type.Union([Type.String(), Type.Null()]);
+
 /** What a cluster must run: one instance of a service. */
-export interface InstanceAssignment {
-  microserviceID: string;
-  job_name: string;
-  instance_number: number;
-  service: Microservice;
+export const InstanceAssignment = Type.Object({
+  microserviceID: Type.String({ minLength: 1 }),
+  job_name: Type.String({ minLength: 1 }),
+  instance_number: Count(),
+  service: Microservice,
   /** set when the root already knows the worker (re-sync after a reconnect) */
-  worker_id?: string | null;
-}
+  worker_id: Type.Optional(NullableString()),
+});
+export type InstanceAssignment = Static<typeof InstanceAssignment>;
 
-export type ClusterToRoot =
-  | { type: 'hello'; token: string; cluster_name: string; cluster_location: string | null; version: string }
-  | { type: 'aggregate'; resources: ClusterResources }
-  | {
-      type: 'instance_status';
-      job_name: string;
-      instance_number: number;
-      status: InstanceState;
-      status_detail: string;
-      worker_id: string | null;
-      publicip?: string | null;
-    }
-  | { type: 'pong'; t: number };
+export const ClusterToRoot = Type.Union([
+  Type.Object({
+    type: Type.Literal('hello'),
+    token: Type.String(),
+    cluster_name: Type.String({ minLength: 1 }),
+    cluster_location: NullableString(),
+    version: Type.String(),
+  }),
+  Type.Object({ type: Type.Literal('aggregate'), resources: ClusterResources }),
+  Type.Object({
+    type: Type.Literal('instance_status'),
+    job_name: Type.String({ minLength: 1 }),
+    instance_number: Count(),
+    status: InstanceState,
+    status_detail: Type.String(),
+    worker_id: NullableString(),
+    publicip: Type.Optional(NullableString()),
+  }),
+  Type.Object({ type: Type.Literal('pong'), t: Type.Number() }),
+]);
+export type ClusterToRoot = Static<typeof ClusterToRoot>;
 
-export type RootToCluster =
-  | { type: 'welcome'; cluster_id: string }
-  | { type: 'reject'; reason: string }
+export const RootToCluster = Type.Union([
+  Type.Object({ type: Type.Literal('welcome'), cluster_id: Type.String({ minLength: 1 }) }),
+  Type.Object({ type: Type.Literal('reject'), reason: Type.String() }),
   /** the full desired set for this cluster, sent after welcome: anything else must go */
-  | { type: 'sync'; instances: InstanceAssignment[] }
-  | { type: 'deploy'; instance: InstanceAssignment }
-  | { type: 'undeploy'; job_name: string; instance_number: number }
-  | { type: 'ping'; t: number };
+  Type.Object({ type: Type.Literal('sync'), instances: Type.Array(InstanceAssignment) }),
+  Type.Object({ type: Type.Literal('deploy'), instance: InstanceAssignment }),
+  Type.Object({ type: Type.Literal('undeploy'), job_name: Type.String({ minLength: 1 }), instance_number: Count() }),
+  Type.Object({ type: Type.Literal('ping'), t: Type.Number() }),
+]);
+export type RootToCluster = Static<typeof RootToCluster>;

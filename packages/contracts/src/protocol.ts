@@ -1,8 +1,11 @@
 /**
  * Cluster <-> worker protocol (SPEC §5): HTTP registration plus MQTT 3.1.1 topics as in Oakestra.
+ * Each payload is a TypeBox schema and the type of the same name; wire.ts parses them on arrival.
+ * Extra fields are allowed (a newer peer may send more).
  */
-import type { InstanceState } from './states.ts';
-import type { Microservice, Virtualization } from './sla.ts';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { InstanceState } from './states.ts';
+import { Microservice, Virtualization } from './sla.ts';
 
 export const DEFAULT_PORTS = {
   root: 10000,
@@ -39,70 +42,89 @@ export function parseNodeTopic(topic: string): { nodeId: string; rest: string } 
   return { nodeId: m[1], rest: m[2] };
 }
 
-/** POST /api/node/register body (worker -> cluster). */
-export interface NodeRegistration {
-  /** the id the worker had before, so that a restarted worker keeps its identity */
-  id?: string;
-  node_name: string;
-  host: string;
-  port?: number;
-  cpu_cores: number;
-  memory_mb: number;
-  disk_mb?: number;
-  gpus?: number;
-  arch: string;
-  os: string;
-  virtualizations: Virtualization[];
-  netmanager_port?: number | null;
-  location?: string | null;
-}
+const NonNeg = (description?: string) => Type.Number(description === undefined ? { minimum: 0 } : { minimum: 0, description });
+const Count = () => Type.Integer({ minimum: 0 });
+const PortNumber = () => Type.Integer({ minimum: 1, maximum: 65535 });
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
-export interface NodeRegistrationAnswer {
-  id: string;
-  MQTT_BROKER_PORT: number;
+/** POST /api/node/register body (worker -> cluster). */
+export const NodeRegistration = Type.Object({
+  /** the id the worker had before, so that a restarted worker keeps its identity */
+  id: Type.Optional(Type.String({ minLength: 1 })),
+  node_name: Type.String({ minLength: 1 }),
+  host: Type.String({ minLength: 1 }),
+  port: Type.Optional(PortNumber()),
+  cpu_cores: NonNeg('cores'),
+  memory_mb: NonNeg('MB'),
+  disk_mb: Type.Optional(NonNeg('MB')),
+  gpus: Type.Optional(Count()),
+  arch: Type.String(),
+  os: Type.String(),
+  virtualizations: Type.Array(Virtualization),
+  netmanager_port: Type.Optional(Nullable(PortNumber())),
+  location: Type.Optional(Nullable(Type.String())),
+});
+export type NodeRegistration = Static<typeof NodeRegistration>;
+
+export const NodeRegistrationAnswer = Type.Object({
+  id: Type.String({ minLength: 1 }),
+  MQTT_BROKER_PORT: PortNumber(),
   /** the broker URL when it is not the cluster host at MQTT_BROKER_PORT */
-  MQTT_BROKER_URL?: string;
-  report_interval_ms: number;
-}
+  MQTT_BROKER_URL: Type.Optional(Type.String({ minLength: 1 })),
+  report_interval_ms: Type.Integer({ minimum: 1 }),
+});
+export type NodeRegistrationAnswer = Static<typeof NodeRegistrationAnswer>;
 
 /** nodes/{id}/information, every 2 s. */
-export interface NodeInformation {
-  cpu_percent: number;
-  cpu_cores: number;
+export const NodeInformation = Type.Object({
+  cpu_percent: NonNeg('percent of the whole machine'),
+  cpu_cores: NonNeg('cores'),
   /** cores not reserved and not used */
-  memory_free_mb: number;
-  memory_total_mb: number;
-  disk_free_mb: number;
-  gpus: number;
-  virtualizations: Virtualization[];
-  running_instances: string[];
-  timestamp: number;
-}
+  memory_free_mb: NonNeg('MB'),
+  memory_total_mb: NonNeg('MB'),
+  disk_free_mb: NonNeg('MB'),
+  gpus: Count(),
+  virtualizations: Type.Array(Virtualization),
+  running_instances: Type.Array(Type.String()),
+  timestamp: Type.Number(),
+});
+export type NodeInformation = Static<typeof NodeInformation>;
 
 /** nodes/{id}/job: an instance changed state. */
-export interface JobStatus {
-  job_name: string;
-  instance_number: number;
-  status: InstanceState;
-  status_detail: string;
-  publicip?: string | null;
-  exit_code?: number | null;
-}
+export const JobStatus = Type.Object({
+  job_name: Type.String({ minLength: 1 }),
+  instance_number: Count(),
+  status: InstanceState,
+  status_detail: Type.String(),
+  publicip: Type.Optional(Nullable(Type.String())),
+  exit_code: Type.Optional(Nullable(Type.Integer())),
+});
+export type JobStatus = Static<typeof JobStatus>;
 
 /** nodes/{id}/jobs/resources */
-export interface JobResources {
-  instances: { job_name: string; instance_number: number; cpu_percent: number; memory_mb: number }[];
-}
+export const JobResources = Type.Object({
+  instances: Type.Array(
+    Type.Object({
+      job_name: Type.String({ minLength: 1 }),
+      instance_number: Count(),
+      cpu_percent: NonNeg('percent'),
+      memory_mb: NonNeg('MB'),
+    }),
+  ),
+});
+export type JobResources = Static<typeof JobResources>;
 
 /** nodes/{id}/control/deploy: the service plus the instance number. */
-export interface DeployCommand extends Microservice {
-  job_name: string;
-  instance_number: number;
-}
+export const DeployCommand = Type.Composite(
+  [Microservice, Type.Object({ job_name: Type.String({ minLength: 1 }), instance_number: Count() })],
+  { additionalProperties: true },
+);
+export type DeployCommand = Static<typeof DeployCommand>;
 
 /** nodes/{id}/control/delete */
-export interface DeleteCommand {
-  job_name: string;
-  virtualization: Virtualization;
-  instance_number: number;
-}
+export const DeleteCommand = Type.Object({
+  job_name: Type.String({ minLength: 1 }),
+  virtualization: Virtualization,
+  instance_number: Count(),
+});
+export type DeleteCommand = Static<typeof DeleteCommand>;

@@ -7,6 +7,8 @@ import { Type, type Static } from '@sinclair/typebox';
 export const NAME_PATTERN = '^[a-zA-Z0-9]{1,30}$';
 export const VIRTUALIZATIONS = ['container', 'unikernel', 'microvm', 'process', 'wasm'] as const;
 export type Virtualization = (typeof VIRTUALIZATIONS)[number];
+/** Schema of one virtualization name. */
+export const Virtualization = Type.Union(VIRTUALIZATIONS.map((v) => Type.Literal(v)));
 
 const Name = (description: string) => Type.String({ pattern: NAME_PATTERN, description });
 const NonNeg = (description: string) => Type.Number({ minimum: 0, description });
@@ -59,7 +61,7 @@ export const Microservice = Type.Object(
     microserviceID: Type.Optional(Type.String()),
     microservice_name: Name('service name, 1-30 letters or digits'),
     microservice_namespace: Name('service namespace, 1-30 letters or digits'),
-    virtualization: Type.Union(VIRTUALIZATIONS.map((v) => Type.Literal(v))),
+    virtualization: Virtualization,
     code: Type.String({ minLength: 1, description: 'image reference, kernel URL, executable or .wasm module' }),
     cmd: Type.Optional(Type.Array(Type.String())),
     environment: Type.Optional(Type.Array(Type.String())),

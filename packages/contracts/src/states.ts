@@ -2,6 +2,8 @@
  * Instance lifecycle (SPEC §4). A discriminated set of string states, persisted with a
  * timestamp on every transition and published on /api/events.
  */
+import { Type } from '@sinclair/typebox';
+
 export const INSTANCE_STATES = [
   'REQUESTED',
   'CLUSTER_SCHEDULED',
@@ -15,6 +17,8 @@ export const INSTANCE_STATES = [
   'UNDEPLOYED',
 ] as const;
 export type InstanceState = (typeof INSTANCE_STATES)[number];
+/** Schema of one instance state. */
+export const InstanceState = Type.Union(INSTANCE_STATES.map((s) => Type.Literal(s)));
 
 /** States after which an instance never runs again by itself. */
 export const TERMINAL_STATES: ReadonlySet<InstanceState> = new Set(['COMPLETED', 'FAILED', 'UNDEPLOYED']);
