@@ -1,0 +1,92 @@
+/**
+ * NodeEngine settings: one plain object, filled from flags (see flags.ts) or by an embedding
+ * process (1-DOC), validated once.
+ */
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_PORTS, VIRTUALIZATIONS } from '@oak/contracts';
+import type { Virtualization } from '@oak/contracts';
+
+export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
+export const DEFAULT_REPORT_INTERVAL_MS = 2000;
+
+export interface NodeEngineConfig {
+  /** cluster orchestrator address without port (Oakestra `-a`) */
+  clusterAddress: string;
+  /** cluster registration port (Oakestra `-p`, 10100) */
+  clusterPort: number;
+  /** local NetManager port (Oakestra `-n`, 6000); null = no NetManager */
+  netmanagerPort: number | null;
+  /** node name shown to users; default the host name */
+  name: string;
+  /** instance state and the persisted node id live here */
+  dataDir: string;
+  /** containerd socket path */
+  containerdSocket: string;
+  /**
+   * interval of `information` and `jobs/resources` reports; when undefined the cluster's
+   * `report_interval_ms` from the registration answer is used, else 2000
+   */
+  reportIntervalMs?: number | undefined;
+  /** `lat,long` (or free text) sent with the registration */
+  location?: string | undefined;
+  /** offer only these virtualizations (still probed) */
+  runtimes?: Virtualization[] | undefined;
+  /** the broker URL instead of the one the cluster names (mainly for tests and NAT setups) */
+  mqttUrl?: string | undefined;
+  /** address of this worker reported as `host`; default the host name */
+  host?: string | undefined;
+  /** cleanup of exited instances the cluster never deleted, default 10 minutes */
+  exitedRetentionMs?: number | undefined;
+  /** first and maximum delay between registration attempts (default 500 ms and 10 s) */
+  registerBackoffMs?: { initial: number; max: number } | undefined;
+  /** where progress lines go, default console */
+  log?: EngineLog | undefined;
+}
+
+export interface EngineLog {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+export const consoleLog: EngineLog = {
+  info: (m) => console.log(`[NodeEngine] ${m}`),
+  warn: (m) => console.warn(`[NodeEngine] ${m}`),
+  error: (m) => console.error(`[NodeEngine] ${m}`),
+};
+
+export const silentLog: EngineLog = { info: () => {}, warn: () => {}, error: () => {} };
+
+/** OAK_DATA_DIR, else ~/.local/share/oak (or /var/lib/oak for root). */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env['OAK_DATA_DIR'];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  if (process.getuid?.() === 0) return '/var/lib/oak';
+  const xdg = env['XDG_DATA_HOME'];
+  return join(xdg !== undefined && xdg !== '' ? xdg : join(homedir(), '.local', 'share'), 'oak');
+}
+
+/** A complete config from a partial one (for embedding: `{ clusterAddress, clusterPort, dataDir }`). */
+export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.ProcessEnv = process.env): NodeEngineConfig {
+  return {
+    clusterAddress: partial.clusterAddress ?? 'localhost',
+    clusterPort: partial.clusterPort ?? DEFAULT_PORTS.cluster,
+    netmanagerPort: partial.netmanagerPort === undefined ? DEFAULT_PORTS.netmanager : partial.netmanagerPort,
+    name: partial.name ?? hostname(),
+    dataDir: partial.dataDir ?? defaultDataDir(env),
+    containerdSocket: partial.containerdSocket ?? DEFAULT_CONTAINERD_SOCKET,
+    reportIntervalMs: partial.reportIntervalMs,
+    location: partial.location,
+    runtimes: partial.runtimes,
+    mqttUrl: partial.mqttUrl,
+    host: partial.host,
+    exitedRetentionMs: partial.exitedRetentionMs,
+    registerBackoffMs: partial.registerBackoffMs,
+    log: partial.log,
+  };
+}
+
+export function isVirtualization(s: string): s is Virtualization {
+  return (VIRTUALIZATIONS as readonly string[]).includes(s);
+}

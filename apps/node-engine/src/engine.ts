@@ -1,0 +1,498 @@
+/**
+ * The NodeEngine: registers with its cluster, reports the machine and its instances over MQTT,
+ * and runs what the cluster sends through the runtime drivers. Embeddable (1-DOC runs it next to
+ * root and cluster in one process); `close()` leaves instances running for the next start to
+ * re-adopt.
+ */
+import { hostname } from 'node:os';
+import { mkdir } from 'node:fs/promises';
+import { connectBus } from '@oak/bus';
+import type { Bus } from '@oak/bus';
+import { decodeJson, instanceName, parseDeleteCommand, parseDeployCommand, topics } from '@oak/contracts';
+import type { DeployCommand, InstanceState, JobResources, JobStatus, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
+import type { InstanceExit, InstanceStatus, Runtime } from '@oak/runtimes';
+import { consoleLog, withDefaults } from './config.ts';
+import type { EngineLog, NodeEngineConfig } from './config.ts';
+import { HostSampler, registrationBody } from './host.ts';
+import { applyState, decideDeploy, isSettledActive, planAdoption, runningNames } from './instances.ts';
+import type { Entry } from './instances.ts';
+import { logTopics, parseLogRequest, pumpLogs } from './logs.ts';
+import type { LogBatch } from './logs.ts';
+import { brokerUrl, readNodeId, registerWithRetry, registrationUrl, writeNodeId } from './register.ts';
+import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
+import { deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
+
+export interface NodeEngineDeps {
+  /** drivers to use instead of the default ones (containerd, process) */
+  runtimes?: Runtime[];
+  /** aborts a start that still waits for the cluster */
+  signal?: AbortSignal;
+}
+
+export interface NodeEngineHandle {
+  /** the node id the cluster gave (kept across restarts) */
+  readonly id: string;
+  /** virtualizations offered to the cluster */
+  readonly virtualizations: readonly Virtualization[];
+  /** stops reporting and disconnects; instances keep running and are re-adopted at the next start */
+  close(): Promise<void>;
+  /** like close(); with `stopInstances` every instance is stopped, removed and reported UNDEPLOYED first */
+  shutdown(opts?: { stopInstances?: boolean }): Promise<void>;
+}
+
+export type NodeEngineOptions = Partial<NodeEngineConfig>;
+
+const VALID_ID = /^[^/+#\s]{1,200}$/;
+
+class Engine {
+  readonly cfg: NodeEngineConfig;
+  readonly log: EngineLog;
+  readonly runtimes: Runtime[];
+  readonly byVirt = new Map<Virtualization, Runtime>();
+  offered: Virtualization[] = [];
+  readonly entries = new Map<string, Entry>();
+  readonly queues = new Map<string, Promise<void>>();
+  readonly retention = new Map<string, NodeJS.Timeout>();
+  readonly logSessions = new Map<string, { instance: string; abort: AbortController }>();
+  readonly closing = new AbortController();
+  readonly sampler: HostSampler;
+  id = '';
+  bus: Bus | undefined;
+  reportTimer: NodeJS.Timeout | undefined;
+  reportIntervalMs = 2000;
+  unsubscribe: (() => Promise<void>)[] = [];
+  closed: Promise<void> | undefined;
+  /** close() was called: control messages are ignored from now on */
+  shuttingDown = false;
+
+  constructor(cfg: NodeEngineConfig, runtimes: Runtime[]) {
+    this.cfg = cfg;
+    this.log = cfg.log ?? consoleLog;
+    this.runtimes = runtimes;
+    this.sampler = new HostSampler(cfg.dataDir);
+  }
+
+  // ---------------------------------------------------------------- start
+
+  async start(signal: AbortSignal): Promise<void> {
+    await mkdir(this.cfg.dataDir, { recursive: true });
+    const probes = await probeAll(this.runtimes);
+    const choice = chooseVirtualizations(probes, this.cfg.runtimes);
+    for (const l of choice.lines) this.log.info(l);
+    this.offered = choice.offered;
+    if (this.offered.length === 0) throw new Error('no virtualization is available on this worker (see the lines above)');
+    const available = this.runtimes.filter((r) => probes.some((p) => p.virtualization === r.virtualization && p.result.available));
+    for (const r of available) {
+      if (!this.byVirt.has(r.virtualization)) this.byVirt.set(r.virtualization, r);
+      r.onExit((ex) => this.onExit(r, ex));
+    }
+
+    const answer = await this.register(await readNodeId(this.cfg.dataDir), signal);
+    this.id = answer.id;
+    await writeNodeId(this.cfg.dataDir, this.id);
+    this.reportIntervalMs = this.cfg.reportIntervalMs ?? answer.report_interval_ms ?? 2000;
+    const url = this.cfg.mqttUrl ?? brokerUrl(this.cfg.clusterAddress, answer);
+    this.log.info(`registered as ${this.id}; MQTT ${url}, reports every ${this.reportIntervalMs} ms`);
+
+    let firstConnect: () => void = () => {};
+    const connected = new Promise<void>((r) => { firstConnect = r; });
+    const bus = await connectBus(url, {
+      clientId: this.id,
+      waitForConnect: false,
+      reconnectPeriodMs: 1000,
+      onConnect: (reconnect) => {
+        if (!reconnect) firstConnect();
+        else void this.onReconnect();
+      },
+    });
+    this.bus = bus;
+    try {
+      await Promise.race([connected, new Promise<never>((_, reject) => {
+        if (signal.aborted) reject(signal.reason as Error);
+        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+      })]);
+    } catch (err) {
+      await bus.close();
+      throw err;
+    }
+
+    await this.adopt(available);
+    await this.subscribe();
+    this.publishAllStatuses();
+    await this.report();
+    this.reportTimer = setInterval(() => void this.report(), this.reportIntervalMs);
+  }
+
+  register(id: string | undefined, signal: AbortSignal): Promise<NodeRegistrationAnswer> {
+    const url = registrationUrl(this.cfg.clusterAddress, this.cfg.clusterPort);
+    let bodyId = id;
+    return (async () => {
+      const body = await registrationBody({
+        id: bodyId,
+        name: this.cfg.name,
+        host: this.cfg.host ?? hostname(),
+        virtualizations: this.offered,
+        netmanagerPort: this.cfg.netmanagerPort,
+        location: this.cfg.location,
+        dataDir: this.cfg.dataDir,
+      });
+      const backoff = this.cfg.registerBackoffMs ?? { initial: 500, max: 10_000 };
+      const answer = await registerWithRetry(url, () => ({ ...body, ...(bodyId !== undefined ? { id: bodyId } : {}) }), {
+        initialMs: backoff.initial,
+        maxMs: backoff.max,
+        signal,
+        onFailure: (attempt, err, delay) => {
+          if (attempt <= 3 || attempt % 10 === 0) {
+            this.log.warn(`registration at ${url} failed (attempt ${attempt}): ${err instanceof Error ? err.message : String(err)}; retrying in ${delay} ms`);
+          }
+        },
+      });
+      if (!VALID_ID.test(answer.id)) throw new Error(`the cluster gave an unusable node id ${JSON.stringify(answer.id)}`);
+      bodyId = answer.id;
+      return answer;
+    })();
+  }
+
+  /** The cluster may have restarted (it keeps no state): register again, then tell it everything. */
+  async onReconnect(): Promise<void> {
+    if (this.closing.signal.aborted) return;
+    this.log.info('MQTT reconnected; registering again');
+    try {
+      const answer = await this.register(this.id, this.closing.signal);
+      if (answer.id !== this.id) {
+        this.log.warn(`the cluster changed this node's id from ${this.id} to ${answer.id}`);
+        for (const u of this.unsubscribe.splice(0)) await u().catch(() => {});
+        this.id = answer.id;
+        await writeNodeId(this.cfg.dataDir, this.id);
+        await this.subscribe();
+      }
+      this.publishAllStatuses();
+      await this.report();
+    } catch (err) {
+      if (!this.closing.signal.aborted) this.log.error(`re-registration failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** Instances the drivers still hold from before: keep the running ones, report and clean up the ended. */
+  async adopt(available: Runtime[]): Promise<void> {
+    const found: { virtualization: Virtualization; status: InstanceStatus }[] = [];
+    for (const r of available) {
+      try {
+        for (const status of await r.list()) found.push({ virtualization: r.virtualization, status });
+      } catch (err) {
+        this.log.warn(`${r.virtualization}: could not list instances: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    const plan = planAdoption(found);
+    for (const e of plan.keep) this.entries.set(e.id, e);
+    for (const e of plan.finished) {
+      this.publishJob(jobStatus(e, e.state, e.detail, e.exit_code));
+      await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
+    }
+    if (found.length > 0) {
+      this.log.info(`re-adopted ${plan.keep.length} running instance(s); ${plan.finished.length} had ended; ${plan.unknown.length} unknown left alone`);
+    }
+  }
+
+  async subscribe(): Promise<void> {
+    const bus = this.bus;
+    if (bus === undefined) return;
+    const handle = (what: string, fn: (payload: unknown) => void | Promise<void>) => (_t: string, buf: Buffer) => {
+      let payload: unknown;
+      try {
+        payload = decodeJson(buf);
+      } catch (err) {
+        this.log.warn(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      return fn(payload);
+    };
+    this.unsubscribe.push(await bus.subscribe(topics.deploy(this.id), handle('deploy', (p) => this.onDeploy(p))));
+    this.unsubscribe.push(await bus.subscribe(topics.delete(this.id), handle('delete', (p) => this.onDelete(p))));
+    this.unsubscribe.push(await bus.subscribe(logTopics.request(this.id), handle('logs', (p) => this.onLogs(p))));
+    this.unsubscribe.push(await bus.subscribe(logTopics.cancel(this.id), handle('logs cancel', (p) => this.onLogsCancel(p))));
+  }
+
+  // ---------------------------------------------------------------- reporting
+
+  publishJob(s: JobStatus): void {
+    const bus = this.bus;
+    if (bus === undefined || this.closing.signal.aborted) return;
+    bus.publishJson(topics.job(this.id), s, 1).catch((err: unknown) => this.log.warn(`could not publish job status: ${String(err)}`));
+  }
+
+  reportEntry(e: Entry): void {
+    this.publishJob(jobStatus(e, e.state, e.detail, e.exit_code));
+  }
+
+  publishAllStatuses(): void {
+    for (const e of this.entries.values()) if (!e.deleting) this.reportEntry(e);
+  }
+
+  async report(): Promise<void> {
+    const bus = this.bus;
+    if (bus === undefined || !bus.connected || this.shuttingDown) return;
+    try {
+      const info = await this.sampler.information(this.offered, runningNames(this.entries.values()));
+      await bus.publishJson(topics.information(this.id), info, 1);
+      const res: JobResources = { instances: [] };
+      for (const e of this.entries.values()) {
+        if (e.deleting || e.state !== 'RUNNING') continue;
+        const s = await this.byVirt.get(e.virtualization)?.stats(e.id).catch(() => undefined);
+        if (s === undefined) continue;
+        res.instances.push({ job_name: e.job_name, instance_number: e.instance_number, cpu_percent: Math.max(0, s.cpu_percent), memory_mb: Math.max(0, s.memory_mb) });
+      }
+      await bus.publishJson(topics.jobResources(this.id), res, 1);
+    } catch (err) {
+      if (!this.shuttingDown) this.log.warn(`report failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- instances
+
+  /** Runs `op` after everything queued for the same instance. */
+  enqueue(id: string, op: () => Promise<void>): Promise<void> {
+    const prev = this.queues.get(id) ?? Promise.resolve();
+    const next = prev.then(op).catch((err: unknown) => this.log.error(`${id}: ${err instanceof Error ? err.message : String(err)}`));
+    this.queues.set(id, next);
+    void next.then(() => {
+      if (this.queues.get(id) === next) this.queues.delete(id);
+    });
+    return next;
+  }
+
+  setState(e: Entry, state: InstanceState, detail: string, exitCode?: number): void {
+    if (applyState(e, state, detail, exitCode) && !e.deleting) this.reportEntry(e);
+    if (state === 'COMPLETED' || state === 'FAILED') this.scheduleCleanup(e);
+  }
+
+  /** Remains of an ended instance the cluster never deletes go away after the retention time. */
+  scheduleCleanup(e: Entry): void {
+    const ms = this.cfg.exitedRetentionMs ?? 600_000;
+    clearTimeout(this.retention.get(e.id));
+    const t = setTimeout(() => {
+      this.retention.delete(e.id);
+      void this.enqueue(e.id, async () => {
+        const cur = this.entries.get(e.id);
+        if (cur !== e || (e.state !== 'COMPLETED' && e.state !== 'FAILED')) return;
+        await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
+        this.entries.delete(e.id);
+      });
+    }, ms);
+    t.unref();
+    this.retention.set(e.id, t);
+  }
+
+  onDeploy(raw: unknown): void {
+    if (this.shuttingDown) return;
+    let cmd: DeployCommand;
+    try {
+      cmd = parseDeployCommand(raw);
+    } catch (err) {
+      const reason = `invalid deploy command: ${err instanceof Error ? err.message : String(err)}`;
+      const o = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
+      const job = o['job_name'];
+      const n = o['instance_number'];
+      if (typeof job === 'string' && job !== '' && typeof n === 'number' && Number.isInteger(n) && n >= 0) {
+        this.log.warn(`${instanceName(job, n)}: ${reason}`);
+        this.publishJob(jobStatus({ job_name: job, instance_number: n }, 'FAILED', reason));
+      } else {
+        this.log.warn(reason);
+      }
+      return;
+    }
+    const problem = jobNameProblem(cmd.job_name);
+    if (problem !== undefined) {
+      this.publishJob(jobStatus(cmd, 'FAILED', problem));
+      return;
+    }
+    const id = instanceName(cmd.job_name, cmd.instance_number);
+    const existing = this.entries.get(id);
+    if (isSettledActive(existing) && existing !== undefined) {
+      this.reportEntry(existing);
+      return;
+    }
+    void this.enqueue(id, () => this.deploy(id, cmd));
+  }
+
+  async deploy(id: string, cmd: DeployCommand): Promise<void> {
+    const old = this.entries.get(id);
+    const decision = decideDeploy(old);
+    if (decision === 'report' && old !== undefined) {
+      this.reportEntry(old);
+      return;
+    }
+    if (decision === 'replace' && old !== undefined) {
+      clearTimeout(this.retention.get(id));
+      this.retention.delete(id);
+      await this.byVirt.get(old.virtualization)?.stop(id).catch(() => {});
+      this.entries.delete(id);
+    }
+    const e: Entry = { id, job_name: cmd.job_name, instance_number: cmd.instance_number, virtualization: cmd.virtualization, state: 'CREATING', detail: 'deploying', deleting: false };
+    this.entries.set(id, e);
+    this.reportEntry(e);
+    const runtime = this.offered.includes(cmd.virtualization) ? this.byVirt.get(cmd.virtualization) : undefined;
+    if (runtime === undefined) {
+      this.setState(e, 'FAILED', unavailableReason(cmd.virtualization, this.offered));
+      return;
+    }
+    const spec = deployToSpec(cmd);
+    if (!spec.ok) {
+      this.setState(e, 'FAILED', spec.reason);
+      return;
+    }
+    try {
+      const st = await runtime.start(spec.spec);
+      if (st.state === 'COMPLETED' || st.state === 'FAILED') this.setState(e, st.state, st.detail, st.exit_code);
+      else this.setState(e, st.state === 'CREATED' ? 'RUNNING' : st.state, st.detail !== '' ? st.detail : 'running');
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      this.log.warn(`${id}: start failed: ${reason}`);
+      await runtime.stop(id).catch(() => {});
+      this.setState(e, 'FAILED', reason);
+    }
+  }
+
+  onExit(runtime: Runtime, ex: InstanceExit): void {
+    const e = this.entries.get(ex.id);
+    if (e === undefined || e.deleting || e.virtualization !== runtime.virtualization) return;
+    const s = exitToJobStatus(e, ex);
+    this.setState(e, s.status, s.status_detail, ex.exit_code);
+  }
+
+  onDelete(raw: unknown): void {
+    if (this.shuttingDown) return;
+    let job: string;
+    let n: number;
+    let virt: Virtualization | undefined;
+    try {
+      const cmd = parseDeleteCommand(raw);
+      job = cmd.job_name;
+      n = cmd.instance_number;
+      virt = cmd.virtualization;
+    } catch (err) {
+      // the virtualization is not needed to find an instance: accept a delete without it
+      const o = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
+      const j = o['job_name'];
+      const k = o['instance_number'];
+      if (typeof j !== 'string' || j === '' || typeof k !== 'number' || !Number.isInteger(k) || k < 0) {
+        this.log.warn(`invalid delete command: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      job = j;
+      n = k;
+    }
+    const id = instanceName(job, n);
+    const e = this.entries.get(id);
+    if (e !== undefined) e.deleting = true;
+    void this.enqueue(id, () => this.remove(id, job, n, virt));
+  }
+
+  async remove(id: string, job: string, n: number, virt: Virtualization | undefined): Promise<void> {
+    const e = this.entries.get(id);
+    clearTimeout(this.retention.get(id));
+    this.retention.delete(id);
+    const runtime = this.byVirt.get(e?.virtualization ?? virt ?? 'process');
+    try {
+      if (runtime !== undefined && (e !== undefined || jobNameProblem(job) === undefined)) await runtime.stop(id);
+    } catch (err) {
+      const reason = `could not stop: ${err instanceof Error ? err.message : String(err)}`;
+      this.log.error(`${id}: ${reason}`);
+      if (e !== undefined) {
+        e.deleting = false;
+        this.setState(e, 'FAILED', reason);
+      }
+      return;
+    }
+    if (this.entries.get(id) === e) this.entries.delete(id);
+    for (const [rid, s] of this.logSessions) if (s.instance === id) { s.abort.abort(); this.logSessions.delete(rid); }
+    this.publishJob(jobStatus({ job_name: job, instance_number: n }, 'UNDEPLOYED', 'undeployed'));
+  }
+
+  // ---------------------------------------------------------------- logs
+
+  onLogs(raw: unknown): void {
+    const parsed = parseLogRequest(raw);
+    if (!parsed.ok) {
+      this.log.warn(`invalid log request: ${parsed.reason}`);
+      if (parsed.request_id !== undefined) this.sendLogs(parsed.request_id, { lines: [], end: true, error: parsed.reason });
+      return;
+    }
+    const req = parsed.req;
+    const id = instanceName(req.job_name, req.instance_number);
+    const e = this.entries.get(id);
+    const runtime = e === undefined ? undefined : this.byVirt.get(e.virtualization);
+    if (e === undefined || runtime === undefined || e.deleting) {
+      this.sendLogs(req.request_id, { lines: [], end: true, error: `instance ${id} is not on this worker` });
+      return;
+    }
+    this.logSessions.get(req.request_id)?.abort.abort();
+    const abort = new AbortController();
+    this.logSessions.set(req.request_id, { instance: id, abort });
+    const follow = req.follow && e.state !== 'COMPLETED' && e.state !== 'FAILED';
+    const source = runtime.logs(id, { follow, ...(req.tail !== undefined ? { tail: req.tail } : {}), signal: abort.signal });
+    void pumpLogs(source, (b) => this.sendLogs(req.request_id, b), abort.signal).finally(() => {
+      if (this.logSessions.get(req.request_id)?.abort === abort) this.logSessions.delete(req.request_id);
+    });
+  }
+
+  onLogsCancel(raw: unknown): void {
+    const rid = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)['request_id'] : undefined;
+    if (typeof rid !== 'string') return;
+    this.logSessions.get(rid)?.abort.abort();
+  }
+
+  sendLogs(requestId: string, b: LogBatch): void {
+    const bus = this.bus;
+    if (bus === undefined) return;
+    bus.publishJson(logTopics.answer(this.id, requestId), b, 1).catch(() => {});
+  }
+
+  // ---------------------------------------------------------------- stop
+
+  close(stopInstances: boolean): Promise<void> {
+    this.closed ??= (async () => {
+      this.shuttingDown = true;
+      if (stopInstances) {
+        for (const e of this.entries.values()) {
+          e.deleting = true;
+          void this.enqueue(e.id, () => this.remove(e.id, e.job_name, e.instance_number, e.virtualization));
+        }
+      }
+      // publishJob refuses once `closing` aborts: let the removals report first
+      const pending = [...this.queues.values()];
+      await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, stopInstances ? 30_000 : 5000).unref())]);
+      this.closing.abort(new Error('NodeEngine closed'));
+      clearInterval(this.reportTimer);
+      for (const t of this.retention.values()) clearTimeout(t);
+      this.retention.clear();
+      for (const s of this.logSessions.values()) s.abort.abort();
+      await new Promise((r) => setTimeout(r, 20));
+      await this.bus?.close();
+      await Promise.allSettled(this.runtimes.map((r) => r.close()));
+    })();
+    return this.closed;
+  }
+}
+
+export async function startNodeEngine(config: NodeEngineOptions, deps: NodeEngineDeps = {}): Promise<NodeEngineHandle> {
+  const cfg = withDefaults(config);
+  const engine = new Engine(cfg, deps.runtimes ?? createDefaultRuntimes(cfg));
+  const signal = deps.signal === undefined ? engine.closing.signal : AbortSignal.any([deps.signal, engine.closing.signal]);
+  try {
+    await engine.start(signal);
+  } catch (err) {
+    clearInterval(engine.reportTimer);
+    await engine.bus?.close().catch(() => {});
+    await Promise.allSettled(engine.runtimes.map((r) => r.close()));
+    throw err;
+  }
+  return {
+    get id() {
+      return engine.id;
+    },
+    virtualizations: engine.offered,
+    close: () => engine.close(false),
+    shutdown: (opts = {}) => engine.close(opts.stopInstances === true),
+  };
+}

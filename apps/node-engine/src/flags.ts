@@ -1,0 +1,164 @@
+/**
+ * Command line of `NodeEngine`: Oakestra's flags (`-a`, `-p`, `-n`, `-h`, with their long names
+ * `--clusterAddr`, `--clusterPort`, `--netmanagerPort`) plus ours. Pure: argv and env in, a config,
+ * the help text or an error message out.
+ */
+import { DEFAULT_PORTS, VIRTUALIZATIONS } from '@oak/contracts';
+import type { Virtualization } from '@oak/contracts';
+import { DEFAULT_CONTAINERD_SOCKET, DEFAULT_REPORT_INTERVAL_MS, defaultDataDir, isVirtualization, withDefaults } from './config.ts';
+import type { NodeEngineConfig } from './config.ts';
+
+export type FlagsResult =
+  | { kind: 'run'; config: NodeEngineConfig }
+  | { kind: 'help'; text: string }
+  | { kind: 'error'; message: string };
+
+interface FlagDef {
+  short?: string;
+  long: string;
+  value?: string;
+  help: string;
+  default: (env: NodeJS.ProcessEnv) => string;
+}
+
+const FLAGS: FlagDef[] = [
+  { short: 'a', long: 'clusterAddr', value: 'address', help: 'address of the cluster orchestrator, without port', default: () => 'localhost' },
+  { short: 'p', long: 'clusterPort', value: 'port', help: 'registration port of the cluster orchestrator', default: () => String(DEFAULT_PORTS.cluster) },
+  { short: 'n', long: 'netmanagerPort', value: 'port', help: 'port of the local NetManager (overlay network); 0 or -1: no NetManager', default: () => String(DEFAULT_PORTS.netmanager) },
+  { long: 'name', value: 'name', help: 'node name shown to users', default: () => 'the host name' },
+  { long: 'data-dir', value: 'dir', help: 'node id and instance state (env OAK_DATA_DIR)', default: (env) => defaultDataDir(env) },
+  { long: 'containerd', value: 'socket', help: 'containerd socket for container instances', default: () => DEFAULT_CONTAINERD_SOCKET },
+  { long: 'report-interval', value: 'ms', help: 'interval of resource reports to the cluster', default: () => `${DEFAULT_REPORT_INTERVAL_MS}, or what the cluster asks for` },
+  { long: 'location', value: 'lat,long', help: 'geographic location of this worker, for geo constraints', default: () => 'none' },
+  { long: 'runtimes', value: 'list', help: `offer only these virtualizations (comma list of ${VIRTUALIZATIONS.join(', ')})`, default: () => 'all that are available' },
+  { long: 'mqtt-url', value: 'url', help: 'MQTT broker to use instead of the one the cluster names', default: () => 'from the cluster' },
+  { short: 'h', long: 'help', help: 'print this help and exit', default: () => '' },
+];
+
+export function helpText(env: NodeJS.ProcessEnv = process.env): string {
+  const rows = FLAGS.map((f) => {
+    const names = `${f.short !== undefined ? `-${f.short}, ` : '    '}--${f.long}${f.value !== undefined ? ` <${f.value}>` : ''}`;
+    const d = f.default(env);
+    return { names, text: d === '' ? f.help : `${f.help} (default: ${d})` };
+  });
+  const width = Math.max(...rows.map((r) => r.names.length)) + 2;
+  return [
+    'NodeEngine: the oak worker agent. Registers with a cluster orchestrator, reports this',
+    "machine's resources and runs the instances the cluster sends (containers, processes, ...).",
+    '',
+    'Usage: NodeEngine -a <cluster address> [-p <cluster port>] [-n <NetManager port>] [options]',
+    '',
+    'Options:',
+    ...rows.map((r) => `  ${r.names.padEnd(width)}${r.text}`),
+    '',
+    'Example: NodeEngine -a 192.168.1.10 -p 10100 -n 0',
+    '',
+  ].join('\n');
+}
+
+function intIn(text: string, lo: number, hi: number): number | undefined {
+  if (!/^-?\d+$/.test(text)) return undefined;
+  const n = Number(text);
+  return n >= lo && n <= hi ? n : undefined;
+}
+
+/** `lat,long` in decimal degrees within range; the reason otherwise. */
+export function latLongProblem(s: string): string | undefined {
+  const parts = s.split(',').map((p) => p.trim());
+  if (parts.length !== 2 || !parts.every((p) => /^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(p))) return `${JSON.stringify(s)} is not "lat,long" in decimal degrees`;
+  const [lat, long] = parts.map(Number) as [number, number];
+  if (lat < -90 || lat > 90) return `latitude ${lat} is outside -90..90`;
+  if (long < -180 || long > 180) return `longitude ${long} is outside -180..180`;
+  return undefined;
+}
+
+export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): FlagsResult {
+  const values = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    let def: FlagDef | undefined;
+    let inline: string | undefined;
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+      if (eq >= 0) inline = arg.slice(eq + 1);
+      def = FLAGS.find((f) => f.long === name);
+    } else if (/^-[a-zA-Z]/.test(arg)) {
+      def = FLAGS.find((f) => f.short === arg[1]);
+      if (arg.length > 2) inline = arg.slice(2);
+    } else {
+      return { kind: 'error', message: `unexpected argument ${JSON.stringify(arg)}; NodeEngine takes only flags (see NodeEngine -h)` };
+    }
+    if (def === undefined) return { kind: 'error', message: `unknown flag ${arg.split('=')[0] as string} (see NodeEngine -h for the list)` };
+    if (def.long === 'help') {
+      if (inline !== undefined) return { kind: 'error', message: `${arg}: --help takes no value` };
+      return { kind: 'help', text: helpText(env) };
+    }
+    let value = inline;
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined) return { kind: 'error', message: `${arg} needs a value <${def.value ?? 'value'}>` };
+      value = next;
+      i++;
+    }
+    values.set(def.long, value);
+  }
+
+  const partial: Partial<NodeEngineConfig> = {};
+  const a = values.get('clusterAddr');
+  if (a !== undefined) {
+    if (a.trim() === '' || /[\s/]/.test(a)) return { kind: 'error', message: `-a ${JSON.stringify(a)}: give a host name or IP address without scheme, port or path` };
+    partial.clusterAddress = a;
+  }
+  const p = values.get('clusterPort');
+  if (p !== undefined) {
+    const n = intIn(p, 1, 65535);
+    if (n === undefined) return { kind: 'error', message: `-p ${JSON.stringify(p)}: the cluster port must be a number between 1 and 65535` };
+    partial.clusterPort = n;
+  }
+  const nm = values.get('netmanagerPort');
+  if (nm !== undefined) {
+    const n = intIn(nm, -1, 65535);
+    if (n === undefined) return { kind: 'error', message: `-n ${JSON.stringify(nm)}: the NetManager port must be a number between 1 and 65535, or 0 / -1 for none` };
+    partial.netmanagerPort = n <= 0 ? null : n;
+  }
+  const name = values.get('name');
+  if (name !== undefined) {
+    if (name.trim() === '') return { kind: 'error', message: '--name must not be empty' };
+    partial.name = name;
+  }
+  const dataDir = values.get('data-dir');
+  if (dataDir !== undefined) {
+    if (dataDir === '') return { kind: 'error', message: '--data-dir must not be empty' };
+    partial.dataDir = dataDir;
+  }
+  const sock = values.get('containerd');
+  if (sock !== undefined) partial.containerdSocket = sock.replace(/^unix:\/\//, '');
+  const ri = values.get('report-interval');
+  if (ri !== undefined) {
+    const n = intIn(ri, 100, 3_600_000);
+    if (n === undefined) return { kind: 'error', message: `--report-interval ${JSON.stringify(ri)}: give milliseconds between 100 and 3600000` };
+    partial.reportIntervalMs = n;
+  }
+  const loc = values.get('location');
+  if (loc !== undefined) {
+    const problem = latLongProblem(loc);
+    if (problem !== undefined) return { kind: 'error', message: `--location: ${problem}` };
+    partial.location = loc.split(',').map((x) => x.trim()).join(',');
+  }
+  const rts = values.get('runtimes');
+  if (rts !== undefined) {
+    const list = rts.split(',').map((x) => x.trim()).filter((x) => x !== '');
+    const bad = list.filter((x) => !isVirtualization(x));
+    if (list.length === 0 || bad.length > 0) {
+      return { kind: 'error', message: `--runtimes ${JSON.stringify(rts)}: ${bad.length > 0 ? `unknown ${bad.join(', ')}; ` : ''}give a comma list of ${VIRTUALIZATIONS.join(', ')}` };
+    }
+    partial.runtimes = [...new Set(list)] as Virtualization[];
+  }
+  const mqttUrl = values.get('mqtt-url');
+  if (mqttUrl !== undefined) {
+    if (!/^(mqtts?|tcp|ssl|wss?):\/\/[^/]+/.test(mqttUrl)) return { kind: 'error', message: `--mqtt-url ${JSON.stringify(mqttUrl)}: give a URL such as mqtt://host:10003` };
+    partial.mqttUrl = mqttUrl;
+  }
+  return { kind: 'run', config: withDefaults(partial, env) };
+}

@@ -1,0 +1,91 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { helpText, parseFlags } from '../src/flags.ts';
+
+const env = { OAK_DATA_DIR: '/tmp/oak-flags-test' };
+
+function run(argv: string[]) {
+  const r = parseFlags(argv, env);
+  if (r.kind !== 'run') assert.fail(`expected a config, got ${JSON.stringify(r)}`);
+  return r.config;
+}
+
+function error(argv: string[]): string {
+  const r = parseFlags(argv, env);
+  if (r.kind !== 'error') assert.fail(`expected an error, got ${r.kind}`);
+  return r.message;
+}
+
+test('defaults are the seed defaults', () => {
+  const c = run([]);
+  assert.equal(c.clusterAddress, 'localhost');
+  assert.equal(c.clusterPort, 10100);
+  assert.equal(c.netmanagerPort, 6000);
+  assert.equal(c.name, hostname());
+  assert.equal(c.dataDir, '/tmp/oak-flags-test');
+  assert.equal(c.containerdSocket, '/run/containerd/containerd.sock');
+  assert.equal(c.reportIntervalMs, undefined);
+  assert.equal(c.runtimes, undefined);
+});
+
+test('seed flags, short, long and with =', () => {
+  const c = run(['-a', '10.0.0.5', '-p', '10200', '-n', '6001']);
+  assert.deepEqual([c.clusterAddress, c.clusterPort, c.netmanagerPort], ['10.0.0.5', 10200, 6001]);
+  const d = run(['--clusterAddr=example.org', '--clusterPort', '1', '--netmanagerPort=0']);
+  assert.deepEqual([d.clusterAddress, d.clusterPort, d.netmanagerPort], ['example.org', 1, null]);
+  assert.equal(run(['-n', '-1']).netmanagerPort, null);
+  assert.equal(run(['-p10101']).clusterPort, 10101);
+});
+
+test('our flags', () => {
+  const c = run(['--name', 'w1', '--data-dir', '/x', '--containerd', 'unix:///s.sock', '--report-interval', '500', '--location', '48.1, 11.5', '--runtimes', 'process,container,process', '--mqtt-url', 'mqtt://h:1883']);
+  assert.equal(c.name, 'w1');
+  assert.equal(c.dataDir, '/x');
+  assert.equal(c.containerdSocket, '/s.sock');
+  assert.equal(c.reportIntervalMs, 500);
+  assert.equal(c.location, '48.1,11.5');
+  assert.deepEqual(c.runtimes, ['process', 'container']);
+  assert.equal(c.mqttUrl, 'mqtt://h:1883');
+});
+
+test('bad flags and values are named', () => {
+  assert.match(error(['--bogus']), /unknown flag --bogus/);
+  assert.match(error(['-x']), /unknown flag -x/);
+  assert.match(error(['stray']), /unexpected argument "stray"/);
+  assert.match(error(['-a']), /-a needs a value/);
+  assert.match(error(['-p', 'abc']), /cluster port must be a number/);
+  assert.match(error(['-p', '70000']), /between 1 and 65535/);
+  assert.match(error(['-n', '-2']), /NetManager port/);
+  assert.match(error(['-a', 'http://x:1/']), /without scheme/);
+  assert.match(error(['--report-interval', '5']), /milliseconds/);
+  assert.match(error(['--location', '91,0']), /latitude 91/);
+  assert.match(error(['--location', 'Munich']), /not "lat,long"/);
+  assert.match(error(['--runtimes', 'docker,process']), /unknown docker/);
+  assert.match(error(['--mqtt-url', 'localhost:1883']), /mqtt:\/\//);
+  assert.match(error(['--help=yes']), /takes no value/);
+});
+
+test('-h lists every flag with its default', () => {
+  const r = parseFlags(['-h'], env);
+  assert.equal(r.kind, 'help');
+  const text = helpText(env);
+  for (const f of ['-a, --clusterAddr', '-p, --clusterPort', '-n, --netmanagerPort', '--name', '--data-dir', '--containerd', '--report-interval', '--location', '--runtimes', '--mqtt-url', '-h, --help']) {
+    assert.ok(text.includes(f), `help mentions ${f}`);
+  }
+  for (const d of ['(default: localhost)', '(default: 10100)', '(default: 6000)', '(default: /tmp/oak-flags-test)', '(default: /run/containerd/containerd.sock)', '(default: 2000']) {
+    assert.ok(text.includes(d), `help shows ${d}`);
+  }
+});
+
+test('the binary: -h exits 0, an unknown flag exits 2 with a message', () => {
+  const bin = fileURLToPath(new URL('../bin/NodeEngine.mjs', import.meta.url));
+  const h = spawnSync(process.execPath, [bin, '-h'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(h.status, 0);
+  assert.match(h.stdout, /--clusterAddr/);
+  const bad = spawnSync(process.execPath, [bin, '--nope'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown flag --nope/);
+});
