@@ -1,0 +1,128 @@
+/**
+ * Builds the OCI runtime spec of a container from the image config and the InstanceSpec: the same
+ * defaults containerd's own client uses on Linux (mounts, capabilities, masked paths, namespaces),
+ * plus the SLA's command, environment and resource limits. Pure: no I/O.
+ */
+
+/** the part of an OCI image config used here */
+export interface ImageConfig {
+  Env?: string[] | null;
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  WorkingDir?: string;
+  User?: string;
+}
+
+export interface SpecInput {
+  id: string;
+  namespace: string;
+  image: ImageConfig;
+  /** replaces entrypoint + cmd when given (full argv) */
+  cmd?: string[] | undefined;
+  /** KEY=value, override the image's entries */
+  env: string[];
+  memoryBytes?: number | undefined;
+  /** also limit memory+swap (only when the kernel accounts swap: memory.memsw.* exists) */
+  limitSwap: boolean;
+  vcpus?: number | undefined;
+  /** path of a network namespace to join; host network when undefined */
+  netns?: string | undefined;
+}
+
+const CAPS = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+];
+export const CPU_PERIOD_US = 100_000;
+
+/** merges KEY=value lists; later entries win, order of first appearance kept */
+export function mergeEnv(...lists: string[][]): string[] {
+  const m = new Map<string, string>();
+  for (const list of lists) {
+    for (const e of list) {
+      const i = e.indexOf('=');
+      const k = i < 0 ? e : e.slice(0, i);
+      m.set(k, e);
+    }
+  }
+  return [...m.values()];
+}
+
+export function processArgs(image: ImageConfig, cmd?: string[]): string[] {
+  if (cmd && cmd.length > 0) return cmd;
+  return [...(image.Entrypoint ?? []), ...(image.Cmd ?? [])];
+}
+
+/** numeric `uid[:gid]` or root; user names would need the image's /etc/passwd */
+export function parseUser(user: string | undefined): { uid: number; gid: number } | undefined {
+  if (!user || user === 'root' || user === '0') return { uid: 0, gid: 0 };
+  const m = /^(\d+)(?::(\d+))?$/.exec(user);
+  if (!m) return undefined;
+  return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
+}
+
+export function hostnameFor(id: string): string {
+  return id.replace(/[^a-zA-Z0-9.-]/g, '-').slice(0, 63) || 'oak';
+}
+
+export function buildSpec(input: SpecInput): Record<string, unknown> {
+  const args = processArgs(input.image, input.cmd);
+  if (args.length === 0) throw new Error('no command: the image has no entrypoint/cmd and the SLA gives no cmd');
+  const user = parseUser(input.image.User);
+  if (!user) throw new Error(`image user "${input.image.User}" is not numeric (uid[:gid]); user names are not supported`);
+  const env = mergeEnv(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], input.image.Env ?? [], input.env);
+  const hostNet = input.netns === undefined;
+
+  const mounts: Record<string, unknown>[] = [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+  ];
+  if (hostNet) {
+    // like `ctr run --net-host`: the host's name resolution
+    mounts.push({ destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] });
+    mounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'ro'] });
+  }
+
+  const namespaces: Record<string, string>[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
+  if (!hostNet) namespaces.push({ type: 'network', path: input.netns as string });
+
+  const resources: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] };
+  if (input.memoryBytes !== undefined && input.memoryBytes > 0) {
+    resources.memory = input.limitSwap ? { limit: input.memoryBytes, swap: input.memoryBytes } : { limit: input.memoryBytes };
+  }
+  if (input.vcpus !== undefined && input.vcpus > 0) {
+    resources.cpu = { quota: Math.max(1000, Math.round(input.vcpus * CPU_PERIOD_US)), period: CPU_PERIOD_US };
+  }
+
+  return {
+    ociVersion: '1.0.2-dev',
+    process: {
+      terminal: false,
+      user: { uid: user.uid, gid: user.gid },
+      args,
+      env,
+      cwd: input.image.WorkingDir || '/',
+      capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
+      noNewPrivileges: true,
+    },
+    root: { path: 'rootfs' },
+    hostname: hostnameFor(input.id),
+    mounts,
+    linux: {
+      resources,
+      cgroupsPath: `/${input.namespace}/${input.id}`,
+      namespaces,
+      maskedPaths: [
+        '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+        '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi',
+      ],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}
