@@ -5,6 +5,14 @@
  */
 import type { InstanceRow, ServiceRow } from '@oak/store';
 
+export interface LogOptions {
+  /** keep streaming new lines until `signal` aborts */
+  follow: boolean;
+  /** only the last N lines of what exists so far */
+  tail?: number;
+  signal: AbortSignal;
+}
+
 export interface ControlPlane {
   /** new instances were stored as REQUESTED */
   instancesRequested(service: ServiceRow, instances: InstanceRow[]): void;
@@ -12,6 +20,12 @@ export interface ControlPlane {
   instancesUndeployed(service: ServiceRow, instances: InstanceRow[]): void;
   /** a service's SLA changed (rolling update hooks in here) */
   serviceUpdated?(service: ServiceRow): void;
+  /**
+   * Log lines of one instance (GET /api/service/{id}/instance/{n}/logs). Optional: without it the
+   * API answers 503 OAK_UNAVAILABLE. The iterable ends when the logs end (follow=false) or when
+   * `signal` aborts (the client went away).
+   */
+  logs?(service: ServiceRow, instance: InstanceRow, opts: LogOptions): AsyncIterable<string>;
   close?(): Promise<void>;
 }
 

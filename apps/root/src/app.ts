@@ -1,0 +1,100 @@
+/**
+ * The root orchestrator's HTTP API (SPEC §3) as a fastify instance, without listening: tests
+ * drive it with inject(), `startRoot` (server.ts) binds it to a port.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyPluginAsync } from 'fastify';
+import { authenticate } from './auth/principal.ts';
+import type { RootContext } from './context.ts';
+import { registerErrorHandling } from './errors.ts';
+import { validatorCompiler } from './validation.ts';
+import { applicationRoutes } from './plugins/applications.ts';
+import { authRoutes } from './plugins/auth.ts';
+import { clusterRoutes } from './plugins/clusters.ts';
+import { eventRoutes } from './plugins/events.ts';
+import { healthRoutes } from './plugins/health.ts';
+import { metricsPlugin } from './plugins/metrics.ts';
+import { serviceRoutes } from './plugins/services.ts';
+import type { PluginOpts } from './plugins/types.ts';
+import { userRoutes } from './plugins/users.ts';
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+export const API_VERSION = '0.1.0';
+
+export interface RootAppOptions {
+  /** fastify/pino logger options (default: off), or a ready pino logger in `loggerInstance` */
+  logger?: FastifyServerOptions['logger'];
+  loggerInstance?: FastifyBaseLogger;
+  /** largest accepted request body in bytes (default 1 MiB); larger ones get 413 */
+  bodyLimit?: number;
+  /** SSE heartbeat period (default 15 s) */
+  heartbeatMs?: number;
+  /** more routes that need a logged-in user (registered behind the auth hook, with `{ ctx }`) */
+  protectedPlugins?: FastifyPluginAsync<PluginOpts>[];
+  /** more public routes (registered with `{ ctx }`) */
+  publicPlugins?: FastifyPluginAsync<PluginOpts>[];
+}
+
+export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}): Promise<FastifyInstance> {
+  ctx.startedAt ??= Date.now();
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const app = Fastify({
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
+    bodyLimit,
+    routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  registerErrorHandling(app);
+  app.decorateRequest('principal', null);
+
+  // JSON only: anything else is 415. An empty JSON body counts as no body.
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (req, body, done) => {
+    if (body === '' || (typeof body === 'string' && body.trim() === '')) {
+      done(null, undefined);
+      return;
+    }
+    json(req, body as string, done);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'oak root orchestrator API',
+        description: 'Oakestra-compatible root API (SPEC §3). Log in with POST /api/auth/login and send `Authorization: Bearer <token>`.',
+        version: API_VERSION,
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ bearer: [] }],
+      tags: ['auth', 'users', 'organizations', 'applications', 'services', 'instances', 'clusters', 'events', 'operations'].map((name) => ({ name })),
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
+
+  const pluginOpts: PluginOpts = { ctx };
+  await app.register(metricsPlugin, pluginOpts);
+  await app.register(healthRoutes, pluginOpts);
+  await app.register(authRoutes, pluginOpts);
+  for (const p of opts.publicPlugins ?? []) await app.register(p, pluginOpts);
+
+  await app.register(async (api) => {
+    api.addHook('onRequest', async (req) => {
+      req.principal = await authenticate(req, ctx);
+    });
+    await api.register(userRoutes, pluginOpts);
+    await api.register(applicationRoutes, pluginOpts);
+    await api.register(serviceRoutes, pluginOpts);
+    await api.register(clusterRoutes, pluginOpts);
+    await api.register(eventRoutes, { ...pluginOpts, heartbeatMs: opts.heartbeatMs ?? 15_000 });
+    for (const p of opts.protectedPlugins ?? []) await api.register(p, pluginOpts);
+  });
+
+  await app.ready();
+  return app;
+}

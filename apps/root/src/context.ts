@@ -1,0 +1,29 @@
+/**
+ * Everything a root API instance works with. Built once by `startRoot` (or by a test) and handed
+ * to `buildRootApp`; the plugins read it, nothing in here is global.
+ */
+import type { Store } from '@oak/store';
+import type { ControlPlane } from './control.ts';
+import type { EventHub } from './events.ts';
+
+export interface AuthSettings {
+  /** HMAC key for HS256 tokens; shared by every replica (store setting `jwt_secret`) */
+  jwtSecret: Uint8Array;
+  /** lifetime of an access token, seconds */
+  accessTtlSec: number;
+  /** lifetime of a refresh token, seconds */
+  refreshTtlSec: number;
+}
+
+export interface RootContext {
+  store: Store;
+  events: EventHub;
+  /** who places instances; `noControlPlane` until clusters are wired in (may be replaced once, at start) */
+  control: ControlPlane;
+  auth: AuthSettings;
+  /** when this root started (for /healthz) */
+  startedAt?: number;
+}
+
+export const DEFAULT_ACCESS_TTL_SEC = 15 * 60;
+export const DEFAULT_REFRESH_TTL_SEC = 7 * 24 * 3600;

@@ -1,0 +1,9 @@
+export { buildRootApp, DEFAULT_BODY_LIMIT, type RootAppOptions } from './app.ts';
+export { startRoot, defaultDataDir, DEFAULT_ROOT_PORT, type RootConfig, type RootHandle } from './server.ts';
+export { bootstrapAdmin, jwtSecret, ADMIN_USER, ROOT_ORGANIZATION, type BootstrapResult } from './bootstrap.ts';
+export { DEFAULT_ACCESS_TTL_SEC, DEFAULT_REFRESH_TTL_SEC, type AuthSettings, type RootContext } from './context.ts';
+export { noControlPlane, type ControlPlane, type LogOptions } from './control.ts';
+export { EventHub, type EventListener } from './events.ts';
+export { hashPassword, verifyPassword } from './auth/passwords.ts';
+export { issueTokens, verifyToken } from './auth/tokens.ts';
+export type { PluginOpts } from './plugins/types.ts';

@@ -1,0 +1,97 @@
+/**
+ * oak-root: the root orchestrator. Every setting has a flag and an environment variable
+ * (SPEC §1); flags win. SIGTERM/SIGINT close the server, the control plane and the store.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_ROOT_PORT, defaultDataDir, startRoot, type RootConfig } from './server.ts';
+
+interface Setting {
+  flag: string;
+  env: string;
+  help: string;
+  def: () => string | undefined;
+  short?: string;
+  secret?: boolean;
+}
+
+const SETTINGS: Setting[] = [
+  { flag: 'port', short: 'p', env: 'OAK_ROOT_PORT', help: 'REST API port', def: () => String(DEFAULT_ROOT_PORT) },
+  { flag: 'host', env: 'OAK_ROOT_HOST', help: 'address to listen on', def: () => '0.0.0.0' },
+  { flag: 'data-dir', env: 'OAK_DATA_DIR', help: 'directory of the embedded SQLite database (oak.db)', def: () => defaultDataDir({ ...process.env, OAK_DATA_DIR: '' }) },
+  { flag: 'database-url', env: 'DATABASE_URL', help: 'postgres://... to use PostgreSQL instead of SQLite', def: () => undefined },
+  { flag: 'admin-password', env: 'OAK_ADMIN_PASSWORD', help: 'password of user Admin on first start (else generated and printed once)', def: () => undefined, secret: true },
+  { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug | trace', def: () => 'info' },
+];
+
+export function usage(): string {
+  const rows = SETTINGS.map((s) => {
+    const left = `  ${s.short ? `-${s.short}, ` : '    '}--${s.flag} <value>`;
+    const d = s.def();
+    return `${left.padEnd(34)}${s.help}\n${''.padEnd(34)}env ${s.env}${d !== undefined && !s.secret ? `, default ${d}` : ''}`;
+  });
+  return ['Usage: oak-root [options]', '', 'Root orchestrator of oak (Oakestra-compatible API on /api, docs on /api/docs).', '', 'Options:', ...rows, '  -h, --help                      show this help', ''].join('\n');
+}
+
+export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): RootConfig | 'help' {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const s of SETTINGS) options[s.flag] = s.short ? { type: 'string', short: s.short } : { type: 'string' };
+  const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  if (values.help === true) return 'help';
+  const get = (flag: string): string | undefined => {
+    const s = SETTINGS.find((x) => x.flag === flag);
+    const v = values[flag];
+    if (typeof v === 'string') return v;
+    const e = s ? env[s.env] : undefined;
+    return e !== undefined && e !== '' ? e : undefined;
+  };
+  const portText = get('port') ?? String(DEFAULT_ROOT_PORT);
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a port number, not ${JSON.stringify(portText)}`);
+  const cfg: RootConfig = { port, host: get('host') ?? '0.0.0.0', logLevel: get('log-level') ?? 'info' };
+  const dataDir = get('data-dir');
+  if (dataDir !== undefined) cfg.dataDir = dataDir;
+  const db = get('database-url');
+  if (db !== undefined) cfg.databaseUrl = db;
+  const pw = get('admin-password');
+  if (pw !== undefined) cfg.adminPassword = pw;
+  return cfg;
+}
+
+async function main(): Promise<void> {
+  let cfg: RootConfig | 'help';
+  try {
+    cfg = configFromArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`oak-root: ${err instanceof Error ? err.message : String(err)}\n\n${usage()}`);
+    process.exit(2);
+  }
+  if (cfg === 'help') {
+    process.stdout.write(usage());
+    return;
+  }
+  const root = await startRoot(cfg);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    root.app.log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    root.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        root.app.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+if (process.argv[1] !== undefined && /oak-root(\.mjs)?$|main\.ts$/.test(process.argv[1])) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`oak-root: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
+}

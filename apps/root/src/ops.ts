@@ -1,0 +1,87 @@
+/**
+ * Operations shared by the application and service routes: access checks that load a resource,
+ * deploying and undeploying instances (persist first, then tell the control plane, then publish).
+ */
+import { NotFoundError, instanceName, type Microservice } from '@oak/contracts';
+import type { ApplicationRow, InstanceRow, NewService, ServiceRow } from '@oak/store';
+import { APP_ROLES, requireOrg, requireRole, type Principal } from './auth/principal.ts';
+import type { RootContext } from './context.ts';
+import { instanceDoc } from './docs.ts';
+
+/** applicationID -> organisation id, for filtering events of applications that are already gone. */
+const orgIndexes = new WeakMap<RootContext, Map<string, string>>();
+export function orgIndex(ctx: RootContext): Map<string, string> {
+  let m = orgIndexes.get(ctx);
+  if (!m) orgIndexes.set(ctx, (m = new Map()));
+  return m;
+}
+
+export async function loadApp(ctx: RootContext, p: Principal, id: string): Promise<ApplicationRow> {
+  requireRole(p, ...APP_ROLES);
+  const a = await ctx.store.getApplication(id);
+  if (!a) throw new NotFoundError('application', id);
+  orgIndex(ctx).set(a.id, a.organization_id);
+  requireOrg(p, a.organization_id, 'this application');
+  return a;
+}
+
+export async function loadService(ctx: RootContext, p: Principal, id: string): Promise<{ service: ServiceRow; app: ApplicationRow }> {
+  requireRole(p, ...APP_ROLES);
+  const s = await ctx.store.getService(id);
+  if (!s) throw new NotFoundError('service', id);
+  requireOrg(p, s.organization_id, 'this service');
+  const app = await ctx.store.getApplication(s.application_id);
+  if (!app) throw new NotFoundError('service', id);
+  orgIndex(ctx).set(app.id, app.organization_id);
+  return { service: s, app };
+}
+
+export async function loadInstance(ctx: RootContext, p: Principal, id: string, n: number): Promise<{ service: ServiceRow; app: ApplicationRow; instance: InstanceRow }> {
+  const { service, app } = await loadService(ctx, p, id);
+  const instance = await ctx.store.getInstance(service.id, n);
+  if (!instance) throw new NotFoundError('instance', instanceName(service.job_name, n));
+  return { service, app, instance };
+}
+
+/** The store's form of one SLA service (its id, if the client sent one, is ignored). */
+export function newService(appName: string, appNs: string, ms: Microservice): NewService {
+  const sla: Microservice = { ...ms };
+  delete sla.microserviceID;
+  delete (sla as Record<string, unknown>).applicationID;
+  return {
+    job_name: `${appName}.${appNs}.${ms.microservice_name}.${ms.microservice_namespace}`,
+    name: ms.microservice_name,
+    namespace: ms.microservice_namespace,
+    sla,
+  };
+}
+
+export function publishInstance(ctx: RootContext, s: ServiceRow, i: InstanceRow): void {
+  ctx.events.publish({ type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: instanceDoc(i) });
+}
+
+/** Stores `count` new REQUESTED instances, hands them to the control plane and publishes them. */
+export async function deployInstances(ctx: RootContext, s: ServiceRow, count: number): Promise<InstanceRow[]> {
+  const rows: InstanceRow[] = [];
+  for (let k = 0; k < count; k++) rows.push(await ctx.store.addInstance(s.id, 'REQUESTED', 'waiting for a cluster'));
+  if (rows.length === 0) return rows;
+  for (const r of rows) publishInstance(ctx, s, r);
+  ctx.control.instancesRequested(s, rows);
+  return rows;
+}
+
+/** Tells the control plane that these instances go, publishes them as UNDEPLOYED. Call before deleting rows. */
+export function announceUndeploy(ctx: RootContext, s: ServiceRow, rows: InstanceRow[]): void {
+  if (rows.length === 0) return;
+  ctx.control.instancesUndeployed(s, rows);
+  const now = new Date().toISOString();
+  for (const r of rows) publishInstance(ctx, s, { ...r, status: 'UNDEPLOYED', status_detail: 'undeployed by the API', updated_at: now });
+}
+
+/** Undeploys every instance of a service and deletes it. */
+export async function removeService(ctx: RootContext, s: ServiceRow): Promise<void> {
+  const rows = await ctx.store.listInstances({ service_id: s.id });
+  announceUndeploy(ctx, s, rows);
+  await ctx.store.deleteService(s.id);
+  ctx.events.publish({ type: 'service', action: 'deleted', microserviceID: s.id, applicationID: s.application_id });
+}

@@ -1,0 +1,96 @@
+/**
+ * GET /api/events: server-sent events. Each OakEvent is sent as `event: <type>` + `data: <JSON>`;
+ * a comment line every `heartbeatMs` keeps proxies from closing the stream. Non-Admins only get
+ * events of their organisation's applications (and cluster events); roles without access to
+ * applications get cluster events only. Auth: bearer header, or `?token=` for EventSource.
+ */
+import type { ServerResponse } from 'node:http';
+import { Type } from '@sinclair/typebox';
+import type { OakEvent } from '@oak/contracts';
+import { APP_ROLES, type Principal } from '../auth/principal.ts';
+import { orgIndex } from '../ops.ts';
+import { errors } from '../schemas.ts';
+import { who, type PluginOpts } from './types.ts';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+
+export interface EventsOpts extends PluginOpts {
+  heartbeatMs: number;
+}
+
+const EVENT_TYPES = ['instance', 'application', 'service', 'cluster'] as const;
+
+export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { ctx, heartbeatMs }) => {
+  const open = new Set<ServerResponse>();
+  app.addHook('preClose', async () => {
+    for (const res of open) res.end();
+  });
+
+  async function visible(p: Principal, e: OakEvent): Promise<boolean> {
+    if (e.type === 'cluster') return true;
+    if (p.isAdmin) return true;
+    if (!APP_ROLES.some((r) => p.roles.has(r))) return false;
+    const index = orgIndex(ctx);
+    let org = index.get(e.applicationID);
+    if (org === undefined) {
+      org = (await ctx.store.getApplication(e.applicationID))?.organization_id;
+      if (org !== undefined) index.set(e.applicationID, org);
+    }
+    return org === p.orgId;
+  }
+
+  app.get(
+    '/api/events',
+    {
+      config: { queryToken: true },
+      schema: {
+        tags: ['events'],
+        summary: 'live events (text/event-stream): instance, application, service and cluster changes',
+        description: 'Each event: `event: <type>` and `data: <OakEvent JSON>`. `?types=instance,cluster` filters. Auth by bearer header or `?token=`.',
+        querystring: Type.Object({
+          token: Type.Optional(Type.String()),
+          types: Type.Optional(Type.String({ description: 'comma-separated: instance, application, service, cluster' })),
+        }),
+        response: errors(400),
+      },
+    },
+    async (req, reply) => {
+      const p = who(req);
+      const wanted = new Set(
+        (req.query.types ?? EVENT_TYPES.join(','))
+          .split(',')
+          .map((t) => t.trim())
+          .filter((t) => t !== ''),
+      );
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      res.write('retry: 3000\n: connected\n\n');
+      open.add(res);
+      let chain: Promise<void> = Promise.resolve();
+      const unsubscribe = ctx.events.subscribe((e) => {
+        if (!wanted.has(e.type)) return;
+        chain = chain
+          .then(async () => {
+            if (!res.writableEnded && (await visible(p, e))) res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+          })
+          .catch((err: unknown) => req.log.warn({ err }, 'event filter failed'));
+      });
+      const heartbeat = setInterval(() => {
+        if (!res.writableEnded) res.write(': ping\n\n');
+      }, heartbeatMs);
+      heartbeat.unref();
+      const done = (): void => {
+        clearInterval(heartbeat);
+        unsubscribe();
+        open.delete(res);
+      };
+      res.on('close', done);
+      req.raw.on('close', done);
+    },
+  );
+};

@@ -1,0 +1,261 @@
+/**
+ * Services and their instances.
+ *
+ * POST /api/service/ adds services to an existing application. Two body shapes:
+ * - one service object with `applicationID` (ours, simplest): answers that ServiceDoc;
+ * - Oakestra's SLA shape `{ applications: [ { applicationID | application_name+application_namespace,
+ *   microservices: [...] } ] }`: answers the list of created ServiceDocs.
+ * POST /api/service/{id}/instance deploys one more instance (stored REQUESTED, then handed to the
+ * control plane); DELETE /api/service/{id}/instance/{n} undeploys one.
+ */
+import { Readable } from 'node:stream';
+import { Type } from '@sinclair/typebox';
+import {
+  ConflictError,
+  InvalidSlaError,
+  NotFoundError,
+  OakError,
+  validateMicroservice,
+  validateServiceRequest,
+  type ServiceDoc,
+} from '@oak/contracts';
+import type { ApplicationRow, ServiceRow } from '@oak/store';
+import type { FastifyReply } from 'fastify';
+import { APP_ROLES, requireOrg, requireRole } from '../auth/principal.ts';
+import { instanceDoc, loadServiceDoc } from '../docs.ts';
+import { announceUndeploy, deployInstances, loadApp, loadInstance, loadService, newService, removeService } from '../ops.ts';
+import {
+  AppIdParams,
+  DeletedSchema,
+  DeployQuery,
+  IdParams,
+  InstanceDocSchema,
+  InstanceParams,
+  LogsQuery,
+  ServiceCreateBody,
+  ServiceDocSchema,
+  ServicePatchBody,
+  errors,
+} from '../schemas.ts';
+import { sendWarnings } from './applications.ts';
+import { who, type RootPlugin } from './types.ts';
+
+export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
+  const { store } = ctx;
+
+  app.post(
+    '/api/service/',
+    {
+      schema: {
+        tags: ['services'],
+        summary: 'add service(s) to an existing application',
+        description:
+          'Body: one service object with `applicationID` (answers the ServiceDoc), or Oakestra\'s SLA shape with one application naming the target by `applicationID` ' +
+          'or `application_name` + `application_namespace` (answers the list of ServiceDocs). `?deploy=true` also deploys `replicas` (default 1) instances.',
+        querystring: DeployQuery,
+        body: ServiceCreateBody,
+        response: { 201: Type.Union([ServiceDocSchema, Type.Array(ServiceDocSchema)]), ...errors(400, 403, 404, 409, 413, 415, 422) },
+      },
+    },
+    async (req, reply) => {
+      const p = who(req);
+      requireRole(p, ...APP_ROLES);
+      const v = validateServiceRequest(req.body);
+      if (!v.ok) throw new InvalidSlaError(v.errors);
+      const slaShaped = typeof req.body === 'object' && req.body !== null && 'applications' in req.body;
+      let target: ApplicationRow | undefined;
+      if (v.target.applicationID !== undefined) {
+        target = await loadApp(ctx, p, v.target.applicationID);
+      } else if (v.target.application_name !== undefined && v.target.application_namespace !== undefined) {
+        const { application_name: n, application_namespace: ns } = v.target;
+        target = (await store.listApplications({ organization_id: p.orgId })).find((a) => a.name === n && a.namespace === ns);
+        if (!target) throw new NotFoundError('application', `${n}.${ns}`);
+      } else {
+        throw new OakError('OAK_INVALID_SLA', 'which application do these services join?', {
+          path: slaShaped ? 'applications[0].applicationID' : 'applicationID',
+          hint: 'give applicationID (from POST /api/application/ or GET /api/applications/)',
+        });
+      }
+      const existing = await store.listServices({ application_id: target.id });
+      const seen = new Set(existing.map((s) => `${s.name}.${s.namespace}`));
+      v.microservices.forEach((ms, i) => {
+        const key = `${ms.microservice_name}.${ms.microservice_namespace}`;
+        if (seen.has(key)) {
+          throw new ConflictError(
+            `service ${ms.microservice_name} in namespace ${ms.microservice_namespace} already exists in this application${slaShaped ? ` (applications[0].microservices[${i}])` : ''}`,
+            'update it with PUT /api/service/{id}, or choose another microservice_name / microservice_namespace',
+          );
+        }
+        seen.add(key);
+      });
+      const created: ServiceRow[] = [];
+      try {
+        for (const ms of v.microservices) created.push(await store.createService(target.id, newService(target.name, target.namespace, ms)));
+      } catch (err) {
+        for (const s of created) await store.deleteService(s.id).catch(() => undefined);
+        throw err;
+      }
+      for (const s of created) ctx.events.publish({ type: 'service', action: 'created', microserviceID: s.id, applicationID: target.id });
+      if (req.query.deploy === true) for (const s of created) await deployInstances(ctx, s, s.sla.replicas ?? 1);
+      const docs: ServiceDoc[] = [];
+      for (const s of created) docs.push(await loadServiceDoc(store, s, target));
+      sendWarnings(reply, v.warnings);
+      const answer = slaShaped ? docs : docs[0];
+      if (answer === undefined) throw new OakError('OAK_INVALID_SLA', 'no service given', { path: 'microservices' });
+      return reply.code(201).send(answer);
+    },
+  );
+
+  app.get(
+    '/api/service/:id',
+    { schema: { tags: ['services'], summary: 'one service with its instances', params: IdParams, response: { 200: ServiceDocSchema, ...errors(403, 404) } } },
+    async (req) => {
+      const { service, app: a } = await loadService(ctx, who(req), req.params.id);
+      return loadServiceDoc(store, service, a);
+    },
+  );
+
+  app.get(
+    '/api/services/:appId',
+    { schema: { tags: ['services'], summary: 'the services of an application', params: AppIdParams, response: { 200: Type.Array(ServiceDocSchema), ...errors(403, 404) } } },
+    async (req) => {
+      const a = await loadApp(ctx, who(req), req.params.appId);
+      const services = await store.listServices({ application_id: a.id });
+      return Promise.all(services.map((s) => loadServiceDoc(store, s, a)));
+    },
+  );
+
+  app.put(
+    '/api/service/:id',
+    {
+      schema: {
+        tags: ['services'],
+        summary: 'change a service\'s SLA fields',
+        description: 'The given fields replace the stored ones (the others are kept); the result must be a valid service. Renaming needs the service to have no instances.',
+        params: IdParams,
+        body: ServicePatchBody,
+        response: { 200: ServiceDocSchema, ...errors(400, 403, 404, 409, 415, 422) },
+      },
+    },
+    async (req, reply) => {
+      const p = who(req);
+      const { service, app: a } = await loadService(ctx, p, req.params.id);
+      if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) {
+        throw new InvalidSlaError([{ path: '(root)', message: 'the body must be an object of service fields', hint: '{ "memory": 200 }' }]);
+      }
+      const merged: Record<string, unknown> = { ...service.sla, ...(req.body as Record<string, unknown>) };
+      delete merged.microserviceID;
+      delete merged.applicationID;
+      const v = validateMicroservice(merged);
+      if (!v.ok) throw new InvalidSlaError(v.errors);
+      const ms = v.microservice;
+      if (ms.microservice_name !== service.name || ms.microservice_namespace !== service.namespace) {
+        if ((await store.listInstances({ service_id: service.id })).length > 0) {
+          throw new ConflictError(`service ${service.job_name} has instances and cannot be renamed`, 'undeploy its instances first');
+        }
+        const clash = (await store.listServices({ application_id: a.id })).find((s) => s.id !== service.id && s.name === ms.microservice_name && s.namespace === ms.microservice_namespace);
+        if (clash) throw new ConflictError(`service ${ms.microservice_name} in namespace ${ms.microservice_namespace} already exists in this application`);
+      }
+      const ns = newService(a.name, a.namespace, ms);
+      const row = await store.updateService(service.id, { sla: ns.sla, job_name: ns.job_name, name: ns.name, namespace: ns.namespace });
+      ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
+      ctx.control.serviceUpdated?.(row);
+      sendWarnings(reply, v.warnings);
+      return loadServiceDoc(store, row, a);
+    },
+  );
+
+  app.delete(
+    '/api/service/:id',
+    { schema: { tags: ['services'], summary: 'delete a service (undeploys its instances)', params: IdParams, response: { 200: DeletedSchema, ...errors(403, 404) } } },
+    async (req) => {
+      const { service } = await loadService(ctx, who(req), req.params.id);
+      await removeService(ctx, service);
+      return { deleted: service.id };
+    },
+  );
+
+  // ---- instances
+  app.post(
+    '/api/service/:id/instance',
+    {
+      schema: {
+        tags: ['instances'],
+        summary: 'deploy one more instance (scale up)',
+        description: 'The instance is stored as REQUESTED and handed to the scheduler; follow it on GET /api/events or GET /api/service/{id}.',
+        params: IdParams,
+        response: { 201: InstanceDocSchema, ...errors(403, 404) },
+      },
+    },
+    async (req, reply) => {
+      const { service } = await loadService(ctx, who(req), req.params.id);
+      const [row] = await deployInstances(ctx, service, 1);
+      if (!row) throw new OakError('OAK_INTERNAL', 'the instance was not stored');
+      return reply.code(201).send(instanceDoc(row, await store.instanceHistory(service.id, row.instance_number)));
+    },
+  );
+
+  app.delete(
+    '/api/service/:id/instance/:n',
+    {
+      schema: {
+        tags: ['instances'],
+        summary: 'undeploy instance n',
+        params: InstanceParams,
+        response: { 200: InstanceDocSchema, ...errors(400, 403, 404) },
+      },
+    },
+    async (req) => {
+      const { service, instance } = await loadInstance(ctx, who(req), req.params.id, req.params.n);
+      announceUndeploy(ctx, service, [instance]);
+      await store.deleteInstance(service.id, instance.instance_number);
+      return instanceDoc({ ...instance, status: 'UNDEPLOYED', status_detail: 'undeployed by the API', updated_at: new Date().toISOString() });
+    },
+  );
+
+  app.get(
+    '/api/service/:id/instance/:n/logs',
+    {
+      config: { queryToken: true },
+      schema: {
+        tags: ['instances'],
+        summary: 'log lines of an instance (text/plain, chunked); ?follow=1 keeps streaming',
+        params: InstanceParams,
+        querystring: LogsQuery,
+        response: errors(400, 403, 404, 503),
+      },
+    },
+    async (req, reply) => {
+      const p = who(req);
+      requireRole(p, ...APP_ROLES);
+      const { service, instance } = await loadInstance(ctx, p, req.params.id, req.params.n);
+      requireOrg(p, service.organization_id);
+      const logs = ctx.control.logs;
+      if (!logs) {
+        throw new OakError('OAK_UNAVAILABLE', 'logs are not available: no cluster is connected to this root', {
+          hint: 'logs come from the worker that runs the instance; connect a cluster (oak-cluster) and deploy again',
+        });
+      }
+      const follow = req.query.follow === true || req.query.follow === '1';
+      const ac = new AbortController();
+      reply.raw.on('close', () => ac.abort());
+      const opts = { follow, signal: ac.signal, ...(req.query.tail !== undefined ? { tail: req.query.tail } : {}) };
+      const source = logs.call(ctx.control, service, instance, opts);
+      async function* lines(): AsyncGenerator<string> {
+        try {
+          for await (const line of source) {
+            if (ac.signal.aborted) return;
+            yield line.endsWith('\n') ? line : `${line}\n`;
+          }
+        } catch (err) {
+          if (!ac.signal.aborted) yield `# log stream ended: ${err instanceof Error ? err.message : String(err)}\n`;
+        }
+      }
+      return (reply as FastifyReply)
+        .type('text/plain; charset=utf-8')
+        .header('cache-control', 'no-cache')
+        .header('x-accel-buffering', 'no')
+        .send(Readable.from(lines()));
+    },
+  );
+};

@@ -1,0 +1,232 @@
+/**
+ * Users and organisations. Admin manages everything; an Organization_Admin manages the users of
+ * its own organisation (and can never grant Admin); everyone may read and change their own user
+ * (not its roles) and password.
+ */
+import { Type } from '@sinclair/typebox';
+import { ConflictError, ForbiddenError, NotFoundError, OakError, UnauthorizedError, type Role } from '@oak/contracts';
+import type { OrganizationRow, UserRow } from '@oak/store';
+import { hashPassword, verifyPassword } from '../auth/passwords.ts';
+import { requireOrg, requireRole, type Principal } from '../auth/principal.ts';
+import { organizationDoc, userDoc } from '../docs.ts';
+import {
+  DeletedSchema,
+  IdParams,
+  OrganizationBody,
+  OrganizationDocSchema,
+  PasswordBody,
+  UserCreateBody,
+  UserDocSchema,
+  UserParams,
+  UserUpdateBody,
+  errors,
+} from '../schemas.ts';
+import type { RootContext } from '../context.ts';
+import { who, type RootPlugin } from './types.ts';
+
+type RoleInput = Role | { name: Role };
+function roleNames(input: RoleInput[]): Role[] {
+  return [...new Set(input.map((r) => (typeof r === 'string' ? r : r.name)))];
+}
+
+async function findUser(ctx: RootContext, idOrName: string): Promise<UserRow> {
+  const u = (await ctx.store.getUser(idOrName)) ?? (await ctx.store.getUserByName(idOrName));
+  if (!u) throw new NotFoundError('user', idOrName);
+  return u;
+}
+
+async function findOrganization(ctx: RootContext, idOrName: string): Promise<OrganizationRow> {
+  const o = (await ctx.store.getOrganization(idOrName)) ?? (await ctx.store.getOrganizationByName(idOrName));
+  if (!o) throw new NotFoundError('organization', idOrName);
+  return o;
+}
+
+/** May `p` manage (change roles, delete, reset password of) `target`? */
+function requireManage(p: Principal, target: UserRow): void {
+  if (p.isAdmin) return;
+  requireRole(p, 'Organization_Admin');
+  requireOrg(p, target.organization_id, 'this user');
+  if (target.roles.includes('Admin')) throw new ForbiddenError('only an Admin may manage an Admin');
+}
+
+function requireGrantable(p: Principal, roles: Role[]): void {
+  if (!p.isAdmin && roles.includes('Admin')) throw new ForbiddenError('only an Admin may grant the Admin role');
+}
+
+export const userRoutes: RootPlugin = async (app, { ctx }) => {
+  const orgNames = async (): Promise<Map<string, string>> => new Map((await ctx.store.listOrganizations()).map((o) => [o.id, o.name]));
+
+  // ---- organisations
+  app.get(
+    '/api/organizations/',
+    { schema: { tags: ['organizations'], summary: 'organisations (Admin: all; others: their own)', response: { 200: Type.Array(OrganizationDocSchema), ...errors() } } },
+    async (req) => {
+      const p = who(req);
+      const all = await ctx.store.listOrganizations();
+      return all.filter((o) => p.isAdmin || o.id === p.orgId).map(organizationDoc);
+    },
+  );
+
+  app.post(
+    '/api/organization/',
+    { schema: { tags: ['organizations'], summary: 'create an organisation (Admin)', body: OrganizationBody, response: { 201: OrganizationDocSchema, ...errors(403, 409, 422) } } },
+    async (req, reply) => {
+      const p = who(req);
+      if (!p.isAdmin) throw new ForbiddenError('only an Admin may create organisations');
+      if (await ctx.store.getOrganizationByName(req.body.name)) throw new ConflictError(`organisation ${req.body.name} already exists`);
+      const o = await ctx.store.createOrganization(req.body.name);
+      return reply.code(201).send(organizationDoc(o));
+    },
+  );
+
+  app.get(
+    '/api/organization/:id',
+    { schema: { tags: ['organizations'], summary: 'one organisation (by id or name)', params: IdParams, response: { 200: OrganizationDocSchema, ...errors(403, 404) } } },
+    async (req) => {
+      const p = who(req);
+      const o = await findOrganization(ctx, req.params.id);
+      requireOrg(p, o.id, 'this organisation');
+      return organizationDoc(o);
+    },
+  );
+
+  app.delete(
+    '/api/organization/:id',
+    { schema: { tags: ['organizations'], summary: 'delete an empty organisation (Admin)', params: IdParams, response: { 200: DeletedSchema, ...errors(403, 404, 409) } } },
+    async (req) => {
+      const p = who(req);
+      if (!p.isAdmin) throw new ForbiddenError('only an Admin may delete organisations');
+      const o = await findOrganization(ctx, req.params.id);
+      if (o.id === p.orgId) throw new ConflictError('you cannot delete your own organisation');
+      await ctx.store.deleteOrganization(o.id);
+      return { deleted: o.id };
+    },
+  );
+
+  // ---- users
+  app.get(
+    '/api/users/',
+    {
+      schema: {
+        tags: ['users'],
+        summary: 'users (Admin: all, or one organisation; Organization_Admin: its organisation)',
+        querystring: Type.Object({ organization_id: Type.Optional(Type.String()) }),
+        response: { 200: Type.Array(UserDocSchema), ...errors(403) },
+      },
+    },
+    async (req) => {
+      const p = who(req);
+      requireRole(p, 'Organization_Admin');
+      const org = p.isAdmin ? req.query.organization_id : p.orgId;
+      const [users, names] = await Promise.all([ctx.store.listUsers(org === undefined ? {} : { organization_id: org }), orgNames()]);
+      return users.map((u) => userDoc(u, names.get(u.organization_id)));
+    },
+  );
+
+  app.post(
+    '/api/user/',
+    { schema: { tags: ['users'], summary: 'create a user (Admin, Organization_Admin)', body: UserCreateBody, response: { 201: UserDocSchema, ...errors(403, 404, 409, 422) } } },
+    async (req, reply) => {
+      const p = who(req);
+      requireRole(p, 'Organization_Admin');
+      const b = req.body;
+      let org: OrganizationRow | undefined;
+      if (b.organization_id !== undefined) org = await findOrganization(ctx, b.organization_id);
+      else if (b.organization !== undefined) org = await findOrganization(ctx, b.organization);
+      else org = await ctx.store.getOrganization(p.orgId);
+      if (!org) throw new NotFoundError('organization', p.orgId);
+      requireOrg(p, org.id, 'that organisation');
+      const roles = b.roles ? roleNames(b.roles) : (['Application_Provider'] as Role[]);
+      if (roles.length === 0) throw new OakError('OAK_VALIDATION', 'a user needs at least one role', { path: 'roles' });
+      requireGrantable(p, roles);
+      if (await ctx.store.getUserByName(b.name)) throw new ConflictError(`user ${b.name} already exists`, 'pick another name');
+      const u = await ctx.store.createUser({
+        name: b.name,
+        email: b.email ?? null,
+        roles,
+        organization_id: org.id,
+        password_hash: await hashPassword(b.password),
+      });
+      req.log.info({ by: p.user.name, user: u.name }, 'user created');
+      return reply.code(201).send(userDoc(u, org.name));
+    },
+  );
+
+  app.get(
+    '/api/user/:user',
+    { schema: { tags: ['users'], summary: 'one user (by id or name): yourself, or as Admin / Organization_Admin', params: UserParams, response: { 200: UserDocSchema, ...errors(403, 404) } } },
+    async (req) => {
+      const p = who(req);
+      const u = await findUser(ctx, req.params.user);
+      if (u.id !== p.user.id) {
+        requireRole(p, 'Organization_Admin');
+        requireOrg(p, u.organization_id, 'this user');
+      }
+      return userDoc(u, (await ctx.store.getOrganization(u.organization_id))?.name);
+    },
+  );
+
+  app.put(
+    '/api/user/:user',
+    { schema: { tags: ['users'], summary: 'change email (own user) or roles (Admin / Organization_Admin)', params: UserParams, body: UserUpdateBody, response: { 200: UserDocSchema, ...errors(403, 404, 422) } } },
+    async (req) => {
+      const p = who(req);
+      const u = await findUser(ctx, req.params.user);
+      const patch: Partial<Pick<UserRow, 'email' | 'roles'>> = {};
+      if (req.body.email !== undefined) patch.email = req.body.email;
+      if (req.body.roles !== undefined) {
+        const roles = roleNames(req.body.roles);
+        if (roles.length === 0) throw new OakError('OAK_VALIDATION', 'a user needs at least one role', { path: 'roles' });
+        if (u.id === p.user.id && !p.isAdmin) throw new ForbiddenError('you cannot change your own roles');
+        requireManage(p, u);
+        requireGrantable(p, roles);
+        if (u.id === p.user.id && !roles.includes('Admin')) throw new ConflictError('you cannot remove your own Admin role', 'let another Admin do it');
+        patch.roles = roles;
+      } else if (u.id !== p.user.id) {
+        requireManage(p, u);
+      }
+      const updated = await ctx.store.updateUser(u.id, patch);
+      return userDoc(updated, (await ctx.store.getOrganization(updated.organization_id))?.name);
+    },
+  );
+
+  app.delete(
+    '/api/user/:user',
+    { schema: { tags: ['users'], summary: 'delete a user (Admin / Organization_Admin)', params: UserParams, response: { 200: DeletedSchema, ...errors(403, 404, 409) } } },
+    async (req) => {
+      const p = who(req);
+      const u = await findUser(ctx, req.params.user);
+      requireManage(p, u);
+      if (u.id === p.user.id) throw new ConflictError('you cannot delete yourself');
+      await ctx.store.deleteUser(u.id);
+      req.log.info({ by: p.user.name, user: u.name }, 'user deleted');
+      return { deleted: u.id };
+    },
+  );
+
+  app.put(
+    '/api/user/:user/password',
+    {
+      schema: {
+        tags: ['users'],
+        summary: 'change a password (your own with old_password, or as Admin / Organization_Admin)',
+        params: UserParams,
+        body: PasswordBody,
+        response: { 200: Type.Object({ message: Type.String() }), ...errors(403, 404, 422) },
+      },
+    },
+    async (req) => {
+      const p = who(req);
+      const u = await findUser(ctx, req.params.user);
+      if (u.id === p.user.id) {
+        if (req.body.old_password === undefined || !(await verifyPassword(u.password_hash, req.body.old_password))) {
+          throw new UnauthorizedError('old_password is missing or wrong', 'OAK_INVALID_CREDENTIALS');
+        }
+      } else {
+        requireManage(p, u);
+      }
+      await ctx.store.updateUser(u.id, { password_hash: await hashPassword(req.body.password) });
+      return { message: `password of ${u.name} changed` };
+    },
+  );
+};

@@ -1,0 +1,180 @@
+/**
+ * TypeBox schemas of the root API's requests and answers. They validate requests (validation.ts),
+ * serialise answers and generate the OpenAPI document at /api/docs: one source.
+ */
+import {
+  ApplicationPatch,
+  ClusterResources,
+  INSTANCE_STATES,
+  Microservice,
+  ROLES,
+  ServiceRequestSla,
+  Sla,
+} from '@oak/contracts';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { handlerValidated } from './validation.ts';
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Id = (description: string) => Type.String({ minLength: 1, maxLength: 200, description });
+
+export const RoleSchema = Type.Union(ROLES.map((r) => Type.Literal(r)));
+export const InstanceStateSchema = Type.Union(INSTANCE_STATES.map((s) => Type.Literal(s)));
+
+export const FieldIssueSchema = Type.Object({ path: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) });
+
+export const ErrorSchema = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({ description: 'stable code, e.g. OAK_NOT_FOUND' }),
+      message: Type.String(),
+      path: Type.Optional(Type.String({ description: 'JSON path of the offending field' })),
+      hint: Type.Optional(Type.String()),
+      details: Type.Optional(Type.Array(FieldIssueSchema)),
+    }),
+  },
+  { description: 'error (SPEC §3 shape)' },
+);
+
+/** Error answers every protected route may give. */
+export function errors(...codes: number[]): Record<number, typeof ErrorSchema> {
+  const out: Record<number, typeof ErrorSchema> = {};
+  for (const c of [401, ...codes]) out[c] = ErrorSchema;
+  return out;
+}
+
+// ---- auth
+export const LoginBody = Type.Object(
+  { username: Type.String({ minLength: 1, maxLength: 200 }), password: Type.String({ minLength: 1, maxLength: 1024 }) },
+  { additionalProperties: true },
+);
+export const RefreshBody = Type.Object({ refresh_token: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: true });
+export const TokenPairSchema = Type.Object({
+  token: Type.String({ description: 'access token (bearer)' }),
+  refresh_token: Type.String(),
+  expires_in: Type.Integer({ description: 'seconds until the access token expires' }),
+});
+
+// ---- organisations and users
+export const OrganizationDocSchema = Type.Object({ _id: Type.String(), name: Type.String(), created_at: Type.String() });
+export const OrganizationBody = Type.Object({ name: Type.String({ pattern: '^[a-zA-Z0-9_-]{1,64}$' }) }, { additionalProperties: true });
+
+export const UserDocSchema = Type.Object({
+  _id: Type.String(),
+  name: Type.String(),
+  email: Type.Optional(Type.String()),
+  roles: Type.Array(RoleSchema),
+  organization_id: Type.String(),
+  organization: Type.Optional(Type.String()),
+  created_at: Type.String(),
+});
+
+/** Oakestra sends roles as objects `{ name, description }`; plain names are accepted too. */
+const RoleInput = Type.Union([RoleSchema, Type.Object({ name: RoleSchema }, { additionalProperties: true })]);
+const UserName = Type.String({ pattern: '^[a-zA-Z0-9_.@-]{1,64}$', description: 'user name' });
+
+export const UserCreateBody = Type.Object(
+  {
+    name: UserName,
+    password: Type.String({ minLength: 8, maxLength: 1024, description: 'at least 8 characters' }),
+    email: Type.Optional(Type.String({ maxLength: 320 })),
+    roles: Type.Optional(Type.Array(RoleInput, { description: 'default: Application_Provider' })),
+    organization_id: Type.Optional(Type.String({ description: 'default: the caller\'s organisation' })),
+    organization: Type.Optional(Type.String({ description: 'organisation name (instead of organization_id)' })),
+  },
+  { additionalProperties: true },
+);
+export const UserUpdateBody = Type.Object(
+  {
+    email: Type.Optional(Nullable(Type.String({ maxLength: 320 }))),
+    roles: Type.Optional(Type.Array(RoleInput)),
+  },
+  { additionalProperties: true },
+);
+export const PasswordBody = Type.Object(
+  {
+    password: Type.String({ minLength: 8, maxLength: 1024, description: 'the new password' }),
+    old_password: Type.Optional(Type.String({ description: 'required when changing your own password' })),
+  },
+  { additionalProperties: true },
+);
+
+// ---- applications, services, instances
+export const ApplicationDocSchema = Type.Object({
+  applicationID: Type.String(),
+  application_name: Type.String(),
+  application_namespace: Type.String(),
+  application_desc: Type.String(),
+  userId: Type.String(),
+  organization_id: Type.String(),
+  microservices: Type.Array(Type.String(), { description: 'ids of the services' }),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+});
+
+export const InstanceDocSchema = Type.Object({
+  instance_number: Type.Integer(),
+  status: InstanceStateSchema,
+  status_detail: Type.String(),
+  cluster_id: Nullable(Type.String()),
+  cluster_name: Type.Optional(Nullable(Type.String())),
+  worker_id: Nullable(Type.String()),
+  publicip: Nullable(Type.String()),
+  instance_ip: Type.Optional(Nullable(Type.String())),
+  instance_ip_v6: Type.Optional(Nullable(Type.String())),
+  created_at: Type.String(),
+  updated_at: Type.String(),
+  history: Type.Optional(Type.Array(Type.Object({ status: InstanceStateSchema, status_detail: Type.String(), at: Type.String() }))),
+});
+
+export const ServiceDocSchema = Type.Composite(
+  [
+    Microservice,
+    Type.Object({
+      microserviceID: Type.String(),
+      applicationID: Type.String(),
+      job_name: Type.String({ description: '<app>.<appns>.<svc>.<svcns>' }),
+      application_name: Type.String(),
+      application_namespace: Type.String(),
+      organization_id: Type.String(),
+      userId: Type.String(),
+      instance_list: Type.Array(InstanceDocSchema),
+      created_at: Type.String(),
+      updated_at: Type.String(),
+    }),
+  ],
+  { additionalProperties: true },
+);
+
+export const SlaBody = handlerValidated(Sla);
+export const ApplicationPatchBody = handlerValidated(ApplicationPatch);
+export const ServiceCreateBody = handlerValidated(
+  Type.Union([ServiceRequestSla, Type.Composite([Microservice, Type.Object({ applicationID: Type.String() })], { additionalProperties: true })], {
+    description: 'one service with the applicationID it joins, or Oakestra\'s SLA shape naming the application',
+  }),
+);
+export const ServicePatchBody = handlerValidated(Type.Partial(Microservice, { additionalProperties: true }));
+
+export const ClusterDocSchema = Type.Object({
+  _id: Type.String(),
+  cluster_name: Type.String(),
+  cluster_location: Nullable(Type.String()),
+  status: Type.Union([Type.Literal('ACTIVE'), Type.Literal('INACTIVE')]),
+  last_seen: Nullable(Type.String()),
+  resources: Nullable(ClusterResources),
+  created_at: Type.String(),
+});
+
+// ---- params
+export const IdParams = Type.Object({ id: Id('id') });
+export const AppIdParams = Type.Object({ appId: Id('application id') });
+export const UserParams = Type.Object({ user: Id('user id or name') });
+export const InstanceParams = Type.Object({ id: Id('service id'), n: Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'instance number' }) });
+
+export const DeployQuery = Type.Object({ deploy: Type.Optional(Type.Boolean({ description: 'also deploy `replicas` (default 1) instances of every service' })) });
+export const LogsQuery = Type.Object({
+  follow: Type.Optional(Type.Union([Type.Boolean(), Type.Literal('1'), Type.Literal('0')], { description: 'keep streaming' })),
+  tail: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, description: 'only the last N lines' })),
+  token: Type.Optional(Type.String({ description: 'access token, for clients that cannot set headers' })),
+});
+
+export const DeletedSchema = Type.Object({ deleted: Type.String({ description: 'id of what was deleted' }) });

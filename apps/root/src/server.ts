@@ -1,0 +1,137 @@
+/**
+ * startRoot: store + first-start bootstrap + control plane + HTTP API, listening. The one entry
+ * point used by the oak-root binary, by oakd (1-DOC) and by the end-to-end tests.
+ */
+import { mkdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { createStore, type Store } from '@oak/store';
+import { buildRootApp, type RootAppOptions } from './app.ts';
+import { bootstrapAdmin, jwtSecret, type BootstrapResult } from './bootstrap.ts';
+import { DEFAULT_ACCESS_TTL_SEC, DEFAULT_REFRESH_TTL_SEC, type RootContext } from './context.ts';
+import { noControlPlane, type ControlPlane } from './control.ts';
+import { EventHub } from './events.ts';
+
+export const DEFAULT_ROOT_PORT = 10000;
+
+export interface RootConfig {
+  /** default 0.0.0.0 */
+  host?: string;
+  /** default 10000; 0 picks a free port */
+  port?: number;
+  /** postgres://... to use PostgreSQL instead of the SQLite file in dataDir */
+  databaseUrl?: string;
+  /** PostgreSQL schema (tests) */
+  pgSchema?: string;
+  /** where the SQLite file (oak.db) lives; default OAK_DATA_DIR, else ~/.local/share/oak (/var/lib/oak as root) */
+  dataDir?: string;
+  /** password of the Admin created on first start; generated and printed once when absent */
+  adminPassword?: string;
+  /** pino level (default info) */
+  logLevel?: string;
+  /** a ready logger instead of one made from logLevel */
+  logger?: FastifyBaseLogger;
+  accessTtlSec?: number;
+  refreshTtlSec?: number;
+  /** a store owned by the caller (not closed by close()); otherwise one is created */
+  store?: Store;
+  events?: EventHub;
+  /** builds what places instances; without it instances stay REQUESTED */
+  control?: (ctx: RootContext) => ControlPlane | Promise<ControlPlane>;
+  /** where the generated Admin password is announced (default: stderr) */
+  announce?: (text: string) => void;
+  app?: RootAppOptions;
+}
+
+export interface RootHandle {
+  /** http://host:port of the API (127.0.0.1 when listening on every address) */
+  url: string;
+  port: number;
+  app: FastifyInstance;
+  ctx: RootContext;
+  bootstrap: BootstrapResult;
+  close(): Promise<void>;
+}
+
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.OAK_DATA_DIR) return env.OAK_DATA_DIR;
+  if (typeof process.getuid === 'function' && process.getuid() === 0) return '/var/lib/oak';
+  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'oak');
+}
+
+export function passwordBanner(user: string, org: string, password: string): string {
+  const line = '='.repeat(72);
+  return [
+    line,
+    `  oak root: first start, created user ${user} (role Admin) in organisation ${org}`,
+    `  generated password: ${password}`,
+    '  It is shown only this once and only its hash is stored. Set OAK_ADMIN_PASSWORD',
+    `  before the first start to choose it; change it with PUT /api/user/${user}/password.`,
+    line,
+    '',
+  ].join('\n');
+}
+
+export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
+  const log = config.logger ?? pino({ level: config.logLevel ?? 'info', base: { component: 'root' } });
+  const ownStore = config.store === undefined;
+  let store: Store;
+  if (config.store) store = config.store;
+  else if (config.databaseUrl) store = await createStore({ databaseUrl: config.databaseUrl, ...(config.pgSchema ? { pgSchema: config.pgSchema } : {}) });
+  else {
+    const dir = config.dataDir ?? defaultDataDir();
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    store = await createStore({ sqlitePath: join(dir, 'oak.db') });
+  }
+  let app: FastifyInstance | undefined;
+  let control: ControlPlane = noControlPlane;
+  try {
+    const bootstrap = await bootstrapAdmin(store, config.adminPassword);
+    if (bootstrap.generatedPassword !== undefined) {
+      (config.announce ?? ((t: string) => process.stderr.write(t)))(passwordBanner(bootstrap.admin.name, bootstrap.organization.name, bootstrap.generatedPassword));
+    } else if (bootstrap.created) {
+      log.info({ user: bootstrap.admin.name }, 'created the Admin user with the password from OAK_ADMIN_PASSWORD');
+    }
+    const ctx: RootContext = {
+      store,
+      events: config.events ?? new EventHub(),
+      control,
+      auth: {
+        jwtSecret: await jwtSecret(store),
+        accessTtlSec: config.accessTtlSec ?? DEFAULT_ACCESS_TTL_SEC,
+        refreshTtlSec: config.refreshTtlSec ?? DEFAULT_REFRESH_TTL_SEC,
+      },
+      startedAt: Date.now(),
+    };
+    if (config.control) ctx.control = control = await config.control(ctx);
+    app = await buildRootApp(ctx, { loggerInstance: log, ...config.app });
+    await app.listen({ host: config.host ?? '0.0.0.0', port: config.port ?? DEFAULT_ROOT_PORT });
+    const addr = app.server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address === '::' ? '::1' : addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address;
+    const url = `http://${host}:${addr.port}`;
+    log.info({ url, store: store.kind }, 'root orchestrator listening');
+    const started = app;
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      port: addr.port,
+      app: started,
+      ctx,
+      bootstrap,
+      close: () =>
+        (closing ??= (async () => {
+          await started.close();
+          await control.close?.();
+          if (ownStore) await store.close();
+        })()),
+    };
+  } catch (err) {
+    await app?.close().catch(() => undefined);
+    await control.close?.().catch(() => undefined);
+    if (ownStore) await store.close().catch(() => undefined);
+    throw err;
+  }
+}

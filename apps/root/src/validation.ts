@@ -1,0 +1,61 @@
+/**
+ * Request validation. Route schemas are TypeBox (one source for validation, types and OpenAPI);
+ * this compiler checks them with TypeBox's compiler and answers in our error shape:
+ * params/querystring problems are 400 OAK_BAD_REQUEST, body problems 422 OAK_VALIDATION with every
+ * issue in `details`. Bodies that are SLA documents are validated in the handler by the SLA
+ * validator (422 OAK_INVALID_SLA with path + hint); their schemas carry `x-oak-validate: handler`
+ * and only document the shape.
+ */
+import { OakError, type FieldIssue } from '@oak/contracts';
+import { type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
+import type { FastifySchemaCompiler } from 'fastify';
+
+/** `/applications/0/microservices/1/port` -> `applications[0].microservices[1].port` */
+export function pointerToPath(pointer: string): string {
+  let out = '';
+  for (const raw of pointer.split('/').slice(1)) {
+    const part = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (/^\d+$/.test(part)) out += `[${part}]`;
+    else out += out === '' ? part : `.${part}`;
+  }
+  return out;
+}
+
+export function schemaIssues(schema: TSchema, value: unknown, prefix = ''): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  const seen = new Set<string>();
+  for (const e of Value.Errors(schema, value)) {
+    const path = prefix + pointerToPath(e.path);
+    const key = `${path}\u0000${e.message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    issues.push({ path: path === '' ? '(root)' : path, message: e.message });
+    if (issues.length >= 50) break;
+  }
+  return issues;
+}
+
+/** Marks a schema as documentation only: the handler validates. */
+export function handlerValidated<T extends TSchema>(schema: T): T {
+  const copy: Record<string, unknown> = { ...schema, 'x-oak-validate': 'handler' };
+  delete copy.$id;
+  return copy as unknown as T;
+}
+
+export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
+  if ((schema as Record<string, unknown>)['x-oak-validate'] === 'handler') return () => true;
+  const check = TypeCompiler.Compile(schema);
+  const isBody = httpPart === 'body';
+  return (value: unknown) => {
+    const v = isBody ? value : Value.Convert(schema, value);
+    if (check.Check(v)) return { value: v };
+    const where = httpPart === 'params' ? 'path parameter' : httpPart === 'querystring' ? 'query parameter' : httpPart ?? 'request';
+    const issues = schemaIssues(schema, v);
+    const first = issues[0];
+    const opts = { details: issues, ...(first ? { path: first.path } : {}) };
+    const msg = first ? `${where} ${first.path}: ${first.message}` : `invalid ${where}`;
+    return { error: isBody ? new OakError('OAK_VALIDATION', msg, opts) : new OakError('OAK_BAD_REQUEST', msg, opts) };
+  };
+};
