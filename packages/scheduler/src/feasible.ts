@@ -27,7 +27,8 @@ export function matchesAllRefs(c: Named, refs: readonly string[]): boolean {
 }
 
 export function supports(c: { virtualizations: readonly Virtualization[] }, v: Virtualization): boolean {
-  return c.virtualizations.includes(v);
+  const vs = c.virtualizations;
+  return vs[0] === v || vs.includes(v);
 }
 
 export interface FreeAmounts {

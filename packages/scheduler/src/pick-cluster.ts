@@ -69,19 +69,21 @@ function stageOf(c: ClusterCandidate, d: Demand, cc: CompiledConstraints): numbe
 export function pickCluster(demand: Demand, clusters: readonly ClusterCandidate[], opts: PickClusterOptions = {}): Placement<ClusterCandidate> {
   const cc = compileConstraints(demand);
   const feasible: number[] = [];
-  let furthest = -1;
   let maxCpu = 0;
   let maxMem = 0;
   for (let i = 0; i < clusters.length; i++) {
     const c = clusters[i] as ClusterCandidate;
-    const s = stageOf(c, demand, cc);
-    if (s > furthest) furthest = s;
-    if (s !== STAGE_OK) continue;
+    // cheapest checks first; stageOf (pipeline order) only matters for the reason
+    if (!c.active || !fits(c, demand) || !supports(c, demand.virtualization) || !clusterSatisfies(c, cc) || !workerHolds(c, demand, cc)) continue;
     feasible.push(i);
     if (c.cpu_cores_free > maxCpu) maxCpu = c.cpu_cores_free;
     if (c.memory_free_mb > maxMem) maxMem = c.memory_free_mb;
   }
-  if (feasible.length === 0) return explainClusters(demand, clusters, cc, furthest);
+  if (feasible.length === 0) {
+    let furthest = -1;
+    for (const c of clusters) furthest = Math.max(furthest, stageOf(c, demand, cc));
+    return explainClusters(demand, clusters, cc, furthest);
+  }
   const strategy = opts.strategy ?? 'best-fit';
   let best: ClusterCandidate | undefined;
   let bp = 0;

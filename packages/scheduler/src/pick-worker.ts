@@ -4,6 +4,9 @@
  * Pipeline (one pass over the workers, no intermediate arrays):
  *   virtualization -> constraints (direct node, geo, latency) -> resources (vcpus, memory, GPUs)
  *   -> rank (anti-affinity, then strategy; see rank.ts).
+ * The hot loop runs the checks cheapest first and the constraint checks lazily (only for a worker
+ * that would rank above the best so far); the order matters only for the reason, which the
+ * explain pass computes in pipeline order.
  * When no worker is feasible, a second pass explains why: the reason is the one of the stage the
  * furthest-getting worker failed at, with a detail naming the closest miss.
  */
@@ -29,20 +32,17 @@ export function pickWorkerIndex(demand: Demand, workers: readonly WorkerCandidat
   let key: RankKey = { sameJob: 0, primary: 0, secondary: 0 };
   for (let i = 0; i < workers.length; i++) {
     const w = workers[i] as WorkerCandidate;
-    if (!supports(w, v)) continue;
-    if (!cc.none && !workerSatisfies(w, effectiveLocation(w, clusterLoc), cc, true)) continue;
-    if (!fits(w, demand)) continue;
+    // Cheap checks first; the constraint checks (trigonometry for geo and latency) only run for
+    // a worker that would beat the best so far: the result is the same, the work much smaller.
+    if (!fits(w, demand) || !supports(w, v)) continue;
     workerKey(w, demand, strategy, key);
-    if (best < 0) {
-      best = i;
-      [bestKey, key] = [key, bestKey];
-      continue;
+    if (best >= 0) {
+      const b = workers[best] as WorkerCandidate;
+      if (compareKeys(key, w.id, w.name, bestKey, b.id, b.name) >= 0) continue;
     }
-    const b = workers[best] as WorkerCandidate;
-    if (compareKeys(key, w.id, w.name, bestKey, b.id, b.name) < 0) {
-      best = i;
-      [bestKey, key] = [key, bestKey];
-    }
+    if (!cc.none && !workerSatisfies(w, effectiveLocation(w, clusterLoc), cc, true)) continue;
+    best = i;
+    [bestKey, key] = [key, bestKey];
   }
   return best;
 }

@@ -26,7 +26,7 @@ export function share(part: number, total: number): number {
 
 export function countJob(jobs: readonly string[], job: string): number {
   let n = 0;
-  for (const j of jobs) if (j === job) n++;
+  for (let i = 0; i < jobs.length; i++) if (jobs[i] === job) n++;
   return n;
 }
 
