@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import { VIRTUALIZATIONS } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
+import { ProcessRuntime } from '@oak/runtimes';
 import type { ProbeResult, Runtime } from '@oak/runtimes';
 import type { NodeEngineConfig } from './config.ts';
-import { StandinProcessRuntime } from './standin-process.ts';
 
 export interface Choice {
   offered: Virtualization[];
@@ -42,7 +42,7 @@ export function chooseVirtualizations(probes: readonly { virtualization: Virtual
 
 /** The drivers a standalone NodeEngine uses. */
 export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
-  return [new StandinProcessRuntime({ stateDir: join(cfg.dataDir, 'instances', 'process') })];
+  return [new ProcessRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'process') })];
 }
 
 export async function probeAll(runtimes: readonly Runtime[]): Promise<{ virtualization: Virtualization; result: ProbeResult }[]> {
