@@ -87,24 +87,28 @@ export function pickCluster(demand: Demand, clusters: readonly ClusterCandidate[
   const strategy = opts.strategy ?? 'best-fit';
   let best: ClusterCandidate | undefined;
   let bp = 0;
-  let bj = 0;
+  let bj = -1; // same-job count of best, computed lazily (-1: not yet)
   let bs = 0;
   for (const i of feasible) {
     const c = clusters[i] as ClusterCandidate;
     const freeShare = share(c.cpu_cores_free, maxCpu) + share(c.memory_free_mb, maxMem);
-    const sameJob = countJob(c.jobs, demand.job_name);
     let p: number;
     let s = 0;
+    let sameJob = -1;
     if (strategy === 'best-fit') p = share(c.cpu_cores_free - demand.vcpus, maxCpu) + share(c.memory_free_mb - demand.memory_mb, maxMem);
     else if (strategy === 'spread') {
+      sameJob = countJob(c.jobs, demand.job_name);
       p = sameJob;
       s = -freeShare;
     } else p = -freeShare;
-    if (
-      !best ||
-      p < bp ||
-      (p === bp && (sameJob < bj || (sameJob === bj && (s < bs || (s === bs && (c.id < best.id || (c.id === best.id && c.name < best.name)))))))
-    ) {
+    let better = !best || p < bp;
+    if (best && p === bp) {
+      // tie on the strategy: fewer instances of the same job, then the secondary score, then id
+      if (sameJob < 0) sameJob = countJob(c.jobs, demand.job_name);
+      if (bj < 0) bj = countJob(best.jobs, demand.job_name);
+      better = sameJob < bj || (sameJob === bj && (s < bs || (s === bs && (c.id < best.id || (c.id === best.id && c.name < best.name)))));
+    }
+    if (better) {
       best = c;
       bp = p;
       bj = sameJob;
