@@ -1,2 +1,3 @@
 export * from './types.ts';
 export * from './process/index.ts';
+export * from './containerd/index.ts';
