@@ -244,7 +244,8 @@ export class Cgroup {
 
   /** Moves a process (and its future children) into every hierarchy of the group. */
   async addPid(pid: number): Promise<void> {
-    for (const d of this.dirs()) await writeFile(join(d, 'cgroup.procs'), String(pid));
+    // in parallel: on v1 each move may wait for an RCU grace period
+    await Promise.all(this.dirs().map((d) => writeFile(join(d, 'cgroup.procs'), String(pid))));
   }
 
   /** Pids in the group (of the memory hierarchy on v1). */

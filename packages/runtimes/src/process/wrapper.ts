@@ -15,7 +15,10 @@
  * Signals: the wrapper is a session and process-group leader (spawned detached = setsid), so
  * `kill(-pid)` reaches the workload and the wrapper together. The wrapper traps TERM/INT/HUP (it
  * outlives the workload to write the exit file); traps are reset in the subshell, so the workload
- * gets default dispositions (no inherited ignored signals). The wrapper sets its own
+ * gets default dispositions (no inherited ignored signals). A signal that reaches the wrapper
+ * after it set its traps but before it forked is remembered in `sig`, and the subshell then ends
+ * as if killed by it instead of starting the workload (so a stop() right after start() cannot be
+ * lost in that window). The wrapper sets its own
  * oom_score_adj to -1000 (where allowed) so that the OOM killer picks the workload, and the
  * workload's subshell sets it back to 0 before exec.
  *
@@ -31,8 +34,9 @@ export const WRAPPER_SCRIPT = [
   '[ "$go" = go ] || exit 125',
   'exec 0</dev/null',
   '{ echo -1000 > /proc/self/oom_score_adj; } 2>/dev/null',
-  'trap : TERM INT HUP',
-  '( { echo 0 > /proc/self/oom_score_adj; } 2>/dev/null; trap - TERM INT HUP; exec "$@" )',
+  'sig=',
+  "trap 'sig=15' TERM; trap 'sig=2' INT; trap 'sig=1' HUP",
+  '( [ -z "$sig" ] || exit $((128 + sig)); { echo 0 > /proc/self/oom_score_adj; } 2>/dev/null; exec "$@" )',
   'echo $? > "$exitfile"',
 ].join('\n');
 
