@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { VIRTUALIZATIONS } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
-import { ProcessRuntime } from '@oak/runtimes';
+import { ContainerdRuntime, ProcessRuntime } from '@oak/runtimes';
 import type { ProbeResult, Runtime } from '@oak/runtimes';
 import type { NodeEngineConfig } from './config.ts';
 
@@ -40,9 +40,15 @@ export function chooseVirtualizations(probes: readonly { virtualization: Virtual
   return { offered, lines };
 }
 
-/** The drivers a standalone NodeEngine uses. */
+/**
+ * The drivers a standalone NodeEngine uses: containerd (containers) and native processes.
+ * unikernel, microvm and wasm drivers plug in here when they exist.
+ */
 export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
-  return [new ProcessRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'process') })];
+  return [
+    new ContainerdRuntime({ socket: cfg.containerdSocket, dataDir: join(cfg.dataDir, 'runtimes', 'containerd') }),
+    new ProcessRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'process') }),
+  ];
 }
 
 export async function probeAll(runtimes: readonly Runtime[]): Promise<{ virtualization: Virtualization; result: ProbeResult }[]> {

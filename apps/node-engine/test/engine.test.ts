@@ -248,3 +248,28 @@ test('shutdown with stopInstances stops everything and reports UNDEPLOYED', asyn
   await cluster.waitJob(id, `ne${run}.test.talker.test`, 'UNDEPLOYED');
   assert.deepEqual(pidsWithArgv(['/bin/sleep', sleepArg]), []);
 });
+
+test('startup says which virtualizations are offered and why not', async () => {
+  const d = await tmpDir('oak-ne-probe');
+  const lines: string[] = [];
+  const log = { info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m) };
+  const e = await startNodeEngine({
+    clusterAddress: '127.0.0.1',
+    clusterPort: cluster.httpPort,
+    netmanagerPort: null,
+    dataDir: d.path,
+    containerdSocket: join(d.path, 'no-containerd.sock'),
+    reportIntervalMs: INTERVAL,
+    log,
+  });
+  try {
+    assert.deepEqual([...e.virtualizations], ['process']);
+    assert.ok(lines.some((l) => l.startsWith('container: unavailable (') && l.includes('no-containerd.sock')), lines.join('\n'));
+    assert.ok(lines.some((l) => l.startsWith('process: available (')));
+    assert.ok(lines.includes('offering: process'));
+    assert.deepEqual(cluster.registrations.at(-1)?.virtualizations, ['process']);
+  } finally {
+    await e.close();
+    await d.remove();
+  }
+});
