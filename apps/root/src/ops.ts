@@ -2,7 +2,7 @@
  * Operations shared by the application and service routes: access checks that load a resource,
  * deploying and undeploying instances (persist first, then tell the control plane, then publish).
  */
-import { NotFoundError, instanceName, type Microservice } from '@oak/contracts';
+import { ConflictError, NotFoundError, instanceName, type Microservice } from '@oak/contracts';
 import type { ApplicationRow, InstanceRow, NewService, ServiceRow } from '@oak/store';
 import { APP_ROLES, requireOrg, requireRole, type Principal } from './auth/principal.ts';
 import type { RootContext } from './context.ts';
@@ -84,4 +84,20 @@ export async function removeService(ctx: RootContext, s: ServiceRow): Promise<vo
   announceUndeploy(ctx, s, rows);
   await ctx.store.deleteService(s.id);
   ctx.events.publish({ type: 'service', action: 'deleted', microserviceID: s.id, applicationID: s.application_id });
+}
+
+/** Job names are global (they are also the overlay's DNS names): say so when one is taken. */
+export function explainConflict(err: unknown): unknown {
+  if (err instanceof ConflictError && /job name/i.test(err.message)) {
+    return new ConflictError(err.message, 'job names <app>.<appns>.<svc>.<svcns> are unique across all organisations; choose another application_namespace or microservice_namespace');
+  }
+  return err;
+}
+
+/** Throws 409 (before anything is written) if one of these job names belongs to a service not in `own`. */
+export async function assertJobNamesFree(ctx: RootContext, jobNames: string[], own: ReadonlySet<string>): Promise<void> {
+  for (const j of jobNames) {
+    const holder = await ctx.store.getServiceByJobName(j);
+    if (holder && !own.has(holder.id)) throw explainConflict(new ConflictError(`a service with job name ${JSON.stringify(j)} already exists`));
+  }
 }

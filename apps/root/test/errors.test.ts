@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { InjectOptions } from 'fastify';
-import type { ServiceDoc } from '@oak/contracts';
 import { createApp, sla, snapshot, testRoot, type TestRoot } from './helpers.ts';
 
 interface Case {

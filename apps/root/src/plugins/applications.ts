@@ -16,7 +16,7 @@ import type { ApplicationRow, ServiceRow } from '@oak/store';
 import type { FastifyReply } from 'fastify';
 import { APP_ROLES, requireRole } from '../auth/principal.ts';
 import { applicationDoc, loadApplicationDoc } from '../docs.ts';
-import { announceUndeploy, deployInstances, loadApp, newService, orgIndex } from '../ops.ts';
+import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, newService, orgIndex } from '../ops.ts';
 import { ApplicationDocSchema, ApplicationPatchBody, DeletedSchema, DeployQuery, IdParams, SlaBody, errors } from '../schemas.ts';
 import { who, type RootPlugin } from './types.ts';
 
@@ -70,7 +70,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       } catch (err) {
         // all or nothing: an SLA with several applications must not leave half of them behind
         for (const c of created) await store.deleteApplication(c.application.id).catch(() => undefined);
-        throw err;
+        throw explainConflict(err);
       }
       const docs: ApplicationDoc[] = [];
       for (const { application, services } of created) {
@@ -162,6 +162,13 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
           throw new ConflictError(`service ${u.service.job_name} has instances and cannot be renamed`, 'undeploy its instances first');
         }
       }
+      const own = new Set(services.map((s) => s.id));
+      const jobNames = [
+        ...(renamed ? services.filter((s) => !updates.some((u) => u.service.id === s.id)).map((s) => newService(name, ns, s.sla).job_name) : []),
+        ...updates.map((u) => newService(name, ns, u.sla).job_name),
+        ...additions.map((ms) => newService(name, ns, ms).job_name),
+      ];
+      await assertJobNamesFree(ctx, jobNames, own);
       const appPatch: Partial<Pick<ApplicationRow, 'name' | 'namespace' | 'description'>> = {};
       if (patch.application_name !== undefined) appPatch.name = patch.application_name;
       if (patch.application_namespace !== undefined) appPatch.namespace = patch.application_namespace;

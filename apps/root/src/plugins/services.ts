@@ -23,7 +23,7 @@ import type { ApplicationRow, ServiceRow } from '@oak/store';
 import type { FastifyReply } from 'fastify';
 import { APP_ROLES, requireOrg, requireRole } from '../auth/principal.ts';
 import { instanceDoc, loadServiceDoc } from '../docs.ts';
-import { announceUndeploy, deployInstances, loadApp, loadInstance, loadService, newService, removeService } from '../ops.ts';
+import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, loadInstance, loadService, newService, removeService } from '../ops.ts';
 import {
   AppIdParams,
   DeletedSchema,
@@ -93,7 +93,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
         for (const ms of v.microservices) created.push(await store.createService(target.id, newService(target.name, target.namespace, ms)));
       } catch (err) {
         for (const s of created) await store.deleteService(s.id).catch(() => undefined);
-        throw err;
+        throw explainConflict(err);
       }
       for (const s of created) ctx.events.publish({ type: 'service', action: 'created', microserviceID: s.id, applicationID: target.id });
       if (req.query.deploy === true) for (const s of created) await deployInstances(ctx, s, s.sla.replicas ?? 1);
@@ -157,6 +157,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
         if (clash) throw new ConflictError(`service ${ms.microservice_name} in namespace ${ms.microservice_namespace} already exists in this application`);
       }
       const ns = newService(a.name, a.namespace, ms);
+      await assertJobNamesFree(ctx, [ns.job_name], new Set([service.id]));
       const row = await store.updateService(service.id, { sla: ns.sla, job_name: ns.job_name, name: ns.name, namespace: ns.namespace });
       ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
       ctx.control.serviceUpdated?.(row);
