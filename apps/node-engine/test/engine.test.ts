@@ -198,6 +198,18 @@ test('logs: a request returns the output lines, then end', async () => {
   assert.match(String(unknown.payload['error']), /not on this worker/);
 });
 
+test('logs: a follow ends by itself when the instance ends', async () => {
+  const id = engine!.id;
+  const cmd = deploy('brief', { code: '/bin/sh', cmd: ['-c', 'echo a; sleep 0.6; echo b'], one_shot: true });
+  await cluster.publish(`nodes/${id}/control/deploy`, cmd);
+  await cluster.waitJob(id, cmd.job_name, 'RUNNING');
+  const rid = `req${shortId(3)}`;
+  await cluster.publish(`nodes/${id}/control/logs`, { request_id: rid, job_name: cmd.job_name, instance_number: 0, follow: true });
+  await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${id}/logs/${rid}` && m.payload['end'] === true), { timeoutMs: 10_000, message: 'follow end' });
+  assert.deepEqual(cluster.messages.filter((m) => m.topic === `nodes/${id}/logs/${rid}`).flatMap((m) => m.payload['lines'] as string[]), ['a', 'b']);
+  await cluster.waitJob(id, cmd.job_name, 'COMPLETED');
+});
+
 test('restart: same node id, the running instance is re-adopted (RUNNING reported, no second process)', async () => {
   const id = engine!.id;
   const cmd = deploy('survivor');

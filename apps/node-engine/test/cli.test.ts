@@ -1,0 +1,48 @@
+/**
+ * The `NodeEngine` binary: registers with the cluster named by -a/-p, reports, and stops cleanly
+ * on SIGTERM.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { tmpDir, waitFor } from '@oak/testkit';
+import type { TmpDir } from '@oak/testkit';
+import { FakeCluster } from './helpers/cluster.ts';
+
+let cluster: FakeCluster;
+let dir: TmpDir;
+
+before(async () => {
+  cluster = await FakeCluster.start();
+  dir = await tmpDir('oak-ne-cli');
+});
+
+after(async () => {
+  await cluster.close();
+  await dir.remove();
+});
+
+test('NodeEngine -a -p -n registers, reports, and exits 0 on SIGTERM', { timeout: 60_000 }, async () => {
+  const bin = fileURLToPath(new URL('../bin/NodeEngine.mjs', import.meta.url));
+  const args = ['-a', '127.0.0.1', '-p', String(cluster.httpPort), '-n', '0', '--name', 'cli-worker', '--data-dir', dir.path,
+    '--containerd', join(dir.path, 'none.sock'), '--report-interval', '250', '--location', '48.26,11.67'];
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    const reg = await waitFor(() => cluster.registrations.find((r) => r.node_name === 'cli-worker'), { timeoutMs: 30_000, message: 'registration' });
+    assert.equal(reg.location, '48.26,11.67');
+    assert.equal(reg.netmanager_port, null);
+    assert.deepEqual(reg.virtualizations, ['process']);
+    await waitFor(() => cluster.messages.some((m) => m.topic.endsWith('/information')), { timeoutMs: 10_000 });
+    await waitFor(() => out.includes('running as node'), { timeoutMs: 5000 });
+    assert.match(out, /container: unavailable \(.*none\.sock/);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, out);
+});
