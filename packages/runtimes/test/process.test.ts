@@ -324,6 +324,29 @@ test('re-adoption: a new runtime on the same dataDir finds the instance and repo
   await third.rt.stop(s.id);
 });
 
+test('after a reboot (another boot id) the instance is reported as gone', async () => {
+  const first = await setup();
+  const s = spec({ code: '/bin/sleep', cmd: ['30'] });
+  const st = await first.rt.start(s);
+  await first.rt.close();
+  const file = join(first.dataDir, 'instances', s.id, 'state.json');
+  const state = JSON.parse(await readFile(file, 'utf8'));
+  await writeFile(file, JSON.stringify({ ...state, boot_id: 'an-earlier-boot' }));
+  try {
+    const second = await setup({ dataDir: first.dataDir });
+    const [found] = await second.rt.list();
+    assert.equal(found?.state, 'FAILED');
+    assert.equal(found?.detail, 'exited; exit status unknown (the host restarted while it ran)');
+    await second.rt.stop(s.id);
+  } finally {
+    try {
+      process.kill(-(st.pid as number), 'SIGKILL');
+    } catch {
+      /* gone with its cgroup */
+    }
+  }
+});
+
 test('survives a real restart: a separate Node process starts the instance and exits; this one adopts it', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'oak-proc-'));
   roots.push(dataDir);

@@ -127,6 +127,19 @@ export async function isSameProcessAlive(pid: number, starttime: number | undefi
   return starttime === undefined || s.starttime === starttime;
 }
 
+let cachedBootId: string | undefined;
+/** Changes on every boot: with a pid and start time, tells a process of an earlier boot apart. */
+export function bootId(): string {
+  if (cachedBootId === undefined) {
+    try {
+      cachedBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      cachedBootId = '';
+    }
+  }
+  return cachedBootId;
+}
+
 /** USER_HZ; 100 on every mainstream Linux build. */
 export const CLOCK_TICKS = 100;
 

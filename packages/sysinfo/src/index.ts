@@ -1,4 +1,4 @@
-export { cpuCount, cpuPercent, CpuSampler, readCpuTimes, memory, disk, diskSync, gpus, arch, os, osName, hostname, kernel, procStat, processStartTime, isSameProcessAlive, CLOCK_TICKS } from './host.ts';
+export { cpuCount, cpuPercent, CpuSampler, readCpuTimes, memory, disk, diskSync, gpus, arch, os, osName, hostname, kernel, procStat, processStartTime, isSameProcessAlive, bootId, CLOCK_TICKS } from './host.ts';
 export type { MemoryInfo, DiskInfo } from './host.ts';
 export { Cgroup, cgroupInfo, cgroupInfoFromMounts, processCgroups } from './cgroup.ts';
 export type { CgroupInfo, CgroupRef, CgroupVersion, CgroupCreateOptions, V1Controller } from './cgroup.ts';

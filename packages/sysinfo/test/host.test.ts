@@ -101,3 +101,30 @@ test('cgroup: a shell past its memory limit is OOM-killed and counted', { skip: 
     await Cgroup.open(parentRef).remove().catch(() => undefined);
   }
 });
+
+// The hybrid layout's v2 hierarchy holds no controllers, but groups, cgroup.procs, cpu.stat and
+// cgroup.kill work there: enough to run the v2 code paths on a v1 machine.
+const v2root = info.version === 'hybrid' ? info.unified : undefined;
+test('cgroup v2 code paths on the controller-less unified hierarchy', { skip: v2root !== undefined && info.writable ? false : 'no hybrid v2 hierarchy' }, async () => {
+  const v2info = { ...info, version: 2 as const, memoryController: v2root, cpuController: v2root, cpuacctController: v2root, pidsController: v2root };
+  const parent = `oak-sysinfo-v2-${process.pid}`;
+  const cg = await Cgroup.create('g', { parent, info: v2info });
+  const child = spawn('/bin/sleep', ['30'], { stdio: 'ignore' });
+  try {
+    assert.deepEqual(cg.ref, { version: 2, dir: `${v2root}/${parent}/g` });
+    await cg.addPid(child.pid as number);
+    assert.deepEqual(await cg.pids(), [child.pid]);
+    assert.equal((await processCgroups(child.pid as number)).v2, `/${parent}/g`);
+    assert.ok((await cg.cpuUsage()) >= 0);
+    assert.equal(await cg.oomKills(), 0);
+    await assert.rejects(cg.setMemoryLimit(32), /ENOENT|EACCES|EPERM/); // no memory controller here
+    const exited = once(child, 'exit');
+    await cg.kill('SIGKILL'); // cgroup.kill
+    assert.deepEqual(await exited, [null, 'SIGKILL']);
+    await cg.remove();
+  } finally {
+    child.kill('SIGKILL');
+    await cg.remove().catch(() => undefined);
+    await Cgroup.open({ version: 2, dir: `${v2root}/${parent}` }).remove().catch(() => undefined);
+  }
+});

@@ -14,7 +14,7 @@ import { closeSync, openSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Cgroup, cgroupInfo, isSameProcessAlive, procStat } from '@oak/sysinfo';
+import { Cgroup, bootId, cgroupInfo, isSameProcessAlive, procStat } from '@oak/sysinfo';
 import type { CgroupInfo, CgroupRef } from '@oak/sysinfo';
 import { RuntimeError } from '../types.ts';
 import type { InstanceExit, InstanceSpec, InstanceStats, InstanceStatus, LogOptions, ProbeResult, Runtime } from '../types.ts';
@@ -49,6 +49,8 @@ interface StateFile {
   pid: number;
   /** clock ticks after boot, from /proc/<pid>/stat */
   starttime: number;
+  /** /proc/sys/kernel/random/boot_id at start: after a reboot, nothing of the instance runs */
+  boot_id: string;
   started_at: string;
   executable: string;
   spec: InstanceSpec;
@@ -223,6 +225,7 @@ export class ProcessRuntime implements Runtime {
         id: spec.id,
         pid,
         starttime: ps?.starttime ?? 0,
+        boot_id: bootId(),
         started_at: new Date().toISOString(),
         executable,
         spec,
@@ -275,7 +278,8 @@ export class ProcessRuntime implements Runtime {
         code = await this.#readExitFile(t);
       }
       const oomKills = (await t.cgroup?.oomKills().catch(() => 0)) ?? 0;
-      const verdict = interpretExit({ code, wrapperSignal, oomKills, memoryLimitMb: t.st.spec.memory_mb, oneShot: t.st.spec.one_shot });
+      const lostReason = t.st.boot_id !== bootId() ? 'the host restarted while it ran' : undefined;
+      const verdict = interpretExit({ code, wrapperSignal, oomKills, memoryLimitMb: t.st.spec.memory_mb, oneShot: t.st.spec.one_shot, lostReason });
       if (t.stopping !== undefined) return;
       // daemons the workload left behind end with it (as in a container)
       if (t.cgroup !== undefined) {
@@ -328,10 +332,15 @@ export class ProcessRuntime implements Runtime {
     }
   }
 
+  /** Is the instance's wrapper still the process we started (same boot, pid and start time)? */
+  async #alive(t: Tracked): Promise<boolean> {
+    return t.st.exit === undefined && t.st.boot_id === bootId() && (await isSameProcessAlive(t.st.pid, t.st.starttime));
+  }
+
   async #check(t: Tracked): Promise<void> {
     if (t.st.exit !== undefined || t.finishing !== undefined || t.stopping !== undefined) return;
     const code = await this.#readExitFile(t);
-    if (code !== undefined || !(await isSameProcessAlive(t.st.pid, t.st.starttime))) await this.#finish(t);
+    if (code !== undefined || !(await this.#alive(t))) await this.#finish(t);
   }
 
   onExit(listener: (exit: InstanceExit) => void): void {
@@ -416,8 +425,8 @@ export class ProcessRuntime implements Runtime {
   async #stop(t: Tracked): Promise<void> {
     t.watcher?.close();
     t.watcher = undefined;
-    const { pid, starttime } = t.st;
-    const wrapperAlive = async (): Promise<boolean> => t.st.exit === undefined && (await isSameProcessAlive(pid, starttime));
+    const { pid } = t.st;
+    const wrapperAlive = (): Promise<boolean> => this.#alive(t);
     const signalAll = async (sig: NodeJS.Signals): Promise<void> => {
       // the process group (setsid made the wrapper its leader) ...
       if (await wrapperAlive()) {

@@ -59,6 +59,8 @@ export interface RawExit {
   oomKills: number;
   memoryLimitMb?: number | undefined;
   oneShot: boolean;
+  /** why no status is known, when `code` and `wrapperSignal` are both missing */
+  lostReason?: string | undefined;
 }
 
 export interface ExitVerdict {
@@ -90,7 +92,7 @@ export function interpretExit(r: RawExit): ExitVerdict {
   }
   if (exit_code === 0) return r.oneShot ? { exit_code, state: 'COMPLETED', detail: 'completed' } : { exit_code, state: 'FAILED', detail: 'exited with code 0' };
   if (signal !== undefined) return { exit_code, state: 'FAILED', detail: `killed by signal ${signal}`, signal };
-  if (exit_code === -1) return { exit_code, state: 'FAILED', detail: 'exited; exit status unknown (its supervisor was killed)' };
+  if (exit_code === -1) return { exit_code, state: 'FAILED', detail: `exited; exit status unknown (${r.lostReason ?? 'its supervisor was killed'})` };
   return { exit_code, state: 'FAILED', detail: `exited with code ${exit_code}` };
 }
 
