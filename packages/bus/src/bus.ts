@@ -1,0 +1,184 @@
+/**
+ * A small MQTT 3.1.1 client over mqtt.js: JSON publishing, wildcard subscriptions dispatched to
+ * handlers, automatic reconnect with resubscription, and a hook that runs on every (re)connect.
+ * Handler errors are logged and never break the client.
+ */
+import mqtt from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { silentLogger } from './log.ts';
+import type { Logger } from './log.ts';
+import { isValidFilter, topicMatches } from './topic.ts';
+
+export type QoS = 0 | 1 | 2;
+export type MessageHandler = (topic: string, payload: Buffer) => void | Promise<void>;
+
+export interface BusOptions {
+  clientId?: string;
+  username?: string;
+  password?: string;
+  /** delay between reconnect attempts, default 1000 ms */
+  reconnectPeriodMs?: number;
+  /** default 5000 ms */
+  connectTimeoutMs?: number;
+  /** MQTT keepalive in seconds, default 30 */
+  keepaliveS?: number;
+  /** called on every successful (re)connect, after subscriptions are restored */
+  onConnect?: (reconnect: boolean) => void | Promise<void>;
+  /** resolve connectBus only once connected (default true); when false it returns at once */
+  waitForConnect?: boolean;
+  /** last will, published by the broker when this client vanishes */
+  will?: { topic: string; payload: string; qos?: QoS; retain?: boolean };
+  log?: Logger;
+}
+
+export interface Bus {
+  readonly connected: boolean;
+  readonly clientId: string;
+  publishJson(topic: string, obj: unknown, qos?: QoS): Promise<void>;
+  publish(topic: string, payload: string | Buffer, qos?: QoS): Promise<void>;
+  /** subscribes (QoS 1) and resolves once the broker acknowledged or, when offline, at once (restored on connect) */
+  subscribe(pattern: string, handler: MessageHandler): Promise<() => Promise<void>>;
+  /** registers a hook for every (re)connect; returns a function that removes it */
+  onConnect(fn: (reconnect: boolean) => void | Promise<void>): () => void;
+  close(): Promise<void>;
+}
+
+interface Sub {
+  pattern: string;
+  handler: MessageHandler;
+}
+
+export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bus> {
+  const log = opts.log ?? silentLogger;
+  const clientId = opts.clientId ?? `oak-${Math.random().toString(16).slice(2, 10)}`;
+  const mqttOpts: IClientOptions = {
+    protocolVersion: 4,
+    clientId,
+    clean: true,
+    reconnectPeriod: opts.reconnectPeriodMs ?? 1000,
+    connectTimeout: opts.connectTimeoutMs ?? 5000,
+    keepalive: opts.keepaliveS ?? 30,
+    resubscribe: false,
+  };
+  if (opts.username !== undefined) mqttOpts.username = opts.username;
+  if (opts.password !== undefined) mqttOpts.password = opts.password;
+  if (opts.will) {
+    mqttOpts.will = { topic: opts.will.topic, payload: Buffer.from(opts.will.payload), qos: opts.will.qos ?? 1, retain: opts.will.retain ?? false };
+  }
+  const client: MqttClient = mqtt.connect(url, mqttOpts);
+  const subs = new Set<Sub>();
+  const hooks = new Set<(reconnect: boolean) => void | Promise<void>>();
+  if (opts.onConnect) hooks.add(opts.onConnect);
+  let connectedOnce = false;
+  let closed = false;
+
+  const runHook = (fn: (reconnect: boolean) => void | Promise<void>, reconnect: boolean): void => {
+    try {
+      const r = fn(reconnect);
+      if (r instanceof Promise) r.catch((err: unknown) => log.warn('bus onConnect hook failed', err));
+    } catch (err) {
+      log.warn('bus onConnect hook failed', err);
+    }
+  };
+
+  client.on('connect', () => {
+    const reconnect = connectedOnce;
+    connectedOnce = true;
+    log.debug(`bus ${clientId} connected to ${url}${reconnect ? ' (reconnect)' : ''}`);
+    const patterns = [...new Set([...subs].map((s) => s.pattern))];
+    const restored = patterns.length > 0 ? client.subscribeAsync(patterns, { qos: 1 }) : Promise.resolve([]);
+    restored
+      .catch((err: unknown) => log.warn('bus resubscribe failed', err))
+      .finally(() => {
+        for (const h of hooks) runHook(h, reconnect);
+      });
+  });
+  client.on('error', (err) => log.debug(`bus ${clientId} error: ${err.message}`));
+  client.on('offline', () => log.debug(`bus ${clientId} offline`));
+  client.on('message', (topic, payload) => {
+    for (const s of subs) {
+      if (!topicMatches(s.pattern, topic)) continue;
+      try {
+        const r = s.handler(topic, payload);
+        if (r instanceof Promise) r.catch((err: unknown) => log.warn(`bus handler for ${s.pattern} failed`, err));
+      } catch (err) {
+        log.warn(`bus handler for ${s.pattern} failed`, err);
+      }
+    }
+  });
+
+  if (opts.waitForConnect !== false) {
+    await new Promise<void>((resolve, reject) => {
+      const onConnect = (): void => { cleanup(); resolve(); };
+      const onError = (err: Error): void => {
+        // refused (bad credentials etc.) is final; network errors keep retrying until the timeout
+        if ((err as { code?: unknown }).code !== undefined && typeof (err as { code?: unknown }).code === 'number') {
+          cleanup();
+          client.end(true);
+          reject(err);
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        client.end(true);
+        reject(new Error(`could not connect to MQTT broker ${url} within ${mqttOpts.connectTimeout} ms`));
+      }, (mqttOpts.connectTimeout ?? 5000) + 50);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        client.off('connect', onConnect);
+        client.off('error', onError);
+      };
+      client.on('connect', onConnect);
+      client.on('error', onError);
+    });
+  }
+
+  const bus: Bus = {
+    get connected() {
+      return client.connected;
+    },
+    clientId,
+    publishJson(topic, obj, qos = 1) {
+      return bus.publish(topic, JSON.stringify(obj), qos);
+    },
+    async publish(topic, payload, qos = 1) {
+      if (closed) throw new Error('bus is closed');
+      await client.publishAsync(topic, payload, { qos });
+    },
+    async subscribe(pattern, handler) {
+      if (!isValidFilter(pattern)) throw new Error(`invalid MQTT topic filter: ${pattern}`);
+      const sub: Sub = { pattern, handler };
+      const fresh = ![...subs].some((s) => s.pattern === pattern);
+      subs.add(sub);
+      if (fresh && client.connected) await client.subscribeAsync(pattern, { qos: 1 });
+      return async () => {
+        subs.delete(sub);
+        const still = [...subs].some((s) => s.pattern === pattern);
+        if (!still && client.connected && !closed) await client.unsubscribeAsync(pattern);
+      };
+    },
+    onConnect(fn) {
+      hooks.add(fn);
+      return () => { hooks.delete(fn); };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      subs.clear();
+      hooks.clear();
+      if (!client.connected) {
+        await client.endAsync(true);
+        return;
+      }
+      // graceful when the broker answers, forced after a short wait
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        client.endAsync(false),
+        new Promise<void>((r) => { timer = setTimeout(r, 1000); }),
+      ]);
+      clearTimeout(timer);
+      if (!client.disconnected) await client.endAsync(true);
+    },
+  };
+  return bus;
+}

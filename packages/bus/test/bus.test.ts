@@ -1,0 +1,140 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startMosquitto, waitFor } from '@oak/testkit';
+import type { MosquittoInstance } from '@oak/testkit';
+import { connectBus, startEmbeddedBroker } from '../src/index.ts';
+import type { Bus, EmbeddedBroker } from '../src/index.ts';
+
+interface Got { topic: string; body: unknown }
+
+async function roundTrip(url: string): Promise<void> {
+  const a = await connectBus(url, { clientId: `a-${Date.now()}` });
+  const b = await connectBus(url, { clientId: `b-${Date.now()}` });
+  try {
+    const got: Got[] = [];
+    await b.subscribe('nodes/+/information', (topic, payload) => { got.push({ topic, body: JSON.parse(payload.toString()) }); });
+    const hash: string[] = [];
+    await b.subscribe('nodes/#', (topic) => { hash.push(topic); });
+    await a.publishJson('nodes/w1/information', { cpu: 1 });
+    await a.publishJson('nodes/w1/job', { x: 1 });
+    await a.publishJson('other/w1/information', { no: true });
+    await waitFor(() => got.length === 1 && hash.length === 2, { timeoutMs: 3000, message: 'messages' });
+    assert.deepEqual(got[0], { topic: 'nodes/w1/information', body: { cpu: 1 } });
+    assert.deepEqual(hash.sort(), ['nodes/w1/information', 'nodes/w1/job']);
+
+    // a throwing handler does not break dispatch
+    const ok: string[] = [];
+    await b.subscribe('boom/+', () => { throw new Error('handler failure'); });
+    await b.subscribe('boom/+', (t) => { ok.push(t); });
+    await a.publishJson('boom/1', {});
+    await waitFor(() => ok.length === 1, { timeoutMs: 3000 });
+
+    // unsubscribe stops delivery for that handler
+    const seen: string[] = [];
+    const unsub = await b.subscribe('u/+', (t) => { seen.push(t); });
+    await a.publishJson('u/1', {});
+    await waitFor(() => seen.length === 1, { timeoutMs: 3000 });
+    await unsub();
+    await a.publishJson('u/2', {});
+    await a.publishJson('nodes/w2/job', {});
+    await waitFor(() => hash.length === 3, { timeoutMs: 3000 });
+    assert.deepEqual(seen, ['u/1']);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
+describe('bus on embedded aedes', () => {
+  const brokers: EmbeddedBroker[] = [];
+  after(async () => { for (const b of brokers) await b.close(); });
+
+  test('publish/subscribe with wildcards', async () => {
+    const broker = await startEmbeddedBroker({ host: '127.0.0.1', port: 0 });
+    brokers.push(broker);
+    assert.match(broker.url, /^mqtt:\/\/127\.0\.0\.1:\d+$/);
+    await roundTrip(broker.url);
+  });
+
+  test('reconnects after a broker restart, resubscribes and runs onConnect', async () => {
+    const first = await startEmbeddedBroker({ host: '127.0.0.1', port: 0 });
+    const port = first.port;
+    const connects: boolean[] = [];
+    const sub = await connectBus(first.url, { reconnectPeriodMs: 100, onConnect: (re) => { connects.push(re); } });
+    const got: string[] = [];
+    await sub.subscribe('x/+', (t) => { got.push(t); });
+    await waitFor(() => connects.length === 1);
+    assert.deepEqual(connects, [false]);
+    await first.close();
+    await waitFor(() => !sub.connected, { timeoutMs: 3000, message: 'disconnect seen' });
+    const broker = await startEmbeddedBroker({ host: '127.0.0.1', port });
+    brokers.push(broker);
+    await waitFor(() => connects.length === 2, { timeoutMs: 5000, message: 'reconnect' });
+    assert.equal(connects[1], true);
+    const pub = await connectBus(broker.url);
+    await pub.publishJson('x/after', { ok: true });
+    await waitFor(() => got.includes('x/after'), { timeoutMs: 3000, message: 'message after reconnect' });
+    await pub.close();
+    await sub.close();
+  });
+
+  test('close releases the port and clients', async () => {
+    const b = await startEmbeddedBroker({ port: 0 });
+    const c = await connectBus(b.url);
+    assert.equal(b.clients, 1);
+    await b.close();
+    await b.close(); // idempotent
+    await waitFor(() => !c.connected, { timeoutMs: 3000 });
+    await c.close();
+    const again = await startEmbeddedBroker({ port: b.port });
+    await again.close();
+  });
+
+  test('connectBus rejects when nothing listens', async () => {
+    const b = await startEmbeddedBroker({ port: 0 });
+    const url = b.url;
+    await b.close();
+    await assert.rejects(connectBus(url, { connectTimeoutMs: 300 }), /could not connect/);
+  });
+
+  test('waitForConnect false returns at once and subscribes once connected', async () => {
+    const b = await startEmbeddedBroker({ port: 0 });
+    let bus: Bus | undefined;
+    try {
+      bus = await connectBus(b.url, { waitForConnect: false });
+      const got: string[] = [];
+      await bus.subscribe('late/#', (t) => { got.push(t); });
+      await waitFor(() => bus?.connected);
+      const pub = await connectBus(b.url);
+      await waitFor(async () => { await pub.publishJson('late/1', 1); return got.length > 0; }, { timeoutMs: 3000 });
+      await pub.close();
+    } finally {
+      await bus?.close();
+      await b.close();
+    }
+  });
+});
+
+describe('bus on a private Mosquitto', () => {
+  let mosq: MosquittoInstance | undefined;
+  after(async () => { await mosq?.stop(); });
+
+  test('publish/subscribe with wildcards', async () => {
+    mosq = await startMosquitto();
+    await roundTrip(mosq.url);
+  });
+
+  test('QoS 1 messages and large payloads', async () => {
+    assert.ok(mosq);
+    const a = await connectBus(mosq.url);
+    const b = await connectBus(mosq.url);
+    const got: number[] = [];
+    await b.subscribe('bulk/+', (_t, p) => { got.push((JSON.parse(p.toString()) as { i: number; pad: string }).i); });
+    const pad = 'x'.repeat(100_000);
+    await Promise.all(Array.from({ length: 200 }, (_, i) => a.publishJson(`bulk/${i % 7}`, { i, pad })));
+    await waitFor(() => got.length === 200, { timeoutMs: 5000 });
+    assert.equal(new Set(got).size, 200);
+    await a.close();
+    await b.close();
+  });
+});
