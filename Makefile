@@ -1,9 +1,9 @@
 # The two commands of the quickstart: `make up` and `make test`.
 SHELL := /bin/bash
-.PHONY: up test deps deps-runtime lint typecheck unit bench clean
+.PHONY: up test deps deps-runtime build lint typecheck unit bench clean
 
-up: deps-runtime
-	node apps/oakd/bin/oakd.mjs
+up: deps-runtime build
+	node apps/oakd/dist/oakd.mjs
 
 test: deps lint typecheck unit
 
@@ -12,6 +12,9 @@ deps:
 
 deps-runtime:
 	@scripts/install-deps.sh runtime
+
+build:
+	node scripts/build.mjs
 
 lint:
 	npx eslint --max-warnings 0 .
