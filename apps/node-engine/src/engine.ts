@@ -64,6 +64,8 @@ class Engine {
   closed: Promise<void> | undefined;
   /** close() was called: control messages are ignored from now on */
   shuttingDown = false;
+  /** a report is being sent: a slow broker must not pile reports up */
+  reporting = false;
 
   constructor(cfg: NodeEngineConfig, runtimes: Runtime[]) {
     this.cfg = cfg;
@@ -231,7 +233,8 @@ class Engine {
 
   async report(): Promise<void> {
     const bus = this.bus;
-    if (bus === undefined || !bus.connected || this.shuttingDown) return;
+    if (bus === undefined || !bus.connected || this.shuttingDown || this.reporting) return;
+    this.reporting = true;
     try {
       const info = await this.sampler.information(this.offered, runningNames(this.entries.values()));
       await bus.publishJson(topics.information(this.id), info, 1);
@@ -245,6 +248,8 @@ class Engine {
       await bus.publishJson(topics.jobResources(this.id), res, 1);
     } catch (err) {
       if (!this.shuttingDown) this.log.warn(`report failed: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      this.reporting = false;
     }
   }
 
