@@ -82,7 +82,11 @@ test('pulls and runs a long-running container: RUNNING, visible process, labels,
   assert.equal(st.state, 'RUNNING');
   assert.ok(st.pid && st.pid > 0);
   assert.deepEqual(st.labels, s.labels);
-  const cmdline = readFileSync(`/proc/${st.pid}/cmdline`, 'utf8').split('\0').join(' ');
+  // right after Start, the pid may still be `runc init` about to exec the command
+  const cmdline = await waitFor(() => {
+    const c = readFileSync(`/proc/${st.pid}/cmdline`, 'utf8').split('\0').join(' ');
+    return /sleep 3600/.test(c) && c;
+  }, { timeoutMs: 5000, message: 'image default command in /proc' });
   assert.match(cmdline, /sleep 3600/, 'image default command runs');
   assert.match(await waitFor(async () => { const t = await logText(rt, s.id); return t.includes('hello') && t; }), /hello from busybox/);
   assert.equal((await rt.status(s.id))?.state, 'RUNNING');

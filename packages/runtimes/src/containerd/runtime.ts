@@ -246,7 +246,12 @@ export class ContainerdRuntime implements Runtime {
         throw new RuntimeError('port_unavailable', `cannot map ports of ${spec.id}: ${(e as Error).message}`, { cause: e });
       }
     }
-    return (await this.status(spec.id)) ?? { id: spec.id, state: 'RUNNING', detail: `pid ${pid}`, pid, labels: { ...spec.labels } };
+    // a very short one-shot may already be gone: then ask containerd; else we know the answer
+    if (this.#watches.get(cid)?.exited !== false) {
+      const st = await this.status(spec.id);
+      if (st) return st;
+    }
+    return { id: spec.id, state: 'RUNNING', detail: `pid ${pid}`, pid, labels: { ...spec.labels } };
   }
 
   async #ensureImage(ref: string): Promise<ResolvedImage> {
