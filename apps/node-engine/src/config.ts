@@ -23,6 +23,8 @@ export interface NodeEngineConfig {
   dataDir: string;
   /** containerd socket path */
   containerdSocket: string;
+  /** containerd namespace and cgroup parent of this worker's instances (default `oak`) */
+  namespace?: string | undefined;
   /**
    * interval of `information` and `jobs/resources` reports; when undefined the cluster's
    * `report_interval_ms` from the registration answer is used, else 2000

@@ -28,6 +28,7 @@ const FLAGS: FlagDef[] = [
   { long: 'name', value: 'name', help: 'node name shown to users', default: () => 'the host name' },
   { long: 'data-dir', value: 'dir', help: 'node id and instance state (env OAK_DATA_DIR)', default: (env) => defaultDataDir(env) },
   { long: 'containerd', value: 'socket', help: 'containerd socket for container instances', default: () => DEFAULT_CONTAINERD_SOCKET },
+  { long: 'namespace', value: 'name', help: 'containerd namespace and cgroup parent of this worker\'s instances (several workers on one machine need different ones)', default: () => 'oak' },
   { long: 'report-interval', value: 'ms', help: 'interval of resource reports to the cluster', default: () => `${DEFAULT_REPORT_INTERVAL_MS}, or what the cluster asks for` },
   { long: 'location', value: 'lat,long', help: 'geographic location of this worker, for geo constraints', default: () => 'none' },
   { long: 'runtimes', value: 'list', help: `offer only these virtualizations (comma list of ${VIRTUALIZATIONS.join(', ')})`, default: () => 'all that are available' },
@@ -134,6 +135,11 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   const sock = values.get('containerd');
   if (sock !== undefined) partial.containerdSocket = sock.replace(/^unix:\/\//, '');
+  const ns = values.get('namespace');
+  if (ns !== undefined) {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/.test(ns)) return { kind: 'error', message: `--namespace ${JSON.stringify(ns)}: use letters, digits, - and _ (at most 63)` };
+    partial.namespace = ns;
+  }
   const ri = values.get('report-interval');
   if (ri !== undefined) {
     const n = intIn(ri, 100, 3_600_000);

@@ -46,8 +46,8 @@ export function chooseVirtualizations(probes: readonly { virtualization: Virtual
  */
 export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
   return [
-    new ContainerdRuntime({ socket: cfg.containerdSocket, dataDir: join(cfg.dataDir, 'runtimes', 'containerd') }),
-    new ProcessRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'process') }),
+    new ContainerdRuntime({ socket: cfg.containerdSocket, namespace: cfg.namespace ?? 'oak', dataDir: join(cfg.dataDir, 'runtimes', 'containerd') }),
+    new ProcessRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'process'), cgroupParent: cfg.namespace ?? 'oak' }),
   ];
 }
 
