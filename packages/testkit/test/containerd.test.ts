@@ -36,9 +36,13 @@ test('private containerd + registry + busybox image: run a container, stop clean
 
   await ctd.ctr(['images', 'pull', '--plain-http', ref]);
   await ctd.ctr(['run', '-d', '--net-host', ref, 'c1', 'sh', '-c', 'echo $((6*7)) > /tmp/x; sleep 600']);
-  await ctd.ctr(['run', '--rm', '--net-host', ref, 'c2', 'sh', '-c', 'ls /bin/httpd /bin/wget /bin/nc /bin/ping /bin/env /bin/cat >/dev/null && echo ok']).then((r) => {
-    assert.match(r.stdout, /ok/);
-  });
+  // attached `ctr run --rm` sometimes loses a short container's output (fifo race), so check the
+  // applets through an exec in the running container instead
+  const applets = await waitFor(async () => {
+    const r = await ctd.ctr(['tasks', 'exec', '--exec-id', 'e0', 'c1', 'sh', '-c', 'ls /bin/httpd /bin/wget /bin/nc /bin/ping /bin/env /bin/cat >/dev/null && echo ok'], { check: false });
+    return /ok/.test(r.stdout) ? r.stdout : undefined;
+  }, { timeoutMs: 5000, message: 'busybox applets present' });
+  assert.match(applets, /ok/);
   const tasks = await ctd.ctr(['tasks', 'ls']);
   assert.match(tasks.stdout, /c1\s+\d+\s+RUNNING/);
   const out = await waitFor(async () => {
