@@ -44,6 +44,10 @@ export const ClusterToRoot = Type.Union([
     publicip: Type.Optional(NullableString()),
   }),
   Type.Object({ type: Type.Literal('pong'), t: Type.Number() }),
+  /** lines for a `logs` request, in order */
+  Type.Object({ type: Type.Literal('logs_data'), request_id: Type.String({ minLength: 1 }), lines: Type.Array(Type.String()) }),
+  /** a `logs` request is over (the instance's output ended, it was cancelled, or `error`) */
+  Type.Object({ type: Type.Literal('logs_end'), request_id: Type.String({ minLength: 1 }), error: Type.Optional(Type.String()) }),
 ]);
 export type ClusterToRoot = Static<typeof ClusterToRoot>;
 
@@ -55,5 +59,15 @@ export const RootToCluster = Type.Union([
   Type.Object({ type: Type.Literal('deploy'), instance: InstanceAssignment }),
   Type.Object({ type: Type.Literal('undeploy'), job_name: Type.String({ minLength: 1 }), instance_number: Count() }),
   Type.Object({ type: Type.Literal('ping'), t: Type.Number() }),
+  /** send an instance's log lines as logs_data messages, then logs_end */
+  Type.Object({
+    type: Type.Literal('logs'),
+    request_id: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' }),
+    job_name: Type.String({ minLength: 1 }),
+    instance_number: Count(),
+    follow: Type.Boolean(),
+    tail: Type.Optional(Type.Union([Count(), Type.Null()])),
+  }),
+  Type.Object({ type: Type.Literal('logs_cancel'), request_id: Type.String({ minLength: 1 }) }),
 ]);
 export type RootToCluster = Static<typeof RootToCluster>;

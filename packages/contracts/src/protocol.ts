@@ -27,11 +27,18 @@ export const topics = {
   netTableQueryResult: (id: string) => `nodes/${id}/net/tablequery/result`,
   netServiceDeployed: (id: string) => `nodes/${id}/net/service/deployed`,
   jobUpdates: (jobName: string) => `jobs/${jobName}/updates_available`,
+  /** cluster -> worker: send an instance's log lines (LogRequest) */
+  logsRequest: (id: string) => `nodes/${id}/control/logs`,
+  /** cluster -> worker: stop a log request (LogCancel) */
+  logsCancel: (id: string) => `nodes/${id}/control/logs/cancel`,
+  /** worker -> cluster: batches of lines for one request (LogBatch) */
+  logsAnswer: (id: string, requestId: string) => `nodes/${id}/logs/${requestId}`,
   /** wildcard subscriptions for the cluster side */
   all: {
     information: 'nodes/+/information',
     job: 'nodes/+/job',
     jobResources: 'nodes/+/jobs/resources',
+    logs: 'nodes/+/logs/+',
   },
 } as const;
 
@@ -128,3 +135,30 @@ export const DeleteCommand = Type.Object({
   instance_number: Count(),
 });
 export type DeleteCommand = Static<typeof DeleteCommand>;
+
+/** A log request id: what may appear as one topic level. */
+export const LOG_REQUEST_ID_PATTERN = '^[A-Za-z0-9_.-]{1,128}$';
+
+/** nodes/{id}/control/logs (cluster -> worker); answered on nodes/{id}/logs/{request_id}. */
+export const LogRequest = Type.Object({
+  request_id: Type.String({ pattern: LOG_REQUEST_ID_PATTERN }),
+  job_name: Type.String({ minLength: 1 }),
+  instance_number: Count(),
+  /** keep sending new lines until cancelled or the instance ends */
+  follow: Type.Boolean(),
+  /** only the last N lines of what exists so far */
+  tail: Type.Optional(Nullable(Count())),
+});
+export type LogRequest = Static<typeof LogRequest>;
+
+/** nodes/{id}/control/logs/cancel (cluster -> worker) */
+export const LogCancel = Type.Object({ request_id: Type.String({ pattern: LOG_REQUEST_ID_PATTERN }) });
+export type LogCancel = Static<typeof LogCancel>;
+
+/** nodes/{id}/logs/{request_id} (worker -> cluster): lines in order; the last batch has end: true. */
+export const LogBatch = Type.Object({
+  lines: Type.Array(Type.String()),
+  end: Type.Optional(Type.Boolean()),
+  error: Type.Optional(Type.String()),
+});
+export type LogBatch = Static<typeof LogBatch>;

@@ -144,8 +144,8 @@ test('schema types keep the shapes of the former interfaces', () => {
   ok<Same<C.InstanceAssignment, OldInstanceAssignment>>();
   ok<Same<C.WorkerSummary, OldWorkerSummary>>();
   ok<Same<ClusterResources, OldClusterResources>>();
-  ok<Equal<C.ClusterToRoot['type'], OldClusterToRoot['type']>>();
-  ok<Equal<C.RootToCluster['type'], OldRootToCluster['type']>>();
+  ok<Equal<C.ClusterToRoot['type'], OldClusterToRoot['type'] | 'logs_data' | 'logs_end'>>();
+  ok<Equal<C.RootToCluster['type'], OldRootToCluster['type'] | 'logs' | 'logs_cancel'>>();
   ok<Same<Extract<C.ClusterToRoot, { type: 'instance_status' }>, Extract<OldClusterToRoot, { type: 'instance_status' }>>>();
   ok<Same<Extract<C.ClusterToRoot, { type: 'hello' }>, Extract<OldClusterToRoot, { type: 'hello' }>>>();
   ok<Same<Extract<C.RootToCluster, { type: 'sync' }>, Extract<OldRootToCluster, { type: 'sync' }>>>();
