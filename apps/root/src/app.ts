@@ -44,12 +44,21 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   const app = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit,
+    // one line per request, written below, with tokens in query strings redacted
+    disableRequestLogging: true,
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  ctx.log ??= app.log;
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app);
   app.decorateRequest('principal', null);
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info(
+      { method: req.method, url: req.url.replace(/([?&]token=)[^&]*/g, '$1***'), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, user: req.principal?.user.name },
+      'request',
+    );
+  });
 
   // JSON only: anything else is 415. An empty JSON body counts as no body.
   const json = app.getDefaultJsonParser('error', 'error');

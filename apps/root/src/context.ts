@@ -2,6 +2,7 @@
  * Everything a root API instance works with. Built once by `startRoot` (or by a test) and handed
  * to `buildRootApp`; the plugins read it, nothing in here is global.
  */
+import type { FastifyBaseLogger } from 'fastify';
 import type { Store } from '@oak/store';
 import type { ControlPlane } from './control.ts';
 import type { EventHub } from './events.ts';
@@ -23,6 +24,8 @@ export interface RootContext {
   auth: AuthSettings;
   /** when this root started (for /healthz) */
   startedAt?: number;
+  /** set by buildRootApp to the app's logger when absent */
+  log?: FastifyBaseLogger;
 }
 
 export const DEFAULT_ACCESS_TTL_SEC = 15 * 60;

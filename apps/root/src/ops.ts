@@ -56,6 +56,18 @@ export function newService(appName: string, appNs: string, ms: Microservice): Ne
   };
 }
 
+/**
+ * Tells the control plane about a change that is already persisted. Its failure must not fail the
+ * request (the state is stored; the control plane reconciles from the store), so it is logged.
+ */
+export function tell(ctx: RootContext, what: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    ctx.log?.error({ err, what }, 'the control plane failed to take a change; it stays stored');
+  }
+}
+
 export function publishInstance(ctx: RootContext, s: ServiceRow, i: InstanceRow): void {
   ctx.events.publish({ type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: instanceDoc(i) });
 }
@@ -66,14 +78,14 @@ export async function deployInstances(ctx: RootContext, s: ServiceRow, count: nu
   for (let k = 0; k < count; k++) rows.push(await ctx.store.addInstance(s.id, 'REQUESTED', 'waiting for a cluster'));
   if (rows.length === 0) return rows;
   for (const r of rows) publishInstance(ctx, s, r);
-  ctx.control.instancesRequested(s, rows);
+  tell(ctx, 'instancesRequested', () => ctx.control.instancesRequested(s, rows));
   return rows;
 }
 
 /** Tells the control plane that these instances go, publishes them as UNDEPLOYED. Call before deleting rows. */
 export function announceUndeploy(ctx: RootContext, s: ServiceRow, rows: InstanceRow[]): void {
   if (rows.length === 0) return;
-  ctx.control.instancesUndeployed(s, rows);
+  tell(ctx, 'instancesUndeployed', () => ctx.control.instancesUndeployed(s, rows));
   const now = new Date().toISOString();
   for (const r of rows) publishInstance(ctx, s, { ...r, status: 'UNDEPLOYED', status_detail: 'undeployed by the API', updated_at: now });
 }

@@ -343,3 +343,29 @@ describe('logs', () => {
     }
   });
 });
+
+describe('control plane failures', () => {
+  test('a throwing control plane does not fail the request; the instance stays stored', async () => {
+    const broken: ControlPlane = {
+      instancesRequested() {
+        throw new Error('link down');
+      },
+      instancesUndeployed() {
+        throw new Error('link down');
+      },
+    };
+    const t = await testRoot({ control: broken });
+    try {
+      const tok = await t.login('Admin');
+      const app = await createApp(t, tok, 'broken', ['w']);
+      const sid = app.microservices[0]!;
+      const r = await t.req('POST', `/api/service/${sid}/instance`, tok);
+      assert.equal(r.statusCode, 201);
+      assert.equal((await t.store.listInstances({ service_id: sid })).length, 1);
+      assert.equal((await t.req('DELETE', `/api/service/${sid}/instance/0`, tok)).statusCode, 200);
+      assert.equal((await t.store.listInstances({ service_id: sid })).length, 0);
+    } finally {
+      await t.close();
+    }
+  });
+});

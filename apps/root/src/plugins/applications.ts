@@ -16,7 +16,7 @@ import type { ApplicationRow, ServiceRow } from '@oak/store';
 import type { FastifyReply } from 'fastify';
 import { APP_ROLES, requireRole } from '../auth/principal.ts';
 import { applicationDoc, loadApplicationDoc } from '../docs.ts';
-import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, newService, orgIndex } from '../ops.ts';
+import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, newService, orgIndex, tell } from '../ops.ts';
 import { ApplicationDocSchema, ApplicationPatchBody, DeletedSchema, DeployQuery, IdParams, SlaBody, errors } from '../schemas.ts';
 import { who, type RootPlugin } from './types.ts';
 
@@ -184,7 +184,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
         const ns2 = newService(name, ns, u.sla);
         const row = await store.updateService(u.service.id, { sla: ns2.sla, job_name: ns2.job_name, name: ns2.name, namespace: ns2.namespace });
         ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
-        ctx.control.serviceUpdated?.(row);
+        tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
       }
       for (const ms of additions) {
         const row = await store.createService(a.id, newService(name, ns, ms));

@@ -23,7 +23,7 @@ import type { ApplicationRow, ServiceRow } from '@oak/store';
 import type { FastifyReply } from 'fastify';
 import { APP_ROLES, requireOrg, requireRole } from '../auth/principal.ts';
 import { instanceDoc, loadServiceDoc } from '../docs.ts';
-import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, loadInstance, loadService, newService, removeService } from '../ops.ts';
+import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, loadInstance, loadService, newService, removeService, tell } from '../ops.ts';
 import {
   AppIdParams,
   DeletedSchema,
@@ -160,7 +160,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       await assertJobNamesFree(ctx, [ns.job_name], new Set([service.id]));
       const row = await store.updateService(service.id, { sla: ns.sla, job_name: ns.job_name, name: ns.name, namespace: ns.namespace });
       ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
-      ctx.control.serviceUpdated?.(row);
+      tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
       sendWarnings(reply, v.warnings);
       return loadServiceDoc(store, row, a);
     },
