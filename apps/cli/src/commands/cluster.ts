@@ -1,0 +1,112 @@
+/** `oak cluster ls|info` and `oak node ls` (workers, from the clusters' summaries). */
+import type { Command } from 'commander';
+import type { ClusterDoc, WorkerSummary } from '@oak/contracts';
+import { session } from '../context.ts';
+import { age, dash, emit, keyValues, status, table, type Ui } from '../output.ts';
+
+function cpu(c: ClusterDoc): string {
+  const r = c.resources;
+  return r ? `${round(r.cpu_cores_free)}/${round(r.cpu_cores_total)}` : '-';
+}
+
+function mem(c: ClusterDoc): string {
+  const r = c.resources;
+  return r ? `${Math.round(r.memory_free_mb)}/${Math.round(r.memory_total_mb)}` : '-';
+}
+
+function round(n: number): string {
+  return String(Math.round(n * 10) / 10);
+}
+
+async function workersTable(ui: Ui, rows: { cluster: string; w: WorkerSummary }[], withCluster: boolean): Promise<string> {
+  return table(
+    ui,
+    ['NODE', 'ID', ...(withCluster ? ['CLUSTER'] : []), 'CPU FREE', 'MEMORY FREE (MB)', 'VIRTUALIZATIONS', 'LOCATION'],
+    rows.map(({ cluster, w }) => [w.name, w.id, ...(withCluster ? [cluster] : []), round(w.cpu_cores_free), String(Math.round(w.memory_free_mb)), w.virtualizations.join(','), dash(w.location)]),
+  );
+}
+
+export function registerCluster(program: Command): void {
+  const cluster = program
+    .command('cluster')
+    .alias('clusters')
+    .description('clusters known to the root, with their aggregate resources')
+    .addHelpText('after', '\nExamples:\n  $ oak cluster ls\n  $ oak cluster info edge1');
+
+  cluster
+    .command('ls')
+    .alias('list')
+    .description('list clusters: state, location, workers, free CPU and memory')
+    .option('--active', 'only the clusters connected now')
+    .addHelpText('after', '\nExamples:\n  $ oak cluster ls\n  $ oak cluster ls --active -o json')
+    .action(async (opts: { active?: boolean }, cmd: Command) => {
+      const s = session(cmd);
+      const list = opts.active === true ? await s.api.request<ClusterDoc[]>('GET', '/api/clusters/active') : await s.api.clusters();
+      await emit(s.ui, list, async () => {
+        if (list.length === 0) return 'no clusters; start one (oak-cluster with SYSTEM_MANAGER_URL pointing at this root), or run the 1-DOC with \'oak up\'';
+        return table(
+          s.ui,
+          ['NAME', 'ID', 'STATUS', 'LOCATION', 'WORKERS', 'CPU FREE/TOTAL', 'MEMORY FREE/TOTAL (MB)', 'LAST SEEN'],
+          list.map((c) => [c.cluster_name, c._id, status(s.ui.color, c.status), dash(c.cluster_location), String(c.resources?.workers ?? 0), cpu(c), mem(c), c.last_seen ? `${age(c.last_seen)} ago` : '-']),
+        );
+      });
+    });
+
+  cluster
+    .command('info')
+    .alias('show')
+    .description('one cluster with its resources and workers')
+    .argument('<cluster>', 'cluster id or name')
+    .addHelpText('after', '\nExamples:\n  $ oak cluster info edge1\n  $ oak cluster info edge1 -o yaml')
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const s = session(cmd);
+      const c = await s.api.cluster(ref);
+      await emit(s.ui, c, async () => {
+        const r = c.resources;
+        const head = keyValues(s.ui, [
+          ['name', c.cluster_name],
+          ['id', c._id],
+          ['status', status(s.ui.color, c.status)],
+          ['location', c.cluster_location],
+          ['last seen', c.last_seen ? `${c.last_seen} (${age(c.last_seen)} ago)` : '-'],
+          ['workers', r?.workers ?? 0],
+          ['cpu cores free', r ? `${round(r.cpu_cores_free)} of ${round(r.cpu_cores_total)}` : '-'],
+          ['memory free', r ? `${Math.round(r.memory_free_mb)} of ${Math.round(r.memory_total_mb)} MB` : '-'],
+          ['gpus free', r?.gpus_free],
+          ['virtualizations', r?.virtualizations.join(', ')],
+        ]);
+        const workers = r?.worker_summary ?? [];
+        return workers.length === 0 ? `${head}\n\nno workers reported` : `${head}\n\n${await workersTable(s.ui, workers.map((w) => ({ cluster: c.cluster_name, w })), false)}`;
+      });
+    });
+
+  const node = program
+    .command('node')
+    .alias('nodes')
+    .description('workers (NodeEngines), as their clusters report them')
+    .addHelpText('after', '\nExamples:\n  $ oak node ls\n  $ oak node ls --cluster edge1');
+
+  node
+    .command('ls')
+    .alias('list')
+    .description('list workers from the per-worker summaries the clusters send to the root')
+    .option('-c, --cluster <cluster>', 'only the workers of this cluster (id or name)')
+    .addHelpText(
+      'after',
+      `
+The root does not talk to workers: this list is the worker summary of each cluster's last
+report (GET /api/clusters/), so it is as fresh as that report (a few seconds).
+With -o json: one object per worker, its summary plus cluster_id and cluster_name.
+
+Examples:
+  $ oak node ls
+  $ oak node ls --cluster edge1 -o json`,
+    )
+    .action(async (opts: { cluster?: string }, cmd: Command) => {
+      const s = session(cmd);
+      const clusters = opts.cluster !== undefined ? [await s.api.cluster(opts.cluster)] : await s.api.clusters();
+      const rows = clusters.flatMap((c) => (c.resources?.worker_summary ?? []).map((w) => ({ cluster: c.cluster_name, clusterId: c._id, w })));
+      const data = rows.map(({ cluster, clusterId, w }) => ({ ...w, cluster_id: clusterId, cluster_name: cluster }));
+      await emit(s.ui, data, async () => (rows.length === 0 ? 'no workers reported by any cluster' : workersTable(s.ui, rows, true)));
+    });
+}

@@ -1,0 +1,323 @@
+/** `oak service ls|inspect|deploy|undeploy|scale|logs|update` and `oak instance ls`. */
+import type { Command } from 'commander';
+import type { InstanceDoc, ServiceDoc } from '@oak/contracts';
+import type { Api } from '../client.ts';
+import { nonNegativeInt, parseDuration, session, type Session } from '../context.ts';
+import { CliError, UsageError } from '../errors.ts';
+import { age, dash, emit, keyValues, paint, stateSummary, status, table, type Colour, type Ui } from '../output.ts';
+import { resolveApp, resolveService } from '../resolve.ts';
+import { InvalidDocumentError, loadDocument, printIssues } from '../sla.ts';
+import { lines } from '../sse.ts';
+import { waitForInstances } from '../wait.ts';
+import { DEFAULT_TIMEOUT, servicesTable } from './app.ts';
+
+const SERVICE_REF = 'service id, job name (app.appns.svc.svcns), app.svc, or its name when unique';
+
+/** Fields of a ServiceDoc that the root adds; not part of the service's SLA. */
+const DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at'];
+
+function liveInstances(s: ServiceDoc): InstanceDoc[] {
+  return s.instance_list.filter((i) => i.status !== 'UNDEPLOYED').sort((a, b) => a.instance_number - b.instance_number);
+}
+
+/** cluster id -> name, for tables (empty when the clusters cannot be read). */
+async function clusterNames(api: Api): Promise<Map<string, string>> {
+  try {
+    return new Map((await api.clusters()).map((c) => [c._id, c.cluster_name]));
+  } catch {
+    return new Map();
+  }
+}
+
+export async function instancesTable(ui: Ui, rows: { job: string; i: InstanceDoc }[], clusters: Map<string, string> = new Map()): Promise<string> {
+  return table(
+    ui,
+    ['INSTANCE', 'STATUS', 'DETAIL', 'CLUSTER', 'WORKER', 'IP', 'AGE'],
+    rows.map(({ job, i }) => [
+      `${job}.instance.${i.instance_number}`,
+      status(ui.color, i.status),
+      dash(i.status_detail),
+      dash(i.cluster_name ?? (i.cluster_id !== null ? (clusters.get(i.cluster_id) ?? i.cluster_id) : null)),
+      dash(i.worker_id),
+      dash(i.instance_ip ?? i.publicip),
+      age(i.created_at),
+    ]),
+  );
+}
+
+interface WaitOpts {
+  wait?: boolean;
+  timeout: string;
+}
+
+/** After a change: wait if asked, then print the service (JSON: the ServiceDoc). */
+async function finish(s: Session, service: ServiceDoc, want: number, opts: WaitOpts, said: string[]): Promise<void> {
+  const timeoutMs = parseDuration(opts.timeout);
+  let doc = service;
+  if (opts.wait === true) {
+    [doc = service] = await waitForInstances(s.api, s.ui, [{ service, want }], { timeoutMs });
+  } else {
+    doc = await s.api.service(service.microserviceID);
+  }
+  await emit(s.ui, doc, () => [...said, `${doc.job_name}: ${stateSummary(s.ui, liveInstances(doc).map((i) => i.status))}`].join('\n'));
+}
+
+async function deploy(api: Api, s: ServiceDoc, count: number): Promise<InstanceDoc[]> {
+  const made: InstanceDoc[] = [];
+  for (let k = 0; k < count; k++) made.push(await api.deployInstance(s.microserviceID));
+  return made;
+}
+
+async function undeploy(api: Api, s: ServiceDoc, numbers: number[]): Promise<void> {
+  for (const n of numbers) await api.undeployInstance(s.microserviceID, n);
+}
+
+const LOG_COLOURS: Colour[] = ['cyan', 'magenta', 'blue', 'green', 'yellow'];
+
+async function streamLogs(s: Session, service: ServiceDoc, numbers: number[], opts: { follow?: boolean; tail?: number }): Promise<void> {
+  const stop = new AbortController();
+  const onSigint = (): void => stop.abort();
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigint);
+  const prefix = numbers.length > 1;
+  try {
+    await Promise.all(
+      numbers.map(async (n, k) => {
+        const q = new URLSearchParams();
+        if (opts.follow === true) q.set('follow', '1');
+        if (opts.tail !== undefined) q.set('tail', String(opts.tail));
+        const qs = q.toString();
+        const path = `/api/service/${encodeURIComponent(service.microserviceID)}/instance/${n}/logs${qs === '' ? '' : `?${qs}`}`;
+        const tag = prefix ? `${paint(s.ui.color, LOG_COLOURS[k % LOG_COLOURS.length] ?? 'cyan', `[${n}]`)} ` : '';
+        try {
+          const res = await s.api.response('GET', path, { timeoutMs: 0, signal: stop.signal, raw: true });
+          for await (const line of lines(res.body)) process.stdout.write(`${tag}${line}\n`);
+        } catch (err) {
+          if (stop.signal.aborted) return;
+          throw err;
+        }
+      }),
+    );
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGTERM', onSigint);
+    stop.abort();
+  }
+}
+
+export function registerService(program: Command): void {
+  const svc = program
+    .command('service')
+    .alias('services')
+    .alias('svc')
+    .description('services: list, inspect, deploy, undeploy, scale, logs, update')
+    .addHelpText(
+      'after',
+      `
+Services are named by ${SERVICE_REF}.
+
+Examples:
+  $ oak service ls
+  $ oak service inspect clientsrvr.server
+  $ oak service scale clientsrvr.server 3 --wait
+  $ oak service logs clientsrvr.server -f`,
+    );
+
+  svc
+    .command('ls')
+    .alias('list')
+    .description('list services (of every application, or of one)')
+    .option('-a, --app <app>', 'only the services of this application')
+    .addHelpText('after', '\nExamples:\n  $ oak service ls\n  $ oak service ls --app clientsrvr -o json')
+    .action(async (opts: { app?: string }, cmd: Command) => {
+      const s = session(cmd);
+      const services = opts.app !== undefined ? await s.api.services((await resolveApp(s.api, opts.app)).applicationID) : await s.api.allServices();
+      await emit(s.ui, services, async () => (services.length === 0 ? 'no services' : servicesTable(s.ui, services, false)));
+    });
+
+  svc
+    .command('inspect')
+    .alias('show')
+    .description('one service: its SLA, its instances and their latest transitions')
+    .argument('<service>', SERVICE_REF)
+    .addHelpText('after', '\nExamples:\n  $ oak service inspect clientsrvr.server\n  $ oak service inspect 6650f1c2a9b3e4d5f6a7b8c9 -o yaml')
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const s = session(cmd);
+      const d = await resolveService(s.api, ref);
+      await emit(s.ui, d, async () => {
+        const head = keyValues(s.ui, [
+          ['job', d.job_name],
+          ['id', d.microserviceID],
+          ['application', `${d.application_name}.${d.application_namespace} (${d.applicationID})`],
+          ['virtualization', d.virtualization],
+          ['code', d.code],
+          ['cmd', d.cmd !== undefined ? JSON.stringify(d.cmd) : undefined],
+          ['environment', d.environment?.join(' ')],
+          ['memory', d.memory !== undefined ? `${d.memory} MB` : undefined],
+          ['vcpus', d.vcpus],
+          ['vgpus', d.vgpus || undefined],
+          ['port', d.port],
+          ['replicas', d.replicas ?? 1],
+          ['one_shot', d.one_shot === true ? 'yes' : undefined],
+          ['service ip', d.addresses?.rr_ip],
+          ['constraints', d.constraints !== undefined && d.constraints.length > 0 ? JSON.stringify(d.constraints) : undefined],
+          ['created', `${d.created_at} (${age(d.created_at)} ago)`],
+        ]);
+        const inst = d.instance_list.sort((a, b) => a.instance_number - b.instance_number);
+        const parts = [head, ''];
+        if (inst.length === 0) parts.push(`no instances; deploy one with 'oak service deploy ${d.job_name}'`);
+        else parts.push(await instancesTable(s.ui, inst.map((i) => ({ job: d.job_name, i })), await clusterNames(s.api)));
+        const history = inst
+          .flatMap((i) => (i.history ?? []).map((h) => ({ n: i.instance_number, ...h })))
+          .sort((a, b) => a.at.localeCompare(b.at))
+          .slice(-12);
+        if (history.length > 0) {
+          parts.push('', await table(s.ui, ['TIME', 'INSTANCE', 'TRANSITION', 'DETAIL'], history.map((h) => [h.at, String(h.n), status(s.ui.color, h.status), dash(h.status_detail)])));
+        }
+        return parts.join('\n');
+      });
+    });
+
+  svc
+    .command('deploy')
+    .description('deploy more instances of a service (default one)')
+    .argument('<service>', SERVICE_REF)
+    .option('-n, --count <n>', 'how many instances', nonNegativeInt('--count'), 1)
+    .option('-w, --wait', 'wait until they are RUNNING (COMPLETED for one_shot) or one fails')
+    .option('--timeout <duration>', 'how long --wait waits', DEFAULT_TIMEOUT)
+    .addHelpText('after', '\nExamples:\n  $ oak service deploy clientsrvr.server\n  $ oak service deploy clientsrvr.client -n 2 --wait')
+    .action(async (ref: string, opts: WaitOpts & { count: number }, cmd: Command) => {
+      const s = session(cmd);
+      parseDuration(opts.timeout);
+      const d = await resolveService(s.api, ref);
+      const made = await deploy(s.api, d, opts.count);
+      const said = made.map((i) => `deployed ${d.job_name}.instance.${i.instance_number} (${i.status})`);
+      await finish(s, d, liveInstances(d).length + made.length, opts, said);
+    });
+
+  svc
+    .command('undeploy')
+    .description('undeploy every instance of a service, or one of them (the service stays)')
+    .argument('<service>', SERVICE_REF)
+    .option('-i, --instance <n>', 'only this instance number', nonNegativeInt('--instance'))
+    .addHelpText('after', '\nExamples:\n  $ oak service undeploy clientsrvr.client\n  $ oak service undeploy clientsrvr.server --instance 1')
+    .action(async (ref: string, opts: { instance?: number }, cmd: Command) => {
+      const s = session(cmd);
+      const d = await resolveService(s.api, ref);
+      const numbers = opts.instance !== undefined ? [opts.instance] : liveInstances(d).map((i) => i.instance_number);
+      await undeploy(s.api, d, numbers);
+      const said = numbers.length === 0 ? ['nothing to undeploy'] : numbers.map((n) => `undeployed ${d.job_name}.instance.${n}`);
+      await finish(s, d, 0, { timeout: DEFAULT_TIMEOUT }, said);
+    });
+
+  svc
+    .command('scale')
+    .description('add or remove instances (highest numbers first) until there are <count>')
+    .argument('<service>', SERVICE_REF)
+    .argument('<count>', 'the number of instances wanted', nonNegativeInt('the count'))
+    .option('-w, --wait', 'wait until all are RUNNING (COMPLETED for one_shot) or one fails')
+    .option('--timeout <duration>', 'how long --wait waits', DEFAULT_TIMEOUT)
+    .addHelpText('after', '\nExamples:\n  $ oak service scale clientsrvr.server 3 --wait\n  $ oak service scale clientsrvr.server 0')
+    .action(async (ref: string, count: number, opts: WaitOpts, cmd: Command) => {
+      const s = session(cmd);
+      parseDuration(opts.timeout);
+      const d = await resolveService(s.api, ref);
+      const live = liveInstances(d);
+      const said: string[] = [];
+      if (count > live.length) {
+        for (const i of await deploy(s.api, d, count - live.length)) said.push(`deployed ${d.job_name}.instance.${i.instance_number}`);
+      } else if (count < live.length) {
+        const drop = live
+          .map((i) => i.instance_number)
+          .sort((a, b) => b - a)
+          .slice(0, live.length - count);
+        await undeploy(s.api, d, drop);
+        for (const n of drop) said.push(`undeployed ${d.job_name}.instance.${n}`);
+      } else said.push(`${d.job_name} already has ${count} instance${count === 1 ? '' : 's'}`);
+      await finish(s, d, count, opts, said);
+    });
+
+  svc
+    .command('logs')
+    .description('print (and with -f follow) the log lines of a service\'s instances')
+    .argument('<service>', SERVICE_REF)
+    .option('-i, --instance <n>', 'only this instance number (default: all, each line prefixed with [n])', nonNegativeInt('--instance'))
+    .option('-f, --follow', 'keep printing new lines until Ctrl-C')
+    .option('--tail <lines>', 'start with the last N lines', nonNegativeInt('--tail'))
+    .addHelpText('after', '\nExamples:\n  $ oak service logs clientsrvr.server\n  $ oak service logs clientsrvr.server -f --tail 20\n  $ oak service logs batch.job --instance 0')
+    .action(async (ref: string, opts: { instance?: number; follow?: boolean; tail?: number }, cmd: Command) => {
+      const s = session(cmd);
+      const d = await resolveService(s.api, ref);
+      const numbers = opts.instance !== undefined ? [opts.instance] : liveInstances(d).map((i) => i.instance_number);
+      if (numbers.length === 0) throw new CliError(`${d.job_name} has no instances`, { hint: `deploy one with 'oak service deploy ${d.job_name}'` });
+      await streamLogs(s, d, numbers, opts);
+    });
+
+  svc
+    .command('update')
+    .description("change a service's SLA fields (the others are kept)")
+    .argument('<service>', SERVICE_REF)
+    .requiredOption('-f, --file <fields>', 'JSON object of service fields to change (- for stdin)')
+    .addHelpText(
+      'after',
+      `
+The result must be a valid service: it is checked offline first with the root's validator.
+
+Examples:
+  $ echo '{"memory": 200, "environment": ["MODE=fast"]}' | oak service update clientsrvr.server -f -
+  $ oak service update clientsrvr.server -f server-fields.json`,
+    )
+    .action(async (ref: string, opts: { file: string }, cmd: Command) => {
+      const s = session(cmd);
+      const doc = await loadDocument(opts.file);
+      if (typeof doc.value !== 'object' || doc.value === null || Array.isArray(doc.value)) {
+        throw new UsageError(`${doc.name} must hold a JSON object of service fields`, { hint: 'for example { "memory": 200 }' });
+      }
+      const fields = doc.value as Record<string, unknown>;
+      const d = await resolveService(s.api, ref);
+      const merged: Record<string, unknown> = { ...d, ...fields };
+      for (const k of DOC_ONLY) delete merged[k];
+      const { validateMicroservice } = await import('@oak/contracts');
+      const v = validateMicroservice(merged);
+      const mine = (path: string): boolean => Object.keys(fields).some((k) => path === k || path.startsWith(`${k}.`) || path.startsWith(`${k}[`));
+      printIssues(s.ui, doc.name, v.ok ? [] : v.errors, v.warnings.filter((w) => mine(w.path)));
+      if (!v.ok) throw new InvalidDocumentError(`${doc.name} does not make a valid service`);
+      const updated = await s.api.updateService(d.microserviceID, fields);
+      await emit(s.ui, updated, () => `updated ${updated.job_name} (${Object.keys(fields).join(', ')})`);
+    });
+}
+
+export function registerInstance(program: Command): void {
+  const inst = program
+    .command('instance')
+    .alias('instances')
+    .description('instances of services')
+    .addHelpText('after', '\nExamples:\n  $ oak instance ls\n  $ oak instance ls clientsrvr.server');
+
+  inst
+    .command('ls')
+    .alias('list')
+    .description('list instances with their state, place and address')
+    .argument('[service]', SERVICE_REF)
+    .option('-a, --app <app>', 'only the instances of this application')
+    .addHelpText(
+      'after',
+      `
+With -o json: one object per instance, the InstanceDoc plus job_name, microserviceID and applicationID.
+
+Examples:
+  $ oak instance ls
+  $ oak instance ls --app clientsrvr
+  $ oak instance ls clientsrvr.server -o json`,
+    )
+    .action(async (ref: string | undefined, opts: { app?: string }, cmd: Command) => {
+      const s = session(cmd);
+      let services: ServiceDoc[];
+      if (ref !== undefined) services = [await resolveService(s.api, ref)];
+      else if (opts.app !== undefined) services = await s.api.services((await resolveApp(s.api, opts.app)).applicationID);
+      else services = await s.api.allServices();
+      const rows = services.flatMap((d) => liveInstances(d).map((i) => ({ job: d.job_name, d, i })));
+      const data = rows.map(({ d, i }) => ({ job_name: d.job_name, microserviceID: d.microserviceID, applicationID: d.applicationID, ...i }));
+      await emit(s.ui, data, async () => (rows.length === 0 ? 'no instances' : instancesTable(s.ui, rows, await clusterNames(s.api))));
+    });
+}

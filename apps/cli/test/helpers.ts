@@ -1,0 +1,294 @@
+/**
+ * Test helpers: a real root (startRoot on 127.0.0.1, a free port, a temporary data dir) and the
+ * real `oak` binary run as a child process with its own HOME and config file.
+ *
+ * Without clusters a root leaves instances REQUESTED. For the CLI's --wait, logs and failure
+ * paths the root here can be given a scripted control plane (`FakeCluster`), which moves
+ * instances through the lifecycle the way a cluster would: that is failure injection on the
+ * cluster side, the root and the CLI stay real. The 1-DOC test (oakd) covers the real thing.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { InstanceDoc, InstanceState, OakEvent } from '@oak/contracts';
+import { startRoot, type ControlPlane, type LogOptions, type RootContext, type RootHandle } from '@oak/root';
+import type { InstanceRow, ServiceRow } from '@oak/store';
+
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+export const oakBin = join(repoRoot, 'apps/cli/bin/oak.mjs');
+export const fixture = (name: string): string => join(repoRoot, 'apps/cli/test/fixtures', name);
+export const example = (name: string): string => join(repoRoot, 'examples', name);
+export const ADMIN_PASSWORD = 'cli-test-secret';
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: Record<string, string | undefined>;
+  stdin?: string;
+  timeoutMs?: number;
+  /** resolves when this text appears on stdout; the process is then left running (see `onStarted`) */
+  cwd?: string;
+}
+
+/** A place for the CLI's HOME and config file. */
+export class CliHome {
+  readonly dir = mkdtempSync(join(tmpdir(), 'oak-cli-'));
+  readonly configPath = join(this.dir, 'config', 'oak', 'config.json');
+
+  env(extra: Record<string, string | undefined> = {}): Record<string, string> {
+    const base: Record<string, string | undefined> = { ...process.env };
+    for (const k of ['OAK_ROOT_URL', 'OAK_OUTPUT', 'OAK_TOKEN', 'OAK_PASSWORD', 'OAK_USER', 'FORCE_COLOR', 'OAK_DEBUG', 'XDG_CONFIG_HOME', 'MQTT_URL']) delete base[k];
+    const env: Record<string, string | undefined> = { ...base, HOME: this.dir, OAK_CONFIG: this.configPath, NO_COLOR: '1', ...extra };
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
+    return out;
+  }
+
+  run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+    return runOak(args, { ...opts, env: this.env(opts.env) });
+  }
+
+  /** starts `oak` and hands back the process (for streams); the caller kills it */
+  start(args: string[], opts: RunOptions = {}): RunningOak {
+    return startOak(args, { ...opts, env: this.env(opts.env) });
+  }
+
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function runOak(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const p = startOak(args, opts);
+  return p.done;
+}
+
+export interface RunningOak {
+  stdout(): string;
+  stderr(): string;
+  /** resolves when stdout contains `text` */
+  waitFor(text: string | RegExp, timeoutMs?: number): Promise<void>;
+  kill(signal?: NodeJS.Signals): void;
+  done: Promise<RunResult>;
+}
+
+export function startOak(args: string[], opts: RunOptions = {}): RunningOak {
+  const child = spawn(process.execPath, [oakBin, ...args], {
+    env: opts.env as NodeJS.ProcessEnv,
+    cwd: opts.cwd ?? repoRoot,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const waiters = new Set<() => void>();
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+    for (const w of waiters) w();
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+    for (const w of waiters) w();
+  });
+  if (opts.stdin !== undefined) child.stdin.end(opts.stdin);
+  else child.stdin.end();
+  const timeout = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  const done = new Promise<RunResult>((resolve) => {
+    child.once('close', (code) => {
+      clearTimeout(timeout);
+      resolve({ code, stdout, stderr });
+    });
+  });
+  return {
+    stdout: () => stdout,
+    stderr: () => stderr,
+    kill: (signal = 'SIGINT') => child.kill(signal),
+    done,
+    waitFor: (text, timeoutMs = 20_000) =>
+      new Promise<void>((resolve, reject) => {
+        const check = (): void => {
+          if (typeof text === 'string' ? stdout.includes(text) : text.test(stdout)) {
+            waiters.delete(check);
+            clearTimeout(t);
+            resolve();
+          }
+        };
+        const t = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`timed out waiting for ${String(text)}; stdout: ${stdout}; stderr: ${stderr}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+        void done.then(() => {
+          if (waiters.has(check)) {
+            waiters.delete(check);
+            clearTimeout(t);
+            reject(new Error(`oak exited before printing ${String(text)}; stdout: ${stdout}; stderr: ${stderr}`));
+          }
+        });
+      }),
+  };
+}
+
+// ---- a scripted cluster behind the root
+
+function toDoc(i: InstanceRow): InstanceDoc {
+  return {
+    instance_number: i.instance_number,
+    status: i.status,
+    status_detail: i.status_detail,
+    cluster_id: i.cluster_id,
+    worker_id: i.worker_id,
+    publicip: i.publicip,
+    instance_ip: i.instance_ip,
+    created_at: i.created_at,
+    updated_at: i.updated_at,
+  };
+}
+
+/**
+ * Plays a cluster: REQUESTED -> CLUSTER_SCHEDULED -> NODE_SCHEDULED -> CREATING -> RUNNING, a
+ * step every `stepMs`. A service whose code contains `fail` ends FAILED (image pull error), one
+ * with `pending` stays REQUESTED (NoActiveClusterWithCapacity), a one_shot one ends COMPLETED.
+ * Logs: `log line k of <job>.instance.n`, and with follow a new line every 100 ms.
+ */
+export class FakeCluster implements ControlPlane {
+  ctx!: RootContext;
+  clusterId: string | null = null;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  constructor(private readonly stepMs = 80) {}
+
+  attach(ctx: RootContext): this {
+    this.ctx = ctx;
+    return this;
+  }
+
+  private async set(s: ServiceRow, n: number, status: InstanceState, detail: string): Promise<boolean> {
+    const exists = await this.ctx.store.getInstance(s.id, n);
+    if (!exists) return false;
+    const row = await this.ctx.store.updateInstance(s.id, n, {
+      status,
+      status_detail: detail,
+      ...(status === 'REQUESTED' ? {} : { cluster_id: this.clusterId, worker_id: 'worker-1', publicip: '127.0.0.1' }),
+      ...(status === 'RUNNING' ? { instance_ip: `10.18.0.${n + 2}` } : {}),
+    });
+    const e: OakEvent = { type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: toDoc(row) };
+    this.ctx.events.publish(e);
+    return true;
+  }
+
+  instancesRequested(s: ServiceRow, instances: InstanceRow[]): void {
+    const code = s.sla.code;
+    const steps: [InstanceState, string][] = code.includes('pending')
+      ? [['REQUESTED', 'NoActiveClusterWithCapacity']]
+      : [
+          ['CLUSTER_SCHEDULED', 'placed on cluster fake'],
+          ['NODE_SCHEDULED', 'placed on worker-1'],
+          ['CREATING', `pulling ${code}`],
+          ...(code.includes('fail')
+            ? ([['FAILED', `image ${code} not found in the registry`]] as [InstanceState, string][])
+            : ([['RUNNING', '']] as [InstanceState, string][])),
+          ...(s.sla.one_shot === true && !code.includes('fail') ? ([['COMPLETED', 'exit code 0']] as [InstanceState, string][]) : []),
+        ];
+    for (const inst of instances) {
+      let k = 0;
+      const next = (): void => {
+        const step = steps[k++];
+        if (!step) return;
+        const t = setTimeout(() => {
+          this.timers.delete(t);
+          void this.set(s, inst.instance_number, step[0], step[1]).then((ok) => ok && next(), () => undefined);
+        }, this.stepMs);
+        this.timers.add(t);
+      };
+      next();
+    }
+  }
+
+  instancesUndeployed(): void {}
+
+  async *logs(s: ServiceRow, i: InstanceRow, opts: LogOptions): AsyncIterable<string> {
+    const name = `${s.job_name}.instance.${i.instance_number}`;
+    const all = Array.from({ length: 5 }, (_, k) => `log line ${k + 1} of ${name}`);
+    for (const l of opts.tail !== undefined ? all.slice(-opts.tail) : all) yield l;
+    let k = all.length;
+    while (opts.follow && !opts.signal.aborted) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (opts.signal.aborted) return;
+      k += 1;
+      yield `log line ${k} of ${name}`;
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+}
+
+export interface TestRoot {
+  root: RootHandle;
+  url: string;
+  cluster: FakeCluster | undefined;
+  close(): Promise<void>;
+}
+
+/** A real root on 127.0.0.1 and a free port; with `cluster`, a FakeCluster behind it. */
+export async function startTestRoot(opts: { cluster?: boolean; accessTtlSec?: number; stepMs?: number } = {}): Promise<TestRoot> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'oak-cli-root-'));
+  const fake = opts.cluster === true ? new FakeCluster(opts.stepMs) : undefined;
+  const root = await startRoot({
+    host: '127.0.0.1',
+    port: 0,
+    dataDir,
+    adminPassword: ADMIN_PASSWORD,
+    logLevel: 'silent',
+    announce: () => undefined,
+    ...(opts.accessTtlSec !== undefined ? { accessTtlSec: opts.accessTtlSec } : {}),
+    ...(fake ? { control: (ctx: RootContext) => fake.attach(ctx) } : {}),
+  });
+  if (fake) {
+    const c = await root.ctx.store.upsertCluster('fake', '48.1351,11.5820');
+    await root.ctx.store.updateCluster(c.id, {
+      status: 'ACTIVE',
+      last_seen: new Date().toISOString(),
+      resources: {
+        cpu_cores_free: 3.5,
+        cpu_cores_total: 4,
+        memory_free_mb: 6000,
+        memory_total_mb: 8000,
+        gpus_free: 0,
+        virtualizations: ['container', 'process'],
+        workers: 1,
+        worker_summary: [{ id: 'worker-1', name: 'edge-worker-1', cpu_cores_free: 3.5, memory_free_mb: 6000, virtualizations: ['container', 'process'], location: '48.1351,11.5820' }],
+      },
+    });
+    fake.clusterId = c.id;
+  }
+  return {
+    root,
+    url: root.url,
+    cluster: fake,
+    close: async () => {
+      await root.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A free TCP port on 127.0.0.1 with nothing listening (for "cannot reach" tests). */
+export async function closedPort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
