@@ -365,6 +365,48 @@ describe('live surfaces', () => {
   });
 });
 
+describe('logs -f over HTTP', () => {
+  test('lines stream as they come; the control plane sees the abort when the client leaves', async () => {
+    let aborted: () => void = () => {};
+    const abortedP = new Promise<void>((r) => (aborted = r));
+    const r = await startRoot({
+      ...base,
+      dataDir: tmp(),
+      adminPassword: 'logs-password-1',
+      control: () => ({
+        instancesRequested() {},
+        instancesUndeployed() {},
+        async *logs(_s, _i, opts) {
+          opts.signal.addEventListener('abort', () => aborted());
+          for (let n = 0; !opts.signal.aborted; n++) {
+            yield `line ${n}`;
+            await new Promise((res) => setTimeout(res, 20));
+          }
+        },
+      }),
+    });
+    try {
+      const c = new Client(r.url);
+      await c.login('Admin', 'logs-password-1');
+      const app = (await c.call<ApplicationDoc[]>('POST', '/api/application/?deploy=true', sla('logsf'))).body[0]!;
+      const res = await fetch(`${r.url}/api/service/${app.microservices[0]}/instance/0/logs?follow=1&token=${c.token}`);
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      let text = '';
+      while (!text.includes('line 2\n')) {
+        const chunk = await reader.read();
+        assert.ok(!chunk.done);
+        text += new TextDecoder().decode(chunk.value);
+      }
+      assert.match(text, /^line 0\nline 1\nline 2\n/);
+      await reader.cancel();
+      await Promise.race([abortedP, new Promise((_, rej) => setTimeout(() => rej(new Error('no abort')), 3000))]);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
 describe('oak-root binary', () => {
   test('starts from flags and env, serves, and exits 0 on SIGTERM', async () => {
     const bin = new URL('../bin/oak-root.mjs', import.meta.url).pathname;

@@ -58,7 +58,7 @@ export const metricsPlugin: RootPlugin = async (app, { ctx }) => {
     duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
   });
 
-  app.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics (no auth)', hide: false } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics (no auth)' } }, async (_req, reply) => {
     const body = await registry.metrics();
     return reply.type(registry.contentType).send(body);
   });
