@@ -79,6 +79,7 @@ Examples:
   program
     .command('logout')
     .description('forget the stored token')
+    .addHelpText('after', '\nExample:\n  $ oak logout')
     .action(async (_opts: unknown, cmd: Command) => {
       const s = session(cmd);
       updateConfig((c) => {
@@ -91,6 +92,7 @@ Examples:
   program
     .command('whoami')
     .description('who the stored token belongs to, and until when it is valid')
+    .addHelpText('after', '\nExamples:\n  $ oak whoami\n  $ oak whoami -o json')
     .action(async (_opts: unknown, cmd: Command) => {
       const s = session(cmd);
       const token = process.env.OAK_TOKEN ?? s.config.token;

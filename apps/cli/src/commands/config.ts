@@ -110,6 +110,7 @@ Examples:
   config
     .command('path')
     .description('print the path of the config file')
+    .addHelpText('after', '\nExample:\n  $ chmod 600 "$(oak config path)"')
     .action((_opts: unknown, cmd: Command) => {
       const s = session(cmd);
       s.ui.out(s.configPath);

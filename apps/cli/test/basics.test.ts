@@ -1,0 +1,218 @@
+/**
+ * The `oak` binary without a root: help on every command, exit codes of usage errors, the
+ * offline validator, the config file, and the one line for a root that cannot be reached.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Command } from 'commander';
+import { buildProgram } from '../src/program.ts';
+import { CliHome, closedPort, example, fixture } from './helpers.ts';
+
+function commandPaths(cmd: Command, prefix: string[] = []): string[][] {
+  const out: string[][] = [];
+  for (const c of cmd.commands) {
+    if (c.name() === 'help') continue;
+    const p = [...prefix, c.name()];
+    out.push(p);
+    out.push(...commandPaths(c, p));
+  }
+  return out;
+}
+
+describe('oak without a root', () => {
+  const home = new CliHome();
+  after(() => home.cleanup());
+
+  it('--help on every command, with examples, exit 0; and oak --help is quick', async () => {
+    const paths = [[], ...commandPaths(buildProgram())];
+    assert.ok(paths.length >= 30, `only ${paths.length} commands`);
+    const started = Date.now();
+    const top = await home.run(['--help']);
+    const topMs = Date.now() - started;
+    assert.equal(top.code, 0);
+    for (const group of ['login', 'config', 'app', 'service', 'instance', 'cluster', 'node', 'validate', 'events', 'up', 'doctor']) {
+      assert.match(top.stdout, new RegExp(`\\n  ${group}\\b`), `oak --help lists ${group}`);
+    }
+    // a reference point measured in the same run: node itself with tsx, doing nothing
+    const t0 = Date.now();
+    const { spawnSync } = await import('node:child_process');
+    spawnSync(process.execPath, ['--import', 'tsx', '-e', '0']);
+    const bareMs = Date.now() - t0;
+    console.log(`# oak --help: ${topMs} ms; node --import tsx -e 0: ${bareMs} ms`);
+    for (let k = 0; k < paths.length; k += 4) {
+      await Promise.all(
+        paths.slice(k, k + 4).map(async (p) => {
+          const r = await home.run([...p, '--help']);
+          assert.equal(r.code, 0, `oak ${p.join(' ')} --help: ${r.stderr}`);
+          assert.match(r.stdout, /^Usage: oak/m, `oak ${p.join(' ')} --help prints usage`);
+          assert.match(r.stdout, /Examples?:|Example:/, `oak ${p.join(' ')} --help has examples`);
+        }),
+      );
+    }
+  });
+
+  it('usage errors exit 2 with one message and where to look', async () => {
+    const cases: [string[], RegExp][] = [
+      [['frobnicate'], /unknown command 'frobnicate'/],
+      [['app', 'ls', '--bogus'], /unknown option '--bogus'/],
+      [['app', 'create'], /required option '-f, --file <sla>' not specified/],
+      [['service', 'scale', 'web'], /missing required argument 'count'/],
+      [['service', 'scale', 'web', 'three'], /the count must be a whole number >= 0, not "three"/],
+      [['-o', 'xml', 'app', 'ls'], /argument 'xml' is invalid/],
+      [['app', 'create', '-f', 'does-not-exist.json'], /cannot read does-not-exist.json: no such file/],
+      [['app', 'create', '-f', example('web-server.json'), '--timeout', 'soon'], /--timeout "soon" is not a duration/],
+      [['config', 'set', 'colour', 'blue'], /unknown setting "colour"/],
+      [['config', 'set', 'output', 'xml'], /unknown output format "xml"/],
+      [['config', 'set', 'root_url', 'ftp://x'], /must use http or https/],
+      [['events', '--types', 'weather'], /unknown event type weather/],
+      [['app'], /Usage: oak app/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await home.run(args);
+      assert.equal(r.code, 2, `oak ${args.join(' ')} -> ${r.code}: ${r.stderr}`);
+      assert.match(r.stderr, re, `oak ${args.join(' ')}`);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    }
+    const v = await home.run(['--version']);
+    assert.equal(v.code, 0);
+    assert.match(v.stdout, /^\d+\.\d+\.\d+/);
+  });
+
+  it('validate: the examples are valid', async () => {
+    for (const name of ['web-server.json', 'client-server.json', 'one-shot-job.json', 'constrained-placement.json', 'native-process.json']) {
+      const r = await home.run(['validate', example(name)]);
+      assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+      assert.match(r.stdout, /valid SLA \(1 application, \d services?\)/);
+      assert.equal(r.stderr, '');
+    }
+  });
+
+  it('validate: an invalid SLA gives every problem with its path and hint, exit 1', async () => {
+    const r = await home.run(['validate', fixture('invalid.json')]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /the SLA has 4 problems:/);
+    assert.match(r.stderr, /^ {2}applications\[0\]\.application_name: .*"bad-name".* \(hint: .+\)$/m);
+    assert.match(r.stderr, /^ {2}applications\[0\]\.microservices\[0\]\.virtualization: .*kubernetes/m);
+    assert.match(r.stderr, /^ {2}applications\[0\]\.microservices\[0\]\.memory: /m);
+    assert.match(r.stderr, /^ {2}applications\[0\]\.microservices\[0\]\.port: .*string/m);
+    assert.match(r.stderr, /^warning: .*applications\[0\]\.microservices\[0\]\.colour: unknown field/m);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  });
+
+  it('validate -o json: the same findings for scripts', async () => {
+    const { validateSla } = await import('@oak/contracts');
+    const expected = validateSla(JSON.parse(readFileSync(fixture('invalid.json'), 'utf8')));
+    assert.equal(expected.ok, false);
+    const r = await home.run(['validate', fixture('invalid.json'), '-o', 'json']);
+    assert.equal(r.code, 1);
+    const out = JSON.parse(r.stdout) as { valid: boolean; errors: unknown[]; warnings: unknown[] };
+    assert.equal(out.valid, false);
+    assert.deepEqual(out.errors, expected.ok ? [] : expected.errors, 'the CLI reports exactly what the shared validator finds');
+    assert.deepEqual(out.warnings, expected.warnings);
+    const ok = await home.run(['validate', example('web-server.json'), '-o', 'yaml']);
+    assert.equal(ok.code, 0);
+    assert.match(ok.stdout, /^valid: true$/m);
+  });
+
+  it('validate: bad JSON is exit 1 with the reason, a missing file exit 2; stdin and YAML work', async () => {
+    const bad = await home.run(['validate', fixture('broken.json')]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /broken\.json is not valid JSON/);
+    const missing = await home.run(['validate', 'nope.json']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /^oak: cannot read nope\.json: no such file$/m);
+    const piped = await home.run(['validate', '-'], { stdin: readFileSync(example('web-server.json'), 'utf8') });
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.match(piped.stdout, /stdin: valid SLA/);
+    const yamlPath = `${home.dir}/sla.yaml`;
+    const { stringify } = await import('yaml');
+    writeFileSync(yamlPath, stringify(JSON.parse(readFileSync(example('one-shot-job.json'), 'utf8'))));
+    const y = await home.run(['validate', yamlPath]);
+    assert.equal(y.code, 0, y.stderr);
+  });
+
+  it('a root that cannot be reached is one clear line, exit 1', async () => {
+    const port = await closedPort();
+    const url = `http://127.0.0.1:${port}`;
+    for (const args of [['app', 'ls'], ['--root', url, 'service', 'ls'], ['cluster', 'ls'], ['login', '-p', 'x'], ['events']]) {
+      const r = await home.run(args, { env: { OAK_ROOT_URL: url } });
+      assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+      const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('warning:'));
+      assert.deepEqual(lines, [`oak: cannot reach the root at ${url} (connection refused); is it running? try 'oak doctor'`], args.join(' '));
+    }
+    const j = await home.run(['app', 'ls', '-o', 'json'], { env: { OAK_ROOT_URL: url } });
+    assert.equal(j.code, 1);
+    assert.equal((JSON.parse(j.stderr) as { error: { code: string } }).error.code, 'OAK_UNREACHABLE');
+  });
+
+  describe('config', () => {
+    const cfg = new CliHome();
+    after(() => cfg.cleanup());
+
+    it('set, show, unset; the file is 0600 in a 0700 directory; precedence flag > env > file', async () => {
+      let r = await cfg.run(['config', 'set', 'root', '10.1.2.3:10000']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /root_url = http:\/\/10\.1\.2\.3:10000/);
+      r = await cfg.run(['config', 'set', 'output', 'json']);
+      assert.equal(r.code, 0);
+      assert.equal(statSync(cfg.configPath).mode & 0o777, 0o600);
+      assert.equal(statSync(dirname(cfg.configPath)).mode & 0o777, 0o700);
+      const stored = JSON.parse(readFileSync(cfg.configPath, 'utf8')) as Record<string, string>;
+      assert.deepEqual(stored, { root_url: 'http://10.1.2.3:10000', output: 'json' });
+      r = await cfg.run(['config', 'show']);
+      assert.equal(r.code, 0);
+      const shown = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(shown.root_url, 'http://10.1.2.3:10000');
+      assert.equal(shown.root_url_source, 'config file');
+      assert.equal(shown.output, 'json');
+      assert.equal(shown.logged_in, false);
+      r = await cfg.run(['config', 'show', '-o', 'table'], { env: { OAK_ROOT_URL: 'http://127.0.0.9:1234' } });
+      assert.match(r.stdout, /root_url:\s+http:\/\/127\.0\.0\.9:1234 \(OAK_ROOT_URL\)/);
+      r = await cfg.run(['--root', 'http://127.0.0.8:99', 'config', 'show', '-o', 'yaml'], { env: { OAK_ROOT_URL: 'http://127.0.0.9:1234' } });
+      assert.match(r.stdout, /^root_url: http:\/\/127\.0\.0\.8:99$/m);
+      assert.match(r.stdout, /^root_url_source: --root$/m);
+      r = await cfg.run(['config', 'unset', 'root_url']);
+      assert.equal(r.code, 0);
+      r = await cfg.run(['config', 'show']);
+      assert.equal((JSON.parse(r.stdout) as { root_url: string }).root_url, 'http://127.0.0.1:10000');
+      r = await cfg.run(['config', 'path']);
+      assert.equal(r.stdout.trim(), cfg.configPath);
+    });
+
+    it('a broken config file is a clear failure, not a crash', async () => {
+      const h = new CliHome();
+      mkdirSync(dirname(h.configPath), { recursive: true });
+      writeFileSync(h.configPath, '{ not json');
+      const r = await h.run(['app', 'ls']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /config file .* is not valid JSON/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      h.cleanup();
+    });
+  });
+
+  describe('up and doctor', () => {
+    let port: number;
+    before(async () => {
+      port = await closedPort();
+    });
+
+    it('doctor prints one line per check with a fix, and exits 1 when the root is not there', async () => {
+      const r = await home.run(['doctor'], { env: { OAK_ROOT_URL: `http://127.0.0.1:${port}` } });
+      assert.equal(r.code, 1, r.stderr);
+      for (const check of ['node', 'containerd', 'runc', 'cgroups', 'port 10000', 'port 10100', 'port 10003', 'port 50052', 'MQTT broker', 'root']) {
+        assert.match(r.stdout, new RegExp(`^[✓⚠✗] ${check}\\b`, 'm'), `a line for ${check}`);
+      }
+      assert.match(r.stdout, /^✗ root\s+cannot reach http:\/\/127\.0\.0\.1:\d+ \(connection refused\)\n\s+fix: start it/m);
+      const j = await home.run(['doctor', '--client', '-o', 'json'], { env: { OAK_ROOT_URL: `http://127.0.0.1:${port}` } });
+      assert.equal(j.code, 1);
+      const out = JSON.parse(j.stdout) as { ok: boolean; checks: { check: string; status: string; fix?: string }[] };
+      assert.equal(out.ok, false);
+      assert.deepEqual(out.checks.map((c) => c.check), ['node', 'root']);
+      assert.equal(out.checks[1]?.status, 'fail');
+    });
+  });
+});
