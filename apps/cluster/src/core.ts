@@ -1,0 +1,512 @@
+/**
+ * The cluster's brain, without I/O: workers and their reports, the instances the root wants here,
+ * placement with accounting, liveness, and reconciliation of what workers run against what is
+ * desired. Every method takes the current time and returns the effects to carry out (MQTT
+ * commands to workers, status messages to the root); the shell in cluster.ts does the I/O.
+ *
+ * The cluster keeps no state of its own: after a restart it learns the desired set from the
+ * root's `sync` and the actual set from the workers' registrations and reports.
+ */
+import { ACTIVE_STATES, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
+import type {
+  ClusterResources,
+  ClusterToRoot,
+  DeleteCommand,
+  DeployCommand,
+  InstanceAssignment,
+  InstanceState,
+  JobResources,
+  JobStatus,
+  NodeInformation,
+  NodeRegistration,
+  Virtualization,
+  WorkerSummary,
+} from '@oak/contracts';
+import { Ledger, demandOf, parseGeoPoint, pickWorker } from '@oak/scheduler';
+import type { Demand, GeoPoint, Strategy, WorkerCandidate } from '@oak/scheduler';
+
+export type InstanceStatusMessage = Extract<ClusterToRoot, { type: 'instance_status' }>;
+
+export type Effect =
+  | { type: 'deploy'; worker_id: string; command: DeployCommand }
+  | { type: 'delete'; worker_id: string; command: DeleteCommand }
+  | { type: 'status'; message: InstanceStatusMessage }
+  /** a big change (a worker joined or left): send the aggregate now */
+  | { type: 'aggregate' };
+
+export interface CoreOptions {
+  /** what workers are told to use, ms (default 2000) */
+  reportIntervalMs: number;
+  /** a worker silent for this long is dead (default 3 report intervals) */
+  deadAfterMs: number;
+  /** a desired instance missing from its worker's report this long after its deploy is sent again */
+  missingGraceMs: number;
+  /** reservations not confirmed by a report within this time are dropped */
+  reservationTtlMs: number;
+  /** dead workers are forgotten after this long */
+  forgetDeadAfterMs: number;
+  strategy: Strategy;
+  clusterLocation: GeoPoint | null;
+}
+
+export function coreOptions(p: Partial<CoreOptions> = {}): CoreOptions {
+  const reportIntervalMs = p.reportIntervalMs ?? 2000;
+  return {
+    reportIntervalMs,
+    deadAfterMs: p.deadAfterMs ?? 3 * reportIntervalMs,
+    missingGraceMs: p.missingGraceMs ?? Math.max(3 * reportIntervalMs, 3000),
+    reservationTtlMs: p.reservationTtlMs ?? Math.max(30_000, 10 * reportIntervalMs),
+    forgetDeadAfterMs: p.forgetDeadAfterMs ?? 10 * 60_000,
+    strategy: p.strategy ?? 'least-loaded',
+    clusterLocation: p.clusterLocation ?? null,
+  };
+}
+
+export interface WorkerRecord {
+  id: string;
+  name: string;
+  registration: NodeRegistration | null;
+  info: NodeInformation | null;
+  resources: JobResources | null;
+  location: GeoPoint | null;
+  registeredAt: number | null;
+  /** last registration or report (the caller's clock) */
+  lastSeen: number;
+  /** false once declared dead; it comes back with its next registration or report */
+  alive: boolean;
+  diedAt: number | null;
+}
+
+export interface DesiredInstance {
+  name: string;
+  assignment: InstanceAssignment;
+  demand: Demand;
+  worker_id: string | null;
+  status: InstanceState;
+  status_detail: string;
+  publicip: string | null;
+  /** true once this cluster knows the status (from a worker or its own scheduling) */
+  known: boolean;
+  /** when a deploy was last sent (or the assignment learnt from a sync) */
+  deployedAt: number | null;
+}
+
+/** A worker that has told us what it is (not only an id from the root's sync). */
+function isReal(w: WorkerRecord): boolean {
+  return w.registration !== null || w.info !== null;
+}
+
+export class ClusterCore {
+  readonly opts: CoreOptions;
+  readonly workers = new Map<string, WorkerRecord>();
+  readonly desired = new Map<string, DesiredInstance>();
+  readonly ledger = new Ledger();
+  /** true after the first sync from the root: from then on unknown instances on workers go */
+  synced = false;
+
+  constructor(opts: Partial<CoreOptions> = {}) {
+    this.opts = coreOptions(opts);
+  }
+
+  // ------------------------------------------------------------------ workers
+
+  /** A worker registered (or registered again). `id` is the id it asked for, or a fresh one. */
+  register(id: string, reg: NodeRegistration, now: number): Effect[] {
+    const effects: Effect[] = [];
+    let w = this.workers.get(id);
+    const joined = !w || !w.alive || !isReal(w);
+    if (!w) {
+      w = { id, name: reg.node_name, registration: reg, info: null, resources: null, location: null, registeredAt: now, lastSeen: now, alive: true, diedAt: null };
+      this.workers.set(id, w);
+    }
+    w.registration = reg;
+    w.name = reg.node_name;
+    w.location = parseGeoPoint(reg.location ?? null);
+    w.registeredAt = now;
+    w.lastSeen = now;
+    w.alive = true;
+    w.diedAt = null;
+    if (joined) effects.push({ type: 'aggregate' });
+    effects.push(...this.placePending(now));
+    return effects;
+  }
+
+  /** nodes/{id}/information */
+  information(id: string, info: NodeInformation, now: number): Effect[] {
+    const effects: Effect[] = [];
+    let w = this.workers.get(id);
+    if (!w) {
+      // a worker we have not seen register (this cluster restarted behind an external broker)
+      w = { id, name: id, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, diedAt: null };
+      this.workers.set(id, w);
+      effects.push({ type: 'aggregate' });
+    } else if (!w.alive || !isReal(w)) {
+      effects.push({ type: 'aggregate' });
+    }
+    w.info = info;
+    w.lastSeen = now;
+    w.alive = true;
+    w.diedAt = null;
+    effects.push(...this.reconcileWorker(w, now));
+    effects.push(...this.placePending(now));
+    return effects;
+  }
+
+  jobResources(id: string, res: JobResources, now: number): void {
+    const w = this.workers.get(id);
+    if (!w) return;
+    w.resources = res;
+    w.lastSeen = Math.max(w.lastSeen, now);
+  }
+
+  /** nodes/{id}/job: forwarded to the root when it is about an instance this worker should run. */
+  jobStatus(id: string, js: JobStatus, now: number): Effect[] {
+    const name = instanceName(js.job_name, js.instance_number);
+    const d = this.desired.get(name);
+    if (!d) return [];
+    const w = this.workers.get(id);
+    if (w) w.lastSeen = Math.max(w.lastSeen, now);
+    if (d.worker_id !== id) {
+      // the instance runs where we did not expect it: adopt it when it has no live home
+      if (!ACTIVE_STATES.has(js.status) || !this.canAdopt(d)) return [];
+      this.assign(d, id, now);
+    }
+    d.status = js.status;
+    d.status_detail = js.status_detail;
+    if (js.publicip !== undefined) d.publicip = js.publicip;
+    d.known = true;
+    if (TERMINAL_STATES.has(js.status)) this.ledger.release(name);
+    return [{ type: 'status', message: this.statusOf(d) }];
+  }
+
+  /** Declares silent workers dead (their instances are rescheduled), retries what waits. */
+  tick(now: number): Effect[] {
+    const effects: Effect[] = [];
+    for (const w of [...this.workers.values()]) {
+      if (w.alive && now - w.lastSeen > this.opts.deadAfterMs) effects.push(...this.declareDead(w, now));
+      else if (!w.alive && w.diedAt !== null && now - w.diedAt > this.opts.forgetDeadAfterMs) this.workers.delete(w.id);
+    }
+    this.ledger.expire(now - this.opts.reservationTtlMs);
+    effects.push(...this.placePending(now));
+    return effects;
+  }
+
+  private declareDead(w: WorkerRecord, now: number): Effect[] {
+    const effects: Effect[] = [{ type: 'aggregate' }];
+    const silentS = Math.round((now - w.lastSeen) / 100) / 10;
+    w.alive = false;
+    w.diedAt = now;
+    this.ledger.forgetWorker(w.id);
+    for (const d of this.desired.values()) {
+      if (d.worker_id !== w.id || TERMINAL_STATES.has(d.status)) continue;
+      d.status = 'DEAD';
+      d.status_detail = `worker ${w.name} lost (no report for ${silentS} s); rescheduling`;
+      d.known = true;
+      effects.push({ type: 'status', message: this.statusOf(d) });
+      d.worker_id = null;
+    }
+    return effects;
+  }
+
+  // ------------------------------------------------------------------ desired set (from the root)
+
+  /** The root's full desired set: start what is missing, delete what is no longer wanted. */
+  sync(assignments: InstanceAssignment[], now: number): Effect[] {
+    const effects: Effect[] = [];
+    const wanted = new Map<string, InstanceAssignment>();
+    for (const a of assignments) wanted.set(instanceName(a.job_name, a.instance_number), a);
+    for (const d of [...this.desired.values()]) {
+      if (!wanted.has(d.name)) effects.push(...this.remove(d));
+    }
+    for (const [name, a] of wanted) {
+      const d = this.desired.get(name);
+      if (d) {
+        d.assignment = a;
+        d.demand = demandOf(a.service, a.job_name);
+        continue;
+      }
+      const fresh = this.newDesired(name, a);
+      const wid = a.worker_id ?? null;
+      if (wid !== null) {
+        let w = this.workers.get(wid);
+        if (!w) {
+          // the root says it runs on a worker that has not (re-)registered yet: give it time
+          w = { id: wid, name: wid, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, diedAt: null };
+          this.workers.set(wid, w);
+        }
+        if (w.alive) {
+          fresh.worker_id = wid;
+          fresh.status = 'NODE_SCHEDULED';
+          fresh.deployedAt = now;
+          this.ledger.reserve(wid, name, fresh.demand, now);
+        }
+      }
+      this.desired.set(name, fresh);
+    }
+    this.synced = true;
+    for (const w of this.workers.values()) if (w.alive && w.info) effects.push(...this.reconcileWorker(w, now));
+    effects.push(...this.placePending(now));
+    // the root may have missed statuses while the link was down
+    for (const d of this.desired.values()) {
+      if (d.known && !effects.some((e) => e.type === 'status' && instanceName(e.message.job_name, e.message.instance_number) === d.name)) {
+        effects.push({ type: 'status', message: this.statusOf(d) });
+      }
+    }
+    return dedupe(effects);
+  }
+
+  /** One more instance for this cluster (idempotent). */
+  deploy(a: InstanceAssignment, now: number): Effect[] {
+    const name = instanceName(a.job_name, a.instance_number);
+    const d = this.desired.get(name);
+    if (d) {
+      d.assignment = a;
+      d.demand = demandOf(a.service, a.job_name);
+      return d.known ? [{ type: 'status', message: this.statusOf(d) }] : this.placePending(now);
+    }
+    this.desired.set(name, this.newDesired(name, a));
+    return this.placePending(now);
+  }
+
+  undeploy(jobName: string, n: number): Effect[] {
+    const d = this.desired.get(instanceName(jobName, n));
+    return d ? this.remove(d) : [];
+  }
+
+  private newDesired(name: string, a: InstanceAssignment): DesiredInstance {
+    return {
+      name,
+      assignment: a,
+      demand: demandOf(a.service, a.job_name),
+      worker_id: null,
+      status: 'CLUSTER_SCHEDULED',
+      status_detail: '',
+      publicip: null,
+      known: false,
+      deployedAt: null,
+    };
+  }
+
+  private remove(d: DesiredInstance): Effect[] {
+    this.desired.delete(d.name);
+    this.ledger.release(d.name);
+    if (d.worker_id === null) return [];
+    return [{ type: 'delete', worker_id: d.worker_id, command: this.deleteCommand(d.assignment.job_name, d.assignment.instance_number, d.assignment.service.virtualization) }];
+  }
+
+  // ------------------------------------------------------------------ placement
+
+  /** Places every instance that waits for a worker; reasons are reported when they change. */
+  placePending(now: number): Effect[] {
+    const waiting = [...this.desired.values()].filter((d) => d.worker_id === null && !TERMINAL_STATES.has(d.status));
+    if (waiting.length === 0) return [];
+    const effects: Effect[] = [];
+    const base = this.candidates();
+    waiting.sort((a, b) => a.name.localeCompare(b.name));
+    for (const d of waiting) {
+      const r = pickWorker(d.demand, this.ledger.applyAll(base), { strategy: this.opts.strategy, clusterLocation: this.opts.clusterLocation });
+      if (r.ok) {
+        this.assign(d, r.target.id, now);
+        d.status = 'NODE_SCHEDULED';
+        d.status_detail = '';
+        d.known = true;
+        effects.push({ type: 'deploy', worker_id: r.target.id, command: this.deployCommand(d) });
+        effects.push({ type: 'status', message: this.statusOf(d) });
+      } else {
+        // waits here with the reason visible at the root; retried on every change of capacity
+        if (!d.known || d.status !== 'CLUSTER_SCHEDULED' || d.status_detail !== r.reason) {
+          d.status = 'CLUSTER_SCHEDULED';
+          d.status_detail = r.reason;
+          d.known = true;
+          effects.push({ type: 'status', message: this.statusOf(d) });
+        }
+      }
+    }
+    return effects;
+  }
+
+  private assign(d: DesiredInstance, workerId: string, now: number): void {
+    d.worker_id = workerId;
+    d.deployedAt = now;
+    this.ledger.reserve(workerId, d.name, d.demand, now);
+  }
+
+  /** May `d` be taken over by the worker that reports it? (no live worker holds it) */
+  private canAdopt(d: DesiredInstance): boolean {
+    if (d.worker_id === null) return true;
+    const home = this.workers.get(d.worker_id);
+    return !home || !home.alive || !isReal(home);
+  }
+
+  /** What a worker runs against what it should run. */
+  private reconcileWorker(w: WorkerRecord, now: number): Effect[] {
+    const info = w.info;
+    if (!info) return [];
+    const effects: Effect[] = [];
+    const running = new Set(info.running_instances);
+    const confirmed: string[] = [];
+    for (const name of running) {
+      const d = this.desired.get(name);
+      if (!d) {
+        if (this.synced) {
+          const p = parseInstanceName(name);
+          if (p) effects.push({ type: 'delete', worker_id: w.id, command: this.deleteCommand(p.job_name, p.instance_number, this.virtualizationOfJob(p.job_name)) });
+        }
+        continue;
+      }
+      if (d.worker_id === w.id) {
+        confirmed.push(name);
+        continue;
+      }
+      if (this.canAdopt(d)) {
+        // it runs here and nowhere else we trust: keep it, and ask the worker for its status
+        if (d.worker_id !== null) this.ledger.release(name);
+        this.assign(d, w.id, now);
+        confirmed.push(name);
+        effects.push({ type: 'deploy', worker_id: w.id, command: this.deployCommand(d) });
+      } else {
+        // it was rescheduled elsewhere while this worker was away
+        effects.push({ type: 'delete', worker_id: w.id, command: this.deleteCommand(d.assignment.job_name, d.assignment.instance_number, d.assignment.service.virtualization) });
+      }
+    }
+    this.ledger.observe(confirmed);
+    for (const d of this.desired.values()) {
+      if (d.worker_id !== w.id || running.has(d.name)) continue;
+      if (!ACTIVE_STATES.has(d.status)) continue;
+      if (d.deployedAt !== null && now - d.deployedAt < this.opts.missingGraceMs) continue;
+      // desired here but not running here: send it again (a deploy is idempotent on the worker)
+      d.deployedAt = now;
+      this.ledger.reserve(w.id, d.name, d.demand, now);
+      effects.push({ type: 'deploy', worker_id: w.id, command: this.deployCommand(d) });
+    }
+    return effects;
+  }
+
+  private virtualizationOfJob(job: string): Virtualization {
+    for (const d of this.desired.values()) if (d.assignment.job_name === job) return d.assignment.service.virtualization;
+    return 'container';
+  }
+
+  // ------------------------------------------------------------------ views
+
+  /** Placement candidates: live workers that told us their capacity, before reservations. */
+  candidates(): WorkerCandidate[] {
+    const out: WorkerCandidate[] = [];
+    for (const w of this.workers.values()) {
+      if (!w.alive || !isReal(w)) continue;
+      out.push(this.candidateOf(w));
+    }
+    return out;
+  }
+
+  /** A worker's capacity from its report, minus what the instances it reports running hold. */
+  candidateOf(w: WorkerRecord): WorkerCandidate {
+    const reg = w.registration;
+    const info = w.info;
+    const cores = info?.cpu_cores ?? reg?.cpu_cores ?? 0;
+    const memTotal = info?.memory_total_mb ?? reg?.memory_mb ?? 0;
+    const gpus = info?.gpus ?? reg?.gpus ?? 0;
+    let vcpus = 0;
+    let mem = 0;
+    let usedGpus = 0;
+    const jobs: string[] = [];
+    for (const name of info?.running_instances ?? []) {
+      const d = this.desired.get(name);
+      if (!d || d.worker_id !== w.id) continue;
+      vcpus += d.demand.vcpus;
+      mem += d.demand.memory_mb;
+      usedGpus += d.demand.gpus;
+      jobs.push(d.demand.job_name);
+    }
+    const measuredFree = info?.memory_free_mb ?? memTotal;
+    return {
+      id: w.id,
+      name: w.name,
+      cpu_cores_total: cores,
+      cpu_cores_free: cores - vcpus,
+      memory_total_mb: memTotal,
+      memory_free_mb: Math.min(measuredFree, memTotal - mem),
+      gpus_free: gpus - usedGpus,
+      cpu_percent: info?.cpu_percent ?? 0,
+      virtualizations: info?.virtualizations ?? reg?.virtualizations ?? [],
+      location: w.location,
+      jobs,
+    };
+  }
+
+  /** The aggregate for the root: live workers, reservations subtracted, never negative. */
+  aggregate(): ClusterResources {
+    const workers = this.ledger.applyAll(this.candidates());
+    const virt = new Set<Virtualization>();
+    const summary: WorkerSummary[] = [];
+    const r: ClusterResources = {
+      cpu_cores_free: 0,
+      cpu_cores_total: 0,
+      memory_free_mb: 0,
+      memory_total_mb: 0,
+      gpus_free: 0,
+      virtualizations: [],
+      workers: workers.length,
+      worker_summary: summary,
+    };
+    for (const c of workers) {
+      const cpuFree = round2(Math.max(0, c.cpu_cores_free));
+      const memFree = round2(Math.max(0, c.memory_free_mb));
+      r.cpu_cores_total += c.cpu_cores_total;
+      r.memory_total_mb += c.memory_total_mb;
+      r.cpu_cores_free += cpuFree;
+      r.memory_free_mb += memFree;
+      r.gpus_free += Math.max(0, c.gpus_free);
+      for (const v of c.virtualizations) virt.add(v);
+      const rec = this.workers.get(c.id);
+      summary.push({ id: c.id, name: c.name, cpu_cores_free: cpuFree, memory_free_mb: memFree, virtualizations: [...c.virtualizations], location: rec?.registration?.location ?? null });
+    }
+    r.cpu_cores_free = round2(r.cpu_cores_free);
+    r.memory_free_mb = round2(r.memory_free_mb);
+    r.virtualizations = [...virt].sort();
+    summary.sort((a, b) => a.id.localeCompare(b.id));
+    return r;
+  }
+
+  statusOf(d: DesiredInstance): InstanceStatusMessage {
+    const m: InstanceStatusMessage = {
+      type: 'instance_status',
+      job_name: d.assignment.job_name,
+      instance_number: d.assignment.instance_number,
+      status: d.status,
+      status_detail: d.status_detail,
+      worker_id: d.worker_id,
+    };
+    if (d.publicip !== null) m.publicip = d.publicip;
+    return m;
+  }
+
+  deployCommand(d: DesiredInstance): DeployCommand {
+    return { ...d.assignment.service, microserviceID: d.assignment.microserviceID, job_name: d.assignment.job_name, instance_number: d.assignment.instance_number };
+  }
+
+  deleteCommand(job: string, n: number, virtualization: Virtualization): DeleteCommand {
+    return { job_name: job, virtualization, instance_number: n };
+  }
+
+  /** The worker an instance is on, for log requests. */
+  workerOf(jobName: string, n: number): string | null {
+    return this.desired.get(instanceName(jobName, n))?.worker_id ?? null;
+  }
+}
+
+/** Drops repeated commands (the same delete from removal and from reconciliation). */
+function dedupe(effects: Effect[]): Effect[] {
+  const seen = new Set<string>();
+  return effects.filter((e) => {
+    if (e.type !== 'deploy' && e.type !== 'delete') return true;
+    const key = `${e.type} ${e.worker_id} ${e.command.job_name} ${e.command.instance_number}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}

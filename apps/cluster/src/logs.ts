@@ -1,0 +1,116 @@
+/**
+ * Log requests across the cluster: the root asks over the link (`logs`), the cluster asks the
+ * instance's worker over MQTT (nodes/{id}/control/logs) and relays the worker's batches
+ * (nodes/{id}/logs/{request_id}) back as logs_data / logs_end.
+ */
+import { LogBatch, makeParser, topics } from '@oak/contracts';
+import type { ClusterToRoot, LogCancel, LogRequest, RootToCluster } from '@oak/contracts';
+import type { Logger } from '@oak/bus';
+
+export const parseLogBatch = makeParser(LogBatch, 'log batch');
+
+type LogsMsg = Extract<RootToCluster, { type: 'logs' }>;
+
+interface Session {
+  worker_id: string;
+  follow: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export interface LogRelayDeps {
+  /** the worker an instance runs on, if any and alive */
+  workerOf(jobName: string, n: number): string | null;
+  isAlive(workerId: string): boolean;
+  publish(topic: string, payload: LogRequest | LogCancel): void;
+  toRoot(msg: ClusterToRoot): void;
+  log: Logger;
+  timeoutMs: number;
+}
+
+export class LogRelay {
+  readonly #d: LogRelayDeps;
+  readonly #sessions = new Map<string, Session>();
+
+  constructor(d: LogRelayDeps) {
+    this.#d = d;
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  request(m: LogsMsg): void {
+    const worker = this.#d.workerOf(m.job_name, m.instance_number);
+    if (worker === null || !this.#d.isAlive(worker)) {
+      this.#d.toRoot({ type: 'logs_end', request_id: m.request_id, error: `${m.job_name}.instance.${m.instance_number} does not run on a live worker of this cluster` });
+      return;
+    }
+    this.#end(m.request_id);
+    const s: Session = { worker_id: worker, follow: m.follow, timer: undefined };
+    this.#sessions.set(m.request_id, s);
+    this.#arm(m.request_id, s);
+    const req: LogRequest = { request_id: m.request_id, job_name: m.job_name, instance_number: m.instance_number, follow: m.follow };
+    if (m.tail !== undefined && m.tail !== null) req.tail = m.tail;
+    this.#d.publish(topics.logsRequest(worker), req);
+  }
+
+  cancel(requestId: string): void {
+    const s = this.#sessions.get(requestId);
+    if (!s) return;
+    this.#end(requestId);
+    this.#d.publish(topics.logsCancel(s.worker_id), { request_id: requestId });
+  }
+
+  /** nodes/{id}/logs/{request_id} */
+  batch(workerId: string, requestId: string, raw: unknown): void {
+    const s = this.#sessions.get(requestId);
+    if (!s || s.worker_id !== workerId) return;
+    let b: LogBatch;
+    try {
+      b = parseLogBatch(raw);
+    } catch (err) {
+      this.#d.log.warn(`logs: invalid batch from worker ${workerId} dropped`, err);
+      return;
+    }
+    this.#arm(requestId, s);
+    if (b.lines.length > 0) this.#d.toRoot({ type: 'logs_data', request_id: requestId, lines: b.lines });
+    if (b.end === true || b.error !== undefined) {
+      this.#end(requestId);
+      this.#d.toRoot(b.error !== undefined ? { type: 'logs_end', request_id: requestId, error: b.error } : { type: 'logs_end', request_id: requestId });
+    }
+  }
+
+  /** Ends the sessions of workers that died. */
+  check(): void {
+    for (const [rid, s] of [...this.#sessions]) {
+      if (!this.#d.isAlive(s.worker_id)) {
+        this.#end(rid);
+        this.#d.toRoot({ type: 'logs_end', request_id: rid, error: `worker ${s.worker_id} was lost` });
+      }
+    }
+  }
+
+  /** The link went down: the root no longer listens. */
+  cancelAll(): void {
+    for (const rid of [...this.#sessions.keys()]) this.cancel(rid);
+  }
+
+  #arm(rid: string, s: Session): void {
+    clearTimeout(s.timer);
+    s.timer = undefined;
+    if (s.follow) return;
+    s.timer = setTimeout(() => {
+      if (this.#sessions.get(rid) !== s) return;
+      this.#end(rid);
+      this.#d.publish(topics.logsCancel(s.worker_id), { request_id: rid });
+      this.#d.toRoot({ type: 'logs_end', request_id: rid, error: `worker ${s.worker_id} did not answer within ${this.#d.timeoutMs} ms` });
+    }, this.#d.timeoutMs);
+  }
+
+  #end(rid: string): void {
+    const s = this.#sessions.get(rid);
+    if (!s) return;
+    clearTimeout(s.timer);
+    this.#sessions.delete(rid);
+  }
+}

@@ -1,0 +1,171 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ClusterCore } from '../src/core.ts';
+import type { Effect, InstanceStatusMessage } from '../src/core.ts';
+import { assignment, information, registration } from './fixtures.ts';
+
+const JOB = 'app.ns.web.ns';
+const name = (n: number, job = JOB): string => `${job}.instance.${n}`;
+
+function deploys(effects: Effect[]): { worker: string; name: string }[] {
+  return effects.flatMap((e) => (e.type === 'deploy' ? [{ worker: e.worker_id, name: `${e.command.job_name}.instance.${e.command.instance_number}` }] : []));
+}
+function deletes(effects: Effect[]): { worker: string; name: string }[] {
+  return effects.flatMap((e) => (e.type === 'delete' ? [{ worker: e.worker_id, name: `${e.command.job_name}.instance.${e.command.instance_number}` }] : []));
+}
+function statuses(effects: Effect[]): InstanceStatusMessage[] {
+  return effects.flatMap((e) => (e.type === 'status' ? [e.message] : []));
+}
+
+test('replicas spread over workers, with NODE_SCHEDULED reported', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  c.register('w1', registration('w1'), 0);
+  c.register('w2', registration('w2'), 0);
+  const e = [...c.deploy(assignment(JOB, 0), 1), ...c.deploy(assignment(JOB, 1), 1)];
+  const d = deploys(e);
+  assert.equal(d.length, 2);
+  assert.notEqual(d[0]?.worker, d[1]?.worker, 'replicas on distinct workers');
+  assert.deepEqual(statuses(e).map((s) => s.status), ['NODE_SCHEDULED', 'NODE_SCHEDULED']);
+  // deploying the same instance again changes nothing
+  assert.deepEqual(deploys(c.deploy(assignment(JOB, 0), 2)), []);
+});
+
+test('capacity is reserved at once; what does not fit waits with a reason and is placed when a bigger worker registers', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  c.register('small', registration('small', 2, 1000), 0);
+  assert.equal(deploys(c.deploy(assignment('a.a.a.a', 0, { vcpus: 1 }), 1)).length, 1);
+  assert.equal(deploys(c.deploy(assignment('b.b.b.b', 0, { vcpus: 1 }), 1)).length, 1);
+  const e = c.deploy(assignment('c.c.c.c', 0, { vcpus: 1 }), 1);
+  assert.deepEqual(deploys(e), []);
+  const s = statuses(e);
+  assert.equal(s[0]?.status, 'CLUSTER_SCHEDULED');
+  assert.equal(s[0]?.status_detail, 'NO_WORKER_CAPACITY');
+  // the same reason is not reported again on every retry
+  assert.deepEqual(statuses(c.tick(2)), []);
+  assert.equal(c.aggregate().cpu_cores_free, 0);
+  const later = c.register('big', registration('big', 8, 8000), 3);
+  assert.deepEqual(deploys(later), [{ worker: 'big', name: 'c.c.c.c.instance.0' }]);
+  assert.equal(statuses(later)[0]?.status, 'NODE_SCHEDULED');
+});
+
+test('a worker without the virtualization gets nothing; the reason says so', () => {
+  const c = new ClusterCore();
+  c.register('w1', registration('w1', 4, 4096, ['container']), 0);
+  const e = c.deploy(assignment(JOB, 0, { virtualization: 'wasm' }), 1);
+  assert.deepEqual(deploys(e), []);
+  assert.equal(statuses(e)[0]?.status_detail, 'NoWorkerWithVirtualization');
+});
+
+test('reservations are replaced by reports: no double counting', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  c.register('w1', registration('w1', 4, 4096), 0);
+  c.deploy(assignment(JOB, 0, { vcpus: 1, memory: 1000 }), 1);
+  assert.equal(c.aggregate().cpu_cores_free, 3);
+  c.information('w1', information([name(0)], 4, 4096), 50);
+  const a = c.aggregate();
+  assert.equal(a.cpu_cores_free, 3);
+  assert.equal(a.memory_free_mb, 3096);
+  assert.equal(c.ledger.size, 0);
+});
+
+test('a silent worker is declared dead: DEAD reported, instance rescheduled, worker dropped from the aggregate', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  c.register('w1', registration('w1'), 0);
+  c.deploy(assignment(JOB, 0), 0);
+  const onW1 = c.workerOf(JOB, 0);
+  assert.equal(onW1, 'w1');
+  c.register('w2', registration('w2'), 0);
+  c.information('w1', information([name(0)]), 10);
+  for (let t = 20; t <= 300; t += 20) c.information('w2', information([]), t);
+  assert.equal(c.aggregate().workers, 2);
+  const e = c.tick(320);
+  const s = statuses(e);
+  assert.equal(s[0]?.status, 'DEAD');
+  assert.match(s[0]?.status_detail ?? '', /worker w1 lost/);
+  assert.equal(s[1]?.status, 'NODE_SCHEDULED');
+  assert.equal(s[1]?.worker_id, 'w2');
+  assert.deepEqual(deploys(e), [{ worker: 'w2', name: name(0) }]);
+  assert.ok(e.some((x) => x.type === 'aggregate'));
+  assert.equal(c.aggregate().workers, 1);
+  // w1 comes back still running the instance: it is deleted there
+  const back = c.information('w1', information([name(0)]), 400);
+  assert.deepEqual(deletes(back), [{ worker: 'w1', name: name(0) }]);
+  assert.equal(c.workerOf(JOB, 0), 'w2');
+  assert.equal(c.aggregate().workers, 2);
+});
+
+test('a dead worker whose instance found no other place gets it back when it returns', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  c.register('w1', registration('w1'), 0);
+  c.deploy(assignment(JOB, 0), 0);
+  c.information('w1', information([name(0)]), 10);
+  const e = c.tick(400);
+  assert.deepEqual(statuses(e).map((s) => [s.status, s.status_detail]), [['DEAD', statuses(e)[0]?.status_detail], ['CLUSTER_SCHEDULED', 'NO_WORKER_CAPACITY']]);
+  const back = c.information('w1', information([name(0)]), 450);
+  assert.deepEqual(deletes(back), []);
+  // adopted: asked for its status with an (idempotent) deploy
+  assert.deepEqual(deploys(back), [{ worker: 'w1', name: name(0) }]);
+  assert.equal(c.workerOf(JOB, 0), 'w1');
+});
+
+test('job statuses are forwarded from the assigned worker only', () => {
+  const c = new ClusterCore();
+  c.register('w1', registration('w1'), 0);
+  c.register('w2', registration('w2'), 0);
+  c.deploy(assignment(JOB, 0), 0);
+  const w = c.workerOf(JOB, 0) ?? '';
+  const other = w === 'w1' ? 'w2' : 'w1';
+  const s = statuses(c.jobStatus(w, { job_name: JOB, instance_number: 0, status: 'RUNNING', status_detail: '', publicip: '10.0.0.1' }, 1));
+  assert.deepEqual(s, [{ type: 'instance_status', job_name: JOB, instance_number: 0, status: 'RUNNING', status_detail: '', worker_id: w, publicip: '10.0.0.1' }]);
+  assert.deepEqual(c.jobStatus(other, { job_name: JOB, instance_number: 0, status: 'FAILED', status_detail: 'x' }, 2), []);
+  assert.deepEqual(c.jobStatus(w, { job_name: 'unknown.a.b.c', instance_number: 0, status: 'RUNNING', status_detail: '' }, 2), []);
+});
+
+test('sync: undesired instances go, desired ones are placed, unknown instances on workers are deleted only after a sync', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  c.register('w1', registration('w1'), 0);
+  // before any sync, an unknown instance is left alone (the cluster may just have restarted)
+  assert.deepEqual(deletes(c.information('w1', information(['old.a.b.c.instance.0']), 0)), []);
+  const e = c.sync([assignment(JOB, 0), assignment(JOB, 1, { worker_id: 'w1' })], 10);
+  assert.deepEqual(deletes(e), [{ worker: 'w1', name: 'old.a.b.c.instance.0' }]);
+  assert.deepEqual(deploys(e), [{ worker: 'w1', name: name(0) }]);
+  // instance 1 was assigned to w1 by the root: not redeployed at once...
+  assert.equal(c.workerOf(JOB, 1), 'w1');
+  // ...but when w1 keeps not running it after the grace time, it is sent again
+  const later = c.information('w1', information([name(0)]), 10 + c.opts.missingGraceMs + 1);
+  assert.deepEqual(deploys(later), [{ worker: 'w1', name: name(1) }]);
+  // a sync without instance 0 deletes it
+  const e2 = c.sync([assignment(JOB, 1, { worker_id: 'w1' })], 20_000);
+  assert.deepEqual(deletes(e2), [{ worker: 'w1', name: name(0) }]);
+  assert.equal(c.workerOf(JOB, 0), null);
+  assert.deepEqual(deletes(c.undeploy(JOB, 1)), [{ worker: 'w1', name: name(1) }]);
+});
+
+test('after a cluster restart: the root names a worker that has not re-registered yet; it is given time, then declared dead', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  const e = c.sync([assignment(JOB, 0, { worker_id: 'gone' }), assignment(JOB, 1, { worker_id: 'back' })], 0);
+  assert.deepEqual(deploys(e), []);
+  assert.equal(c.aggregate().workers, 0, 'placeholders are not capacity');
+  c.register('back', registration('back'), 50);
+  const info = c.information('back', information([name(1)]), 60);
+  assert.deepEqual(deploys(info), [], 'the running instance is adopted as it is');
+  for (let t = 100; t <= 400; t += 50) c.information('back', information([name(1)]), t);
+  const dead = c.tick(400);
+  assert.equal(statuses(dead)[0]?.status, 'DEAD');
+  assert.deepEqual(deploys(dead), [{ worker: 'back', name: name(0) }]);
+});
+
+test('aggregate: totals, free, virtualizations, worker summary', () => {
+  const c = new ClusterCore();
+  c.register('a', { ...registration('a', 2, 2048, ['container']), location: '48.1,11.5' }, 0);
+  c.register('b', registration('b', 4, 1024, ['process']), 0);
+  c.deploy(assignment(JOB, 0, { vcpus: 1, memory: 512, virtualization: 'process' }), 0);
+  const a = c.aggregate();
+  assert.equal(a.workers, 2);
+  assert.equal(a.cpu_cores_total, 6);
+  assert.equal(a.cpu_cores_free, 5);
+  assert.equal(a.memory_total_mb, 3072);
+  assert.equal(a.memory_free_mb, 2560);
+  assert.deepEqual(a.virtualizations, ['container', 'process']);
+  assert.deepEqual(a.worker_summary.map((w) => [w.id, w.cpu_cores_free, w.location]), [['a', 2, '48.1,11.5'], ['b', 3, null]]);
+});

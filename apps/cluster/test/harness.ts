@@ -1,0 +1,200 @@
+/**
+ * Test doubles that speak the real protocols: a fake root (gRPC link server) and fake workers
+ * (HTTP registration + MQTT, behaving like a NodeEngine).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { connectBus } from '@oak/bus';
+import type { Bus } from '@oak/bus';
+import { LINK_SERVICE_PATH, instanceName, parseClusterToRoot, topics } from '@oak/contracts';
+import type { ClusterToRoot, DeployCommand, DeleteCommand, InstanceState, LogRequest, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
+import { decodeMessage, encodeMessage } from '../src/link-codec.ts';
+import { information, registration } from './fixtures.ts';
+
+// ------------------------------------------------------------------------------------ fake root
+
+export interface FakeRoot {
+  address: string;
+  port: number;
+  received: ClusterToRoot[];
+  connected: boolean;
+  hellos: number;
+  send(msg: RootToCluster): void;
+  statuses(job?: string, n?: number): Extract<ClusterToRoot, { type: 'instance_status' }>[];
+  lastAggregate(): Extract<ClusterToRoot, { type: 'aggregate' }>['resources'] | undefined;
+  close(): Promise<void>;
+}
+
+export async function startFakeRoot(token = 'secret', port = 0): Promise<FakeRoot> {
+  const server = new grpc.Server();
+  let current: grpc.ServerDuplexStream<unknown, RootToCluster> | undefined;
+  const state = { received: [] as ClusterToRoot[], hellos: 0 };
+  const timers = new Set<NodeJS.Timeout>();
+  server.addService(
+    {
+      Connect: {
+        path: LINK_SERVICE_PATH,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: encodeMessage,
+        requestDeserialize: decodeMessage,
+        responseSerialize: encodeMessage,
+        responseDeserialize: decodeMessage,
+        originalName: 'Connect',
+      },
+    },
+    {
+      Connect: (call: grpc.ServerDuplexStream<unknown, RootToCluster>) => {
+        let ping: NodeJS.Timeout | undefined;
+        call.on('data', (raw: unknown) => {
+          let msg: ClusterToRoot;
+          try {
+            msg = parseClusterToRoot(raw);
+          } catch {
+            return;
+          }
+          state.received.push(msg);
+          if (msg.type === 'hello') {
+            state.hellos++;
+            if (msg.token !== token) {
+              call.write({ type: 'reject', reason: 'bad token' });
+              call.end();
+              return;
+            }
+            current = call;
+            call.write({ type: 'welcome', cluster_id: `cid-${msg.cluster_name}` });
+            ping = setInterval(() => call.write({ type: 'ping', t: Date.now() }), 200);
+            timers.add(ping);
+          }
+        });
+        const done = (): void => {
+          clearInterval(ping);
+          if (current === call) current = undefined;
+        };
+        call.on('end', () => { done(); call.end(); });
+        call.on('error', done);
+        call.on('cancelled', done);
+      },
+    },
+  );
+  const bound = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return {
+    address: `127.0.0.1:${bound}`,
+    port: bound,
+    get received() { return state.received; },
+    get connected() { return current !== undefined; },
+    get hellos() { return state.hellos; },
+    send(msg) {
+      if (!current) throw new Error('no cluster connected');
+      current.write(msg);
+    },
+    statuses(job, n) {
+      return state.received.flatMap((m) => (m.type === 'instance_status' && (job === undefined || m.job_name === job) && (n === undefined || m.instance_number === n) ? [m] : []));
+    },
+    lastAggregate() {
+      for (let i = state.received.length - 1; i >= 0; i--) {
+        const m = state.received[i];
+        if (m?.type === 'aggregate') return m.resources;
+      }
+      return undefined;
+    },
+    async close() {
+      for (const t of timers) clearInterval(t);
+      server.forceShutdown();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------- fake worker
+
+export interface FakeWorkerOptions {
+  cores?: number;
+  memory?: number;
+  reportIntervalMs?: number;
+  /** reach RUNNING after a deploy (default true) */
+  run?: boolean;
+  /** lines served to a log request */
+  logLines?: string[];
+  id?: string;
+}
+
+export interface FakeWorker {
+  id: string;
+  name: string;
+  answer: NodeRegistrationAnswer;
+  deploys: DeployCommand[];
+  deletes: DeleteCommand[];
+  logRequests: LogRequest[];
+  running: Set<string>;
+  bus: Bus;
+  /** stop reporting (the worker looks dead) */
+  silence(): void;
+  /** publish one report now */
+  report(): Promise<void>;
+  publishStatus(job: string, n: number, status: InstanceState, detail?: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startFakeWorker(registrationUrl: string, name: string, opts: FakeWorkerOptions = {}): Promise<FakeWorker> {
+  const cores = opts.cores ?? 4;
+  const memory = opts.memory ?? 4096;
+  const body = { ...registration(name, cores, memory), ...(opts.id !== undefined ? { id: opts.id } : {}) };
+  const res = await fetch(registrationUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (res.status !== 200) throw new Error(`registration failed: ${res.status} ${await res.text()}`);
+  const answer = (await res.json()) as NodeRegistrationAnswer;
+  const id = answer.id;
+  const url = answer.MQTT_BROKER_URL ?? `mqtt://127.0.0.1:${answer.MQTT_BROKER_PORT}`;
+  const bus = await connectBus(url, { clientId: `fake-${name}-${Date.now()}` });
+  const running = new Set<string>();
+  const deploys: DeployCommand[] = [];
+  const deletes: DeleteCommand[] = [];
+  const logRequests: LogRequest[] = [];
+  const publishStatus = (job: string, n: number, status: InstanceState, detail = ''): Promise<void> =>
+    bus.publishJson(topics.job(id), { job_name: job, instance_number: n, status, status_detail: detail, publicip: '127.0.0.1' });
+  const report = (): Promise<void> => bus.publishJson(topics.information(id), information([...running].sort(), cores, memory));
+  await bus.subscribe(topics.deploy(id), (_t, p) => {
+    const cmd = JSON.parse(p.toString()) as DeployCommand;
+    deploys.push(cmd);
+    const n = instanceName(cmd.job_name, cmd.instance_number);
+    const fresh = !running.has(n);
+    running.add(n);
+    if (fresh) {
+      void publishStatus(cmd.job_name, cmd.instance_number, 'CREATING').then(() => (opts.run === false ? undefined : publishStatus(cmd.job_name, cmd.instance_number, 'RUNNING')));
+    } else {
+      void publishStatus(cmd.job_name, cmd.instance_number, 'RUNNING');
+    }
+  });
+  await bus.subscribe(topics.delete(id), (_t, p) => {
+    const cmd = JSON.parse(p.toString()) as DeleteCommand;
+    deletes.push(cmd);
+    if (running.delete(instanceName(cmd.job_name, cmd.instance_number))) void publishStatus(cmd.job_name, cmd.instance_number, 'UNDEPLOYED');
+  });
+  await bus.subscribe(topics.logsRequest(id), (_t, p) => {
+    const req = JSON.parse(p.toString()) as LogRequest;
+    logRequests.push(req);
+    const lines = opts.logLines ?? [];
+    const topic = topics.logsAnswer(id, req.request_id);
+    void (async () => {
+      await bus.publishJson(topic, { lines: lines.slice(0, 2) });
+      await bus.publishJson(topic, { lines: lines.slice(2), end: !req.follow });
+    })();
+  });
+  const timer = setInterval(() => { void report().catch(() => undefined); }, opts.reportIntervalMs ?? answer.report_interval_ms);
+  await report();
+  return {
+    id,
+    name,
+    answer,
+    deploys,
+    deletes,
+    logRequests,
+    running,
+    bus,
+    silence: () => clearInterval(timer),
+    report,
+    publishStatus,
+    async close() {
+      clearInterval(timer);
+      await bus.close();
+    },
+  };
+}
