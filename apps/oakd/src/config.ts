@@ -1,0 +1,132 @@
+/**
+ * oakd settings: one flag per setting, each with an environment variable (SPEC §1); flags win.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_PORTS } from '@oak/contracts';
+
+export interface OakdConfig {
+  host: string;
+  port: number;
+  linkPort: number;
+  clusterPort: number;
+  mqttPort: number;
+  dataDir: string;
+  databaseUrl?: string | undefined;
+  mqttUrl?: string | undefined;
+  adminPassword?: string | undefined;
+  clusterName: string;
+  clusterLocation?: string | undefined;
+  /** containerd socket; undefined = find one or start one */
+  containerd?: string | undefined;
+  namespace: string;
+  reportIntervalMs?: number | undefined;
+  workerName?: string | undefined;
+  /** run no worker in this process (root + cluster only) */
+  noWorker: boolean;
+  logLevel: string;
+}
+
+interface Setting {
+  flag: string;
+  env?: string;
+  help: string;
+  def?: string;
+  boolean?: boolean;
+}
+
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.OAK_DATA_DIR) return env.OAK_DATA_DIR;
+  if (process.getuid?.() === 0) return '/var/lib/oak';
+  const home = env.HOME ?? '/tmp';
+  return `${env.XDG_DATA_HOME || `${home}/.local/share`}/oak`;
+}
+
+const SETTINGS: Setting[] = [
+  { flag: 'host', env: 'OAK_HOST', help: 'address every port listens on', def: '0.0.0.0' },
+  { flag: 'port', env: 'OAK_ROOT_PORT', help: 'REST API and dashboard port', def: String(DEFAULT_PORTS.root) },
+  { flag: 'link-port', env: 'OAK_LINK_PORT', help: 'port clusters dial to reach the root', def: String(DEFAULT_PORTS.rootLink) },
+  { flag: 'cluster-port', env: 'OAK_CLUSTER_PORT', help: 'worker registration port', def: String(DEFAULT_PORTS.cluster) },
+  { flag: 'mqtt-port', env: 'OAK_MQTT_PORT', help: 'embedded MQTT broker port', def: String(DEFAULT_PORTS.clusterMqtt) },
+  { flag: 'data-dir', env: 'OAK_DATA_DIR', help: 'where state lives (SQLite, worker id, instance state)', def: defaultDataDir({ ...process.env, OAK_DATA_DIR: '' }) },
+  { flag: 'database-url', env: 'DATABASE_URL', help: 'postgres://... to use PostgreSQL instead of SQLite' },
+  { flag: 'mqtt-url', env: 'MQTT_URL', help: 'external MQTT broker instead of the embedded one' },
+  { flag: 'cluster-name', env: 'CLUSTER_NAME', help: 'name of the embedded cluster', def: 'local' },
+  { flag: 'cluster-location', env: 'CLUSTER_LOCATION', help: 'lat,long of this device, for geo constraints' },
+  { flag: 'containerd', env: 'OAK_CONTAINERD', help: 'containerd socket (default: the system one, else one oakd starts)' },
+  { flag: 'namespace', env: 'OAK_NAMESPACE', help: 'containerd namespace and cgroup parent of instances', def: 'oak' },
+  { flag: 'report-interval', env: 'OAK_REPORT_INTERVAL', help: 'worker report interval in ms', def: '2000' },
+  { flag: 'worker-name', env: 'OAK_WORKER_NAME', help: 'name of the embedded worker', def: 'the host name' },
+  { flag: 'no-worker', help: 'run root and cluster only (workers join with NodeEngine -a <this device>)', boolean: true },
+  { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug', def: 'info' },
+];
+
+export function usage(): string {
+  const rows = SETTINGS.map((s) => {
+    const left = `  --${s.flag}${s.boolean ? '' : ' <value>'}`;
+    const extra = [s.env ? `env ${s.env}` : '', s.def !== undefined ? `default ${s.def}` : ''].filter(Boolean).join(', ');
+    return `${left.padEnd(30)}${s.help}${extra ? `\n${''.padEnd(30)}${extra}` : ''}`;
+  });
+  return [
+    'Usage: oakd [options]',
+    '',
+    '1-DOC: root orchestrator + cluster orchestrator + worker in one process, with an embedded',
+    'MQTT broker and SQLite. The first start creates user Admin (password from OAK_ADMIN_PASSWORD,',
+    'else generated and printed once).',
+    '',
+    'Options:',
+    ...rows,
+    '  -h, --help                  show this help',
+    '',
+  ].join('\n');
+}
+
+export class UsageError extends Error {}
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): OakdConfig | 'help' {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const s of SETTINGS) options[s.flag] = { type: s.boolean ? 'boolean' : 'string' };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help === true) return 'help';
+  const get = (flag: string): string | undefined => {
+    const v = values[flag];
+    if (typeof v === 'string') return v;
+    const s = SETTINGS.find((x) => x.flag === flag);
+    const e = s?.env ? env[s.env] : undefined;
+    return e !== undefined && e !== '' ? e : undefined;
+  };
+  const port = (flag: string, def: number): number => {
+    const text = get(flag) ?? String(def);
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--${flag} must be a port number (0-65535), not ${JSON.stringify(text)}`);
+    return n;
+  };
+  const ri = get('report-interval');
+  const reportIntervalMs = ri === undefined ? undefined : Number(ri);
+  if (reportIntervalMs !== undefined && (!Number.isInteger(reportIntervalMs) || reportIntervalMs < 100)) {
+    throw new UsageError(`--report-interval must be milliseconds (>= 100), not ${JSON.stringify(ri)}`);
+  }
+  return {
+    host: get('host') ?? '0.0.0.0',
+    port: port('port', DEFAULT_PORTS.root),
+    linkPort: port('link-port', DEFAULT_PORTS.rootLink),
+    clusterPort: port('cluster-port', DEFAULT_PORTS.cluster),
+    mqttPort: port('mqtt-port', DEFAULT_PORTS.clusterMqtt),
+    dataDir: get('data-dir') ?? defaultDataDir(env),
+    databaseUrl: get('database-url'),
+    mqttUrl: get('mqtt-url'),
+    adminPassword: env.OAK_ADMIN_PASSWORD || undefined,
+    clusterName: get('cluster-name') ?? 'local',
+    clusterLocation: get('cluster-location'),
+    containerd: get('containerd'),
+    namespace: get('namespace') ?? 'oak',
+    reportIntervalMs,
+    workerName: get('worker-name'),
+    noWorker: values['no-worker'] === true,
+    logLevel: get('log-level') ?? 'info',
+  };
+}

@@ -1,0 +1,41 @@
+/** SLAs used by the end-to-end tests. */
+export interface SvcOpts {
+  app?: string;
+  svc?: string;
+  virtualization?: 'container' | 'process';
+  code: string;
+  cmd?: string[];
+  memory?: number;
+  vcpus?: number;
+  one_shot?: boolean;
+  constraints?: unknown[];
+  replicas?: number;
+}
+
+export function sla(o: SvcOpts): Record<string, unknown> {
+  return {
+    sla_version: 'v2.0',
+    customerID: 'Admin',
+    applications: [
+      {
+        application_name: o.app ?? 'e2eapp',
+        application_namespace: 'test',
+        application_desc: 'end-to-end test',
+        microservices: [
+          {
+            microservice_name: o.svc ?? 'svc',
+            microservice_namespace: 'test',
+            virtualization: o.virtualization ?? 'container',
+            code: o.code,
+            ...(o.cmd ? { cmd: o.cmd } : {}),
+            memory: o.memory ?? 32,
+            vcpus: o.vcpus ?? 0.1,
+            ...(o.one_shot !== undefined ? { one_shot: o.one_shot } : {}),
+            ...(o.constraints ? { constraints: o.constraints } : {}),
+            ...(o.replicas !== undefined ? { replicas: o.replicas } : {}),
+          },
+        ],
+      },
+    ],
+  };
+}

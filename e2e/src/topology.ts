@@ -1,0 +1,91 @@
+/**
+ * Topologies of the seed guide made of network-namespace hosts: each host runs the real binaries
+ * inside its own namespace (so default ports are fine there), workers get a private containerd
+ * each (its own namespace of containers), and the test talks to the root through the gateway.
+ */
+import { buildBusyboxImage, createNetwork, startContainerd, startRegistry, tmpDir, type ContainerdInstance, type NetHost, type TestNetwork } from '@oak/testkit';
+import { Api, waitHealthy } from './api.ts';
+import { Procs, bins, type Proc } from './procs.ts';
+
+export const TOKEN = 'e2e-cluster-token';
+export const PASSWORD = 'e2e-admin-password';
+
+export interface Worker {
+  host: NetHost;
+  ctd: ContainerdInstance;
+  proc: Proc;
+  dataDir: string;
+  start(): Proc;
+  /** RUNNING container tasks on this worker */
+  tasks(): Promise<string[]>;
+}
+
+export class Topology {
+  readonly procs = new Procs();
+  net!: TestNetwork;
+  dir!: { path: string; remove(): Promise<void> };
+  image = '';
+  private readonly cleanups: (() => Promise<void>)[] = [];
+
+  async init(name: string): Promise<void> {
+    this.dir = await tmpDir(`oak-e2e-${name}`);
+    this.cleanups.push(() => this.dir.remove());
+    const reg = await startRegistry();
+    this.cleanups.push(() => reg.stop());
+    this.image = await buildBusyboxImage(reg);
+    this.net = await createNetwork(name, { gateway: true });
+    this.cleanups.push(() => this.net.destroy());
+  }
+
+  async root(host: NetHost): Promise<Api> {
+    this.procs.spawn(`root-${host.name}`, bins.root, ['--data-dir', `${this.dir.path}/root-${host.name}`, '--log-level', 'warn'], {
+      dir: this.dir.path,
+      netns: host.ns,
+      env: { OAK_ADMIN_PASSWORD: PASSWORD, OAK_CLUSTER_TOKEN: TOKEN },
+    });
+    const base = `http://${host.ip}:10000`;
+    await waitHealthy(`${base}/healthz`);
+    const api = new Api(base);
+    await api.login('Admin', PASSWORD);
+    return api;
+  }
+
+  cluster(host: NetHost, rootIp: string, name: string, location?: string): Proc {
+    return this.procs.spawn(`cluster-${name}`, bins.cluster, [], {
+      dir: this.dir.path,
+      netns: host.ns,
+      env: {
+        SYSTEM_MANAGER_URL: rootIp,
+        CLUSTER_NAME: name,
+        ...(location ? { CLUSTER_LOCATION: location } : {}),
+        OAK_CLUSTER_TOKEN: TOKEN,
+        OAK_REPORT_INTERVAL: '500',
+      },
+    });
+  }
+
+  async worker(host: NetHost, clusterIp: string): Promise<Worker> {
+    const ctd = await startContainerd();
+    this.cleanups.push(() => ctd.stop());
+    const dataDir = `${this.dir.path}/worker-${host.name}`;
+    const start = (): Proc =>
+      this.procs.spawn(`worker-${host.name}`, bins.nodeEngine, ['-a', clusterIp, '-p', '10100', '-n', '0', '--name', host.name, '--data-dir', dataDir, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500'], {
+        dir: this.dir.path,
+        netns: host.ns,
+      });
+    const w: Worker = {
+      host,
+      ctd,
+      dataDir,
+      proc: start(),
+      start: () => (w.proc = start()),
+      tasks: async () => (await ctd.ctr(['tasks', 'ls'])).stdout.split('\n').filter((l) => / RUNNING/.test(l)),
+    };
+    return w;
+  }
+
+  async close(): Promise<void> {
+    await this.procs.stopAll();
+    for (const c of this.cleanups.reverse()) await c().catch(() => undefined);
+  }
+}

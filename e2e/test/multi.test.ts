@@ -1,0 +1,113 @@
+/**
+ * M-DOC and MDNC end to end, hosts made of network namespaces (SPEC §1 deployment shapes):
+ * - M-DOC: one root+cluster host, two worker hosts; 2 replicas land on both workers; a NodeEngine
+ *   killed and restarted re-adopts its container without a duplicate; undeploy removes containers.
+ * - MDNC: one root host, two cluster hosts with a worker each; `direct` and `geo` constraints route
+ *   to the right cluster.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { waitFor } from '@oak/testkit';
+import type { Api } from '../src/api.ts';
+import { sla } from '../src/sla.ts';
+import { Topology } from '../src/topology.ts';
+
+async function clustersActive(api: Api, n: number, workersEach: number): Promise<{ _id: string; cluster_name: string }[]> {
+  return waitFor(async () => {
+    const cs = await api.call<{ _id: string; cluster_name: string; resources: { workers: number } | null }[]>('GET', '/api/clusters/active');
+    return cs.length === n && cs.every((c) => c.resources?.workers === workersEach) ? cs : undefined;
+  }, { timeoutMs: 30_000, message: `${n} active cluster(s) with ${workersEach} worker(s) each` });
+}
+
+test('M-DOC: root+cluster host and two worker hosts', { timeout: 240_000 }, async (t) => {
+  const topo = new Topology();
+  t.after(() => topo.close());
+  try {
+    await topo.init('mdoc');
+    const ctl = await topo.net.addHost('ctl');
+    const h1 = await topo.net.addHost('w1');
+    const h2 = await topo.net.addHost('w2');
+    const api = await topo.root(ctl);
+    topo.cluster(ctl, '127.0.0.1', 'edge1');
+    const w1 = await topo.worker(h1, ctl.ip);
+    const w2 = await topo.worker(h2, ctl.ip);
+    await clustersActive(api, 1, 2);
+
+    const [app] = await api.createApps(sla({ code: topo.image, cmd: ['sleep', '600'], replicas: 2 }), true);
+    assert.ok(app);
+    const [svc] = await api.services(app.applicationID);
+    assert.ok(svc);
+    const s = await api.waitStatus(svc.microserviceID, 'RUNNING', 2, 40_000);
+    const workers = new Set(s.instance_list.map((i) => i.worker_id));
+    assert.equal(workers.size, 2, 'the two replicas run on two different workers');
+    assert.equal((await w1.tasks()).length, 1);
+    assert.equal((await w2.tasks()).length, 1);
+
+    // a NodeEngine killed and restarted re-adopts its container: no duplicate, still RUNNING
+    await w1.proc.kill('SIGKILL');
+    w1.start();
+    await new Promise((r) => setTimeout(r, 3000));
+    await api.waitStatus(svc.microserviceID, 'RUNNING', 2, 30_000);
+    assert.equal((await w1.tasks()).length, 1, 'no duplicate container after the NodeEngine restart');
+
+    // undeploy removes the containers
+    await api.call('DELETE', `/api/application/${app.applicationID}`);
+    await waitFor(async () => ((await w1.tasks()).length + (await w2.tasks()).length === 0 ? true : undefined), {
+      timeoutMs: 30_000,
+      message: 'containers removed on both workers',
+    });
+  } catch (err) {
+    console.error(topo.procs.logs());
+    throw err;
+  }
+});
+
+test('MDNC: one root, two clusters at two sites; direct and geo constraints pick the cluster', { timeout: 240_000 }, async (t) => {
+  const topo = new Topology();
+  t.after(() => topo.close());
+  try {
+    await topo.init('mdnc');
+    const rootHost = await topo.net.addHost('root');
+    const c1 = await topo.net.addHost('c1');
+    const c2 = await topo.net.addHost('c2');
+    const h1 = await topo.net.addHost('w1');
+    const h2 = await topo.net.addHost('w2');
+    const api = await topo.root(rootHost);
+    // Munich and Lisbon
+    topo.cluster(c1, rootHost.ip, 'munich', '48.14,11.58');
+    topo.cluster(c2, rootHost.ip, 'lisbon', '38.72,-9.14');
+    const w1 = await topo.worker(h1, c1.ip);
+    const w2 = await topo.worker(h2, c2.ip);
+    const clusters = await clustersActive(api, 2, 1);
+    const byName = new Map(clusters.map((c) => [c.cluster_name, c._id]));
+
+    const [direct] = await api.createApps(sla({ app: 'direct', code: topo.image, cmd: ['sleep', '600'], constraints: [{ type: 'direct', cluster: 'lisbon' }] }), true);
+    assert.ok(direct);
+    const [dsvc] = await api.services(direct.applicationID);
+    assert.ok(dsvc);
+    const d = await api.waitStatus(dsvc.microserviceID, 'RUNNING', 1, 40_000);
+    assert.equal(d.instance_list[0]?.cluster_id, byName.get('lisbon'));
+    assert.equal((await w2.tasks()).length, 1);
+
+    // Augsburg is ~60 km from Munich and ~1900 km from Lisbon
+    const [geo] = await api.createApps(sla({ app: 'geo', code: topo.image, cmd: ['sleep', '600'], constraints: [{ type: 'geo', location: '48.37,10.90', threshold: 200 }] }), true);
+    assert.ok(geo);
+    const [gsvc] = await api.services(geo.applicationID);
+    assert.ok(gsvc);
+    const g = await api.waitStatus(gsvc.microserviceID, 'RUNNING', 1, 40_000);
+    assert.equal(g.instance_list[0]?.cluster_id, byName.get('munich'));
+    assert.equal((await w1.tasks()).length, 1);
+
+    // a constraint no cluster meets stays pending with a reason
+    const [nowhere] = await api.createApps(sla({ app: 'nowhere', code: topo.image, constraints: [{ type: 'geo', location: '-33.86,151.21', threshold: 100 }] }), true);
+    assert.ok(nowhere);
+    const [nsvc] = await api.services(nowhere.applicationID);
+    assert.ok(nsvc);
+    const n = await api.waitInstances(nsvc.microserviceID, (l) => (l[0]?.status_detail ?? '') !== '', 15_000, 'a pending reason');
+    assert.equal(n.instance_list[0]?.status, 'REQUESTED');
+    assert.match(n.instance_list[0]?.status_detail ?? '', /NoClusterMatchesConstraints|constraint/i);
+  } catch (err) {
+    console.error(topo.procs.logs());
+    throw err;
+  }
+});
