@@ -41,7 +41,8 @@ export function createUi(opts: UiOptions): Ui {
     format: opts.format,
     color: colorWanted(process.stdout.isTTY, flag, env),
     errColor: colorWanted(process.stderr.isTTY, flag, env),
-    interactive: process.stderr.isTTY === true && env.TERM !== 'dumb',
+    // a terminal without a width (some ptys) would make a spinner redraw endlessly
+    interactive: process.stderr.isTTY === true && env.TERM !== 'dumb' && (process.stderr.columns ?? 0) > 0,
     out: (text) => {
       process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     },

@@ -65,17 +65,20 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
   let spinner: { text: string; stop(): void; stopAndPersist(o: { symbol: string; text: string }): void } | undefined;
   if (ui.interactive) {
     const { default: ora } = await import('ora');
-    spinner = ora({ text: 'waiting for the instances', stream: process.stderr, color: 'yellow' }).start();
+    spinner = ora({ text: 'waiting for the instances', stream: process.stderr, color: 'yellow', discardStdin: false }).start();
   }
 
+  /** one line, no colours, cut to the terminal's width (the spinner redraws it in place) */
   const progressText = (): string => {
     const parts = [...tracked.values()].map((t) => {
       const l = live(t);
       const pending = l.find((i) => i.status !== 'RUNNING' && i.status !== 'COMPLETED' && i.status_detail !== '');
-      const why = pending ? ` ${paint(ui.errColor, 'dim', `(${pending.status_detail})`)}` : '';
-      return `${t.target.service.job_name}: ${stateSummary(undefined, l.map((i) => i.status), ui.errColor)}${l.length < t.target.want ? `, ${t.target.want - l.length} to come` : ''}${why}`;
+      const why = pending ? ` (${pending.status_detail})` : '';
+      return `${t.target.service.job_name}: ${stateSummary(undefined, l.map((i) => i.status), false)}${l.length < t.target.want ? `, ${t.target.want - l.length} to come` : ''}${why}`;
     });
-    return `${parts.join('; ')} ${paint(ui.errColor, 'dim', formatSeconds(Date.now() - started))}`;
+    const text = `${formatSeconds(Date.now() - started)} ${parts.join('; ')}`;
+    const width = Math.max(20, (process.stderr.columns ?? 80) - 3);
+    return text.length > width ? `${text.slice(0, width - 1)}…` : text;
   };
 
   const report = (): void => {
@@ -171,6 +174,9 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
     );
   }, opts.timeoutMs);
 
+  const ticker = setInterval(() => {
+    if (spinner) spinner.text = progressText();
+  }, 1000);
   evaluate();
   void follow();
   void poll();
@@ -182,6 +188,7 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
     throw err;
   } finally {
     clearTimeout(timer);
+    clearInterval(ticker);
     stop.abort();
     spinner?.stop();
   }

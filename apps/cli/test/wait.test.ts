@@ -1,0 +1,142 @@
+/**
+ * `--wait`, logs and cluster views against a real root whose instances are moved through their
+ * lifecycle by a scripted cluster (FakeCluster, see helpers.ts): success, a failure with its
+ * reason, a timeout with the pending reason, one-shot jobs, logs -f until Ctrl-C.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import type { ServiceDoc } from '@oak/contracts';
+import { ADMIN_PASSWORD, CliHome, example, startTestRoot, type TestRoot } from './helpers.ts';
+
+function slaWith(file: string, change: (ms: Record<string, unknown>) => void, name?: string): string {
+  const sla = JSON.parse(readFileSync(example(file), 'utf8')) as { applications: { application_name: string; microservices: Record<string, unknown>[] }[] };
+  for (const a of sla.applications) {
+    if (name !== undefined) a.application_name = name;
+    for (const ms of a.microservices) change(ms);
+  }
+  return JSON.stringify(sla);
+}
+
+describe('oak --wait and logs, with a cluster placing instances', () => {
+  let root: TestRoot;
+  const home = new CliHome();
+  let run: (args: string[], opts?: { stdin?: string; env?: Record<string, string | undefined> }) => ReturnType<CliHome['run']>;
+
+  before(async () => {
+    root = await startTestRoot({ cluster: true, stepMs: 60 });
+    run = (args, opts = {}) => home.run(args, { ...opts, env: { OAK_ROOT_URL: root.url, ...opts.env } });
+    const r = await run(['login', '--password-stdin'], { stdin: ADMIN_PASSWORD });
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    await root.close();
+    home.cleanup();
+  });
+
+  it('app create --wait: progress lines, then every instance RUNNING, exit 0', async () => {
+    const r = await run(['app', 'create', '-f', example('client-server.json'), '--wait', '--timeout', '30s']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const state of ['CLUSTER_SCHEDULED', 'NODE_SCHEDULED', 'CREATING', 'RUNNING']) {
+      assert.match(r.stderr, new RegExp(`^clientsrvr\\.test\\.server\\.test\\.instance\\.1: ${state}`, 'm'), `progress shows ${state}`);
+    }
+    assert.match(r.stdout, /clientsrvr\.test\.server\.test\s+.*\s2 RUNNING$/m);
+    assert.match(r.stdout, /clientsrvr\.test\.client\.test\s+.*\s1 RUNNING$/m);
+    const j = await run(['instance', 'ls', '--app', 'clientsrvr']);
+    assert.match(j.stdout, /^clientsrvr\.test\.server\.test\.instance\.0\s+RUNNING\s+-\s+fake\s+worker-1\s+10\.18\.0\.2\s+/m);
+  });
+
+  it('app create --wait -o json: the final documents on stdout', async () => {
+    const r = await run(['app', 'create', '-f', '-', '--wait', '-o', 'json'], { stdin: slaWith('web-server.json', () => undefined) });
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { services: ServiceDoc[] };
+    assert.deepEqual(out.services.flatMap((s) => s.instance_list.map((i) => i.status)), ['RUNNING']);
+  });
+
+  it('a one-shot job is waited for until COMPLETED', async () => {
+    const r = await run(['app', 'create', '-f', example('one-shot-job.json'), '--wait']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /batch\.jobs\.report\.jobs\.instance\.0: RUNNING/);
+    assert.match(r.stderr, /batch\.jobs\.report\.jobs\.instance\.0: COMPLETED \(exit code 0\)/);
+    assert.match(r.stdout, /1 COMPLETED/);
+  });
+
+  it('--wait: a failed instance prints its reason and exits 1', async () => {
+    const sla = slaWith('web-server.json', (ms) => (ms.code = 'registry.local/fail/web:1'), 'broken');
+    const r = await run(['app', 'create', '-f', '-', '--wait'], { stdin: sla });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^oak: broken\.default\.web\.default\.instance\.0 is FAILED: image registry\.local\/fail\/web:1 not found in the registry$/m);
+    assert.match(r.stderr, /hint: see 'oak service inspect broken\.default\.web\.default'/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  });
+
+  it('--wait: a timeout exits 1 with the pending reason', async () => {
+    const sla = slaWith('web-server.json', (ms) => (ms.code = 'registry.local/pending/web:1'), 'stuck');
+    const started = Date.now();
+    const r = await run(['app', 'create', '-f', '-', '--wait', '--timeout', '2s'], { stdin: sla });
+    assert.equal(r.code, 1);
+    assert.ok(Date.now() - started < 15_000);
+    assert.match(r.stderr, /^oak: timed out after 2s waiting for the instances; last states:$/m);
+    assert.match(r.stderr, /stuck\.default\.web\.default\.instance\.0: REQUESTED \(NoActiveClusterWithCapacity\)/);
+    assert.match(r.stderr, /hint: the instances carry on/);
+  });
+
+  it('service scale --wait and service deploy --wait', async () => {
+    let r = await run(['service', 'scale', 'clientsrvr.server', '3', '--wait']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^clientsrvr\.test\.server\.test: 3 RUNNING$/m);
+    r = await run(['service', 'deploy', 'webdemo.web', '--wait', '-o', 'yaml']);
+    assert.equal(r.code, 0, r.stderr);
+    const { parse } = await import('yaml');
+    assert.deepEqual((parse(r.stdout) as ServiceDoc).instance_list.map((i) => i.status), ['RUNNING', 'RUNNING']);
+    r = await run(['service', 'scale', 'broken.web', '2', '--wait']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /is FAILED: image/);
+  });
+
+  it('service logs: every instance with a [n] prefix, --tail, --instance', async () => {
+    let r = await run(['service', 'logs', 'clientsrvr.server']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const n of [0, 1, 2]) assert.match(r.stdout, new RegExp(`^\\[${n}\\] log line 5 of clientsrvr\\.test\\.server\\.test\\.instance\\.${n}$`, 'm'));
+    r = await run(['service', 'logs', 'clientsrvr.client', '--tail', '2']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['log line 4 of clientsrvr.test.client.test.instance.0', 'log line 5 of clientsrvr.test.client.test.instance.0']);
+    r = await run(['service', 'logs', 'clientsrvr.server', '--instance', '9']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /does not exist/);
+  });
+
+  it('service logs -f follows until Ctrl-C, exit 0', async () => {
+    const p = home.start(['service', 'logs', 'clientsrvr.client', '-f'], { env: { OAK_ROOT_URL: root.url } });
+    await p.waitFor('log line 7 of clientsrvr.test.client.test.instance.0');
+    p.kill('SIGINT');
+    const r = await p.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+  });
+
+  it('cluster ls, cluster info and node ls show what the cluster reports', async () => {
+    let r = await run(['cluster', 'ls']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^NAME\s+ID\s+STATUS\s+LOCATION\s+WORKERS\s+CPU FREE\/TOTAL\s+MEMORY FREE\/TOTAL \(MB\)\s+LAST SEEN$/m);
+    assert.match(r.stdout, /^fake\s+[0-9a-f]{24}\s+ACTIVE\s+48\.1351,11\.5820\s+1\s+3\.5\/4\s+6000\/8000\s+\d+s ago$/m);
+    r = await run(['cluster', 'info', 'fake']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^cpu cores free:\s+3\.5 of 4$/m);
+    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+3\.5\s+6000\s+container,process\s+48\.1351,11\.5820$/m);
+    r = await run(['node', 'ls', '-o', 'json']);
+    const nodes = JSON.parse(r.stdout) as { name: string; cluster_name: string }[];
+    assert.deepEqual(nodes.map((n) => [n.name, n.cluster_name]), [['edge-worker-1', 'fake']]);
+    r = await run(['node', 'ls', '--cluster', 'fake']);
+    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+fake\s+/m);
+  });
+
+  it('service inspect shows instances with their cluster and the recent transitions', async () => {
+    const r = await run(['service', 'inspect', 'batch.report']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^one_shot:\s+yes$/m);
+    assert.match(r.stdout, /^batch\.jobs\.report\.jobs\.instance\.0\s+COMPLETED\s+exit code 0\s+fake\s+worker-1/m);
+    assert.match(r.stdout, /^TIME\s+INSTANCE\s+TRANSITION\s+DETAIL$/m);
+    assert.match(r.stdout, /^\S+Z\s+0\s+COMPLETED\s+exit code 0$/m);
+  });
+});
