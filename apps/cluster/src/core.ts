@@ -74,6 +74,8 @@ export interface WorkerRecord {
   lastSeen: number;
   /** false once declared dead; it comes back with its next registration or report */
   alive: boolean;
+  /** registered, first report not yet in: it may not listen to its command topics yet */
+  awaitingReport: boolean;
   diedAt: number | null;
 }
 
@@ -110,13 +112,17 @@ export class ClusterCore {
 
   // ------------------------------------------------------------------ workers
 
-  /** A worker registered (or registered again). `id` is the id it asked for, or a fresh one. */
+  /**
+   * A worker registered (or registered again). `id` is the id it asked for, or a fresh one. It
+   * gets instances once its first report arrives: a worker subscribes to its command topics after
+   * registering, so a deploy sent before that would be lost.
+   */
   register(id: string, reg: NodeRegistration, now: number): Effect[] {
     const effects: Effect[] = [];
     let w = this.workers.get(id);
-    const joined = !w || !w.alive || !isReal(w);
+    const joined = !w || !w.alive;
     if (!w) {
-      w = { id, name: reg.node_name, registration: reg, info: null, resources: null, location: null, registeredAt: now, lastSeen: now, alive: true, diedAt: null };
+      w = { id, name: reg.node_name, registration: reg, info: null, resources: null, location: null, registeredAt: now, lastSeen: now, alive: true, awaitingReport: true, diedAt: null };
       this.workers.set(id, w);
     }
     w.registration = reg;
@@ -125,6 +131,7 @@ export class ClusterCore {
     w.registeredAt = now;
     w.lastSeen = now;
     w.alive = true;
+    w.awaitingReport = true;
     w.diedAt = null;
     if (joined) effects.push({ type: 'aggregate' });
     effects.push(...this.placePending(now));
@@ -137,15 +144,15 @@ export class ClusterCore {
     let w = this.workers.get(id);
     if (!w) {
       // a worker we have not seen register (this cluster restarted behind an external broker)
-      w = { id, name: id, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, diedAt: null };
+      w = { id, name: id, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, awaitingReport: false, diedAt: null };
       this.workers.set(id, w);
-      effects.push({ type: 'aggregate' });
-    } else if (!w.alive || !isReal(w)) {
-      effects.push({ type: 'aggregate' });
     }
+    // its first report (after registering it subscribed to its commands): now it takes instances
+    if (!w.alive || w.info === null) effects.push({ type: 'aggregate' });
     w.info = info;
     w.lastSeen = now;
     w.alive = true;
+    w.awaitingReport = false;
     w.diedAt = null;
     effects.push(...this.reconcileWorker(w, now));
     effects.push(...this.placePending(now));
@@ -231,7 +238,7 @@ export class ClusterCore {
         let w = this.workers.get(wid);
         if (!w) {
           // the root says it runs on a worker that has not (re-)registered yet: give it time
-          w = { id: wid, name: wid, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, diedAt: null };
+          w = { id: wid, name: wid, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, awaitingReport: false, diedAt: null };
           this.workers.set(wid, w);
         }
         if (w.alive) {
@@ -389,11 +396,14 @@ export class ClusterCore {
 
   // ------------------------------------------------------------------ views
 
-  /** Placement candidates: live workers that told us their capacity, before reservations. */
-  candidates(): WorkerCandidate[] {
+  /**
+   * Live workers that have reported, before reservations. `forPlacement` leaves out those that
+   * registered again and have not reported since (their deploys could be lost).
+   */
+  candidates(forPlacement = true): WorkerCandidate[] {
     const out: WorkerCandidate[] = [];
     for (const w of this.workers.values()) {
-      if (!w.alive || !isReal(w)) continue;
+      if (!w.alive || w.info === null || (forPlacement && w.awaitingReport)) continue;
       out.push(this.candidateOf(w));
     }
     return out;
@@ -436,7 +446,7 @@ export class ClusterCore {
 
   /** The aggregate for the root: live workers, reservations subtracted, never negative. */
   aggregate(): ClusterResources {
-    const workers = this.ledger.applyAll(this.candidates());
+    const workers = this.ledger.applyAll(this.candidates(false));
     const virt = new Set<Virtualization>();
     const summary: WorkerSummary[] = [];
     const r: ClusterResources = {

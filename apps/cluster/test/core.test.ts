@@ -2,10 +2,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClusterCore } from '../src/core.ts';
 import type { Effect, InstanceStatusMessage } from '../src/core.ts';
+import type { NodeRegistration } from '@oak/contracts';
 import { assignment, information, registration } from './fixtures.ts';
 
 const JOB = 'app.ns.web.ns';
 const name = (n: number, job = JOB): string => `${job}.instance.${n}`;
+
+/** registers and sends the first report (a worker takes instances from then on) */
+function join(c: ClusterCore, id: string, reg: NodeRegistration, t: number): Effect[] {
+  return [...c.register(id, reg, t), ...c.information(id, information([], reg.cpu_cores, reg.memory_mb, reg.virtualizations), t)];
+}
 
 function deploys(effects: Effect[]): { worker: string; name: string }[] {
   return effects.flatMap((e) => (e.type === 'deploy' ? [{ worker: e.worker_id, name: `${e.command.job_name}.instance.${e.command.instance_number}` }] : []));
@@ -19,8 +25,8 @@ function statuses(effects: Effect[]): InstanceStatusMessage[] {
 
 test('replicas spread over workers, with NODE_SCHEDULED reported', () => {
   const c = new ClusterCore({ reportIntervalMs: 100 });
-  c.register('w1', registration('w1'), 0);
-  c.register('w2', registration('w2'), 0);
+  join(c, 'w1', registration('w1'), 0);
+  join(c, 'w2', registration('w2'), 0);
   const e = [...c.deploy(assignment(JOB, 0), 1), ...c.deploy(assignment(JOB, 1), 1)];
   const d = deploys(e);
   assert.equal(d.length, 2);
@@ -32,7 +38,7 @@ test('replicas spread over workers, with NODE_SCHEDULED reported', () => {
 
 test('capacity is reserved at once; what does not fit waits with a reason and is placed when a bigger worker registers', () => {
   const c = new ClusterCore({ reportIntervalMs: 100 });
-  c.register('small', registration('small', 2, 1000), 0);
+  join(c, 'small', registration('small', 2, 1000), 0);
   assert.equal(deploys(c.deploy(assignment('a.a.a.a', 0, { vcpus: 1 }), 1)).length, 1);
   assert.equal(deploys(c.deploy(assignment('b.b.b.b', 0, { vcpus: 1 }), 1)).length, 1);
   const e = c.deploy(assignment('c.c.c.c', 0, { vcpus: 1 }), 1);
@@ -43,14 +49,22 @@ test('capacity is reserved at once; what does not fit waits with a reason and is
   // the same reason is not reported again on every retry
   assert.deepEqual(statuses(c.tick(2)), []);
   assert.equal(c.aggregate().cpu_cores_free, 0);
-  const later = c.register('big', registration('big', 8, 8000), 3);
+  const later = join(c, 'big', registration('big', 8, 8000), 3);
   assert.deepEqual(deploys(later), [{ worker: 'big', name: 'c.c.c.c.instance.0' }]);
   assert.equal(statuses(later)[0]?.status, 'NODE_SCHEDULED');
 });
 
+test('a registered worker takes instances only after its first report', () => {
+  const c = new ClusterCore();
+  c.register('w1', registration('w1'), 0);
+  const e = c.deploy(assignment(JOB, 0), 1);
+  assert.deepEqual(deploys(e), []);
+  assert.deepEqual(deploys(c.information('w1', information([]), 2)), [{ worker: 'w1', name: name(0) }]);
+});
+
 test('a worker without the virtualization gets nothing; the reason says so', () => {
   const c = new ClusterCore();
-  c.register('w1', registration('w1', 4, 4096, ['container']), 0);
+  join(c, 'w1', registration('w1', 4, 4096, ['container']), 0);
   const e = c.deploy(assignment(JOB, 0, { virtualization: 'wasm' }), 1);
   assert.deepEqual(deploys(e), []);
   assert.equal(statuses(e)[0]?.status_detail, 'NoWorkerWithVirtualization');
@@ -58,7 +72,7 @@ test('a worker without the virtualization gets nothing; the reason says so', () 
 
 test('reservations are replaced by reports: no double counting', () => {
   const c = new ClusterCore({ reportIntervalMs: 100 });
-  c.register('w1', registration('w1', 4, 4096), 0);
+  join(c, 'w1', registration('w1', 4, 4096), 0);
   c.deploy(assignment(JOB, 0, { vcpus: 1, memory: 1000 }), 1);
   assert.equal(c.aggregate().cpu_cores_free, 3);
   c.information('w1', information([name(0)], 4, 4096), 50);
@@ -70,11 +84,11 @@ test('reservations are replaced by reports: no double counting', () => {
 
 test('a silent worker is declared dead: DEAD reported, instance rescheduled, worker dropped from the aggregate', () => {
   const c = new ClusterCore({ reportIntervalMs: 100 });
-  c.register('w1', registration('w1'), 0);
+  join(c, 'w1', registration('w1'), 0);
   c.deploy(assignment(JOB, 0), 0);
   const onW1 = c.workerOf(JOB, 0);
   assert.equal(onW1, 'w1');
-  c.register('w2', registration('w2'), 0);
+  join(c, 'w2', registration('w2'), 0);
   c.information('w1', information([name(0)]), 10);
   for (let t = 20; t <= 300; t += 20) c.information('w2', information([]), t);
   assert.equal(c.aggregate().workers, 2);
@@ -96,7 +110,7 @@ test('a silent worker is declared dead: DEAD reported, instance rescheduled, wor
 
 test('a dead worker whose instance found no other place gets it back when it returns', () => {
   const c = new ClusterCore({ reportIntervalMs: 100 });
-  c.register('w1', registration('w1'), 0);
+  join(c, 'w1', registration('w1'), 0);
   c.deploy(assignment(JOB, 0), 0);
   c.information('w1', information([name(0)]), 10);
   const e = c.tick(400);
@@ -110,8 +124,8 @@ test('a dead worker whose instance found no other place gets it back when it ret
 
 test('job statuses are forwarded from the assigned worker only', () => {
   const c = new ClusterCore();
-  c.register('w1', registration('w1'), 0);
-  c.register('w2', registration('w2'), 0);
+  join(c, 'w1', registration('w1'), 0);
+  join(c, 'w2', registration('w2'), 0);
   c.deploy(assignment(JOB, 0), 0);
   const w = c.workerOf(JOB, 0) ?? '';
   const other = w === 'w1' ? 'w2' : 'w1';
@@ -123,7 +137,7 @@ test('job statuses are forwarded from the assigned worker only', () => {
 
 test('sync: undesired instances go, desired ones are placed, unknown instances on workers are deleted only after a sync', () => {
   const c = new ClusterCore({ reportIntervalMs: 100 });
-  c.register('w1', registration('w1'), 0);
+  join(c, 'w1', registration('w1'), 0);
   // before any sync, an unknown instance is left alone (the cluster may just have restarted)
   assert.deepEqual(deletes(c.information('w1', information(['old.a.b.c.instance.0']), 0)), []);
   const e = c.sync([assignment(JOB, 0), assignment(JOB, 1, { worker_id: 'w1' })], 10);
@@ -146,7 +160,7 @@ test('after a cluster restart: the root names a worker that has not re-registere
   const e = c.sync([assignment(JOB, 0, { worker_id: 'gone' }), assignment(JOB, 1, { worker_id: 'back' })], 0);
   assert.deepEqual(deploys(e), []);
   assert.equal(c.aggregate().workers, 0, 'placeholders are not capacity');
-  c.register('back', registration('back'), 50);
+  join(c, 'back', registration('back'), 50);
   const info = c.information('back', information([name(1)]), 60);
   assert.deepEqual(deploys(info), [], 'the running instance is adopted as it is');
   for (let t = 100; t <= 400; t += 50) c.information('back', information([name(1)]), t);
@@ -157,8 +171,8 @@ test('after a cluster restart: the root names a worker that has not re-registere
 
 test('aggregate: totals, free, virtualizations, worker summary', () => {
   const c = new ClusterCore();
-  c.register('a', { ...registration('a', 2, 2048, ['container']), location: '48.1,11.5' }, 0);
-  c.register('b', registration('b', 4, 1024, ['process']), 0);
+  join(c, 'a', { ...registration('a', 2, 2048, ['container']), location: '48.1,11.5' }, 0);
+  join(c, 'b', registration('b', 4, 1024, ['process']), 0);
   c.deploy(assignment(JOB, 0, { vcpus: 1, memory: 512, virtualization: 'process' }), 0);
   const a = c.aggregate();
   assert.equal(a.workers, 2);

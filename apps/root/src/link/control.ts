@@ -1,0 +1,366 @@
+/**
+ * The root's control plane over the cluster link: places REQUESTED instances on clusters
+ * (pickCluster over the clusters' latest aggregates, with the root's own placements subtracted at
+ * once), keeps each cluster's desired set in step (deploy, undeploy, and a full `sync` whenever a
+ * cluster connects), stores what clusters report, re-places the instances of a cluster that stays
+ * away longer than the grace period, and relays log requests.
+ *
+ * Everything that reads and writes instances runs in one serial queue, so that a sync never
+ * misses a deploy that was decided at the same moment.
+ */
+import { randomUUID } from 'node:crypto';
+import { OakError, instanceName } from '@oak/contracts';
+import type { ClusterToRoot, RootToCluster } from '@oak/contracts';
+import { demandOf, pickCluster } from '@oak/scheduler';
+import type { Strategy } from '@oak/scheduler';
+import type { InstancePatch, InstanceRow, ServiceRow, Store } from '@oak/store';
+import type { ControlPlane, LogOptions } from '../control.ts';
+import { instanceDoc } from '../docs.ts';
+import type { EventHub } from '../events.ts';
+import { RootReservations, assignmentOf, clusterCandidates, holdsCluster, instanceKey, judgeStatus } from '../placement.ts';
+import { silentLinkLog } from './codec.ts';
+import type { LinkLog } from './codec.ts';
+import type { LinkServer } from './server.ts';
+
+export interface LinkControlOptions {
+  link: LinkServer;
+  store: Store;
+  events: EventHub;
+  /** a cluster INACTIVE this long loses its instances to other clusters (default 15 s) */
+  graceMs?: number;
+  /** REQUESTED instances are retried this often, besides on every change (default 5 s) */
+  retryMs?: number;
+  /** root reservations older than this are counted in a cluster's next aggregate (default 1 s) */
+  settleMs?: number;
+  strategy?: Strategy;
+  log?: LinkLog;
+  /** close() also closes the link server (default true) */
+  ownsLink?: boolean;
+}
+
+export interface LinkControlPlane extends ControlPlane {
+  readonly link: LinkServer;
+  /** resolves when everything queued so far is done (tests) */
+  idle(): Promise<void>;
+  /** runs a placement round now */
+  kick(): void;
+  close(): Promise<void>;
+}
+
+interface LogSession {
+  cluster_id: string;
+  lines: string[];
+  done: boolean;
+  error: string | undefined;
+  wake: (() => void) | undefined;
+}
+
+export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane {
+  const { link, store, events } = o;
+  const log = o.log ?? silentLinkLog;
+  const graceMs = o.graceMs ?? 15_000;
+  const settleMs = o.settleMs ?? 1000;
+  const reservations = new RootReservations();
+  const graceTimers = new Map<string, NodeJS.Timeout>();
+  const logSessions = new Map<string, LogSession>();
+  /** instances undeployed by the API: a round that read them just before must not place them */
+  const gone = new Map<string, number>();
+  let queue: Promise<void> = Promise.resolve();
+  let closed = false;
+  let roundQueued = false;
+
+  const enqueue = (what: string, fn: () => Promise<void>): Promise<void> => {
+    queue = queue.then(async () => {
+      if (closed) return;
+      try {
+        await fn();
+      } catch (err) {
+        log.error({ err, what }, 'control plane step failed');
+      }
+    });
+    return queue;
+  };
+
+  const publish = (s: ServiceRow, row: InstanceRow): void => {
+    events.publish({ type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: instanceDoc(row) });
+  };
+
+  const update = async (s: ServiceRow, row: InstanceRow, patch: InstancePatch): Promise<InstanceRow | undefined> => {
+    try {
+      const next = await store.updateInstance(s.id, row.instance_number, patch);
+      publish(s, next);
+      return next;
+    } catch (err) {
+      if (err instanceof OakError && err.code === 'OAK_NOT_FOUND') return undefined; // undeployed meanwhile
+      throw err;
+    }
+  };
+
+  // ------------------------------------------------------------------ placement
+
+  const round = async (): Promise<void> => {
+    roundQueued = false;
+    const pending = await store.listInstances({ statuses: ['REQUESTED'] });
+    if (pending.length === 0) return;
+    const now = Date.now();
+    for (const [k, t] of gone) if (now - t > 60_000) gone.delete(k);
+    const services = new Map<string, ServiceRow>();
+    for (const s of await store.listServices()) services.set(s.id, s);
+    const jobs = new Map<string, string[]>();
+    for (const r of await store.listInstances()) {
+      if (r.cluster_id === null || !holdsCluster(r.status)) continue;
+      const job = services.get(r.service_id)?.job_name;
+      if (job === undefined) continue;
+      const list = jobs.get(r.cluster_id) ?? [];
+      list.push(job);
+      jobs.set(r.cluster_id, list);
+    }
+    const clusters = await store.listClusters();
+    const names = new Map(clusters.map((c) => [c.id, c.name]));
+    let candidates = reservations.apply(clusterCandidates(clusters, (id) => link.isConnected(id), jobs));
+    pending.sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.instance_number - b.instance_number));
+    for (const row of pending) {
+      const key = instanceKey(row);
+      if (gone.has(key)) continue;
+      const s = services.get(row.service_id);
+      if (!s) continue;
+      const demand = demandOf(s.sla, s.job_name);
+      const r = pickCluster(demand, candidates, o.strategy ? { strategy: o.strategy } : {});
+      if (!r.ok) {
+        if (row.status_detail !== r.reason) {
+          log.info({ instance: instanceName(s.job_name, row.instance_number), reason: r.reason, detail: r.detail }, 'instance waits for a cluster');
+          await update(s, row, { status_detail: r.reason });
+        }
+        continue;
+      }
+      const cid = r.target.id;
+      const next = await update(s, row, { status: 'CLUSTER_SCHEDULED', status_detail: '', cluster_id: cid, worker_id: null });
+      if (!next) continue;
+      reservations.reserve(key, cid, demand, Date.now());
+      candidates = reservations.apply(clusterCandidates(clusters, (id) => link.isConnected(id), jobs));
+      (jobs.get(cid) ?? jobs.set(cid, []).get(cid))?.push(s.job_name);
+      log.info({ instance: instanceName(s.job_name, row.instance_number), cluster: names.get(cid) }, 'instance scheduled on a cluster');
+      link.send(cid, { type: 'deploy', instance: assignmentOf(s, next) });
+    }
+  };
+
+  const kick = (): void => {
+    if (closed || roundQueued) return;
+    roundQueued = true;
+    void enqueue('placement round', round);
+  };
+
+  // ------------------------------------------------------------------ clusters coming and going
+
+  const sync = async (clusterId: string): Promise<void> => {
+    if (!link.isConnected(clusterId)) return;
+    const rows = (await store.listInstances({ cluster_id: clusterId })).filter((r) => holdsCluster(r.status));
+    const instances = [];
+    for (const r of rows) {
+      const s = await store.getService(r.service_id);
+      if (s) instances.push(assignmentOf(s, r));
+    }
+    link.send(clusterId, { type: 'sync', instances });
+    log.info({ cluster_id: clusterId, instances: instances.length }, 'sync sent');
+  };
+
+  const clusterLost = async (clusterId: string): Promise<void> => {
+    graceTimers.delete(clusterId);
+    if (link.isConnected(clusterId)) return;
+    const cluster = await store.getCluster(clusterId);
+    const name = cluster?.name ?? clusterId;
+    reservations.forgetCluster(clusterId);
+    const rows = (await store.listInstances({ cluster_id: clusterId })).filter((r) => holdsCluster(r.status));
+    if (rows.length > 0) log.warn({ cluster: name, instances: rows.length }, 'cluster stayed away past the grace period: re-placing its instances');
+    for (const r of rows) {
+      const s = await store.getService(r.service_id);
+      if (!s) continue;
+      const dead = await update(s, r, { status: 'DEAD', status_detail: `cluster ${name} lost` });
+      if (!dead) continue;
+      await update(s, dead, { status: 'REQUESTED', status_detail: `rescheduling: cluster ${name} lost`, cluster_id: null, worker_id: null });
+    }
+    kick();
+  };
+
+  const startGrace = (clusterId: string): void => {
+    clearTimeout(graceTimers.get(clusterId));
+    const t = setTimeout(() => void enqueue('cluster lost', () => clusterLost(clusterId)), graceMs);
+    t.unref?.();
+    graceTimers.set(clusterId, t);
+  };
+
+  const endLogs = (clusterId: string, error: string): void => {
+    for (const s of logSessions.values()) {
+      if (s.cluster_id !== clusterId || s.done) continue;
+      s.done = true;
+      s.error = error;
+      s.wake?.();
+    }
+  };
+
+  const onStatus = async (clusterId: string, m: Extract<ClusterToRoot, { type: 'instance_status' }>): Promise<void> => {
+    const s = await store.getServiceByJobName(m.job_name);
+    const row = s ? await store.getInstance(s.id, m.instance_number) : undefined;
+    if (!s || !row) {
+      // an instance the root no longer has: the cluster should not run it
+      if (m.status !== 'UNDEPLOYED') link.send(clusterId, { type: 'undeploy', job_name: m.job_name, instance_number: m.instance_number });
+      return;
+    }
+    const v = judgeStatus(row, clusterId, m);
+    if (v.kind === 'foreign') {
+      if (m.status !== 'UNDEPLOYED') link.send(clusterId, { type: 'undeploy', job_name: m.job_name, instance_number: m.instance_number });
+      return;
+    }
+    if (v.kind !== 'apply') return;
+    await update(s, row, v.patch);
+    if (v.patch.status !== undefined && !holdsCluster(v.patch.status)) reservations.release(instanceKey(row));
+  };
+
+  link.setListener({
+    connected(c) {
+      clearTimeout(graceTimers.get(c.id));
+      graceTimers.delete(c.id);
+      void enqueue('sync', () => sync(c.id));
+      kick();
+    },
+    disconnected(c) {
+      endLogs(c.id, `cluster ${c.name} disconnected`);
+      if (!closed) startGrace(c.id);
+    },
+    aggregate(c) {
+      void enqueue('aggregate', async () => {
+        reservations.settle(c.id, Date.now(), settleMs);
+      });
+      kick();
+    },
+    message(clusterId, m) {
+      switch (m.type) {
+        case 'instance_status':
+          void enqueue('instance status', () => onStatus(clusterId, m));
+          return;
+        case 'logs_data': {
+          const s = logSessions.get(m.request_id);
+          if (!s || s.cluster_id !== clusterId || s.done) return;
+          s.lines.push(...m.lines);
+          s.wake?.();
+          return;
+        }
+        case 'logs_end': {
+          const s = logSessions.get(m.request_id);
+          if (!s || s.cluster_id !== clusterId) return;
+          s.done = true;
+          s.error = m.error;
+          s.wake?.();
+          return;
+        }
+        default:
+          return;
+      }
+    },
+  });
+
+  // at start no cluster is connected yet: those that had instances get the grace period to come back
+  void enqueue('start', async () => {
+    const held = new Set<string>();
+    for (const r of await store.listInstances()) if (r.cluster_id !== null && holdsCluster(r.status)) held.add(r.cluster_id);
+    for (const id of held) if (!link.isConnected(id) && !graceTimers.has(id)) startGrace(id);
+  });
+  kick();
+  const retry = setInterval(kick, o.retryMs ?? 5000);
+  retry.unref?.();
+
+  return {
+    link,
+    instancesRequested() {
+      kick();
+    },
+    instancesUndeployed(service, rows) {
+      const now = Date.now();
+      for (const r of rows) {
+        gone.set(instanceKey(r), now);
+        reservations.release(instanceKey(r));
+      }
+      void enqueue('undeploy', async () => {
+        for (const r of rows) {
+          if (r.cluster_id === null) continue;
+          link.send(r.cluster_id, { type: 'undeploy', job_name: service.job_name, instance_number: r.instance_number });
+        }
+      });
+    },
+    logs(service, instance, opts: LogOptions): AsyncIterable<string> {
+      const cid = instance.cluster_id;
+      if (cid === null || !holdsCluster(instance.status)) {
+        throw new OakError('OAK_UNAVAILABLE', `${instanceName(service.job_name, instance.instance_number)} is ${instance.status}: it runs on no cluster`, {
+          hint: 'logs come from the worker that runs the instance; wait until it is scheduled',
+        });
+      }
+      if (!link.isConnected(cid)) {
+        throw new OakError('OAK_UNAVAILABLE', `the cluster of ${instanceName(service.job_name, instance.instance_number)} is not connected`, { hint: 'try again once the cluster is back' });
+      }
+      const clusterId: string = cid;
+      const rid = randomUUID();
+      const session: LogSession = { cluster_id: clusterId, lines: [], done: false, error: undefined, wake: undefined };
+      logSessions.set(rid, session);
+      const req: Extract<RootToCluster, { type: 'logs' }> = {
+        type: 'logs',
+        request_id: rid,
+        job_name: service.job_name,
+        instance_number: instance.instance_number,
+        follow: opts.follow,
+      };
+      if (opts.tail !== undefined) req.tail = opts.tail;
+      if (!link.send(cid, req)) {
+        session.done = true;
+        session.error = 'the cluster went away';
+      }
+      const onAbort = (): void => session.wake?.();
+      opts.signal.addEventListener('abort', onAbort, { once: true });
+      async function* stream(): AsyncGenerator<string> {
+        try {
+          for (;;) {
+            while (session.lines.length > 0) {
+              if (opts.signal.aborted) return;
+              yield session.lines.shift() as string;
+            }
+            if (session.done) {
+              if (session.error !== undefined) throw new OakError('OAK_UNAVAILABLE', session.error);
+              return;
+            }
+            if (opts.signal.aborted) return;
+            await new Promise<void>((resolve) => {
+              session.wake = resolve;
+            });
+            session.wake = undefined;
+          }
+        } finally {
+          opts.signal.removeEventListener('abort', onAbort);
+          logSessions.delete(rid);
+          if (!session.done) link.send(clusterId, { type: 'logs_cancel', request_id: rid });
+        }
+      }
+      return stream();
+    },
+    idle: async () => {
+      let q: Promise<void>;
+      do {
+        q = queue;
+        await q;
+      } while (q !== queue);
+    },
+    kick,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(retry);
+      for (const t of graceTimers.values()) clearTimeout(t);
+      graceTimers.clear();
+      for (const s of logSessions.values()) {
+        s.done = true;
+        s.error ??= 'the root is shutting down';
+        s.wake?.();
+      }
+      await queue;
+      if (o.ownsLink !== false) await link.close();
+    },
+  };
+}
