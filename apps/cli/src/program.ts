@@ -28,7 +28,7 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Examples (getting started):
+Examples:
   $ oak up                                     # 1-DOC: root + cluster + worker here
   $ oak login                                  # user Admin, password from the root's first start
   $ oak app create -f examples/web-server.json --wait

@@ -195,6 +195,25 @@ describe('oak without a root', () => {
   });
 
   describe('up and doctor', () => {
+    it('up passes its arguments to oakd and its exit code back; a missing oakd is one clear error', async () => {
+      const fake = `${home.dir}/fake-oakd.mjs`;
+      writeFileSync(fake, 'console.log(JSON.stringify(process.argv.slice(2))); process.exit(3);\n');
+      const r = await home.run(['up', '--port', '1234', '--data-dir', '/tmp/x', '--no-worker'], { env: { OAK_OAKD_BIN: fake } });
+      assert.equal(r.code, 3, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), ['--port', '1234', '--data-dir', '/tmp/x', '--no-worker']);
+      const dashed = await home.run(['up', '--', '--help'], { env: { OAK_OAKD_BIN: fake } });
+      assert.deepEqual(JSON.parse(dashed.stdout), ['--help']);
+      const missing = await home.run(['up'], { env: { OAK_OAKD_BIN: `${home.dir}/nowhere.mjs` } });
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /^oak: the 1-DOC \(oakd\) is not part of this installation yet/);
+    });
+
+    it('doctor checks the default ports of the contracts', async () => {
+      const { DEFAULT_PORTS } = await import('@oak/contracts');
+      const { PORTS } = await import('../src/commands/doctor.ts');
+      assert.deepEqual(PORTS.map((p) => p.port).sort(), [DEFAULT_PORTS.root, DEFAULT_PORTS.cluster, DEFAULT_PORTS.clusterMqtt, DEFAULT_PORTS.rootLink].sort());
+    });
+
     let port: number;
     before(async () => {
       port = await closedPort();

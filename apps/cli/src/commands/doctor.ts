@@ -21,6 +21,7 @@ export interface Check {
 }
 
 export const CONTAINERD_SOCKETS = ['/run/containerd/containerd.sock', '/run/oak/containerd/containerd.sock'];
+/** SPEC §1 default ports (the contracts' DEFAULT_PORTS, written out so that `oak --help` need not load contracts). */
 export const PORTS: { port: number; what: string }[] = [
   { port: 10000, what: 'root API' },
   { port: 10100, what: 'cluster API' },

@@ -24,6 +24,7 @@ export function registerUp(program: Command): void {
       `
 Everything after "up" goes to oakd: its flags choose ports, the data directory and more.
 It runs in the foreground; Ctrl-C stops it. 'make up' also installs the system packages first.
+OAK_OAKD_BIN runs another oakd launcher than the one of this repository.
 
 Examples:
   $ oak up
@@ -31,9 +32,10 @@ Examples:
   $ oak up -- --help`,
     )
     .action(async (args: string[], _opts: unknown, _cmd: Command) => {
-      const { bin, main } = oakdPaths();
+      const override = process.env.OAK_OAKD_BIN;
+      const { bin, main } = override !== undefined && override !== '' ? { bin: override, main: override } : oakdPaths();
       if (!existsSync(bin) || !existsSync(main)) {
-        throw new CliError('the 1-DOC (apps/oakd) is not part of this installation yet', {
+        throw new CliError(`the 1-DOC (oakd) is not part of this installation yet (looked for ${bin})`, {
           hint: 'start the parts yourself: oak-root, then oak-cluster and NodeEngine (see docs/cli.md)',
         });
       }
