@@ -237,9 +237,11 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
         const resources = msg.resources;
         void serial(s.cluster.id, async () => {
           if (s.ended) return;
+          const changed = JSON.stringify(s.cluster.resources) !== JSON.stringify(resources);
           const row = await o.store.updateCluster(s.cluster.id, { resources, last_seen: nowIso() });
           s.cluster = row;
-          o.events.publish({ type: 'cluster', action: 'updated', cluster_id: row.id, cluster_name: row.name });
+          // last_seen alone is no news for event listeners
+          if (changed) o.events.publish({ type: 'cluster', action: 'updated', cluster_id: row.id, cluster_name: row.name });
           listener.aggregate?.(row, resources);
         });
         return;
