@@ -239,12 +239,13 @@ export interface TestRoot {
 }
 
 /** A real root on 127.0.0.1 and a free port; with `cluster`, a FakeCluster behind it. */
-export async function startTestRoot(opts: { cluster?: boolean; accessTtlSec?: number; stepMs?: number } = {}): Promise<TestRoot> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'oak-cli-root-'));
+export async function startTestRoot(opts: { cluster?: boolean; accessTtlSec?: number; stepMs?: number; port?: number; dataDir?: string } = {}): Promise<TestRoot> {
+  const ownDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'oak-cli-root-'));
   const fake = opts.cluster === true ? new FakeCluster(opts.stepMs) : undefined;
   const root = await startRoot({
     host: '127.0.0.1',
-    port: 0,
+    port: opts.port ?? 0,
     dataDir,
     adminPassword: ADMIN_PASSWORD,
     logLevel: 'silent',
@@ -276,7 +277,7 @@ export async function startTestRoot(opts: { cluster?: boolean; accessTtlSec?: nu
     cluster: fake,
     close: async () => {
       await root.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

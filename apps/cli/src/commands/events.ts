@@ -107,6 +107,7 @@ Examples:
                 break;
               }
             }
+            if (!stop.signal.aborted) s.ui.err(paint(s.ui.errColor, 'yellow', 'oak: the root closed the event stream; reconnecting'));
           } catch (err) {
             if (stop.signal.aborted) break;
             if (!connected) throw err;

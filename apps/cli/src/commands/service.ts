@@ -1,9 +1,9 @@
 /** `oak service ls|inspect|deploy|undeploy|scale|logs|update` and `oak instance ls`. */
 import type { Command } from 'commander';
 import type { InstanceDoc, ServiceDoc } from '@oak/contracts';
-import type { Api } from '../client.ts';
 import { nonNegativeInt, parseDuration, session, type Session } from '../context.ts';
-import { CliError, UsageError } from '../errors.ts';
+import { networkReason, type Api } from '../client.ts';
+import { CliError, isServerError, UsageError } from '../errors.ts';
 import { age, dash, emit, keyValues, paint, stateSummary, status, table, type Colour, type Ui } from '../output.ts';
 import { resolveApp, resolveService } from '../resolve.ts';
 import { InvalidDocumentError, loadDocument, printIssues } from '../sla.ts';
@@ -94,7 +94,8 @@ async function streamLogs(s: Session, service: ServiceDoc, numbers: number[], op
           for await (const line of lines(res.body)) process.stdout.write(`${tag}${line}\n`);
         } catch (err) {
           if (stop.signal.aborted) return;
-          throw err;
+          if (err instanceof CliError || isServerError(err)) throw err;
+          throw new CliError(`the log stream of ${service.job_name}.instance.${n} broke (${networkReason(err)})`, { hint: "is the root still running? try 'oak doctor'" });
         }
       }),
     );
