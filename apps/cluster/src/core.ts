@@ -39,6 +39,11 @@ export interface CoreOptions {
   reportIntervalMs: number;
   /** a worker silent for this long is dead (default 3 report intervals) */
   deadAfterMs: number;
+  /**
+   * a worker named by the root's sync that has not registered or reported yet (this cluster just
+   * restarted) gets this long before its instances are rescheduled
+   */
+  placeholderGraceMs: number;
   /** a desired instance missing from its worker's report this long after its deploy is sent again */
   missingGraceMs: number;
   /** reservations not confirmed by a report within this time are dropped */
@@ -54,6 +59,7 @@ export function coreOptions(p: Partial<CoreOptions> = {}): CoreOptions {
   return {
     reportIntervalMs,
     deadAfterMs: p.deadAfterMs ?? 3 * reportIntervalMs,
+    placeholderGraceMs: p.placeholderGraceMs ?? Math.max(2 * (p.deadAfterMs ?? 3 * reportIntervalMs), 5000),
     missingGraceMs: p.missingGraceMs ?? Math.max(3 * reportIntervalMs, 3000),
     reservationTtlMs: p.reservationTtlMs ?? Math.max(30_000, 10 * reportIntervalMs),
     forgetDeadAfterMs: p.forgetDeadAfterMs ?? 10 * 60_000,
@@ -190,7 +196,8 @@ export class ClusterCore {
   tick(now: number): Effect[] {
     const effects: Effect[] = [];
     for (const w of [...this.workers.values()]) {
-      if (w.alive && now - w.lastSeen > this.opts.deadAfterMs) effects.push(...this.declareDead(w, now));
+      const limit = isReal(w) ? this.opts.deadAfterMs : this.opts.placeholderGraceMs;
+      if (w.alive && now - w.lastSeen > limit) effects.push(...this.declareDead(w, now));
       else if (!w.alive && w.diedAt !== null && now - w.diedAt > this.opts.forgetDeadAfterMs) this.workers.delete(w.id);
     }
     this.ledger.expire(now - this.opts.reservationTtlMs);

@@ -124,6 +124,7 @@ export interface FakeWorker {
   deploys: DeployCommand[];
   deletes: DeleteCommand[];
   logRequests: LogRequest[];
+  logCancels: string[];
   running: Set<string>;
   bus: Bus;
   /** stop reporting (the worker looks dead) */
@@ -148,6 +149,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
   const deploys: DeployCommand[] = [];
   const deletes: DeleteCommand[] = [];
   const logRequests: LogRequest[] = [];
+  const logCancels: string[] = [];
   const publishStatus = (job: string, n: number, status: InstanceState, detail = ''): Promise<void> =>
     bus.publishJson(topics.job(id), { job_name: job, instance_number: n, status, status_detail: detail, publicip: '127.0.0.1' });
   const report = (): Promise<void> => bus.publishJson(topics.information(id), information([...running].sort(), cores, memory));
@@ -178,6 +180,9 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
       await bus.publishJson(topic, { lines: lines.slice(2), end: !req.follow });
     })();
   });
+  await bus.subscribe(topics.logsCancel(id), (_t, p) => {
+    logCancels.push((JSON.parse(p.toString()) as { request_id: string }).request_id);
+  });
   const timer = setInterval(() => { void report().catch(() => undefined); }, opts.reportIntervalMs ?? answer.report_interval_ms);
   await report();
   return {
@@ -187,6 +192,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
     deploys,
     deletes,
     logRequests,
+    logCancels,
     running,
     bus,
     silence: () => clearInterval(timer),

@@ -8,16 +8,18 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
 import { silentLogger } from '@oak/bus';
 import { LinkClient, startCluster } from '@oak/cluster';
 import type { ClusterConfig, ClusterHandle } from '@oak/cluster';
+import { LINK_SERVICE_PATH } from '@oak/contracts';
 import type { ApplicationDoc, ClusterDoc, ServiceDoc, TokenPair } from '@oak/contracts';
 import { createStore } from '@oak/store';
 import type { Store } from '@oak/store';
 import { freePort, waitFor } from '@oak/testkit';
 import { startFakeWorker } from '../../cluster/test/harness.ts';
 import type { FakeWorker } from '../../cluster/test/harness.ts';
-import { linkControl } from '../src/link/index.ts';
+import { decodeMessage, encodeMessage, linkControl } from '../src/link/index.ts';
 import type { LinkControlPlane } from '../src/link/index.ts';
 import { startRoot } from '../src/server.ts';
 import type { RootHandle } from '../src/server.ts';
@@ -183,10 +185,42 @@ describe('root <-> cluster link', () => {
     assert.equal(w?.logRequests[0]?.tail, 5);
     assert.equal(w?.logRequests[0]?.follow, false);
 
+    // follow: lines arrive while the worker sends them; abort cancels at the worker
+    const svcRow = await store.getService(sid);
+    const instRow = await store.getInstance(sid, 0);
+    assert.ok(svcRow && instRow && r.control.logs);
+    const ac = new AbortController();
+    const got: string[] = [];
+    for await (const line of r.control.logs(svcRow, instRow, { follow: true, signal: ac.signal })) {
+      got.push(line);
+      if (got.length === 3) ac.abort();
+    }
+    assert.deepEqual(got, ['one', 'two', 'three']);
+    await waitFor(() => [w1, w2].some((x) => x.logCancels.length > 0), { message: 'cancel reached the worker' });
+
     // undeploy through the API reaches the worker
     const del = await r.api('DELETE', `/api/service/${sid}/instance/1`);
     assert.ok(del.status < 300, String(del.status));
     await waitFor(() => [w1, w2].some((x) => x.deletes.some((d) => d.instance_number === 1)), { message: 'delete on the worker' });
+  });
+
+  test('a cluster that stops answering pings is INACTIVE within the ping timeout', async () => {
+    const store = await createStore({ sqlitePath: ':memory:' });
+    const r = await startTestRoot(store);
+    cleanups.push(() => store.close(), () => r.close());
+    const client = new grpc.Client(r.linkAddress, grpc.credentials.createInsecure());
+    const call = client.makeBidiStreamRequest<unknown, unknown>(LINK_SERVICE_PATH, encodeMessage, decodeMessage);
+    call.on('error', () => {});
+    call.on('data', () => {}); // reads pings, never answers
+    call.write({ type: 'hello', token: TOKEN, cluster_name: 'mute', cluster_location: '48.1,11.6', version: 'test' });
+    await waitFor(async () => (await cluster(r, 'mute'))?.status === 'ACTIVE', { message: 'ACTIVE' });
+    assert.equal((await cluster(r, 'mute'))?.cluster_location, '48.1,11.6');
+    const t0 = Date.now();
+    await waitFor(async () => (await cluster(r, 'mute'))?.status === 'INACTIVE', { timeoutMs: 5000, message: 'INACTIVE' });
+    const ms = Date.now() - t0;
+    assert.ok(ms < 2500, `INACTIVE after ${ms} ms (timeout 1000 ms)`);
+    call.cancel();
+    client.close();
   });
 
   test('nothing fits: REQUESTED with the reason, placed once a cluster with capacity connects', async () => {
@@ -241,7 +275,7 @@ describe('root <-> cluster link', () => {
     await waitFor(() => w.deletes.some((d) => d.job_name === 'drop.test.web.test'), { timeoutMs: 10_000, message: 'sync deleted the undesired instance' });
     assert.ok(w.running.has('keep.test.web.test.instance.0'), 'the desired instance still runs');
     const inst = (await service(r, keep)).instance_list[0];
-    assert.equal(inst?.status, 'RUNNING');
+    assert.equal(inst?.status, 'RUNNING', JSON.stringify(inst?.history));
     assert.equal(inst?.worker_id, w.id);
     assert.ok(!inst?.history?.some((h) => h.status === 'DEAD'), 'never DEAD');
     assert.ok(w.deploys.length - deploysBefore <= 1, 'at most a status probe, no second instance');
