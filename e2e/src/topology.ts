@@ -59,7 +59,8 @@ export class Topology {
         CLUSTER_NAME: name,
         ...(location ? { CLUSTER_LOCATION: location } : {}),
         OAK_CLUSTER_TOKEN: TOKEN,
-        OAK_REPORT_INTERVAL: '500',
+        OAK_REPORT_INTERVAL_MS: '500',
+        OAK_DEAD_AFTER_INTERVALS: '8',
       },
     });
   }

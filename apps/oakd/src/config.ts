@@ -54,7 +54,7 @@ const SETTINGS: Setting[] = [
   { flag: 'cluster-location', env: 'CLUSTER_LOCATION', help: 'lat,long of this device, for geo constraints' },
   { flag: 'containerd', env: 'OAK_CONTAINERD', help: 'containerd socket (default: the system one, else one oakd starts)' },
   { flag: 'namespace', env: 'OAK_NAMESPACE', help: 'containerd namespace and cgroup parent of instances', def: 'oak' },
-  { flag: 'report-interval', env: 'OAK_REPORT_INTERVAL', help: 'worker report interval in ms', def: '2000' },
+  { flag: 'report-interval', env: 'OAK_REPORT_INTERVAL_MS', help: 'worker report interval in ms', def: '2000' },
   { flag: 'worker-name', env: 'OAK_WORKER_NAME', help: 'name of the embedded worker', def: 'the host name' },
   { flag: 'no-worker', help: 'run root and cluster only (workers join with NodeEngine -a <this device>)', boolean: true },
   { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug', def: 'info' },

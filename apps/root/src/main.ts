@@ -3,6 +3,7 @@
  * (SPEC §1); flags win. SIGTERM/SIGINT close the server, the control plane and the store.
  */
 import { parseArgs } from 'node:util';
+import { linkControl } from './link/index.ts';
 import { DEFAULT_ROOT_PORT, defaultDataDir, startRoot, type RootConfig } from './server.ts';
 
 interface Setting {
@@ -20,6 +21,8 @@ const SETTINGS: Setting[] = [
   { flag: 'data-dir', env: 'OAK_DATA_DIR', help: 'directory of the embedded SQLite database (oak.db)', def: () => defaultDataDir({ ...process.env, OAK_DATA_DIR: '' }) },
   { flag: 'database-url', env: 'DATABASE_URL', help: 'postgres://... to use PostgreSQL instead of SQLite', def: () => undefined },
   { flag: 'admin-password', env: 'OAK_ADMIN_PASSWORD', help: 'password of user Admin on first start (else generated and printed once)', def: () => undefined, secret: true },
+  { flag: 'link-port', env: 'OAK_ROOT_LINK_PORT', help: 'port clusters dial (gRPC link)', def: () => '50052' },
+  { flag: 'cluster-token', env: 'OAK_CLUSTER_TOKEN', help: 'token clusters must present (else generated on first start, stored and printed)', def: () => undefined, secret: true },
   { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug | trace', def: () => 'info' },
 ];
 
@@ -52,6 +55,18 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (dataDir !== undefined) cfg.dataDir = dataDir;
   const db = get('database-url');
   if (db !== undefined) cfg.databaseUrl = db;
+  const linkText = get('link-port') ?? '50052';
+  const linkPort = Number(linkText);
+  if (!Number.isInteger(linkPort) || linkPort < 0 || linkPort > 65535) throw new Error(`--link-port must be a port number, not ${JSON.stringify(linkText)}`);
+  const token = get('cluster-token');
+  cfg.control = linkControl({
+    host: cfg.host ?? '0.0.0.0',
+    port: linkPort,
+    ...(token !== undefined ? { token } : {}),
+    onListening: ({ port: p, token: t }) => {
+      process.stderr.write(`oak-root: clusters dial port ${p} with OAK_CLUSTER_TOKEN=${t}\n`);
+    },
+  });
   const pw = get('admin-password');
   if (pw !== undefined) cfg.adminPassword = pw;
   return cfg;

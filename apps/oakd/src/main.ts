@@ -1,0 +1,63 @@
+/**
+ * oakd: the one-command 1-DOC (`make up`, `oak up`). Prints where the API is and how to log in.
+ */
+import { parseConfig, usage, UsageError } from './config.ts';
+import { startOakd } from './oakd.ts';
+
+async function main(): Promise<number> {
+  let cfg;
+  try {
+    cfg = parseConfig(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`oakd: ${err.message}\n\n${usage()}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (cfg === 'help') {
+    process.stdout.write(usage());
+    return 0;
+  }
+  const oakd = await startOakd(cfg);
+  const api = oakd.root.url.replace('127.0.0.1', cfg.host === '0.0.0.0' ? 'localhost' : cfg.host);
+  const lines = [
+    '',
+    'oak 1-DOC is running: root + cluster + worker in one process.',
+    `  API:        ${api}/api   (OpenAPI: ${api}/api/docs)`,
+    `  health:     ${api}/healthz   metrics: ${api}/metrics`,
+    `  cluster:    ${cfg.clusterName}, workers register at ${oakd.cluster.registrationUrl}, MQTT ${oakd.cluster.mqttUrl}`,
+    `  worker:     ${oakd.worker ? `${oakd.worker.id} (${oakd.worker.virtualizations.join(', ')})` : 'none in this process'}`,
+    `  data:       ${cfg.dataDir}`,
+    `  more workers: NodeEngine -a <this device> -p ${oakd.cluster.port}`,
+    `  more clusters: OAK_CLUSTER_TOKEN=${oakd.link.token} SYSTEM_MANAGER_URL=<this device>:${oakd.link.port} CLUSTER_NAME=<name> oak-cluster`,
+    '',
+    `  log in:     npx oak login --root ${api} -u Admin   (password: ${oakd.root.bootstrap.generatedPassword ?? (cfg.adminPassword ? 'the one in OAK_ADMIN_PASSWORD' : 'the one printed at the first start')})`,
+    `  or:         curl -s -X POST ${api}/api/auth/login -H 'content-type: application/json' -d '{"username":"Admin","password":"..."}'`,
+    '',
+    'Stop with Ctrl-C; instances keep running and are re-adopted at the next start.',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      const force = setTimeout(() => process.exit(1), 10_000);
+      force.unref();
+      void oakd.close().then(resolve, resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`oakd: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

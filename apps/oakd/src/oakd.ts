@@ -1,0 +1,93 @@
+/**
+ * 1-DOC: the root, a cluster and a worker in one process. Each part is the same code that runs
+ * alone (oak-root, oak-cluster, NodeEngine); here they are wired together over loopback, with the
+ * embedded MQTT broker and SQLite, so one command gives a working system.
+ */
+import { mkdirSync } from 'node:fs';
+import { startCluster, type ClusterHandle } from '@oak/cluster';
+import { startNodeEngine, type NodeEngineHandle } from '@oak/node-engine';
+import { startRoot, type RootHandle } from '@oak/root';
+import { startRootLink, type RootLink } from '@oak/root/link';
+import { ensureContainerd, type ContainerdChoice } from './containerd.ts';
+import type { OakdConfig } from './config.ts';
+
+export interface Oakd {
+  root: RootHandle;
+  link: RootLink;
+  cluster: ClusterHandle;
+  worker: NodeEngineHandle | null;
+  containerd: ContainerdChoice;
+  close(): Promise<void>;
+}
+
+export type Say = (line: string) => void;
+
+export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdout.write(`${l}\n`)): Promise<Oakd> {
+  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  const loopback = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+  };
+  try {
+    let link: RootLink | undefined;
+    const root = await startRoot({
+      host: cfg.host,
+      port: cfg.port,
+      dataDir: cfg.dataDir,
+      logLevel: cfg.logLevel,
+      ...(cfg.databaseUrl ? { databaseUrl: cfg.databaseUrl } : {}),
+      ...(cfg.adminPassword ? { adminPassword: cfg.adminPassword } : {}),
+      control: async (ctx) => {
+        link = await startRootLink(ctx, { host: cfg.host, port: cfg.linkPort });
+        return link.control;
+      },
+    });
+    closers.push(() => root.close());
+    if (!link) throw new Error('the cluster link did not start');
+    const rootLink: RootLink = link;
+
+    const cluster = await startCluster({
+      name: cfg.clusterName,
+      location: cfg.clusterLocation ?? null,
+      host: cfg.host,
+      port: cfg.clusterPort,
+      mqttPort: cfg.mqttPort,
+      ...(cfg.mqttUrl ? { mqttUrl: cfg.mqttUrl } : {}),
+      ...(cfg.reportIntervalMs ? { reportIntervalMs: cfg.reportIntervalMs } : {}),
+      root: { address: `${loopback}:${rootLink.port}`, token: rootLink.token },
+    });
+    closers.push(() => cluster.close());
+
+    let containerd: ContainerdChoice = { socket: null, detail: 'no worker in this process', managed: false };
+    let worker: NodeEngineHandle | null = null;
+    if (!cfg.noWorker) {
+      containerd = await ensureContainerd(cfg.dataDir, cfg.containerd);
+      say(containerd.socket ? `containers: ${containerd.detail}` : `containers: unavailable (${containerd.detail}); running native processes only`);
+      worker = await startNodeEngine({
+        clusterAddress: loopback,
+        clusterPort: cluster.port,
+        netmanagerPort: null,
+        dataDir: cfg.dataDir,
+        namespace: cfg.namespace,
+        containerdSocket: containerd.socket ?? '/nonexistent/containerd.sock',
+        ...(cfg.workerName ? { name: cfg.workerName } : {}),
+        ...(cfg.clusterLocation ? { location: cfg.clusterLocation } : {}),
+        ...(cfg.reportIntervalMs ? { reportIntervalMs: cfg.reportIntervalMs } : {}),
+      });
+      const w = worker;
+      closers.push(() => w.close());
+    }
+    return {
+      root,
+      link: rootLink,
+      cluster,
+      worker,
+      containerd,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
