@@ -80,7 +80,7 @@ export class Topology {
       dataDir,
       proc: start(),
       start: () => (w.proc = start()),
-      tasks: async () => (await ctd.ctr(['tasks', 'ls'])).stdout.split('\n').filter((l) => / RUNNING/.test(l)),
+      tasks: async () => (await ctd.ctr(['tasks', 'ls'])).stdout.split('\n').filter((l) => /\sRUNNING\b/.test(l)),
     };
     return w;
   }

@@ -49,7 +49,7 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
     await api.deployInstance(svc.microserviceID);
     const running = await api.waitStatus(svc.microserviceID, 'RUNNING', 1, 30_000);
     assert.ok(running.instance_list[0]?.worker_id, 'instance knows its worker');
-    const tasks = async () => (await ctd.ctr(['tasks', 'ls'])).stdout.split('\n').filter((l) => / RUNNING/.test(l));
+    const tasks = async () => (await ctd.ctr(['tasks', 'ls'])).stdout.split('\n').filter((l) => /\sRUNNING\b/.test(l));
     assert.equal((await tasks()).length, 1, 'one container task runs');
     const history = running.instance_list[0]?.history?.map((h) => h.status) ?? [];
     assert.deepEqual(history.slice(0, 1), ['REQUESTED']);

@@ -78,6 +78,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     name: partial.name ?? hostname(),
     dataDir: partial.dataDir ?? defaultDataDir(env),
     containerdSocket: partial.containerdSocket ?? DEFAULT_CONTAINERD_SOCKET,
+    namespace: partial.namespace,
     reportIntervalMs: partial.reportIntervalMs,
     location: partial.location,
     runtimes: partial.runtimes,
