@@ -1,9 +1,10 @@
 /** `oak events`: the root's live event stream, one line (or JSON line) per event. */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { OakEvent } from '@oak/contracts';
 import type { Api } from '../client.ts';
 import { nonNegativeInt, session } from '../context.ts';
-import { UsageError } from '../errors.ts';
+import { UnreachableError, UsageError } from '../errors.ts';
 import { paint, status, type Ui } from '../output.ts';
 import { oakEvents } from '../sse.ts';
 
@@ -91,12 +92,17 @@ Examples:
       const path = `/api/events${types.length > 0 ? `?types=${types.join(',')}` : ''}`;
       let seen = 0;
       let connected = false;
+      // the notice is printed once per outage; retries back off from 1 s to 10 s
+      let down = false;
+      let delay = 1000;
       try {
         while (!stop.signal.aborted) {
           try {
             const res = await s.api.response('GET', path, { timeoutMs: 0, signal: stop.signal, raw: true });
-            if (connected) s.ui.err(paint(s.ui.errColor, 'dim', 'oak: event stream back'));
+            if (down) s.ui.err(paint(s.ui.errColor, 'dim', 'oak: event stream back'));
             connected = true;
+            down = false;
+            delay = 1000;
             for await (const e of oakEvents(res.body)) {
               names.remember(e);
               if (s.ui.format === 'table') s.ui.out(await line(s.ui, names, e));
@@ -107,13 +113,22 @@ Examples:
                 break;
               }
             }
-            if (!stop.signal.aborted) s.ui.err(paint(s.ui.errColor, 'yellow', 'oak: the root closed the event stream; reconnecting'));
+            if (!stop.signal.aborted && !down) {
+              down = true;
+              s.ui.err(paint(s.ui.errColor, 'yellow', 'oak: the root closed the event stream; reconnecting'));
+            }
           } catch (err) {
             if (stop.signal.aborted) break;
             if (!connected) throw err;
-            s.ui.err(paint(s.ui.errColor, 'yellow', `oak: lost the event stream (${err instanceof Error ? err.message : String(err)}); reconnecting`));
+            if (!down) {
+              down = true;
+              s.ui.err(paint(s.ui.errColor, 'yellow', `oak: lost the event stream (${err instanceof UnreachableError ? err.reason : err instanceof Error ? err.message : String(err)}); reconnecting`));
+            }
           }
-          if (!stop.signal.aborted) await new Promise((r) => setTimeout(r, 2000));
+          if (!stop.signal.aborted) {
+            await sleep(delay, undefined, { signal: stop.signal }).catch(() => undefined);
+            delay = Math.min(delay * 2, 10_000);
+          }
         }
       } finally {
         process.removeListener('SIGINT', onSignal);
