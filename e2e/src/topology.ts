@@ -68,6 +68,9 @@ export class Topology {
   async worker(host: NetHost, clusterIp: string): Promise<Worker> {
     const ctd = await startContainerd();
     this.cleanups.push(() => ctd.stop());
+    // the registry listens on the machine's loopback, which a worker namespace cannot reach: the
+    // image is pulled ahead (pulling itself is covered by the runtime tests and the 1-DOC test)
+    await ctd.ctr(['images', 'pull', '--plain-http', this.image]);
     const dataDir = `${this.dir.path}/worker-${host.name}`;
     const start = (): Proc =>
       this.procs.spawn(`worker-${host.name}`, bins.nodeEngine, ['-a', clusterIp, '-p', '10100', '-n', '0', '--name', host.name, '--data-dir', dataDir, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500'], {
