@@ -3,9 +3,10 @@ SHELL := /bin/bash
 .PHONY: up test deps deps-runtime build lint typecheck unit bench clean
 
 up: deps-runtime build
+	@apps/cli/bin/install-oak.sh
 	node apps/oakd/dist/oakd.mjs
 
-test: deps lint typecheck unit
+test: deps lint typecheck build unit
 
 deps:
 	@scripts/install-deps.sh test

@@ -43,7 +43,7 @@ export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
 
 const SETTINGS: Setting[] = [
   { flag: 'host', env: 'OAK_HOST', help: 'address every port listens on', def: '0.0.0.0' },
-  { flag: 'port', env: 'OAK_ROOT_PORT', help: 'REST API and dashboard port', def: String(DEFAULT_PORTS.root) },
+  { flag: 'port', env: 'OAK_ROOT_PORT', help: 'REST API port', def: String(DEFAULT_PORTS.root) },
   { flag: 'link-port', env: 'OAK_LINK_PORT', help: 'port clusters dial to reach the root', def: String(DEFAULT_PORTS.rootLink) },
   { flag: 'cluster-port', env: 'OAK_CLUSTER_PORT', help: 'worker registration port', def: String(DEFAULT_PORTS.cluster) },
   { flag: 'mqtt-port', env: 'OAK_MQTT_PORT', help: 'embedded MQTT broker port', def: String(DEFAULT_PORTS.clusterMqtt) },

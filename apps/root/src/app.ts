@@ -2,7 +2,7 @@
  * The root orchestrator's HTTP API (SPEC §3) as a fastify instance, without listening: tests
  * drive it with inject(), `startRoot` (server.ts) binds it to a port.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -45,7 +45,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit,
     // one line per request, written below, with tokens in query strings redacted
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -96,9 +96,18 @@ export class InvalidSlaError extends OakError {
   }
 }
 
+const NOT_FOUND_HINTS: Record<string, string> = {
+  application: 'list them with GET /api/applications/',
+  service: "list an application's services with GET /api/services/{applicationID}",
+  instance: 'see instance_list in GET /api/service/{microserviceID}',
+  user: 'list them with GET /api/users/',
+  organization: 'list them with GET /api/organizations/',
+  cluster: 'list them with GET /api/clusters/',
+};
+
 export class NotFoundError extends OakError {
-  constructor(kind: string, id: string) {
-    super('OAK_NOT_FOUND', `${kind} ${JSON.stringify(id)} does not exist`, { hint: `list them with GET /api/${kind}s/` });
+  constructor(kind: string, id: string, hint: string | undefined = NOT_FOUND_HINTS[kind]) {
+    super('OAK_NOT_FOUND', `${kind} ${JSON.stringify(id)} does not exist`, hint === undefined ? {} : { hint });
   }
 }
 

@@ -73,7 +73,7 @@ export function requireRole(p: Principal, ...roles: Role[]): void {
 /** Throws 403 unless the caller is Admin or belongs to `orgId`. */
 export function requireOrg(p: Principal, orgId: string, what = 'this resource'): void {
   if (p.isAdmin || p.orgId === orgId) return;
-  throw new ForbiddenError(`${what} belongs to another organisation`);
+  throw new ForbiddenError(`${what} is not in your organisation`);
 }
 
 /** Roles that work with applications, services and instances. */
