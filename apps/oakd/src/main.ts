@@ -32,7 +32,7 @@ async function main(): Promise<number> {
     `  more workers: NodeEngine -a <this device> -p ${oakd.cluster.port}`,
     `  more clusters: OAK_CLUSTER_TOKEN=${oakd.link.token} SYSTEM_MANAGER_URL=<this device>:${oakd.link.port} CLUSTER_NAME=<name> oak-cluster`,
     '',
-    `  log in:     npx oak login --root ${api} -u Admin   (password: ${oakd.root.bootstrap.generatedPassword ?? (cfg.adminPassword ? 'the one in OAK_ADMIN_PASSWORD' : 'the one printed at the first start')})`,
+    `  log in:     oak login --root ${api} -u Admin   (password: ${oakd.root.bootstrap.generatedPassword ?? (cfg.adminPassword ? 'the one in OAK_ADMIN_PASSWORD' : 'the one printed at the first start')})`,
     `  or:         curl -s -X POST ${api}/api/auth/login -H 'content-type: application/json' -d '{"username":"Admin","password":"..."}'`,
     '',
     'Stop with Ctrl-C; instances keep running and are re-adopted at the next start.',
