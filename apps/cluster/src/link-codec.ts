@@ -3,21 +3,11 @@
  * documents (no .proto: the messages are the TypeBox schemas of @oak/contracts, validated on
  * arrival). Undecodable bytes become a marker that fails validation instead of breaking the call.
  */
-import { decodeJson } from '@oak/contracts';
+import { LINK_MALFORMED, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
 
-export const MALFORMED = { type: '__malformed__' } as const;
-
-export function encodeMessage(v: unknown): Buffer {
-  return Buffer.from(JSON.stringify(v), 'utf8');
-}
-
-export function decodeMessage(b: Buffer): unknown {
-  try {
-    return decodeJson(b);
-  } catch {
-    return MALFORMED;
-  }
-}
+export const MALFORMED = LINK_MALFORMED;
+export const encodeMessage = encodeLinkMessage;
+export const decodeMessage = decodeLinkMessage;
 
 /** gRPC channel options for the link: large syncs fit, no idle disconnects. */
 export const LINK_CHANNEL_OPTIONS = {

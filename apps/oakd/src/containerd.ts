@@ -4,8 +4,8 @@
  * finds its socket and reuses it.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { unixSocketAnswers as socketAnswers } from '@oak/sysinfo';
 import { join } from 'node:path';
 
 export interface ContainerdChoice {
@@ -16,26 +16,6 @@ export interface ContainerdChoice {
 }
 
 export const SYSTEM_SOCKET = '/run/containerd/containerd.sock';
-
-export function socketAnswers(path: string, timeoutMs = 500): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (!existsSync(path)) return resolve(false);
-    const s = connect(path);
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve(false);
-    }, timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.end();
-      resolve(true);
-    });
-    s.once('error', () => {
-      clearTimeout(t);
-      resolve(false);
-    });
-  });
-}
 
 function onPath(bin: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;

@@ -77,3 +77,19 @@ export const parseDeleteCommand = makeParser(DeleteCommand, 'delete command');
 export const parseInstanceAssignment = makeParser(InstanceAssignment, 'instance assignment');
 export const parseClusterToRoot = makeParser(ClusterToRoot, 'cluster-to-root link message');
 export const parseRootToCluster = makeParser(RootToCluster, 'root-to-cluster link message');
+
+/** A link message that could not be decoded: fails validation instead of breaking the stream. */
+export const LINK_MALFORMED = { type: '__malformed__' } as const;
+
+/** Wire form of a link message: a JSON document in UTF-8. */
+export function encodeLinkMessage(v: unknown): Buffer {
+  return Buffer.from(JSON.stringify(v), 'utf8');
+}
+
+export function decodeLinkMessage(b: Buffer): unknown {
+  try {
+    return decodeJson(b);
+  } catch {
+    return LINK_MALFORMED;
+  }
+}

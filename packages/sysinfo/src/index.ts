@@ -4,3 +4,4 @@ export { Cgroup, cgroupInfo, cgroupInfoFromMounts, processCgroups } from './cgro
 export type { CgroupInfo, CgroupRef, CgroupVersion, CgroupCreateOptions, V1Controller } from './cgroup.ts';
 export { parseProcStat, cpuPercentBetween, parseMeminfo, parseFlatKeyed, parseMax, parseCpuMax, cpuQuotaFor, parseProcPidStat, parseCgroupMounts, parseProcCgroup } from './parse.ts';
 export type { CpuTimes, ProcPidStat, CgroupMount } from './parse.ts';
+export { unixSocketAnswers } from './sockets.ts';

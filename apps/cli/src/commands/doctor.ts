@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import type { Command } from 'commander';
+import { unixSocketAnswers } from '@oak/sysinfo';
 import { Api, networkReason } from '../client.ts';
 import { session, type Session } from '../context.ts';
 import { isServerError, ReportedError, UnreachableError } from '../errors.ts';
@@ -29,25 +30,6 @@ export const PORTS: { port: number; what: string }[] = [
   { port: 50052, what: 'root-cluster link' },
 ];
 
-function socketAnswers(path: string, timeoutMs = 700): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (!existsSync(path)) return resolve(false);
-    const s = connect(path);
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve(false);
-    }, timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.end();
-      resolve(true);
-    });
-    s.once('error', () => {
-      clearTimeout(t);
-      resolve(false);
-    });
-  });
-}
 
 function onPath(bin: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' });
@@ -116,7 +98,7 @@ async function machineChecks(): Promise<Check[]> {
   const out: Check[] = [];
   // containerd
   const answering: string[] = [];
-  for (const sock of CONTAINERD_SOCKETS) if (await socketAnswers(sock)) answering.push(sock);
+  for (const sock of CONTAINERD_SOCKETS) if (await unixSocketAnswers(sock, 700)) answering.push(sock);
   if (answering.length > 0) out.push({ check: 'containerd', status: 'ok', detail: `answers at ${answering.join(', ')}` });
   else if (onPath('containerd') !== undefined) {
     out.push({ check: 'containerd', status: 'warn', detail: `installed but no socket answers (${CONTAINERD_SOCKETS.join(', ')})`, fix: "oak up starts its own when run as root; or start it: systemctl start containerd" });

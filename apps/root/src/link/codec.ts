@@ -4,21 +4,11 @@
  * .proto). Undecodable bytes become a marker that fails validation instead of breaking the call.
  */
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { LINK_SERVICE_PATH, decodeJson } from '@oak/contracts';
+import { LINK_MALFORMED, LINK_SERVICE_PATH, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
 
-export const MALFORMED = { type: '__malformed__' } as const;
-
-export function encodeMessage(v: unknown): Buffer {
-  return Buffer.from(JSON.stringify(v), 'utf8');
-}
-
-export function decodeMessage(b: Buffer): unknown {
-  try {
-    return decodeJson(b);
-  } catch {
-    return MALFORMED;
-  }
-}
+export const MALFORMED = LINK_MALFORMED;
+export const encodeMessage = encodeLinkMessage;
+export const decodeMessage = decodeLinkMessage;
 
 export const linkServiceDefinition: ServiceDefinition = {
   Connect: {
