@@ -26,7 +26,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const host = opts.host ?? '127.0.0.1';
   const broker = await Aedes.createBroker();
   const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
+  const server = createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());

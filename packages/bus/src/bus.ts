@@ -81,6 +81,11 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
     }
   };
 
+  // small control messages must not wait for Nagle + delayed ACK (about 40 ms per hop on loopback)
+  client.on('connect', () => {
+    const stream = (client as unknown as { stream?: { setNoDelay?: (on: boolean) => void } }).stream;
+    stream?.setNoDelay?.(true);
+  });
   client.on('connect', () => {
     const reconnect = connectedOnce;
     connectedOnce = true;
