@@ -4,6 +4,7 @@
  * embedded MQTT broker and SQLite, so one command gives a working system.
  */
 import { mkdirSync } from 'node:fs';
+import { consoleLogger } from '@oak/bus';
 import { startCluster, type ClusterHandle } from '@oak/cluster';
 import { startNodeEngine, type NodeEngineHandle } from '@oak/node-engine';
 import { startRoot, type RootHandle } from '@oak/root';
@@ -56,6 +57,7 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
       ...(cfg.mqttUrl ? { mqttUrl: cfg.mqttUrl } : {}),
       ...(cfg.reportIntervalMs ? { reportIntervalMs: cfg.reportIntervalMs } : {}),
       root: { address: `${loopback}:${rootLink.port}`, token: rootLink.token },
+      log: consoleLogger(`cluster ${cfg.clusterName}`, cfg.logLevel),
     });
     closers.push(() => cluster.close());
 

@@ -1,0 +1,3 @@
+export { startOakd, type Oakd, type Say } from './oakd.ts';
+export { parseConfig, usage, UsageError, defaultDataDir, type OakdConfig } from './config.ts';
+export { ensureContainerd, SYSTEM_SOCKET, type ContainerdChoice } from './containerd.ts';
