@@ -1,7 +1,9 @@
 /**
  * M-DOC and MDNC end to end, hosts made of network namespaces (SPEC §1 deployment shapes):
  * - M-DOC: one root+cluster host, two worker hosts; 2 replicas land on both workers; a NodeEngine
- *   killed and restarted re-adopts its container without a duplicate; undeploy removes containers.
+ *   killed and restarted re-adopts its container without a duplicate; a worker lost for good has its
+ *   instance rescheduled (DEAD, then RUNNING on the other worker) and its stale copy removed when it
+ *   returns; undeploy removes containers.
  * - MDNC: one root host, two cluster hosts with a worker each; `direct` and `geo` constraints route
  *   to the right cluster.
  */
@@ -49,6 +51,29 @@ test('M-DOC: root+cluster host and two worker hosts', { timeout: 240_000 }, asyn
     await new Promise((r) => setTimeout(r, 3000));
     await api.waitStatus(svc.microserviceID, 'RUNNING', 2, 30_000);
     assert.equal((await w1.tasks()).length, 1, 'no duplicate container after the NodeEngine restart');
+
+    // a worker that disappears (its NodeEngine killed and not restarted) is declared dead within
+    // seconds and its instance is rescheduled onto the other worker
+    const summary = await api.call<{ resources: { worker_summary: { id: string; name: string }[] } }[]>('GET', '/api/clusters/active');
+    const w1Id = summary[0]?.resources.worker_summary.find((w) => w.name === 'w1')?.id;
+    assert.ok(w1Id, 'worker w1 is listed by name');
+    await w2.proc.kill('SIGKILL');
+    const lost = Date.now();
+    const moved = await api.waitInstances(
+      svc.microserviceID,
+      (l) => l.length === 2 && l.every((i) => i.status === 'RUNNING' && i.worker_id === w1Id),
+      40_000,
+      'both instances RUNNING on w1',
+    );
+    console.log(`worker loss to RUNNING elsewhere: ${Date.now() - lost} ms`);
+    await waitFor(async () => ((await w1.tasks()).length === 2 ? true : undefined), { timeoutMs: 10_000, message: 'two containers on w1' });
+    const hist = moved.instance_list.flatMap((i) => i.history ?? []).map((h) => h.status);
+    assert.ok(hist.includes('DEAD'), 'the lost instance went through DEAD');
+    // when w2 comes back, the copy it still runs is deleted (it runs on w1 now)
+    w2.start();
+    await clustersActive(api, 1, 2);
+    await waitFor(async () => ((await w2.tasks()).length === 0 ? true : undefined), { timeoutMs: 30_000, message: 'stale copy removed from w2' });
+    assert.equal((await w1.tasks()).length, 2);
 
     // undeploy removes the containers
     await api.call('DELETE', `/api/application/${app.applicationID}`);
