@@ -316,7 +316,8 @@ export const bench: Bench = async () => {
     const bundleFlags = await idleFlags('idle-bundle');
     const tsxFlags = await idleFlags('idle-tsx');
     const idleEnv = { OAK_ADMIN_PASSWORD: PASSWORD };
-    children.push(startChild('oakd-bundle', [bundle, ...bundleFlags], dir.path, idleEnv));
+    // started the way `make up` starts it (Makefile: OAKD_NODE_FLAGS)
+    children.push(startChild('oakd-bundle', ['--max-semi-space-size=2', bundle, ...bundleFlags], dir.path, idleEnv));
     children.push(startChild('oakd-tsx', [join(repoRoot, 'apps/oakd/bin/oakd.mjs'), ...tsxFlags], dir.path, idleEnv));
     children.push(startChild('empty-node', ['-e', 'setInterval(()=>{},1000)'], dir.path));
     for (const [ch, flags] of [[children[0], bundleFlags], [children[1], tsxFlags]] as const) {
@@ -532,7 +533,7 @@ export const bench: Bench = async () => {
       undeploy_until_gone_p50_ms: { container: p(undeployCtr, 50), process: p(undeployProc, 50) },
       ctr_images_pull_ms: Math.round(pullMs),
       idle,
-      idle_note: 'oakd-bundle = node apps/oakd/dist/oakd.mjs (node scripts/build.mjs), oakd-tsx = node apps/oakd/bin/oakd.mjs (tsx loader); both root + cluster + worker with embedded broker and SQLite, nothing deployed',
+      idle_note: 'oakd-bundle = node --max-semi-space-size=2 apps/oakd/dist/oakd.mjs (node scripts/build.mjs; as make up runs it), oakd-tsx = node apps/oakd/bin/oakd.mjs (tsx loader); both root + cluster + worker with embedded broker and SQLite, nothing deployed',
       total_s: Math.round((performance.now() - started) / 100) / 10,
     },
   };
