@@ -27,7 +27,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! command -v node >/dev/null 2>&1; then
-  echo "Node.js 20 or newer is required (apt-get install nodejs npm)" >&2
+  echo "Node.js 20 or newer is required (Debian 13: apt-get install nodejs npm; older releases: a Node 20 package from your vendor)" >&2
+  exit 1
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js 20 or newer is required; this is $(node --version)" >&2
   exit 1
 fi
 stamp=node_modules/.oak-install-stamp
