@@ -7,6 +7,13 @@
  *
  * Everything that reads and writes instances runs in one serial queue, so that a sync never
  * misses a deploy that was decided at the same moment.
+ *
+ * A changed SLA (serviceUpdated) rolls the service's placed instances one at a time: a
+ * replacement is stored REQUESTED and placed like any other (so it gets the new SLA); once it
+ * runs, the old instance is undeployed. A replacement that fails or does not run within
+ * `rolloutTimeoutMs` is undeployed and the rollout stops, leaving the remaining old instances
+ * running. A newer update of the same service restarts its rollout from the current state. The
+ * waiting happens outside the queue (store reads on instance events and on a short poll).
  */
 import { randomUUID } from 'node:crypto';
 import { OakError, instanceName } from '@oak/contracts';
@@ -21,6 +28,8 @@ import { RootReservations, assignmentOf, clusterCandidates, holdsCluster, instan
 import { silentLinkLog } from './codec.ts';
 import type { LinkLog } from './codec.ts';
 import type { LinkServer } from './server.ts';
+import { DEFAULT_ROLLOUT_TIMEOUT_MS, judgeReplacement, rolloutTargets, serviceFingerprint } from './rollout.ts';
+import type { ReplacementVerdict } from './rollout.ts';
 
 export interface LinkControlOptions {
   link: LinkServer;
@@ -33,6 +42,10 @@ export interface LinkControlOptions {
   /** root reservations older than this are counted in a cluster's next aggregate (default 1 s) */
   settleMs?: number;
   strategy?: Strategy;
+  /** a rolling update stops when a replacement is not RUNNING this long after it was requested (default 120 s) */
+  rolloutTimeoutMs?: number;
+  /** how often a rolling update re-reads its replacement besides on its events (default 500 ms) */
+  rolloutPollMs?: number;
   log?: LinkLog;
   /** close() also closes the link server (default true) */
   ownsLink?: boolean;
@@ -55,6 +68,23 @@ interface LogSession {
   wake: (() => void) | undefined;
 }
 
+/** The rollout of one service; a newer one for the same service replaces it in `rollouts`. */
+interface Rollout {
+  /** the replacement being waited for, stored but its old instance not yet undeployed */
+  replacement: InstanceRow | undefined;
+  /**
+   * The replacement an earlier rollout was waiting for: it carries an outdated SLA and is one
+   * too many. It goes once this rollout's first replacement is stored, so that the new one does
+   * not take its instance number (late reports about the old one would land on the new one).
+   */
+  stale: InstanceRow | undefined;
+}
+
+/** the fingerprint of a service whose last rollout stopped half-way (equals no real one) */
+const UNSETTLED = '';
+
+type WaitResult = ReplacementVerdict | { kind: 'timeout' } | { kind: 'stopped' };
+
 export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane {
   const { link, store, events } = o;
   const log = o.log ?? silentLinkLog;
@@ -65,6 +95,13 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
   const logSessions = new Map<string, LogSession>();
   /** instances undeployed by the API: a round that read them just before must not place them */
   const gone = new Map<string, number>();
+  const rolloutTimeoutMs = o.rolloutTimeoutMs ?? DEFAULT_ROLLOUT_TIMEOUT_MS;
+  const rolloutPollMs = o.rolloutPollMs ?? 500;
+  const rollouts = new Map<string, Rollout>();
+  /** what each service's instances were last deployed with, to skip updates that change nothing */
+  const fingerprints = new Map<string, string>();
+  /** ends the waits of running rollouts (close) */
+  const waits = new Set<() => void>();
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
   let roundQueued = false;
@@ -105,7 +142,10 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
     const now = Date.now();
     for (const [k, t] of gone) if (now - t > 60_000) gone.delete(k);
     const services = new Map<string, ServiceRow>();
-    for (const s of await store.listServices()) services.set(s.id, s);
+    for (const s of await store.listServices()) {
+      services.set(s.id, s);
+      if (!fingerprints.has(s.id)) fingerprints.set(s.id, serviceFingerprint(s));
+    }
     const jobs = new Map<string, string[]>();
     for (const r of await store.listInstances()) {
       if (r.cluster_id === null || !holdsCluster(r.status)) continue;
@@ -216,6 +256,202 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
     if (v.patch.status !== undefined && !holdsCluster(v.patch.status)) reservations.release(instanceKey(row));
   };
 
+  // ------------------------------------------------------------------ undeploy
+
+  /** Undeployed instances: a round that read them just before must not place them; their reservations go. */
+  const forget = (rows: readonly InstanceRow[]): void => {
+    const now = Date.now();
+    for (const r of rows) {
+      gone.set(instanceKey(r), now);
+      reservations.release(instanceKey(r));
+    }
+  };
+
+  const sendUndeploy = (s: ServiceRow, r: InstanceRow): void => {
+    if (r.cluster_id !== null) link.send(r.cluster_id, { type: 'undeploy', job_name: s.job_name, instance_number: r.instance_number });
+  };
+
+  /**
+   * Undeploys one instance the control plane decided to remove (in the queue), as the API's
+   * DELETE instance does: the row goes, its cluster is told, the event says UNDEPLOYED. False if
+   * it was already gone (a row created at another time is another instance).
+   */
+  const removeInstance = async (s: ServiceRow, which: InstanceRow, detail: string): Promise<boolean> => {
+    const row = await store.getInstance(s.id, which.instance_number);
+    if (!row || row.created_at !== which.created_at) return false;
+    try {
+      await store.deleteInstance(s.id, row.instance_number);
+    } catch (err) {
+      if (err instanceof OakError && err.code === 'OAK_NOT_FOUND') return false;
+      throw err;
+    }
+    forget([row]);
+    sendUndeploy(s, row);
+    publish(s, { ...row, status: 'UNDEPLOYED', status_detail: detail, updated_at: new Date().toISOString() });
+    return true;
+  };
+
+  // ------------------------------------------------------------------ rolling update
+
+  /** Waits (outside the queue) until the replacement runs, ends, goes, or the time is up. */
+  const waitReplacement = (s: ServiceRow, repl: InstanceRow, active: () => boolean): Promise<WaitResult> =>
+    new Promise<WaitResult>((resolve) => {
+      const oneShot = s.sla.one_shot === true;
+      let done = false;
+      let checking = false;
+      let again = false;
+      const finish = (r: WaitResult): void => {
+        if (done) return;
+        done = true;
+        unsubscribe();
+        clearInterval(poll);
+        clearTimeout(timer);
+        waits.delete(stop);
+        resolve(r);
+      };
+      const stop = (): void => finish({ kind: 'stopped' });
+      const check = async (): Promise<void> => {
+        if (checking) {
+          again = true;
+          return;
+        }
+        checking = true;
+        try {
+          do {
+            again = false;
+            if (done) return;
+            if (!active()) return finish({ kind: 'stopped' });
+            const v = judgeReplacement(repl, await store.getInstance(s.id, repl.instance_number), oneShot);
+            if (v.kind !== 'waiting') return finish(v);
+          } while (again);
+        } catch (err) {
+          log.warn({ err, instance: instanceName(s.job_name, repl.instance_number) }, 'rolling update: reading the replacement failed; trying again');
+        } finally {
+          checking = false;
+        }
+      };
+      const unsubscribe = events.subscribe((e) => {
+        if (e.type === 'instance' && e.microserviceID === s.id && e.instance.instance_number === repl.instance_number) void check();
+      });
+      const poll = setInterval(() => void check(), rolloutPollMs);
+      const timer = setTimeout(() => finish({ kind: 'timeout' }), rolloutTimeoutMs);
+      poll.unref?.();
+      timer.unref?.();
+      waits.add(stop);
+      void check();
+    });
+
+  const rollout = async (serviceId: string, state: Rollout, previous: Rollout | undefined): Promise<void> => {
+    try {
+      await rolloutSteps(serviceId, state, previous);
+    } finally {
+      if (rollouts.get(serviceId) === state) rollouts.delete(serviceId);
+    }
+  };
+
+  const rolloutSteps = async (serviceId: string, state: Rollout, previous: Rollout | undefined): Promise<void> => {
+    const active = (): boolean => !closed && rollouts.get(serviceId) === state;
+    let targets: InstanceRow[] = [];
+    let job = serviceId;
+    const dropStale = async (s: ServiceRow): Promise<void> => {
+      const r = state.stale;
+      state.stale = undefined;
+      if (r && (await removeInstance(s, r, 'rolling update restarted'))) {
+        log.info({ instance: instanceName(s.job_name, r.instance_number) }, 'rolling update restarted: the replacement it waited for is undeployed');
+      }
+    };
+    await enqueue('rolling update: start', async () => {
+      // take over what the previous rollout left (even if a newer one took over already: it takes
+      // it from here; start steps run in the order of the updates). At most one of them is set:
+      // a rollout drops its stale one when it stores its first replacement.
+      if (previous) {
+        state.stale = previous.replacement ?? previous.stale;
+        previous.replacement = undefined;
+        previous.stale = undefined;
+      }
+      if (!active()) return;
+      const s = await store.getService(serviceId);
+      if (!s) return;
+      job = s.job_name;
+      const staleKey = state.stale ? instanceKey(state.stale) : undefined;
+      targets = rolloutTargets(await store.listInstances({ service_id: serviceId })).filter((r) => instanceKey(r) !== staleKey);
+      if (targets.length > 0) log.info({ service: s.job_name, instances: targets.length }, 'rolling update: replacing instances one at a time');
+    });
+    let completed = false;
+    try {
+      completed = await replaceEach(serviceId, state, targets, active, (s) => dropStale(s));
+    } finally {
+      // nothing was replaced (or the rollout stopped first): the stale replacement still goes,
+      // unless a newer rollout took it over
+      if (!closed) {
+        await enqueue('rolling update: drop stale replacement', async () => {
+          if (!active() || !state.stale) return;
+          const s = await store.getService(serviceId);
+          if (s) await dropStale(s);
+        });
+      }
+    }
+    if (completed && targets.length > 0) log.info({ service: job }, 'rolling update done');
+  };
+
+  /** Replaces `targets` one at a time; true when it went through all of them. */
+  const replaceEach = async (serviceId: string, state: Rollout, targets: InstanceRow[], active: () => boolean, added: (s: ServiceRow) => Promise<void>): Promise<boolean> => {
+    let replaced = 0;
+    for (const old of targets) {
+      if (!active()) return false;
+      let service: ServiceRow | undefined;
+      let repl: InstanceRow | undefined;
+      await enqueue('rolling update: add replacement', async () => {
+        if (!active()) return;
+        service = await store.getService(serviceId);
+        if (!service) return;
+        const cur = await store.getInstance(serviceId, old.instance_number);
+        // undeployed, ended or re-placed (and so re-placed with the new SLA) meanwhile: nothing to replace
+        if (!cur || cur.created_at !== old.created_at || !holdsCluster(cur.status)) return;
+        repl = await store.addInstance(serviceId, 'REQUESTED', `rolling update: replaces instance ${old.instance_number}`);
+        state.replacement = repl;
+        publish(service, repl);
+        await added(service);
+      });
+      if (!active() || !service) return false;
+      if (!repl) continue;
+      const s: ServiceRow = service;
+      const r: InstanceRow = repl;
+      const oldName = instanceName(s.job_name, old.instance_number);
+      const newName = instanceName(s.job_name, r.instance_number);
+      log.info({ instance: oldName, replacement: newName }, 'rolling update: replacement requested');
+      kick();
+      const verdict = await waitReplacement(s, r, active);
+      let stopped = false;
+      await enqueue('rolling update: step', async () => {
+        if (!active()) return; // a newer rollout took over (and removes this replacement)
+        if (verdict.kind === 'ready') {
+          state.replacement = undefined;
+          if (await removeInstance(s, old, 'replaced by a rolling update')) {
+            replaced++;
+            log.info({ instance: oldName, replacement: newName }, 'rolling update: instance replaced');
+          } else {
+            // the old instance was undeployed meanwhile (scale down): its replacement goes too
+            await removeInstance(s, r, 'the instance it replaced was undeployed');
+          }
+          return;
+        }
+        stopped = true;
+        // the instances left run the SLA of before: the same SLA again must roll them
+        fingerprints.set(serviceId, UNSETTLED);
+        if (state.replacement === r) {
+          state.replacement = undefined;
+          await removeInstance(s, r, `rolling update stopped: ${verdict.kind === 'failed' ? verdict.reason : verdict.kind === 'timeout' ? 'not RUNNING in time' : 'replacement gone'}`);
+        }
+        const why =
+          verdict.kind === 'failed' ? `the replacement failed: ${verdict.reason}` : verdict.kind === 'timeout' ? `the replacement was not RUNNING within ${rolloutTimeoutMs} ms` : 'the replacement was undeployed';
+        log.warn({ service: s.job_name, replacement: newName, replaced, left: targets.length - replaced }, `rolling update stopped: ${why}; the remaining instances keep running`);
+      });
+      if (stopped || !active()) return false;
+    }
+    return active();
+  };
+
   link.setListener({
     connected(c) {
       clearTimeout(graceTimers.get(c.id));
@@ -263,6 +499,7 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
   void enqueue('start', async () => {
     const held = new Set<string>();
     for (const r of await store.listInstances()) if (r.cluster_id !== null && holdsCluster(r.status)) held.add(r.cluster_id);
+    for (const s of await store.listServices()) if (!fingerprints.has(s.id)) fingerprints.set(s.id, serviceFingerprint(s));
     for (const id of held) if (!link.isConnected(id) && !graceTimers.has(id)) startGrace(id);
   });
   kick();
@@ -275,17 +512,22 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
       kick();
     },
     instancesUndeployed(service, rows) {
-      const now = Date.now();
-      for (const r of rows) {
-        gone.set(instanceKey(r), now);
-        reservations.release(instanceKey(r));
-      }
+      forget(rows);
       void enqueue('undeploy', async () => {
-        for (const r of rows) {
-          if (r.cluster_id === null) continue;
-          link.send(r.cluster_id, { type: 'undeploy', job_name: service.job_name, instance_number: r.instance_number });
-        }
+        for (const r of rows) sendUndeploy(service, r);
       });
+    },
+    serviceUpdated(service) {
+      if (closed) return;
+      const fp = serviceFingerprint(service);
+      const before = fingerprints.get(service.id);
+      fingerprints.set(service.id, fp);
+      if (before === fp) return; // nothing its instances run with has changed
+      const previous = rollouts.get(service.id);
+      const state: Rollout = { replacement: undefined, stale: undefined };
+      rollouts.set(service.id, state);
+      kick(); // REQUESTED instances are placed from the stored (new) SLA
+      void rollout(service.id, state, previous).catch((err: unknown) => log.error({ err, service: service.job_name }, 'rolling update failed'));
     },
     logs(service, instance, opts: LogOptions): AsyncIterable<string> {
       const cid = instance.cluster_id;
@@ -354,6 +596,7 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
       clearInterval(retry);
       for (const t of graceTimers.values()) clearTimeout(t);
       graceTimers.clear();
+      for (const stop of [...waits]) stop();
       for (const s of logSessions.values()) {
         s.done = true;
         s.error ??= 'the root is shutting down';
