@@ -12,8 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { InstanceDoc, InstanceState, OakEvent } from '@oak/contracts';
-import { startRoot, type ControlPlane, type LogOptions, type RootContext, type RootHandle } from '@oak/root';
+import type { InstanceState, OakEvent } from '@oak/contracts';
+import { instanceDoc, startRoot, type ControlPlane, type LogOptions, type RootContext, type RootHandle } from '@oak/root';
 import type { InstanceRow, ServiceRow } from '@oak/store';
 
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
@@ -137,19 +137,6 @@ export function startOak(args: string[], opts: RunOptions = {}): RunningOak {
 
 // ---- a scripted cluster behind the root
 
-function toDoc(i: InstanceRow): InstanceDoc {
-  return {
-    instance_number: i.instance_number,
-    status: i.status,
-    status_detail: i.status_detail,
-    cluster_id: i.cluster_id,
-    worker_id: i.worker_id,
-    publicip: i.publicip,
-    instance_ip: i.instance_ip,
-    created_at: i.created_at,
-    updated_at: i.updated_at,
-  };
-}
 
 /**
  * Plays a cluster: REQUESTED -> CLUSTER_SCHEDULED -> NODE_SCHEDULED -> CREATING -> RUNNING, a
@@ -177,7 +164,7 @@ export class FakeCluster implements ControlPlane {
       ...(status === 'REQUESTED' ? {} : { cluster_id: this.clusterId, worker_id: 'worker-1', publicip: '127.0.0.1' }),
       ...(status === 'RUNNING' ? { instance_ip: `10.18.0.${n + 2}` } : {}),
     });
-    const e: OakEvent = { type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: toDoc(row) };
+    const e: OakEvent = { type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: instanceDoc(row) };
     this.ctx.events.publish(e);
     return true;
   }

@@ -5,9 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
-import { LINK_SERVICE_PATH, instanceName, parseClusterToRoot, topics } from '@oak/contracts';
+import { LINK_CONNECT_METHOD, instanceName, parseClusterToRoot, topics } from '@oak/contracts';
 import type { ClusterToRoot, DeployCommand, DeleteCommand, InstanceState, LogRequest, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
-import { decodeMessage, encodeMessage } from '../src/link-codec.ts';
 import { information, registration } from './fixtures.ts';
 
 // ------------------------------------------------------------------------------------ fake root
@@ -30,18 +29,7 @@ export async function startFakeRoot(token = 'secret', port = 0): Promise<FakeRoo
   const state = { received: [] as ClusterToRoot[], hellos: 0 };
   const timers = new Set<NodeJS.Timeout>();
   server.addService(
-    {
-      Connect: {
-        path: LINK_SERVICE_PATH,
-        requestStream: true,
-        responseStream: true,
-        requestSerialize: encodeMessage,
-        requestDeserialize: decodeMessage,
-        responseSerialize: encodeMessage,
-        responseDeserialize: decodeMessage,
-        originalName: 'Connect',
-      },
-    },
+    { Connect: LINK_CONNECT_METHOD },
     {
       Connect: (call: grpc.ServerDuplexStream<unknown, RootToCluster>) => {
         let ping: NodeJS.Timeout | undefined;

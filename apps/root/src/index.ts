@@ -7,3 +7,4 @@ export { EventHub, type EventListener } from './events.ts';
 export { hashPassword, verifyPassword } from './auth/passwords.ts';
 export { issueTokens, verifyToken } from './auth/tokens.ts';
 export type { PluginOpts } from './plugins/types.ts';
+export { instanceDoc } from './docs.ts';

@@ -8,7 +8,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { OakError, type FieldIssue } from './errors.ts';
 import { schemaIssues } from './issues.ts';
-import { ClusterToRoot, InstanceAssignment, RootToCluster } from './link.ts';
+import { ClusterToRoot, InstanceAssignment, LINK_SERVICE_PATH, RootToCluster } from './link.ts';
 import { DeleteCommand, DeployCommand, JobResources, JobStatus, NodeInformation, NodeRegistration, NodeRegistrationAnswer } from './protocol.ts';
 
 /** At most this many issues ride on a payload error. */
@@ -93,3 +93,18 @@ export function decodeLinkMessage(b: Buffer): unknown {
     return LINK_MALFORMED;
   }
 }
+
+/**
+ * The link's one gRPC method (bidirectional stream of JSON messages), shaped as @grpc/grpc-js's
+ * method definition so the root's server and any test stand-in register the same thing.
+ */
+export const LINK_CONNECT_METHOD = {
+  path: LINK_SERVICE_PATH,
+  requestStream: true,
+  responseStream: true,
+  requestSerialize: encodeLinkMessage,
+  requestDeserialize: decodeLinkMessage,
+  responseSerialize: encodeLinkMessage,
+  responseDeserialize: decodeLinkMessage,
+  originalName: 'Connect',
+} as const;

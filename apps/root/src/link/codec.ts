@@ -4,24 +4,13 @@
  * .proto). Undecodable bytes become a marker that fails validation instead of breaking the call.
  */
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { LINK_MALFORMED, LINK_SERVICE_PATH, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
+import { LINK_CONNECT_METHOD, LINK_MALFORMED, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
 
 export const MALFORMED = LINK_MALFORMED;
 export const encodeMessage = encodeLinkMessage;
 export const decodeMessage = decodeLinkMessage;
 
-export const linkServiceDefinition: ServiceDefinition = {
-  Connect: {
-    path: LINK_SERVICE_PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: encodeMessage,
-    requestDeserialize: decodeMessage,
-    responseSerialize: encodeMessage,
-    responseDeserialize: decodeMessage,
-    originalName: 'Connect',
-  },
-};
+export const linkServiceDefinition: ServiceDefinition = { Connect: LINK_CONNECT_METHOD };
 
 export const LINK_SERVER_OPTIONS = {
   'grpc.max_receive_message_length': 64 * 1024 * 1024,
