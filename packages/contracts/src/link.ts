@@ -28,10 +28,21 @@ export type InstanceAssignment = Static<typeof InstanceAssignment>;
 export const ClusterToRoot = Type.Union([
   Type.Object({
     type: Type.Literal('hello'),
-    token: Type.String(),
-    cluster_name: Type.String({ minLength: 1 }),
+    /** the cluster's join token (oak1.c....), see join-token.ts */
+    token: Type.String({ maxLength: 512 }),
+    cluster_name: Type.String({ minLength: 1, maxLength: 64 }),
     cluster_location: NullableString(),
-    version: Type.String(),
+    version: Type.String({ maxLength: 64 }),
+    /** a fresh public key (SPKI PEM) the root certifies in welcome.tls */
+    public_key: Type.Optional(Type.String({ maxLength: 4096 })),
+  }),
+  /** is this worker join token valid for this cluster? answered by token_result */
+  Type.Object({
+    type: Type.Literal('token_check'),
+    request_id: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' }),
+    token: Type.String({ maxLength: 512 }),
+    /** the worker id the token is used for (recorded by the root) */
+    worker_id: Type.Optional(Type.String({ maxLength: 200 })),
   }),
   Type.Object({ type: Type.Literal('aggregate'), resources: ClusterResources }),
   Type.Object({
@@ -52,7 +63,30 @@ export const ClusterToRoot = Type.Union([
 export type ClusterToRoot = Static<typeof ClusterToRoot>;
 
 export const RootToCluster = Type.Union([
-  Type.Object({ type: Type.Literal('welcome'), cluster_id: Type.String({ minLength: 1 }) }),
+  Type.Object({
+    type: Type.Literal('welcome'),
+    cluster_id: Type.String({ minLength: 1 }),
+    /** the certificate for hello.public_key (PEM, leaf first, then the CA) and the CA alone */
+    tls: Type.Optional(Type.Object({ cert: Type.String(), ca: Type.String() })),
+    /** the key the cluster derives its workers' MQTT passwords from (stable per cluster) */
+    mqtt_secret: Type.Optional(Type.String({ minLength: 16 })),
+  }),
+  /** answer to token_check */
+  Type.Object({
+    type: Type.Literal('token_result'),
+    request_id: Type.String({ minLength: 1 }),
+    ok: Type.Boolean(),
+    /** the token's id (to revoke every worker that joined with it later) */
+    token_id: Type.Optional(Type.String()),
+    /** why not, for the worker's 401 */
+    reason: Type.Optional(Type.String()),
+  }),
+  /** drop these workers' credentials and disconnect them now (token revoked, node removed) */
+  Type.Object({
+    type: Type.Literal('revoke_workers'),
+    token_id: Type.Optional(Type.String()),
+    worker_ids: Type.Optional(Type.Array(Type.String())),
+  }),
   Type.Object({ type: Type.Literal('reject'), reason: Type.String() }),
   /** the full desired set for this cluster, sent after welcome: anything else must go */
   Type.Object({ type: Type.Literal('sync'), instances: Type.Array(InstanceAssignment) }),

@@ -70,6 +70,8 @@ export const NodeRegistration = Type.Object({
   virtualizations: Type.Array(Virtualization),
   netmanager_port: Type.Optional(Nullable(PortNumber())),
   location: Type.Optional(Nullable(Type.String())),
+  /** the worker join token (oak1.w....), see join-token.ts */
+  token: Type.Optional(Type.String({ maxLength: 512 })),
 });
 export type NodeRegistration = Static<typeof NodeRegistration>;
 
@@ -79,6 +81,11 @@ export const NodeRegistrationAnswer = Type.Object({
   /** the broker URL when it is not the cluster host at MQTT_BROKER_PORT */
   MQTT_BROKER_URL: Type.Optional(Type.String({ minLength: 1 })),
   report_interval_ms: Type.Integer({ minimum: 1 }),
+  /** MQTT credentials for this worker alone (user name = worker id) */
+  mqtt_username: Type.Optional(Type.String({ minLength: 1 })),
+  mqtt_password: Type.Optional(Type.String({ minLength: 1 })),
+  /** the broker speaks MQTT over TLS (verify it against the CA of the join token) */
+  mqtt_tls: Type.Optional(Type.Boolean()),
 });
 export type NodeRegistrationAnswer = Static<typeof NodeRegistrationAnswer>;
 

@@ -30,6 +30,7 @@ interface OldNodeRegistration {
   virtualizations: Virtualization[];
   netmanager_port?: number | null;
   location?: string | null;
+  token?: string;
 }
 
 interface OldNodeRegistrationAnswer {
@@ -38,6 +39,9 @@ interface OldNodeRegistrationAnswer {
   /** the broker URL when it is not the cluster host at MQTT_BROKER_PORT */
   MQTT_BROKER_URL?: string;
   report_interval_ms: number;
+  mqtt_username?: string;
+  mqtt_password?: string;
+  mqtt_tls?: boolean;
 }
 
 /** nodes/{id}/information, every 2 s. */
@@ -92,7 +96,7 @@ interface OldInstanceAssignment {
 }
 
 type OldClusterToRoot =
-  | { type: 'hello'; token: string; cluster_name: string; cluster_location: string | null; version: string }
+  | { type: 'hello'; token: string; cluster_name: string; cluster_location: string | null; version: string; public_key?: string }
   | { type: 'aggregate'; resources: ClusterResources }
   | {
       type: 'instance_status';
@@ -144,8 +148,8 @@ test('schema types keep the shapes of the former interfaces', () => {
   ok<Same<C.InstanceAssignment, OldInstanceAssignment>>();
   ok<Same<C.WorkerSummary, OldWorkerSummary>>();
   ok<Same<ClusterResources, OldClusterResources>>();
-  ok<Equal<C.ClusterToRoot['type'], OldClusterToRoot['type'] | 'logs_data' | 'logs_end'>>();
-  ok<Equal<C.RootToCluster['type'], OldRootToCluster['type'] | 'logs' | 'logs_cancel'>>();
+  ok<Equal<C.ClusterToRoot['type'], OldClusterToRoot['type'] | 'logs_data' | 'logs_end' | 'token_check'>>();
+  ok<Equal<C.RootToCluster['type'], OldRootToCluster['type'] | 'logs' | 'logs_cancel' | 'token_result' | 'revoke_workers'>>();
   ok<Same<Extract<C.ClusterToRoot, { type: 'instance_status' }>, Extract<OldClusterToRoot, { type: 'instance_status' }>>>();
   ok<Same<Extract<C.ClusterToRoot, { type: 'hello' }>, Extract<OldClusterToRoot, { type: 'hello' }>>>();
   ok<Same<Extract<C.RootToCluster, { type: 'sync' }>, Extract<OldRootToCluster, { type: 'sync' }>>>();
