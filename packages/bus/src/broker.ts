@@ -1,37 +1,151 @@
 /**
- * The embedded MQTT 3.1.1 broker (aedes) for 1-DOC and tests: one TCP listener, closed cleanly
- * (clients disconnected, sockets destroyed, port released).
+ * The embedded MQTT 3.1.1 broker (aedes) for 1-DOC and tests: one TCP or TLS listener, closed
+ * cleanly (clients disconnected, sockets destroyed, port released).
+ *
+ * With `auth`, every client must authenticate (anonymous clients are refused at connect) and every
+ * publish and subscribe is checked against the ACL in acl.ts. A refused publish closes that
+ * client's connection (aedes cannot drop a single publish; MQTT 3.1.1 has no negative PUBACK), a
+ * refused subscription is answered with the failure code 0x80; both are logged once per client
+ * with the topic. `disconnect()` ends the connections of a principal at once (revocation).
+ *
+ * With `tls`, the listener speaks MQTT over TLS. `tls: 'later'` opens the port before the
+ * certificate exists (handshakes fail until `setSecureContext` gives one), so that a cluster can
+ * listen at once and get its certificate from the root afterwards.
  */
 import { Aedes } from 'aedes';
+import type { Client } from 'aedes';
 import { createServer } from 'node:net';
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { SecureContextOptions, Server as TlsServer } from 'node:tls';
+import { mayPublish, maySubscribe } from './acl.ts';
+import type { BrokerPrincipal } from './acl.ts';
+import { silentLogger } from './log.ts';
+import type { Logger } from './log.ts';
+
+export type BrokerAuthenticate = (clientId: string, username: string | undefined, password: Buffer | undefined) => BrokerPrincipal | null;
 
 export interface EmbeddedBrokerOptions {
   /** default 127.0.0.1 */
   host?: string;
   /** 0 picks a free port */
   port: number;
+  /** who a connecting client is; null refuses it. Without it the broker is open (tests, benches). */
+  auth?: BrokerAuthenticate;
+  /** MQTT over TLS with this certificate, or 'later' (see setSecureContext) */
+  tls?: SecureContextOptions | 'later';
+  log?: Logger;
 }
 
 export interface EmbeddedBroker {
-  /** mqtt://host:port (a wildcard host is reported as 127.0.0.1) */
+  /** mqtt://host:port or mqtts://host:port (a wildcard host is reported as 127.0.0.1) */
   url: string;
   port: number;
+  /** the listener speaks TLS */
+  readonly tls: boolean;
   /** number of connected MQTT clients */
   readonly clients: number;
+  /** refused connects, publishes and subscriptions so far */
+  readonly refusals: { connect: number; publish: number; subscribe: number };
+  /** the certificate of a TLS listener (new connections use it) */
+  setSecureContext(opts: SecureContextOptions): void;
+  /** closes the connections of every client `match` selects; returns how many */
+  disconnect(match: (p: BrokerPrincipal) => boolean): number;
   close(): Promise<void>;
+}
+
+const principals = new WeakMap<Client, BrokerPrincipal>();
+
+function describe(p: BrokerPrincipal): string {
+  return p.role === 'admin' ? `admin ${p.name}` : `worker ${p.workerId}`;
 }
 
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const host = opts.host ?? '127.0.0.1';
-  const broker = await Aedes.createBroker();
+  const log = opts.log ?? silentLogger;
+  const auth = opts.auth;
+  const refusals = { connect: 0, publish: 0, subscribe: 0 };
+  /** refusals already logged (once per client and kind) */
+  const logged = new WeakMap<Client, Set<string>>();
+  const logOnce = (client: Client | null, kind: 'publish' | 'subscribe', msg: string): void => {
+    if (client) {
+      const kinds = logged.get(client) ?? new Set<string>();
+      if (kinds.has(kind)) return;
+      kinds.add(kind);
+      logged.set(client, kinds);
+    }
+    log.warn(msg);
+  };
+  const live = new Set<Client>();
+  const broker = await Aedes.createBroker(
+    auth === undefined
+      ? {}
+      : {
+          authenticate: (client, username, password, done) => {
+            let p: BrokerPrincipal | null = null;
+            try {
+              p = auth(client.id, username, password);
+            } catch (err) {
+              log.warn(`broker: authentication of ${client.id} failed`, err);
+            }
+            if (p === null) {
+              refusals.connect++;
+              log.debug(`broker: refused client ${JSON.stringify(client.id)} (user ${JSON.stringify(username ?? null)})`);
+              const e = Object.assign(new Error('not authorized'), { returnCode: username === undefined ? 5 : 4 });
+              done(e as never, false);
+              return;
+            }
+            // a last will must obey the same ACL as a publish (aedes checks it only when it is sent)
+            const will = (client as unknown as { _will?: { topic?: unknown } })._will;
+            if (will !== undefined && will !== null && (typeof will.topic !== 'string' || !mayPublish(p, will.topic))) {
+              refusals.connect++;
+              log.warn(`broker: refused ${describe(p)}: its last will names ${JSON.stringify(String(will.topic).slice(0, 200))}, outside what it may publish`);
+              done(Object.assign(new Error('will not authorized'), { returnCode: 5 }) as never, false);
+              return;
+            }
+            principals.set(client, p);
+            done(null, true);
+          },
+          authorizePublish: (client, packet, done) => {
+            // client is null for a will published after its client went away: it was checked at connect
+            if (client === null) return done(null);
+            const p = principals.get(client);
+            if (p !== undefined && mayPublish(p, packet.topic)) return done(null);
+            refusals.publish++;
+            logOnce(client, 'publish', `broker: refused publish by ${p ? describe(p) : client.id} on ${JSON.stringify(packet.topic.slice(0, 200))}; connection closed`);
+            done(new Error('publish not authorized'));
+          },
+          authorizeSubscribe: (client, sub, done) => {
+            const p = principals.get(client);
+            if (p !== undefined && maySubscribe(p, sub.topic)) return done(null, sub);
+            refusals.subscribe++;
+            logOnce(client, 'subscribe', `broker: refused subscription by ${p ? describe(p) : client.id} to ${JSON.stringify(sub.topic.slice(0, 200))}`);
+            done(null, null);
+          },
+        },
+  );
+  broker.on('client', (c) => live.add(c));
+  broker.on('clientDisconnect', (c) => live.delete(c));
   const sockets = new Set<Socket>();
-  const server = createServer({ noDelay: true }, (socket) => {
+  const onSocket = (socket: Socket): void => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     broker.handle(socket);
-  });
+  };
+  let server: Server;
+  let tlsServer: TlsServer | undefined;
+  if (opts.tls !== undefined) {
+    tlsServer = createTlsServer(opts.tls === 'later' ? {} : opts.tls, (s) => {
+      s.setNoDelay(true);
+      onSocket(s);
+    });
+    // a failed handshake (no certificate yet, a client that does not trust it) is that client's problem
+    tlsServer.on('tlsClientError', (_err, s) => s.destroy());
+    server = tlsServer;
+  } else {
+    server = createServer({ noDelay: true }, onSocket);
+  }
   // a broken client connection must not take the broker down
   broker.on('clientError', () => {});
   broker.on('connectionError', () => {});
@@ -52,10 +166,28 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   let closing: Promise<void> | undefined;
   return {
-    url: `mqtt://${urlHost}:${port}`,
+    url: `${tlsServer ? 'mqtts' : 'mqtt'}://${urlHost}:${port}`,
     port,
+    tls: tlsServer !== undefined,
     get clients() {
       return broker.connectedClients;
+    },
+    refusals,
+    setSecureContext(ctx) {
+      if (!tlsServer) throw new Error('this broker does not listen with TLS');
+      tlsServer.setSecureContext(ctx);
+    },
+    disconnect(match) {
+      let n = 0;
+      for (const c of [...live]) {
+        const p = principals.get(c);
+        if (p !== undefined && match(p)) {
+          n++;
+          live.delete(c);
+          c.close();
+        }
+      }
+      return n;
     },
     close() {
       closing ??= (async () => {

@@ -5,6 +5,7 @@
  */
 import mqtt from 'mqtt';
 import type { IClientOptions, MqttClient } from 'mqtt';
+import type { ConnectionOptions } from 'node:tls';
 import { silentLogger } from './log.ts';
 import type { Logger } from './log.ts';
 import { isValidFilter, topicMatches } from './topic.ts';
@@ -26,6 +27,13 @@ export interface BusOptions {
   onConnect?: (reconnect: boolean) => void | Promise<void>;
   /** resolve connectBus only once connected (default true); when false it returns at once */
   waitForConnect?: boolean;
+  /** TLS options for mqtts:// (CA, servername, checkServerIdentity: e.g. pinnedTlsOptions) */
+  tls?: ConnectionOptions;
+  /**
+   * the broker refused this client's credentials (CONNACK 4 or 5) on a connect or a reconnect;
+   * the client keeps retrying with the credentials it has (see setCredentials)
+   */
+  onRefused?: (code: number) => void;
   /** last will, published by the broker when this client vanishes */
   will?: { topic: string; payload: string; qos?: QoS; retain?: boolean };
   log?: Logger;
@@ -40,6 +48,8 @@ export interface Bus {
   subscribe(pattern: string, handler: MessageHandler): Promise<() => Promise<void>>;
   /** registers a hook for every (re)connect; returns a function that removes it */
   onConnect(fn: (reconnect: boolean) => void | Promise<void>): () => void;
+  /** credentials for the next (re)connect */
+  setCredentials(username: string, password: string): void;
   close(): Promise<void>;
 }
 
@@ -62,6 +72,7 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
   };
   if (opts.username !== undefined) mqttOpts.username = opts.username;
   if (opts.password !== undefined) mqttOpts.password = opts.password;
+  if (opts.tls) Object.assign(mqttOpts, opts.tls);
   if (opts.will) {
     mqttOpts.will = { topic: opts.will.topic, payload: Buffer.from(opts.will.payload), qos: opts.will.qos ?? 1, retain: opts.will.retain ?? false };
   }
@@ -98,7 +109,17 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
         for (const h of hooks) runHook(h, reconnect);
       });
   });
-  client.on('error', (err) => log.debug(`bus ${clientId} error: ${err.message}`));
+  client.on('error', (err) => {
+    log.debug(`bus ${clientId} error: ${err.message}`);
+    const code = (err as { code?: unknown }).code;
+    if ((code === 4 || code === 5) && !closed) {
+      try {
+        opts.onRefused?.(code);
+      } catch (e) {
+        log.warn('bus onRefused hook failed', e);
+      }
+    }
+  });
   client.on('offline', () => log.debug(`bus ${clientId} offline`));
   client.on('message', (topic, payload) => {
     for (const s of subs) {
@@ -155,7 +176,15 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       const sub: Sub = { pattern, handler };
       const fresh = ![...subs].some((s) => s.pattern === pattern);
       subs.add(sub);
-      if (fresh && client.connected) await client.subscribeAsync(pattern, { qos: 1 });
+      if (fresh && client.connected) {
+        try {
+          await client.subscribeAsync(pattern, { qos: 1 });
+        } catch (err) {
+          // refused by the broker (ACL): this handler must not see anything
+          subs.delete(sub);
+          throw err;
+        }
+      }
       return async () => {
         subs.delete(sub);
         const still = [...subs].some((s) => s.pattern === pattern);
@@ -166,23 +195,28 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       hooks.add(fn);
       return () => { hooks.delete(fn); };
     },
+    setCredentials(username, password) {
+      client.options.username = username;
+      client.options.password = password;
+    },
     async close() {
       if (closed) return;
       closed = true;
       subs.clear();
       hooks.clear();
+      // mqtt.js may never call back for a client that is between reconnects: never wait long
+      const bounded = async (p: Promise<void>, ms: number): Promise<void> => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([p.catch(() => undefined), new Promise<void>((r) => { timer = setTimeout(r, ms); })]);
+        clearTimeout(timer);
+      };
       if (!client.connected) {
-        await client.endAsync(true);
+        await bounded(client.endAsync(true), 1000);
         return;
       }
       // graceful when the broker answers, forced after a short wait
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        client.endAsync(false),
-        new Promise<void>((r) => { timer = setTimeout(r, 1000); }),
-      ]);
-      clearTimeout(timer);
-      if (!client.disconnected) await client.endAsync(true);
+      await bounded(client.endAsync(false), 1000);
+      if (!client.disconnected) await bounded(client.endAsync(true), 1000);
     },
   };
   return bus;
