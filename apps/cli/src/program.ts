@@ -7,6 +7,7 @@ import { registerConfig } from './commands/config.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerEvents } from './commands/events.ts';
 import { registerInstance, registerService } from './commands/service.ts';
+import { registerToken } from './commands/token.ts';
 import { registerUp } from './commands/up.ts';
 import { registerValidate } from './commands/validate.ts';
 import { OUTPUT_FORMATS } from './config.ts';
@@ -44,6 +45,7 @@ Docs: docs/cli.md`,
   registerService(program);
   registerInstance(program);
   registerCluster(program);
+  registerToken(program);
   registerValidate(program);
   registerEvents(program);
   registerUp(program);

@@ -18,6 +18,7 @@ import { eventRoutes } from './plugins/events.ts';
 import { healthRoutes } from './plugins/health.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { serviceRoutes } from './plugins/services.ts';
+import { tokenRoutes } from './plugins/tokens.ts';
 import type { PluginOpts } from './plugins/types.ts';
 import { userRoutes } from './plugins/users.ts';
 
@@ -81,7 +82,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
       security: [{ bearer: [] }],
-      tags: ['auth', 'users', 'organizations', 'applications', 'services', 'instances', 'clusters', 'events', 'operations'].map((name) => ({ name })),
+      tags: ['auth', 'users', 'organizations', 'applications', 'services', 'instances', 'clusters', 'tokens', 'events', 'operations'].map((name) => ({ name })),
     },
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
@@ -100,6 +101,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     await api.register(applicationRoutes, pluginOpts);
     await api.register(serviceRoutes, pluginOpts);
     await api.register(clusterRoutes, pluginOpts);
+    await api.register(tokenRoutes, pluginOpts);
     await api.register(eventRoutes, { ...pluginOpts, heartbeatMs: opts.heartbeatMs ?? 15_000 });
     for (const p of opts.protectedPlugins ?? []) await api.register(p, pluginOpts);
   });

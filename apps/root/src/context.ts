@@ -3,9 +3,10 @@
  * to `buildRootApp`; the plugins read it, nothing in here is global.
  */
 import type { FastifyBaseLogger } from 'fastify';
-import type { Store } from '@oak/store';
+import type { JoinTokenRow, Store } from '@oak/store';
 import type { ControlPlane } from './control.ts';
 import type { EventHub } from './events.ts';
+import type { RootTrust } from './trust.ts';
 
 export interface AuthSettings {
   /** HMAC key for HS256 tokens; shared by every replica (store setting `jwt_secret`) */
@@ -26,6 +27,10 @@ export interface RootContext {
   startedAt?: number;
   /** set by buildRootApp to the app's logger when absent */
   log?: FastifyBaseLogger;
+  /** the root CA and MQTT key (trust.ts); loaded from the store on first use when absent */
+  trust?: Promise<RootTrust>;
+  /** told when a join token is revoked (the link sends revoke_workers to every cluster) */
+  tokenRevoked?: (row: JoinTokenRow) => void;
 }
 
 export const DEFAULT_ACCESS_TTL_SEC = 15 * 60;

@@ -71,6 +71,19 @@ export interface DB {
     created_at: string;
   };
   settings: { key: string; value: string; created_at: string };
+  join_tokens: {
+    id: string;
+    kind: string;
+    name: string | null;
+    cluster: string | null;
+    secret_hash: string;
+    created_by: string | null;
+    created_at: string;
+    expires_at: string | null;
+    revoked_at: string | null;
+    last_used_at: string | null;
+    uses: Generated<number>;
+  };
 }
 
 export type Backend = 'sqlite' | 'postgres';

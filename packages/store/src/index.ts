@@ -1,2 +1,3 @@
 export type * from './types.ts';
 export { createStore, newId } from './store.ts';
+export { MIGRATIONS } from './migrations.ts';

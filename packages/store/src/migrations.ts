@@ -97,6 +97,25 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at text not null)`,
     ],
   },
+  {
+    version: 2,
+    name: 'join tokens',
+    up: () => [
+      `create table join_tokens (
+        id text primary key,
+        kind text not null,
+        name text,
+        cluster text,
+        secret_hash text not null,
+        created_by text,
+        created_at text not null,
+        expires_at text,
+        revoked_at text,
+        last_used_at text,
+        uses integer not null default 0)`,
+      `create index join_tokens_kind on join_tokens (kind)`,
+    ],
+  },
 ];
 
 /** Applies the missing migrations; returns the versions it applied. */

@@ -16,6 +16,8 @@ import type {
   ApplicationRow,
   ClusterRow,
   InstanceHistoryRow,
+  JoinTokenRow,
+  NewJoinToken,
   InstancePatch,
   InstanceRow,
   NewApplication,
@@ -94,6 +96,12 @@ const toCluster = (r: Row<'clusters'>): ClusterRow => ({
   ...r,
   status: r.status as ClusterRow['status'],
   resources: r.resources === null ? null : (JSON.parse(r.resources) as ClusterResources),
+});
+
+const toJoinToken = (r: Row<'join_tokens'>): JoinTokenRow => ({
+  ...r,
+  kind: r.kind as JoinTokenRow['kind'],
+  uses: Number(r.uses),
 });
 
 const instanceKey = (serviceId: string, n: number): string => `${serviceId}/${n}`;
@@ -549,6 +557,49 @@ export class KyselyStore implements Store {
       if (!r) throw new NotFoundError('cluster', id);
       return toCluster(r);
     });
+  }
+
+  // ---- join tokens ----
+
+  async createJoinToken(t: NewJoinToken): Promise<JoinTokenRow> {
+    const row = { ...t, created_at: now(), revoked_at: null, last_used_at: null, uses: 0 };
+    await unique(
+      () => this.#db.insertInto('join_tokens').values(row).execute(),
+      () => new ConflictError(`a join token with id ${JSON.stringify(t.id)} already exists`),
+    );
+    return row;
+  }
+
+  async getJoinToken(id: string): Promise<JoinTokenRow | undefined> {
+    const r = await this.#db.selectFrom('join_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toJoinToken(r);
+  }
+
+  async listJoinTokens(filter: { kind?: JoinTokenRow['kind']; cluster?: string } = {}): Promise<JoinTokenRow[]> {
+    let q = this.#db.selectFrom('join_tokens').selectAll();
+    if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
+    if (filter.cluster !== undefined) q = q.where('cluster', '=', filter.cluster);
+    return (await q.orderBy('created_at').orderBy('id').execute()).map(toJoinToken);
+  }
+
+  async revokeJoinToken(id: string): Promise<JoinTokenRow> {
+    await this.#db.updateTable('join_tokens').set({ revoked_at: now() }).where('id', '=', id).where('revoked_at', 'is', null).execute();
+    const r = await this.getJoinToken(id);
+    if (!r) throw new NotFoundError('join token', id, 'list them with GET /api/tokens');
+    return r;
+  }
+
+  async bindJoinToken(id: string, name: string): Promise<JoinTokenRow | undefined> {
+    await this.#db.updateTable('join_tokens').set({ name }).where('id', '=', id).where('kind', '=', 'cluster').where('name', 'is', null).execute();
+    return this.getJoinToken(id);
+  }
+
+  async recordJoinTokenUse(id: string): Promise<void> {
+    await this.#db
+      .updateTable('join_tokens')
+      .set((eb) => ({ uses: eb('uses', '+', 1), last_used_at: now() }))
+      .where('id', '=', id)
+      .execute();
   }
 
   // ---- settings ----

@@ -88,6 +88,28 @@ export interface ClusterRow {
   created_at: string;
 }
 
+/** A join token (docs/security.md); the secret itself is never stored, only its SHA-256. */
+export interface JoinTokenRow {
+  /** 8 characters [a-z0-9], the id inside the token */
+  id: string;
+  kind: 'cluster' | 'worker';
+  /** cluster tokens: the cluster name it is bound to (null until its first use when created without one) */
+  name: string | null;
+  /** worker tokens: the cluster the workers join */
+  cluster: string | null;
+  /** SHA-256 of the secret, hex */
+  secret_hash: string;
+  /** the user id that created it (null for tokens the root made for itself) */
+  created_by: string | null;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+  uses: number;
+}
+
+export type NewJoinToken = Pick<JoinTokenRow, 'id' | 'kind' | 'name' | 'cluster' | 'secret_hash' | 'created_by' | 'expires_at'>;
+
 export type NewUser = Pick<UserRow, 'name' | 'password_hash' | 'roles' | 'organization_id'> & { email?: string | null };
 export type NewApplication = Pick<ApplicationRow, 'name' | 'namespace' | 'description' | 'user_id' | 'organization_id'>;
 export type NewService = Pick<ServiceRow, 'job_name' | 'name' | 'namespace' | 'sla'>;
@@ -146,6 +168,21 @@ export interface Store {
   getCluster(id: string): Promise<ClusterRow | undefined>;
   listClusters(): Promise<ClusterRow[]>;
   updateCluster(id: string, patch: Partial<Pick<ClusterRow, 'status' | 'last_seen' | 'resources' | 'location'>>): Promise<ClusterRow>;
+
+  /** id is unique (ConflictError) */
+  createJoinToken(t: NewJoinToken): Promise<JoinTokenRow>;
+  getJoinToken(id: string): Promise<JoinTokenRow | undefined>;
+  /** oldest first */
+  listJoinTokens(filter?: { kind?: JoinTokenRow['kind']; cluster?: string }): Promise<JoinTokenRow[]>;
+  /** sets revoked_at (the first revocation time is kept); NotFoundError for an unknown id */
+  revokeJoinToken(id: string): Promise<JoinTokenRow>;
+  /**
+   * binds a cluster token to `name` if it has no name yet (atomic: of concurrent callers one
+   * wins) and returns the row as stored, whose name may be another one; undefined if unknown
+   */
+  bindJoinToken(id: string, name: string): Promise<JoinTokenRow | undefined>;
+  /** uses + 1 and last_used_at = now */
+  recordJoinTokenUse(id: string): Promise<void>;
 
   /** small persistent settings shared by every replica of the root (JWT secret, link token) */
   getSetting(key: string): Promise<string | undefined>;

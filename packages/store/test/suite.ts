@@ -486,6 +486,48 @@ export function storeSuite(b: Backend): void {
       assert.equal(await s.getSetting(k2), got[0]);
     });
 
+    it('join tokens: create, list, bind once, record use, revoke, NotFound, Conflict', async () => {
+      const id = uniq('t').slice(-8).padStart(8, 'a');
+      const c = await s.createJoinToken({ id, kind: 'cluster', name: null, cluster: null, secret_hash: 'ab'.repeat(32), created_by: null, expires_at: null });
+      assert.match(c.created_at, ISO);
+      assert.deepEqual({ ...c, created_at: '' }, {
+        id, kind: 'cluster', name: null, cluster: null, secret_hash: 'ab'.repeat(32), created_by: null, created_at: '',
+        expires_at: null, revoked_at: null, last_used_at: null, uses: 0,
+      });
+      assert.deepEqual(await s.getJoinToken(id), c);
+      await assert.rejects(s.createJoinToken({ ...c }), isConflict);
+      // the first bind wins, concurrently too; later binds return the stored name
+      const bound = await Promise.all(['east', 'west', 'north'].map((n) => s.bindJoinToken(id, n)));
+      const names = new Set(bound.map((b2) => b2?.name));
+      assert.equal(names.size, 1);
+      const name = [...names][0];
+      assert.ok(name === 'east' || name === 'west' || name === 'north');
+      assert.equal((await s.bindJoinToken(id, 'other'))?.name, name);
+      assert.equal(await s.bindJoinToken('zzzzzzzz', 'x'), undefined);
+
+      const wid = uniq('w').slice(-8).padStart(8, 'b');
+      const exp = new Date(Date.now() + 3600_000).toISOString();
+      const w = await s.createJoinToken({ id: wid, kind: 'worker', name: null, cluster: 'east', secret_hash: 'cd'.repeat(32), created_by: 'u1', expires_at: exp });
+      assert.equal((await s.bindJoinToken(wid, 'east'))?.name, null, 'worker tokens are never bound');
+      await s.recordJoinTokenUse(wid);
+      await Promise.all([s.recordJoinTokenUse(wid), s.recordJoinTokenUse(wid)]);
+      const used = await s.getJoinToken(wid);
+      assert.equal(used?.uses, 3);
+      assert.match(used?.last_used_at ?? '', ISO);
+      assert.ok((await s.listJoinTokens({ kind: 'worker' })).some((t) => t.id === wid));
+      assert.ok(!(await s.listJoinTokens({ kind: 'worker' })).some((t) => t.id === id));
+      assert.deepEqual((await s.listJoinTokens({ cluster: 'east' })).filter((t) => t.id === wid).map((t) => t.id), [wid]);
+      const all = await s.listJoinTokens();
+      assert.ok(all.findIndex((t) => t.id === id) < all.findIndex((t) => t.id === wid));
+
+      const r1 = await s.revokeJoinToken(wid);
+      assert.match(r1.revoked_at ?? '', ISO);
+      const r2 = await s.revokeJoinToken(wid);
+      assert.equal(r2.revoked_at, r1.revoked_at, 'the first revocation time is kept');
+      assert.equal(r2.expires_at, w.expires_at);
+      await assert.rejects(s.revokeJoinToken('missing0'), isNotFound);
+    });
+
     it('data survives closing and reopening the store', async () => {
       const f = await fixture(['p']);
       const inst = await s.addInstance(f.services[0]!.id, 'RUNNING');

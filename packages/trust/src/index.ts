@@ -1,0 +1,3 @@
+export * from './pki.ts';
+export * from './store.ts';
+export * from './tls.ts';

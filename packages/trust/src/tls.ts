@@ -1,0 +1,129 @@
+/**
+ * First contact and pinned TLS (docs/security.md). `fetchPinnedCa` opens TLS without verifying,
+ * takes the CA certificate from the chain the server presents and accepts it only when its
+ * fingerprint is the one the join token carries. `pinnedTlsOptions` then verifies every later
+ * connection against that CA alone and against the service name in the leaf's SAN (`oak-root`,
+ * `oak-cluster`), whatever address was dialled (edge devices move, NAT rewrites addresses).
+ */
+import { X509Certificate } from 'node:crypto';
+import * as tls from 'node:tls';
+import { OakError } from '@oak/contracts';
+import { derFingerprint } from './pki.ts';
+
+export const ROOT_SERVICE_NAME = 'oak-root';
+export const CLUSTER_SERVICE_NAME = 'oak-cluster';
+
+export interface FetchPinnedCaOptions {
+  /** SNI and the name in messages (default: the service name is not sent, host is used) */
+  servername?: string;
+  /** ALPN protocols to offer (default ['h2', 'http/1.1']: gRPC and HTTPS servers both answer) */
+  alpn?: string[];
+  /** default 10 s */
+  timeoutMs?: number;
+}
+
+function toPem(der: Buffer): string {
+  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
+}
+
+/** The certificates the peer presented, leaf first (cycles cut). */
+function presentedChain(socket: tls.TLSSocket): Buffer[] {
+  const out: Buffer[] = [];
+  const seen = new Set<string>();
+  let c: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (c && c.raw && c.raw.length > 0) {
+    const fp = derFingerprint(c.raw);
+    if (seen.has(fp)) break;
+    seen.add(fp);
+    out.push(c.raw);
+    c = c.issuerCertificate;
+  }
+  return out;
+}
+
+/**
+ * Connects to host:port, finds the CA certificate whose SHA-256 is `caHash` in the chain the
+ * server presents, checks that the server's leaf was issued by it, and returns it as PEM.
+ * Throws OakError: OAK_JOIN_TOKEN_INVALID when the fingerprints differ, OAK_UNAVAILABLE when
+ * the server cannot be reached.
+ */
+export function fetchPinnedCa(host: string, port: number, caHash: string, opts: FetchPinnedCaOptions = {}): Promise<string> {
+  const want = caHash.trim().toLowerCase();
+  const where = `${host}:${port}`;
+  return new Promise<string>((resolve, reject) => {
+    let done = false;
+    const finish = (err: Error | undefined, pem?: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(pem ?? '');
+    };
+    const connectOpts: tls.ConnectionOptions = {
+      host,
+      port,
+      rejectUnauthorized: false,
+      ALPNProtocols: opts.alpn ?? ['h2', 'http/1.1'],
+    };
+    if (opts.servername !== undefined) connectOpts.servername = opts.servername;
+    const socket = tls.connect(connectOpts);
+    const timer = setTimeout(() => {
+      finish(new OakError('OAK_UNAVAILABLE', `no TLS answer from ${where} within ${opts.timeoutMs ?? 10_000} ms`, {
+        hint: 'check the address and port, and that the server there serves TLS (an oak root or cluster)',
+      }));
+    }, opts.timeoutMs ?? 10_000);
+    timer.unref?.();
+    socket.once('secureConnect', () => {
+      try {
+        const chain = presentedChain(socket);
+        const leafDer = chain[0];
+        if (leafDer === undefined) {
+          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents no certificate`, { hint: 'this is not an oak root or cluster' }));
+          return;
+        }
+        const certs = chain.map((der) => ({ der, fp: derFingerprint(der), x: new X509Certificate(der) }));
+        const match = certs.find((c) => c.fp === want);
+        if (!match || !match.x.ca) {
+          const cas = certs.filter((c) => c.x.ca);
+          const shown = cas.length > 0 ? cas.map((c) => c.fp).join(', ') : `none (its certificate is ${certs[0]?.fp ?? '?'})`;
+          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents a CA with fingerprint ${shown}, the join token expects ${want}`, {
+            hint: 'check that the token was created by the root this address points to (`oak token create ...`); if it was, something between you and it is intercepting the connection',
+          }));
+          return;
+        }
+        const leaf = certs[0]?.x;
+        if (leaf && leaf !== match.x && !leaf.verify(match.x.publicKey)) {
+          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents the expected CA ${want} but a certificate it did not issue`, {
+            hint: 'something between you and the server is intercepting the connection',
+          }));
+          return;
+        }
+        finish(undefined, toPem(match.der));
+      } catch (e) {
+        finish(new OakError('OAK_JOIN_TOKEN_INVALID', `cannot read the certificates of ${where}: ${(e as Error).message}`));
+      }
+    });
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      finish(new OakError('OAK_UNAVAILABLE', `cannot open TLS to ${where}: ${e.code ?? e.message}`, {
+        hint: 'check the address and port, and that the server is running and serves TLS',
+        cause: e,
+      }));
+    });
+    socket.once('close', () => finish(new OakError('OAK_UNAVAILABLE', `${where} closed the connection before the TLS handshake ended`)));
+  });
+}
+
+/**
+ * Client options that trust `caPem` only and require `serviceName` in the server's SAN,
+ * whatever host name or address was dialled. Spread them into tls.connect / https.request.
+ */
+export function pinnedTlsOptions(caPem: string, serviceName: string): tls.ConnectionOptions {
+  return {
+    ca: caPem,
+    servername: serviceName,
+    rejectUnauthorized: true,
+    checkServerIdentity: (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(serviceName, cert),
+  };
+}
