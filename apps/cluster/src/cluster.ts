@@ -4,14 +4,16 @@
  * an embedded aedes broker unless MQTT_URL names one), the root link (gRPC, dialling out), and
  * timers; every decision is made by ClusterCore.
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
-import { connectBus, consoleLogger, startEmbeddedBroker } from '@oak/bus';
-import type { EmbeddedBroker, Logger } from '@oak/bus';
+import type { FastifyInstance } from 'fastify';
+import { DynsecProvisioner, connectBus, consoleLogger, isTopicSafeId, provisionClusterClient, startEmbeddedBroker } from '@oak/bus';
+import type { BrokerPrincipal, EmbeddedBroker, Logger } from '@oak/bus';
 import {
   DEFAULT_PORTS,
   OakError,
+  tryParseJoinToken,
   decodeJson,
   parseJobResources,
   parseJobStatus,
@@ -23,7 +25,7 @@ import {
 import type { ClusterToRoot, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
 import { parseGeoPoint } from '@oak/scheduler';
 import { CLUSTER_VERSION } from './config.ts';
-import type { ClusterConfig } from './config.ts';
+import type { ClusterConfig, WorkerTokenChecker, WorkerTokenResult } from './config.ts';
 import { ClusterCore } from './core.ts';
 import type { Effect } from './core.ts';
 import { LinkClient } from './link-client.ts';
@@ -45,7 +47,50 @@ export interface ClusterHandle {
   readonly rootConnected: boolean;
   /** sends the aggregate to the root now */
   sendAggregate(): void;
+  /** registration and the embedded broker speak TLS */
+  readonly tls: boolean;
+  /** worker ids holding credentials now, with the id of the token they joined with */
+  credentials(): ReadonlyMap<string, string>;
+  /** drops credentials and connections (revoke_workers from the root does the same) */
+  revokeWorkers(r: { token_id?: string; worker_ids?: string[] }): Promise<string[]>;
   close(): Promise<void>;
+}
+
+const JOIN_HINT = 'create a worker token with `oak token create worker --cluster <name>` and start the worker with `NodeEngine -t <token>` (or OAK_JOIN_TOKEN)';
+/** registration body cap: a registration is a few hundred bytes */
+export const REGISTRATION_BODY_LIMIT = 16 * 1024;
+const REG_LIMITS: Record<string, number> = { id: 200, node_name: 253, host: 253, arch: 64, os: 64, location: 256 };
+const MAX_VIRTUALIZATIONS = 16;
+
+function registrationLimitProblem(reg: Record<string, unknown>): OakError | undefined {
+  for (const [field, max] of Object.entries(REG_LIMITS)) {
+    const v = reg[field];
+    if (typeof v === 'string' && v.length > max) {
+      return new OakError('OAK_LIMIT_EXCEEDED', `invalid node registration: ${field} is ${v.length} characters long, the limit is ${max}`, { path: field });
+    }
+  }
+  const virt = reg['virtualizations'];
+  if (Array.isArray(virt) && virt.length > MAX_VIRTUALIZATIONS) {
+    return new OakError('OAK_LIMIT_EXCEEDED', `invalid node registration: virtualizations has ${virt.length} entries, the limit is ${MAX_VIRTUALIZATIONS}`, { path: 'virtualizations' });
+  }
+  return undefined;
+}
+
+/** user and password in an mqtt:// URL, and the URL without them (what workers may see) */
+function splitBrokerUrl(url: string): { url: string; username?: string; password?: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`MQTT_URL ${JSON.stringify(url)} is not a URL such as mqtt://user:password@host:1883`);
+  }
+  const out: { url: string; username?: string; password?: string } = { url };
+  if (u.username !== '') out.username = decodeURIComponent(u.username);
+  if (u.password !== '') out.password = decodeURIComponent(u.password);
+  u.username = '';
+  u.password = '';
+  out.url = u.toString().replace(/\/$/, '');
+  return out;
 }
 
 const VALID_ID = /^[^/+#\s]{1,200}$/;
@@ -80,22 +125,92 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
   let closed = false;
 
   try {
+    // ---------------------------------------------------------------- identity
+    // The cluster keeps no state: a worker's MQTT password is HMAC(secret, id) with the secret
+    // from the root (stable per cluster), and `creds` holds the workers that registered with a
+    // valid token since this start (the embedded broker admits only those; a restarted cluster
+    // learns them again when they re-register).
+    let mqttSecret: string | undefined = config.mqttSecret ?? (config.root ? undefined : randomBytes(32).toString('base64url'));
+    const creds = new Map<string, string>();
+    const passwordOf = (id: string, secret: string): string => createHmac('sha256', secret).update(`oak-mqtt:${id}`).digest('base64url');
+    const proves = (id: string, proof: string | undefined): boolean => {
+      if (mqttSecret === undefined || proof === undefined) return false;
+      const want = Buffer.from(passwordOf(id, mqttSecret));
+      const got = Buffer.from(proof);
+      return got.length === want.length && timingSafeEqual(got, want);
+    };
+    const self = { user: `oak-cluster-${randomBytes(6).toString('hex')}`, password: randomBytes(24).toString('base64url') };
+    const brokerAuth = (clientId: string, username: string | undefined, password: Buffer | undefined): BrokerPrincipal | null => {
+      if (username === undefined || password === undefined) return null;
+      const pw = password.toString('utf8');
+      if (username === self.user) {
+        const a = Buffer.from(pw);
+        const b = Buffer.from(self.password);
+        return a.length === b.length && timingSafeEqual(a, b) ? { role: 'admin', name: username } : null;
+      }
+      if (clientId !== username || !creds.has(username) || !isTopicSafeId(username)) return null;
+      return proves(username, pw) ? { role: 'worker', workerId: username } : null;
+    };
+
+    // TLS: registration over HTTPS and the embedded broker over TLS with the certificate the
+    // root gives in welcome (or an injected one). Both listen at once; until the certificate is
+    // there, handshakes fail and workers retry.
+    const useTls = config.tls === false ? false : config.tls !== undefined || config.root !== undefined;
+    let tlsReady = typeof config.tls === 'object';
+
     // ---------------------------------------------------------------- broker + bus
     let mqttUrl: string;
     let mqttPort: number;
+    let busUser = self;
+    let external: { url: string; username?: string; password?: string } | undefined;
     if (config.mqttUrl) {
-      mqttUrl = config.mqttUrl;
-      const u = new URL(config.mqttUrl);
-      mqttPort = u.port === '' ? 1883 : Number(u.port);
+      external = splitBrokerUrl(config.mqttUrl);
+      mqttUrl = external.url;
+      const u = new URL(external.url);
+      mqttPort = u.port === '' ? (u.protocol === 'mqtts:' ? 8883 : 1883) : Number(u.port);
+      if (external.username !== undefined && external.password !== undefined) {
+        busUser = { user: external.username, password: external.password };
+        try {
+          await provisionClusterClient(external.url, external.username, external.password, { log });
+        } catch (err) {
+          log.warn(`cluster: could not give ${external.username} the cluster role on the broker (is its dynamic-security plugin loaded?): ${err instanceof Error ? err.message : String(err)}`);
+        }
+      } else {
+        log.warn('cluster: MQTT_URL carries no admin credentials: worker clients and ACLs are not provisioned on that broker (give mqtt://<dynsec admin>:<password>@host:port)');
+      }
     } else {
-      const b = await startEmbeddedBroker({ host: config.mqttHost ?? host, port: config.mqttPort ?? DEFAULT_PORTS.clusterMqtt });
+      const b = await startEmbeddedBroker({
+        host: config.mqttHost ?? host,
+        port: config.mqttPort ?? DEFAULT_PORTS.clusterMqtt,
+        auth: brokerAuth,
+        log,
+        ...(useTls ? { tls: typeof config.tls === 'object' ? { cert: config.tls.cert, key: config.tls.key } : ('later' as const) } : {}),
+      });
       broker = b;
       cleanups.push(() => b.close());
+      // the cluster's own client talks to its broker over loopback in plain MQTT when possible
       mqttUrl = b.url;
       mqttPort = b.port;
     }
-    const connectedBus = await connectBus(mqttUrl, { clientId: `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}`, log });
+    const busTls = mqttUrl.startsWith('mqtts:') ? { rejectUnauthorized: false } : undefined;
+    const connectedBus = await connectBus(mqttUrl, {
+      clientId: external ? `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}` : self.user,
+      ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
+      ...(busTls ? { tls: busTls } : {}),
+      log,
+      reconnectPeriodMs: 250,
+      // before welcome the embedded TLS listener has no certificate yet
+      waitForConnect: !(broker?.tls === true && !tlsReady),
+    });
     cleanups.push(() => connectedBus.close());
+    let dynsec: DynsecProvisioner | undefined;
+    if (external?.username !== undefined) {
+      try {
+        dynsec = await DynsecProvisioner.attach(connectedBus, { log });
+      } catch (err) {
+        log.warn('cluster: dynamic-security answers cannot be received', err);
+      }
+    }
 
     const publish = (topic: string, payload: unknown): void => {
       connectedBus.publishJson(topic, payload, 1).catch((err: unknown) => log.warn(`cluster: publish to ${topic} failed`, err));
@@ -145,9 +260,26 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     });
 
     // ---------------------------------------------------------------- MQTT
+    // Reports for a worker without credentials here change nothing. Behind an external broker a
+    // worker stays connected across a cluster restart: it is asked (on its own control topic, at
+    // most every 10 s) to register again.
+    const askedToRegister = new Map<string, number>();
+    const unknownReport = (id: string, topic: string): void => {
+      const now = Date.now();
+      const last = askedToRegister.get(id);
+      if (last !== undefined && now - last < 10_000) return;
+      if (askedToRegister.size >= 10_000) askedToRegister.clear();
+      askedToRegister.set(id, now);
+      log.warn(`cluster: ${topic.slice(0, 200)} from a worker that is not registered here: dropped, asked to register`);
+      publish(topics.registerRequest(id), { reason: 'not registered with this cluster' });
+    };
     const onMqtt = (kind: 'information' | 'job' | 'resources' | 'logs') => (topic: string, payload: Buffer): void => {
       const t = parseNodeTopic(topic);
       if (!t || !VALID_ID.test(t.nodeId)) return;
+      if (!creds.has(t.nodeId)) {
+        unknownReport(t.nodeId, topic);
+        return;
+      }
       let raw: unknown;
       try {
         raw = decodeJson(payload);
@@ -183,16 +315,24 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     await connectedBus.subscribe(topics.all.logs, onMqtt('logs'));
 
     // ---------------------------------------------------------------- HTTP
-    const http = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+    const http = (useTls ? Fastify({ logger: false, bodyLimit: 1024 * 1024, https: typeof config.tls === 'object' ? { cert: config.tls.cert, key: config.tls.key } : {} }) : Fastify({ logger: false, bodyLimit: 1024 * 1024 })) as unknown as FastifyInstance;
+    if (useTls) {
+      // a failed handshake (no certificate yet, a client that does not trust ours) is the client's problem
+      (http.server as unknown as import('node:tls').Server).on('tlsClientError', (_e, sock) => sock.destroy());
+    }
     cleanups.push(() => http.close());
     http.setErrorHandler((err: unknown, _req, reply) => {
       const e = err as { statusCode?: number; code?: string; message?: string };
       const oak =
         err instanceof OakError
           ? err
-          : e.statusCode !== undefined && e.statusCode < 500
-            ? new OakError(e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'OAK_MALFORMED_JSON' : 'OAK_BAD_REQUEST', e.message ?? 'bad request')
-            : new OakError('OAK_INTERNAL', 'internal error');
+          : e.statusCode === 413
+            ? new OakError('OAK_BODY_TOO_LARGE', `the request body is larger than ${REGISTRATION_BODY_LIMIT} bytes`, { hint: 'a node registration is a small JSON object' })
+            : e.statusCode === 415
+              ? new OakError('OAK_UNSUPPORTED_MEDIA_TYPE', e.message ?? 'unsupported media type', { hint: 'send content-type: application/json' })
+              : e.statusCode !== undefined && e.statusCode < 500
+                ? new OakError(e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'OAK_MALFORMED_JSON' : 'OAK_BAD_REQUEST', e.message ?? 'bad request')
+                : new OakError('OAK_INTERNAL', 'internal error');
       if (oak.status >= 500) log.error('cluster: request failed', err);
       void reply.code(oak.status).send(oak.toJSON());
     });
@@ -200,21 +340,120 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       void reply.code(404).send(new OakError('OAK_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`).toJSON());
     });
     const answerBase: Omit<NodeRegistrationAnswer, 'id'> = { MQTT_BROKER_PORT: mqttPort, report_interval_ms: reportIntervalMs };
-    const publicBroker = config.mqttPublicUrl ?? config.mqttUrl;
-    if (publicBroker) answerBase.MQTT_BROKER_URL = publicBroker;
-    http.post('/api/node/register', async (req, reply) => {
-      const reg = parseNodeRegistration(req.body ?? null);
-      if (reg.id !== undefined && !VALID_ID.test(reg.id)) {
-        throw new OakError('OAK_VALIDATION', 'invalid node registration: id must not contain "/", "+", "#" or spaces', { path: 'id', hint: 'leave id out to get a new one' });
+    const publicBroker = config.mqttPublicUrl ?? external?.url;
+    if (publicBroker) answerBase.MQTT_BROKER_URL = splitBrokerUrl(publicBroker).url;
+    const brokerTls = broker ? broker.tls : (publicBroker ?? '').startsWith('mqtts:');
+    const tokenCheck = (): WorkerTokenChecker | undefined => {
+      if (config.tokenCheck) return config.tokenCheck;
+      const l = link as unknown as { connected: boolean; checkWorkerToken?: (token: string, workerId?: string) => Promise<{ ok: true; tokenId: string } | { ok: false; reason: string }> } | undefined;
+      if (!l?.checkWorkerToken) return undefined;
+      const check = l.checkWorkerToken.bind(l);
+      return async (token, workerId): Promise<WorkerTokenResult> => {
+        if (!l.connected) return { ok: false, reason: 'the root is unreachable', unavailable: true };
+        const r = await check(token, workerId);
+        // the link answers ok:false both for a bad token and when the root did not answer in time
+        return r.ok ? r : { ok: false, reason: r.reason, ...(l.connected ? {} : { unavailable: true }) };
+      };
+    };
+    const unavailable = (why: string, hint: string): OakError => new OakError('OAK_UNAVAILABLE', why, { hint });
+    http.post('/api/node/register', { bodyLimit: REGISTRATION_BODY_LIMIT }, async (req, reply) => {
+      const body = req.body ?? null;
+      if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+        const p = registrationLimitProblem(body as Record<string, unknown>);
+        if (p) throw p;
       }
-      const id = reg.id ?? randomBytes(12).toString('hex');
+      const reg = parseNodeRegistration(body);
+      if (reg.id !== undefined && !isTopicSafeId(reg.id)) {
+        throw new OakError('OAK_VALIDATION', 'invalid node registration: id must not contain "/", "+", "#", "$" or spaces', { path: 'id', hint: 'leave id out to get a new one' });
+      }
+      const token = reg.token === undefined ? undefined : tryParseJoinToken(reg.token);
+      if (token === undefined || token.kind !== 'worker') {
+        throw new OakError('OAK_JOIN_TOKEN_INVALID', reg.token === undefined ? 'a worker join token is required to register' : 'the token is not a worker join token', { path: 'token', hint: JOIN_HINT });
+      }
+      const check = tokenCheck();
+      if (check === undefined) {
+        throw unavailable('this cluster has no root to check worker tokens with, so it accepts no workers', 'start the cluster with SYSTEM_MANAGER_URL and its join token (OAK_JOIN_TOKEN) so that the root can check worker tokens');
+      }
+      if (mqttSecret === undefined || (useTls && !tlsReady)) {
+        throw unavailable('this cluster is not connected to its root yet (no certificate and MQTT key)', 'try again in a few seconds; check the cluster log for the root link');
+      }
+      // keep the id only for its owner (who proves it with the password it was given)
+      const id = reg.id !== undefined && proves(reg.id, reg.id_proof) ? reg.id : randomBytes(12).toString('hex');
+      let verdict: WorkerTokenResult;
+      try {
+        verdict = await check(reg.token ?? '', id);
+      } catch (err) {
+        log.warn('cluster: worker token check failed', err);
+        verdict = { ok: false, reason: 'the token check failed', unavailable: true };
+      }
+      if (!verdict.ok) {
+        if (verdict.unavailable === true) throw unavailable(`cannot check the worker token: ${verdict.reason}`, 'the cluster checks tokens with its root; try again when it is connected');
+        // its owner came back with a token that is no longer valid: its credentials go
+        if (reg.id === id && creds.has(id)) await revoke([id], 'its token is no longer valid');
+        log.warn(`cluster: registration of ${JSON.stringify(reg.node_name.slice(0, 100))} (${req.ip}) refused: ${verdict.reason}`);
+        throw new OakError('OAK_JOIN_TOKEN_INVALID', `the worker token was refused: ${verdict.reason}`, { path: 'token', hint: JOIN_HINT });
+      }
+      const password = passwordOf(id, mqttSecret);
+      if (dynsec) {
+        try {
+          await dynsec.upsertWorker(id, password);
+        } catch (err) {
+          log.error(`cluster: could not provision worker ${id} on the broker`, err);
+          throw unavailable('the MQTT broker did not accept the worker\'s credentials', 'check that the broker runs the dynamic-security plugin and that MQTT_URL names its admin');
+        }
+      }
+      creds.set(id, verdict.tokenId);
+      askedToRegister.delete(id);
       const known = core.workers.has(id);
       run(core.register(id, reg, Date.now()));
-      log.info(`worker ${reg.node_name} (${reg.host}) ${known ? 're-registered' : 'registered'} as ${id}`);
-      const answer: NodeRegistrationAnswer = { id, ...answerBase };
+      log.info(`worker ${reg.node_name} (${reg.host}) ${known ? 're-registered' : 'registered'} as ${id} with token ${verdict.tokenId}`);
+      const answer: NodeRegistrationAnswer = { id, ...answerBase, mqtt_username: id, mqtt_password: password, mqtt_tls: brokerTls };
       return reply.code(200).send(answer);
     });
-    http.get('/api/nodes', async () => {
+
+    // ---------------------------------------------------------------- revocation
+    const revoke = async (ids: string[], why: string): Promise<string[]> => {
+      const gone: string[] = [];
+      for (const id of new Set(ids)) {
+        const had = creds.delete(id);
+        const kicked = broker?.disconnect((p) => p.role === 'worker' && p.workerId === id) ?? 0;
+        if (dynsec) {
+          await dynsec.removeWorker(id).catch((err: unknown) => log.error(`cluster: could not remove worker ${id} from the broker`, err));
+        }
+        if (had || kicked > 0 || core.workers.has(id)) gone.push(id);
+        run(core.removeWorker(id, Date.now(), why));
+      }
+      if (gone.length > 0) log.info(`cluster: credentials of ${gone.length} worker(s) revoked (${why}): ${gone.join(', ')}`);
+      return gone;
+    };
+    const revokeWorkers = (r: { token_id?: string; worker_ids?: string[] }): Promise<string[]> => {
+      const ids = [...(r.worker_ids ?? [])];
+      if (r.token_id !== undefined) for (const [id, tid] of creds) if (tid === r.token_id) ids.push(id);
+      return revoke(ids, r.token_id !== undefined ? `token ${r.token_id} revoked` : 'removed');
+    };
+
+    // ---------------------------------------------------------------- certificate and MQTT key from the root
+    const applyWelcome = (w: { tls?: { cert: string; ca: string }; mqtt_secret?: string }, keyPem: string | undefined): void => {
+      if (config.mqttSecret === undefined && w.mqtt_secret !== undefined) {
+        if (mqttSecret !== undefined && mqttSecret !== w.mqtt_secret) log.warn('cluster: the root handed a new MQTT key; workers register again');
+        mqttSecret = w.mqtt_secret;
+      }
+      if (useTls && typeof config.tls !== 'object' && w.tls !== undefined && keyPem !== undefined) {
+        try {
+          const ctx = { cert: w.tls.cert, key: keyPem };
+          (http.server as unknown as import('node:tls').Server).setSecureContext(ctx);
+          broker?.setSecureContext(ctx);
+          tlsReady = true;
+        } catch (err) {
+          log.error('cluster: the certificate from the root is unusable', err);
+        }
+      }
+    };
+    // worker details are for the operator on this host only
+    const loopbackOnly = async (req: { ip: string }): Promise<void> => {
+      if (!/^(127\.|::1$|::ffff:127\.)/.test(req.ip)) throw new OakError('OAK_FORBIDDEN', 'this view is served to the cluster host itself only', { hint: 'use the root API (GET /api/clusters) from elsewhere' });
+    };
+    http.get('/api/nodes', { onRequest: loopbackOnly }, async () => {
       const now = Date.now();
       return [...core.workers.values()].map((w) => ({
         id: w.id,
@@ -231,7 +470,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         instances: [...core.desired.values()].filter((d) => d.worker_id === w.id).map((d) => ({ name: d.name, status: d.status, status_detail: d.status_detail })),
       }));
     });
-    http.get('/api/instances', async () =>
+    http.get('/api/instances', { onRequest: loopbackOnly }, async () =>
       [...core.desired.values()].map((d) => ({ name: d.name, worker_id: d.worker_id, status: d.status, status_detail: d.status_detail, publicip: d.publicip })),
     );
     http.get('/healthz', async () => ({
@@ -245,7 +484,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     }));
     await http.listen({ host, port: config.port ?? DEFAULT_PORTS.cluster });
     const addr = http.server.address() as AddressInfo;
-    const httpUrl = `http://${urlHost(host)}:${addr.port}`;
+    const httpUrl = `${useTls ? 'https' : 'http'}://${urlHost(host)}:${addr.port}`;
 
     // ---------------------------------------------------------------- root link
     if (config.root) {
@@ -259,7 +498,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         ...(config.linkSilenceTimeoutMs !== undefined ? { silenceTimeoutMs: config.linkSilenceTimeoutMs } : {}),
         ...(config.linkMaxBackoffMs !== undefined ? { maxBackoffMs: config.linkMaxBackoffMs } : {}),
         handlers: {
-          onWelcome: () => sendAggregate(),
+          onWelcome: (welcome: unknown) => {
+            if (typeof welcome === 'object' && welcome !== null) applyWelcome(welcome as Parameters<typeof applyWelcome>[0], (l as unknown as { privateKeyPem?: string }).privateKeyPem);
+            sendAggregate();
+          },
           onMessage: (msg: RootToCluster) => {
             const now = Date.now();
             switch (msg.type) {
@@ -280,6 +522,13 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
               case 'logs_cancel':
                 relay.cancel(msg.request_id);
                 break;
+              case 'revoke_workers': {
+                const r: { token_id?: string; worker_ids?: string[] } = {};
+                if (msg.token_id !== undefined) r.token_id = msg.token_id;
+                if (msg.worker_ids !== undefined) r.worker_ids = msg.worker_ids.slice(0, 10_000);
+                void revokeWorkers(r);
+                break;
+              }
               default:
                 break;
             }
@@ -325,6 +574,9 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         return link?.connected ?? false;
       },
       sendAggregate,
+      tls: useTls,
+      credentials: () => new Map(creds),
+      revokeWorkers,
       close() {
         closing ??= (async () => {
           closed = true;

@@ -8,6 +8,10 @@ import type { Logger } from '@oak/bus';
 
 export const CLUSTER_VERSION = '0.1.0';
 
+/** ok: the token is valid for this cluster (tokenId names it for revocation); else why not */
+export type WorkerTokenResult = { ok: true; tokenId: string } | { ok: false; reason: string; unavailable?: boolean };
+export type WorkerTokenChecker = (token: string, workerId: string) => Promise<WorkerTokenResult>;
+
 export interface ClusterConfig {
   /** CLUSTER_NAME; the root knows the cluster by it */
   name: string;
@@ -17,7 +21,11 @@ export interface ClusterConfig {
   host?: string;
   /** HTTP port for worker registration (default 10100; 0 picks a free port) */
   port?: number;
-  /** an external broker (e.g. Mosquitto) instead of the embedded one */
+  /**
+   * an external broker (e.g. Mosquitto) instead of the embedded one. With credentials
+   * (mqtt://admin:password@host:port) of a dynamic-security admin, the cluster provisions one
+   * client and role per worker there (docs/security.md); without, the broker's ACLs are yours.
+   */
   mqttUrl?: string;
   /** the broker URL handed to workers when it differs from mqttUrl (external broker behind NAT) */
   mqttPublicUrl?: string;
@@ -27,6 +35,19 @@ export interface ClusterConfig {
   mqttHost?: string;
   /** the root's link listener (host:port); without it the cluster runs standalone */
   root?: { address: string; token: string };
+  /**
+   * Checks a worker join token (and records the worker id it is used for). Default: ask the root
+   * over the link. Without a root and without this, every registration is refused.
+   */
+  tokenCheck?: WorkerTokenChecker;
+  /**
+   * The certificate workers verify (registration over HTTPS, the embedded broker over TLS): PEM
+   * chain (leaf first), its key, the CA. Default with a root: the one in the link's welcome.
+   * `false` serves plain HTTP and MQTT (tests and trusted networks only).
+   */
+  tls?: { cert: string; key: string; ca: string } | false;
+  /** the key of the workers' MQTT passwords; default with a root: welcome.mqtt_secret, else random */
+  mqttSecret?: string;
   /** how often workers report, ms (default 2000) */
   reportIntervalMs?: number;
   /** missed report intervals before a worker is dead (default 3) */

@@ -144,15 +144,20 @@ export class ClusterCore {
     return effects;
   }
 
+  /**
+   * A worker is known when it registered with this cluster (since its start). Reports for any
+   * other id (never registered, removed, or only named by the root's sync) change nothing: the
+   * worker must register first, and registering needs a valid join token.
+   */
+  isRegistered(id: string): boolean {
+    return this.workers.get(id)?.registration != null;
+  }
+
   /** nodes/{id}/information */
   information(id: string, info: NodeInformation, now: number): Effect[] {
     const effects: Effect[] = [];
-    let w = this.workers.get(id);
-    if (!w) {
-      // a worker we have not seen register (this cluster restarted behind an external broker)
-      w = { id, name: id, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, awaitingReport: false, diedAt: null };
-      this.workers.set(id, w);
-    }
+    const w = this.workers.get(id);
+    if (!w || w.registration === null) return [];
     // its first report (after registering it subscribed to its commands): now it takes instances
     if (!w.alive || w.info === null) effects.push({ type: 'aggregate' });
     w.info = info;
@@ -167,18 +172,33 @@ export class ClusterCore {
 
   jobResources(id: string, res: JobResources, now: number): void {
     const w = this.workers.get(id);
-    if (!w) return;
+    if (!w || w.registration === null) return;
     w.resources = res;
     w.lastSeen = Math.max(w.lastSeen, now);
   }
 
+  /**
+   * The worker was removed or its token revoked: it is forgotten at once, its instances are
+   * rescheduled (reported DEAD first, like a lost worker) and its reports are ignored from now on.
+   */
+  removeWorker(id: string, now: number, why = 'removed'): Effect[] {
+    const w = this.workers.get(id);
+    if (!w) return [];
+    const effects = w.alive ? this.declareDead(w, now, why) : [{ type: 'aggregate' } as Effect];
+    this.workers.delete(id);
+    this.ledger.forgetWorker(id);
+    effects.push(...this.placePending(now));
+    return effects;
+  }
+
   /** nodes/{id}/job: forwarded to the root when it is about an instance this worker should run. */
   jobStatus(id: string, js: JobStatus, now: number): Effect[] {
+    const w = this.workers.get(id);
+    if (!w || w.registration === null) return [];
     const name = instanceName(js.job_name, js.instance_number);
     const d = this.desired.get(name);
     if (!d) return [];
-    const w = this.workers.get(id);
-    if (w) w.lastSeen = Math.max(w.lastSeen, now);
+    w.lastSeen = Math.max(w.lastSeen, now);
     if (d.worker_id !== id) {
       // the instance runs where we did not expect it: adopt it when it has no live home
       if (!ACTIVE_STATES.has(js.status) || !this.canAdopt(d)) return [];
@@ -205,7 +225,7 @@ export class ClusterCore {
     return effects;
   }
 
-  private declareDead(w: WorkerRecord, now: number): Effect[] {
+  private declareDead(w: WorkerRecord, now: number, why?: string): Effect[] {
     const effects: Effect[] = [{ type: 'aggregate' }];
     const silentS = Math.round((now - w.lastSeen) / 100) / 10;
     w.alive = false;
@@ -214,7 +234,7 @@ export class ClusterCore {
     for (const d of this.desired.values()) {
       if (d.worker_id !== w.id || TERMINAL_STATES.has(d.status)) continue;
       d.status = 'DEAD';
-      d.status_detail = `worker ${w.name} lost (no report for ${silentS} s); rescheduling`;
+      d.status_detail = why === undefined ? `worker ${w.name} lost (no report for ${silentS} s); rescheduling` : `worker ${w.name} ${why}; rescheduling`;
       d.known = true;
       effects.push({ type: 'status', message: this.statusOf(d) });
       d.worker_id = null;

@@ -1,12 +1,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connectBus, silentLogger } from '@oak/bus';
-import { startMosquitto, waitFor } from '@oak/testkit';
+import { DynsecProvisioner, connectBus, silentLogger } from '@oak/bus';
+import type { Bus } from '@oak/bus';
+import { createHmac } from 'node:crypto';
+import { requestJson, startMosquitto, waitFor } from '@oak/testkit';
 import type { MosquittoInstance } from '@oak/testkit';
 import { startCluster } from '../src/index.ts';
 import type { ClusterConfig, ClusterHandle } from '../src/index.ts';
 import { assignment, registration } from './fixtures.ts';
-import { startFakeRoot, startFakeWorker } from './harness.ts';
+import { join, joinConfig, startFakeRoot, startFakeWorker } from './harness.ts';
 import type { FakeRoot, FakeWorker } from './harness.ts';
 
 const INTERVAL = 200;
@@ -21,68 +23,203 @@ function clusterConfig(root: FakeRoot | undefined, extra: Partial<ClusterConfig>
     aggregateIntervalMs: 500,
     log: silentLogger,
     ...(root ? { root: { address: root.address, token: 'secret' } } : {}),
+    ...joinConfig(),
     ...extra,
   };
 }
 
-async function post(url: string, body: string, type = 'application/json'): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': type }, body });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+async function post(url: string, body: unknown, type = 'application/json'): Promise<{ status: number; json: Record<string, unknown> }> {
+  return requestJson(url, { method: 'POST', body, contentType: type, tls: join.clientTls() });
 }
+const get = (url: string): Promise<{ status: number; json: Record<string, unknown> }> => requestJson(url, { tls: join.clientTls() });
+const errorOf = (r: { json: Record<string, unknown> }): { code: string; message: string; path?: string; hint?: string } => r.json.error as { code: string; message: string; path?: string; hint?: string };
 
-describe('cluster: worker registration over HTTP', () => {
+describe('cluster: worker registration (HTTPS, join token)', () => {
   let cluster: ClusterHandle;
   before(async () => { cluster = await startCluster(clusterConfig(undefined)); });
   after(async () => { await cluster.close(); });
 
-  test('a valid registration gets an id, the broker port and the report interval', async () => {
-    const r = await post(cluster.registrationUrl, JSON.stringify(registration('w1')));
+  test('a valid registration gets an id, its own MQTT credentials, the broker port and the report interval', async () => {
+    assert.match(cluster.registrationUrl, /^https:/);
+    const r = await post(cluster.registrationUrl, { ...registration('w1'), token: join.workerToken() });
     assert.equal(r.status, 200);
-    assert.equal(typeof r.json.id, 'string');
+    const id = r.json.id as string;
+    assert.equal(typeof id, 'string');
     assert.equal(r.json.MQTT_BROKER_PORT, cluster.mqttPort);
     assert.equal(r.json.report_interval_ms, INTERVAL);
     assert.equal(r.json.MQTT_BROKER_URL, undefined, 'embedded broker: the cluster host at MQTT_BROKER_PORT');
-    // a worker that sends its previous id keeps it
-    const again = await post(cluster.registrationUrl, JSON.stringify({ ...registration('w1'), id: r.json.id }));
-    assert.equal(again.json.id, r.json.id);
-    const nodes = (await (await fetch(`${cluster.httpUrl}/api/nodes`)).json()) as { id: string; name: string; alive: boolean }[];
-    assert.deepEqual(nodes.map((n) => [n.id, n.name, n.alive]), [[r.json.id, 'w1', true]]);
-    const health = (await (await fetch(`${cluster.httpUrl}/healthz`)).json()) as Record<string, unknown>;
-    assert.equal(health.status, 'ok');
-    assert.equal(health.workers, 1);
-    assert.equal(health.root_connected, false);
+    assert.equal(r.json.mqtt_username, id);
+    assert.equal(r.json.mqtt_password, createHmac('sha256', join.mqttSecret).update(`oak-mqtt:${id}`).digest('base64url'));
+    assert.equal(r.json.mqtt_tls, true);
+    assert.deepEqual(join.checks.at(-1), { token: join.checks.at(-1)?.token, workerId: id, ok: true });
+    // its owner keeps its id (it proves it with its password); anyone else asking for it gets a new one
+    const again = await post(cluster.registrationUrl, { ...registration('w1'), token: join.workerToken(), id, id_proof: r.json.mqtt_password });
+    assert.equal(again.json.id, id);
+    const thief = await post(cluster.registrationUrl, { ...registration('evil'), token: join.workerToken(), id });
+    assert.equal(thief.status, 200);
+    assert.notEqual(thief.json.id, id, 'an id without its proof is not handed out');
+    const forged = await post(cluster.registrationUrl, { ...registration('evil'), token: join.workerToken(), id, id_proof: 'x'.repeat(43) });
+    assert.notEqual(forged.json.id, id);
+    const nodes = await get(`${cluster.httpUrl}/api/nodes`);
+    assert.ok((nodes.json as unknown as { id: string }[]).some((n) => n.id === id));
+    const health = await get(`${cluster.httpUrl}/healthz`);
+    assert.equal(health.json.status, 'ok');
+    assert.equal(health.json.root_connected, false);
   });
 
-  test('invalid registrations are refused with the error shape and change nothing', async () => {
+  test('no token, a malformed, a cluster, a revoked or an unknown (other cluster, expired) token: 401 with a hint, nothing recorded', async () => {
+    const workers = cluster.core.workers.size;
+    const creds = cluster.credentials().size;
+    const revoked = join.workerToken();
+    join.revoke(revoked);
+    const other = `oak1.w.zzzzzzzz.${'A'.repeat(32)}.${join.caHash}`;
+    const clusterToken = `oak1.c.abcdefgh.${'B'.repeat(32)}.${join.caHash}`;
+    for (const token of [undefined, 'nope', clusterToken, revoked, other]) {
+      const r = await post(cluster.registrationUrl, { ...registration('intruder'), ...(token !== undefined ? { token } : {}) });
+      assert.equal(r.status, 401, `token ${String(token)}`);
+      const e = errorOf(r);
+      assert.equal(e.code, 'OAK_JOIN_TOKEN_INVALID');
+      assert.match(e.hint ?? '', /oak token create worker --cluster <name>/);
+    }
+    assert.equal(cluster.core.workers.size, workers, 'no worker in the core');
+    assert.equal(cluster.credentials().size, creds, 'no credentials');
+    assert.ok(![...cluster.core.workers.values()].some((w) => w.name === 'intruder'));
+  });
+
+  test('the root unreachable: 503 with a hint, nothing recorded', async () => {
+    const workers = cluster.core.workers.size;
+    join.down = true;
+    try {
+      const r = await post(cluster.registrationUrl, { ...registration('later'), token: join.workerToken() });
+      assert.equal(r.status, 503);
+      assert.equal(errorOf(r).code, 'OAK_UNAVAILABLE');
+      assert.ok(errorOf(r).hint);
+    } finally {
+      join.down = false;
+    }
+    assert.equal(cluster.core.workers.size, workers);
+  });
+
+  test('body and field limits: 413 for a big body, 422 naming the field; invalid ones change nothing', async () => {
     const before = cluster.core.workers.size;
-    const missing = await post(cluster.registrationUrl, JSON.stringify({ node_name: 'x' }));
+    const token = join.workerToken();
+    const big = await post(cluster.registrationUrl, { ...registration('big'), token, padding: 'x'.repeat(64 * 1024) });
+    assert.equal(big.status, 413);
+    assert.equal(errorOf(big).code, 'OAK_BODY_TOO_LARGE');
+    const longName = await post(cluster.registrationUrl, { ...registration('n'.repeat(300)), token });
+    assert.equal(longName.status, 422);
+    assert.equal(errorOf(longName).path, 'node_name');
+    assert.equal(errorOf(longName).code, 'OAK_LIMIT_EXCEEDED');
+    const manyVirt = await post(cluster.registrationUrl, { ...registration('v'), token, virtualizations: Array(17).fill('container') });
+    assert.equal(manyVirt.status, 422);
+    assert.equal(errorOf(manyVirt).path, 'virtualizations');
+    const missing = await post(cluster.registrationUrl, { node_name: 'x', token });
     assert.equal(missing.status, 422);
-    const err = missing.json.error as { code: string; message: string; path: string };
-    assert.equal(err.code, 'OAK_VALIDATION');
-    assert.match(err.message, /node registration/);
-    const badVirt = await post(cluster.registrationUrl, JSON.stringify({ ...registration('w9'), virtualizations: ['docker'] }));
+    assert.equal(errorOf(missing).code, 'OAK_VALIDATION');
+    assert.match(errorOf(missing).message, /node registration/);
+    const badVirt = await post(cluster.registrationUrl, { ...registration('w9'), token, virtualizations: ['docker'] });
     assert.equal(badVirt.status, 422);
-    assert.match((badVirt.json.error as { path: string }).path, /virtualizations/);
-    const badId = await post(cluster.registrationUrl, JSON.stringify({ ...registration('w9'), id: 'a/b' }));
+    assert.match(errorOf(badVirt).path ?? '', /virtualizations/);
+    const badId = await post(cluster.registrationUrl, { ...registration('w9'), token, id: 'a/b' });
     assert.equal(badId.status, 422);
     const malformed = await post(cluster.registrationUrl, '{"node_name":');
     assert.equal(malformed.status, 400);
-    assert.equal((malformed.json.error as { code: string }).code, 'OAK_MALFORMED_JSON');
-    const nf = await fetch(`${cluster.httpUrl}/api/nope`);
+    assert.equal(errorOf(malformed).code, 'OAK_MALFORMED_JSON');
+    const nf = await get(`${cluster.httpUrl}/api/nope`);
     assert.equal(nf.status, 404);
     assert.equal(cluster.core.workers.size, before);
   });
 
-  test('invalid MQTT payloads are dropped without harm', async () => {
-    const bus = await connectBus(cluster.mqttUrl);
-    await bus.publish('nodes/w1/information', 'not json');
-    await bus.publishJson('nodes/w1/information', { cpu_percent: 'high' });
-    await bus.publishJson('nodes/w1/job', { job_name: '', instance_number: -1 });
-    await bus.publish('nodes/w1/jobs/resources', Buffer.from([0xff, 0xfe]));
-    await bus.publishJson('nodes/w1/logs/nobody', { lines: 'x' });
-    await bus.close();
-    const health = await fetch(`${cluster.httpUrl}/healthz`);
+  test('plain HTTP on the HTTPS port gets nothing', async () => {
+    await assert.rejects(fetch(cluster.registrationUrl.replace('https:', 'http:'), { method: 'POST', body: '{}' }));
+  });
+});
+
+describe('cluster: a standalone cluster without a token check', () => {
+  test('refuses every registration with a hint', async () => {
+    const c = await startCluster({ ...clusterConfig(undefined), tokenCheck: undefined as never });
+    try {
+      const r = await post(c.registrationUrl, { ...registration('w'), token: join.workerToken() });
+      assert.equal(r.status, 503);
+      assert.match(errorOf(r).hint ?? '', /SYSTEM_MANAGER_URL/);
+      assert.equal(c.core.workers.size, 0);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('cluster: MQTT identity (embedded broker)', () => {
+  let cluster: ClusterHandle;
+  let root: FakeRoot;
+  const workers: FakeWorker[] = [];
+  before(async () => {
+    root = await startFakeRoot();
+    cluster = await startCluster(clusterConfig(root));
+    await waitFor(() => cluster.rootConnected, { message: 'link welcome' });
+  });
+  after(async () => {
+    for (const w of workers) await w.close();
+    await cluster.close();
+    await root.close();
+  });
+
+  test('anonymous and guessed credentials are refused; invalid payloads of a worker are dropped without harm', async () => {
+    await assert.rejects(connectBus(cluster.mqttUrl, { clientId: 'anon', tls: join.clientTls(), connectTimeoutMs: 2000 }));
+    await assert.rejects(connectBus(cluster.mqttUrl, { clientId: 'x', username: 'x', password: 'y', tls: join.clientTls(), connectTimeoutMs: 2000 }));
+    const w = await startFakeWorker(cluster.registrationUrl, 'p1');
+    workers.push(w);
+    await w.bus.publish(`nodes/${w.id}/information`, 'not json');
+    await w.bus.publishJson(`nodes/${w.id}/information`, { cpu_percent: 'high' });
+    await w.bus.publishJson(`nodes/${w.id}/job`, { job_name: '', instance_number: -1 });
+    await w.bus.publish(`nodes/${w.id}/jobs/resources`, Buffer.from([0xff, 0xfe]));
+    await w.bus.publishJson(`nodes/${w.id}/logs/nobody`, { lines: 'x' });
+    const health = await get(`${cluster.httpUrl}/healthz`);
     assert.equal(health.status, 200);
+  });
+
+  test("worker A cannot forge B's FAILED status nor see B's commands", async () => {
+    const a = await startFakeWorker(cluster.registrationUrl, 'a');
+    const b = await startFakeWorker(cluster.registrationUrl, 'b');
+    workers.push(a, b);
+    await waitFor(() => root.lastAggregate()?.workers === 3, { message: '3 workers' });
+    root.send({ type: 'sync', instances: [] });
+    root.send({ type: 'deploy', instance: assignment('f.f.f.f', 0, { worker_id: null }) });
+    await waitFor(() => root.statuses('f.f.f.f', 0).some((s) => s.status === 'RUNNING'), { message: 'RUNNING' });
+    const home = workers.find((w) => w.running.has('f.f.f.f.instance.0'));
+    assert.ok(home);
+    const attacker = workers.find((w) => w !== home && w.name !== 'p1') ?? a;
+    const before = root.statuses('f.f.f.f', 0).length;
+    await assert.rejects(attacker.bus.subscribe(`nodes/${home.id}/control/#`, () => {}), /Subscribe error/);
+    void attacker.bus.publishJson(`nodes/${home.id}/job`, { job_name: 'f.f.f.f', instance_number: 0, status: 'FAILED', status_detail: 'forged' }, 0).catch(() => undefined);
+    await waitFor(() => !attacker.bus.connected, { timeoutMs: 3000, message: 'the forger is disconnected' });
+    await new Promise((r) => setTimeout(r, 3 * INTERVAL));
+    assert.equal(root.statuses('f.f.f.f', 0).length, before, 'nothing reached the root');
+    assert.equal(cluster.core.desired.get('f.f.f.f.instance.0')?.status, 'RUNNING');
+  });
+
+  test('revoking a token disconnects its workers at once; their reports change nothing; the token no longer registers', async () => {
+    const token = join.workerToken();
+    const v = await startFakeWorker(cluster.registrationUrl, 'victim', { token });
+    workers.push(v);
+    assert.equal(cluster.credentials().get(v.id), token.split('.')[2]);
+    await waitFor(() => cluster.core.workers.get(v.id)?.info != null, { message: 'first report' });
+    join.revoke(token);
+    root.send({ type: 'revoke_workers', token_id: token.split('.')[2] });
+    await waitFor(() => !v.bus.connected, { timeoutMs: 3000, message: 'victim disconnected' });
+    await waitFor(() => !cluster.core.workers.has(v.id), { message: 'victim forgotten' });
+    assert.equal(cluster.credentials().has(v.id), false);
+    // it cannot come back with the same password, nor register again with the token
+    await assert.rejects(connectBus(cluster.mqttUrl, { clientId: v.id, username: v.id, password: v.answer.mqtt_password ?? '', tls: join.clientTls(), connectTimeoutMs: 2000 }));
+    const again = await post(cluster.registrationUrl, { ...registration('victim'), token, id: v.id, id_proof: v.answer.mqtt_password });
+    assert.equal(again.status, 401);
+    assert.equal(cluster.core.workers.has(v.id), false);
+    // by worker id (oak node rm)
+    const r = await startFakeWorker(cluster.registrationUrl, 'removed');
+    workers.push(r);
+    assert.deepEqual(await cluster.revokeWorkers({ worker_ids: [r.id] }), [r.id]);
+    await waitFor(() => !r.bus.connected, { timeoutMs: 3000, message: 'removed worker disconnected' });
+    assert.equal(cluster.core.workers.has(r.id), false);
   });
 });
 
@@ -177,29 +314,46 @@ describe('cluster: placement, statuses, liveness (embedded broker, fake root and
   });
 });
 
-describe('cluster on an external Mosquitto (MQTT_URL)', () => {
+describe('cluster on an external Mosquitto with dynamic security (MQTT_URL with admin credentials)', () => {
   let mosq: MosquittoInstance;
   let root: FakeRoot;
   let cluster: ClusterHandle;
   let worker: FakeWorker | undefined;
+  let dynsec: DynsecProvisioner;
+  let admin: Bus;
   before(async () => {
-    mosq = await startMosquitto();
+    mosq = await startMosquitto({ dynsec: { adminUser: 'oak-admin', adminPassword: 'dynsec-secret' } });
     root = await startFakeRoot();
-    cluster = await startCluster(clusterConfig(root, { mqttUrl: mosq.url }));
+    cluster = await startCluster(clusterConfig(root, { mqttUrl: mosq.adminUrl ?? '' }));
+    admin = await connectBus(mosq.url, { clientId: 'test-observer', username: 'oak-admin', password: 'dynsec-secret' });
+    dynsec = await DynsecProvisioner.attach(admin);
   });
   after(async () => {
     await worker?.close();
+    await admin.close();
     await cluster.close();
     await root.close();
     await mosq.stop();
   });
 
-  test('workers are told the broker URL and get their deploys through it', async () => {
+  test('anonymous is refused; a registered worker is provisioned, gets its deploys, is deleted from the broker on revocation', async () => {
+    await assert.rejects(connectBus(mosq.url, { clientId: 'anon', connectTimeoutMs: 2000 }));
     worker = await startFakeWorker(cluster.registrationUrl, 'm1');
-    assert.equal(worker.answer.MQTT_BROKER_URL, mosq.url);
+    assert.equal(worker.answer.MQTT_BROKER_URL, mosq.url, 'the URL without the admin credentials');
     assert.equal(worker.answer.MQTT_BROKER_PORT, mosq.port);
+    assert.equal(worker.answer.mqtt_tls, false);
+    assert.ok((await dynsec.listClients()).includes(worker.id));
     await waitFor(() => cluster.rootConnected);
     root.send({ type: 'sync', instances: [assignment('m.m.m.m', 0)] });
     await waitFor(() => root.statuses('m.m.m.m', 0).some((s) => s.status === 'RUNNING'), { message: 'RUNNING via mosquitto' });
+    // a phantom: the worker publishes for an id of its own invention; Mosquitto drops it
+    await worker.bus.publishJson('nodes/phantom/information', { cpu_percent: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(cluster.core.workers.has('phantom'), false);
+
+    await cluster.revokeWorkers({ worker_ids: [worker.id] });
+    const w = worker;
+    await waitFor(() => !w.bus.connected, { timeoutMs: 3000, message: 'Mosquitto kicked the worker' });
+    assert.equal((await dynsec.listClients()).includes(w.id), false);
   });
 });

@@ -185,3 +185,44 @@ test('aggregate: totals, free, virtualizations, worker summary', () => {
   assert.deepEqual(a.virtualizations, ['container', 'process']);
   assert.deepEqual(a.worker_summary.map((w) => [w.id, w.cpu_cores_free, w.location]), [['a', 2, '48.1,11.5'], ['b', 3, null]]);
 });
+
+test('reports of a worker that never registered (a phantom) change nothing and attract no placement', () => {
+  const c = new ClusterCore();
+  c.deploy(assignment(JOB, 0), 0);
+  const before = JSON.stringify([...c.desired.values()]);
+  assert.deepEqual(c.information('phantom', information([], 64, 1_000_000), 1), []);
+  c.jobResources('phantom', { instances: [{ job_name: JOB, instance_number: 0, cpu_percent: 1, memory_mb: 1 }] }, 1);
+  assert.deepEqual(c.jobStatus('phantom', { job_name: JOB, instance_number: 0, status: 'RUNNING', status_detail: '' }, 2), []);
+  assert.equal(c.workers.has('phantom'), false, 'no worker record');
+  assert.equal(c.isRegistered('phantom'), false);
+  assert.deepEqual(deploys(c.tick(3)), []);
+  assert.equal(c.aggregate().workers, 0);
+  assert.equal(JSON.stringify([...c.desired.values()]), before);
+  // a worker only named by the root's sync (placeholder) cannot report for that id either
+  c.sync([assignment(JOB, 0, { worker_id: 'named' })], 4);
+  assert.deepEqual(c.information('named', information([name(0)]), 5), []);
+  assert.equal(c.isRegistered('named'), false);
+});
+
+test('a removed worker: its instances are rescheduled, its later reports and statuses change nothing', () => {
+  const c = new ClusterCore();
+  join(c, 'w1', registration('w1'), 0);
+  join(c, 'w2', registration('w2'), 0);
+  c.deploy(assignment(JOB, 0), 0);
+  const w = c.workerOf(JOB, 0) ?? '';
+  const other = w === 'w1' ? 'w2' : 'w1';
+  c.jobStatus(w, { job_name: JOB, instance_number: 0, status: 'RUNNING', status_detail: '' }, 1);
+  const e = c.removeWorker(w, 2, 'removed (token revoked)');
+  const s = statuses(e);
+  assert.equal(s[0]?.status, 'DEAD');
+  assert.match(s[0]?.status_detail ?? '', /removed \(token revoked\)/);
+  assert.deepEqual(deploys(e), [{ worker: other, name: name(0) }], 'rescheduled on the other worker');
+  assert.equal(c.workers.has(w), false);
+  // the removed worker's reports and a forged FAILED are ignored
+  assert.deepEqual(c.information(w, information([name(0)]), 3), []);
+  assert.deepEqual(c.jobStatus(w, { job_name: JOB, instance_number: 0, status: 'FAILED', status_detail: 'forged' }, 3), []);
+  assert.equal(c.workerOf(JOB, 0), other);
+  assert.equal(c.desired.get(name(0))?.status, 'NODE_SCHEDULED');
+  assert.equal(c.aggregate().workers, 1);
+  assert.deepEqual(c.removeWorker('nobody', 4), []);
+});

@@ -7,7 +7,17 @@ import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
 import { LINK_CONNECT_METHOD, instanceName, parseClusterToRoot, topics } from '@oak/contracts';
 import type { ClusterToRoot, DeployCommand, DeleteCommand, InstanceState, LogRequest, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
+import { createTestJoin, postJson } from '@oak/testkit';
+import type { TestJoin } from '@oak/testkit';
 import { information, registration } from './fixtures.ts';
+
+/** one CA, cluster certificate and token registry for every test in this process (see ClusterConfig.tokenCheck/tls) */
+export const join: TestJoin = await createTestJoin();
+
+/** what a cluster under test needs to accept workers without a root */
+export function joinConfig(): { tls: TestJoin['clusterTls']; mqttSecret: string; tokenCheck: TestJoin['tokenCheck'] } {
+  return { tls: join.clusterTls, mqttSecret: join.mqttSecret, tokenCheck: join.tokenCheck };
+}
 
 // ------------------------------------------------------------------------------------ fake root
 
@@ -103,6 +113,10 @@ export interface FakeWorkerOptions {
   /** lines served to a log request */
   logLines?: string[];
   id?: string;
+  /** the worker join token (default: a fresh one from `join`) */
+  token?: string;
+  /** proof for `id` (the password the cluster gave for it) */
+  idProof?: string;
 }
 
 export interface FakeWorker {
@@ -126,13 +140,22 @@ export interface FakeWorker {
 export async function startFakeWorker(registrationUrl: string, name: string, opts: FakeWorkerOptions = {}): Promise<FakeWorker> {
   const cores = opts.cores ?? 4;
   const memory = opts.memory ?? 4096;
-  const body = { ...registration(name, cores, memory), ...(opts.id !== undefined ? { id: opts.id } : {}) };
-  const res = await fetch(registrationUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  if (res.status !== 200) throw new Error(`registration failed: ${res.status} ${await res.text()}`);
-  const answer = (await res.json()) as NodeRegistrationAnswer;
+  const body = {
+    ...registration(name, cores, memory),
+    token: opts.token ?? join.workerToken(),
+    ...(opts.id !== undefined ? { id: opts.id } : {}),
+    ...(opts.idProof !== undefined ? { id_proof: opts.idProof } : {}),
+  };
+  const res = await postJson(registrationUrl, body, join.clientTls());
+  if (res.status !== 200) throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.json)}`);
+  const answer = res.json as unknown as NodeRegistrationAnswer;
   const id = answer.id;
-  const url = answer.MQTT_BROKER_URL ?? `mqtt://127.0.0.1:${answer.MQTT_BROKER_PORT}`;
-  const bus = await connectBus(url, { clientId: `fake-${name}-${Date.now()}` });
+  const url = answer.MQTT_BROKER_URL ?? `${answer.mqtt_tls === true ? 'mqtts' : 'mqtt'}://127.0.0.1:${answer.MQTT_BROKER_PORT}`;
+  const bus = await connectBus(url, {
+    clientId: id,
+    ...(answer.mqtt_username !== undefined && answer.mqtt_password !== undefined ? { username: answer.mqtt_username, password: answer.mqtt_password } : {}),
+    ...(url.startsWith('mqtts:') ? { tls: join.clientTls() } : {}),
+  });
   const running = new Set<string>();
   const deploys: DeployCommand[] = [];
   const deletes: DeleteCommand[] = [];

@@ -31,6 +31,8 @@ export const topics = {
   logsRequest: (id: string) => `nodes/${id}/control/logs`,
   /** cluster -> worker: stop a log request (LogCancel) */
   logsCancel: (id: string) => `nodes/${id}/control/logs/cancel`,
+  /** cluster -> worker: you are not registered here (any more): register again (e.g. after a cluster restart) */
+  registerRequest: (id: string) => `nodes/${id}/control/register`,
   /** worker -> cluster: batches of lines for one request (LogBatch) */
   logsAnswer: (id: string, requestId: string) => `nodes/${id}/logs/${requestId}`,
   /** wildcard subscriptions for the cluster side */
@@ -72,6 +74,11 @@ export const NodeRegistration = Type.Object({
   location: Type.Optional(Nullable(Type.String())),
   /** the worker join token (oak1.w....), see join-token.ts */
   token: Type.Optional(Type.String({ maxLength: 512 })),
+  /**
+   * proof that the worker owns `id`: the MQTT password the cluster gave it for that id. Without
+   * it a worker that asks for an id gets a fresh one (nobody can take another worker's identity).
+   */
+  id_proof: Type.Optional(Type.String({ maxLength: 256 })),
 });
 export type NodeRegistration = Static<typeof NodeRegistration>;
 

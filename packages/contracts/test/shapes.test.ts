@@ -31,6 +31,7 @@ interface OldNodeRegistration {
   netmanager_port?: number | null;
   location?: string | null;
   token?: string;
+  id_proof?: string;
 }
 
 interface OldNodeRegistrationAnswer {

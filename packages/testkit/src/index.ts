@@ -11,3 +11,5 @@ export { startMosquitto } from './mosquitto.ts';
 export type { StartMosquittoOptions, MosquittoInstance } from './mosquitto.ts';
 export { createNetwork } from './netns.ts';
 export type { CreateNetworkOptions, NetHost, TestNetwork } from './netns.ts';
+export { createTestJoin, postJson, requestJson } from './join.ts';
+export type { RequestJsonOptions, TestJoin, TestTokenResult } from './join.ts';
