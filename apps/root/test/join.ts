@@ -27,9 +27,13 @@ export async function workerJoinToken(ctx: RootContext, cluster: string, ttlSec?
 }
 
 /** A bare link stream over TLS pinned to the root's CA (for tests that speak the protocol by hand). */
-export async function rawLinkCall(ctx: RootContext, address: string): Promise<{ client: grpc.Client; call: grpc.ClientDuplexStream<unknown, unknown> }> {
+export async function rawLinkCall(ctx: RootContext, address: string, opts: { ownConnection?: boolean } = {}): Promise<{ client: grpc.Client; call: grpc.ClientDuplexStream<unknown, unknown> }> {
   const ca = (await rootTrust(ctx)).ca.certPem;
-  const client = new grpc.Client(address, grpc.credentials.createSsl(Buffer.from(ca)), { 'grpc.ssl_target_name_override': ROOT_SERVICE_NAME });
+  const client = new grpc.Client(address, grpc.credentials.createSsl(Buffer.from(ca)), {
+    'grpc.ssl_target_name_override': ROOT_SERVICE_NAME,
+    'grpc.max_send_message_length': -1,
+    ...(opts.ownConnection === true ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
+  });
   const call = client.makeBidiStreamRequest<unknown, unknown>(LINK_SERVICE_PATH, encodeMessage, decodeMessage);
   return { client, call };
 }
