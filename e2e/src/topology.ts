@@ -7,7 +7,6 @@ import { buildBusyboxImage, createNetwork, startContainerd, startRegistry, tmpDi
 import { Api, waitHealthy } from './api.ts';
 import { Procs, bins, type Proc } from './procs.ts';
 
-export const TOKEN = 'e2e-cluster-token';
 export const PASSWORD = 'e2e-admin-password';
 
 export interface Worker {
@@ -26,6 +25,8 @@ export class Topology {
   dir!: { path: string; remove(): Promise<void> };
   image = '';
   private readonly cleanups: (() => Promise<void>)[] = [];
+  /** the root's API, logged in as Admin (join tokens are created through it) */
+  rootApi: Api | undefined;
 
   async init(name: string): Promise<void> {
     this.dir = await tmpDir(`oak-e2e-${name}`);
@@ -41,16 +42,24 @@ export class Topology {
     this.procs.spawn(`root-${host.name}`, bins.root, ['--data-dir', `${this.dir.path}/root-${host.name}`, '--log-level', 'warn'], {
       dir: this.dir.path,
       netns: host.ns,
-      env: { OAK_ADMIN_PASSWORD: PASSWORD, OAK_CLUSTER_TOKEN: TOKEN },
+      env: { OAK_ADMIN_PASSWORD: PASSWORD },
     });
     const base = `http://${host.ip}:10000`;
     await waitHealthy(`${base}/healthz`);
     const api = new Api(base);
     await api.login('Admin', PASSWORD);
+    this.rootApi = api;
     return api;
   }
 
-  cluster(host: NetHost, rootIp: string, name: string, location?: string): Proc {
+  /** A join token from the root (POST /api/tokens), as an operator would create it. */
+  async joinToken(body: { kind: 'cluster'; name: string } | { kind: 'worker'; cluster: string }): Promise<string> {
+    if (!this.rootApi) throw new Error('start the root first');
+    return (await this.rootApi.call<{ token: string }>('POST', '/api/tokens', body)).token;
+  }
+
+  async cluster(host: NetHost, rootIp: string, name: string, location?: string): Promise<Proc> {
+    const token = await this.joinToken({ kind: 'cluster', name });
     return this.procs.spawn(`cluster-${name}`, bins.cluster, [], {
       dir: this.dir.path,
       netns: host.ns,
@@ -58,7 +67,7 @@ export class Topology {
         SYSTEM_MANAGER_URL: rootIp,
         CLUSTER_NAME: name,
         ...(location ? { CLUSTER_LOCATION: location } : {}),
-        OAK_CLUSTER_TOKEN: TOKEN,
+        OAK_JOIN_TOKEN: token,
         OAK_REPORT_INTERVAL_MS: '500',
         OAK_DEAD_AFTER_INTERVALS: '8',
       },

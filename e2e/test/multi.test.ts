@@ -30,7 +30,7 @@ test('M-DOC: root+cluster host and two worker hosts', { timeout: 240_000 }, asyn
     const h1 = await topo.net.addHost('w1');
     const h2 = await topo.net.addHost('w2');
     const api = await topo.root(ctl);
-    topo.cluster(ctl, '127.0.0.1', 'edge1');
+    await topo.cluster(ctl, '127.0.0.1', 'edge1');
     const w1 = await topo.worker(h1, ctl.ip);
     const w2 = await topo.worker(h2, ctl.ip);
     await clustersActive(api, 1, 2);
@@ -99,8 +99,8 @@ test('MDNC: one root, two clusters at two sites; direct and geo constraints pick
     const h2 = await topo.net.addHost('w2');
     const api = await topo.root(rootHost);
     // Munich and Lisbon
-    topo.cluster(c1, rootHost.ip, 'munich', '48.14,11.58');
-    topo.cluster(c2, rootHost.ip, 'lisbon', '38.72,-9.14');
+    await topo.cluster(c1, rootHost.ip, 'munich', '48.14,11.58');
+    await topo.cluster(c2, rootHost.ip, 'lisbon', '38.72,-9.14');
     const w1 = await topo.worker(h1, c1.ip);
     const w2 = await topo.worker(h2, c2.ip);
     const clusters = await clustersActive(api, 2, 1);

@@ -345,12 +345,11 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     const brokerTls = broker ? broker.tls : (publicBroker ?? '').startsWith('mqtts:');
     const tokenCheck = (): WorkerTokenChecker | undefined => {
       if (config.tokenCheck) return config.tokenCheck;
-      const l = link as unknown as { connected: boolean; checkWorkerToken?: (token: string, workerId?: string) => Promise<{ ok: true; tokenId: string } | { ok: false; reason: string }> } | undefined;
-      if (!l?.checkWorkerToken) return undefined;
-      const check = l.checkWorkerToken.bind(l);
+      const l = link;
+      if (!l) return undefined;
       return async (token, workerId): Promise<WorkerTokenResult> => {
         if (!l.connected) return { ok: false, reason: 'the root is unreachable', unavailable: true };
-        const r = await check(token, workerId);
+        const r = await l.checkWorkerToken(token, workerId);
         // the link answers ok:false both for a bad token and when the root did not answer in time
         return r.ok ? r : { ok: false, reason: r.reason, ...(l.connected ? {} : { unavailable: true }) };
       };
@@ -498,8 +497,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         ...(config.linkSilenceTimeoutMs !== undefined ? { silenceTimeoutMs: config.linkSilenceTimeoutMs } : {}),
         ...(config.linkMaxBackoffMs !== undefined ? { maxBackoffMs: config.linkMaxBackoffMs } : {}),
         handlers: {
-          onWelcome: (welcome: unknown) => {
-            if (typeof welcome === 'object' && welcome !== null) applyWelcome(welcome as Parameters<typeof applyWelcome>[0], (l as unknown as { privateKeyPem?: string }).privateKeyPem);
+          onWelcome: (welcome) => {
+            applyWelcome(welcome, l.privateKeyPem);
             sendAggregate();
           },
           onMessage: (msg: RootToCluster) => {

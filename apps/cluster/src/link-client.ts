@@ -1,20 +1,30 @@
 /**
- * The cluster's side of the root link (SPEC §6): the cluster dials out to the root's port 50052,
- * says hello with its token, and keeps one bidirectional stream. Lost streams are re-opened with
- * exponential backoff (capped, ~5 s); a root that stays silent longer than `silenceTimeoutMs`
- * (it pings every second or so) counts as lost.
+ * The cluster's side of the root link (SPEC §6, docs/security.md): the cluster dials out to the
+ * root's port 50052 over TLS and keeps one bidirectional stream. On first contact it takes the
+ * root CA from the chain the root presents and accepts it only if its fingerprint is the one in
+ * the join token; from then on it trusts that CA alone and requires SAN `oak-root`, whatever
+ * address it dials. Its hello carries the join token and a public key made fresh at each start;
+ * the welcome brings a certificate for that key and the cluster's MQTT secret. Lost streams are
+ * re-opened with exponential backoff (capped, ~5 s); a root that stays silent longer than
+ * `silenceTimeoutMs` (it pings every second or so) counts as lost.
  */
+import { randomBytes } from 'node:crypto';
+import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { LINK_SERVICE_PATH, parseRootToCluster } from '@oak/contracts';
-import type { ClusterToRoot, RootToCluster } from '@oak/contracts';
+import { LINK_SERVICE_PATH, parseRootToCluster, tryParseJoinToken } from '@oak/contracts';
+import type { ClusterToRoot, JoinToken, RootToCluster } from '@oak/contracts';
 import { silentLogger } from '@oak/bus';
 import type { Logger } from '@oak/bus';
+import { ROOT_SERVICE_NAME, fetchPinnedCa, generateKeyPair, type KeyPair } from '@oak/trust';
 import { LINK_CHANNEL_OPTIONS, decodeMessage, encodeMessage } from './link-codec.ts';
 
+export type WelcomeMessage = Extract<RootToCluster, { type: 'welcome' }>;
+export type WorkerTokenCheck = { ok: true; tokenId: string } | { ok: false; reason: string };
+
 export interface LinkClientHandlers {
-  /** the root accepted us; `clusterId` is our id there */
-  onWelcome(clusterId: string): void;
-  /** any other message from the root, validated */
+  /** the root accepted us: our id there, the certificate for our key (tls) and the MQTT secret */
+  onWelcome(welcome: WelcomeMessage): void;
+  /** any other message from the root, validated (token_result is answered through checkWorkerToken) */
   onMessage(msg: RootToCluster): void;
   /** the stream is gone (we reconnect by ourselves) */
   onDown?(reason: string): void;
@@ -23,7 +33,10 @@ export interface LinkClientHandlers {
 export interface LinkClientOptions {
   /** host:port of the root's link listener */
   address: string;
+  /** the cluster's join token (oak1.c....): its CA fingerprint pins the root */
   token: string;
+  /** the root CA (PEM) when already known; else fetched on first contact and pinned by the token */
+  caPem?: string;
   clusterName: string;
   clusterLocation: string | null;
   version: string;
@@ -35,7 +48,16 @@ export interface LinkClientOptions {
   silenceTimeoutMs?: number;
   /** waiting for welcome after hello (default 10 s) */
   helloTimeoutMs?: number;
+  /** waiting for a token_result (default 5 s) */
+  tokenCheckTimeoutMs?: number;
 }
+
+interface PendingCheck {
+  resolve(r: WorkerTokenCheck): void;
+  timer: NodeJS.Timeout;
+}
+
+const UNREACHABLE = 'the root is unreachable, so the worker token cannot be checked; try again when the cluster is connected';
 
 type Call = grpc.ClientDuplexStream<ClusterToRoot, unknown>;
 
@@ -52,11 +74,61 @@ export class LinkClient {
   #closed = false;
   #lastReject: string | null = null;
   #attempts = 0;
+  readonly #keys: KeyPair;
+  readonly #token: JoinToken | undefined;
+  #caPem: string | undefined;
+  #connecting = false;
+  readonly #checks = new Map<string, PendingCheck>();
+  #checkSeq = 0;
 
   constructor(o: LinkClientOptions) {
     this.#o = o;
     this.#log = o.log ?? silentLogger;
     this.#backoff = o.initialBackoffMs ?? 200;
+    this.#keys = generateKeyPair();
+    this.#token = tryParseJoinToken(o.token);
+    this.#caPem = o.caPem;
+  }
+
+  /** the private key (PKCS#8 PEM) of the certificate in welcome.tls; new at every start */
+  get privateKeyPem(): string {
+    return this.#keys.privateKeyPem;
+  }
+
+  /** the root CA, once pinned (undefined before the first contact) */
+  get caPem(): string | undefined {
+    return this.#caPem;
+  }
+
+  /**
+   * Asks the root whether a worker join token is valid for this cluster (kind worker, this
+   * cluster's name, not revoked or expired). A link that is down, or no answer within
+   * tokenCheckTimeoutMs, answers ok:false saying the root is unreachable.
+   */
+  checkWorkerToken(token: string, workerId?: string): Promise<WorkerTokenCheck> {
+    if (!this.#welcomed || !this.#call) return Promise.resolve({ ok: false, reason: UNREACHABLE });
+    const requestId = `tc-${++this.#checkSeq}-${randomBytes(4).toString('hex')}`;
+    return new Promise<WorkerTokenCheck>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#checks.delete(requestId);
+        resolve({ ok: false, reason: UNREACHABLE });
+      }, this.#o.tokenCheckTimeoutMs ?? 5000);
+      this.#checks.set(requestId, { resolve, timer });
+      const sent = this.send({ type: 'token_check', request_id: requestId, token: token.slice(0, 512), ...(workerId !== undefined ? { worker_id: workerId.slice(0, 200) } : {}) });
+      if (!sent) this.#settleCheck(requestId, { ok: false, reason: UNREACHABLE });
+    });
+  }
+
+  #settleCheck(requestId: string, r: WorkerTokenCheck): void {
+    const p = this.#checks.get(requestId);
+    if (!p) return;
+    this.#checks.delete(requestId);
+    clearTimeout(p.timer);
+    p.resolve(r);
+  }
+
+  #failChecks(): void {
+    for (const id of [...this.#checks.keys()]) this.#settleCheck(id, { ok: false, reason: UNREACHABLE });
   }
 
   get connected(): boolean {
@@ -78,7 +150,7 @@ export class LinkClient {
   }
 
   start(): void {
-    if (this.#closed || this.#call) return;
+    if (this.#closed || this.#call || this.#connecting) return;
     this.#open();
   }
 
@@ -98,11 +170,72 @@ export class LinkClient {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     this.#teardown('closing');
+    this.#failChecks();
+  }
+
+  /** A failure before any stream: remembered as the reason, retried with the longest backoff. */
+  #refusedLocally(reason: string): void {
+    if (this.#lastReject !== reason) this.#log.error(`link: ${reason}`);
+    this.#lastReject = reason;
+    this.#backoff = this.#o.maxBackoffMs ?? 5000;
+    this.#scheduleRetry();
+  }
+
+  #scheduleRetry(): void {
+    if (this.#closed) return;
+    const delay = this.#backoff;
+    this.#backoff = Math.min(this.#o.maxBackoffMs ?? 5000, Math.max(1, this.#backoff * 2));
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      if (!this.#closed) this.#open();
+    }, delay);
   }
 
   #open(): void {
     this.#attempts++;
-    const client = new grpc.Client(this.#o.address, grpc.credentials.createInsecure(), LINK_CHANNEL_OPTIONS);
+    const token = this.#token;
+    if (!token || token.kind !== 'cluster') {
+      this.#refusedLocally(
+        token ? 'the join token is a worker token; a cluster needs a cluster token (oak token create cluster --name <name>)' : 'no valid join token (OAK_JOIN_TOKEN); create one on the root with `oak token create cluster --name <name>`',
+      );
+      return;
+    }
+    if (this.#caPem !== undefined) {
+      this.#dial(this.#caPem);
+      return;
+    }
+    const { host, port } = splitAddress(this.#o.address);
+    this.#connecting = true;
+    fetchPinnedCa(host, port, token.caHash, { servername: ROOT_SERVICE_NAME, alpn: ['h2'], timeoutMs: this.#o.helloTimeoutMs ?? 10_000 }).then(
+      (pem) => {
+        this.#connecting = false;
+        if (this.#closed) return;
+        this.#caPem = pem;
+        this.#log.info(`link: pinned the root CA ${token.caHash} from ${this.#o.address}`);
+        this.#dial(pem);
+      },
+      (err: unknown) => {
+        this.#connecting = false;
+        if (this.#closed) return;
+        const e = err as { code?: string; message?: string };
+        if (e.code === 'OAK_JOIN_TOKEN_INVALID') this.#refusedLocally(e.message ?? String(err));
+        else {
+          this.#log.debug(`link: attempt failed (${e.message ?? String(err)}); retrying in ${this.#backoff} ms`);
+          this.#scheduleRetry();
+        }
+      },
+    );
+  }
+
+  #dial(caPem: string): void {
+    const creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, {
+      checkServerIdentity: (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(ROOT_SERVICE_NAME, cert),
+    });
+    const client = new grpc.Client(this.#o.address, creds, {
+      ...LINK_CHANNEL_OPTIONS,
+      'grpc.ssl_target_name_override': ROOT_SERVICE_NAME,
+      'grpc.default_authority': ROOT_SERVICE_NAME,
+    });
     const call = client.makeBidiStreamRequest<ClusterToRoot, unknown>(LINK_SERVICE_PATH, encodeMessage, decodeMessage);
     this.#client = client;
     this.#call = call;
@@ -112,7 +245,14 @@ export class LinkClient {
     call.on('end', () => this.#down(call, 'the root ended the stream'));
     call.on('close', () => this.#down(call, 'stream closed'));
     this.#armSilence(call, this.#o.helloTimeoutMs ?? 10_000);
-    call.write({ type: 'hello', token: this.#o.token, cluster_name: this.#o.clusterName, cluster_location: this.#o.clusterLocation, version: this.#o.version });
+    call.write({
+      type: 'hello',
+      token: this.#o.token,
+      cluster_name: this.#o.clusterName,
+      cluster_location: this.#o.clusterLocation,
+      version: this.#o.version,
+      public_key: this.#keys.publicKeyPem,
+    });
   }
 
   #armSilence(call: Call, ms: number): void {
@@ -142,7 +282,10 @@ export class LinkClient {
         this.#lastReject = null;
         this.#backoff = this.#o.initialBackoffMs ?? 200;
         this.#log.info(`link: connected to the root as cluster ${msg.cluster_id}`);
-        this.#o.handlers.onWelcome(msg.cluster_id);
+        this.#o.handlers.onWelcome(msg);
+        return;
+      case 'token_result':
+        this.#settleCheck(msg.request_id, msg.ok ? { ok: true, tokenId: msg.token_id ?? '' } : { ok: false, reason: msg.reason ?? 'the root refused the token' });
         return;
       case 'reject':
         this.#lastReject = msg.reason;
@@ -184,6 +327,7 @@ export class LinkClient {
       }
     }
     client?.close();
+    this.#failChecks();
     if (call && was) this.#o.handlers.onDown?.(reason);
     return call !== undefined;
   }
@@ -195,10 +339,13 @@ export class LinkClient {
     if (this.#closed) return;
     if (was) this.#log.warn(`link: lost the root (${reason}); reconnecting`);
     else this.#log.debug(`link: attempt failed (${reason}); retrying in ${this.#backoff} ms`);
-    const delay = this.#backoff;
-    this.#backoff = Math.min(this.#o.maxBackoffMs ?? 5000, Math.max(1, this.#backoff * 2));
-    this.#retryTimer = setTimeout(() => {
-      if (!this.#closed) this.#open();
-    }, delay);
+    this.#scheduleRetry();
   }
+}
+
+/** host and port of `host:port` or `[v6]:port`. */
+export function splitAddress(address: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
+  if (!m || m[1] === undefined || m[2] === undefined) return { host: address, port: 50052 };
+  return { host: m[1], port: Number(m[2]) };
 }

@@ -24,7 +24,7 @@ const SETTINGS: Setting[] = [
   { flag: 'location', env: 'CLUSTER_LOCATION', help: 'free text, or lat,long[,radius] for geo scheduling' },
   { flag: 'root', short: 'r', env: 'SYSTEM_MANAGER_URL', help: 'the root: host, host:port (link port) or URL; link port 50052 unless --root-link-port' },
   { flag: 'root-link-port', env: 'OAK_ROOT_LINK_PORT', help: 'port of the root link', def: String(DEFAULT_PORTS.rootLink) },
-  { flag: 'token', short: 't', env: 'OAK_CLUSTER_TOKEN', help: 'cluster registration token given by the root', secret: true },
+  { flag: 'token', short: 't', env: 'OAK_JOIN_TOKEN', help: 'cluster join token (oak token create cluster --name <name> on the root)', secret: true },
   { flag: 'port', short: 'p', env: 'OAK_CLUSTER_PORT', help: 'HTTP port for worker registration', def: String(DEFAULT_PORTS.cluster) },
   { flag: 'host', env: 'OAK_CLUSTER_HOST', help: 'address to listen on', def: '0.0.0.0' },
   { flag: 'mqtt-url', env: 'MQTT_URL', help: 'an external MQTT broker (e.g. mqtt://127.0.0.1:1883) instead of the embedded one' },
@@ -109,7 +109,13 @@ async function main(): Promise<void> {
   }
   const log = consoleLogger(`cluster ${cfg.name}`);
   if (!cfg.root) log.warn('no SYSTEM_MANAGER_URL: running standalone (no root)');
-  else if (cfg.root.token === '') log.warn('no OAK_CLUSTER_TOKEN: the root will refuse this cluster unless it has no token');
+  else if (cfg.root.token === '') {
+    log.error(
+      process.env.OAK_CLUSTER_TOKEN
+        ? 'OAK_CLUSTER_TOKEN is no longer used: give the cluster a join token in OAK_JOIN_TOKEN (oak token create cluster --name <name> on the root)'
+        : 'no OAK_JOIN_TOKEN: the root refuses this cluster; create a token with `oak token create cluster --name <name>` on the root',
+    );
+  }
   const cluster = await startCluster({ ...cfg, log });
   let stopping = false;
   const stop = (signal: string): void => {

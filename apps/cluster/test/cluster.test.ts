@@ -22,7 +22,7 @@ function clusterConfig(root: FakeRoot | undefined, extra: Partial<ClusterConfig>
     reportIntervalMs: INTERVAL,
     aggregateIntervalMs: 500,
     log: silentLogger,
-    ...(root ? { root: { address: root.address, token: 'secret' } } : {}),
+    ...(root ? { root: { address: root.address, token: root.token } } : {}),
     ...joinConfig(),
     ...extra,
   };
@@ -241,7 +241,7 @@ describe('cluster: placement, statuses, liveness (embedded broker, fake root and
   test('the link says hello with the token; the aggregate follows the welcome', async () => {
     assert.equal(cluster.clusterId, 'cid-c1');
     const hello = root.received.find((m) => m.type === 'hello');
-    assert.ok(hello && hello.type === 'hello' && hello.token === 'secret' && hello.cluster_name === 'c1');
+    assert.ok(hello && hello.type === 'hello' && hello.token === root.token && hello.cluster_name === 'c1');
     await waitFor(() => root.lastAggregate() !== undefined);
   });
 

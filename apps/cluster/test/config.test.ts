@@ -21,7 +21,7 @@ test('linkAddress: host, host:port, URLs, OAK_ROOT_LINK_PORT', () => {
 });
 
 test('configFromArgs: environment variables and flags (flags win)', () => {
-  const env = { CLUSTER_NAME: 'edge1', CLUSTER_LOCATION: '48.1,11.6,5', SYSTEM_MANAGER_URL: 'http://10.0.0.1:10000', OAK_CLUSTER_TOKEN: 'tok', MQTT_URL: 'mqtt://127.0.0.1:1883' };
+  const env = { CLUSTER_NAME: 'edge1', CLUSTER_LOCATION: '48.1,11.6,5', SYSTEM_MANAGER_URL: 'http://10.0.0.1:10000', OAK_JOIN_TOKEN: 'tok', MQTT_URL: 'mqtt://127.0.0.1:1883' };
   const cfg = configFromArgs([], env);
   assert.notEqual(cfg, 'help');
   if (cfg === 'help') return;
@@ -45,5 +45,5 @@ test('oak-cluster --help prints the settings', () => {
   const bin = fileURLToPath(new URL('../bin/oak-cluster.mjs', import.meta.url));
   const r = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(r.status, 0, r.stderr);
-  for (const word of ['SYSTEM_MANAGER_URL', 'CLUSTER_NAME', 'CLUSTER_LOCATION', 'MQTT_URL', 'OAK_CLUSTER_TOKEN', '10100', '10003']) assert.ok(r.stdout.includes(word), word);
+  for (const word of ['SYSTEM_MANAGER_URL', 'CLUSTER_NAME', 'CLUSTER_LOCATION', 'MQTT_URL', 'OAK_JOIN_TOKEN', '10100', '10003']) assert.ok(r.stdout.includes(word), word);
 });

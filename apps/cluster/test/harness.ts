@@ -2,10 +2,12 @@
  * Test doubles that speak the real protocols: a fake root (gRPC link server) and fake workers
  * (HTTP registration + MQTT, behaving like a NodeEngine).
  */
+import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
-import { LINK_CONNECT_METHOD, instanceName, parseClusterToRoot, topics } from '@oak/contracts';
+import { LINK_CONNECT_METHOD, formatJoinToken, instanceName, parseClusterToRoot, topics } from '@oak/contracts';
+import { caFingerprint, createCa, issueIdentity, type Ca } from '@oak/trust';
 import type { ClusterToRoot, DeployCommand, DeleteCommand, InstanceState, LogRequest, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
 import { createTestJoin, postJson } from '@oak/testkit';
 import type { TestJoin } from '@oak/testkit';
@@ -24,6 +26,9 @@ export function joinConfig(): { tls: TestJoin['clusterTls']; mqttSecret: string;
 export interface FakeRoot {
   address: string;
   port: number;
+  /** the cluster join token this root accepts (its CA's fingerprint inside) */
+  token: string;
+  ca: Ca;
   received: ClusterToRoot[];
   connected: boolean;
   hellos: number;
@@ -33,7 +38,11 @@ export interface FakeRoot {
   close(): Promise<void>;
 }
 
-export async function startFakeRoot(token = 'secret', port = 0): Promise<FakeRoot> {
+/** A stand-in root on TLS (a CA made here, SAN oak-root) that accepts one join token. */
+export async function startFakeRoot(port = 0): Promise<FakeRoot> {
+  const ca = await createCa({ commonName: 'fake root CA' });
+  const token = formatJoinToken({ kind: 'cluster', id: 'fakeroot', secret: randomBytes(24).toString('base64url'), caHash: caFingerprint(ca.certPem) });
+  const id = await issueIdentity(ca, { commonName: 'oak-root', dnsNames: ['oak-root'] });
   const server = new grpc.Server();
   let current: grpc.ServerDuplexStream<unknown, RootToCluster> | undefined;
   const state = { received: [] as ClusterToRoot[], hellos: 0 };
@@ -74,10 +83,13 @@ export async function startFakeRoot(token = 'secret', port = 0): Promise<FakeRoo
       },
     },
   );
-  const bound = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const creds = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(id.chainPem), private_key: Buffer.from(id.keyPem) }], false);
+  const bound = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))));
   return {
     address: `127.0.0.1:${bound}`,
     port: bound,
+    token,
+    ca,
     get received() { return state.received; },
     get connected() { return current !== undefined; },
     get hellos() { return state.hellos; },

@@ -15,6 +15,8 @@ export interface NodeEngineConfig {
   clusterAddress: string;
   /** cluster registration port (Oakestra `-p`, 10100) */
   clusterPort: number;
+  /** worker join token (`-t` / OAK_JOIN_TOKEN, oak1.w....): pins the cluster's CA and authorises the registration */
+  joinToken?: string | undefined;
   /** local NetManager port (Oakestra `-n`, 6000); null = no NetManager */
   netmanagerPort: number | null;
   /** node name shown to users; default the host name */
@@ -74,6 +76,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
   return {
     clusterAddress: partial.clusterAddress ?? 'localhost',
     clusterPort: partial.clusterPort ?? DEFAULT_PORTS.cluster,
+    joinToken: partial.joinToken,
     netmanagerPort: partial.netmanagerPort === undefined ? DEFAULT_PORTS.netmanager : partial.netmanagerPort,
     name: partial.name ?? hostname(),
     dataDir: partial.dataDir ?? defaultDataDir(env),

@@ -11,6 +11,7 @@ import { startRoot, type RootHandle } from '@oak/root';
 import { startRootLink, type RootLink } from '@oak/root/link';
 import { ensureContainerd, type ContainerdChoice } from './containerd.ts';
 import type { OakdConfig } from './config.ts';
+import { ownTokens, type OwnTokens } from './tokens.ts';
 
 export interface Oakd {
   root: RootHandle;
@@ -18,6 +19,8 @@ export interface Oakd {
   cluster: ClusterHandle;
   worker: NodeEngineHandle | null;
   containerd: ContainerdChoice;
+  /** the join tokens this 1-DOC made for itself (kept in <data dir>/join-tokens.json, 0600) */
+  tokens: OwnTokens;
   close(): Promise<void>;
 }
 
@@ -47,6 +50,7 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
     closers.push(() => root.close());
     if (!link) throw new Error('the cluster link did not start');
     const rootLink: RootLink = link;
+    const tokens = await ownTokens(root.ctx, cfg.dataDir, cfg.clusterName);
 
     const cluster = await startCluster({
       name: cfg.clusterName,
@@ -56,7 +60,7 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
       mqttPort: cfg.mqttPort,
       ...(cfg.mqttUrl ? { mqttUrl: cfg.mqttUrl } : {}),
       ...(cfg.reportIntervalMs ? { reportIntervalMs: cfg.reportIntervalMs } : {}),
-      root: { address: `${loopback}:${rootLink.port}`, token: rootLink.token },
+      root: { address: `${loopback}:${rootLink.port}`, token: tokens.cluster },
       log: consoleLogger(`cluster ${cfg.clusterName}`, cfg.logLevel),
     });
     closers.push(() => cluster.close());
@@ -69,6 +73,7 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
       worker = await startNodeEngine({
         clusterAddress: loopback,
         clusterPort: cluster.port,
+        joinToken: tokens.worker,
         netmanagerPort: null,
         dataDir: cfg.dataDir,
         namespace: cfg.namespace,
@@ -86,6 +91,7 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
       cluster,
       worker,
       containerd,
+      tokens,
       close: closeAll,
     };
   } catch (err) {

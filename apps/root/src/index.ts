@@ -8,3 +8,15 @@ export { hashPassword, verifyPassword } from './auth/passwords.ts';
 export { issueTokens, verifyToken } from './auth/tokens.ts';
 export type { PluginOpts } from './plugins/types.ts';
 export { instanceDoc } from './docs.ts';
+export {
+  checkJoinToken,
+  clusterMqttSecret,
+  loadRootTrust,
+  mintJoinToken,
+  rootTrust,
+  tokenState,
+  type MintOptions,
+  type RootTrust,
+  type TokenCheck,
+  type TokenState,
+} from './trust.ts';

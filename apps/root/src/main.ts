@@ -22,7 +22,6 @@ const SETTINGS: Setting[] = [
   { flag: 'database-url', env: 'DATABASE_URL', help: 'postgres://... to use PostgreSQL instead of SQLite', def: () => undefined },
   { flag: 'admin-password', env: 'OAK_ADMIN_PASSWORD', help: 'password of user Admin on first start (else generated and printed once)', def: () => undefined, secret: true },
   { flag: 'link-port', env: 'OAK_ROOT_LINK_PORT', help: 'port clusters dial (gRPC link)', def: () => '50052' },
-  { flag: 'cluster-token', env: 'OAK_CLUSTER_TOKEN', help: 'token clusters must present (else generated on first start, stored and printed)', def: () => undefined, secret: true },
   { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug | trace', def: () => 'info' },
 ];
 
@@ -33,6 +32,18 @@ export function usage(): string {
     return `${left.padEnd(34)}${s.help}\n${''.padEnd(34)}env ${s.env}${d !== undefined && !s.secret ? `, default ${d}` : ''}`;
   });
   return ['Usage: oak-root [options]', '', 'Root orchestrator of oak (Oakestra-compatible API on /api, docs on /api/docs).', '', 'Options:', ...rows, '  -h, --help                      show this help', ''].join('\n');
+}
+
+/** What oak-root prints once its link listens: how clusters and workers join. */
+export function joinBanner(linkPort: number, caHash: string): string {
+  return [
+    `oak-root: clusters dial port ${linkPort} (TLS, root CA sha256 ${caHash})`,
+    '  add a cluster:   oak token create cluster --name <name>   (as Admin or Infrastructure_Provider), then',
+    `                   OAK_JOIN_TOKEN=<token> SYSTEM_MANAGER_URL=<this host>:${linkPort} CLUSTER_NAME=<name> oak-cluster`,
+    '  add a worker:    oak token create worker --cluster <name>, then',
+    '                   NodeEngine -a <cluster host> -p 10100 -t <token>',
+    '',
+  ].join('\n');
 }
 
 export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): RootConfig | 'help' {
@@ -58,14 +69,13 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   const linkText = get('link-port') ?? '50052';
   const linkPort = Number(linkText);
   if (!Number.isInteger(linkPort) || linkPort < 0 || linkPort > 65535) throw new Error(`--link-port must be a port number, not ${JSON.stringify(linkText)}`);
-  const token = get('cluster-token');
+  if (env.OAK_CLUSTER_TOKEN !== undefined && env.OAK_CLUSTER_TOKEN !== '') {
+    process.stderr.write('oak-root: OAK_CLUSTER_TOKEN is no longer used: clusters join with their own join token (oak token create cluster --name <name>)\n');
+  }
   cfg.control = linkControl({
     host: cfg.host ?? '0.0.0.0',
     port: linkPort,
-    ...(token !== undefined ? { token } : {}),
-    onListening: ({ port: p, token: t }) => {
-      process.stderr.write(`oak-root: clusters dial port ${p} with OAK_CLUSTER_TOKEN=${t}\n`);
-    },
+    onListening: ({ port: p, caHash }) => process.stderr.write(joinBanner(p, caHash)),
   });
   const pw = get('admin-password');
   if (pw !== undefined) cfg.adminPassword = pw;

@@ -14,6 +14,7 @@ import { bootstrapAdmin, jwtSecret, type BootstrapResult } from './bootstrap.ts'
 import { DEFAULT_ACCESS_TTL_SEC, DEFAULT_REFRESH_TTL_SEC, type RootContext } from './context.ts';
 import { noControlPlane, type ControlPlane } from './control.ts';
 import { EventHub } from './events.ts';
+import { loadRootTrust } from './trust.ts';
 
 export const DEFAULT_ROOT_PORT = 10000;
 
@@ -79,12 +80,15 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
   const log = config.logger ?? pino({ level: config.logLevel ?? 'info', base: { component: 'root' } });
   const ownStore = config.store === undefined;
   let store: Store;
+  // the root CA: in <data dir>/tls next to the SQLite file; in the store when it is shared (PostgreSQL, a given store)
+  let caDir: string | undefined;
   if (config.store) store = config.store;
   else if (config.databaseUrl) store = await createStore({ databaseUrl: config.databaseUrl, ...(config.pgSchema ? { pgSchema: config.pgSchema } : {}) });
   else {
     const dir = config.dataDir ?? defaultDataDir();
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     store = await createStore({ sqlitePath: join(dir, 'oak.db') });
+    caDir = join(dir, 'tls');
   }
   let app: FastifyInstance | undefined;
   let control: ControlPlane = noControlPlane;
@@ -95,6 +99,7 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
     } else if (bootstrap.created) {
       log.info({ user: bootstrap.admin.name }, 'created the Admin user with the password from OAK_ADMIN_PASSWORD');
     }
+    const trustLoad = loadRootTrust(store, caDir !== undefined ? { caDir } : {});
     const ctx: RootContext = {
       store,
       events: config.events ?? new EventHub(),
@@ -105,7 +110,10 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
         refreshTtlSec: config.refreshTtlSec ?? DEFAULT_REFRESH_TTL_SEC,
       },
       startedAt: Date.now(),
+      trust: trustLoad,
     };
+    const trust = await trustLoad;
+    log.info({ ca_sha256: trust.caHash, ca: caDir ?? 'store setting root_ca' }, 'root CA');
     if (config.control) ctx.control = control = await config.control(ctx);
     app = await buildRootApp(ctx, { loggerInstance: log, ...config.app });
     await app.listen({ host: config.host ?? '0.0.0.0', port: config.port ?? DEFAULT_ROOT_PORT });

@@ -8,23 +8,21 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
 import { silentLogger } from '@oak/bus';
-import { LinkClient, startCluster } from '@oak/cluster';
+import { startCluster } from '@oak/cluster';
 import type { ClusterConfig, ClusterHandle } from '@oak/cluster';
-import { LINK_SERVICE_PATH } from '@oak/contracts';
 import type { ApplicationDoc, ClusterDoc, ServiceDoc, TokenPair } from '@oak/contracts';
 import { createStore } from '@oak/store';
 import type { Store } from '@oak/store';
 import { freePort, waitFor } from '@oak/testkit';
 import { startFakeWorker } from '../../cluster/test/harness.ts';
 import type { FakeWorker } from '../../cluster/test/harness.ts';
-import { decodeMessage, encodeMessage, linkControl } from '../src/link/index.ts';
+import { linkControl } from '../src/link/index.ts';
 import type { LinkControlPlane } from '../src/link/index.ts';
 import { startRoot } from '../src/server.ts';
+import { clusterJoinToken, rawLinkCall } from './join.ts';
 import type { RootHandle } from '../src/server.ts';
 
-const TOKEN = 'link-test-token';
 const ADMIN_PASSWORD = 'admin-secret-1';
 const INTERVAL = 200;
 
@@ -44,7 +42,7 @@ async function startTestRoot(store: Store, linkPort = 0, graceMs = 1500): Promis
     adminPassword: ADMIN_PASSWORD,
     logLevel: 'silent',
     announce: () => {},
-    control: linkControl({ host: '127.0.0.1', port: linkPort, token: TOKEN, graceMs, retryMs: 500, pingIntervalMs: 200, pingTimeoutMs: 1000 }),
+    control: linkControl({ host: '127.0.0.1', port: linkPort, graceMs, retryMs: 500, pingIntervalMs: 200, pingTimeoutMs: 1000 }),
   });
   const control = root.ctx.control as LinkControlPlane;
   const login = await fetch(`${root.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'Admin', password: ADMIN_PASSWORD }) });
@@ -66,7 +64,7 @@ async function startTestRoot(store: Store, linkPort = 0, graceMs = 1500): Promis
   };
 }
 
-function clusterConfig(name: string, linkAddress: string, extra: Partial<ClusterConfig> = {}): ClusterConfig {
+async function clusterConfig(r: TestRoot, name: string, extra: Partial<ClusterConfig> = {}): Promise<ClusterConfig> {
   return {
     name,
     host: '127.0.0.1',
@@ -77,7 +75,7 @@ function clusterConfig(name: string, linkAddress: string, extra: Partial<Cluster
     linkMaxBackoffMs: 300,
     linkSilenceTimeoutMs: 2000,
     log: silentLogger,
-    root: { address: linkAddress, token: TOKEN },
+    root: { address: r.linkAddress, token: await clusterJoinToken(r.root.ctx, name) },
     ...extra,
   };
 }
@@ -131,32 +129,11 @@ describe('root <-> cluster link', () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   });
 
-  test('a cluster with a wrong token is refused and never becomes a cluster', async () => {
-    const store = await createStore({ sqlitePath: ':memory:' });
-    const r = await startTestRoot(store);
-    cleanups.push(() => store.close(), () => r.close());
-    const client = new LinkClient({
-      address: r.linkAddress,
-      token: 'wrong',
-      clusterName: 'intruder',
-      clusterLocation: null,
-      version: 'test',
-      maxBackoffMs: 5000,
-      handlers: { onWelcome: () => {}, onMessage: () => {} },
-    });
-    client.start();
-    await waitFor(() => client.lastReject !== null, { message: 'reject' });
-    assert.equal(client.lastReject, 'invalid cluster token');
-    assert.equal(client.connected, false);
-    await client.close();
-    assert.equal(await cluster(r, 'intruder'), undefined);
-  });
-
   test('deploy through the API: placed on the cluster, spread over two workers, RUNNING with worker ids; logs round trip', async () => {
     const store = await createStore({ sqlitePath: ':memory:' });
     const r = await startTestRoot(store);
     cleanups.push(() => store.close(), () => r.close());
-    const c1 = await startCluster(clusterConfig('c1', r.linkAddress));
+    const c1 = await startCluster(await clusterConfig(r, 'c1'));
     cleanups.push(() => c1.close());
     const w1 = await startFakeWorker(c1.registrationUrl, 'w1', { logLines: ['one', 'two', 'three'] });
     const w2 = await startFakeWorker(c1.registrationUrl, 'w2', { logLines: ['one', 'two', 'three'] });
@@ -208,11 +185,10 @@ describe('root <-> cluster link', () => {
     const store = await createStore({ sqlitePath: ':memory:' });
     const r = await startTestRoot(store);
     cleanups.push(() => store.close(), () => r.close());
-    const client = new grpc.Client(r.linkAddress, grpc.credentials.createInsecure());
-    const call = client.makeBidiStreamRequest<unknown, unknown>(LINK_SERVICE_PATH, encodeMessage, decodeMessage);
+    const { client, call } = await rawLinkCall(r.root.ctx, r.linkAddress);
     call.on('error', () => {});
     call.on('data', () => {}); // reads pings, never answers
-    call.write({ type: 'hello', token: TOKEN, cluster_name: 'mute', cluster_location: '48.1,11.6', version: 'test' });
+    call.write({ type: 'hello', token: await clusterJoinToken(r.root.ctx, 'mute'), cluster_name: 'mute', cluster_location: '48.1,11.6', version: 'test' });
     await waitFor(async () => (await cluster(r, 'mute'))?.status === 'ACTIVE', { message: 'ACTIVE' });
     assert.equal((await cluster(r, 'mute'))?.cluster_location, '48.1,11.6');
     const t0 = Date.now();
@@ -230,7 +206,7 @@ describe('root <-> cluster link', () => {
     const sid = await deployApp(r, 'waiting', { vcpus: 2 });
     await waitFor(async () => (await service(r, sid)).instance_list[0]?.status_detail === 'NoActiveClusterWithCapacity', { message: 'reason at the root' });
     assert.equal((await service(r, sid)).instance_list[0]?.status, 'REQUESTED');
-    const c = await startCluster(clusterConfig('late', r.linkAddress));
+    const c = await startCluster(await clusterConfig(r, 'late'));
     cleanups.push(() => c.close());
     const w = await startFakeWorker(c.registrationUrl, 'lw');
     cleanups.push(() => w.close());
@@ -244,9 +220,10 @@ describe('root <-> cluster link', () => {
     cleanups.push(() => store.close(), () => r.close());
     const [httpPort, mqttPort] = [await freePort(), await freePort()];
     const bin = fileURLToPath(new URL('../../cluster/bin/oak-cluster.mjs', import.meta.url));
+    const procToken = await clusterJoinToken(r.root.ctx, 'proc');
     const spawnCluster = (): ChildProcess =>
       spawn(process.execPath, [bin, '--host', '127.0.0.1', '--port', String(httpPort), '--mqtt-port', String(mqttPort), '--report-interval', String(INTERVAL)], {
-        env: { ...process.env, CLUSTER_NAME: 'proc', SYSTEM_MANAGER_URL: r.linkAddress, OAK_CLUSTER_TOKEN: TOKEN },
+        env: { ...process.env, CLUSTER_NAME: 'proc', SYSTEM_MANAGER_URL: r.linkAddress, OAK_JOIN_TOKEN: procToken },
         stdio: 'ignore',
       });
     let proc = spawnCluster();
@@ -287,7 +264,7 @@ describe('root <-> cluster link', () => {
     cleanups.push(() => store.close());
     const linkPort = await freePort();
     let r = await startTestRoot(store, linkPort);
-    const c = await startCluster(clusterConfig('rr', r.linkAddress));
+    const c = await startCluster(await clusterConfig(r, 'rr'));
     cleanups.push(() => c.close());
     const w = await startFakeWorker(c.registrationUrl, 'rw');
     cleanups.push(() => w.close());
@@ -311,7 +288,7 @@ describe('root <-> cluster link', () => {
     const r = await startTestRoot(store);
     cleanups.push(() => store.close(), () => r.close());
     const [httpA, mqttA] = [await freePort(), await freePort()];
-    let a: ClusterHandle = await startCluster(clusterConfig('ca', r.linkAddress, { port: httpA, mqttPort: mqttA }));
+    let a: ClusterHandle = await startCluster(await clusterConfig(r, 'ca', { port: httpA, mqttPort: mqttA }));
     const wa: FakeWorker = await startFakeWorker(a.registrationUrl, 'wa', { cores: 8 });
     cleanups.push(() => wa.close());
     await waitFor(async () => (await cluster(r, 'ca'))?.resources?.workers === 1);
@@ -320,7 +297,7 @@ describe('root <-> cluster link', () => {
     const ca = await cluster(r, 'ca');
     assert.equal((await service(r, sid)).instance_list[0]?.cluster_id, ca?._id);
 
-    const b = await startCluster(clusterConfig('cb', r.linkAddress));
+    const b = await startCluster(await clusterConfig(r, 'cb'));
     cleanups.push(() => b.close());
     const wb = await startFakeWorker(b.registrationUrl, 'wb');
     cleanups.push(() => wb.close());
@@ -339,7 +316,7 @@ describe('root <-> cluster link', () => {
     assert.ok(movedAfterMs < 8000, `moved after ${movedAfterMs} ms`);
 
     // ca comes back (same ports): its worker still runs the old copy, which the sync removes
-    a = await startCluster(clusterConfig('ca', r.linkAddress, { port: httpA, mqttPort: mqttA }));
+    a = await startCluster(await clusterConfig(r, 'ca', { port: httpA, mqttPort: mqttA }));
     const back = a;
     cleanups.push(() => back.close());
     await waitFor(() => wa.deletes.some((d) => d.job_name === 'move.test.web.test'), { timeoutMs: 10_000, message: 'old copy deleted' });

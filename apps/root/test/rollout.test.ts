@@ -17,10 +17,11 @@ import type { FakeWorker, FakeWorkerOptions } from '../../cluster/test/harness.t
 import { createLinkControlPlane, startLinkServer } from '../src/link/index.ts';
 import type { LinkControlPlane } from '../src/link/index.ts';
 import { judgeReplacement, rolloutTargets, serviceFingerprint } from '../src/link/rollout.ts';
+import { rootTrust } from '../src/trust.ts';
+import { clusterJoinToken } from './join.ts';
 import { startRoot } from '../src/server.ts';
 import type { RootHandle } from '../src/server.ts';
 
-const TOKEN = 'rollout-test-token';
 const ADMIN_PASSWORD = 'admin-secret-1';
 const JOB = 'roll.test.web.test';
 
@@ -87,7 +88,7 @@ async function startTestRoot(store: Store, rolloutTimeoutMs: number): Promise<Te
     logLevel: 'silent',
     announce: () => {},
     control: async (ctx) => {
-      const link = await startLinkServer({ host: '127.0.0.1', port: 0, store: ctx.store, events: ctx.events, token: TOKEN, pingIntervalMs: 200, pingTimeoutMs: 1000 });
+      const link = await startLinkServer({ host: '127.0.0.1', port: 0, store: ctx.store, events: ctx.events, trust: await rootTrust(ctx), pingIntervalMs: 200, pingTimeoutMs: 1000 });
       return createLinkControlPlane({ link, store: ctx.store, events: ctx.events, graceMs: 5000, retryMs: 500, rolloutTimeoutMs, rolloutPollMs: 100 });
     },
   });
@@ -111,7 +112,7 @@ async function startTestRoot(store: Store, rolloutTimeoutMs: number): Promise<Te
   };
 }
 
-function clusterConfig(name: string, linkAddress: string): ClusterConfig {
+async function clusterConfig(r: TestRoot, name: string, linkAddress: string): Promise<ClusterConfig> {
   return {
     name,
     host: '127.0.0.1',
@@ -122,7 +123,7 @@ function clusterConfig(name: string, linkAddress: string): ClusterConfig {
     linkMaxBackoffMs: 300,
     linkSilenceTimeoutMs: 2000,
     log: silentLogger,
-    root: { address: linkAddress, token: TOKEN },
+    root: { address: linkAddress, token: await clusterJoinToken(r.root.ctx, name) },
   };
 }
 
@@ -162,7 +163,7 @@ async function setup(cleanups: (() => Promise<void>)[], opts: { rolloutTimeoutMs
   const store = await createStore({ sqlitePath: ':memory:' });
   const r = await startTestRoot(store, opts.rolloutTimeoutMs ?? 10_000);
   cleanups.push(() => store.close(), () => r.close());
-  const c = await startCluster(clusterConfig('c1', r.control.link.address));
+  const c = await startCluster(await clusterConfig(r, 'c1', r.control.link.address));
   cleanups.push(() => c.close());
   const workers = [await startFakeWorker(c.registrationUrl, 'w1', opts.worker), await startFakeWorker(c.registrationUrl, 'w2', opts.worker)];
   cleanups.push(...workers.map((w) => () => w.close()));

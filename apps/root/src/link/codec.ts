@@ -12,8 +12,16 @@ export const decodeMessage = decodeLinkMessage;
 
 export const linkServiceDefinition: ServiceDefinition = { Connect: LINK_CONNECT_METHOD };
 
+/**
+ * The largest message the root reads from a cluster (any stream, before or after hello); gRPC
+ * refuses a larger one from its length prefix without buffering it (RESOURCE_EXHAUSTED).
+ */
+export const LINK_MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
+
 export const LINK_SERVER_OPTIONS = {
-  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  'grpc.max_receive_message_length': LINK_MAX_RECEIVE_BYTES,
+  /** one stream per cluster connection; a few more for a reconnect racing the old stream */
+  'grpc.max_concurrent_streams': 4,
   'grpc.max_send_message_length': 64 * 1024 * 1024,
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,

@@ -1,19 +1,39 @@
 /**
- * The root's end of the cluster link (SPEC §6): clusters dial in on port 50052 and keep one gRPC
- * bidirectional stream each. The first message must be `hello` with the registration token;
- * the root answers `welcome {cluster_id}` (the cluster row is found or created by name and set
- * ACTIVE) or `reject` and closes. The root pings every second; a cluster that stays silent for
+ * The root's end of the cluster link (SPEC §6): clusters dial in on port 50052 over TLS (a
+ * certificate of the root CA, SAN `oak-root`) and keep one gRPC bidirectional stream each. The
+ * first message must be `hello` with a cluster join token (docs/security.md): valid, not revoked
+ * or expired, and bound to the cluster's name (the first use binds an unbound token). The root
+ * answers `welcome {cluster_id, tls, mqtt_secret}` (the cluster row is found or created by name
+ * and set ACTIVE) or `reject` and closes; a refused cluster changes nothing in the store. Workers'
+ * join tokens are checked here too (`token_check` -> `token_result`).
+ *
+ * Unauthenticated streams are bounded: at most MAX_PENDING_STREAMS waiting for their hello at
+ * once, a hello within `helloTimeoutMs`, a first message of at most MAX_HELLO_BYTES, and no
+ * message larger than LINK_MAX_RECEIVE_BYTES on any stream (gRPC refuses it from its length
+ * prefix, before reading it). The root pings every second; a cluster that stays silent for
  * `pingTimeoutMs` or whose stream ends is set INACTIVE at once. What arrives is validated; the
  * placement side (control.ts) listens through LinkListener.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { parseClusterToRoot } from '@oak/contracts';
+import { LINK_CONNECT_METHOD, LINK_MALFORMED, decodeLinkMessage, parseClusterToRoot } from '@oak/contracts';
 import type { ClusterResources, ClusterToRoot, RootToCluster } from '@oak/contracts';
 import type { ClusterRow, Store } from '@oak/store';
+import { CLUSTER_SERVICE_NAME, ROOT_SERVICE_NAME, checkPublicKeyPem, issueCert, issueIdentity } from '@oak/trust';
 import type { EventHub } from '../events.ts';
-import { LINK_SERVER_OPTIONS, linkServiceDefinition, silentLinkLog } from './codec.ts';
+import { checkJoinToken, clusterMqttSecret, tokenState, type RootTrust } from '../trust.ts';
+import { LINK_SERVER_OPTIONS, silentLinkLog } from './codec.ts';
 import type { LinkLog } from './codec.ts';
+
+/** streams that have not said hello yet, at once */
+export const MAX_PENDING_STREAMS = 32;
+/** the first message of a stream (hello) */
+export const MAX_HELLO_BYTES = 16 * 1024;
+/** validity of the certificate a cluster gets in welcome (it gets a new one at every connect) */
+export const CLUSTER_CERT_DAYS = 365;
+
+type HelloMessage = Extract<ClusterToRoot, { type: 'hello' }>;
+type TokenCheckMessage = Extract<ClusterToRoot, { type: 'token_check' }>;
 
 export const DEFAULT_LINK_PORT = 50052;
 
@@ -24,8 +44,8 @@ export interface LinkServerOptions {
   port?: number;
   store: Store;
   events: EventHub;
-  /** clusters must present this token in their hello */
-  token: string;
+  /** the root CA (certificates for the link and for clusters), the MQTT key */
+  trust: RootTrust;
   /** how often the root pings each cluster (default 1000 ms) */
   pingIntervalMs?: number;
   /** a cluster silent this long is dropped and marked INACTIVE (default 3 ping intervals) */
@@ -48,7 +68,8 @@ export interface LinkServer {
   readonly port: number;
   /** host:port the clusters dial */
   readonly address: string;
-  readonly token: string;
+  /** SHA-256 of the root CA the link's certificate chains to (what join tokens carry) */
+  readonly caHash: string;
   isConnected(clusterId: string): boolean;
   connectedClusters(): string[];
   /** last measured ping round trip, ms */
@@ -57,6 +78,8 @@ export interface LinkServer {
   send(clusterId: string, msg: RootToCluster): boolean;
   /** the listener (one: the control plane) */
   setListener(l: LinkListener): void;
+  /** sends revoke_workers for this token to every connected cluster; how many were told */
+  revokeWorkers(tokenId: string): number;
   close(): Promise<void>;
 }
 
@@ -75,9 +98,12 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
 }
 
+/** Constant-time equality of two secrets; never true for an empty expected value. */
 export function tokenMatches(expected: string, given: string): boolean {
   return expected !== '' && timingSafeEqual(digest(expected), digest(given));
 }
+
+const DNS_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer> {
   const log = o.log ?? silentLinkLog;
@@ -125,11 +151,70 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
     });
   };
 
+  let pending = 0;
+
+  /** Checks a hello's token and name; the cluster row is created only when everything holds. */
+  const admit = async (hello: HelloMessage): Promise<{ ok: true; tokenId: string } | { ok: false; reason: string }> => {
+    const check = await checkJoinToken(o.store, hello.token, 'cluster');
+    if (!check.ok) return check;
+    let row = check.row;
+    if (row.name === null) {
+      // an unbound token may not take a name that another live token owns
+      const owners = (await o.store.listJoinTokens({ kind: 'cluster' })).filter((t) => t.id !== row.id && t.name === hello.cluster_name && tokenState(t) === 'active');
+      if (owners.length > 0) {
+        return { ok: false, reason: `the cluster name ${JSON.stringify(hello.cluster_name)} belongs to another join token; create one for it with \`oak token create cluster --name ${hello.cluster_name}\`` };
+      }
+      row = (await o.store.bindJoinToken(row.id, hello.cluster_name)) ?? row;
+    }
+    if (row.name !== hello.cluster_name) return { ok: false, reason: 'this join token is bound to another cluster name' };
+    if (hello.public_key !== undefined) {
+      try {
+        checkPublicKeyPem(hello.public_key);
+      } catch {
+        return { ok: false, reason: 'hello.public_key is not an ECDSA P-256 public key (SPKI PEM)' };
+      }
+    }
+    return { ok: true, tokenId: row.id };
+  };
+
+  const welcomeFor = async (row: ClusterRow, hello: HelloMessage): Promise<RootToCluster> => {
+    const w: Extract<RootToCluster, { type: 'welcome' }> = { type: 'welcome', cluster_id: row.id, mqtt_secret: clusterMqttSecret(o.trust, row.id) };
+    if (hello.public_key !== undefined) {
+      const cert = await issueCert(o.trust.ca, hello.public_key, {
+        commonName: row.name,
+        dnsNames: [CLUSTER_SERVICE_NAME, ...(DNS_LABEL.test(row.name) && row.name !== CLUSTER_SERVICE_NAME ? [row.name] : [])],
+        days: CLUSTER_CERT_DAYS,
+      });
+      w.tls = { cert: cert + o.trust.ca.certPem, ca: o.trust.ca.certPem };
+    }
+    return w;
+  };
+
+  const answerTokenCheck = async (s: Session, m: TokenCheckMessage): Promise<RootToCluster> => {
+    const check = await checkJoinToken(o.store, m.token, 'worker');
+    if (!check.ok) return { type: 'token_result', request_id: m.request_id, ok: false, reason: check.reason };
+    if (check.row.cluster !== s.cluster.name) {
+      return { type: 'token_result', request_id: m.request_id, ok: false, reason: `this worker token is for another cluster, not ${s.cluster.name}` };
+    }
+    await o.store.recordJoinTokenUse(check.row.id);
+    log.info({ cluster: s.cluster.name, token_id: check.row.id, worker: m.worker_id }, 'link: worker token accepted');
+    return { type: 'token_result', request_id: m.request_id, ok: true, token_id: check.row.id };
+  };
+
   const handle = (call: Call): void => {
     calls.add(call);
     let session: Session | undefined;
     let greeted = false;
+    let counted = true;
+    pending++;
+    const uncount = (): void => {
+      if (counted) {
+        counted = false;
+        pending--;
+      }
+    };
     const reject = (reason: string): void => {
+      uncount();
       log.warn({ reason, peer: call.getPeer() }, 'link: cluster refused');
       try {
         call.write({ type: 'reject', reason });
@@ -138,15 +223,26 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
         // gone
       }
     };
+    if (pending > MAX_PENDING_STREAMS) {
+      reject(`too many streams waiting for their hello (${MAX_PENDING_STREAMS}); try again later`);
+      return;
+    }
     const helloTimer = setTimeout(() => {
       if (!greeted) reject('no hello within the time limit');
     }, o.helloTimeoutMs ?? 10_000);
     const finish = (why: string): void => {
       clearTimeout(helloTimer);
+      uncount();
       calls.delete(call);
       if (session) endSession(session, why);
     };
     call.on('data', (raw: unknown) => {
+      if (!session && !greeted && (sizes.get(raw as object) ?? 0) > MAX_HELLO_BYTES) {
+        greeted = true;
+        clearTimeout(helloTimer);
+        reject(`the first message must be a hello of at most ${MAX_HELLO_BYTES} bytes`);
+        return;
+      }
       let msg: ClusterToRoot;
       try {
         msg = parseClusterToRoot(raw);
@@ -161,6 +257,8 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
       }
       if (greeted) return; // hello being processed
       if (msg.type !== 'hello') {
+        greeted = true;
+        clearTimeout(helloTimer);
         reject('the first message must be hello');
         return;
       }
@@ -170,13 +268,18 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
         reject('the root is shutting down');
         return;
       }
-      if (!tokenMatches(o.token, msg.token)) {
-        reject('invalid cluster token');
-        return;
-      }
       const hello = msg;
       void (async () => {
+        const verdict = await admit(hello);
+        if (!verdict.ok) {
+          reject(verdict.reason);
+          return;
+        }
+        if (call.cancelled || call.destroyed) return;
+        uncount();
         let row = await o.store.upsertCluster(hello.cluster_name, hello.cluster_location);
+        await o.store.recordJoinTokenUse(verdict.tokenId);
+        const welcome = await welcomeFor(row, hello);
         const s: Session = { call, cluster: row, lastHeard: Date.now(), rtt: undefined, timer: setInterval(() => ping(s), pingMs), ended: false };
         const old = sessions.get(row.id);
         sessions.set(row.id, s);
@@ -191,8 +294,8 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
           s.cluster = row;
         });
         if (s.ended) return;
-        call.write({ type: 'welcome', cluster_id: row.id });
-        log.info({ cluster: row.name, cluster_id: row.id, peer: call.getPeer() }, 'link: cluster connected');
+        call.write(welcome);
+        log.info({ cluster: row.name, cluster_id: row.id, token_id: verdict.tokenId, peer: call.getPeer() }, 'link: cluster connected');
         o.events.publish({ type: 'cluster', action: 'connected', cluster_id: row.id, cluster_name: row.name });
         listener.connected?.(row);
       })().catch((err: unknown) => {
@@ -233,6 +336,23 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
       case 'pong':
         s.rtt = Math.max(0, Date.now() - msg.t);
         return;
+      case 'token_check': {
+        const m = msg;
+        answerTokenCheck(s, m)
+          .catch((err: unknown): RootToCluster => {
+            log.error({ err, cluster: s.cluster.name }, 'link: token check failed');
+            return { type: 'token_result', request_id: m.request_id, ok: false, reason: 'the root could not check the token' };
+          })
+          .then((answer) => {
+            if (s.ended) return;
+            try {
+              s.call.write(answer);
+            } catch {
+              // the stream is going; the cluster's check times out
+            }
+          });
+        return;
+      }
       case 'aggregate': {
         const resources = msg.resources;
         void serial(s.cluster.id, async () => {
@@ -251,20 +371,35 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
     }
   };
 
+  // the size of each decoded message, for the hello size limit
+  const sizes = new WeakMap<object, number>();
+  const definition: grpc.ServiceDefinition = {
+    Connect: {
+      ...LINK_CONNECT_METHOD,
+      requestDeserialize: (buf: Buffer): unknown => {
+        const m = decodeLinkMessage(buf);
+        if (typeof m === 'object' && m !== null && m !== LINK_MALFORMED) sizes.set(m, buf.length);
+        return m;
+      },
+    },
+  };
+  // a fresh key and certificate at every start, from the root CA (clusters verify CA + SAN oak-root)
+  const identity = await issueIdentity(o.trust.ca, { commonName: ROOT_SERVICE_NAME, dnsNames: [ROOT_SERVICE_NAME], days: 825 });
+  const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(identity.chainPem), private_key: Buffer.from(identity.keyPem) }], false);
   const server = new grpc.Server(LINK_SERVER_OPTIONS);
-  server.addService(linkServiceDefinition, { Connect: handle });
+  server.addService(definition, { Connect: handle });
   const host = o.host ?? '0.0.0.0';
   const bindHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${bindHost}:${o.port ?? DEFAULT_LINK_PORT}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(`${bindHost}:${o.port ?? DEFAULT_LINK_PORT}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
   });
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : bindHost;
-  log.info({ port }, 'link: listening for clusters');
+  log.info({ port, ca_sha256: o.trust.caHash }, 'link: listening for clusters (TLS)');
 
   return {
     port,
     address: `${shownHost}:${port}`,
-    token: o.token,
+    caHash: o.trust.caHash,
     isConnected: (id) => sessions.has(id),
     connectedClusters: () => [...sessions.keys()],
     rttMs: (id) => sessions.get(id)?.rtt,
@@ -281,6 +416,20 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
     },
     setListener(l) {
       listener = l;
+    },
+    revokeWorkers(tokenId) {
+      let told = 0;
+      for (const s of sessions.values()) {
+        if (s.ended) continue;
+        try {
+          s.call.write({ type: 'revoke_workers', token_id: tokenId });
+          told++;
+        } catch (err) {
+          log.warn({ err, cluster: s.cluster.name }, 'link: write failed');
+        }
+      }
+      log.info({ token_id: tokenId, clusters: told }, 'link: worker token revoked, clusters told');
+      return told;
     },
     async close() {
       if (closing) return;
