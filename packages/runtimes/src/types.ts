@@ -22,8 +22,15 @@ export interface InstanceSpec {
   vcpus?: number | undefined;
   ports: PortMapping[];
   one_shot: boolean;
-  /** path of a network namespace to join (overlay network); host network otherwise */
+  /** path of a network namespace to join (the instance's own, see the NodeEngine); host network otherwise */
   netns?: string | undefined;
+  /**
+   * containers: every capability and device; processes: run as root instead of the unprivileged
+   * user. The NodeEngine sets it only when the worker runs with --allow-privileged.
+   */
+  privileged?: boolean | undefined;
+  /** host paths to bind-mount (containers), already checked against the worker's allow-list */
+  mounts?: { source: string; target: string; readonly: boolean }[] | undefined;
   labels: Record<string, string>;
 }
 

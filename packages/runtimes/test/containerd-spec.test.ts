@@ -71,3 +71,36 @@ test('buildSpec sets limits, namespaces and the cgroup path', () => {
   assert.throws(() => buildSpec({ id: 'z', namespace: 'oak', image: {}, env: [], limitSwap: false }), /no command/);
   assert.throws(() => buildSpec({ id: 'z', namespace: 'oak', image: { Cmd: ['x'], User: 'www' }, env: [], limitSwap: false }), /not numeric/);
 });
+
+type CapSpec = {
+  process: { capabilities: { bounding: string[]; effective: string[]; permitted: string[] }; noNewPrivileges: boolean };
+  linux: { maskedPaths: string[]; resources: { devices: { allow: boolean }[] } };
+  mounts: { destination: string; source: string; options: string[] }[];
+};
+
+test('containers get containerd\'s default capabilities without CAP_NET_RAW, and no new privileges', () => {
+  const s = buildSpec({ id: 'c', namespace: 'oak', image: { Cmd: ['sh'] }, env: [], limitSwap: false }) as CapSpec;
+  for (const set of [s.process.capabilities.bounding, s.process.capabilities.effective, s.process.capabilities.permitted]) {
+    assert.equal(set.includes('CAP_NET_RAW'), false);
+    assert.equal(set.includes('CAP_SYS_ADMIN'), false);
+    assert.ok(set.includes('CAP_NET_BIND_SERVICE') && set.includes('CAP_CHOWN'));
+    assert.equal(set.length, 13);
+  }
+  assert.equal(s.process.noNewPrivileges, true);
+  assert.ok(s.linux.maskedPaths.includes('/proc/kcore'));
+  assert.deepEqual(s.linux.resources.devices, [{ allow: false, access: 'rwm' }]);
+});
+
+test('privileged containers get every capability and device; bind mounts are nosuid,nodev', () => {
+  const s = buildSpec({
+    id: 'p', namespace: 'oak', image: { Cmd: ['sh'] }, env: [], limitSwap: false, privileged: true,
+    mounts: [{ source: '/srv/data', target: '/data', readonly: true }, { source: '/srv/rw', target: '/rw', readonly: false }],
+  }) as CapSpec;
+  assert.ok(s.process.capabilities.effective.includes('CAP_NET_RAW'));
+  assert.ok(s.process.capabilities.effective.includes('CAP_SYS_ADMIN'));
+  assert.equal(s.process.noNewPrivileges, false);
+  assert.deepEqual(s.linux.maskedPaths, []);
+  assert.deepEqual(s.linux.resources.devices, [{ allow: true, access: 'rwm' }]);
+  assert.deepEqual(s.mounts.find((m) => m.destination === '/data'), { destination: '/data', type: 'bind', source: '/srv/data', options: ['rbind', 'ro', 'nosuid', 'nodev'] });
+  assert.deepEqual(s.mounts.find((m) => m.destination === '/rw')?.options, ['rbind', 'rw', 'nosuid', 'nodev']);
+});

@@ -184,9 +184,9 @@ test('env and args reach the process; PATH is minimal; cwd is the work dir', asy
   const s = await rt.start(spec({ code: '/bin/sh', cmd: ['-c', 'echo "$FOO|$1|$2|$PATH"; pwd; echo oops >&2', 'sh', 'a b', 'c'], env: ['FOO=bar=baz', 'EMPTY='], one_shot: true }));
   await exitOf(s.id);
   const lines = await collect(rt.logs(s.id));
-  assert.deepEqual(lines, ['bar=baz|a b|c|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', join(dataDir, 'instances', s.id, 'work'), 'oops']);
+  assert.deepEqual(lines, ['bar=baz|a b|c|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', join(dataDir, 'work', s.id), 'oops']);
   assert.deepEqual(await collect(rt.logs(s.id, { tail: 1 })), ['oops']);
-  assert.deepEqual(await collect(rt.logs(s.id, { tail: 2 })), [join(dataDir, 'instances', s.id, 'work'), 'oops']);
+  assert.deepEqual(await collect(rt.logs(s.id, { tail: 2 })), [join(dataDir, 'work', s.id), 'oops']);
   assert.deepEqual(await collect(rt.logs(s.id, { tail: 10 })), lines);
 });
 

@@ -18,6 +18,7 @@ import { APP_ROLES, requireRole } from '../auth/principal.ts';
 import { applicationDoc, loadApplicationDoc } from '../docs.ts';
 import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, newService, orgIndex, tell } from '../ops.ts';
 import { ApplicationDocSchema, ApplicationPatchBody, DeletedSchema, DeployQuery, IdParams, SlaBody, errors } from '../schemas.ts';
+import { assertPrivilegedAllowed } from '../privileged.ts';
 import { who, type RootPlugin } from './types.ts';
 
 /** Unknown SLA fields are kept; the client learns about them in this header (JSON list). */
@@ -48,6 +49,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       requireRole(p, ...APP_ROLES);
       const v = validateSla(req.body);
       if (!v.ok) throw new InvalidSlaError(v.errors);
+      v.sla.applications.forEach((a, ai) => assertPrivilegedAllowed(p, a.microservices, (i) => `applications[${ai}].microservices[${i}]`));
       const existing = await store.listApplications({ organization_id: p.orgId });
       v.sla.applications.forEach((a, i) => {
         if (existing.some((e) => e.name === a.application_name && e.namespace === a.application_namespace)) {
@@ -136,6 +138,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       const a = await loadApp(ctx, p, req.params.id);
       const v = validateApplicationPatch(req.body);
       if (!v.ok) throw new InvalidSlaError(v.errors);
+      assertPrivilegedAllowed(p, v.patch.microservices ?? [], (i) => `microservices[${i}]`);
       const patch = v.patch;
       const name = patch.application_name ?? a.name;
       const ns = patch.application_namespace ?? a.namespace;

@@ -22,6 +22,7 @@ import {
 import type { ApplicationRow, ServiceRow } from '@oak/store';
 import type { FastifyReply } from 'fastify';
 import { APP_ROLES, requireOrg, requireRole } from '../auth/principal.ts';
+import { assertPrivilegedAllowed } from '../privileged.ts';
 import { instanceDoc, loadServiceDoc } from '../docs.ts';
 import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, loadInstance, loadService, newService, removeService, tell } from '../ops.ts';
 import {
@@ -62,6 +63,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       requireRole(p, ...APP_ROLES);
       const v = validateServiceRequest(req.body);
       if (!v.ok) throw new InvalidSlaError(v.errors);
+      assertPrivilegedAllowed(p, v.microservices, (i) => (typeof req.body === 'object' && req.body !== null && 'applications' in req.body ? `applications[0].microservices[${i}]` : ''));
       const slaShaped = typeof req.body === 'object' && req.body !== null && 'applications' in req.body;
       let target: ApplicationRow | undefined;
       if (v.target.applicationID !== undefined) {
@@ -148,6 +150,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       delete merged.applicationID;
       const v = validateMicroservice(merged);
       if (!v.ok) throw new InvalidSlaError(v.errors);
+      assertPrivilegedAllowed(p, [v.microservice], () => '');
       const ms = v.microservice;
       if (ms.microservice_name !== service.name || ms.microservice_namespace !== service.namespace) {
         if ((await store.listInstances({ service_id: service.id })).length > 0) {

@@ -59,6 +59,7 @@ const L = {
   ports: 'io.oak.ports',
   log: 'io.oak.log',
   exit: 'io.oak.exit',
+  netns: 'io.oak.netns',
 } as const;
 const INTERNAL_PREFIX = 'io.oak.';
 const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
@@ -178,6 +179,8 @@ export class ContainerdRuntime implements Runtime {
         limitSwap: swapAccounted(),
         vcpus: spec.vcpus,
         netns: spec.netns,
+        privileged: spec.privileged,
+        mounts: spec.mounts,
       });
     } catch (e) {
       throw new RuntimeError('invalid_spec', (e as Error).message, { cause: e });
@@ -197,6 +200,8 @@ export class ContainerdRuntime implements Runtime {
       [L.ports]: JSON.stringify(spec.ports),
       [L.log]: log,
     };
+    // in its own namespace the NodeEngine maps the ports (nftables DNAT); no proxy here
+    if (spec.netns !== undefined) labels[L.netns] = spec.netns;
     if (spec.memory_mb !== undefined) labels[L.memory] = String(spec.memory_mb);
 
     try {
@@ -238,7 +243,7 @@ export class ContainerdRuntime implements Runtime {
       throw new RuntimeError('start_failed', `cannot start container ${cid}: ${grpcMessage(e)}`, { cause: e });
     }
 
-    if (mappingsNeedingProxy(spec.ports).length > 0) {
+    if (spec.netns === undefined && mappingsNeedingProxy(spec.ports).length > 0) {
       try {
         await this.#armProxy(cid, spec.ports);
       } catch (e) {
@@ -484,7 +489,7 @@ export class ContainerdRuntime implements Runtime {
       if (task && ct.labels[L.exit] === undefined && !this.#stopping.has(ct.id)) {
         // re-adopt: watch the exit (reported once), re-arm port proxies
         this.#watch(ct.id, st.id);
-        if (st.state === 'RUNNING') {
+        if (st.state === 'RUNNING' && ct.labels[L.netns] === undefined) {
           const ports = parsePorts(ct.labels[L.ports]);
           if (mappingsNeedingProxy(ports).length > 0) await this.#armProxy(ct.id, ports).catch(() => undefined);
         }

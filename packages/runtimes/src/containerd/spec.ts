@@ -27,11 +27,35 @@ export interface SpecInput {
   vcpus?: number | undefined;
   /** path of a network namespace to join; host network when undefined */
   netns?: string | undefined;
+  /** every capability, all devices, no masked paths (only when the worker allows it) */
+  privileged?: boolean | undefined;
+  /** host paths bind-mounted into the container (already checked against the allow-list) */
+  mounts?: readonly BindMount[] | undefined;
 }
 
-const CAPS = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
+export interface BindMount {
+  source: string;
+  target: string;
+  readonly: boolean;
+}
+
+/**
+ * containerd's default capability set (oci.DefaultSpec, Linux) without CAP_NET_RAW: no raw or
+ * packet sockets, so a container can neither forge packets nor sniff the bridge (ping, which
+ * needs it, is the price; unprivileged ICMP sockets remain where net.ipv4.ping_group_range allows).
+ */
+export const DEFAULT_CAPS: readonly string[] = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_SETGID', 'CAP_SETUID',
   'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+];
+/** every capability of this kernel's range (privileged containers, like `ctr run --privileged`) */
+export const ALL_CAPS: readonly string[] = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW',
+  'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD',
+  'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
+  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ',
 ];
 export const CPU_PERIOD_US = 100_000;
 
@@ -82,16 +106,23 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
     { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
   ];
-  if (hostNet) {
-    // like `ctr run --net-host`: the host's name resolution
-    mounts.push({ destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] });
-    mounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'ro'] });
+  // the host's name resolution (read-only), in its own namespace too: outbound traffic is NATed
+  mounts.push({ destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] });
+  mounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'ro'] });
+  for (const m of input.mounts ?? []) {
+    mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', m.readonly ? 'ro' : 'rw', 'nosuid', 'nodev'] });
+  }
+  const privileged = input.privileged === true;
+  const caps = privileged ? ALL_CAPS : DEFAULT_CAPS;
+  if (privileged) {
+    const sys = mounts.find((m) => m.destination === '/sys');
+    if (sys) sys.options = ['nosuid', 'noexec', 'nodev'];
   }
 
   const namespaces: Record<string, string>[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   if (!hostNet) namespaces.push({ type: 'network', path: input.netns as string });
 
-  const resources: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] };
+  const resources: Record<string, unknown> = { devices: [{ allow: privileged, access: 'rwm' }] };
   if (input.memoryBytes !== undefined && input.memoryBytes > 0) {
     resources.memory = input.limitSwap ? { limit: input.memoryBytes, swap: input.memoryBytes } : { limit: input.memoryBytes };
   }
@@ -107,9 +138,9 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       args,
       env,
       cwd: input.image.WorkingDir || '/',
-      capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
+      capabilities: { bounding: [...caps], effective: [...caps], permitted: [...caps] },
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
-      noNewPrivileges: true,
+      noNewPrivileges: !privileged,
     },
     root: { path: 'rootfs' },
     hostname: hostnameFor(input.id),
@@ -118,11 +149,11 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       resources,
       cgroupsPath: `/${input.namespace}/${input.id}`,
       namespaces,
-      maskedPaths: [
+      maskedPaths: privileged ? [] : [
         '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
         '/proc/timer_stats', '/proc/sched_debug', '/sys/firmware', '/proc/scsi',
       ],
-      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      readonlyPaths: privileged ? [] : ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
   };
 }

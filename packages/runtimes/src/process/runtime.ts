@@ -6,13 +6,22 @@
  *   state.json  pid + start time (detects pid reuse), spec, labels, cgroup ref, recorded exit
  *   log         stdout and stderr
  *   exit        written by the wrapper (see wrapper.ts) when the workload ends
- *   work/       the working directory and HOME of the workload
+ * and `<workRoot>/<id>/`, the working directory and HOME of the workload.
+ *
+ * Unprivileged: with `runAs` (the NodeEngine, as root, passes the system user `oak-workload`), the
+ * wrapper stays root (it must write the exit file and cannot be signalled or ptraced by the
+ * workload), and the workload is exec'd through `setpriv` as that user with no supplementary
+ * groups, no capabilities (also none inheritable or in the bounding set) and no_new_privs, so
+ * setuid binaries cannot give root back. Its working directory is the only place it owns; the
+ * data dir (state files with the SLA's environment, the node id, keys) stays root's, mode 0700.
+ * In its own network namespace (spec.netns) the wrapper runs `nsenter --net=<path>` first (as
+ * root), then `setpriv`.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile, access } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, readdir, rename, rm, writeFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cgroup, bootId, cgroupInfo, isSameProcessAlive, procStat } from '@oak/sysinfo';
 import type { CgroupInfo, CgroupRef } from '@oak/sysinfo';
@@ -37,6 +46,22 @@ export interface ProcessRuntimeOptions {
   pollMs?: number;
   /** test seam: pretend cgroups are (not) usable */
   cgroupInfo?: CgroupInfo;
+  /**
+   * run workloads as this user (the runtime must run as root); undefined: as the runtime's own
+   * user. A privileged spec runs as the runtime's user.
+   */
+  runAs?: RunAs | undefined;
+  /**
+   * parent of the workloads' working directories and of downloaded executables (default
+   * `<dataDir>/work`); with `runAs` it must be outside the 0700 data dir, reachable by that user
+   */
+  workRoot?: string | undefined;
+}
+
+export interface RunAs {
+  name: string;
+  uid: number;
+  gid: number;
 }
 
 interface RecordedExit extends ExitVerdict {
@@ -80,6 +105,8 @@ export class ProcessRuntime implements Runtime {
   readonly #graceMs: number;
   readonly #pollMs: number;
   readonly #cgInfoOverride: CgroupInfo | undefined;
+  readonly #runAs: RunAs | undefined;
+  readonly #workRoot: string;
   readonly #tracked = new Map<string, Tracked>();
   readonly #starting = new Map<string, Promise<InstanceStatus>>();
   readonly #listeners: Array<(e: InstanceExit) => void> = [];
@@ -94,6 +121,17 @@ export class ProcessRuntime implements Runtime {
     this.#graceMs = opts.stopGraceMs ?? 5000;
     this.#pollMs = opts.pollMs ?? 500;
     this.#cgInfoOverride = opts.cgroupInfo;
+    this.#runAs = opts.runAs;
+    this.#workRoot = opts.workRoot ?? join(opts.dataDir, 'work');
+  }
+
+  /** who the workloads run as (for the NodeEngine's start lines) */
+  get runAs(): RunAs | undefined {
+    return this.#runAs;
+  }
+
+  get workRoot(): string {
+    return this.#workRoot;
   }
 
   // ---------------------------------------------------------------- probe
@@ -127,8 +165,17 @@ export class ProcessRuntime implements Runtime {
       return { available: false, detail: '/bin/sh not found (needed to supervise processes)' };
     }
     const cg = await this.#cgroups();
-    if (cg.ok) return { available: true, detail: `native processes, limits by ${cg.detail}` };
-    return { available: true, detail: `native processes; no cgroup limits: ${cg.detail} (instances asking for memory or vcpus are refused)` };
+    if (this.#runAs !== undefined) {
+      if (process.getuid?.() !== 0) return { available: false, detail: `running processes as ${this.#runAs.name} needs root` };
+      try {
+        await access('/usr/bin/setpriv');
+      } catch {
+        return { available: false, detail: 'setpriv (util-linux) not found: cannot drop privileges' };
+      }
+    }
+    const who = this.#runAs !== undefined ? `as ${this.#runAs.name} (uid ${this.#runAs.uid})` : `as uid ${process.getuid?.() ?? '?'}`;
+    if (cg.ok) return { available: true, detail: `native processes ${who}, limits by ${cg.detail}` };
+    return { available: true, detail: `native processes ${who}; no cgroup limits: ${cg.detail} (instances asking for memory or vcpus are refused)` };
   }
 
   // ---------------------------------------------------------------- start
@@ -162,8 +209,12 @@ export class ProcessRuntime implements Runtime {
         throw new RuntimeError('netns_not_found', `network namespace ${spec.netns} does not exist`);
       }
     }
-    const executable = await resolveCode(spec.code, this.#dataDir);
+    const executable = await resolveCode(spec.code, this.#workRoot);
     const argv = [executable, ...(spec.cmd ?? [])];
+    const user = spec.privileged === true ? undefined : this.#runAs;
+    if (user !== undefined) {
+      argv.unshift('/usr/bin/setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--');
+    }
     if (spec.netns !== undefined) {
       const nsenter = await resolveCode('nsenter', this.#dataDir).catch(() => {
         throw new RuntimeError('netns_unavailable', 'joining a network namespace needs nsenter (util-linux)');
@@ -172,9 +223,16 @@ export class ProcessRuntime implements Runtime {
     }
 
     const dir = join(this.#instancesDir, spec.id);
-    const work = join(dir, 'work');
+    const work = join(this.#workRoot, spec.id);
     await rm(dir, { recursive: true, force: true });
-    await mkdir(work, { recursive: true });
+    await rm(work, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await mkdir(this.#workRoot, { recursive: true, mode: 0o711 });
+    await mkdir(work, { mode: 0o700 });
+    if (user !== undefined) {
+      await chmod(this.#workRoot, 0o711);
+      await chown(work, user.uid, user.gid);
+    }
 
     let cgroup: Cgroup | undefined;
     let child: ChildProcess | undefined;
@@ -193,11 +251,16 @@ export class ProcessRuntime implements Runtime {
     } catch (e) {
       await cgroup?.remove().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+      await rm(work, { recursive: true, force: true });
       throw new RuntimeError('cgroup_failed', `cannot set up the cgroup of ${spec.id}: ${(e as Error).message}`, { cause: e });
     }
 
     try {
       const env: Record<string, string> = { PATH: MINIMAL_PATH, HOME: work };
+      if (user !== undefined) {
+        env['USER'] = user.name;
+        env['LOGNAME'] = user.name;
+      }
       for (const kv of spec.env) {
         const i = kv.indexOf('=');
         if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
@@ -255,6 +318,7 @@ export class ProcessRuntime implements Runtime {
       await cgroup?.kill('SIGKILL').catch(() => undefined);
       await cgroup?.remove().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+      await rm(work, { recursive: true, force: true });
       if (e instanceof RuntimeError) throw e;
       throw new RuntimeError('spawn_failed', `cannot start ${spec.id}: ${(e as Error).message}`, { cause: e });
     }
@@ -415,7 +479,10 @@ export class ProcessRuntime implements Runtime {
     if (pending !== undefined) await pending.catch(() => undefined);
     const t = await this.#get(id);
     if (t === undefined) {
-      if (ID_RE.test(id)) await rm(join(this.#instancesDir, id), { recursive: true, force: true });
+      if (ID_RE.test(id)) {
+        await rm(join(this.#instancesDir, id), { recursive: true, force: true });
+        await rm(join(this.#workRoot, id), { recursive: true, force: true });
+      }
       return;
     }
     t.stopping ??= this.#stop(t);
@@ -458,6 +525,7 @@ export class ProcessRuntime implements Runtime {
     await t.cgroup?.remove().catch(() => undefined);
     this.#tracked.delete(t.st.id);
     await rm(t.dir, { recursive: true, force: true });
+    await rm(join(this.#workRoot, t.st.id), { recursive: true, force: true });
   }
 
   // ---------------------------------------------------------------- logs, stats

@@ -1,0 +1,122 @@
+/**
+ * The address plan of a worker's instance bridge: its name, its subnet, the gateway, and the
+ * names and addresses of each instance's network namespace and veth. Pure.
+ *
+ * Every name is derived from the NodeEngine `--namespace`, so several NodeEngines on one kernel
+ * (tests, e2e, a 1-DOC next to a worker) never collide: bridge `oak0` and nftables table `oak`
+ * for the default namespace `oak`, `oakb<tag>` / `oak_<tag>` for another one, where `<tag>` is 6
+ * hex digits of SHA-256(namespace).
+ *
+ * Addresses: the default subnet of namespace `oak` is 172.30.0.0/24; another namespace gets
+ * 172.30.<1..254>.0/24 from its tag. 172.30.0.0/16 collides neither with the overlay plan
+ * (10.18.0.0/16 instance addresses, 10.30.0.0/16 service IPs) nor with Docker's 172.17.0.0/16.
+ * The NetManager will later give each worker 10.18.<x>.0/26 of the overlay: a plan built from any
+ * /16../29 subnet works the same way (`--bridge-subnet 10.18.4.0/26`), the gateway is the first
+ * host and instances take the next free ones.
+ */
+import { createHash } from 'node:crypto';
+import { contains, formatIPv4, formatSubnet, isPrivate, parseIPv4, parseSubnet, size } from './ipv4.ts';
+import type { Subnet } from './ipv4.ts';
+
+export const DEFAULT_NAMESPACE = 'oak';
+export const INSTANCE_POOL = '172.30.0.0/16';
+/** the overlay's own ranges (SPEC §6): instance addresses and service IPs */
+export const OVERLAY_RANGES = ['10.18.0.0/16', '10.30.0.0/16'] as const;
+
+export interface BridgePlan {
+  namespace: string;
+  /** 6 hex digits of SHA-256(namespace) */
+  tag: string;
+  /** Linux bridge device (at most 15 characters) */
+  bridge: string;
+  /** nftables table (family ip) */
+  table: string;
+  subnet: Subnet;
+  /** e.g. `172.30.0.0/24` */
+  cidr: string;
+  /** the bridge's own address, the instances' default route */
+  gateway: string;
+}
+
+export function tagOf(namespace: string): string {
+  return createHash('sha256').update(namespace).digest('hex').slice(0, 6);
+}
+
+export function defaultSubnet(namespace: string): string {
+  if (namespace === DEFAULT_NAMESPACE) return '172.30.0.0/24';
+  const n = (parseInt(tagOf(namespace), 16) % 254) + 1;
+  return `172.30.${n}.0/24`;
+}
+
+/** The plan of one NodeEngine; throws a readable Error for an unusable subnet. */
+export function bridgePlan(namespace: string, subnetText?: string): BridgePlan {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(namespace)) throw new Error(`namespace ${JSON.stringify(namespace)}: use letters, digits, - and _`);
+  const cidr = subnetText ?? defaultSubnet(namespace);
+  const subnet = parseSubnet(cidr);
+  if (subnet.prefix < 16 || subnet.prefix > 29) throw new Error(`bridge subnet ${cidr}: give a prefix between /16 and /29`);
+  if (!isPrivate(subnet)) throw new Error(`bridge subnet ${cidr} is not a private (RFC 1918) range`);
+  const tag = tagOf(namespace);
+  const def = namespace === DEFAULT_NAMESPACE;
+  return {
+    namespace,
+    tag,
+    bridge: def ? 'oak0' : `oakb${tag}`,
+    table: def ? 'oak' : `oak_${tag}`,
+    subnet,
+    cidr: formatSubnet(subnet),
+    gateway: formatIPv4(subnet.network + 1),
+  };
+}
+
+/** number of instance addresses (all hosts but the gateway) */
+export function capacity(plan: BridgePlan): number {
+  return size(plan.subnet) - 3;
+}
+
+/** The lowest free instance address of the plan, or undefined when the subnet is full. */
+export function allocateAddress(plan: BridgePlan, used: Iterable<string>): string | undefined {
+  const taken = new Set<number>();
+  for (const u of used) {
+    const n = parseIPv4(u);
+    if (n !== undefined) taken.add(n);
+  }
+  const first = plan.subnet.network + 2;
+  const last = plan.subnet.network + size(plan.subnet) - 2;
+  for (let ip = first; ip <= last; ip++) if (!taken.has(ip)) return formatIPv4(ip);
+  return undefined;
+}
+
+export function inPlan(plan: BridgePlan, ip: string): boolean {
+  const n = parseIPv4(ip);
+  return n !== undefined && contains(plan.subnet, n) && n > plan.subnet.network + 1 && n < plan.subnet.network + size(plan.subnet) - 1;
+}
+
+/** host index of an address in the plan (2 for the first instance) */
+function hostIndex(plan: BridgePlan, ip: string): number {
+  const n = parseIPv4(ip);
+  if (n === undefined || !inPlan(plan, ip)) throw new Error(`${ip} is not an instance address of ${plan.cidr}`);
+  return n - plan.subnet.network;
+}
+
+/** Name of the network namespace (`/run/netns/<name>`) that holds the instance address `ip`. */
+export function netnsName(plan: BridgePlan, ip: string): string {
+  return `oak-${plan.tag}-${hostIndex(plan, ip).toString(16)}`;
+}
+
+/** Host side of the instance's veth (at most 15 characters); the other side is `eth0` inside. */
+export function vethName(plan: BridgePlan, ip: string): string {
+  return `oakv${plan.tag}${hostIndex(plan, ip).toString(16)}`;
+}
+
+/** Does a namespace name belong to this plan? (stale namespaces of a crash are found this way) */
+export function isPlanNetns(plan: BridgePlan, name: string): boolean {
+  return name.startsWith(`oak-${plan.tag}-`) && /^[0-9a-f]{1,5}$/.test(name.slice(`oak-${plan.tag}-`.length));
+}
+
+/** The address a namespace name stands for (inverse of netnsName), if it is one of this plan. */
+export function addressOfNetns(plan: BridgePlan, name: string): string | undefined {
+  if (!isPlanNetns(plan, name)) return undefined;
+  const idx = parseInt(name.slice(`oak-${plan.tag}-`.length), 16);
+  const ip = formatIPv4(plan.subnet.network + idx);
+  return inPlan(plan, ip) ? ip : undefined;
+}
