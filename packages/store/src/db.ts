@@ -18,6 +18,7 @@ export interface DB {
     roles: string;
     organization_id: string;
     created_at: string;
+    token_version: Generated<number>;
   };
   applications: {
     id: string;
@@ -71,6 +72,19 @@ export interface DB {
     created_at: string;
   };
   settings: { key: string; value: string; created_at: string };
+  audit: {
+    seq: Generated<number>;
+    at: string;
+    user_id: string | null;
+    user_name: string | null;
+    action: string;
+    method: string;
+    route: string;
+    target: string | null;
+    status: number;
+    error_code: string | null;
+    address: string | null;
+  };
 }
 
 export type Backend = 'sqlite' | 'postgres';

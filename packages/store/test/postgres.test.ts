@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createStore } from '../src/index.ts';
+import { MIGRATIONS } from '../src/migrations.ts';
 import type { Store } from '../src/index.ts';
 import { storeSuite } from './suite.ts';
 
@@ -44,7 +45,7 @@ describe('PostgreSQL specifics', () => {
       await client.connect();
       try {
         const r = await client.query<{ version: number }>(`select version from "${fresh}".oak_migrations order by version`);
-        assert.deepEqual(r.rows.map((x) => x.version), [1]);
+        assert.deepEqual(r.rows.map((x) => x.version), MIGRATIONS.map((m) => m.version));
       } finally {
         await client.end();
       }
