@@ -6,6 +6,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Store } from '@oak/store';
 import type { ControlPlane } from './control.ts';
 import type { EventHub } from './events.ts';
+import type { AuditLog } from './audit.ts';
+import type { LoginLimiter } from './auth/limiter.ts';
+import type { StreamRegistry } from './streams.ts';
 
 export interface AuthSettings {
   /** HMAC key for HS256 tokens; shared by every replica (store setting `jwt_secret`) */
@@ -26,6 +29,12 @@ export interface RootContext {
   startedAt?: number;
   /** set by buildRootApp to the app's logger when absent */
   log?: FastifyBaseLogger;
+  /** open SSE and log-follow streams per user (set by buildRootApp when absent) */
+  streams?: StreamRegistry;
+  /** the audit trail (set by buildRootApp when absent) */
+  audit?: AuditLog;
+  /** failed-login counters (set by buildRootApp when absent) */
+  loginLimiter?: LoginLimiter;
 }
 
 export const DEFAULT_ACCESS_TTL_SEC = 15 * 60;

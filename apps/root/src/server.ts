@@ -14,6 +14,7 @@ import { bootstrapAdmin, jwtSecret, type BootstrapResult } from './bootstrap.ts'
 import { DEFAULT_ACCESS_TTL_SEC, DEFAULT_REFRESH_TTL_SEC, type RootContext } from './context.ts';
 import { noControlPlane, type ControlPlane } from './control.ts';
 import { EventHub } from './events.ts';
+import { LOG_REDACT } from './redact.ts';
 
 export const DEFAULT_ROOT_PORT = 10000;
 
@@ -32,7 +33,7 @@ export interface RootConfig {
   adminPassword?: string;
   /** pino level (default info) */
   logLevel?: string;
-  /** a ready logger instead of one made from logLevel */
+  /** a ready logger instead of one made from logLevel (give it `redact: LOG_REDACT` from redact.ts) */
   logger?: FastifyBaseLogger;
   accessTtlSec?: number;
   refreshTtlSec?: number;
@@ -76,7 +77,7 @@ export function passwordBanner(user: string, org: string, password: string): str
 }
 
 export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
-  const log = config.logger ?? pino({ level: config.logLevel ?? 'info', base: { component: 'root' } });
+  const log = config.logger ?? pino({ level: config.logLevel ?? 'info', base: { component: 'root' }, redact: LOG_REDACT });
   const ownStore = config.store === undefined;
   let store: Store;
   if (config.store) store = config.store;
