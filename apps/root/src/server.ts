@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import { pino, type DestinationStream } from 'pino';
 import { createStore, type Store } from '@oak/store';
 import { buildRootApp, type RootAppOptions } from './app.ts';
 import { bootstrapAdmin, jwtSecret, type BootstrapResult } from './bootstrap.ts';
@@ -76,8 +76,14 @@ export function passwordBanner(user: string, org: string, password: string): str
   ].join('\n');
 }
 
+/** The root's pino logger: passwords, tokens, environment values and secrets are redacted (redact.ts). */
+export function rootLogger(level = 'info', destination?: DestinationStream): FastifyBaseLogger {
+  const opts = { level, base: { component: 'root' }, redact: LOG_REDACT };
+  return destination === undefined ? pino(opts) : pino(opts, destination);
+}
+
 export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
-  const log = config.logger ?? pino({ level: config.logLevel ?? 'info', base: { component: 'root' }, redact: LOG_REDACT });
+  const log = config.logger ?? rootLogger(config.logLevel ?? 'info');
   const ownStore = config.store === undefined;
   let store: Store;
   if (config.store) store = config.store;
