@@ -120,6 +120,8 @@ Examples:
           } catch (err) {
             if (stop.signal.aborted) break;
             if (!connected) throw err;
+            // logged out, password or role changed, user removed: reconnecting cannot help
+            if ((err as { status?: unknown }).status === 401) throw err;
             if (!down) {
               down = true;
               s.ui.err(paint(s.ui.errColor, 'yellow', `oak: lost the event stream (${err instanceof UnreachableError ? err.reason : err instanceof Error ? err.message : String(err)}); reconnecting`));
