@@ -9,6 +9,14 @@ import { ADMIN_PASSWORD, CliHome, closedPort, example, startTestRoot, type TestR
 
 const NO_STACK = /\n\s+at /;
 
+async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 describe('accounts through oak', () => {
   let root: TestRoot;
   const homes: CliHome[] = [];
@@ -106,6 +114,19 @@ describe('accounts through oak', () => {
     assert.equal(nope.code, 1);
   });
 
+  it('oak events stops (exit 1) when the session is revoked by a logout elsewhere', async () => {
+    const h = home();
+    const other = home();
+    for (const x of [h, other]) assert.equal((await run(x, ['login', '-u', 'paula', '--password-stdin'], { stdin: 'first-password-1' })).code, 0);
+    const ev = h.start(['events'], { env: { OAK_ROOT_URL: root.url } });
+    await until(() => root.root.ctx.streams!.count() > 0);
+    assert.equal((await run(other, ['logout'])).code, 0);
+    const r = await ev.done;
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /revoked/);
+    assert.match(r.stderr, /oak login/);
+  });
+
   it('audit: a table and --json; an application created shows who, what, when and from where; Admin only', async () => {
     const create = await run(admin, ['app', 'create', '-f', example('web-server.json')]);
     assert.equal(create.code, 0, create.stderr);
@@ -120,8 +141,9 @@ describe('accounts through oak', () => {
     assert.ok(entries.every((e) => e.action === 'POST /api/application/' && e.user_name === 'Admin' && e.address === '127.0.0.1'));
     const failed = JSON.parse((await run(admin, ['audit', '-o', 'json', '--action', 'login_failed', '--all'])).stdout) as { user_name: string }[];
     assert.ok(failed.some((e) => e.user_name === 'quinn'), 'the failed login of the old password is there');
-    const logouts = JSON.parse((await run(admin, ['audit', '--json', '--user', 'paula', '--action', 'logout'])).stdout) as unknown[];
-    assert.equal(logouts.length, 1);
+    const logouts = JSON.parse((await run(admin, ['audit', '--json', '--user', 'paula', '--action', 'logout'])).stdout) as { user_name: string; action: string }[];
+    assert.equal(logouts.length, 2, 'the two logouts that reached the root');
+    assert.ok(logouts.every((e) => e.user_name === 'paula' && e.action === 'auth.logout'));
     const everything = (await run(admin, ['audit', '--json', '--all'])).stdout;
     for (const secret of ['first-password-1', 'second-password-2', 'third-password-3', ADMIN_PASSWORD]) assert.ok(!everything.includes(secret), secret);
 
@@ -132,5 +154,14 @@ describe('accounts through oak', () => {
     const denied = await run(q, ['audit']);
     assert.equal(denied.code, 1);
     assert.match(denied.stderr, /only an Admin may read the audit trail/);
+  });
+
+  it('login after too many failures: the root says how long to wait, exit 1', async () => {
+    const h = home();
+    for (let i = 0; i < 5; i++) assert.equal((await run(h, ['login', '-u', 'nobody-here', '--password-stdin'], { stdin: 'wrong-password' })).code, 1);
+    const r = await run(h, ['login', '-u', 'nobody-here', '--password-stdin'], { stdin: 'wrong-password' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^oak: too many failed logins: try again later\n {2}hint: wait \d+ s/);
+    assert.doesNotMatch(r.stderr, NO_STACK);
   });
 });
