@@ -10,6 +10,11 @@ import { OakError } from '@oak/contracts';
 import { createStore } from '@oak/store';
 import { LoginLimiter } from '../src/auth/limiter.ts';
 import { bootstrapAdmin } from '../src/bootstrap.ts';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { configFromArgs } from '../src/main.ts';
 import { startRoot } from '../src/server.ts';
 import { ADMIN_PASSWORD, PASSWORD, testRoot, type TestRoot } from './helpers.ts';
 
@@ -273,6 +278,40 @@ describe('no user enumeration', () => {
     assert.equal(JSON.stringify(await t.store.listUsers()), before, 'nothing changed');
     // own user still works
     assert.equal((await t.req('GET', '/api/user/eve', provider)).statusCode, 200);
+  });
+});
+
+describe('oak-root settings', () => {
+  test('a short OAK_ADMIN_PASSWORD stops the first start with a clear message, no stack, nothing created', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'oak-accounts-'));
+    try {
+      const bin = new URL('../bin/oak-root.mjs', import.meta.url).pathname;
+      const child = spawn(process.execPath, [bin, '--port', '0', '--link-port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], {
+        env: { ...process.env, OAK_DATA_DIR: dir, OAK_ADMIN_PASSWORD: 'short', DATABASE_URL: '' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      assert.equal(code, 1, err);
+      assert.match(err, /^oak-root: the Admin password \(OAK_ADMIN_PASSWORD\) must have at least 8 characters\n {2}hint: choose a longer password\n$/);
+      const store = await createStore({ sqlitePath: join(dir, 'oak.db') });
+      try {
+        assert.equal(await store.getUserByName('Admin'), undefined);
+      } finally {
+        await store.close();
+      }
+      assert.ok(readdirSync(dir).includes('oak.db'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('audit retention flags and variables; bad values are refused', () => {
+    const cfg = configFromArgs(['--audit-max-rows', '500'], { OAK_AUDIT_MAX_AGE_DAYS: '7' });
+    assert.ok(cfg !== 'help');
+    assert.deepEqual(cfg.app?.audit, { maxRows: 500, maxAgeDays: 7 });
+    for (const bad of ['0', '-1', '1e3', 'lots']) assert.throws(() => configFromArgs([`--audit-max-rows=${bad}`], {}), /--audit-max-rows must be a whole number/);
   });
 });
 
