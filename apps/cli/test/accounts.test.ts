@@ -123,6 +123,7 @@ describe('accounts through oak', () => {
     assert.equal((await run(other, ['logout'])).code, 0);
     const r = await ev.done;
     assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /the root closed the event stream \(logged out\)/);
     assert.match(r.stderr, /revoked/);
     assert.match(r.stderr, /oak login/);
   });

@@ -47,7 +47,7 @@ export const LoginBody = Type.Object(
   { username: Type.String({ minLength: 1, maxLength: 200 }), password: Type.String({ minLength: 1, maxLength: 1024 }) },
   { additionalProperties: true },
 );
-export const RefreshBody = Type.Object({ refresh_token: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: true });
+export const RefreshBody = Type.Object({ refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 8192 })) }, { additionalProperties: true });
 export const TokenPairSchema = Type.Object({
   token: Type.String({ description: 'access token (bearer)' }),
   refresh_token: Type.String(),

@@ -144,6 +144,13 @@ describe('revocation', () => {
     assert.equal((await t.req('POST', '/api/auth/logout')).statusCode, 401, 'no token: 401');
     assert.equal((await t.req('POST', '/api/auth/logout', undefined, { refresh_token: 'garbage' })).statusCode, 401);
     assert.equal((await t.req('POST', '/api/auth/logout', undefined, { refresh_token: c.token })).statusCode, 401, 'an access token is not a refresh token');
+    // hostile input: huge or wrongly typed tokens are refused before any work, nothing changes
+    const before = (await t.store.getUserByName('lena'))!.token_version;
+    for (const body of [{ refresh_token: 'x'.repeat(10_000) }, { refresh_token: 42 }, { refresh_token: ['a'] }]) {
+      assert.equal((await t.req('POST', '/api/auth/logout', undefined, body)).statusCode, 422);
+      assert.equal((await t.req('POST', '/api/auth/refresh', undefined, body)).statusCode, 422);
+    }
+    assert.equal((await t.store.getUserByName('lena'))!.token_version, before);
   });
 
   test('own password change and an admin reset: old refresh and access tokens -> 401', async () => {
