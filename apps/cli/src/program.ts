@@ -1,6 +1,7 @@
 /** The `oak` command tree. Definitions only: each command group lives in its own module. */
 import { Command, Option } from 'commander';
 import { registerApp } from './commands/app.ts';
+import { registerAudit } from './commands/audit.ts';
 import { registerAuth } from './commands/auth.ts';
 import { registerCluster } from './commands/cluster.ts';
 import { registerConfig } from './commands/config.ts';
@@ -9,6 +10,7 @@ import { registerEvents } from './commands/events.ts';
 import { registerInstance, registerService } from './commands/service.ts';
 import { registerToken } from './commands/token.ts';
 import { registerUp } from './commands/up.ts';
+import { registerUser } from './commands/user.ts';
 import { registerValidate } from './commands/validate.ts';
 import { OUTPUT_FORMATS } from './config.ts';
 
@@ -50,5 +52,7 @@ Docs: docs/cli.md`,
   registerEvents(program);
   registerUp(program);
   registerDoctor(program);
+  registerUser(program);
+  registerAudit(program);
   return program;
 }

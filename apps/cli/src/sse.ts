@@ -46,8 +46,18 @@ export async function* sseMessages(body: ReadableStream<Uint8Array> | null): Asy
 }
 
 /** OakEvents of a response body; messages that do not parse are skipped. */
-export async function* oakEvents(body: ReadableStream<Uint8Array> | null): AsyncGenerator<OakEvent> {
+export async function* oakEvents(body: ReadableStream<Uint8Array> | null, onEnd?: (reason: string) => void): AsyncGenerator<OakEvent> {
   for await (const m of sseMessages(body)) {
+    // the root's last message before it ends a stream (token expired, logged out, demoted, removed)
+    if (m.event === 'end') {
+      try {
+        const r = (JSON.parse(m.data) as { reason?: unknown }).reason;
+        if (typeof r === 'string') onEnd?.(r);
+      } catch {
+        // no reason given
+      }
+      continue;
+    }
     try {
       const e = JSON.parse(m.data) as OakEvent;
       if (typeof e === 'object' && e !== null && typeof e.type === 'string') yield e;

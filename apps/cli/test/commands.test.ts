@@ -81,6 +81,9 @@ describe('oak against a root', () => {
     } finally {
       h2.cleanup();
     }
+    // h2's logout revoked every session of Admin on the root, this home's too: log in again
+    assert.equal((await run(['app', 'ls'])).code, 1);
+    assert.equal((await run(['login', '-u', 'Admin', '--password-stdin'], { stdin: `${ADMIN_PASSWORD}\n` })).code, 0);
   });
 
   it('OAK_TOKEN is used instead of the stored token', async () => {

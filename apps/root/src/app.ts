@@ -7,11 +7,16 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { AuditLog, registerAudit, type AuditOptions } from './audit.ts';
+import { LoginLimiter, type LoginLimitOptions } from './auth/limiter.ts';
 import { authenticate } from './auth/principal.ts';
+import { LOG_REDACT_QUERY } from './redact.ts';
+import { StreamRegistry } from './streams.ts';
 import type { RootContext } from './context.ts';
 import { registerErrorHandling } from './errors.ts';
 import { validatorCompiler } from './validation.ts';
 import { applicationRoutes } from './plugins/applications.ts';
+import { auditRoutes } from './plugins/audit.ts';
 import { authRoutes } from './plugins/auth.ts';
 import { clusterRoutes } from './plugins/clusters.ts';
 import { eventRoutes } from './plugins/events.ts';
@@ -37,6 +42,12 @@ export interface RootAppOptions {
   protectedPlugins?: FastifyPluginAsync<PluginOpts>[];
   /** more public routes (registered with `{ ctx }`) */
   publicPlugins?: FastifyPluginAsync<PluginOpts>[];
+  /** failed-login limits (per user name and per address) */
+  loginLimit?: LoginLimitOptions;
+  /** audit retention */
+  audit?: AuditOptions;
+  /** how often open streams re-check their user in the store (default 30 s) */
+  streamRecheckMs?: number;
 }
 
 export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}): Promise<FastifyInstance> {
@@ -51,12 +62,25 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   ctx.log ??= app.log;
+  const log = ctx.log;
+  const ownStreams = ctx.streams === undefined;
+  ctx.streams ??= new StreamRegistry(ctx.store, opts.streamRecheckMs === undefined ? {} : { recheckMs: opts.streamRecheckMs });
+  ctx.audit ??= new AuditLog(ctx.store, (err) => log.error({ err }, 'audit write failed'), opts.audit);
+  ctx.loginLimiter ??= new LoginLimiter(opts.loginLimit);
+  const streams = ctx.streams;
+  const audit = ctx.audit;
+  void audit.prune();
+  app.addHook('onClose', async () => {
+    if (ownStreams) streams.close();
+    await audit.idle();
+  });
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandling(app);
   app.decorateRequest('principal', null);
+  registerAudit(app, audit);
   app.addHook('onResponse', async (req, reply) => {
     req.log.info(
-      { method: req.method, url: req.url.replace(/([?&]token=)[^&]*/g, '$1***'), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, user: req.principal?.user.name },
+      { method: req.method, url: req.url.replace(LOG_REDACT_QUERY, '$1***'), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, user: req.principal?.user.name },
       'request',
     );
   });
@@ -82,7 +106,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
       security: [{ bearer: [] }],
-      tags: ['auth', 'users', 'organizations', 'applications', 'services', 'instances', 'clusters', 'tokens', 'events', 'operations'].map((name) => ({ name })),
+      tags: ['auth', 'users', 'organizations', 'applications', 'services', 'instances', 'clusters', 'tokens', 'events', 'audit', 'operations'].map((name) => ({ name })),
     },
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
@@ -103,6 +127,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     await api.register(clusterRoutes, pluginOpts);
     await api.register(tokenRoutes, pluginOpts);
     await api.register(eventRoutes, { ...pluginOpts, heartbeatMs: opts.heartbeatMs ?? 15_000 });
+    await api.register(auditRoutes, pluginOpts);
     for (const p of opts.protectedPlugins ?? []) await api.register(p, pluginOpts);
   });
 

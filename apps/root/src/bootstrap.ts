@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConflictError } from '@oak/contracts';
 import type { OrganizationRow, Store, UserRow } from '@oak/store';
-import { generatePassword, hashPassword } from './auth/passwords.ts';
+import { checkPassword, generatePassword, hashPassword } from './auth/passwords.ts';
 
 export const ROOT_ORGANIZATION = 'root';
 export const ADMIN_USER = 'Admin';
@@ -39,6 +39,8 @@ export async function bootstrapAdmin(store: Store, adminPassword?: string): Prom
   const existing = await store.getUserByName(ADMIN_USER);
   if (existing) return { admin: existing, organization, created: false };
   const password = adminPassword !== undefined && adminPassword !== '' ? adminPassword : generatePassword();
+  // refused before anything is created; on later starts the variable is ignored (the hash is kept)
+  checkPassword(password, 'Admin password (OAK_ADMIN_PASSWORD)', 'OAK_ADMIN_PASSWORD');
   try {
     const admin = await store.createUser({ name: ADMIN_USER, password_hash: await hashPassword(password), roles: ['Admin'], organization_id: organization.id, email: null });
     return { admin, organization, created: true, ...(password !== adminPassword ? { generatedPassword: password } : {}) };

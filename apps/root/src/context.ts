@@ -7,6 +7,9 @@ import type { JoinTokenRow, Store } from '@oak/store';
 import type { ControlPlane } from './control.ts';
 import type { EventHub } from './events.ts';
 import type { RootTrust } from './trust.ts';
+import type { AuditLog } from './audit.ts';
+import type { LoginLimiter } from './auth/limiter.ts';
+import type { StreamRegistry } from './streams.ts';
 
 export interface AuthSettings {
   /** HMAC key for HS256 tokens; shared by every replica (store setting `jwt_secret`) */
@@ -31,6 +34,12 @@ export interface RootContext {
   trust?: Promise<RootTrust>;
   /** told when a join token is revoked (the link sends revoke_workers to every cluster) */
   tokenRevoked?: (row: JoinTokenRow) => void;
+  /** open SSE and log-follow streams per user (set by buildRootApp when absent) */
+  streams?: StreamRegistry;
+  /** the audit trail (set by buildRootApp when absent) */
+  audit?: AuditLog;
+  /** failed-login counters (set by buildRootApp when absent) */
+  loginLimiter?: LoginLimiter;
 }
 
 export const DEFAULT_ACCESS_TTL_SEC = 15 * 60;

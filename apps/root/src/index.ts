@@ -1,5 +1,5 @@
 export { buildRootApp, DEFAULT_BODY_LIMIT, type RootAppOptions } from './app.ts';
-export { startRoot, defaultDataDir, DEFAULT_ROOT_PORT, type RootConfig, type RootHandle } from './server.ts';
+export { startRoot, rootLogger, defaultDataDir, DEFAULT_ROOT_PORT, type RootConfig, type RootHandle } from './server.ts';
 export { bootstrapAdmin, jwtSecret, ADMIN_USER, ROOT_ORGANIZATION, type BootstrapResult } from './bootstrap.ts';
 export { DEFAULT_ACCESS_TTL_SEC, DEFAULT_REFRESH_TTL_SEC, type AuthSettings, type RootContext } from './context.ts';
 export { noControlPlane, type ControlPlane, type LogOptions } from './control.ts';
@@ -20,3 +20,8 @@ export {
   type TokenCheck,
   type TokenState,
 } from './trust.ts';
+export { LOG_REDACT, LOG_REDACT_PATHS } from './redact.ts';
+export { AuditLog, type AuditOptions } from './audit.ts';
+export { LoginLimiter, type LoginLimitOptions } from './auth/limiter.ts';
+export { StreamRegistry } from './streams.ts';
+export { MIN_PASSWORD_LENGTH, checkPassword } from './auth/passwords.ts';

@@ -3,6 +3,7 @@
  * (SPEC §1); flags win. SIGTERM/SIGINT close the server, the control plane and the store.
  */
 import { parseArgs } from 'node:util';
+import { OakError } from '@oak/contracts';
 import { linkControl } from './link/index.ts';
 import { DEFAULT_ROOT_PORT, defaultDataDir, startRoot, type RootConfig } from './server.ts';
 
@@ -22,6 +23,8 @@ const SETTINGS: Setting[] = [
   { flag: 'database-url', env: 'DATABASE_URL', help: 'postgres://... to use PostgreSQL instead of SQLite', def: () => undefined },
   { flag: 'admin-password', env: 'OAK_ADMIN_PASSWORD', help: 'password of user Admin on first start (else generated and printed once)', def: () => undefined, secret: true },
   { flag: 'link-port', env: 'OAK_ROOT_LINK_PORT', help: 'port clusters dial (gRPC link)', def: () => '50052' },
+  { flag: 'audit-max-rows', env: 'OAK_AUDIT_MAX_ROWS', help: 'most audit entries kept (oldest go first)', def: () => '100000' },
+  { flag: 'audit-max-age-days', env: 'OAK_AUDIT_MAX_AGE_DAYS', help: 'audit entries older than this are deleted', def: () => '90' },
   { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug | trace', def: () => 'info' },
 ];
 
@@ -77,6 +80,14 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     port: linkPort,
     onListening: ({ port: p, caHash }) => process.stderr.write(joinBanner(p, caHash)),
   });
+  const audit: { maxRows?: number; maxAgeDays?: number } = {};
+  for (const [flag, key] of [['audit-max-rows', 'maxRows'], ['audit-max-age-days', 'maxAgeDays']] as const) {
+    const text = get(flag);
+    if (text === undefined) continue;
+    if (!/^[0-9]{1,9}$/.test(text) || Number(text) < 1) throw new Error(`--${flag} must be a whole number of at least 1, not ${JSON.stringify(text)}`);
+    audit[key] = Number(text);
+  }
+  if (Object.keys(audit).length > 0) cfg.app = { ...cfg.app, audit };
   const pw = get('admin-password');
   if (pw !== undefined) cfg.adminPassword = pw;
   return cfg;
@@ -116,7 +127,9 @@ async function main(): Promise<void> {
 
 if (process.argv[1] !== undefined && /oak-root(\.mjs)?$|main\.ts$/.test(process.argv[1])) {
   main().catch((err: unknown) => {
-    process.stderr.write(`oak-root: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // our own errors (e.g. a too short OAK_ADMIN_PASSWORD) are for people: message and hint, no stack
+    const text = err instanceof OakError ? `${err.message}${err.hint !== undefined ? `\n  hint: ${err.hint}` : ''}` : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`oak-root: ${text}\n`);
     process.exit(1);
   });
 }

@@ -47,7 +47,7 @@ export const LoginBody = Type.Object(
   { username: Type.String({ minLength: 1, maxLength: 200 }), password: Type.String({ minLength: 1, maxLength: 1024 }) },
   { additionalProperties: true },
 );
-export const RefreshBody = Type.Object({ refresh_token: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: true });
+export const RefreshBody = Type.Object({ refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 8192 })) }, { additionalProperties: true });
 export const TokenPairSchema = Type.Object({
   token: Type.String({ description: 'access token (bearer)' }),
   refresh_token: Type.String(),
@@ -75,7 +75,8 @@ const UserName = Type.String({ pattern: '^[a-zA-Z0-9_.@-]{1,64}$', description: 
 export const UserCreateBody = Type.Object(
   {
     name: UserName,
-    password: Type.String({ minLength: 8, maxLength: 1024, description: 'at least 8 characters' }),
+    // the length rule is checked by the handler (checkPassword), which names it in its message
+    password: Type.String({ maxLength: 1024, description: 'at least 8 characters' }),
     email: Type.Optional(Type.String({ maxLength: 320 })),
     roles: Type.Optional(Type.Array(RoleInput, { description: 'default: Application_Provider' })),
     organization_id: Type.Optional(Type.String({ description: 'default: the caller\'s organisation' })),
@@ -92,8 +93,8 @@ export const UserUpdateBody = Type.Object(
 );
 export const PasswordBody = Type.Object(
   {
-    password: Type.String({ minLength: 8, maxLength: 1024, description: 'the new password' }),
-    old_password: Type.Optional(Type.String({ description: 'required when changing your own password' })),
+    password: Type.String({ maxLength: 1024, description: 'the new password, at least 8 characters' }),
+    old_password: Type.Optional(Type.String({ maxLength: 1024, description: 'required when changing your own password' })),
   },
   { additionalProperties: true },
 );

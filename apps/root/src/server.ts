@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import { pino, type DestinationStream } from 'pino';
 import { createStore, type Store } from '@oak/store';
 import { buildRootApp, type RootAppOptions } from './app.ts';
 import { bootstrapAdmin, jwtSecret, type BootstrapResult } from './bootstrap.ts';
@@ -15,6 +15,7 @@ import { DEFAULT_ACCESS_TTL_SEC, DEFAULT_REFRESH_TTL_SEC, type RootContext } fro
 import { noControlPlane, type ControlPlane } from './control.ts';
 import { EventHub } from './events.ts';
 import { loadRootTrust } from './trust.ts';
+import { LOG_REDACT } from './redact.ts';
 
 export const DEFAULT_ROOT_PORT = 10000;
 
@@ -33,7 +34,7 @@ export interface RootConfig {
   adminPassword?: string;
   /** pino level (default info) */
   logLevel?: string;
-  /** a ready logger instead of one made from logLevel */
+  /** a ready logger instead of one made from logLevel (give it `redact: LOG_REDACT` from redact.ts) */
   logger?: FastifyBaseLogger;
   accessTtlSec?: number;
   refreshTtlSec?: number;
@@ -76,8 +77,14 @@ export function passwordBanner(user: string, org: string, password: string): str
   ].join('\n');
 }
 
+/** The root's pino logger: passwords, tokens, environment values and secrets are redacted (redact.ts). */
+export function rootLogger(level = 'info', destination?: DestinationStream): FastifyBaseLogger {
+  const opts = { level, base: { component: 'root' }, redact: LOG_REDACT };
+  return destination === undefined ? pino(opts) : pino(opts, destination);
+}
+
 export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
-  const log = config.logger ?? pino({ level: config.logLevel ?? 'info', base: { component: 'root' } });
+  const log = config.logger ?? rootLogger(config.logLevel ?? 'info');
   const ownStore = config.store === undefined;
   let store: Store;
   // the root CA: in <data dir>/tls next to the SQLite file; in the store when it is shared (PostgreSQL, a given store)

@@ -113,7 +113,8 @@ describe('users and organisations', () => {
     assert.deepEqual((upd.json() as UserDoc).roles, ['Application_Provider', 'Infrastructure_Provider']);
     // olga may not touch users of another organisation
     assert.equal((await t.req('POST', '/api/user/', olga, { name: 'x1', password: PASSWORD, organization: 'root' })).statusCode, 403);
-    assert.equal((await t.req('GET', '/api/user/Admin', olga)).statusCode, 403);
+    // another organisation's user answers like a missing one (no user enumeration)
+    assert.equal((await t.req('GET', '/api/user/Admin', olga)).statusCode, 404);
 
     // own user: read, email, password (with the old one)
     const paulTok = await t.login('paul');
@@ -135,7 +136,7 @@ describe('users and organisations', () => {
     const tok = await t.user('nina', 'nina-org', ['Application_Provider']);
     const list = (await t.req('GET', '/api/organizations/', tok)).json() as OrganizationDoc[];
     assert.deepEqual(list.map((o) => o.name), ['nina-org']);
-    assert.equal((await t.req('GET', '/api/organization/root', tok)).statusCode, 403);
+    assert.equal((await t.req('GET', '/api/organization/root', tok)).statusCode, 404, 'another organisation answers like a missing one');
   });
 });
 

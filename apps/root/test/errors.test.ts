@@ -141,7 +141,8 @@ describe('error table', () => {
     { name: 'wrong role: provider lists users', method: 'GET', url: '/api/users/', as: 'provider', status: 403, code: 'OAK_FORBIDDEN' },
     { name: 'wrong role: provider creates an organisation', method: 'POST', url: '/api/organization/', as: 'provider', body: { name: 'evil' }, status: 403, code: 'OAK_FORBIDDEN' },
     { name: 'wrong role: org admin grants Admin', method: 'POST', url: '/api/user/', as: 'orgadmin', body: { name: 'mallory', password: 'password-123', roles: ['Admin'] }, status: 403, code: 'OAK_FORBIDDEN' },
-    { name: 'wrong role: org admin deletes the Admin', method: 'DELETE', url: '/api/user/Admin', as: 'orgadmin', status: 403, code: 'OAK_FORBIDDEN' },
+    // a user of another organisation is "not found" for an Organization_Admin, like a missing one (no enumeration)
+    { name: 'other organisation: org admin deletes the Admin', method: 'DELETE', url: '/api/user/Admin', as: 'orgadmin', status: 404, code: 'OAK_NOT_FOUND' },
     { name: 'wrong role: provider raises its own roles', method: 'PUT', url: '/api/user/alice', as: 'provider', body: { roles: ['Admin'] }, status: 403, code: 'OAK_FORBIDDEN' },
     // other organisation
     { name: 'other organisation: read application', method: 'GET', url: () => `/api/application/${appId}`, as: 'other', status: 403, code: 'OAK_FORBIDDEN' },

@@ -64,7 +64,15 @@ test('bob (org B, even as its Organization_Admin) can neither see nor change any
   ];
   for (const [method, url, body] of attempts) {
     const r = await t.req(method as 'GET', url, bob, body);
-    assert.equal(r.statusCode, 403, `${method} ${url}: ${r.body}`);
+    // users of another organisation are "not found" for an Organization_Admin, exactly like
+    // missing ones, so the answer does not tell which user names exist
+    const expected = /^\/api\/user\/alice/.test(url) ? 404 : 403;
+    assert.equal(r.statusCode, expected, `${method} ${url}: ${r.body}`);
+    if (expected === 404) {
+      const missing = await t.req(method as 'GET', url.replace('alice', 'nobody-here'), bob, body);
+      assert.equal(missing.statusCode, 404);
+      assert.equal(missing.body, r.body.replaceAll('alice', 'nobody-here'), 'the same answer as for a missing user');
+    }
     assert.doesNotMatch(r.body, /appA|web\.test/, 'nothing of org A leaks into the error');
   }
   // SLA-shaped service request naming org A's application by name finds nothing in org B

@@ -18,6 +18,7 @@ export interface DB {
     roles: string;
     organization_id: string;
     created_at: string;
+    token_version: Generated<number>;
   };
   applications: {
     id: string;
@@ -83,6 +84,19 @@ export interface DB {
     revoked_at: string | null;
     last_used_at: string | null;
     uses: Generated<number>;
+  };
+  audit: {
+    seq: Generated<number>;
+    at: string;
+    user_id: string | null;
+    user_name: string | null;
+    action: string;
+    method: string;
+    route: string;
+    target: string | null;
+    status: number;
+    error_code: string | null;
+    address: string | null;
   };
 }
 

@@ -116,6 +116,28 @@ export const MIGRATIONS: readonly Migration[] = [
       `create index join_tokens_kind on join_tokens (kind)`,
     ],
   },
+  {
+    version: 3,
+    name: 'accounts and audit',
+    up: (b) => [
+      // bumped on logout, password change and role change: tokens carrying an older one are dead
+      `alter table users add column token_version integer not null default 0`,
+      `create table audit (
+        seq ${serialKey(b)},
+        at text not null,
+        user_id text,
+        user_name text,
+        action text not null,
+        method text not null,
+        route text not null,
+        target text,
+        status integer not null,
+        error_code text,
+        address text)`,
+      `create index audit_at on audit (at)`,
+      `create index audit_user on audit (user_name, seq)`,
+    ],
+  },
 ];
 
 /** Applies the missing migrations; returns the versions it applied. */

@@ -14,6 +14,9 @@ import { isPostgresUrl, openPostgres, openSqlite } from './db.ts';
 import { migrate } from './migrations.ts';
 import type {
   ApplicationRow,
+  AuditEntry,
+  AuditFilter,
+  NewAuditEntry,
   ClusterRow,
   InstanceHistoryRow,
   JoinTokenRow,
@@ -85,7 +88,9 @@ async function unique<T>(fn: () => Promise<T>, conflict: () => ConflictError): P
 
 type Row<T extends keyof DB> = Selectable<DB[T]>;
 
-const toUser = (r: Row<'users'>): UserRow => ({ ...r, roles: JSON.parse(r.roles) as Role[] });
+const toUser = (r: Row<'users'>): UserRow => ({ ...r, roles: JSON.parse(r.roles) as Role[], token_version: Number(r.token_version) });
+const toAudit = (r: Row<'audit'>): AuditEntry => ({ ...r, seq: Number(r.seq), status: Number(r.status) });
+export const AUDIT_PAGE_MAX = 1000;
 const toService = (r: Row<'services'>): ServiceRow => ({ ...r, sla: JSON.parse(r.sla) as Microservice });
 const toInstance = (r: Row<'instances'>): InstanceRow => ({
   ...r,
@@ -197,6 +202,7 @@ export class KyselyStore implements Store {
       roles: u.roles,
       organization_id: u.organization_id,
       created_at: now(),
+      token_version: 0,
     };
     return this.#tx(async (t) => {
       if (!(await t.selectFrom('organizations').select('id').where('id', '=', u.organization_id).executeTakeFirst())) {
@@ -228,14 +234,31 @@ export class KyselyStore implements Store {
 
   async updateUser(id: string, patch: Partial<Pick<UserRow, 'email' | 'password_hash' | 'roles'>>): Promise<UserRow> {
     return this.#tx(async (t) => {
-      const set: Partial<DB['users']> = {};
+      const cur = await t.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!cur) throw new NotFoundError('user', id);
+      const set: { email?: string | null; password_hash?: string; roles?: string } = {};
       if (patch.email !== undefined) set.email = patch.email;
       if (patch.password_hash !== undefined) set.password_hash = patch.password_hash;
       if (patch.roles !== undefined) set.roles = JSON.stringify(patch.roles);
-      if (Object.keys(set).length > 0) await t.updateTable('users').set(set).where('id', '=', id).execute();
-      const r = await t.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
-      if (!r) throw new NotFoundError('user', id);
+      const revoke = set.password_hash !== undefined || (set.roles !== undefined && set.roles !== cur.roles);
+      if (Object.keys(set).length > 0) {
+        await t
+          .updateTable('users')
+          .set(revoke ? { ...set, token_version: sql<number>`token_version + 1` } : set)
+          .where('id', '=', id)
+          .execute();
+      }
+      const r = await t.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
       return toUser(r);
+    });
+  }
+
+  async revokeUserTokens(id: string): Promise<number> {
+    return this.#tx(async (t) => {
+      const r = await t.updateTable('users').set({ token_version: sql<number>`token_version + 1` }).where('id', '=', id).executeTakeFirst();
+      if (r.numUpdatedRows === 0n) throw new NotFoundError('user', id);
+      const u = await t.selectFrom('users').select('token_version').where('id', '=', id).executeTakeFirstOrThrow();
+      return Number(u.token_version);
     });
   }
 
@@ -600,6 +623,47 @@ export class KyselyStore implements Store {
       .set((eb) => ({ uses: eb('uses', '+', 1), last_used_at: now() }))
       .where('id', '=', id)
       .execute();
+  // ---- audit ----
+
+  async addAudit(e: NewAuditEntry): Promise<AuditEntry> {
+    const values = { ...e, at: e.at ?? now() };
+    const r = await this.#db.insertInto('audit').values(values).returning('seq').executeTakeFirstOrThrow();
+    return { ...values, seq: Number(r.seq) };
+  }
+
+  async listAudit(f: AuditFilter = {}): Promise<AuditEntry[]> {
+    const limit = Math.max(1, Math.min(AUDIT_PAGE_MAX, Math.floor(f.limit ?? 100)));
+    let q = this.#db.selectFrom('audit').selectAll();
+    if (f.since !== undefined) q = q.where('at', '>=', f.since);
+    if (f.until !== undefined) q = q.where('at', '<', f.until);
+    if (f.before !== undefined) q = q.where('seq', '<', f.before);
+    if (f.user !== undefined) {
+      const user = f.user;
+      q = q.where((eb) => eb.or([eb('user_name', '=', user), eb('user_id', '=', user)]));
+    }
+    if (f.action !== undefined) {
+      const pattern = `%${f.action.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      q = q.where(sql<boolean>`lower(action) like ${pattern} escape '\\'`);
+    }
+    return (await q.orderBy('seq', 'desc').limit(limit).execute()).map(toAudit);
+  }
+
+  async pruneAudit(limits: { maxRows?: number; maxAgeSec?: number }): Promise<number> {
+    let deleted = 0n;
+    if (limits.maxAgeSec !== undefined) {
+      const cutoff = new Date(Date.now() - limits.maxAgeSec * 1000).toISOString();
+      const r = await this.#db.deleteFrom('audit').where('at', '<', cutoff).executeTakeFirst();
+      deleted += r.numDeletedRows;
+    }
+    if (limits.maxRows !== undefined) {
+      const keep = Math.max(0, Math.floor(limits.maxRows));
+      const edge = await this.#db.selectFrom('audit').select('seq').orderBy('seq', 'desc').limit(1).offset(keep).executeTakeFirst();
+      if (edge) {
+        const r = await this.#db.deleteFrom('audit').where('seq', '<=', Number(edge.seq)).executeTakeFirst();
+        deleted += r.numDeletedRows;
+      }
+    }
+    return Number(deleted);
   }
 
   // ---- settings ----

@@ -30,6 +30,11 @@ export interface UserRow {
   roles: Role[];
   organization_id: string;
   created_at: string;
+  /**
+   * Tokens carry the version they were issued under; one that differs is dead. Bumped by
+   * revokeUserTokens and by updateUser when the password or the roles change.
+   */
+  token_version: number;
 }
 
 export interface ApplicationRow {
@@ -110,6 +115,42 @@ export interface JoinTokenRow {
 
 export type NewJoinToken = Pick<JoinTokenRow, 'id' | 'kind' | 'name' | 'cluster' | 'secret_hash' | 'created_by' | 'expires_at'>;
 
+/** One audited request or account event. No request body, query string or secret is ever stored. */
+export interface AuditEntry {
+  /** newest entries have the largest seq (paging cursor) */
+  seq: number;
+  at: string;
+  user_id: string | null;
+  user_name: string | null;
+  /** `auth.login`, `auth.login_failed`, `auth.login_blocked`, `auth.logout`, or `<METHOD> <route pattern>` */
+  action: string;
+  method: string;
+  /** the route pattern, e.g. `/api/application/:id` (never the URL with its query) */
+  route: string;
+  /** the id the request acted on (path parameters, or the id of what it created) */
+  target: string | null;
+  status: number;
+  /** the OAK_* code of a refused request */
+  error_code: string | null;
+  address: string | null;
+}
+export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'at'> & { at?: string };
+
+export interface AuditFilter {
+  /** ISO-8601: entries at or after */
+  since?: string;
+  /** ISO-8601: entries before */
+  until?: string;
+  /** user name or user id */
+  user?: string;
+  /** case-insensitive substring of the action */
+  action?: string;
+  /** only entries with seq below this (the next page) */
+  before?: number;
+  /** at most this many, newest first (the store caps it at 1000) */
+  limit?: number;
+}
+
 export type NewUser = Pick<UserRow, 'name' | 'password_hash' | 'roles' | 'organization_id'> & { email?: string | null };
 export type NewApplication = Pick<ApplicationRow, 'name' | 'namespace' | 'description' | 'user_id' | 'organization_id'>;
 export type NewService = Pick<ServiceRow, 'job_name' | 'name' | 'namespace' | 'sla'>;
@@ -133,9 +174,19 @@ export interface Store {
   getUser(id: string): Promise<UserRow | undefined>;
   getUserByName(name: string): Promise<UserRow | undefined>;
   listUsers(filter?: { organization_id?: string }): Promise<UserRow[]>;
+  /** a change of password_hash or roles also bumps token_version (every token of the user dies) */
   updateUser(id: string, patch: Partial<Pick<UserRow, 'email' | 'password_hash' | 'roles'>>): Promise<UserRow>;
   /** refuses (ConflictError) while the user still owns applications */
   deleteUser(id: string): Promise<void>;
+  /** kills every token of the user at once (logout); answers the new token_version */
+  revokeUserTokens(id: string): Promise<number>;
+
+  /** appends one audit entry; answers it with its seq */
+  addAudit(e: NewAuditEntry): Promise<AuditEntry>;
+  /** newest first */
+  listAudit(filter?: AuditFilter): Promise<AuditEntry[]>;
+  /** keeps at most `maxRows` entries and none older than `maxAgeSec`; answers how many it deleted */
+  pruneAudit(limits: { maxRows?: number; maxAgeSec?: number }): Promise<number>;
 
   /** application and its services in one transaction; (organization, name, namespace) is unique */
   createApplication(app: NewApplication, services: NewService[]): Promise<{ application: ApplicationRow; services: ServiceRow[] }>;

@@ -142,7 +142,7 @@ export function storeSuite(b: Backend): void {
       assert.deepEqual(await snapshot(), before);
 
       const upd = await s.updateUser(u.id, { email: 'u@example.org', roles: ['Application_Provider'], password_hash: 'hash2' });
-      assert.deepEqual(upd, { ...u, email: 'u@example.org', roles: ['Application_Provider'], password_hash: 'hash2' });
+      assert.deepEqual(upd, { ...u, email: 'u@example.org', roles: ['Application_Provider'], password_hash: 'hash2', token_version: u.token_version + 1 });
       assert.deepEqual(await s.getUser(u.id), upd);
       assert.deepEqual(await s.updateUser(u.id, {}), upd);
       const cleared = await s.updateUser(u.id, { email: null });
@@ -526,6 +526,58 @@ export function storeSuite(b: Backend): void {
       assert.equal(r2.revoked_at, r1.revoked_at, 'the first revocation time is kept');
       assert.equal(r2.expires_at, w.expires_at);
       await assert.rejects(s.revokeJoinToken('missing0'), isNotFound);
+    it('token_version: 0 at creation; bumped by revokeUserTokens and by password or role changes only', async () => {
+      const org = await s.createOrganization(uniq('org'));
+      const u = await s.createUser({ name: uniq('user'), password_hash: 'h', roles: ['Application_Provider'], organization_id: org.id });
+      assert.equal(u.token_version, 0);
+      assert.equal((await s.getUser(u.id))?.token_version, 0);
+      assert.equal(await s.revokeUserTokens(u.id), 1);
+      assert.equal((await s.getUserByName(u.name))?.token_version, 1);
+      assert.equal((await s.updateUser(u.id, { email: 'a@b.c' })).token_version, 1, 'an email change keeps the tokens');
+      assert.equal((await s.updateUser(u.id, { roles: ['Application_Provider'] })).token_version, 1, 'the same roles keep the tokens');
+      assert.equal((await s.updateUser(u.id, { roles: ['Infrastructure_Provider'] })).token_version, 2, 'a role change revokes');
+      assert.equal((await s.updateUser(u.id, { password_hash: 'h2' })).token_version, 3, 'a password change revokes');
+      assert.equal((await s.listUsers({ organization_id: org.id }))[0]?.token_version, 3);
+      await assert.rejects(s.revokeUserTokens('nope'), isNotFound);
+    });
+
+    it('audit: append, newest first, filters, paging, bounded pages, prune by count and age', async () => {
+      const actor = uniq('auditor');
+      const base = { user_id: 'u1', method: 'POST', route: '/api/application/', target: null, status: 201, error_code: null, address: '127.0.0.1' };
+      const old = await s.addAudit({ ...base, user_name: actor, action: 'POST /api/application/', at: '2001-01-01T00:00:00.000Z' });
+      assert.equal(old.at, '2001-01-01T00:00:00.000Z');
+      const added = [];
+      for (let i = 0; i < 5; i++) {
+        added.push(await s.addAudit({ ...base, user_name: actor, action: i % 2 === 0 ? 'auth.login' : 'DELETE /api/user/:user', target: `t${i}`, status: i === 4 ? 403 : 200, error_code: i === 4 ? 'OAK_FORBIDDEN' : null }));
+      }
+      for (const e of added) {
+        assert.ok(e.seq > old.seq);
+        assert.match(e.at, ISO);
+      }
+      const mine = await s.listAudit({ user: actor });
+      assert.deepEqual(mine.map((e) => e.seq), [...added, old].map((e) => e.seq).sort((a, b) => b - a), 'newest first');
+      assert.deepEqual(mine[0], added[4]);
+      assert.equal((await s.listAudit({ user: 'u1', limit: 1000 })).length >= 6, true, 'user matches the id too');
+      assert.deepEqual((await s.listAudit({ user: actor, action: 'LOGIN' })).map((e) => e.target), ['t4', 't2', 't0'], 'action: case-insensitive substring');
+      assert.deepEqual(await s.listAudit({ user: actor, action: '%' }), [], '% is a literal');
+      assert.deepEqual(await s.listAudit({ user: actor, action: '_' }), [], '_ is a literal');
+      assert.equal((await s.listAudit({ user: actor, action: 'user/:user' })).length, 2);
+      assert.equal((await s.listAudit({ user: actor, since: '2002-01-01T00:00:00.000Z' })).length, 5);
+      assert.deepEqual((await s.listAudit({ user: actor, until: '2002-01-01T00:00:00.000Z' })).map((e) => e.seq), [old.seq]);
+      const page1 = await s.listAudit({ user: actor, limit: 2 });
+      const page2 = await s.listAudit({ user: actor, limit: 2, before: page1[1]!.seq });
+      assert.deepEqual([...page1, ...page2].map((e) => e.target), ['t4', 't3', 't2', 't1']);
+      assert.equal((await s.listAudit({ limit: 0 })).length <= 1, true, 'limit below 1 becomes 1');
+      assert.equal((await s.listAudit({ limit: 1e9 })).length <= 1000, true);
+
+      assert.equal(await s.pruneAudit({ maxAgeSec: 3600 }) >= 1, true, 'the 2001 entry is older than an hour');
+      assert.equal((await s.listAudit({ user: actor })).length, 5);
+      await s.pruneAudit({ maxRows: 3 });
+      const left = await s.listAudit({ limit: 1000 });
+      assert.deepEqual(left.map((e) => e.target), ['t4', 't3', 't2'], 'the newest 3 stay');
+      assert.equal(await s.pruneAudit({ maxRows: 3 }), 0);
+      assert.equal(await s.pruneAudit({ maxRows: 0 }), 3);
+      assert.deepEqual(await s.listAudit(), []);
     });
 
     it('data survives closing and reopening the store', async () => {

@@ -78,15 +78,34 @@ Examples:
 
   program
     .command('logout')
-    .description('forget the stored token')
-    .addHelpText('after', '\nExample:\n  $ oak logout')
+    .description('log out on the root (every token of your user is revoked, on every machine) and forget the stored tokens')
+    .addHelpText('after', '\nThe tokens are forgotten here even when the root cannot be reached (they then stay valid\nuntil they expire).\n\nExample:\n  $ oak logout')
     .action(async (_opts: unknown, cmd: Command) => {
       const s = session(cmd);
+      const rt = s.config.refresh_token;
+      const access = s.api.token;
+      let revoked = false;
+      let note: string | undefined;
+      if (rt !== undefined || access !== undefined) {
+        try {
+          await s.api.request('POST', '/api/auth/logout', rt !== undefined ? { auth: false, body: { refresh_token: rt } } : {});
+          revoked = true;
+        } catch (err) {
+          const { OakError } = await import('@oak/contracts');
+          if (err instanceof OakError && err.status === 401) note = 'the session had already ended on the root';
+          else {
+            note = `could not log out on the root (${err instanceof Error ? err.message : String(err)}): the tokens are forgotten here but stay valid until they expire`;
+            s.ui.err(`${paint(s.ui.errColor, 'yellow', 'warning:')} ${note}`);
+          }
+        }
+      }
       updateConfig((c) => {
         delete c.token;
         delete c.refresh_token;
       }, s.configPath);
-      await emit(s.ui, { logged_out: true }, () => 'logged out');
+      await emit(s.ui, { logged_out: true, revoked, ...(note !== undefined ? { note } : {}) }, () =>
+        revoked ? `logged out: every session of ${s.config.username ?? 'this user'} on ${s.root.url} is revoked` : `logged out${note !== undefined && !note.startsWith('could not') ? ` (${note})` : ''}`,
+      );
     });
 
   program

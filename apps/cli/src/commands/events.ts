@@ -103,7 +103,8 @@ Examples:
             connected = true;
             down = false;
             delay = 1000;
-            for await (const e of oakEvents(res.body)) {
+            let ended: string | undefined;
+            for await (const e of oakEvents(res.body, (reason) => (ended = reason))) {
               names.remember(e);
               if (s.ui.format === 'table') s.ui.out(await line(s.ui, names, e));
               else s.ui.out(JSON.stringify(e));
@@ -115,11 +116,13 @@ Examples:
             }
             if (!stop.signal.aborted && !down) {
               down = true;
-              s.ui.err(paint(s.ui.errColor, 'yellow', 'oak: the root closed the event stream; reconnecting'));
+              s.ui.err(paint(s.ui.errColor, 'yellow', `oak: the root closed the event stream${ended !== undefined ? ` (${ended})` : ''}; reconnecting`));
             }
           } catch (err) {
             if (stop.signal.aborted) break;
             if (!connected) throw err;
+            // logged out, password or role changed, user removed: reconnecting cannot help
+            if ((err as { status?: unknown }).status === 401) throw err;
             if (!down) {
               down = true;
               s.ui.err(paint(s.ui.errColor, 'yellow', `oak: lost the event stream (${err instanceof UnreachableError ? err.reason : err instanceof Error ? err.message : String(err)}); reconnecting`));

@@ -28,7 +28,7 @@ OAK_OAKD_BIN runs another oakd launcher than the one of this repository.
 
 Examples:
   $ oak up
-  $ OAK_ADMIN_PASSWORD=secret oak up
+  $ OAK_ADMIN_PASSWORD='pick-a-good-one' oak up     # 8 characters or more
   $ oak up -- --help`,
     )
     .action(async (args: string[], _opts: unknown, _cmd: Command) => {

@@ -13,13 +13,15 @@ import { ForbiddenError, UnauthorizedError, type Role } from '@oak/contracts';
 import type { UserRow } from '@oak/store';
 import type { FastifyRequest } from 'fastify';
 import type { RootContext } from '../context.ts';
-import { verifyToken } from './tokens.ts';
+import { checkVersion, verifyToken } from './tokens.ts';
 
 export interface Principal {
   user: UserRow;
   roles: ReadonlySet<Role>;
   orgId: string;
   isAdmin: boolean;
+  /** expiry of the access token the request came with (seconds since the epoch), for streams */
+  tokenExp?: number;
 }
 
 declare module 'fastify' {
@@ -60,7 +62,8 @@ export async function authenticate(req: FastifyRequest, ctx: RootContext): Promi
   const claims = await verifyToken(token, 'access', ctx.auth.jwtSecret);
   const user = await ctx.store.getUser(claims.sub);
   if (!user) throw new UnauthorizedError('the user of this token no longer exists');
-  return principalOf(user);
+  checkVersion(claims, user);
+  return { ...principalOf(user), tokenExp: claims.exp };
 }
 
 /** Throws 403 unless the caller is Admin or has one of `roles`. */

@@ -1,6 +1,8 @@
 /**
  * Access and refresh tokens: HS256 JWTs. Claims: `sub` (user id), `name`, `roles`, `org`
- * (organisation id) and `typ` (`access` | `refresh`), so one kind can never pass for the other.
+ * (organisation id) and `typ` (`access` | `refresh`), so one kind can never pass for the other, and
+ * `ver`, the user's token_version when it was issued: logout, a password change and a role change
+ * bump it, which kills every access and refresh token of that user at once (see `checkVersion`).
  */
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { ROLES, UnauthorizedError, type Role, type TokenPair } from '@oak/contracts';
@@ -17,10 +19,14 @@ export interface TokenClaims {
   roles: Role[];
   org: string;
   typ: TokenKind;
+  /** the user's token_version at issue (tokens from before version 3 have none: 0) */
+  ver: number;
+  /** expiry, seconds since the epoch */
+  exp: number;
 }
 
 async function sign(user: UserRow, typ: TokenKind, ttlSec: number, secret: Uint8Array): Promise<string> {
-  return new SignJWT({ name: user.name, roles: user.roles, org: user.organization_id, typ })
+  return new SignJWT({ name: user.name, roles: user.roles, org: user.organization_id, typ, ver: user.token_version })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(user.id)
     .setIssuer(TOKEN_ISSUER)
@@ -48,9 +54,12 @@ export async function verifyToken(token: string, kind: TokenKind, secret: Uint8A
     }
     throw new UnauthorizedError(`the ${kind} token is not valid`);
   }
-  const { sub, name, roles, org, typ } = payload;
+  const { sub, name, roles, org, typ, exp } = payload;
+  const ver = payload.ver ?? 0;
   if (
     typ !== kind ||
+    typeof ver !== 'number' ||
+    typeof exp !== 'number' ||
     typeof sub !== 'string' ||
     typeof name !== 'string' ||
     typeof org !== 'string' ||
@@ -59,5 +68,12 @@ export async function verifyToken(token: string, kind: TokenKind, secret: Uint8A
   ) {
     throw new UnauthorizedError(`the ${kind} token is not valid`);
   }
-  return { sub, name, roles: roles as Role[], org, typ: kind };
+  return { sub, name, roles: roles as Role[], org, typ: kind, ver, exp };
+}
+
+/** Throws 401 when the token was issued before the user's last logout, password or role change. */
+export function checkVersion(claims: TokenClaims, user: UserRow): void {
+  if (claims.ver !== user.token_version) {
+    throw new UnauthorizedError(`this ${claims.typ} token was revoked (logout, password or role change)`, 'OAK_UNAUTHORIZED');
+  }
 }

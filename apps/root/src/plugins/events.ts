@@ -84,10 +84,15 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { 
         if (!res.writableEnded) res.write(': ping\n\n');
       }, heartbeatMs);
       heartbeat.unref();
+      // accounts: the stream ends when its token expires or the user is removed, demoted or logged out
+      const release = ctx.streams?.open(p, (reason) => {
+        if (!res.writableEnded) res.end(`event: end\ndata: ${JSON.stringify({ reason })}\n\n`);
+      });
       const done = (): void => {
         clearInterval(heartbeat);
         unsubscribe();
         open.delete(res);
+        release?.();
       };
       res.on('close', done);
       req.raw.on('close', done);

@@ -242,18 +242,28 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       }
       const follow = req.query.follow === true || req.query.follow === '1';
       const ac = new AbortController();
-      reply.raw.on('close', () => ac.abort());
+      // accounts: the stream ends when its token expires or the user is removed, demoted or logged out
+      let ended: string | undefined;
+      const release = ctx.streams?.open(p, (reason) => {
+        ended = reason;
+        ac.abort();
+      });
+      reply.raw.on('close', () => {
+        release?.();
+        ac.abort();
+      });
       const opts = { follow, signal: ac.signal, ...(req.query.tail !== undefined ? { tail: req.query.tail } : {}) };
       const source = logs.call(ctx.control, service, instance, opts);
       async function* lines(): AsyncGenerator<string> {
         try {
           for await (const line of source) {
-            if (ac.signal.aborted) return;
+            if (ac.signal.aborted) break;
             yield line.endsWith('\n') ? line : `${line}\n`;
           }
         } catch (err) {
           if (!ac.signal.aborted) yield `# log stream ended: ${err instanceof Error ? err.message : String(err)}\n`;
         }
+        if (ended !== undefined) yield `# log stream ended: ${ended}\n`;
       }
       return (reply as FastifyReply)
         .type('text/plain; charset=utf-8')

@@ -2,11 +2,19 @@
  * Users and organisations. Admin manages everything; an Organization_Admin manages the users of
  * its own organisation (and can never grant Admin); everyone may read and change their own user
  * (not its roles) and password.
+ *
+ * No user enumeration: a caller who may not manage users gets the same 403 for every name but
+ * their own, whether it exists or not; an Organization_Admin gets the same 404 for a user of
+ * another organisation as for a missing one.
+ *
+ * A password change, a role change and a deletion revoke every token of that user (the store
+ * bumps token_version) and end the user's open event and log streams.
  */
 import { Type } from '@sinclair/typebox';
 import { ConflictError, ForbiddenError, NotFoundError, OakError, UnauthorizedError, type Role } from '@oak/contracts';
 import type { OrganizationRow, UserRow } from '@oak/store';
-import { hashPassword, verifyPassword } from '../auth/passwords.ts';
+import { checkPassword, hashPassword, verifyPassword } from '../auth/passwords.ts';
+import { LoginLimiter } from '../auth/limiter.ts';
 import { requireOrg, requireRole, type Principal } from '../auth/principal.ts';
 import { organizationDoc, userDoc } from '../docs.ts';
 import {
@@ -29,9 +37,16 @@ function roleNames(input: RoleInput[]): Role[] {
   return [...new Set(input.map((r) => (typeof r === 'string' ? r : r.name)))];
 }
 
-async function findUser(ctx: RootContext, idOrName: string): Promise<UserRow> {
+/**
+ * The user `idOrName` as `p` may see it: themself; for an Admin anyone; for an Organization_Admin
+ * the users of its organisation (others are "not found", like missing ones); for anyone else
+ * every other name is the same 403, so nothing tells whether it exists.
+ */
+async function visibleUser(ctx: RootContext, p: Principal, idOrName: string): Promise<UserRow> {
+  if (idOrName === p.user.id || idOrName === p.user.name) return p.user;
+  if (!p.isAdmin) requireRole(p, 'Organization_Admin');
   const u = (await ctx.store.getUser(idOrName)) ?? (await ctx.store.getUserByName(idOrName));
-  if (!u) throw new NotFoundError('user', idOrName);
+  if (!u || (!p.isAdmin && u.organization_id !== p.orgId)) throw new NotFoundError('user', idOrName);
   return u;
 }
 
@@ -54,6 +69,8 @@ function requireGrantable(p: Principal, roles: Role[]): void {
 }
 
 export const userRoutes: RootPlugin = async (app, { ctx }) => {
+  const limiter = (ctx.loginLimiter ??= new LoginLimiter());
+  const endStreams = (userId: string, reason: string): void => void ctx.streams?.endUser(userId, reason);
   const orgNames = async (): Promise<Map<string, string>> => new Map((await ctx.store.listOrganizations()).map((o) => [o.id, o.name]));
 
   // ---- organisations
@@ -85,7 +102,8 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
     async (req) => {
       const p = who(req);
       const o = await findOrganization(ctx, req.params.id);
-      requireOrg(p, o.id, 'this organisation');
+      // another organisation answers like a missing one (nothing tells which names exist)
+      if (!p.isAdmin && o.id !== p.orgId) throw new NotFoundError('organization', req.params.id);
       return organizationDoc(o);
     },
   );
@@ -130,6 +148,7 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
       const p = who(req);
       requireRole(p, 'Organization_Admin');
       const b = req.body;
+      checkPassword(b.password);
       let org: OrganizationRow | undefined;
       if (b.organization_id !== undefined) org = await findOrganization(ctx, b.organization_id);
       else if (b.organization !== undefined) org = await findOrganization(ctx, b.organization);
@@ -157,11 +176,7 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
     { schema: { tags: ['users'], summary: 'one user (by id or name): yourself, or as Admin / Organization_Admin', params: UserParams, response: { 200: UserDocSchema, ...errors(403, 404) } } },
     async (req) => {
       const p = who(req);
-      const u = await findUser(ctx, req.params.user);
-      if (u.id !== p.user.id) {
-        requireRole(p, 'Organization_Admin');
-        requireOrg(p, u.organization_id, 'this user');
-      }
+      const u = await visibleUser(ctx, p, req.params.user);
       return userDoc(u, (await ctx.store.getOrganization(u.organization_id))?.name);
     },
   );
@@ -171,7 +186,7 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
     { schema: { tags: ['users'], summary: 'change email (own user) or roles (Admin / Organization_Admin)', params: UserParams, body: UserUpdateBody, response: { 200: UserDocSchema, ...errors(403, 404, 422) } } },
     async (req) => {
       const p = who(req);
-      const u = await findUser(ctx, req.params.user);
+      const u = await visibleUser(ctx, p, req.params.user);
       const patch: Partial<Pick<UserRow, 'email' | 'roles'>> = {};
       if (req.body.email !== undefined) patch.email = req.body.email;
       if (req.body.roles !== undefined) {
@@ -186,6 +201,7 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
         requireManage(p, u);
       }
       const updated = await ctx.store.updateUser(u.id, patch);
+      if (updated.token_version !== u.token_version) endStreams(u.id, 'the roles of this user changed');
       return userDoc(updated, (await ctx.store.getOrganization(updated.organization_id))?.name);
     },
   );
@@ -195,10 +211,11 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
     { schema: { tags: ['users'], summary: 'delete a user (Admin / Organization_Admin)', params: UserParams, response: { 200: DeletedSchema, ...errors(403, 404, 409) } } },
     async (req) => {
       const p = who(req);
-      const u = await findUser(ctx, req.params.user);
-      requireManage(p, u);
+      const u = await visibleUser(ctx, p, req.params.user);
       if (u.id === p.user.id) throw new ConflictError('you cannot delete yourself');
+      requireManage(p, u);
       await ctx.store.deleteUser(u.id);
+      endStreams(u.id, 'the user was removed');
       req.log.info({ by: p.user.name, user: u.name }, 'user deleted');
       return { deleted: u.id };
     },
@@ -212,21 +229,31 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
         summary: 'change a password (your own with old_password, or as Admin / Organization_Admin)',
         params: UserParams,
         body: PasswordBody,
-        response: { 200: Type.Object({ message: Type.String() }), ...errors(403, 404, 422) },
+        response: { 200: Type.Object({ message: Type.String() }), ...errors(403, 404, 422, 429) },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const p = who(req);
-      const u = await findUser(ctx, req.params.user);
+      const u = await visibleUser(ctx, p, req.params.user);
+      checkPassword(req.body.password);
       if (u.id === p.user.id) {
+        // the old password is guessed like a login: the same limits
+        const wait = limiter.retryAfter(u.name, req.ip);
+        if (wait > 0) {
+          void reply.header('retry-after', String(wait));
+          throw new OakError('OAK_RATE_LIMITED', 'too many wrong passwords: try again later', { hint: `wait ${wait} s (Retry-After)` });
+        }
         if (req.body.old_password === undefined || !(await verifyPassword(u.password_hash, req.body.old_password))) {
+          limiter.failed(u.name, req.ip);
           throw new UnauthorizedError('old_password is missing or wrong', 'OAK_INVALID_CREDENTIALS');
         }
+        limiter.succeeded(u.name);
       } else {
         requireManage(p, u);
       }
       await ctx.store.updateUser(u.id, { password_hash: await hashPassword(req.body.password) });
-      return { message: `password of ${u.name} changed` };
+      endStreams(u.id, 'the password of this user changed');
+      return { message: `password of ${u.name} changed: every token of ${u.name} is revoked, log in again` };
     },
   );
 };
