@@ -623,6 +623,8 @@ export class KyselyStore implements Store {
       .set((eb) => ({ uses: eb('uses', '+', 1), last_used_at: now() }))
       .where('id', '=', id)
       .execute();
+  }
+
   // ---- audit ----
 
   async addAudit(e: NewAuditEntry): Promise<AuditEntry> {

@@ -526,6 +526,8 @@ export function storeSuite(b: Backend): void {
       assert.equal(r2.revoked_at, r1.revoked_at, 'the first revocation time is kept');
       assert.equal(r2.expires_at, w.expires_at);
       await assert.rejects(s.revokeJoinToken('missing0'), isNotFound);
+    });
+
     it('token_version: 0 at creation; bumped by revokeUserTokens and by password or role changes only', async () => {
       const org = await s.createOrganization(uniq('org'));
       const u = await s.createUser({ name: uniq('user'), password_hash: 'h', roles: ['Application_Provider'], organization_id: org.id });
