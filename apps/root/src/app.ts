@@ -7,6 +7,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { JSON_LIMITS, LimitExceededError, findLimitViolation } from '@oak/contracts';
 import { authenticate } from './auth/principal.ts';
 import type { RootContext } from './context.ts';
 import { registerErrorHandling } from './errors.ts';
@@ -68,7 +69,16 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
       done(null, undefined);
       return;
     }
-    json(req, body as string, done);
+    json(req, body as string, (err: Error | null, value?: unknown) => {
+      if (err) {
+        done(err, undefined);
+        return;
+      }
+      // sizes, widths and depth before any handler (or JSON.stringify) recurses into the body
+      const over = findLimitViolation(value, JSON_LIMITS);
+      if (over) done(new LimitExceededError(over), undefined);
+      else done(null, value);
+    });
   });
 
   await app.register(swagger, {

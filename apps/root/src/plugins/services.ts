@@ -17,6 +17,7 @@ import {
   OakError,
   validateMicroservice,
   validateServiceRequest,
+  validationError,
   type ServiceDoc,
 } from '@oak/contracts';
 import type { ApplicationRow, ServiceRow } from '@oak/store';
@@ -37,7 +38,7 @@ import {
   ServicePatchBody,
   errors,
 } from '../schemas.ts';
-import { sendWarnings } from './applications.ts';
+import { sendWarnings, warningsUnder } from '../warnings.ts';
 import { who, type RootPlugin } from './types.ts';
 
 export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
@@ -61,7 +62,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       const p = who(req);
       requireRole(p, ...APP_ROLES);
       const v = validateServiceRequest(req.body);
-      if (!v.ok) throw new InvalidSlaError(v.errors);
+      if (!v.ok) throw validationError(v);
       const slaShaped = typeof req.body === 'object' && req.body !== null && 'applications' in req.body;
       let target: ApplicationRow | undefined;
       if (v.target.applicationID !== undefined) {
@@ -98,7 +99,11 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       for (const s of created) ctx.events.publish({ type: 'service', action: 'created', microserviceID: s.id, applicationID: target.id });
       if (req.query.deploy === true) for (const s of created) await deployInstances(ctx, s, s.sla.replicas ?? 1);
       const docs: ServiceDoc[] = [];
-      for (const s of created) docs.push(await loadServiceDoc(store, s, target));
+      for (const [i, s] of created.entries()) {
+        const doc = await loadServiceDoc(store, s, target);
+        const w = slaShaped ? warningsUnder(v.warnings, `applications[0].microservices[${i}]`, i === 0) : warningsUnder(v.warnings, '');
+        docs.push(w ? { ...doc, warnings: w } : doc);
+      }
       sendWarnings(reply, v.warnings);
       const answer = slaShaped ? docs : docs[0];
       if (answer === undefined) throw new OakError('OAK_INVALID_SLA', 'no service given', { path: 'microservices' });
@@ -147,7 +152,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       delete merged.microserviceID;
       delete merged.applicationID;
       const v = validateMicroservice(merged);
-      if (!v.ok) throw new InvalidSlaError(v.errors);
+      if (!v.ok) throw validationError(v);
       const ms = v.microservice;
       if (ms.microservice_name !== service.name || ms.microservice_namespace !== service.namespace) {
         if ((await store.listInstances({ service_id: service.id })).length > 0) {
@@ -162,7 +167,8 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
       tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
       sendWarnings(reply, v.warnings);
-      return loadServiceDoc(store, row, a);
+      const doc = await loadServiceDoc(store, row, a);
+      return v.warnings.length > 0 ? { ...doc, warnings: v.warnings } : doc;
     },
   );
 
