@@ -157,4 +157,44 @@ describe('bounded input at the routes', () => {
     assert.ok(huge.body.length < 2000, `${huge.body.length} bytes answered`);
     assert.equal(huge.headers['oak-warnings'], undefined);
   });
+
+  test('(g) integer parameters must be canonical decimal integers in range, else 400 naming the parameter', async () => {
+    const a = await createApp(t, tok, 'intapp');
+    const svc = (await t.req('GET', `/api/services/${a.applicationID}`, tok)).json() as ServiceDoc[];
+    const sid = svc[0]?.microserviceID ?? '';
+    await t.req('POST', `/api/service/${sid}/instance`, tok);
+    const before = await snapshot(t.store);
+    const bad: [string, string][] = [
+      [`/api/service/${sid}/instance/0/logs?tail=1e9`, 'tail'],
+      [`/api/service/${sid}/instance/0/logs?tail=-1`, 'tail'],
+      [`/api/service/${sid}/instance/0/logs?tail=1.5`, 'tail'],
+      [`/api/service/${sid}/instance/0/logs?tail=%201`, 'tail'],
+      [`/api/service/${sid}/instance/0/logs?tail=0x10`, 'tail'],
+      [`/api/service/${sid}/instance/0/logs?tail=01`, 'tail'],
+      [`/api/service/${sid}/instance/0/logs?tail=1&tail=2`, 'tail'],
+      [`/api/service/${sid}/instance/0/logs?tail=100001`, 'tail'],
+      [`/api/service/${sid}/instance/0/logs?tail=99999999999999999999`, 'tail'],
+      [`/api/service/${sid}/instance/0x0/logs`, 'n'],
+      [`/api/service/${sid}/instance/1e0/logs`, 'n'],
+      [`/api/service/${sid}/instance/-0/logs`, 'n'],
+      [`/api/service/${sid}/instance/%200/logs`, 'n'],
+    ];
+    for (const [path, param] of bad) {
+      const r = await t.req('GET', path, tok);
+      assert.equal(r.statusCode, 400, `${path}: ${r.body}`);
+      const e = r.json() as ErrorAnswer;
+      assert.equal(e.error.code, 'OAK_BAD_REQUEST', path);
+      assert.equal(e.error.path, param, `${path}: ${r.body}`);
+      assert.match(e.error.message, new RegExp(`parameter ${param}`), path);
+    }
+    for (const m of ['DELETE'] as const) {
+      const r = await t.req(m, `/api/service/${sid}/instance/0x0`, tok);
+      assert.equal(r.statusCode, 400, r.body);
+      assert.equal((r.json() as ErrorAnswer).error.path, 'n');
+    }
+    assert.equal(await snapshot(t.store), before, 'nothing undeployed');
+    // canonical ones pass validation (no logs here: 503, not 400)
+    assert.equal((await t.req('GET', `/api/service/${sid}/instance/0/logs?tail=10`, tok)).statusCode, 503);
+    assert.equal((await t.req('GET', `/api/service/${sid}/instance/7/logs?tail=0`, tok)).statusCode, 404);
+  });
 });
