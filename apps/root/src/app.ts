@@ -19,7 +19,7 @@ import { eventRoutes } from './plugins/events.ts';
 import { healthRoutes } from './plugins/health.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { serviceRoutes } from './plugins/services.ts';
-import type { PluginOpts } from './plugins/types.ts';
+import { DEFAULT_STREAM_LIMITS, type PluginOpts, type StreamLimits } from './plugins/types.ts';
 import { userRoutes } from './plugins/users.ts';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -33,6 +33,11 @@ export interface RootAppOptions {
   bodyLimit?: number;
   /** SSE heartbeat period (default 15 s) */
   heartbeatMs?: number;
+  /** open /api/events streams per user (default 16) and in all (default 1000); more get 429 */
+  maxStreamsPerUser?: number;
+  maxStreams?: number;
+  /** caps on log answers per user, per worker and in all (default DEFAULT_STREAM_LIMITS); more get 429 */
+  streamLimits?: Partial<StreamLimits>;
   /** more routes that need a logged-in user (registered behind the auth hook, with `{ ctx }`) */
   protectedPlugins?: FastifyPluginAsync<PluginOpts>[];
   /** more public routes (registered with `{ ctx }`) */
@@ -96,7 +101,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
 
-  const pluginOpts: PluginOpts = { ctx };
+  const pluginOpts: PluginOpts = { ctx, limits: { ...DEFAULT_STREAM_LIMITS, ...opts.streamLimits } };
   await app.register(metricsPlugin, pluginOpts);
   await app.register(healthRoutes, pluginOpts);
   await app.register(authRoutes, pluginOpts);
@@ -110,7 +115,12 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     await api.register(applicationRoutes, pluginOpts);
     await api.register(serviceRoutes, pluginOpts);
     await api.register(clusterRoutes, pluginOpts);
-    await api.register(eventRoutes, { ...pluginOpts, heartbeatMs: opts.heartbeatMs ?? 15_000 });
+    await api.register(eventRoutes, {
+      ...pluginOpts,
+      heartbeatMs: opts.heartbeatMs ?? 15_000,
+      ...(opts.maxStreamsPerUser !== undefined ? { maxStreamsPerUser: opts.maxStreamsPerUser } : {}),
+      ...(opts.maxStreams !== undefined ? { maxStreams: opts.maxStreams } : {}),
+    });
     for (const p of opts.protectedPlugins ?? []) await api.register(p, pluginOpts);
   });
 

@@ -39,10 +39,26 @@ import {
   errors,
 } from '../schemas.ts';
 import { sendWarnings, warningsUnder } from '../warnings.ts';
-import { who, type RootPlugin } from './types.ts';
+import { DEFAULT_STREAM_LIMITS, who, type RootPlugin } from './types.ts';
 
-export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
+/** Open counts by key; `take` fails when the key's count is at its cap. */
+class Counter {
+  readonly #n = new Map<string, number>();
+  get(k: string): number {
+    return this.#n.get(k) ?? 0;
+  }
+  add(k: string, d: number): void {
+    const n = this.get(k) + d;
+    if (n <= 0) this.#n.delete(k);
+    else this.#n.set(k, n);
+  }
+}
+
+export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STREAM_LIMITS }) => {
   const { store } = ctx;
+  const logsByUser = new Counter();
+  const logsByWorker = new Counter();
+  let logsOpen = 0;
 
   app.post(
     '/api/service/',
@@ -229,13 +245,23 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
         summary: 'log lines of an instance (text/plain, chunked); ?follow=1 keeps streaming',
         params: InstanceParams,
         querystring: LogsQuery,
-        response: errors(400, 403, 404, 503),
+        response: errors(400, 403, 404, 429, 503),
       },
     },
     async (req, reply) => {
       const p = who(req);
       requireRole(p, ...APP_ROLES);
       const { service, instance } = await loadInstance(ctx, p, req.params.id, req.params.n);
+      const worker = instance.worker_id ?? `cluster:${instance.cluster_id ?? ''}`;
+      const tooMany =
+        logsByUser.get(p.user.id) >= limits.logStreamsPerUser
+          ? `you already have ${logsByUser.get(p.user.id)} log streams open (at most ${limits.logStreamsPerUser})`
+          : logsByWorker.get(worker) >= limits.logStreamsPerWorker
+            ? `the worker of this instance serves ${logsByWorker.get(worker)} log streams already (at most ${limits.logStreamsPerWorker})`
+            : logsOpen >= limits.logStreams
+              ? `the root relays ${logsOpen} log streams already (at most ${limits.logStreams})`
+              : undefined;
+      if (tooMany !== undefined) throw new OakError('OAK_TOO_MANY_STREAMS', tooMany, { hint: 'close another log stream (oak logs -f), then try again' });
       requireOrg(p, service.organization_id);
       const logs = ctx.control.logs;
       if (!logs) {
@@ -245,10 +271,36 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       }
       const follow = req.query.follow === true || req.query.follow === '1';
       const ac = new AbortController();
-      reply.raw.on('close', () => ac.abort());
+      // counted until the connection ends, however it ends
+      logsByUser.add(p.user.id, 1);
+      logsByWorker.add(worker, 1);
+      logsOpen++;
+      let released = false;
+      const socket = req.raw.socket;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        socket.off('close', release);
+        logsByUser.add(p.user.id, -1);
+        logsByWorker.add(worker, -1);
+        logsOpen--;
+        ac.abort();
+      };
+      reply.raw.once('close', release);
+      socket.once('close', release);
+      if (socket.destroyed) release();
       const opts = { follow, signal: ac.signal, ...(req.query.tail !== undefined ? { tail: req.query.tail } : {}) };
-      const source = logs.call(ctx.control, service, instance, opts);
+      let source: AsyncIterable<string>;
+      try {
+        source = logs.call(ctx.control, service, instance, opts);
+      } catch (err) {
+        release();
+        throw err;
+      }
       async function* lines(): AsyncGenerator<string> {
+        // an empty first chunk makes node send the status and headers now: a follow on a quiet
+        // instance must not leave the client waiting for headers until a line comes
+        yield '';
         try {
           for await (const line of source) {
             if (ac.signal.aborted) return;
@@ -256,8 +308,12 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
           }
         } catch (err) {
           if (!ac.signal.aborted) yield `# log stream ended: ${err instanceof Error ? err.message : String(err)}\n`;
+        } finally {
+          release();
         }
       }
+      // a quiet follow stream may stay silent for long: TCP keep-alive keeps NATs and proxies open
+      if (follow && typeof socket.setKeepAlive === 'function') socket.setKeepAlive(true, 15_000);
       return (reply as FastifyReply)
         .type('text/plain; charset=utf-8')
         .header('cache-control', 'no-cache')
