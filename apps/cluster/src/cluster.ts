@@ -13,6 +13,7 @@ import {
   DEFAULT_PORTS,
   OakError,
   decodeJson,
+  httpServerTimeouts,
   parseJobResources,
   parseJobStatus,
   parseNodeInformation,
@@ -183,7 +184,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     await connectedBus.subscribe(topics.all.logs, onMqtt('logs'));
 
     // ---------------------------------------------------------------- HTTP
-    const http = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+    const http = Fastify({ logger: false, bodyLimit: 1024 * 1024, ...httpServerTimeouts(config.requestTimeoutMs) });
     cleanups.push(() => http.close());
     http.setErrorHandler((err: unknown, _req, reply) => {
       const e = err as { statusCode?: number; code?: string; message?: string };

@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { JSON_LIMITS, LimitExceededError, findLimitViolation } from '@oak/contracts';
+import { JSON_LIMITS, LimitExceededError, findLimitViolation, httpServerTimeouts } from '@oak/contracts';
 import { authenticate } from './auth/principal.ts';
 import type { RootContext } from './context.ts';
 import { registerErrorHandling } from './errors.ts';
@@ -31,6 +31,8 @@ export interface RootAppOptions {
   loggerInstance?: FastifyBaseLogger;
   /** largest accepted request body in bytes (default 1 MiB); larger ones get 413 */
   bodyLimit?: number;
+  /** a request (headers + body) must arrive within this time, else 408 and the connection closes (default 30 s) */
+  requestTimeoutMs?: number;
   /** SSE heartbeat period (default 15 s) */
   heartbeatMs?: number;
   /** open /api/events streams per user (default 16) and in all (default 1000); more get 429 */
@@ -50,6 +52,8 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   const app = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit,
+    // slow or stalled requests (a body that never arrives) are closed
+    ...httpServerTimeouts(opts.requestTimeoutMs),
     // one line per request, written below, with tokens in query strings redacted
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },

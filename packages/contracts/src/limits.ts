@@ -179,3 +179,30 @@ export function assertWithinLimits(value: unknown, limits: JsonLimits = JSON_LIM
   const v = findLimitViolation(value, limits, base);
   if (v !== undefined) throw new LimitExceededError(v);
 }
+
+/**
+ * Timeouts of the HTTP servers (root API, cluster registration): a request whose headers or body
+ * do not arrive in time is answered 408 and its connection closed. Long answers (event streams,
+ * log follows) are not affected: the clock stops once the request is in.
+ */
+export const HTTP_TIMEOUTS = {
+  /** the whole request (headers and body) must arrive within this time */
+  requestTimeoutMs: 30_000,
+  /** the headers must arrive within this time */
+  headersTimeoutMs: 10_000,
+} as const;
+
+/**
+ * The fastify options that apply HTTP_TIMEOUTS (`requestTimeoutMs` overrides the request timeout;
+ * the headers timeout is never longer). Node checks the timeouts every `connectionsCheckingInterval`.
+ */
+export function httpServerTimeouts(requestTimeoutMs: number = HTTP_TIMEOUTS.requestTimeoutMs): {
+  requestTimeout: number;
+  http: { requestTimeout: number; headersTimeout: number; connectionsCheckingInterval: number };
+} {
+  const headersTimeout = Math.min(HTTP_TIMEOUTS.headersTimeoutMs, requestTimeoutMs);
+  return {
+    requestTimeout: requestTimeoutMs,
+    http: { requestTimeout: requestTimeoutMs, headersTimeout, connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))) },
+  };
+}
