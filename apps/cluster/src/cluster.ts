@@ -15,6 +15,7 @@ import {
   OakError,
   tryParseJoinToken,
   decodeJson,
+  httpServerTimeouts,
   parseJobResources,
   parseJobStatus,
   parseNodeInformation,
@@ -315,7 +316,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     await connectedBus.subscribe(topics.all.logs, onMqtt('logs'));
 
     // ---------------------------------------------------------------- HTTP
-    const http = (useTls ? Fastify({ logger: false, bodyLimit: 1024 * 1024, https: typeof config.tls === 'object' ? { cert: config.tls.cert, key: config.tls.key } : {} }) : Fastify({ logger: false, bodyLimit: 1024 * 1024 })) as unknown as FastifyInstance;
+    const timeouts = httpServerTimeouts(config.requestTimeoutMs);
+    const http = (useTls
+      ? Fastify({ logger: false, bodyLimit: 1024 * 1024, ...timeouts, https: typeof config.tls === 'object' ? { cert: config.tls.cert, key: config.tls.key } : {} })
+      : Fastify({ logger: false, bodyLimit: 1024 * 1024, ...timeouts })) as unknown as FastifyInstance;
     if (useTls) {
       // a failed handshake (no certificate yet, a client that does not trust ours) is the client's problem
       (http.server as unknown as import('node:tls').Server).on('tlsClientError', (_e, sock) => sock.destroy());

@@ -61,6 +61,8 @@ export interface ClusterConfig {
   linkMaxBackoffMs?: number;
   /** a non-follow log request that gets no answer from the worker within this time fails (default 10 s) */
   logsTimeoutMs?: number;
+  /** a registration request (headers + body) must arrive within this time, else 408 (default 30 s) */
+  requestTimeoutMs?: number;
 }
 
 /**

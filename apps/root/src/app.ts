@@ -7,6 +7,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { JSON_LIMITS, LimitExceededError, findLimitViolation, httpServerTimeouts } from '@oak/contracts';
 import { AuditLog, registerAudit, type AuditOptions } from './audit.ts';
 import { LoginLimiter, type LoginLimitOptions } from './auth/limiter.ts';
 import { authenticate } from './auth/principal.ts';
@@ -24,7 +25,7 @@ import { healthRoutes } from './plugins/health.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { serviceRoutes } from './plugins/services.ts';
 import { tokenRoutes } from './plugins/tokens.ts';
-import type { PluginOpts } from './plugins/types.ts';
+import { DEFAULT_STREAM_LIMITS, type PluginOpts, type StreamLimits } from './plugins/types.ts';
 import { userRoutes } from './plugins/users.ts';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -36,8 +37,15 @@ export interface RootAppOptions {
   loggerInstance?: FastifyBaseLogger;
   /** largest accepted request body in bytes (default 1 MiB); larger ones get 413 */
   bodyLimit?: number;
+  /** a request (headers + body) must arrive within this time, else 408 and the connection closes (default 30 s) */
+  requestTimeoutMs?: number;
   /** SSE heartbeat period (default 15 s) */
   heartbeatMs?: number;
+  /** open /api/events streams per user (default 16) and in all (default 1000); more get 429 */
+  maxStreamsPerUser?: number;
+  maxStreams?: number;
+  /** caps on log answers per user, per worker and in all (default DEFAULT_STREAM_LIMITS); more get 429 */
+  streamLimits?: Partial<StreamLimits>;
   /** more routes that need a logged-in user (registered behind the auth hook, with `{ ctx }`) */
   protectedPlugins?: FastifyPluginAsync<PluginOpts>[];
   /** more public routes (registered with `{ ctx }`) */
@@ -56,6 +64,8 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   const app = Fastify({
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     bodyLimit,
+    // slow or stalled requests (a body that never arrives) are closed
+    ...httpServerTimeouts(opts.requestTimeoutMs),
     // one line per request, written below, with tokens in query strings redacted
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
@@ -93,7 +103,16 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
       done(null, undefined);
       return;
     }
-    json(req, body as string, done);
+    json(req, body as string, (err: Error | null, value?: unknown) => {
+      if (err) {
+        done(err, undefined);
+        return;
+      }
+      // sizes, widths and depth before any handler (or JSON.stringify) recurses into the body
+      const over = findLimitViolation(value, JSON_LIMITS);
+      if (over) done(new LimitExceededError(over), undefined);
+      else done(null, value);
+    });
   });
 
   await app.register(swagger, {
@@ -111,7 +130,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
 
-  const pluginOpts: PluginOpts = { ctx };
+  const pluginOpts: PluginOpts = { ctx, limits: { ...DEFAULT_STREAM_LIMITS, ...opts.streamLimits } };
   await app.register(metricsPlugin, pluginOpts);
   await app.register(healthRoutes, pluginOpts);
   await app.register(authRoutes, pluginOpts);
@@ -126,7 +145,12 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     await api.register(serviceRoutes, pluginOpts);
     await api.register(clusterRoutes, pluginOpts);
     await api.register(tokenRoutes, pluginOpts);
-    await api.register(eventRoutes, { ...pluginOpts, heartbeatMs: opts.heartbeatMs ?? 15_000 });
+    await api.register(eventRoutes, {
+      ...pluginOpts,
+      heartbeatMs: opts.heartbeatMs ?? 15_000,
+      ...(opts.maxStreamsPerUser !== undefined ? { maxStreamsPerUser: opts.maxStreamsPerUser } : {}),
+      ...(opts.maxStreams !== undefined ? { maxStreams: opts.maxStreams } : {}),
+    });
     await api.register(auditRoutes, pluginOpts);
     for (const p of opts.protectedPlugins ?? []) await api.register(p, pluginOpts);
   });

@@ -110,6 +110,7 @@ export const ApplicationDocSchema = Type.Object({
   microservices: Type.Array(Type.String(), { description: 'ids of the services' }),
   created_at: Type.String(),
   updated_at: Type.String(),
+  warnings: Type.Optional(Type.Array(FieldIssueSchema, { description: 'fields accepted but not used (create/update answers only)' })),
 });
 
 export const InstanceDocSchema = Type.Object({
@@ -141,6 +142,7 @@ export const ServiceDocSchema = Type.Composite(
       instance_list: Type.Array(InstanceDocSchema),
       created_at: Type.String(),
       updated_at: Type.String(),
+      warnings: Type.Optional(Type.Array(FieldIssueSchema, { description: 'fields accepted but not used (create/update answers only)' })),
     }),
   ],
   { additionalProperties: true },

@@ -44,14 +44,49 @@ export function handlerValidated<T extends TSchema>(schema: T): T {
   return copy as unknown as T;
 }
 
+/** A whole number as people write it: decimal digits, no sign, no leading zeros, no spaces. */
+const CANONICAL_INTEGER = /^(0|[1-9][0-9]{0,14})$/;
+
+/** The integer properties of a params/querystring schema (Integer, optionally inside a Union). */
+function integerFields(schema: TSchema): string[] {
+  const props = (schema as { properties?: Record<string, TSchema> }).properties ?? {};
+  const isInt = (s: TSchema): boolean => (s as { type?: unknown }).type === 'integer' || ((s as { anyOf?: TSchema[] }).anyOf ?? []).some(isInt);
+  return Object.entries(props)
+    .filter(([, s]) => isInt(s))
+    .map(([k]) => k);
+}
+
+/**
+ * Integer parameters arrive as text; only canonical decimal integers are taken (`1e9`, `0x0`,
+ * `-1`, `1.5`, ` 1` are refused with the parameter named instead of being coerced).
+ */
+function strictIntegers(fields: readonly string[], value: unknown, where: string): OakError | undefined {
+  if (fields.length === 0 || typeof value !== 'object' || value === null) return undefined;
+  for (const k of fields) {
+    const raw = (value as Record<string, unknown>)[k];
+    if (raw === undefined || typeof raw === 'number') continue;
+    const shown = Array.isArray(raw) ? 'given more than once' : typeof raw === 'string' ? JSON.stringify(raw.length > 40 ? `${raw.slice(0, 40)}...` : raw) : typeof raw;
+    if (typeof raw === 'string' && CANONICAL_INTEGER.test(raw)) continue;
+    return new OakError('OAK_BAD_REQUEST', `${where} ${k}: ${shown} is not a whole number written in decimal digits`, {
+      path: k,
+      hint: `write ${k} as digits only, e.g. ${k}=10`,
+      details: [{ path: k, message: `${shown} is not a whole number written in decimal digits` }],
+    });
+  }
+  return undefined;
+}
+
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   if ((schema as Record<string, unknown>)['x-oak-validate'] === 'handler') return () => true;
   const check = TypeCompiler.Compile(schema);
   const isBody = httpPart === 'body';
+  const where = httpPart === 'params' ? 'path parameter' : httpPart === 'querystring' ? 'query parameter' : httpPart ?? 'request';
+  const ints = isBody ? [] : integerFields(schema);
   return (value: unknown) => {
+    const strict = strictIntegers(ints, value, where);
+    if (strict) return { error: strict };
     const v = isBody ? value : Value.Convert(schema, value);
     if (check.Check(v)) return { value: v };
-    const where = httpPart === 'params' ? 'path parameter' : httpPart === 'querystring' ? 'query parameter' : httpPart ?? 'request';
     const issues = schemaIssues(schema, v);
     const first = issues[0];
     const opts = { details: issues, ...(first ? { path: first.path } : {}) };

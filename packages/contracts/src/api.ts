@@ -3,6 +3,7 @@
  * tools find what they expect.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import type { FieldIssue } from './errors.ts';
 import type { InstanceState } from './states.ts';
 import { Virtualization, type Microservice } from './sla.ts';
 
@@ -36,6 +37,8 @@ export interface ApplicationDoc {
   microservices: string[];
   created_at: string;
   updated_at: string;
+  /** what was accepted but not used (unknown fields...), on create/update answers only */
+  warnings?: FieldIssue[];
 }
 
 export interface InstanceDoc {
@@ -66,6 +69,8 @@ export interface ServiceDoc extends Microservice {
   instance_list: InstanceDoc[];
   created_at: string;
   updated_at: string;
+  /** what was accepted but not used (unknown fields...), on create/update answers only */
+  warnings?: FieldIssue[];
 }
 
 const Free = (description: string) => Type.Number({ minimum: 0, description });

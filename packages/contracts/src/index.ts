@@ -8,5 +8,6 @@ export * from './link.ts';
 export * from './join-token.ts';
 export * from './values.ts';
 export * from './issues.ts';
+export * from './limits.ts';
 export * from './validate.ts';
 export * from './wire.ts';

@@ -38,6 +38,69 @@ export function childPath(base: string, segment: PathSegment): string {
   return formatPath(base, [segment]);
 }
 
+/** At most this many issues (errors or warnings) are collected for one document; the rest are counted. */
+export const MAX_ISSUES = 100;
+
+/**
+ * A list of issues with an index of their paths, so that "is this field (or one above it)
+ * already reported?" costs the length of the path, not the number of issues.
+ */
+export class IssueList {
+  readonly list: FieldIssue[];
+  readonly #paths = new Set<string>();
+  /** issues not kept because the list was full */
+  omitted = 0;
+  readonly max: number;
+
+  constructor(list: FieldIssue[] = [], max = MAX_ISSUES) {
+    this.list = list;
+    this.max = max;
+    for (const i of list) this.#paths.add(i.path);
+  }
+
+  get full(): boolean {
+    return this.list.length >= this.max;
+  }
+
+  /** Marks a path as reported without an issue of its own. */
+  cover(path: string): void {
+    this.#paths.add(path);
+  }
+
+  /** True when `path` or a path above it is already reported. */
+  covers(path: string): boolean {
+    if (this.#paths.size === 0) return false;
+    if (this.#paths.has('')) return true;
+    for (let i = 1; i <= path.length; i++) {
+      const c = path.charAt(i);
+      if ((c === '' || c === '.' || c === '[') && this.#paths.has(path.slice(0, i))) return true;
+    }
+    return false;
+  }
+
+  /** Adds an issue unless its field (or one above it) has one already; counts it when full. */
+  add(issue: FieldIssue): void {
+    if (this.covers(issue.path)) return;
+    this.push(issue);
+  }
+
+  /** Adds an issue whatever is reported already (warnings); counts it when full. */
+  push(issue: FieldIssue): void {
+    if (this.full) {
+      this.omitted++;
+      return;
+    }
+    this.list.push(issue);
+    this.#paths.add(issue.path);
+  }
+
+  /** The issues, plus one saying how many were left out. */
+  result(what: string): FieldIssue[] {
+    if (this.omitted === 0) return this.list;
+    return [...this.list, { path: '', message: `${this.omitted} more ${what} left out`, hint: `fix the ${what} above first; at most ${this.max} are listed` }];
+  }
+}
+
 /** True when `path` is `ancestor` or lies below it. */
 export function isAtOrBelow(path: string, ancestor: string): boolean {
   if (ancestor === '') return true;
@@ -335,22 +398,24 @@ function discriminatedIssues(variants: Map<string, TSchema>, v: unknown, path: s
 /**
  * Converts the errors of one value against one schema into FieldIssues, appended to `out`.
  * Errors at or below a path that already has an issue are dropped, so each field gets one issue.
+ * Stops reading errors once `out` is full (TypeBox yields them lazily), so the cost is bounded.
  */
-export function schemaIssues(base: string, errors: Iterable<ValueError>, out: FieldIssue[] = []): FieldIssue[] {
-  const covered: string[] = out.map((i) => i.path);
+export function schemaIssues(base: string, errors: Iterable<ValueError>, out: FieldIssue[] | IssueList = []): FieldIssue[] {
+  const list = out instanceof IssueList ? out : new IssueList(out, Number.MAX_SAFE_INTEGER);
   for (const err of errors) {
+    if (list.full) {
+      list.omitted++;
+      break;
+    }
     const segments = pointerSegments(err.path);
     const path = formatPath(base, segments);
-    if (covered.some((c) => isAtOrBelow(path, c))) continue;
-    const before = out.length;
-    issueFor(err, base, segments, out);
-    for (let i = before; i < out.length; i++) {
-      const p = out[i]?.path;
-      if (p !== undefined) covered.push(p);
-    }
-    covered.push(path);
+    if (list.covers(path)) continue;
+    const found: FieldIssue[] = [];
+    issueFor(err, base, segments, found);
+    for (const i of found) list.add(i);
+    list.cover(path);
   }
-  return out;
+  return list.list;
 }
 
 function editDistance(a: string, b: string): number {
@@ -369,6 +434,7 @@ function editDistance(a: string, b: string): number {
 
 /** The known key closest to an unknown one, if it looks like a typo. */
 export function suggestKey(key: string, known: readonly string[]): string | undefined {
+  if (key.length > 64) return undefined; // no field is that long: no typo of one
   let best: string | undefined;
   let bestD = Infinity;
   for (const k of known) {
@@ -383,36 +449,53 @@ export function suggestKey(key: string, known: readonly string[]): string | unde
 
 /**
  * Warnings for fields the schema does not know (kept for forward compatibility), walking nested
- * objects, arrays and discriminated unions. `skip` names paths not to warn about.
+ * objects, arrays and discriminated unions. `skip` names paths not to warn about. The path names
+ * the field (long names cut); the message does not repeat it. Stops at MAX_ISSUES warnings when
+ * `out` is an IssueList (the rest are counted).
  */
-export function unknownFieldWarnings(schema: TSchema, value: unknown, path: string, out: FieldIssue[], skip: ReadonlySet<string> = new Set()): FieldIssue[] {
+export function unknownFieldWarnings(schema: TSchema, value: unknown, path: string, out: FieldIssue[] | IssueList, skip: ReadonlySet<string> = new Set()): FieldIssue[] {
+  const list = out instanceof IssueList ? out : new IssueList(out, Number.MAX_SAFE_INTEGER);
+  walkUnknown(schema, value, path, list, skip);
+  return list.list;
+}
+
+function walkUnknown(schema: TSchema, value: unknown, path: string, out: IssueList, skip: ReadonlySet<string>): void {
   const kind = schema[Kind];
   if (kind === 'Object' && isRecord(value)) {
     const props = (schema as { properties?: Record<string, TSchema> }).properties ?? {};
     const known = Object.keys(props);
     for (const [k, v] of Object.entries(value)) {
-      const p = childPath(path, k);
-      const sub = props[k];
+      const sub = Object.hasOwn(props, k) ? props[k] : undefined;
       if (sub === undefined) {
+        const p = childPath(path, shortKey(k));
         if (skip.has(p)) continue;
+        if (out.full) {
+          out.omitted++;
+          continue;
+        }
         const guess = suggestKey(k, known);
         out.push({
           path: p,
-          message: `unknown field "${k}" is kept but not used`,
+          message: 'unknown field, kept but not used',
           hint: guess !== undefined ? `did you mean "${guess}"?` : 'check the spelling; unknown fields are ignored by this version',
         });
       } else {
-        unknownFieldWarnings(sub, v, p, out, skip);
+        walkUnknown(sub, v, childPath(path, k), out, skip);
       }
     }
   } else if (kind === 'Array' && Array.isArray(value)) {
     const items = (schema as { items?: TSchema }).items;
-    if (items !== undefined) value.forEach((v, i) => unknownFieldWarnings(items, v, childPath(path, i), out, skip));
+    if (items !== undefined) value.forEach((v, i) => walkUnknown(items, v, childPath(path, i), out, skip));
   } else if (kind === 'Union' && isRecord(value)) {
     const variants = discriminatedVariants(schema);
     const t = value['type'];
     const variant = variants && typeof t === 'string' ? variants.get(t) : undefined;
-    if (variant !== undefined) unknownFieldWarnings(variant, value, path, out, skip);
+    if (variant !== undefined) walkUnknown(variant, value, path, out, skip);
   }
-  return out;
+}
+
+/** Keys as they appear in paths and messages: long ones cut (a 1 MB key must not be echoed). */
+export const SHOWN_KEY_LENGTH = 64;
+export function shortKey(k: string): string {
+  return k.length > SHOWN_KEY_LENGTH ? `${k.slice(0, SHOWN_KEY_LENGTH)}...` : k;
 }

@@ -7,20 +7,29 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { InvalidSlaError, OakError, type FieldIssue } from './errors.ts';
-import { childPath, isAtOrBelow, schemaIssues, unknownFieldWarnings } from './issues.ts';
+import { IssueList, childPath, schemaIssues, unknownFieldWarnings } from './issues.ts';
+import { LimitExceededError, SLA_JSON_LIMITS, findLimitViolation, type LimitViolation } from './limits.ts';
 import { Application, Microservice, NAME_PATTERN, Sla } from './sla.ts';
 import { SERVICE_IP_SUBNET, ipv4InSubnet, isIPv6, locationProblem, parseIPv4, parsePorts } from './values.ts';
 
 /** The SLA version this validator understands. */
 export const SLA_VERSION = 'v2.0';
 
+/** A failed validation; `limit` is set when the document is over a size limit (nothing else was checked). */
+export interface Failed {
+  ok: false;
+  errors: FieldIssue[];
+  warnings: FieldIssue[];
+  limit?: LimitViolation;
+}
+
 export type SlaValidation =
   | { ok: true; sla: Sla; warnings: FieldIssue[] }
-  | { ok: false; errors: FieldIssue[]; warnings: FieldIssue[] };
+  | Failed;
 
 export type MicroserviceValidation =
   | { ok: true; microservice: Microservice; warnings: FieldIssue[] }
-  | { ok: false; errors: FieldIssue[]; warnings: FieldIssue[] };
+  | Failed;
 
 /** Which application a POST /api/service/ request adds its services to. */
 export interface ServiceTarget {
@@ -31,7 +40,7 @@ export interface ServiceTarget {
 
 export type ServiceRequestValidation =
   | { ok: true; target: ServiceTarget; microservices: Microservice[]; warnings: FieldIssue[] }
-  | { ok: false; errors: FieldIssue[]; warnings: FieldIssue[] };
+  | Failed;
 
 /** PUT /api/application/{id}: every application field optional; given services are complete. */
 export const ApplicationPatch = Type.Partial(Application, { additionalProperties: true });
@@ -39,7 +48,7 @@ export type ApplicationPatch = Static<typeof ApplicationPatch>;
 
 export type ApplicationPatchValidation =
   | { ok: true; patch: ApplicationPatch; warnings: FieldIssue[] }
-  | { ok: false; errors: FieldIssue[]; warnings: FieldIssue[] };
+  | Failed;
 
 const Name = Type.String({ pattern: NAME_PATTERN });
 /** POST /api/service/ in its SLA shape: one application naming the target, with its new services. */
@@ -80,12 +89,25 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 /** Adds an issue unless the field (or a field above it) already has one. */
-function add(errors: FieldIssue[], issue: FieldIssue): void {
-  if (errors.some((e) => isAtOrBelow(issue.path, e.path))) return;
-  errors.push(issue);
+function add(errors: IssueList, issue: FieldIssue): void {
+  errors.add(issue);
 }
 
-function structural(schema: TSchema, value: unknown, base: string, errors: FieldIssue[]): void {
+type Issues = IssueList;
+
+/** The failure for a document over a limit: nothing else of it is read. */
+function overLimit(value: unknown, base: string): Failed | undefined {
+  const v = findLimitViolation(value, SLA_JSON_LIMITS, base);
+  if (v === undefined) return undefined;
+  return { ok: false, errors: [{ path: v.path, message: v.message, hint: v.hint }], warnings: [], limit: v };
+}
+
+/** The error to answer for a failed validation: 422 OAK_LIMIT_EXCEEDED or OAK_INVALID_SLA. */
+export function validationError(r: Failed): OakError {
+  return r.limit !== undefined ? new LimitExceededError(r.limit) : new InvalidSlaError(r.errors);
+}
+
+function structural(schema: TSchema, value: unknown, base: string, errors: Issues): void {
   const c = checker(schema);
   if (!c.Check(value)) schemaIssues(base, c.Errors(value), errors);
 }
@@ -94,7 +116,7 @@ function notAnObject(path: string, what: string, example: string): FieldIssue {
   return { path, message: `${what} must be a JSON object`, hint: `send an object such as ${example}` };
 }
 
-function checkConstraint(c: Record<string, unknown>, path: string, errors: FieldIssue[]): void {
+function checkConstraint(c: Record<string, unknown>, path: string, errors: Issues): void {
   const type = c['type'];
   const location = c['location'];
   const locPath = childPath(path, 'location');
@@ -119,7 +141,7 @@ function checkConstraint(c: Record<string, unknown>, path: string, errors: Field
 }
 
 /** The rules of one service that a schema cannot express; run after the structural check. */
-function microserviceSemantics(ms: Record<string, unknown>, path: string, errors: FieldIssue[], warnings: FieldIssue[]): void {
+function microserviceSemantics(ms: Record<string, unknown>, path: string, errors: Issues, warnings: Issues): void {
   const port = ms['port'];
   if (typeof port === 'string') {
     try {
@@ -181,7 +203,7 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
 }
 
 /** Duplicate microservice names within one list of services. */
-function duplicateServices(list: unknown[], path: string, errors: FieldIssue[]): void {
+function duplicateServices(list: unknown[], path: string, errors: Issues): void {
   const seen = new Map<string, number>();
   list.forEach((ms, i) => {
     if (!isRecord(ms)) return;
@@ -199,7 +221,7 @@ function duplicateServices(list: unknown[], path: string, errors: FieldIssue[]):
   });
 }
 
-function servicesSemantics(list: unknown, path: string, errors: FieldIssue[], warnings: FieldIssue[]): void {
+function servicesSemantics(list: unknown, path: string, errors: Issues, warnings: Issues): void {
   if (!Array.isArray(list)) return;
   list.forEach((ms, i) => {
     if (isRecord(ms)) microserviceSemantics(ms, childPath(path, i), errors, warnings);
@@ -207,8 +229,9 @@ function servicesSemantics(list: unknown, path: string, errors: FieldIssue[], wa
   duplicateServices(list, path, errors);
 }
 
-function finish<T extends object>(errors: FieldIssue[], warnings: FieldIssue[], ok: T): (T & { ok: true; warnings: FieldIssue[] }) | { ok: false; errors: FieldIssue[]; warnings: FieldIssue[] } {
-  return errors.length > 0 ? { ok: false, errors, warnings } : { ...ok, ok: true, warnings };
+function finish<T extends object>(errors: Issues, warnings: Issues, ok: T): (T & { ok: true; warnings: FieldIssue[] }) | Failed {
+  const w = warnings.result('warnings');
+  return errors.list.length > 0 ? { ok: false, errors: errors.result('problems'), warnings: w } : { ...ok, ok: true, warnings: w };
 }
 
 /**
@@ -216,11 +239,13 @@ function finish<T extends object>(errors: FieldIssue[], warnings: FieldIssue[], 
  * unknown fields included (forward compatibility); those are listed in `warnings`.
  */
 export function validateSla(input: unknown): SlaValidation {
-  const errors: FieldIssue[] = [];
-  const warnings: FieldIssue[] = [];
+  const errors = new IssueList();
+  const warnings = new IssueList();
   if (!isRecord(input)) {
-    return { ok: false, errors: [notAnObject('', 'the SLA', '{ "sla_version": "v2.0", "customerID": "Admin", "applications": [...] }')], warnings };
+    return { ok: false, errors: [notAnObject('', 'the SLA', '{ "sla_version": "v2.0", "customerID": "Admin", "applications": [...] }')], warnings: [] };
   }
+  const limit = overLimit(input, '');
+  if (limit) return limit;
   structural(Sla, input, '', errors);
   const version = input['sla_version'];
   if (typeof version === 'string' && version !== '' && version !== SLA_VERSION) {
@@ -253,10 +278,10 @@ export function validateSla(input: unknown): SlaValidation {
   return finish(errors, warnings, { sla: input as Sla });
 }
 
-/** Like validateSla, but throws InvalidSlaError (422, every issue in `details`) when invalid. */
+/** Like validateSla, but throws InvalidSlaError (422, every issue in `details`) or LimitExceededError when invalid. */
 export function assertValidSla(input: unknown): { sla: Sla; warnings: FieldIssue[] } {
   const r = validateSla(input);
-  if (!r.ok) throw new InvalidSlaError(r.errors);
+  if (!r.ok) throw validationError(r);
   return { sla: r.sla, warnings: r.warnings };
 }
 
@@ -265,11 +290,13 @@ export function assertValidSla(input: unknown): { sla: Sla; warnings: FieldIssue
  * `basePath` prefixes every issue path, e.g. `applications[0].microservices[2]`.
  */
 export function validateMicroservice(input: unknown, basePath = ''): MicroserviceValidation {
-  const errors: FieldIssue[] = [];
-  const warnings: FieldIssue[] = [];
+  const errors = new IssueList();
+  const warnings = new IssueList();
   if (!isRecord(input)) {
-    return { ok: false, errors: [notAnObject(basePath, 'the service', '{ "microservice_name": "server", "microservice_namespace": "test", "virtualization": "container", "code": "..." }')], warnings };
+    return { ok: false, errors: [notAnObject(basePath, 'the service', '{ "microservice_name": "server", "microservice_namespace": "test", "virtualization": "container", "code": "..." }')], warnings: [] };
   }
+  const limit = overLimit(input, basePath);
+  if (limit) return limit;
   structural(Microservice, input, basePath, errors);
   microserviceSemantics(input, basePath, errors, warnings);
   unknownFieldWarnings(Microservice, input, basePath, warnings);
@@ -285,9 +312,11 @@ export function validateMicroservice(input: unknown, basePath = ''): Microservic
  * The target may be empty when the application comes from the URL or elsewhere; the caller decides.
  */
 export function validateServiceRequest(input: unknown): ServiceRequestValidation {
-  const errors: FieldIssue[] = [];
-  const warnings: FieldIssue[] = [];
+  const errors = new IssueList();
+  const warnings = new IssueList();
   if (isRecord(input) && 'applications' in input) {
+    const limit = overLimit(input, '');
+    if (limit) return limit;
     structural(ServiceRequestSla, input, '', errors);
     const apps = input['applications'];
     const app = Array.isArray(apps) && isRecord(apps[0]) ? apps[0] : undefined;
@@ -318,20 +347,22 @@ export function validateServiceRequest(input: unknown): ServiceRequestValidation
  * an SLA-shaped document holding exactly one application (paths then start `applications[0]`).
  */
 export function validateApplicationPatch(input: unknown): ApplicationPatchValidation {
-  const errors: FieldIssue[] = [];
-  const warnings: FieldIssue[] = [];
+  const errors = new IssueList();
+  const warnings = new IssueList();
   let body = input;
   let base = '';
+  const limit = overLimit(input, '');
+  if (limit) return limit;
   if (isRecord(input) && 'applications' in input) {
     const apps = input['applications'];
     if (!Array.isArray(apps) || apps.length !== 1) {
-      return { ok: false, errors: [{ path: 'applications', message: 'applications must hold exactly one application for an update', hint: 'send the one application to change, or its fields without the SLA wrapper' }], warnings };
+      return { ok: false, errors: [{ path: 'applications', message: 'applications must hold exactly one application for an update', hint: 'send the one application to change, or its fields without the SLA wrapper' }], warnings: [] };
     }
     body = apps[0];
     base = 'applications[0]';
   }
   if (!isRecord(body)) {
-    return { ok: false, errors: [notAnObject(base, 'the application', '{ "application_desc": "new text" }')], warnings };
+    return { ok: false, errors: [notAnObject(base, 'the application', '{ "application_desc": "new text" }')], warnings: [] };
   }
   structural(ApplicationPatch, body, base, errors);
   servicesSemantics(body['microservices'], childPath(base, 'microservices'), errors, warnings);

@@ -6,28 +6,19 @@
 import { Type } from '@sinclair/typebox';
 import {
   ConflictError,
-  InvalidSlaError,
   validateApplicationPatch,
   validateSla,
+  validationError,
   type ApplicationDoc,
-  type FieldIssue,
 } from '@oak/contracts';
 import type { ApplicationRow, ServiceRow } from '@oak/store';
-import type { FastifyReply } from 'fastify';
 import { APP_ROLES, requireRole } from '../auth/principal.ts';
 import { applicationDoc, loadApplicationDoc } from '../docs.ts';
 import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, newService, orgIndex, tell } from '../ops.ts';
 import { ApplicationDocSchema, ApplicationPatchBody, DeletedSchema, DeployQuery, IdParams, SlaBody, errors } from '../schemas.ts';
 import { assertPrivilegedAllowed } from '../privileged.ts';
+import { sendWarnings, warningsUnder } from '../warnings.ts';
 import { who, type RootPlugin } from './types.ts';
-
-/** Unknown SLA fields are kept; the client learns about them in this header (JSON list). */
-export function sendWarnings(reply: FastifyReply, warnings: FieldIssue[]): void {
-  if (warnings.length === 0) return;
-  const text = JSON.stringify(warnings.slice(0, 20).map((w) => `${w.path}: ${w.message}`));
-  // header values must be latin-1 without control characters
-  void reply.header('oak-warnings', text.replace(/[^\x20-\x7e]/g, '?'));
-}
 
 export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
   const { store } = ctx;
@@ -48,7 +39,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       const p = who(req);
       requireRole(p, ...APP_ROLES);
       const v = validateSla(req.body);
-      if (!v.ok) throw new InvalidSlaError(v.errors);
+      if (!v.ok) throw validationError(v);
       v.sla.applications.forEach((a, ai) => assertPrivilegedAllowed(p, a.microservices, (i) => `applications[${ai}].microservices[${i}]`));
       const existing = await store.listApplications({ organization_id: p.orgId });
       v.sla.applications.forEach((a, i) => {
@@ -75,12 +66,14 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
         throw explainConflict(err);
       }
       const docs: ApplicationDoc[] = [];
-      for (const { application, services } of created) {
+      created.forEach(({ application, services }, i) => {
         orgIndex(ctx).set(application.id, application.organization_id);
         ctx.events.publish({ type: 'application', action: 'created', applicationID: application.id });
         for (const s of services) ctx.events.publish({ type: 'service', action: 'created', microserviceID: s.id, applicationID: application.id });
-        docs.push(applicationDoc(application, services.map((s) => s.id)));
-      }
+        const doc = applicationDoc(application, services.map((s) => s.id));
+        const w = warningsUnder(v.warnings, `applications[${i}]`, i === 0);
+        docs.push(w ? { ...doc, warnings: w } : doc);
+      });
       if (req.query.deploy === true) {
         for (const { services } of created) for (const s of services) await deployInstances(ctx, s, s.sla.replicas ?? 1);
       }
@@ -137,7 +130,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       const p = who(req);
       const a = await loadApp(ctx, p, req.params.id);
       const v = validateApplicationPatch(req.body);
-      if (!v.ok) throw new InvalidSlaError(v.errors);
+      if (!v.ok) throw validationError(v);
       assertPrivilegedAllowed(p, v.patch.microservices ?? [], (i) => `microservices[${i}]`);
       const patch = v.patch;
       const name = patch.application_name ?? a.name;
@@ -195,7 +188,8 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       }
       ctx.events.publish({ type: 'application', action: 'updated', applicationID: a.id });
       sendWarnings(reply, v.warnings);
-      return loadApplicationDoc(store, updated);
+      const doc = await loadApplicationDoc(store, updated);
+      return v.warnings.length > 0 ? { ...doc, warnings: v.warnings } : doc;
     },
   );
 

@@ -6,7 +6,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { Type } from '@sinclair/typebox';
-import type { OakEvent } from '@oak/contracts';
+import { OakError, type OakEvent } from '@oak/contracts';
 import { APP_ROLES, type Principal } from '../auth/principal.ts';
 import { orgIndex } from '../ops.ts';
 import { errors } from '../schemas.ts';
@@ -15,12 +15,21 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 
 export interface EventsOpts extends PluginOpts {
   heartbeatMs: number;
+  /** open event streams one user may hold (default DEFAULT_STREAMS_PER_USER) */
+  maxStreamsPerUser?: number;
+  /** open event streams in all (default DEFAULT_STREAMS_TOTAL) */
+  maxStreams?: number;
 }
+
+export const DEFAULT_STREAMS_PER_USER = 16;
+export const DEFAULT_STREAMS_TOTAL = 1000;
 
 const EVENT_TYPES = ['instance', 'application', 'service', 'cluster'] as const;
 
-export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { ctx, heartbeatMs }) => {
+export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { ctx, heartbeatMs, maxStreamsPerUser = DEFAULT_STREAMS_PER_USER, maxStreams = DEFAULT_STREAMS_TOTAL }) => {
   const open = new Set<ServerResponse>();
+  /** open streams per user id */
+  const perUser = new Map<string, number>();
   app.addHook('preClose', async () => {
     for (const res of open) res.end();
   });
@@ -50,7 +59,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { 
           token: Type.Optional(Type.String()),
           types: Type.Optional(Type.String({ description: 'comma-separated: instance, application, service, cluster' })),
         }),
-        response: errors(400),
+        response: errors(400, 429),
       },
     },
     async (req, reply) => {
@@ -61,6 +70,16 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { 
           .map((t) => t.trim())
           .filter((t) => t !== ''),
       );
+      const uid = p.user.id;
+      const mine = perUser.get(uid) ?? 0;
+      if (mine >= maxStreamsPerUser || open.size >= maxStreams) {
+        throw new OakError('OAK_TOO_MANY_STREAMS', mine >= maxStreamsPerUser ? `you already have ${mine} open event streams (at most ${maxStreamsPerUser})` : `the root serves ${open.size} event streams already (at most ${maxStreams})`, {
+          hint: 'close another stream (one EventSource per tab is enough), then connect again',
+        });
+      }
+      const socket = req.raw.socket;
+      // the client may have gone while it was being authenticated: nothing to serve, nothing to leak
+      if (socket.destroyed || req.raw.destroyed) return reply.hijack();
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -71,6 +90,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { 
       });
       res.write('retry: 3000\n: connected\n\n');
       open.add(res);
+      perUser.set(uid, mine + 1);
       let chain: Promise<void> = Promise.resolve();
       const unsubscribe = ctx.events.subscribe((e) => {
         if (!wanted.has(e.type)) return;
@@ -88,14 +108,26 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { 
       const release = ctx.streams?.open(p, (reason) => {
         if (!res.writableEnded) res.end(`event: end\ndata: ${JSON.stringify({ reason })}\n\n`);
       });
+      let ended = false;
       const done = (): void => {
+        if (ended) return;
+        ended = true;
+        socket.off('close', done);
         clearInterval(heartbeat);
         unsubscribe();
         open.delete(res);
         release?.();
+        const n = (perUser.get(uid) ?? 1) - 1;
+        if (n <= 0) perUser.delete(uid);
+        else perUser.set(uid, n);
+        if (!res.writableEnded) res.end();
       };
-      res.on('close', done);
-      req.raw.on('close', done);
+      // the stream ends when the connection does: the socket's close is the one event that always
+      // comes (a request body or a client gone within milliseconds made the others unreliable)
+      res.once('close', done);
+      socket.once('close', done);
+      res.once('error', done);
+      if (socket.destroyed || res.destroyed) done();
     },
   );
 };

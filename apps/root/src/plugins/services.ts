@@ -17,6 +17,7 @@ import {
   OakError,
   validateMicroservice,
   validateServiceRequest,
+  validationError,
   type ServiceDoc,
 } from '@oak/contracts';
 import type { ApplicationRow, ServiceRow } from '@oak/store';
@@ -38,11 +39,27 @@ import {
   ServicePatchBody,
   errors,
 } from '../schemas.ts';
-import { sendWarnings } from './applications.ts';
-import { who, type RootPlugin } from './types.ts';
+import { sendWarnings, warningsUnder } from '../warnings.ts';
+import { DEFAULT_STREAM_LIMITS, who, type RootPlugin } from './types.ts';
 
-export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
+/** Open counts by key; `take` fails when the key's count is at its cap. */
+class Counter {
+  readonly #n = new Map<string, number>();
+  get(k: string): number {
+    return this.#n.get(k) ?? 0;
+  }
+  add(k: string, d: number): void {
+    const n = this.get(k) + d;
+    if (n <= 0) this.#n.delete(k);
+    else this.#n.set(k, n);
+  }
+}
+
+export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STREAM_LIMITS }) => {
   const { store } = ctx;
+  const logsByUser = new Counter();
+  const logsByWorker = new Counter();
+  let logsOpen = 0;
 
   app.post(
     '/api/service/',
@@ -62,7 +79,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       const p = who(req);
       requireRole(p, ...APP_ROLES);
       const v = validateServiceRequest(req.body);
-      if (!v.ok) throw new InvalidSlaError(v.errors);
+      if (!v.ok) throw validationError(v);
       assertPrivilegedAllowed(p, v.microservices, (i) => (typeof req.body === 'object' && req.body !== null && 'applications' in req.body ? `applications[0].microservices[${i}]` : ''));
       const slaShaped = typeof req.body === 'object' && req.body !== null && 'applications' in req.body;
       let target: ApplicationRow | undefined;
@@ -100,7 +117,11 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       for (const s of created) ctx.events.publish({ type: 'service', action: 'created', microserviceID: s.id, applicationID: target.id });
       if (req.query.deploy === true) for (const s of created) await deployInstances(ctx, s, s.sla.replicas ?? 1);
       const docs: ServiceDoc[] = [];
-      for (const s of created) docs.push(await loadServiceDoc(store, s, target));
+      for (const [i, s] of created.entries()) {
+        const doc = await loadServiceDoc(store, s, target);
+        const w = slaShaped ? warningsUnder(v.warnings, `applications[0].microservices[${i}]`, i === 0) : warningsUnder(v.warnings, '');
+        docs.push(w ? { ...doc, warnings: w } : doc);
+      }
       sendWarnings(reply, v.warnings);
       const answer = slaShaped ? docs : docs[0];
       if (answer === undefined) throw new OakError('OAK_INVALID_SLA', 'no service given', { path: 'microservices' });
@@ -149,7 +170,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       delete merged.microserviceID;
       delete merged.applicationID;
       const v = validateMicroservice(merged);
-      if (!v.ok) throw new InvalidSlaError(v.errors);
+      if (!v.ok) throw validationError(v);
       assertPrivilegedAllowed(p, [v.microservice], () => '');
       const ms = v.microservice;
       if (ms.microservice_name !== service.name || ms.microservice_namespace !== service.namespace) {
@@ -165,7 +186,8 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
       tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
       sendWarnings(reply, v.warnings);
-      return loadServiceDoc(store, row, a);
+      const doc = await loadServiceDoc(store, row, a);
+      return v.warnings.length > 0 ? { ...doc, warnings: v.warnings } : doc;
     },
   );
 
@@ -226,13 +248,23 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
         summary: 'log lines of an instance (text/plain, chunked); ?follow=1 keeps streaming',
         params: InstanceParams,
         querystring: LogsQuery,
-        response: errors(400, 403, 404, 503),
+        response: errors(400, 403, 404, 429, 503),
       },
     },
     async (req, reply) => {
       const p = who(req);
       requireRole(p, ...APP_ROLES);
       const { service, instance } = await loadInstance(ctx, p, req.params.id, req.params.n);
+      const worker = instance.worker_id ?? `cluster:${instance.cluster_id ?? ''}`;
+      const tooMany =
+        logsByUser.get(p.user.id) >= limits.logStreamsPerUser
+          ? `you already have ${logsByUser.get(p.user.id)} log streams open (at most ${limits.logStreamsPerUser})`
+          : logsByWorker.get(worker) >= limits.logStreamsPerWorker
+            ? `the worker of this instance serves ${logsByWorker.get(worker)} log streams already (at most ${limits.logStreamsPerWorker})`
+            : logsOpen >= limits.logStreams
+              ? `the root relays ${logsOpen} log streams already (at most ${limits.logStreams})`
+              : undefined;
+      if (tooMany !== undefined) throw new OakError('OAK_TOO_MANY_STREAMS', tooMany, { hint: 'close another log stream (oak logs -f), then try again' });
       requireOrg(p, service.organization_id);
       const logs = ctx.control.logs;
       if (!logs) {
@@ -242,19 +274,43 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
       }
       const follow = req.query.follow === true || req.query.follow === '1';
       const ac = new AbortController();
+      // counted until the connection ends, however it ends
+      logsByUser.add(p.user.id, 1);
+      logsByWorker.add(worker, 1);
+      logsOpen++;
+      let released = false;
       // accounts: the stream ends when its token expires or the user is removed, demoted or logged out
       let ended: string | undefined;
-      const release = ctx.streams?.open(p, (reason) => {
+      const releaseSession = ctx.streams?.open(p, (reason) => {
         ended = reason;
         ac.abort();
       });
-      reply.raw.on('close', () => {
-        release?.();
+      const socket = req.raw.socket;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        socket.off('close', release);
+        releaseSession?.();
+        logsByUser.add(p.user.id, -1);
+        logsByWorker.add(worker, -1);
+        logsOpen--;
         ac.abort();
-      });
+      };
+      reply.raw.once('close', release);
+      socket.once('close', release);
+      if (socket.destroyed) release();
       const opts = { follow, signal: ac.signal, ...(req.query.tail !== undefined ? { tail: req.query.tail } : {}) };
-      const source = logs.call(ctx.control, service, instance, opts);
+      let source: AsyncIterable<string>;
+      try {
+        source = logs.call(ctx.control, service, instance, opts);
+      } catch (err) {
+        release();
+        throw err;
+      }
       async function* lines(): AsyncGenerator<string> {
+        // an empty first chunk makes node send the status and headers now: a follow on a quiet
+        // instance must not leave the client waiting for headers until a line comes
+        yield '';
         try {
           for await (const line of source) {
             if (ac.signal.aborted) break;
@@ -262,9 +318,13 @@ export const serviceRoutes: RootPlugin = async (app, { ctx }) => {
           }
         } catch (err) {
           if (!ac.signal.aborted) yield `# log stream ended: ${err instanceof Error ? err.message : String(err)}\n`;
+        } finally {
+          release();
         }
         if (ended !== undefined) yield `# log stream ended: ${ended}\n`;
       }
+      // a quiet follow stream may stay silent for long: TCP keep-alive keeps NATs and proxies open
+      if (follow && typeof socket.setKeepAlive === 'function') socket.setKeepAlive(true, 15_000);
       return (reply as FastifyReply)
         .type('text/plain; charset=utf-8')
         .header('cache-control', 'no-cache')

@@ -6,7 +6,21 @@ import type { RootContext } from '../context.ts';
 
 export interface PluginOpts {
   ctx: RootContext;
+  /** caps on streams (defaults in app.ts) */
+  limits?: StreamLimits;
 }
+
+/** How many long-lived answers one caller, one worker and the root hold open at most. */
+export interface StreamLimits {
+  /** log answers (follow or not) one user may have open */
+  logStreamsPerUser: number;
+  /** log answers open for the instances of one worker */
+  logStreamsPerWorker: number;
+  /** log answers open in all */
+  logStreams: number;
+}
+
+export const DEFAULT_STREAM_LIMITS: StreamLimits = { logStreamsPerUser: 8, logStreamsPerWorker: 16, logStreams: 256 };
 
 /** One fastify plugin per concern; each gets the RootContext. */
 export type RootPlugin = FastifyPluginAsyncTypebox<PluginOpts>;
