@@ -178,6 +178,12 @@ describe('link trust boundary', () => {
     await control.idle();
     assert.equal(a.messages.filter((m) => m.type === 'revoke_workers').length, 1);
     await a.client.close();
+    // revoking a cluster's own token disconnects it, and it cannot come back
+    const bToken = (await store.listJoinTokens({ kind: 'cluster' })).find((x) => x.name === 'rev-b');
+    assert.ok(bToken);
+    assert.equal((await api('DELETE', `/api/tokens/${bToken.id}`)).status, 200);
+    await waitFor(() => !b.client.connected && /revoked/.test(b.client.lastReject ?? ''), { message: 'rev-b dropped' });
+    await waitFor(async () => (await store.listClusters()).find((c) => c.name === 'rev-b')?.status === 'INACTIVE', { message: 'rev-b INACTIVE' });
     await b.client.close();
   });
 
