@@ -5,10 +5,15 @@
  * connection against that CA alone and against the service name in the leaf's SAN (`oak-root`,
  * `oak-cluster`), whatever address was dialled (edge devices move, NAT rewrites addresses).
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import * as tls from 'node:tls';
 import { OakError } from '@oak/contracts';
-import { derFingerprint } from './pki.ts';
+
+/** SHA-256 of a DER certificate, 64 lower-case hex digits. */
+export function derFingerprint(der: Uint8Array): string {
+  return createHash('sha256').update(der).digest('hex');
+}
 
 export const ROOT_SERVICE_NAME = 'oak-root';
 export const CLUSTER_SERVICE_NAME = 'oak-cluster';
@@ -42,77 +47,106 @@ function presentedChain(socket: tls.TLSSocket): Buffer[] {
   return out;
 }
 
+export interface PresentedCa {
+  /** the CA certificate (PEM) */
+  pem: string;
+  /** its SHA-256, 64 lower-case hex */
+  fingerprint: string;
+}
+
+/**
+ * Trust on first use (the CLI's first HTTPS login): connects without verifying and returns the
+ * CA of the chain the server presents (the topmost certificate that is a CA and issued the
+ * leaf's chain; a self-signed leaf stands for itself). The caller shows the fingerprint.
+ */
+export async function fetchPresentedCa(host: string, port: number, opts: FetchPinnedCaOptions = {}): Promise<PresentedCa> {
+  const chain = await presentedDer(host, port, opts);
+  const certs = chain.map((der) => ({ der, x: new X509Certificate(der) }));
+  const top = certs[certs.length - 1];
+  const pick = [...certs].reverse().find((c) => c.x.ca) ?? (top && top.x.verify(top.x.publicKey) ? top : undefined);
+  if (!pick) {
+    throw new OakError('OAK_UNAVAILABLE', `the server at ${host}:${port} presents no CA certificate and no self-signed one`, {
+      hint: 'give the CA that issued its certificate with --ca-file',
+    });
+  }
+  return { pem: toPem(pick.der), fingerprint: derFingerprint(pick.der) };
+}
+
+function presentedDer(host: string, port: number, opts: FetchPinnedCaOptions): Promise<Buffer[]> {
+  const where = `${host}:${port}`;
+  return new Promise<Buffer[]>((resolve, reject) => {
+    let done = false;
+    const finish = (err: Error | undefined, chain?: Buffer[]): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(chain ?? []);
+    };
+    const connectOpts: tls.ConnectionOptions = { host, port, rejectUnauthorized: false, ALPNProtocols: opts.alpn ?? ['h2', 'http/1.1'] };
+    if (opts.servername !== undefined) connectOpts.servername = opts.servername;
+    else if (isIP(host) === 0) connectOpts.servername = host;
+    const socket = tls.connect(connectOpts);
+    const timer = setTimeout(() => {
+      finish(new OakError('OAK_UNAVAILABLE', `no TLS answer from ${where} within ${opts.timeoutMs ?? 10_000} ms`, { hint: 'check the address and port, and that the server there serves TLS' }));
+    }, opts.timeoutMs ?? 10_000);
+    timer.unref?.();
+    socket.once('secureConnect', () => finish(undefined, presentedChain(socket)));
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      finish(new OakError('OAK_UNAVAILABLE', `cannot open TLS to ${where}: ${e.code ?? e.message}`, { hint: 'check the address and port, and that the server is running and serves TLS', cause: e }));
+    });
+    socket.once('close', () => finish(new OakError('OAK_UNAVAILABLE', `${where} closed the connection before the TLS handshake ended`)));
+  });
+}
+
 /**
  * Connects to host:port, finds the CA certificate whose SHA-256 is `caHash` in the chain the
  * server presents, checks that the server's leaf was issued by it, and returns it as PEM.
  * Throws OakError: OAK_JOIN_TOKEN_INVALID when the fingerprints differ, OAK_UNAVAILABLE when
  * the server cannot be reached.
  */
-export function fetchPinnedCa(host: string, port: number, caHash: string, opts: FetchPinnedCaOptions = {}): Promise<string> {
+export async function fetchPinnedCa(host: string, port: number, caHash: string, opts: FetchPinnedCaOptions = {}): Promise<string> {
   const want = caHash.trim().toLowerCase();
   const where = `${host}:${port}`;
-  return new Promise<string>((resolve, reject) => {
-    let done = false;
-    const finish = (err: Error | undefined, pem?: string): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (err) reject(err);
-      else resolve(pem ?? '');
-    };
-    const connectOpts: tls.ConnectionOptions = {
-      host,
-      port,
-      rejectUnauthorized: false,
-      ALPNProtocols: opts.alpn ?? ['h2', 'http/1.1'],
-    };
-    if (opts.servername !== undefined) connectOpts.servername = opts.servername;
-    const socket = tls.connect(connectOpts);
-    const timer = setTimeout(() => {
-      finish(new OakError('OAK_UNAVAILABLE', `no TLS answer from ${where} within ${opts.timeoutMs ?? 10_000} ms`, {
-        hint: 'check the address and port, and that the server there serves TLS (an oak root or cluster)',
-      }));
-    }, opts.timeoutMs ?? 10_000);
-    timer.unref?.();
-    socket.once('secureConnect', () => {
-      try {
-        const chain = presentedChain(socket);
-        const leafDer = chain[0];
-        if (leafDer === undefined) {
-          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents no certificate`, { hint: 'this is not an oak root or cluster' }));
-          return;
-        }
-        const certs = chain.map((der) => ({ der, fp: derFingerprint(der), x: new X509Certificate(der) }));
-        const match = certs.find((c) => c.fp === want);
-        if (!match || !match.x.ca) {
-          const cas = certs.filter((c) => c.x.ca);
-          const shown = cas.length > 0 ? cas.map((c) => c.fp).join(', ') : `none (its certificate is ${certs[0]?.fp ?? '?'})`;
-          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents a CA with fingerprint ${shown}, the join token expects ${want}`, {
-            hint: 'check that the token was created by the root this address points to (`oak token create ...`); if it was, something between you and it is intercepting the connection',
-          }));
-          return;
-        }
-        const leaf = certs[0]?.x;
-        if (leaf && leaf !== match.x && !leaf.verify(match.x.publicKey)) {
-          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents the expected CA ${want} but a certificate it did not issue`, {
-            hint: 'something between you and the server is intercepting the connection',
-          }));
-          return;
-        }
-        finish(undefined, toPem(match.der));
-      } catch (e) {
-        finish(new OakError('OAK_JOIN_TOKEN_INVALID', `cannot read the certificates of ${where}: ${(e as Error).message}`));
-      }
+  const chain = await presentedDer(host, port, opts);
+  if (chain.length === 0) throw new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents no certificate`, { hint: 'this is not an oak root or cluster' });
+  let certs: { der: Buffer; fp: string; x: X509Certificate }[];
+  try {
+    certs = chain.map((der) => ({ der, fp: derFingerprint(der), x: new X509Certificate(der) }));
+  } catch (e) {
+    throw new OakError('OAK_JOIN_TOKEN_INVALID', `cannot read the certificates of ${where}: ${(e as Error).message}`);
+  }
+  const match = certs.find((c) => c.fp === want);
+  if (!match || !match.x.ca) {
+    const cas = certs.filter((c) => c.x.ca);
+    const shown = cas.length > 0 ? cas.map((c) => c.fp).join(', ') : `none (its certificate is ${certs[0]?.fp ?? '?'})`;
+    throw new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents a CA with fingerprint ${shown}, the join token expects ${want}`, {
+      hint: 'check that the token was created by the root this address points to (`oak token create ...`); if it was, something between you and it is intercepting the connection',
     });
-    socket.once('error', (e: NodeJS.ErrnoException) => {
-      finish(new OakError('OAK_UNAVAILABLE', `cannot open TLS to ${where}: ${e.code ?? e.message}`, {
-        hint: 'check the address and port, and that the server is running and serves TLS',
-        cause: e,
-      }));
+  }
+  const leaf = certs[0]?.x;
+  if (leaf && leaf !== match.x && !leaf.verify(match.x.publicKey)) {
+    throw new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents the expected CA ${want} but a certificate it did not issue`, {
+      hint: 'something between you and the server is intercepting the connection',
     });
-    socket.once('close', () => finish(new OakError('OAK_UNAVAILABLE', `${where} closed the connection before the TLS handshake ended`)));
-  });
+  }
+  return toPem(match.der);
+}
+
+/**
+ * Client options that trust `caPem` only and accept the server when its SAN names the dialled
+ * host or `serviceName` (for a CA pinned to one root, its service name identifies it too).
+ */
+export function pinnedHostTlsOptions(caPem: string, serviceName: string): tls.ConnectionOptions {
+  return {
+    ca: caPem,
+    rejectUnauthorized: true,
+    checkServerIdentity: (host: string, cert: tls.PeerCertificate) => {
+      const byHost = tls.checkServerIdentity(host, cert);
+      return byHost === undefined ? undefined : tls.checkServerIdentity(serviceName, cert);
+    },
+  };
 }
 
 /**

@@ -76,6 +76,7 @@ export async function startRootLink(ctx: RootContext, settings: LinkControlSetti
   ctx.tokenRevoked = (row) => {
     previous?.(row);
     if (row.kind === 'worker') link.revokeWorkers(row.id);
+    else link.dropClustersOf(row.id);
   };
   settings.onListening?.({ address: link.address, port: link.port, caHash: trust.caHash });
   const control = createLinkControlPlane({
