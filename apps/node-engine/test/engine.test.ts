@@ -13,6 +13,7 @@ import { shortId, sleep, tmpDir, waitFor } from '@oak/testkit';
 import type { TmpDir } from '@oak/testkit';
 import { silentLog } from '../src/config.ts';
 import { startNodeEngine } from '../src/engine.ts';
+import { removeInstanceNetwork } from '../src/network.ts';
 import type { NodeEngineHandle } from '../src/engine.ts';
 import { FakeCluster, pidsWithArgv } from './helpers/cluster.ts';
 
@@ -47,6 +48,7 @@ async function start(): Promise<NodeEngineHandle> {
     registerBackoffMs: { initial: 50, max: 200 },
     runtimes: ['process'],
     log: silentLog,
+    namespace: `ne${run}`,
   });
 }
 
@@ -59,6 +61,7 @@ after(async () => {
   await engine?.shutdown({ stopInstances: true });
   await cluster.close();
   for (const pid of pidsWithArgv(['/bin/sleep', sleepArg])) process.kill(pid, 'SIGKILL');
+  for (const namespace of [`ne${run}`, `ne${run}p`]) await removeInstanceNetwork({ namespace, dataDir: dir.path });
   await dir.remove();
 });
 
@@ -273,6 +276,7 @@ test('startup says which virtualizations are offered and why not', async () => {
     containerdSocket: join(d.path, 'no-containerd.sock'),
     reportIntervalMs: INTERVAL,
     log,
+    namespace: `ne${run}p`,
   });
   try {
     assert.deepEqual([...e.virtualizations], ['process']);
