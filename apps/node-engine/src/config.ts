@@ -107,13 +107,17 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     exitedRetentionMs: partial.exitedRetentionMs,
     registerBackoffMs: partial.registerBackoffMs,
     log: partial.log,
-    runAs: partial.runAs,
+    runAs: partial.runAs ?? (env['OAK_RUN_AS'] || undefined),
     allowPrivileged: partial.allowPrivileged,
     volumeAllow: partial.volumeAllow,
-    isolation: partial.isolation,
+    isolation: partial.isolation ?? isolationFromEnv(env['OAK_ISOLATION']),
     bridgeSubnet: partial.bridgeSubnet,
     workDir: partial.workDir,
   };
+}
+
+function isolationFromEnv(v: string | undefined): 'auto' | 'on' | 'off' | undefined {
+  return v === 'auto' || v === 'on' || v === 'off' ? v : undefined;
 }
 
 export function isVirtualization(s: string): s is Virtualization {
