@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +58,17 @@ test('attack: a container and a process on a 1-DOC reach none of its control-pla
   const procs = new Procs();
   t.after(() => procs.stopAll());
   t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
+  // process instances outlive a stopped NodeEngine by design (re-adoption): end what is left
+  t.after(() => {
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${dir.path}/runtimes/process/`)) process.kill(-Number(d), 'SIGKILL');
+      } catch {
+        /* gone, or not a group leader */
+      }
+    }
+  });
   const plan = bridgePlan(ctd.namespace);
 
   const ports = { api: await freePort(), link: await freePort(), registration: await freePort(), broker: await freePort() };
@@ -100,8 +111,10 @@ test('attack: a container and a process on a 1-DOC reach none of its control-pla
   ctMs.port = `${hostPort}:80/tcp`;
   const prSla = sla({ app: 'attackpr', virtualization: 'process', code: '/bin/sh', cmd: ['-c', `${script}; exec sleep 600`] });
   const results: Record<string, string> = {};
+  const apps: string[] = [];
   for (const [kind, s] of [['container', ctSla], ['process', prSla]] as const) {
     const [app] = await api.createApps(s);
+    apps.push(app!.applicationID);
     const [svc] = await api.services(app!.applicationID);
     await api.deployInstance(svc!.microserviceID);
     const st = await api.waitStatus(svc!.microserviceID, 'RUNNING', 1, 60_000);
@@ -132,4 +145,10 @@ test('attack: a container and a process on a 1-DOC reach none of its control-pla
     }, { timeoutMs: 10_000, message: `mapping via ${a}` });
     assert.match(page, /hello from oak busybox/);
   }
+
+  // undeploy: the instances and their namespaces go
+  for (const id of apps) await api.call('DELETE', `/api/application/${id}`);
+  await waitFor(() => (spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(`oak-${plan.tag}-`)).length <= 1 ? true : undefined), {
+    timeoutMs: 30_000, message: 'instance namespaces removed (the spare may stay until the worker stops)',
+  });
 });
