@@ -241,7 +241,7 @@ class Engine {
         return [];
       });
       if (removed.length > 0) this.log.info(`removed ${removed.length} stale network namespace(s)`);
-      this.net.prepare();
+      this.net.prepare(0);
     }
     if (found.length > 0) {
       this.log.info(`re-adopted ${plan.keep.length} running instance(s); ${plan.finished.length} had ended; ${plan.unknown.length} unknown left alone`);
@@ -432,6 +432,7 @@ class Engine {
       await this.net?.detach(id).catch(() => {});
       this.setState(e, 'FAILED', reason);
     }
+    this.net?.prepare();
   }
 
   onExit(runtime: Runtime, ex: InstanceExit): void {

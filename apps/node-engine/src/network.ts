@@ -39,6 +39,9 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** delay between an instance's start and making the next spare (lets its RUNNING report go out first) */
+const REFILL_DELAY_MS = 30;
+
 export interface NetworkOptions {
   namespace: string;
   dataDir: string;
@@ -240,7 +243,7 @@ export class InstanceNetworks {
         if (a.ports.length > 0) await this.#applyRules().catch(() => undefined);
         throw err;
       }
-      this.#refill();
+      // no refill here: the `ip` runs must not compete with this instance's start (see prepare)
       return a;
     });
   }
@@ -257,14 +260,23 @@ export class InstanceNetworks {
     });
   }
 
-  /** Starts filling the spare pool (the first deploy then costs no `ip` run). */
-  prepare(): void {
-    this.#refill();
+  /**
+   * Fills the spare pool a moment from now (the next deploy then costs no `ip` run). The
+   * NodeEngine calls it at start and after each instance's start, when the deploy is done.
+   */
+  prepare(delayMs = REFILL_DELAY_MS): void {
+    if (delayMs <= 0) {
+      this.#refill();
+      return;
+    }
+    this.#refillSoon(delayMs);
   }
 
   /** Stops refilling and removes the spares; attached namespaces stay for the next start. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#refillTimer);
+    this.#refillTimer = undefined;
     await this.#refilling;
     await this.#serial(async () => {
       for (const s of this.#spares.splice(0)) await this.#deleteNetns(s.netns);
@@ -320,6 +332,17 @@ export class InstanceNetworks {
 
   #anyIp(): string {
     return this.plan.gateway.replace(/\d+$/, (d) => String(Number(d) + 1));
+  }
+
+  #refillTimer: NodeJS.Timeout | undefined;
+
+  #refillSoon(delayMs: number): void {
+    if (this.#closed || this.#refillTimer !== undefined || this.#spares.length >= this.#spareTarget) return;
+    this.#refillTimer = setTimeout(() => {
+      this.#refillTimer = undefined;
+      this.#refill();
+    }, delayMs);
+    this.#refillTimer.unref();
   }
 
   #refill(): void {

@@ -186,7 +186,7 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
   assert.match(await waitFor(() => httpGet('127.0.0.1', hostPort).catch(() => undefined), { timeoutMs: 10_000 }), /hello from oak busybox/);
   assert.match(await httpGet(host, hostPort), /hello from oak busybox/);
   assert.match(rules(), new RegExp(`tcp dport ${hostPort} dnat to ${plan.cidr.split('.').slice(0, 3).join('\\.')}\\.\\d+:80`));
-  assert.equal(netnsList().length, 3, 'two instances and one spare');
+  await waitFor(() => netnsList().length === 3, { timeoutMs: 10_000, message: 'two instances and one spare' });
 
   // a port already used on the node (the control plane's) is refused with the reason
   const hijack = cmd('hijack', { cmd: ['sh', '-c', 'sleep 600'], port: `${controlPort}:80` });
