@@ -6,7 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -188,6 +188,28 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
   assert.match(rules(), new RegExp(`tcp dport ${hostPort} dnat to ${plan.cidr.split('.').slice(0, 3).join('\\.')}\\.\\d+:80`));
   await waitFor(() => netnsList().length === 3, { timeoutMs: 10_000, message: 'two instances and one spare' });
 
+  // a process instance serves on a mapped port too (as oak-workload, from its own work dir)
+  const procPort = await freePort();
+  const psrv = cmd('psrv', { virtualization: 'process', code: '/bin/sh', cmd: ['-c', 'echo proc-page > index.html; exec busybox httpd -f -p 8080 -h .'], port: `${procPort}:8080` });
+  await cluster.publish(`nodes/${id}/control/deploy`, psrv);
+  await cluster.waitJob(id, psrv.job_name, 'RUNNING', 30_000);
+  assert.match(await waitFor(() => httpGet('127.0.0.1', procPort).catch(() => undefined), { timeoutMs: 10_000 }), /proc-page/);
+
+  // a second NodeEngine with the same --namespace on this kernel must not touch these namespaces
+  const bin = join(import.meta.dirname, '..', 'bin', 'NodeEngine.mjs');
+  const twin = spawn(process.execPath, [bin, '-a', '127.0.0.1', '-p', String(cluster.httpPort), '-n', '0', '--data-dir', join(dir.path, 'twin'),
+    '--containerd', join(dir.path, 'none.sock'), '--namespace', namespace, '--runtimes', 'process'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let twinOut = '';
+  twin.stdout.on('data', (d: Buffer) => { twinOut += d.toString(); });
+  twin.stderr.on('data', (d: Buffer) => { twinOut += d.toString(); });
+  try {
+    await waitFor(() => /network isolation: OFF \(another NodeEngine \(pid \d+\) already runs with --namespace/.test(twinOut), { timeoutMs: 20_000, message: `twin says so: ${twinOut}` });
+  } finally {
+    twin.kill('SIGTERM');
+  }
+  await new Promise((r) => twin.once('exit', r));
+  assert.match(await httpGet('127.0.0.1', hostPort), /hello from oak busybox/, 'the twin left the rules alone');
+
   // a port already used on the node (the control plane's) is refused with the reason
   const hijack = cmd('hijack', { cmd: ['sh', '-c', 'sleep 600'], port: `${controlPort}:80` });
   await cluster.publish(`nodes/${id}/control/deploy`, hijack);
@@ -199,6 +221,9 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
   engine = undefined;
   const stale = `oak-${plan.tag}-fd`;
   spawnSync('ip', ['netns', 'add', stale]);
+  // hostile or broken state files are ignored
+  await writeFile(join(dataDir, 'net', 'broken.json'), '{not json');
+  await writeFile(join(dataDir, 'net', 'forged.json'), JSON.stringify({ id: 'forged', ip: '172.30.0.9', netns: '../../etc', path: '/etc', ports: [] }));
   assert.ok(netnsList().includes(stale));
   engine = await start();
   await waitFor(() => !netnsList().includes(stale), { timeoutMs: 10_000, message: 'stale namespace removed' });
@@ -207,7 +232,7 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
   assert.ok(kept.length >= 2, kept.join(' '));
 
   // undeploy removes namespace, veth and rules
-  for (const j of [web, proc]) {
+  for (const j of [web, proc, psrv]) {
     await cluster.publish(`nodes/${id}/control/delete`, { job_name: j.job_name, virtualization: j.virtualization, instance_number: 0 });
     await cluster.waitJob(id, j.job_name, 'UNDEPLOYED', 30_000);
   }
