@@ -171,6 +171,8 @@ export class InstanceNetworks {
     await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
     // DNAT of localhost:<host port> into the bridge (the quickstart's `curl localhost:8080`)
     await writeFile(`/proc/sys/net/ipv4/conf/${plan.bridge}/route_localnet`, '1');
+    // instances are IPv4 only: no IPv6 (not even link-local) on the bridge (the ip6 table drops it too)
+    await writeFile(`/proc/sys/net/ipv6/conf/${plan.bridge}/disable_ipv6`, '1').catch(() => undefined);
 
     for (const name of await readdir(this.#dir).catch(() => [] as string[])) {
       if (!name.endsWith('.json')) continue;

@@ -133,6 +133,8 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
   const id = engine.id;
   assert.ok(lines.some((l) => l.includes(`network isolation: on`) && l.includes(plan.bridge)), lines.join('\n'));
   assert.equal((await stat(dataDir)).mode & 0o777, 0o700, 'the data dir is root\'s alone');
+  assert.equal((await readFile(`/proc/sys/net/ipv6/conf/${plan.bridge}/disable_ipv6`, 'utf8')).trim(), '1', 'no IPv6 on the bridge');
+  assert.match(spawnSync('nft', ['list', 'table', 'ip6', plan.table], { encoding: 'utf8' }).stdout, new RegExp(`iifname "${plan.bridge}" counter packets \\d+ bytes \\d+ drop`));
   await writeFile(join(dataDir, 'secret.db'), 'jwt-secret-value\n', { mode: 0o644 });
   const host = hostAddress();
   const mqtt = cluster.brokerPort;
