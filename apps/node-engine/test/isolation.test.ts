@@ -230,6 +230,7 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
   engine = await start();
   await waitFor(() => !netnsList().includes(stale), { timeoutMs: 10_000, message: 'stale namespace removed' });
   assert.match(await httpGet('127.0.0.1', hostPort), /hello from oak busybox/, 'mapping survives the restart');
+  assert.match(await httpGet('127.0.0.1', procPort), /proc-page/, 'the process and its mapping too');
   const kept = netnsList();
   assert.ok(kept.length >= 2, kept.join(' '));
 
