@@ -111,6 +111,9 @@ before(async () => {
   dir = await tmpDir('oak-iso');
   await chmod(dir.path, 0o755);
   dataDir = join(dir.path, 'data');
+  // an existing, too open data dir (an older install): the NodeEngine tightens it
+  await mkdir(dataDir);
+  await chmod(dataDir, 0o755);
   image = await buildBusyboxImage(reg);
   control = createServer((s) => s.end('control plane\n'));
   await new Promise<void>((r) => control.listen(0, '0.0.0.0', r));
