@@ -77,7 +77,9 @@ test('attack: a container and a process on a 1-DOC reach none of its control-pla
     '--mqtt-port', String(ports.broker), '--data-dir', dir.path, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500',
   ];
   const password = 'e2e-attack-secret-1';
-  const oakd = procs.spawn('oakd', bins.oakd, args, { dir: dir.path, env: { OAK_ADMIN_PASSWORD: password } });
+  // the default user of process workloads when it exists (scripts/install-deps.sh creates it)
+  const runAs: Record<string, string> = spawnSync('getent', ['passwd', 'oak-workload']).status === 0 ? {} : { OAK_RUN_AS: 'nobody' };
+  const oakd = procs.spawn('oakd', bins.oakd, args, { dir: dir.path, env: { OAK_ADMIN_PASSWORD: password, ...runAs } });
   const base = `http://127.0.0.1:${ports.api}`;
   await waitHealthy(`${base}/healthz`);
   const api = new Api(base);

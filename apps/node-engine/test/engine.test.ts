@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeployCommand } from '@oak/contracts';
+import { lookupUser } from '@oak/runtimes';
 import { shortId, sleep, tmpDir, waitFor } from '@oak/testkit';
 import type { TmpDir } from '@oak/testkit';
 import { silentLog } from '../src/config.ts';
@@ -16,6 +17,9 @@ import { startNodeEngine } from '../src/engine.ts';
 import { removeInstanceNetwork } from '../src/network.ts';
 import type { NodeEngineHandle } from '../src/engine.ts';
 import { FakeCluster, pidsWithArgv } from './helpers/cluster.ts';
+
+/** the default user when it exists (scripts/install-deps.sh creates it), else nobody */
+const RUN_AS = lookupUser('oak-workload') !== undefined ? undefined : 'nobody';
 
 let cluster: FakeCluster;
 let dir: TmpDir;
@@ -49,6 +53,7 @@ async function start(): Promise<NodeEngineHandle> {
     runtimes: ['process'],
     log: silentLog,
     namespace: `ne${run}`,
+    runAs: RUN_AS,
   });
 }
 
@@ -277,6 +282,7 @@ test('startup says which virtualizations are offered and why not', async () => {
     reportIntervalMs: INTERVAL,
     log,
     namespace: `ne${run}p`,
+    runAs: RUN_AS,
   });
   try {
     assert.deepEqual([...e.virtualizations], ['process']);
