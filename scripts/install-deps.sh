@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-test}
 
-runtime_pkgs=(containerd runc iproute2)
+runtime_pkgs=(containerd runc iproute2 nftables util-linux)
 test_pkgs=(containerd runc iproute2 nftables docker-registry busybox-static umoci skopeo mosquitto golang-github-containerd-containerd-dev)
 if [ "$mode" = runtime ]; then pkgs=("${runtime_pkgs[@]}"); else pkgs=("${test_pkgs[@]}"); fi
 
@@ -24,6 +24,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "note: missing Debian packages (${missing[*]}); run as root to install them, or install them yourself" >&2
   fi
+fi
+
+# process workloads run as this system user (NodeEngine --run-as): no login shell, no home
+if [ "$(id -u)" = 0 ]; then
+  scripts/create-workload-user.sh
 fi
 
 if ! command -v node >/dev/null 2>&1; then

@@ -20,6 +20,8 @@ import type { ContainerdInstance, RegistryInstance, TmpDir } from '@oak/testkit'
 import { parseConfig } from '../../apps/oakd/src/config.ts';
 import { startOakd } from '../../apps/oakd/src/oakd.ts';
 import type { Oakd } from '../../apps/oakd/src/oakd.ts';
+import { bridgePlan } from '@oak/net';
+import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { percentile, row } from './types.ts';
 import type { Bench } from './types.ts';
 
@@ -283,9 +285,15 @@ export const bench: Bench = async () => {
   const children: Child[] = [];
   const bareChildren = new Set<ChildProcess>();
   const rawIds = new Set<string>();
+  const cleanupsLate: (() => unknown)[] = [];
 
   const ctrOurs: Round[] = [];
   const ctrRaw: number[] = [];
+  /** `ctr run -d --with-ns network:<path>` into a namespace + veth made beforehand (not timed) */
+  const ctrNs: number[] = [];
+  /** the same, with making the namespace + veth (two `ip` runs) timed too */
+  const ctrNsMade: number[] = [];
+  let isolation = 'unknown';
   const procOurs: Round[] = [];
   const procBare: number[] = [];
   const undeployCtr: number[] = [];
@@ -341,6 +349,7 @@ export const bench: Bench = async () => {
       }),
     );
     for (const ch of children.splice(0)) await stopProcess(ch.child, 10_000);
+    for (const name of ['idle-bundle', 'idle-tsx']) await removeInstanceNetwork({ namespace: `${c.namespace}-${name}`, dataDir: join(d.path, name) });
 
     // ---------------------------------------------------------- 1-DOC in this process
     const port = await freePort();
@@ -353,6 +362,11 @@ export const bench: Bench = async () => {
     if (cfg === 'help') throw new Error('parseConfig answered help');
     cfg.adminPassword = PASSWORD;
     oakd = await startOakd(cfg, () => undefined);
+    const planned = bridgePlan(c.namespace);
+    isolation = spawnSync('ip', ['link', 'show', 'dev', planned.bridge]).status === 0
+      ? `on: each instance in its own network namespace on ${planned.bridge} (${planned.cidr}), nftables table ip ${planned.table}`
+      : 'off';
+    cleanupsLate.push(() => removeInstanceNetwork({ namespace: c.namespace, dataDir: join(d.path, 'oakd') }));
     const base = `http://127.0.0.1:${port}`;
     const a = new Api(base);
     api = a;
@@ -441,6 +455,53 @@ export const bench: Bench = async () => {
       rawIds.delete(id);
       return ms;
     };
+    // a namespace with a veth on a bridge of its own, as the NodeEngine makes them
+    const baseBridge = `oakbb${process.pid % 100000}`;
+    const nsCmds = (name: string, k: number): [string, string] => [
+      `netns add ${name}\nlink add ${name}h type veth peer name eth0 netns ${name}\nlink set ${name}h master ${baseBridge} up\n`,
+      `link set lo up\naddr add 172.29.0.${2 + (k % 200)}/24 dev eth0\nlink set eth0 up\nroute add default via 172.29.0.1\n`,
+    ];
+    const ipBatch = (args: string[], input: string): void => {
+      const r = spawnSync('ip', [...args, '-batch', '-'], { input, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`ip ${args.join(' ')} -batch: ${r.stderr}`);
+    };
+    const ipBatchAsync = (args: string[], input: string): Promise<void> => new Promise((resolve, reject) => {
+      const ch = spawn('ip', [...args, '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+      let err = '';
+      ch.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+      ch.once('error', reject);
+      ch.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`ip -batch: ${err}`))));
+      ch.stdin.end(input);
+    });
+    spawnSync('ip', ['link', 'del', baseBridge]);
+    ipBatch([], `link add ${baseBridge} type bridge\naddr add 172.29.0.1/24 dev ${baseBridge}\nlink set ${baseBridge} up\n`);
+    cleanupsLate.push(() => { spawnSync('ip', ['link', 'del', baseBridge]); });
+    let nsN = 0;
+    const rawNs = async (makeTimed: boolean): Promise<number> => {
+      const k = nsN++;
+      const id = `rawns-${k}`;
+      const name = `oakbn${process.pid % 100000}-${k}`;
+      cleanupsLate.push(() => { spawnSync('ip', ['netns', 'del', name]); });
+      const [host, inside] = nsCmds(name, k);
+      const t0 = performance.now();
+      if (!makeTimed) {
+        ipBatch([], host);
+        ipBatch(['-n', name], inside);
+      }
+      const t1 = performance.now();
+      if (makeTimed) {
+        await ipBatchAsync([], host);
+        await ipBatchAsync(['-n', name], inside);
+      }
+      rawIds.add(id);
+      await c.ctr(['run', '-d', '--with-ns', `network:/run/netns/${name}`, '--memory-limit', String(MEMORY_MB * 1024 * 1024),
+        '--log-uri', `file://${d.path}/${id}.log`, image, id, ...CONTAINER_CMD]);
+      const ms = performance.now() - (makeTimed ? t0 : t1);
+      await removeRaw(c, id);
+      rawIds.delete(id);
+      spawnSync('ip', ['netns', 'del', name]);
+      return ms;
+    };
     const bareSpawn = async (): Promise<number> => {
       const t0 = performance.now();
       const child = spawn('/bin/sleep', ['600'], { stdio: 'ignore' });
@@ -461,11 +522,15 @@ export const bench: Bench = async () => {
       const warm = i < WARMUP;
       const r1 = await rawRun();
       const o1 = await deployRound(ctrSvc, ctrGone, warm ? [] : undeployCtr);
+      const n1 = await rawNs(false);
+      const n2 = await rawNs(true);
       const r2 = await bareSpawn();
       const o2 = await deployRound(procSvc, procGone, warm ? [] : undeployProc);
       if (warm) continue;
       ctrRaw.push(r1);
       ctrOurs.push(o1);
+      ctrNs.push(n1);
+      ctrNsMade.push(n2);
       procBare.push(r2);
       procOurs.push(o2);
     }
@@ -486,6 +551,13 @@ export const bench: Bench = async () => {
     for (const ch of children) await stopProcess(ch.child, 5000).catch(() => undefined);
     for (const ch of bareChildren) ch.kill('SIGKILL');
     if (ctd) for (const id of rawIds) await removeRaw(ctd, id).catch(() => undefined);
+    for (const f of cleanupsLate.reverse()) {
+      try {
+        await f();
+      } catch {
+        // best effort
+      }
+    }
     const ns = ctd?.namespace;
     await ctd?.stop();
     if (ns) for (const suffix of ['', '-idle-bundle', '-idle-tsx']) rmCgroups(`${ns}${suffix}`);
@@ -515,6 +587,8 @@ export const bench: Bench = async () => {
     rows: [
       row('container deploy p50 (ms)', p(ms(ctrOurs), 50), p(ctrRaw, 50), 'ctr run -d', 'ms'),
       row('container deploy p90 (ms)', p(ms(ctrOurs), 90), p(ctrRaw, 90), 'ctr run -d', 'ms'),
+      row('container deploy p50 (ms), vs own netns', p(ms(ctrOurs), 50), p(ctrNs, 50), 'ctr run -d --with-ns (netns + veth made beforehand)', 'ms'),
+      row('container deploy p50 (ms), vs netns made', p(ms(ctrOurs), 50), p(ctrNsMade, 50), 'ip netns add + veth + ctr run -d --with-ns', 'ms'),
       row('process deploy p50 (ms)', p(ms(procOurs), 50), p(procBare, 50), 'bare child_process.spawn', 'ms'),
       row('process deploy p90 (ms)', p(ms(procOurs), 90), p(procBare, 90), 'bare child_process.spawn', 'ms'),
       row('oakd idle RSS (MB)', bundleIdle.rss_mb, emptyIdle.rss_mb, 'empty node process', 'MB'),
@@ -525,6 +599,9 @@ export const bench: Bench = async () => {
       warmup_rounds: WARMUP,
       container_ms: ms(ctrOurs).map(Math.round),
       ctr_run_ms: ctrRaw.map(Math.round),
+      ctr_run_with_ns_ms: ctrNs.map(Math.round),
+      ip_netns_plus_ctr_run_with_ns_ms: ctrNsMade.map(Math.round),
+      isolation,
       process_ms: ms(procOurs).map((v) => Math.round(v * 10) / 10),
       bare_spawn_ms: procBare.map((v) => Math.round(v * 10) / 10),
       container_milestones_p50_ms: milestones(ctrOurs),

@@ -41,7 +41,9 @@ export class Procs {
     const logFile = join(opts.dir, `${name}.log`);
     const out = createWriteStream(logFile, { flags: 'a' });
     const argv = [process.execPath, bin, ...args];
-    const [cmd, ...rest] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...argv] : argv;
+    // nsenter enters only the network namespace: the host's mount namespace (so /run/netns entries
+    // the worker makes for its instances are visible to containerd) and cgroups stay as on a real host
+    const [cmd, ...rest] = opts.netns ? ['nsenter', `--net=/run/netns/${opts.netns}`, '--', ...argv] : argv;
     const child = spawn(cmd as string, rest, {
       env: { ...process.env, NO_COLOR: '1', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],

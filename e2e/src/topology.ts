@@ -4,6 +4,7 @@
  * each (its own namespace of containers), and the test talks to the root through the gateway.
  */
 import { buildBusyboxImage, createNetwork, startContainerd, startRegistry, tmpDir, type ContainerdInstance, type NetHost, type TestNetwork } from '@oak/testkit';
+import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { Api, waitHealthy } from './api.ts';
 import { Procs, bins, type Proc } from './procs.ts';
 
@@ -81,6 +82,8 @@ export class Topology {
     // image is pulled ahead (pulling itself is covered by the runtime tests and the 1-DOC test)
     await ctd.ctr(['images', 'pull', '--plain-http', this.image]);
     const dataDir = `${this.dir.path}/worker-${host.name}`;
+    // instance namespaces live in /run/netns, outside the host namespace that the network removes
+    this.cleanups.push(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir }));
     const start = (): Proc =>
       this.procs.spawn(`worker-${host.name}`, bins.nodeEngine, ['-a', clusterIp, '-p', '10100', '-n', '0', '--name', host.name, '--data-dir', dataDir, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500'], {
         dir: this.dir.path,

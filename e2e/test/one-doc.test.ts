@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildBusyboxImage, freePort, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
+import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins } from '../src/procs.ts';
 import { sla } from '../src/sla.ts';
@@ -20,6 +21,7 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
   t.after(() => dir.remove());
   const procs = new Procs();
   t.after(() => procs.stopAll());
+  t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
 
   const port = await freePort();
   const args = [

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildBusyboxImage, freePort, startContainerd, startRegistry, tmpDir } from '@oak/testkit';
+import { removeInstanceNetwork } from '../../node-engine/src/network.ts';
 import { CliHome, repoRoot } from './helpers.ts';
 
 const PASSWORD = 'cli-1doc-secret';
@@ -37,6 +38,8 @@ test('oak up + the CLI: a 1-DOC driven from the terminal', { timeout: 300_000, s
   t.after(() => dir.remove());
   const home = new CliHome();
   t.after(() => home.cleanup());
+  // the worker's instance bridge, rules and namespaces (they outlive oakd, like its instances)
+  t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
 
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;

@@ -46,6 +46,26 @@ export interface NodeEngineConfig {
   registerBackoffMs?: { initial: number; max: number } | undefined;
   /** where progress lines go, default console */
   log?: EngineLog | undefined;
+  // ---- workload isolation (docs/security.md "Workloads are not the node")
+  /**
+   * user that `process` workloads run as when the NodeEngine runs as root (default
+   * `oak-workload`; `root` only when given explicitly)
+   */
+  runAs?: string | undefined;
+  /** honour `privileged: true` (default false: such instances FAIL with the reason) */
+  allowPrivileged?: boolean | undefined;
+  /** host directories `volumes` may bind-mount from (default none) */
+  volumeAllow?: string[] | undefined;
+  /**
+   * every instance in its own network namespace behind the worker bridge: `on` (refuse to start
+   * when the machine cannot), `off`, or `auto` (default: on when root with ip + nftables, else
+   * off with a warning)
+   */
+  isolation?: 'auto' | 'on' | 'off' | undefined;
+  /** subnet of the instance bridge (default from the namespace: 172.30.0.0/24 for `oak`) */
+  bridgeSubnet?: string | undefined;
+  /** parent of the process workloads' working directories (default `<dataDir>-work`) */
+  workDir?: string | undefined;
 }
 
 export interface EngineLog {
@@ -90,7 +110,17 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     exitedRetentionMs: partial.exitedRetentionMs,
     registerBackoffMs: partial.registerBackoffMs,
     log: partial.log,
+    runAs: partial.runAs ?? (env['OAK_RUN_AS'] || undefined),
+    allowPrivileged: partial.allowPrivileged,
+    volumeAllow: partial.volumeAllow,
+    isolation: partial.isolation ?? isolationFromEnv(env['OAK_ISOLATION']),
+    bridgeSubnet: partial.bridgeSubnet,
+    workDir: partial.workDir,
   };
+}
+
+function isolationFromEnv(v: string | undefined): 'auto' | 'on' | 'off' | undefined {
+  return v === 'auto' || v === 'on' || v === 'off' ? v : undefined;
 }
 
 export function isVirtualization(s: string): s is Virtualization {

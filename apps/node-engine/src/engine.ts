@@ -5,7 +5,7 @@
  * re-adopt.
  */
 import { hostname } from 'node:os';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
 import { decodeJson, instanceName, parseDeleteCommand, parseDeployCommand, topics } from '@oak/contracts';
@@ -19,6 +19,8 @@ import type { Entry } from './instances.ts';
 import { logTopics, parseLogRequest, pumpLogs } from './logs.ts';
 import type { LogBatch } from './logs.ts';
 import { brokerUrl, readNodeId, registerWithRetry, registrationUrl, writeNodeId } from './register.ts';
+import { InstanceNetworks, isolationProblem } from './network.ts';
+import { applyPolicy } from './policy.ts';
 import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
 import { deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
 
@@ -66,6 +68,10 @@ class Engine {
   shuttingDown = false;
   /** a report is being sent: a slow broker must not pile reports up */
   reporting = false;
+  /** the instances' network namespaces; undefined when isolation is off */
+  net: InstanceNetworks | undefined;
+  /** isolation default when the config says nothing (off for injected test runtimes) */
+  isolationDefault: 'auto' | 'off' = 'auto';
 
   constructor(cfg: NodeEngineConfig, runtimes: Runtime[]) {
     this.cfg = cfg;
@@ -77,7 +83,8 @@ class Engine {
   // ---------------------------------------------------------------- start
 
   async start(signal: AbortSignal): Promise<void> {
-    await mkdir(this.cfg.dataDir, { recursive: true });
+    await this.secureDataDir();
+    await this.startIsolation();
     const probes = await probeAll(this.runtimes);
     const choice = chooseVirtualizations(probes, this.cfg.runtimes);
     for (const l of choice.lines) this.log.info(l);
@@ -123,6 +130,42 @@ class Engine {
     this.publishAllStatuses();
     await this.report();
     this.reportTimer = setInterval(() => void this.report(), this.reportIntervalMs);
+  }
+
+  /** the data dir (node id, instance state with the SLAs' env, keys) is root's alone: 0700 */
+  async secureDataDir(): Promise<void> {
+    await mkdir(this.cfg.dataDir, { recursive: true, mode: 0o700 });
+    const st = await stat(this.cfg.dataDir);
+    if (st.uid === process.getuid?.() && (st.mode & 0o077) !== 0) await chmod(this.cfg.dataDir, 0o700);
+  }
+
+  /** every instance in its own network namespace, or a clear line why not */
+  async startIsolation(): Promise<void> {
+    const mode = this.cfg.isolation ?? this.isolationDefault;
+    const off = 'instances share the node\'s network: they can reach every port of the node, its broker, registration, link and API included';
+    if (mode === 'off') {
+      if (this.cfg.isolation === 'off') this.log.warn(`network isolation: OFF (--isolation off); ${off}`);
+      else this.log.info('network isolation: off (drivers given by the embedder)');
+      return;
+    }
+    const problem = await isolationProblem();
+    if (problem !== undefined) {
+      if (mode === 'on') throw new Error(`network isolation is required (--isolation on) but not possible: ${problem}`);
+      this.log.warn(`network isolation: OFF (${problem}); ${off}. Run as root with iproute2 and nftables, or pass --isolation off to say so explicitly`);
+      return;
+    }
+    const net = new InstanceNetworks({ namespace: this.cfg.namespace ?? 'oak', dataDir: this.cfg.dataDir, subnet: this.cfg.bridgeSubnet, log: this.log });
+    try {
+      await net.init();
+    } catch (err) {
+      await net.close().catch(() => {});
+      const why = err instanceof Error ? err.message : String(err);
+      if (mode === 'on') throw new Error(`network isolation is required (--isolation on) but failed: ${why}`);
+      this.log.warn(`network isolation: OFF (${why}); ${off}`);
+      return;
+    }
+    this.net = net;
+    this.log.info(`network isolation: on; each instance in its own namespace on ${net.describe()}; instances cannot reach the node's ports`);
   }
 
   register(id: string | undefined, signal: AbortSignal): Promise<NodeRegistrationAnswer> {
@@ -190,6 +233,15 @@ class Engine {
     for (const e of plan.finished) {
       this.publishJob(jobStatus(e, e.state, e.detail, e.exit_code));
       await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
+    }
+    if (this.net !== undefined) {
+      // namespaces of the kept instances stay; those of ended ones, spares and crash leftovers go
+      const removed = await this.net.reconcile(new Set(plan.keep.map((e) => e.id))).catch((err: unknown) => {
+        this.log.warn(`could not clean up network namespaces: ${err instanceof Error ? err.message : String(err)}`);
+        return [];
+      });
+      if (removed.length > 0) this.log.info(`removed ${removed.length} stale network namespace(s)`);
+      this.net.prepare(0);
     }
     if (found.length > 0) {
       this.log.info(`re-adopted ${plan.keep.length} running instance(s); ${plan.finished.length} had ended; ${plan.unknown.length} unknown left alone`);
@@ -281,6 +333,7 @@ class Engine {
         const cur = this.entries.get(e.id);
         if (cur !== e || (e.state !== 'COMPLETED' && e.state !== 'FAILED')) return;
         await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
+        await this.net?.detach(e.id).catch(() => {});
         this.entries.delete(e.id);
       });
     }, ms);
@@ -331,6 +384,7 @@ class Engine {
       clearTimeout(this.retention.get(id));
       this.retention.delete(id);
       await this.byVirt.get(old.virtualization)?.stop(id).catch(() => {});
+      await this.net?.detach(id).catch(() => {});
       this.entries.delete(id);
     }
     const e: Entry = { id, job_name: cmd.job_name, instance_number: cmd.instance_number, virtualization: cmd.virtualization, state: 'CREATING', detail: 'deploying', deleting: false };
@@ -346,16 +400,39 @@ class Engine {
       this.setState(e, 'FAILED', spec.reason);
       return;
     }
+    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [] });
+    if (!policy.ok) {
+      this.log.warn(`${id}: ${policy.reason}`);
+      this.setState(e, 'FAILED', policy.reason);
+      return;
+    }
+    if (policy.privileged) spec.spec.privileged = true;
+    if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;
+    let address = '';
+    if (this.net !== undefined) {
+      try {
+        const a = await this.net.attach(id, spec.spec.ports);
+        spec.spec.netns = a.path;
+        address = `, address ${a.ip}`;
+      } catch (err) {
+        const reason = `network: ${err instanceof Error ? err.message : String(err)}`;
+        this.log.warn(`${id}: ${reason}`);
+        this.setState(e, 'FAILED', reason);
+        return;
+      }
+    }
     try {
       const st = await runtime.start(spec.spec);
       if (st.state === 'COMPLETED' || st.state === 'FAILED') this.setState(e, st.state, st.detail, st.exit_code);
-      else this.setState(e, st.state === 'CREATED' ? 'RUNNING' : st.state, st.detail !== '' ? st.detail : 'running');
+      else this.setState(e, st.state === 'CREATED' ? 'RUNNING' : st.state, `${st.detail !== '' ? st.detail : 'running'}${address}`);
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       this.log.warn(`${id}: start failed: ${reason}`);
       await runtime.stop(id).catch(() => {});
+      await this.net?.detach(id).catch(() => {});
       this.setState(e, 'FAILED', reason);
     }
+    this.net?.prepare();
   }
 
   onExit(runtime: Runtime, ex: InstanceExit): void {
@@ -400,6 +477,7 @@ class Engine {
     const runtime = this.byVirt.get(e?.virtualization ?? virt ?? 'process');
     try {
       if (runtime !== undefined && (e !== undefined || jobNameProblem(job) === undefined)) await runtime.stop(id);
+      await this.net?.detach(id);
     } catch (err) {
       const reason = `could not stop: ${err instanceof Error ? err.message : String(err)}`;
       this.log.error(`${id}: ${reason}`);
@@ -475,6 +553,7 @@ class Engine {
       await new Promise((r) => setTimeout(r, 20));
       await this.bus?.close();
       await Promise.allSettled(this.runtimes.map((r) => r.close()));
+      await this.net?.close().catch(() => {});
     })();
     return this.closed;
   }
@@ -483,6 +562,8 @@ class Engine {
 export async function startNodeEngine(config: NodeEngineOptions, deps: NodeEngineDeps = {}): Promise<NodeEngineHandle> {
   const cfg = withDefaults(config);
   const engine = new Engine(cfg, deps.runtimes ?? createDefaultRuntimes(cfg));
+  // drivers given by the embedder (test fakes) get no namespaces unless the config asks for them
+  if (deps.runtimes !== undefined) engine.isolationDefault = 'off';
   const signal = deps.signal === undefined ? engine.closing.signal : AbortSignal.any([deps.signal, engine.closing.signal]);
   try {
     await engine.start(signal);
@@ -490,6 +571,7 @@ export async function startNodeEngine(config: NodeEngineOptions, deps: NodeEngin
     clearInterval(engine.reportTimer);
     await engine.bus?.close().catch(() => {});
     await Promise.allSettled(engine.runtimes.map((r) => r.close()));
+    await engine.net?.close().catch(() => {});
     throw err;
   }
   return {

@@ -5,6 +5,7 @@
  */
 import { DEFAULT_PORTS, VIRTUALIZATIONS } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
+import { bridgePlan } from '@oak/net';
 import { DEFAULT_CONTAINERD_SOCKET, DEFAULT_REPORT_INTERVAL_MS, defaultDataDir, isVirtualization, withDefaults } from './config.ts';
 import type { NodeEngineConfig } from './config.ts';
 
@@ -17,6 +18,8 @@ interface FlagDef {
   short?: string;
   long: string;
   value?: string;
+  /** a switch: takes no value */
+  bool?: boolean;
   help: string;
   default: (env: NodeJS.ProcessEnv) => string;
 }
@@ -33,6 +36,11 @@ const FLAGS: FlagDef[] = [
   { long: 'location', value: 'lat,long', help: 'geographic location of this worker, for geo constraints', default: () => 'none' },
   { long: 'runtimes', value: 'list', help: `offer only these virtualizations (comma list of ${VIRTUALIZATIONS.join(', ')})`, default: () => 'all that are available' },
   { long: 'mqtt-url', value: 'url', help: 'MQTT broker to use instead of the one the cluster names', default: () => 'from the cluster' },
+  { long: 'run-as', value: 'user', help: 'user that process workloads run as when the NodeEngine runs as root; "root" only when given explicitly (env OAK_RUN_AS)', default: (env) => env['OAK_RUN_AS'] ?? 'oak-workload' },
+  { long: 'allow-privileged', bool: true, help: 'honour privileged: true (Admin services only); without it such instances fail', default: () => 'off' },
+  { long: 'volume-allow', value: 'dir,...', help: 'host directories that volumes may bind-mount from', default: () => 'none' },
+  { long: 'isolation', value: 'auto|on|off', help: 'each instance in its own network namespace behind the worker bridge, no access to the node\'s ports (env OAK_ISOLATION)', default: (env) => env['OAK_ISOLATION'] ?? 'auto: on when root with ip and nftables' },
+  { long: 'bridge-subnet', value: 'cidr', help: 'IPv4 subnet of the instance bridge', default: () => '172.30.0.0/24 for namespace oak, 172.30.<n>.0/24 for others' },
   { short: 'h', long: 'help', help: 'print this help and exit', default: () => '' },
 ];
 
@@ -94,6 +102,11 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (def.long === 'help') {
       if (inline !== undefined) return { kind: 'error', message: `${arg}: --help takes no value` };
       return { kind: 'help', text: helpText(env) };
+    }
+    if (def.bool === true) {
+      if (inline !== undefined && inline !== 'true' && inline !== 'false') return { kind: 'error', message: `${arg}: --${def.long} is a switch (no value, or =true / =false)` };
+      values.set(def.long, inline ?? 'true');
+      continue;
     }
     let value = inline;
     if (value === undefined) {
@@ -165,6 +178,34 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (mqttUrl !== undefined) {
     if (!/^(mqtts?|tcp|ssl|wss?):\/\/[^/]+/.test(mqttUrl)) return { kind: 'error', message: `--mqtt-url ${JSON.stringify(mqttUrl)}: give a URL such as mqtt://host:10003` };
     partial.mqttUrl = mqttUrl;
+  }
+  const runAs = values.get('run-as') ?? env['OAK_RUN_AS'];
+  if (runAs !== undefined && runAs !== '') {
+    if (!/^[a-z_][a-z0-9_-]{0,31}$/i.test(runAs) && !/^\d{1,10}$/.test(runAs)) return { kind: 'error', message: `--run-as ${JSON.stringify(runAs)}: give a user name or a numeric uid` };
+    partial.runAs = runAs;
+  }
+  if (values.get('allow-privileged') === 'true') partial.allowPrivileged = true;
+  const va = values.get('volume-allow');
+  if (va !== undefined) {
+    const dirs = va.split(',').map((x) => x.trim()).filter((x) => x !== '');
+    const bad = dirs.find((d) => !d.startsWith('/') || d.split('/').includes('..'));
+    if (bad !== undefined) return { kind: 'error', message: `--volume-allow: ${JSON.stringify(bad)} is not an absolute directory path` };
+    if (dirs.includes('/')) return { kind: 'error', message: '--volume-allow: "/" would let workloads mount the whole host (data dirs, keys); name narrower directories' };
+    partial.volumeAllow = dirs;
+  }
+  const iso = values.get('isolation') ?? env['OAK_ISOLATION'];
+  if (iso !== undefined && iso !== '') {
+    if (iso !== 'auto' && iso !== 'on' && iso !== 'off') return { kind: 'error', message: `--isolation ${JSON.stringify(iso)}: give auto, on or off` };
+    partial.isolation = iso;
+  }
+  const bs = values.get('bridge-subnet');
+  if (bs !== undefined) {
+    try {
+      bridgePlan(partial.namespace ?? 'oak', bs);
+    } catch (err) {
+      return { kind: 'error', message: `--bridge-subnet: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    partial.bridgeSubnet = bs;
   }
   return { kind: 'run', config: withDefaults(partial, env) };
 }

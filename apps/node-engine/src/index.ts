@@ -6,3 +6,5 @@ export { parseFlags, helpText } from './flags.ts';
 export type { FlagsResult } from './flags.ts';
 export { logTopics } from './logs.ts';
 export type { LogRequest, LogBatch } from './logs.ts';
+export { removeInstanceNetwork, isolationProblem } from './network.ts';
+export type { IsolationMode } from './network.ts';

@@ -7,9 +7,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { tmpDir, waitFor } from '@oak/testkit';
+import { shortId, tmpDir, waitFor } from '@oak/testkit';
 import type { TmpDir } from '@oak/testkit';
+import { lookupUser } from '@oak/runtimes';
+import { removeInstanceNetwork } from '../src/network.ts';
 import { FakeCluster } from './helpers/cluster.ts';
+
+const namespace = `cli${shortId(3)}`;
 
 let cluster: FakeCluster;
 let dir: TmpDir;
@@ -21,13 +25,15 @@ before(async () => {
 
 after(async () => {
   await cluster.close();
+  await removeInstanceNetwork({ namespace, dataDir: dir.path });
   await dir.remove();
 });
 
 test('NodeEngine -a -p -n registers, reports, and exits 0 on SIGTERM', { timeout: 60_000 }, async () => {
   const bin = fileURLToPath(new URL('../bin/NodeEngine.mjs', import.meta.url));
   const args = ['-a', '127.0.0.1', '-p', String(cluster.httpPort), '-n', '0', '--name', 'cli-worker', '--data-dir', dir.path,
-    '--containerd', join(dir.path, 'none.sock'), '--report-interval', '250', '--location', '48.26,11.67'];
+    '--containerd', join(dir.path, 'none.sock'), '--report-interval', '250', '--location', '48.26,11.67', '--namespace', namespace,
+    ...(lookupUser('oak-workload') !== undefined ? [] : ['--run-as', 'nobody'])];
   const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });

@@ -9,12 +9,17 @@ import { availableParallelism } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeployCommand } from '@oak/contracts';
+import { lookupUser } from '@oak/runtimes';
 import { shortId, sleep, tmpDir, waitFor } from '@oak/testkit';
 import type { TmpDir } from '@oak/testkit';
 import { silentLog } from '../src/config.ts';
 import { startNodeEngine } from '../src/engine.ts';
+import { removeInstanceNetwork } from '../src/network.ts';
 import type { NodeEngineHandle } from '../src/engine.ts';
 import { FakeCluster, pidsWithArgv } from './helpers/cluster.ts';
+
+/** the default user when it exists (scripts/install-deps.sh creates it), else nobody */
+const RUN_AS = lookupUser('oak-workload') !== undefined ? undefined : 'nobody';
 
 let cluster: FakeCluster;
 let dir: TmpDir;
@@ -47,6 +52,8 @@ async function start(): Promise<NodeEngineHandle> {
     registerBackoffMs: { initial: 50, max: 200 },
     runtimes: ['process'],
     log: silentLog,
+    namespace: `ne${run}`,
+    runAs: RUN_AS,
   });
 }
 
@@ -59,6 +66,7 @@ after(async () => {
   await engine?.shutdown({ stopInstances: true });
   await cluster.close();
   for (const pid of pidsWithArgv(['/bin/sleep', sleepArg])) process.kill(pid, 'SIGKILL');
+  for (const namespace of [`ne${run}`, `ne${run}p`]) await removeInstanceNetwork({ namespace, dataDir: dir.path });
   await dir.remove();
 });
 
@@ -273,6 +281,8 @@ test('startup says which virtualizations are offered and why not', async () => {
     containerdSocket: join(d.path, 'no-containerd.sock'),
     reportIntervalMs: INTERVAL,
     log,
+    namespace: `ne${run}p`,
+    runAs: RUN_AS,
   });
   try {
     assert.deepEqual([...e.virtualizations], ['process']);

@@ -3,7 +3,7 @@
  * alone (oak-root, oak-cluster, NodeEngine); here they are wired together over loopback, with the
  * embedded MQTT broker and SQLite, so one command gives a working system.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { consoleLogger } from '@oak/bus';
 import { startCluster, type ClusterHandle } from '@oak/cluster';
 import { startNodeEngine, type NodeEngineHandle } from '@oak/node-engine';
@@ -28,6 +28,8 @@ export type Say = (line: string) => void;
 
 export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdout.write(`${l}\n`)): Promise<Oakd> {
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  // database, keys, node id: root's alone, also when the dir existed before
+  if (statSync(cfg.dataDir).uid === process.getuid?.()) chmodSync(cfg.dataDir, 0o700);
   const loopback = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host;
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async (): Promise<void> => {

@@ -2,7 +2,7 @@
  * startRoot: store + first-start bootstrap + control plane + HTTP API, listening. The one entry
  * point used by the oak-root binary, by oakd (1-DOC) and by the end-to-end tests.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -102,6 +102,8 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
   else {
     const dir = config.dataDir ?? defaultDataDir();
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // the database holds the JWT secret: no workload (nor any other user) may read the dir
+    if (statSync(dir).uid === process.getuid?.()) chmodSync(dir, 0o700);
     store = await createStore({ sqlitePath: join(dir, 'oak.db') });
     caDir = join(dir, 'tls');
   }

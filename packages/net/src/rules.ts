@@ -16,6 +16,8 @@
  *     every local address to the instance's own address and container port only.
  *   - postrouting (nat): outbound masquerade of the instances' subnet, and masquerade of loopback
  *     sources going into the bridge (so `curl localhost:<host port>` reaches a mapped instance).
+ *   - a table of family ip6 with the same name drops all IPv6 from and to the bridge (instances
+ *     are IPv4 only; without it a link-local IPv6 address would reach services on `::`).
  */
 import type { BridgePlan } from './plan.ts';
 import { inPlan } from './plan.ts';
@@ -106,6 +108,19 @@ export function nftRuleset(state: RuleState): string {
     `    oifname ${br} ip saddr 127.0.0.0/8 masquerade`,
     '  }',
     '}',
+    `table ip6 ${plan.table}`,
+    `delete table ip6 ${plan.table}`,
+    `table ip6 ${plan.table} {`,
+    '  chain input {',
+    '    type filter hook input priority -1; policy accept;',
+    `    iifname ${br} counter drop`,
+    '  }',
+    '  chain forward {',
+    '    type filter hook forward priority -1; policy accept;',
+    `    iifname ${br} counter drop`,
+    `    oifname ${br} counter drop`,
+    '  }',
+    '}',
     '',
   ];
   return lines.join('\n');
@@ -113,5 +128,5 @@ export function nftRuleset(state: RuleState): string {
 
 /** Text for `nft -f -` that removes the table (nothing when it does not exist). */
 export function nftDeleteTable(plan: BridgePlan): string {
-  return `table ip ${plan.table}\ndelete table ip ${plan.table}\n`;
+  return `table ip ${plan.table}\ndelete table ip ${plan.table}\ntable ip6 ${plan.table}\ndelete table ip6 ${plan.table}\n`;
 }

@@ -14,6 +14,8 @@ test('the rule set rejects new connections from the bridge to the node and masqu
   assert.match(text, /oifname "oak0" ip saddr 127\.0\.0\.0\/8 masquerade/);
   assert.match(text, /oifname "oak0" counter drop/);
   assert.doesNotMatch(text, /dnat to/);
+  // no IPv6 from or to the bridge
+  assert.match(text, /table ip6 oak \{\n {2}chain input \{\n {4}type filter hook input priority -1; policy accept;\n {4}iifname "oak0" counter drop/);
 });
 
 test('port mappings become DNAT to the instance address only, in prerouting and output', () => {
@@ -48,7 +50,7 @@ test('allowInput opens single ports for the overlay; the table is removed by nft
   const text = nftRuleset({ plan, mappings: [], allowInput: [{ protocol: 'udp', port: 53 }, { protocol: 'tcp', port: 0 }] });
   assert.match(text, /iifname "oak0" udp dport 53 accept\n/);
   assert.doesNotMatch(text, /dport 0/);
-  assert.equal(nftDeleteTable(plan), 'table ip oak\ndelete table ip oak\n');
+  assert.equal(nftDeleteTable(plan), 'table ip oak\ndelete table ip oak\ntable ip6 oak\ndelete table ip6 oak\n');
 });
 
 test('the kernel accepts the generated rule set (nft --check, nothing applied)', (t) => {

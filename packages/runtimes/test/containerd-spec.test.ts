@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildSpec, chainId, containerIdFor, isPlainHttp, mergeEnv, normalizeRef, processArgs } from '../src/containerd/index.ts';
+import { buildSpec, capsFromMask, chainId, containerIdFor, isPlainHttp, mergeEnv, normalizeRef, processArgs } from '../src/containerd/index.ts';
 
 test('normalizeRef qualifies short Docker references', () => {
   assert.equal(normalizeRef('busybox'), 'docker.io/library/busybox:latest');
@@ -103,4 +103,12 @@ test('privileged containers get every capability and device; bind mounts are nos
   assert.deepEqual(s.linux.resources.devices, [{ allow: true, access: 'rwm' }]);
   assert.deepEqual(s.mounts.find((m) => m.destination === '/data'), { destination: '/data', type: 'bind', source: '/srv/data', options: ['rbind', 'ro', 'nosuid', 'nodev'] });
   assert.deepEqual(s.mounts.find((m) => m.destination === '/rw')?.options, ['rbind', 'rw', 'nosuid', 'nodev']);
+});
+
+test('privileged means the runtime\'s own bounding set', () => {
+  assert.deepEqual(capsFromMask(0x1fffeffffffn).includes('CAP_SYS_RESOURCE'), false);
+  assert.equal(capsFromMask(0x1fffeffffffn).length, 40);
+  assert.deepEqual(capsFromMask((1n << 13n) | 1n), ['CAP_CHOWN', 'CAP_NET_RAW']);
+  const s = buildSpec({ id: 'p', namespace: 'oak', image: { Cmd: ['sh'] }, env: [], limitSwap: false, privileged: true, allCaps: ['CAP_CHOWN'] }) as CapSpec;
+  assert.deepEqual(s.process.capabilities.bounding, ['CAP_CHOWN']);
 });

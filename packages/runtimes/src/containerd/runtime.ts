@@ -11,7 +11,7 @@
  * shims, exits are watched again, and each exit is reported once (the verdict is written back to
  * the container's `io.oak.exit` label).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
@@ -27,7 +27,7 @@ import { ctrPull, isPlainHttp, normalizeRef, resolveImage } from './image.ts';
 import type { ResolvedImage } from './image.ts';
 import { mappingsNeedingProxy, startPortProxy } from './ports.ts';
 import type { PortProxy } from './ports.ts';
-import { buildSpec } from './spec.ts';
+import { buildSpec, capsFromMask } from './spec.ts';
 
 export interface ContainerdRuntimeOptions {
   /** containerd's gRPC socket (default /run/containerd/containerd.sock) */
@@ -181,6 +181,7 @@ export class ContainerdRuntime implements Runtime {
         netns: spec.netns,
         privileged: spec.privileged,
         mounts: spec.mounts,
+        allCaps: spec.privileged === true ? boundingCaps() : undefined,
       });
     } catch (e) {
       throw new RuntimeError('invalid_spec', (e as Error).message, { cause: e });
@@ -669,6 +670,20 @@ function parsePorts(text: string | undefined): PortMapping[] {
 function grpcMessage(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
   return m.replace(/^\d+ [A-Z_]+: /, '');
+}
+
+let bounding: string[] | undefined;
+/** the capabilities this process may hand on (a container inside a VM or container has fewer) */
+function boundingCaps(): string[] | undefined {
+  if (bounding === undefined) {
+    try {
+      const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+      if (m) bounding = capsFromMask(BigInt(`0x${m[1] as string}`));
+    } catch {
+      /* unknown: the full list */
+    }
+  }
+  return bounding;
 }
 
 let swapCache: boolean | undefined;

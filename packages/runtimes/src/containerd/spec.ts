@@ -31,6 +31,8 @@ export interface SpecInput {
   privileged?: boolean | undefined;
   /** host paths bind-mounted into the container (already checked against the allow-list) */
   mounts?: readonly BindMount[] | undefined;
+  /** what "every capability" means for privileged containers: the runtime's own bounding set */
+  allCaps?: readonly string[] | undefined;
 }
 
 export interface BindMount {
@@ -48,15 +50,23 @@ export const DEFAULT_CAPS: readonly string[] = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_SETGID', 'CAP_SETUID',
   'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
 ];
-/** every capability of this kernel's range (privileged containers, like `ctr run --privileged`) */
-export const ALL_CAPS: readonly string[] = [
+/** capability names by bit number (linux/capability.h) */
+export const CAP_NAMES: readonly string[] = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
   'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW',
   'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT',
   'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD',
   'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
-  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ',
+  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
 ];
+/** every capability of this kernel's range (fallback when the bounding set is unknown) */
+export const ALL_CAPS: readonly string[] = CAP_NAMES;
+
+/** the names in a capability mask (e.g. /proc/self/status CapBnd), known bits only */
+export function capsFromMask(mask: bigint): string[] {
+  return CAP_NAMES.filter((_, bit) => (mask & (1n << BigInt(bit))) !== 0n);
+}
+
 export const CPU_PERIOD_US = 100_000;
 
 /** merges KEY=value lists; later entries win, order of first appearance kept */
@@ -113,7 +123,7 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', m.readonly ? 'ro' : 'rw', 'nosuid', 'nodev'] });
   }
   const privileged = input.privileged === true;
-  const caps = privileged ? ALL_CAPS : DEFAULT_CAPS;
+  const caps = privileged ? (input.allCaps ?? ALL_CAPS) : DEFAULT_CAPS;
   if (privileged) {
     const sys = mounts.find((m) => m.destination === '/sys');
     if (sys) sys.options = ['nosuid', 'noexec', 'nodev'];
