@@ -31,6 +31,8 @@ export interface RootContext {
   trust?: Promise<RootTrust>;
   /** told when a join token is revoked (the link sends revoke_workers to every cluster) */
   tokenRevoked?: (row: JoinTokenRow) => void;
+  /** removes workers of a connected cluster (revoke_workers by id); false when it is not connected */
+  removeWorkers?: (clusterId: string, workerIds: string[]) => boolean;
 }
 
 export const DEFAULT_ACCESS_TTL_SEC = 15 * 60;
