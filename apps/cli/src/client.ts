@@ -5,6 +5,8 @@
  * refresh token, and the new pair is saved.
  */
 import type { ApplicationDoc, ClusterDoc, InstanceDoc, OakError, ServiceDoc, TokenPair } from '@oak/contracts';
+import type { Agent } from 'undici';
+import { pinnedHostTlsOptions, ROOT_SERVICE_NAME } from '@oak/trust/tls';
 import { configPath, loadConfig, saveConfig, type OakConfig } from './config.ts';
 import { CliError, UnreachableError } from './errors.ts';
 
@@ -31,6 +33,10 @@ const SYSCALL_REASONS: Record<string, string> = {
   UND_ERR_SOCKET: 'connection closed',
   CERT_HAS_EXPIRED: 'TLS certificate expired',
   DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed TLS certificate',
+  SELF_SIGNED_CERT_IN_CHAIN: 'TLS certificate from an unknown CA',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS certificate from an unknown CA',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'TLS certificate from an unknown CA',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'TLS certificate for another name',
 };
 
 /** Why fetch failed, in a few words (`connection refused`). */
@@ -91,9 +97,12 @@ export class Api {
   private config: OakConfig;
   private readonly cfgPath: string;
   private readonly envToken: string | undefined;
+  #caPem: string | undefined;
+  #dispatcher: Agent | undefined;
 
-  constructor(root: string, opts: { config?: OakConfig; configPath?: string; env?: NodeJS.ProcessEnv } = {}) {
+  constructor(root: string, opts: { config?: OakConfig; configPath?: string; env?: NodeJS.ProcessEnv; caPem?: string } = {}) {
     this.root = root;
+    if (opts.caPem !== undefined) this.caPem = opts.caPem;
     this.cfgPath = opts.configPath ?? configPath(opts.env);
     this.config = opts.config ?? loadConfig(this.cfgPath);
     const t = (opts.env ?? process.env).OAK_TOKEN;
@@ -102,6 +111,27 @@ export class Api {
 
   get token(): string | undefined {
     return this.envToken ?? this.config.token;
+  }
+
+  /** the CA this client trusts alone for an https root (undefined: the system's CAs) */
+  get caPem(): string | undefined {
+    return this.#caPem;
+  }
+
+  set caPem(pem: string | undefined) {
+    void this.#dispatcher?.close();
+    this.#dispatcher = undefined;
+    this.#caPem = pem;
+  }
+
+  /** verified against the pinned CA only; the certificate must name the host dialled or oak-root */
+  async #pinnedDispatcher(): Promise<Agent | undefined> {
+    if (this.#caPem === undefined || !this.root.startsWith('https:')) return undefined;
+    if (this.#dispatcher === undefined) {
+      const { Agent } = await import('undici');
+      this.#dispatcher = new Agent({ connect: pinnedHostTlsOptions(this.#caPem, ROOT_SERVICE_NAME) });
+    }
+    return this.#dispatcher;
   }
 
   url(path: string): string {
@@ -118,12 +148,15 @@ export class Api {
     if (timeout > 0) signals.push(AbortSignal.timeout(timeout));
     if (opts.signal) signals.push(opts.signal);
     try {
-      return await fetch(this.url(path), {
+      const init: RequestInit & { dispatcher?: Agent } = {
         method,
         headers,
         body: opts.body === undefined ? null : JSON.stringify(opts.body),
         ...(signals.length > 0 ? { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) } : {}),
-      });
+      };
+      const dispatcher = await this.#pinnedDispatcher();
+      if (dispatcher !== undefined) init.dispatcher = dispatcher;
+      return await fetch(this.url(path), init);
     } catch (err) {
       if (opts.signal?.aborted === true) throw err;
       throw new UnreachableError(this.root, networkReason(err), { cause: err });

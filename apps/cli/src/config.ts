@@ -19,6 +19,9 @@ export interface OakConfig {
   token?: string;
   refresh_token?: string;
   username?: string;
+  /** the root CA pinned at the first HTTPS login (PEM), and the root origin it belongs to */
+  ca_pem?: string;
+  ca_for?: string;
 }
 
 /** Keys `oak config set` accepts, with the aliases people type. */
@@ -65,7 +68,7 @@ export function loadConfig(path = configPath()): OakConfig {
   }
   if (!isRecord(raw)) throw new CliError(`the config file ${path} must hold a JSON object`, { hint: 'fix it or delete it' });
   const c: OakConfig = {};
-  for (const k of ['root_url', 'token', 'refresh_token', 'username'] as const) {
+  for (const k of ['root_url', 'token', 'refresh_token', 'username', 'ca_pem', 'ca_for'] as const) {
     const v = raw[k];
     if (typeof v === 'string' && v !== '') c[k] = v;
   }

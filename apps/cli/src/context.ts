@@ -2,6 +2,7 @@
  * What every command works with, built from the global options (`--root`, `-o`, `--no-color`),
  * the environment and the config file.
  */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Api } from './client.ts';
 import { chooseOutput, chooseRoot, configPath, loadConfig, type OakConfig, type RootChoice } from './config.ts';
@@ -12,6 +13,7 @@ export interface GlobalOptions {
   root?: string;
   output?: string;
   color?: boolean;
+  caFile?: string;
 }
 
 export interface Session {
@@ -32,7 +34,34 @@ export function session(cmd: Command): Session {
   const config = loadConfig(path);
   const ui = createUi({ format: chooseOutput(g.output, config), color: g.color !== false });
   const root = chooseRoot(g.root, config);
-  return { ui, config, configPath: path, root, api: new Api(root.url, { config, configPath: path }) };
+  const caPem = chooseCa(g.caFile, config, root.url);
+  return { ui, config, configPath: path, root, api: new Api(root.url, { config, configPath: path, ...(caPem !== undefined ? { caPem } : {}) }) };
+}
+
+/** The origin (scheme://host:port) of a root URL: what a pinned CA belongs to. */
+export function rootOrigin(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
+
+/** The CA an https root is verified against: --ca-file > OAK_CA_FILE > the one pinned at login for this root. */
+export function chooseCa(flag: string | undefined, config: OakConfig, rootUrl: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const file = flag ?? (env.OAK_CA_FILE !== undefined && env.OAK_CA_FILE !== '' ? env.OAK_CA_FILE : undefined);
+  if (file !== undefined) {
+    let pem: string;
+    try {
+      pem = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read the CA file ${file}: ${(err as Error).message}`, { hint: "give the root CA's PEM (<root data dir>/tls/ca.crt)" });
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`${file} holds no PEM certificate`, { hint: "give the root CA's PEM (<root data dir>/tls/ca.crt)" });
+    return pem;
+  }
+  if (config.ca_pem !== undefined && config.ca_for === rootOrigin(rootUrl)) return config.ca_pem;
+  return undefined;
 }
 
 /** Parses `120s`, `2m`, `500ms`, `1h` or a plain number of seconds. */

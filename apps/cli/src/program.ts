@@ -20,6 +20,7 @@ export function buildProgram(): Command {
     .description('oak: run applications on an edge-to-cloud orchestrator (Oakestra-compatible)')
     .version(VERSION, '-V, --version', 'print the version')
     .addOption(new Option('--root <url>', 'root REST API (env OAK_ROOT_URL; oak config set root_url; default http://127.0.0.1:10000)'))
+    .addOption(new Option('--ca-file <pem>', 'verify an https root against this CA only (env OAK_CA_FILE; else the CA pinned at the first login)'))
     .addOption(new Option('-o, --output <format>', 'table, json or yaml (env OAK_OUTPUT; oak config set output)').choices(OUTPUT_FORMATS))
     .option('--no-color', 'no colours (also: NO_COLOR, or when not a terminal)')
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })

@@ -22,6 +22,11 @@ const SETTINGS: Setting[] = [
   { flag: 'database-url', env: 'DATABASE_URL', help: 'postgres://... to use PostgreSQL instead of SQLite', def: () => undefined },
   { flag: 'admin-password', env: 'OAK_ADMIN_PASSWORD', help: 'password of user Admin on first start (else generated and printed once)', def: () => undefined, secret: true },
   { flag: 'link-port', env: 'OAK_ROOT_LINK_PORT', help: 'port clusters dial (gRPC link)', def: () => '50052' },
+  { flag: 'tls', env: 'OAK_TLS', help: "'auto': also serve the API over HTTPS with a certificate from the root CA", def: () => undefined },
+  { flag: 'tls-cert', env: 'OAK_TLS_CERT', help: 'PEM certificate (chain) for the HTTPS API', def: () => undefined },
+  { flag: 'tls-key', env: 'OAK_TLS_KEY', help: 'PEM private key for the HTTPS API', def: () => undefined },
+  { flag: 'tls-san', env: 'OAK_TLS_SAN', help: 'extra names/addresses in the --tls auto certificate (comma separated)', def: () => undefined },
+  { flag: 'https-port', env: 'OAK_HTTPS_PORT', help: 'HTTPS API port (with --tls or --tls-cert)', def: () => '10443' },
   { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug | trace', def: () => 'info' },
 ];
 
@@ -77,6 +82,22 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     port: linkPort,
     onListening: ({ port: p, caHash }) => process.stderr.write(joinBanner(p, caHash)),
   });
+  const tlsMode = get('tls');
+  const certFile = get('tls-cert');
+  const keyFile = get('tls-key');
+  if (tlsMode !== undefined && tlsMode !== 'auto') throw new Error(`--tls takes 'auto', not ${JSON.stringify(tlsMode)} (or give --tls-cert and --tls-key)`);
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error('--tls-cert and --tls-key go together');
+  if (tlsMode === 'auto' && certFile !== undefined) throw new Error('--tls auto and --tls-cert exclude each other');
+  if (certFile !== undefined && keyFile !== undefined) cfg.tls = { mode: 'files', certFile, keyFile };
+  else if (tlsMode === 'auto') {
+    const sans = (get('tls-san') ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+    cfg.tls = { mode: 'auto', sans };
+  }
+  if (cfg.tls) {
+    const hp = Number(get('https-port') ?? '10443');
+    if (!Number.isInteger(hp) || hp < 0 || hp > 65535) throw new Error(`--https-port must be a port number, not ${JSON.stringify(get('https-port'))}`);
+    cfg.httpsPort = hp;
+  }
   const pw = get('admin-password');
   if (pw !== undefined) cfg.adminPassword = pw;
   return cfg;
@@ -95,6 +116,10 @@ async function main(): Promise<void> {
     return;
   }
   const root = await startRoot(cfg);
+  if (root.httpsUrl !== undefined) {
+    const caHash = (await root.ctx.trust)?.caHash ?? '?';
+    process.stderr.write(`oak-root: HTTPS API on port ${root.httpsPort} (root CA sha256 ${caHash}); \`oak login --root https://<this host>:${root.httpsPort}\` pins it at the first login (or give --ca-file)\n`);
+  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -15,6 +15,7 @@ import { DEFAULT_ACCESS_TTL_SEC, DEFAULT_REFRESH_TTL_SEC, type RootContext } fro
 import { noControlPlane, type ControlPlane } from './control.ts';
 import { EventHub } from './events.ts';
 import { loadRootTrust } from './trust.ts';
+import { DEFAULT_HTTPS_PORT, startHttps, type HttpsListener, type RootTlsConfig } from './https.ts';
 
 export const DEFAULT_ROOT_PORT = 10000;
 
@@ -44,6 +45,10 @@ export interface RootConfig {
   control?: (ctx: RootContext) => ControlPlane | Promise<ControlPlane>;
   /** where the generated Admin password is announced (default: stderr) */
   announce?: (text: string) => void;
+  /** HTTPS for the API on httpsPort as well as HTTP on port (docs/security.md) */
+  tls?: RootTlsConfig;
+  /** default 10443; 0 picks a free port */
+  httpsPort?: number;
   app?: RootAppOptions;
 }
 
@@ -51,6 +56,9 @@ export interface RootHandle {
   /** http://host:port of the API (127.0.0.1 when listening on every address) */
   url: string;
   port: number;
+  /** https://host:port of the API when TLS is configured */
+  httpsUrl?: string;
+  httpsPort?: number;
   app: FastifyInstance;
   ctx: RootContext;
   bootstrap: BootstrapResult;
@@ -120,8 +128,14 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
     const addr = app.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address === '::' ? '::1' : addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address;
     const url = `http://${host}:${addr.port}`;
+    let httpsListener: HttpsListener | undefined;
+    if (config.tls) {
+      httpsListener = await startHttps(app, { host: config.host ?? '0.0.0.0', port: config.httpsPort ?? DEFAULT_HTTPS_PORT, tls: config.tls, trust });
+      log.info({ url: httpsListener.url, certificate: config.tls.mode === 'auto' ? 'issued by the root CA' : config.tls.certFile }, 'root API over HTTPS');
+    }
     log.info({ url, store: store.kind }, 'root orchestrator listening');
     const started = app;
+    const secure = httpsListener;
     let closing: Promise<void> | undefined;
     return {
       url,
@@ -129,8 +143,10 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
       app: started,
       ctx,
       bootstrap,
+      ...(secure ? { httpsUrl: secure.url, httpsPort: secure.port } : {}),
       close: () =>
         (closing ??= (async () => {
+          await secure?.close();
           await started.close();
           await control.close?.();
           if (ownStore) await store.close();

@@ -112,10 +112,6 @@ export function caFingerprint(pem: string): string {
   return createHash('sha256').update(pemBody(first, 'CERTIFICATE')).digest('hex');
 }
 
-/** Same as caFingerprint, for a DER certificate. */
-export function derFingerprint(der: Uint8Array): string {
-  return createHash('sha256').update(der).digest('hex');
-}
 
 /** A new self-signed CA (10 years by default). */
 export async function createCa(opts: { commonName?: string; days?: number } = {}): Promise<Ca> {

@@ -5,10 +5,15 @@
  * connection against that CA alone and against the service name in the leaf's SAN (`oak-root`,
  * `oak-cluster`), whatever address was dialled (edge devices move, NAT rewrites addresses).
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import * as tls from 'node:tls';
 import { OakError } from '@oak/contracts';
-import { derFingerprint } from './pki.ts';
+
+/** SHA-256 of a DER certificate, 64 lower-case hex digits. */
+export function derFingerprint(der: Uint8Array): string {
+  return createHash('sha256').update(der).digest('hex');
+}
 
 export const ROOT_SERVICE_NAME = 'oak-root';
 export const CLUSTER_SERVICE_NAME = 'oak-cluster';
@@ -40,6 +45,59 @@ function presentedChain(socket: tls.TLSSocket): Buffer[] {
     c = c.issuerCertificate;
   }
   return out;
+}
+
+export interface PresentedCa {
+  /** the CA certificate (PEM) */
+  pem: string;
+  /** its SHA-256, 64 lower-case hex */
+  fingerprint: string;
+}
+
+/**
+ * Trust on first use (the CLI's first HTTPS login): connects without verifying and returns the
+ * CA of the chain the server presents (the topmost certificate that is a CA and issued the
+ * leaf's chain; a self-signed leaf stands for itself). The caller shows the fingerprint.
+ */
+export async function fetchPresentedCa(host: string, port: number, opts: FetchPinnedCaOptions = {}): Promise<PresentedCa> {
+  const chain = await presentedDer(host, port, opts);
+  const certs = chain.map((der) => ({ der, x: new X509Certificate(der) }));
+  const top = certs[certs.length - 1];
+  const pick = [...certs].reverse().find((c) => c.x.ca) ?? (top && top.x.verify(top.x.publicKey) ? top : undefined);
+  if (!pick) {
+    throw new OakError('OAK_UNAVAILABLE', `the server at ${host}:${port} presents no CA certificate and no self-signed one`, {
+      hint: 'give the CA that issued its certificate with --ca-file',
+    });
+  }
+  return { pem: toPem(pick.der), fingerprint: derFingerprint(pick.der) };
+}
+
+function presentedDer(host: string, port: number, opts: FetchPinnedCaOptions): Promise<Buffer[]> {
+  const where = `${host}:${port}`;
+  return new Promise<Buffer[]>((resolve, reject) => {
+    let done = false;
+    const finish = (err: Error | undefined, chain?: Buffer[]): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(chain ?? []);
+    };
+    const connectOpts: tls.ConnectionOptions = { host, port, rejectUnauthorized: false, ALPNProtocols: opts.alpn ?? ['h2', 'http/1.1'] };
+    if (opts.servername !== undefined) connectOpts.servername = opts.servername;
+    else if (isIP(host) === 0) connectOpts.servername = host;
+    const socket = tls.connect(connectOpts);
+    const timer = setTimeout(() => {
+      finish(new OakError('OAK_UNAVAILABLE', `no TLS answer from ${where} within ${opts.timeoutMs ?? 10_000} ms`, { hint: 'check the address and port, and that the server there serves TLS' }));
+    }, opts.timeoutMs ?? 10_000);
+    timer.unref?.();
+    socket.once('secureConnect', () => finish(undefined, presentedChain(socket)));
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      finish(new OakError('OAK_UNAVAILABLE', `cannot open TLS to ${where}: ${e.code ?? e.message}`, { hint: 'check the address and port, and that the server is running and serves TLS', cause: e }));
+    });
+    socket.once('close', () => finish(new OakError('OAK_UNAVAILABLE', `${where} closed the connection before the TLS handshake ended`)));
+  });
 }
 
 /**
@@ -113,6 +171,21 @@ export function fetchPinnedCa(host: string, port: number, caHash: string, opts: 
     });
     socket.once('close', () => finish(new OakError('OAK_UNAVAILABLE', `${where} closed the connection before the TLS handshake ended`)));
   });
+}
+
+/**
+ * Client options that trust `caPem` only and accept the server when its SAN names the dialled
+ * host or `serviceName` (for a CA pinned to one root, its service name identifies it too).
+ */
+export function pinnedHostTlsOptions(caPem: string, serviceName: string): tls.ConnectionOptions {
+  return {
+    ca: caPem,
+    rejectUnauthorized: true,
+    checkServerIdentity: (host: string, cert: tls.PeerCertificate) => {
+      const byHost = tls.checkServerIdentity(host, cert);
+      return byHost === undefined ? undefined : tls.checkServerIdentity(serviceName, cert);
+    },
+  };
 }
 
 /**

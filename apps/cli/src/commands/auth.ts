@@ -1,7 +1,8 @@
 /** `oak login`, `oak logout`, `oak whoami`. */
 import type { Command } from 'commander';
 import { tokenClaims, updateConfig } from '../config.ts';
-import { session } from '../context.ts';
+import { fetchPresentedCa } from '@oak/trust/tls';
+import { rootOrigin, session, type Session } from '../context.ts';
 import { CliError, UsageError } from '../errors.ts';
 import { emit, keyValues, paint } from '../output.ts';
 import { ask, askHidden, canPrompt, readStdin } from '../prompt.ts';
@@ -19,6 +20,48 @@ function expiresIn(exp: number | undefined): string | undefined {
   if (s < 120) return `${s}s`;
   if (s < 7200) return `${Math.round(s / 60)}m`;
   return `${Math.round(s / 3600)}h`;
+}
+
+const TLS_TRUST_CODES = new Set(['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'DEPTH_ZERO_SELF_SIGNED_CERT']);
+
+function tlsTrustFailure(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  let e: unknown = err;
+  while (e !== undefined && e !== null && !seen.has(e)) {
+    seen.add(e);
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_TRUST_CODES.has(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/**
+ * The CA to keep for an https root: the one given (--ca-file), or, at the first login to a root
+ * whose certificate the system does not trust, the CA it presents (trust on first use, with its
+ * fingerprint printed). undefined: nothing to keep (plain HTTP, or a certificate the system trusts).
+ */
+async function pinOnFirstUse(s: Session): Promise<string | undefined> {
+  if (!s.root.url.startsWith('https:')) return undefined;
+  if (s.api.caPem !== undefined) {
+    await s.api.request('GET', '/healthz', { auth: false });
+    return s.api.caPem === s.config.ca_pem ? undefined : s.api.caPem;
+  }
+  try {
+    await s.api.request('GET', '/healthz', { auth: false });
+    return undefined;
+  } catch (err) {
+    if (!tlsTrustFailure(err)) throw err;
+  }
+  const u = new URL(s.root.url);
+  const presented = await fetchPresentedCa(u.hostname.replace(/^\[|\]$/g, ''), Number(u.port || 443), { alpn: ['http/1.1'] });
+  s.api.caPem = presented.pem;
+  await s.api.request('GET', '/healthz', { auth: false });
+  s.ui.err(
+    `${paint(s.ui.errColor, 'yellow', 'trusting')} the CA of ${u.origin} on first use: sha256 ${presented.fingerprint}\n` +
+      "  compare it with the fingerprint oak-root printed at its start; it is kept in the config file and checked from now on (or give --ca-file)",
+  );
+  return presented.pem;
 }
 
 export function registerAuth(program: Command): void {
@@ -63,6 +106,7 @@ Examples:
       if (password === undefined || password === '') {
         throw new UsageError('no password given', { hint: 'use --password-stdin or OAK_PASSWORD when not on a terminal' });
       }
+      const pinned = await pinOnFirstUse(s);
       const pair = await s.api.login(username, password);
       const user = username;
       updateConfig((c) => {
@@ -70,6 +114,10 @@ Examples:
         c.refresh_token = pair.refresh_token;
         c.username = user;
         if (s.root.source === '--root') c.root_url = s.root.url;
+        if (pinned !== undefined) {
+          c.ca_pem = pinned;
+          c.ca_for = rootOrigin(s.root.url);
+        }
       }, s.configPath);
       await emit(s.ui, { root_url: s.root.url, username, expires_in: pair.expires_in, config: s.configPath }, () =>
         `logged in to ${s.root.url} as ${username} ${paint(s.ui.color, 'dim', `(token saved in ${s.configPath})`)}`,

@@ -63,7 +63,10 @@ Examples:
   $ oak token revoke k3x9q2ab`,
     );
 
-  const create = token.command('create').description('create a join token (printed once)');
+  const create = token
+    .command('create')
+    .description('create a join token (printed once)')
+    .addHelpText('after', '\nExamples:\n  $ oak token create cluster --name east --ttl 24h\n  $ oak token create worker --cluster east');
 
   create
     .command('cluster')
