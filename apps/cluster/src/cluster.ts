@@ -95,6 +95,11 @@ function splitBrokerUrl(url: string): { url: string; username?: string; password
 
 const VALID_ID = /^[^/+#\s]{1,200}$/;
 
+/** a worker's MQTT password: HMAC-SHA256(the cluster's MQTT secret from the root, its id) */
+export function workerPassword(secret: string, workerId: string): string {
+  return createHmac('sha256', secret).update(`oak-mqtt:${workerId}`).digest('base64url');
+}
+
 function urlHost(h: string): string {
   if (h === '0.0.0.0' || h === '::' || h === '') return '127.0.0.1';
   return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
@@ -132,7 +137,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     // learns them again when they re-register).
     let mqttSecret: string | undefined = config.mqttSecret ?? (config.root ? undefined : randomBytes(32).toString('base64url'));
     const creds = new Map<string, string>();
-    const passwordOf = (id: string, secret: string): string => createHmac('sha256', secret).update(`oak-mqtt:${id}`).digest('base64url');
+    const passwordOf = (id: string, secret: string): string => workerPassword(secret, id);
     const proves = (id: string, proof: string | undefined): boolean => {
       if (mqttSecret === undefined || proof === undefined) return false;
       const want = Buffer.from(passwordOf(id, mqttSecret));

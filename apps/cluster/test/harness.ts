@@ -178,7 +178,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
   if (res?.status !== 200) throw new Error(`registration failed: ${res?.status ?? '?'} ${JSON.stringify(res?.json)}`);
   const answer = res.json as unknown as NodeRegistrationAnswer;
   const id = answer.id;
-  const url = answer.MQTT_BROKER_URL ?? `${answer.mqtt_tls === true ? 'mqtts' : 'mqtt'}://127.0.0.1:${answer.MQTT_BROKER_PORT}`;
+  const url = answer.MQTT_BROKER_URL ?? `${answer.mqtt_tls === true ? 'mqtts' : 'mqtt'}://${u.host.replace(/:\d+$/, '')}:${answer.MQTT_BROKER_PORT}`;
   // like a NodeEngine: a refused MQTT connect (the cluster restarted) or a register request means register again
   let registering: Promise<void> | undefined;
   const reRegister = (): void => {
