@@ -518,7 +518,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
                 run(core.deploy(msg.instance, now));
                 break;
               case 'undeploy':
-                run(core.undeploy(msg.job_name, msg.instance_number));
+                run(core.undeploy(msg.job_name, msg.instance_number, now));
                 break;
               case 'logs':
                 relay.request(msg);
