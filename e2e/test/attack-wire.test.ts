@@ -10,6 +10,7 @@
  *   (nodes/<random>/information) is dropped and attracts no placement;
  * - registration without a token, with a revoked one, or with an oversized body: 401 / 413 and
  *   no worker recorded;
+ * - the cluster's worker views (GET /api/nodes) are refused to other hosts;
  * - revoking mallory's token disconnects it at once and it cannot come back.
  */
 import { test } from 'node:test';
@@ -17,7 +18,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connectBus } from '@oak/bus';
 import { tryParseJoinToken, type ClusterDoc } from '@oak/contracts';
-import { postJson, waitFor } from '@oak/testkit';
+import { postJson, requestJson, waitFor } from '@oak/testkit';
 import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trust';
 import { startFakeWorker, type FakeWorker } from '../../apps/cluster/test/harness.ts';
 import type { Api } from '../src/api.ts';
@@ -121,6 +122,11 @@ test('M-DOC under attack: MQTT identity, ACLs and registration', { timeout: 300_
     const s = await summary(api);
     assert.equal(s.length, count, 'no worker recorded');
     assert.ok(!s.some((w) => w.name === 'intruder'));
+
+    // ---- the cluster's worker views are for its own host only
+    const nodes = await requestJson(`https://${ctl.ip}:10100/api/nodes`, { tls });
+    assert.equal(nodes.status, 403);
+    assert.equal((nodes.json.error as { code: string }).code, 'OAK_FORBIDDEN');
 
     // ---- revoking mallory's token: disconnected at once, cannot come back, gone from the summary
     await api.call('DELETE', `/api/tokens/${tryParseJoinToken(workerToken)?.id ?? ''}`);
