@@ -58,6 +58,8 @@ interface PendingCheck {
 }
 
 const UNREACHABLE = 'the root is unreachable, so the worker token cannot be checked; try again when the cluster is connected';
+/** token checks waiting for the root at once; more are answered "busy" at once */
+export const MAX_PENDING_TOKEN_CHECKS = 256;
 
 type Call = grpc.ClientDuplexStream<ClusterToRoot, unknown>;
 
@@ -107,6 +109,7 @@ export class LinkClient {
    */
   checkWorkerToken(token: string, workerId?: string): Promise<WorkerTokenCheck> {
     if (!this.#welcomed || !this.#call) return Promise.resolve({ ok: false, reason: UNREACHABLE });
+    if (this.#checks.size >= MAX_PENDING_TOKEN_CHECKS) return Promise.resolve({ ok: false, reason: 'too many registrations are being checked at once; try again in a moment' });
     const requestId = `tc-${++this.#checkSeq}-${randomBytes(4).toString('hex')}`;
     return new Promise<WorkerTokenCheck>((resolve) => {
       const timer = setTimeout(() => {

@@ -11,7 +11,7 @@ import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { LinkClient } from '@oak/cluster';
 import type { WelcomeMessage } from '@oak/cluster';
-import { formatJoinToken, parseJoinToken } from '@oak/contracts';
+import { formatJoinToken, parseClusterToRoot, parseJoinToken } from '@oak/contracts';
 import type { RootToCluster, TokenPair } from '@oak/contracts';
 import { createStore, type Store } from '@oak/store';
 import { waitFor } from '@oak/testkit';
@@ -178,6 +178,12 @@ describe('link trust boundary', () => {
     await control.idle();
     assert.equal(a.messages.filter((m) => m.type === 'revoke_workers').length, 1);
     await a.client.close();
+    // revoking a cluster's own token disconnects it, and it cannot come back
+    const bToken = (await store.listJoinTokens({ kind: 'cluster' })).find((x) => x.name === 'rev-b');
+    assert.ok(bToken);
+    assert.equal((await api('DELETE', `/api/tokens/${bToken.id}`)).status, 200);
+    await waitFor(() => !b.client.connected && /revoked/.test(b.client.lastReject ?? ''), { message: 'rev-b dropped' });
+    await waitFor(async () => (await store.listClusters()).find((c) => c.name === 'rev-b')?.status === 'INACTIVE', { message: 'rev-b INACTIVE' });
     await b.client.close();
   });
 
@@ -277,6 +283,59 @@ describe('link trust boundary', () => {
     // once they are gone, a proper hello is welcome again
     const ok = connect('capped', token);
     await waitFor(() => ok.client.connected, { message: 'capped connects after the flood' });
+    await ok.client.close();
+  });
+
+  test('fuzz: hostile first messages on fresh streams change nothing and leak no pending slot', async () => {
+    const fc = (await import('fast-check')).default;
+    await waitFor(async () => (await store.listClusters()).every((c) => c.name === 'east' || c.status === 'INACTIVE'), { message: 'earlier clusters gone' });
+    const before = await snapshot();
+    const realToken = await clusterJoinToken(root.ctx, 'fuzzed');
+    const before2 = await snapshot();
+    const hello = fc.record({
+      type: fc.constant('hello'),
+      token: fc.oneof(fc.string({ maxLength: 600 }), fc.constant(realToken.slice(0, -1) + '0'), fc.constant(realToken.replace('oak1.c.', 'oak1.w.'))),
+      cluster_name: fc.oneof(fc.string({ maxLength: 80 }), fc.constant('east')),
+      cluster_location: fc.oneof(fc.constant(null), fc.string({ maxLength: 50 })),
+      version: fc.string({ maxLength: 10 }),
+      public_key: fc.option(fc.string({ maxLength: 300 }), { nil: undefined }),
+    }, { requiredKeys: ['type'] });
+    const msg = fc.oneof(fc.anything({ maxDepth: 3 }), hello, fc.record({ type: fc.constantFrom('token_check', 'aggregate', 'logs_data', 'pong'), request_id: fc.string(), token: fc.string() }));
+    let refused = 0;
+    await fc.assert(
+      fc.asyncProperty(msg, async (m) => {
+        const { client, call } = await rawLinkCall(root.ctx, address);
+        const got = new Promise<void>((resolve) => {
+          call.on('data', (x: { type?: string }) => {
+            assert.notEqual(x.type, 'welcome', `welcomed: ${JSON.stringify(m).slice(0, 200)}`);
+            if (x.type === 'reject') refused++;
+            resolve();
+          });
+          call.on('error', () => resolve());
+          call.on('end', () => resolve());
+        });
+        call.write(m === undefined || m === null ? 0 : m);
+        // a valid hello, or a valid message that is not a hello, is answered (reject); an invalid one is dropped (no waiting for the hello timeout)
+        let answered = false;
+        try {
+          parseClusterToRoot(JSON.parse(JSON.stringify(m ?? 0)));
+          answered = true;
+        } catch {
+          answered = false;
+        }
+        if (answered) await got;
+        call.cancel();
+        client.close();
+      }),
+      { numRuns: 120 },
+    );
+    assert.ok(refused > 0);
+    assert.ok((await snapshot()) === before2, 'nothing changed');
+    assert.ok(before2.length >= before.length);
+    assert.equal((await fetch(`${root.url}/healthz`)).status, 200);
+    // every slot came back: a real cluster still gets in
+    const ok = connect('fuzzed', realToken);
+    await waitFor(() => ok.client.connected, { message: 'connects after the fuzz' });
     await ok.client.close();
   });
 });

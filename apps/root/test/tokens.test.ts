@@ -193,3 +193,42 @@ describe('join tokens API', () => {
     assert.ok(doc.paths['/api/tokens/{id}']?.delete);
   });
 });
+
+describe('join tokens API under hostile input (fast-check)', () => {
+  test('random bodies: never a 5xx, a token only for a valid body; random token texts never pass', async () => {
+    const fc = (await import('fast-check')).default;
+    const t = await testRoot();
+    try {
+      const admin = await t.login('Admin');
+      const kinds = fc.oneof(fc.constantFrom('cluster', 'worker', 'admin', ''), fc.string(), fc.integer(), fc.constant(null));
+      const body = fc.oneof(
+        fc.anything(),
+        fc.record({ kind: kinds, name: fc.oneof(fc.string({ maxLength: 80 }), fc.integer()), cluster: fc.oneof(fc.string({ maxLength: 80 }), fc.constant(null)), ttl_s: fc.oneof(fc.integer(), fc.double(), fc.string()) }, { requiredKeys: [] }),
+      );
+      await fc.assert(
+        fc.asyncProperty(body, async (b) => {
+          const before = (await t.store.listJoinTokens()).length;
+          const r = await t.req('POST', '/api/tokens', admin, b === undefined ? null : b);
+          assert.ok(r.statusCode < 500, `${r.statusCode} ${r.body.slice(0, 200)}`);
+          const after = (await t.store.listJoinTokens()).length;
+          if (r.statusCode === 201) assert.equal(after, before + 1);
+          else assert.equal(after, before, `${r.statusCode} created something`);
+        }),
+        { numRuns: 400 },
+      );
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(fc.string(), fc.stringMatching(/^oak1\.[cw]\.[a-z0-9]{8}\.[A-Za-z0-9_-]{32}\.[0-9a-f]{64}$/)), fc.constantFrom('cluster', 'worker' as const), async (text, kind) => {
+          const c = await checkJoinToken(t.store, text, kind);
+          assert.equal(c.ok, false);
+        }),
+        { numRuns: 400 },
+      );
+      for (const id of ['%00', '..%2f..', 'a'.repeat(300), 'AAAAAAAA']) {
+        const r = await t.req('DELETE', `/api/tokens/${id}`, admin);
+        assert.ok([400, 404, 414].includes(r.statusCode), `${id}: ${r.statusCode}`);
+      }
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -106,71 +106,32 @@ function presentedDer(host: string, port: number, opts: FetchPinnedCaOptions): P
  * Throws OakError: OAK_JOIN_TOKEN_INVALID when the fingerprints differ, OAK_UNAVAILABLE when
  * the server cannot be reached.
  */
-export function fetchPinnedCa(host: string, port: number, caHash: string, opts: FetchPinnedCaOptions = {}): Promise<string> {
+export async function fetchPinnedCa(host: string, port: number, caHash: string, opts: FetchPinnedCaOptions = {}): Promise<string> {
   const want = caHash.trim().toLowerCase();
   const where = `${host}:${port}`;
-  return new Promise<string>((resolve, reject) => {
-    let done = false;
-    const finish = (err: Error | undefined, pem?: string): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (err) reject(err);
-      else resolve(pem ?? '');
-    };
-    const connectOpts: tls.ConnectionOptions = {
-      host,
-      port,
-      rejectUnauthorized: false,
-      ALPNProtocols: opts.alpn ?? ['h2', 'http/1.1'],
-    };
-    if (opts.servername !== undefined) connectOpts.servername = opts.servername;
-    const socket = tls.connect(connectOpts);
-    const timer = setTimeout(() => {
-      finish(new OakError('OAK_UNAVAILABLE', `no TLS answer from ${where} within ${opts.timeoutMs ?? 10_000} ms`, {
-        hint: 'check the address and port, and that the server there serves TLS (an oak root or cluster)',
-      }));
-    }, opts.timeoutMs ?? 10_000);
-    timer.unref?.();
-    socket.once('secureConnect', () => {
-      try {
-        const chain = presentedChain(socket);
-        const leafDer = chain[0];
-        if (leafDer === undefined) {
-          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents no certificate`, { hint: 'this is not an oak root or cluster' }));
-          return;
-        }
-        const certs = chain.map((der) => ({ der, fp: derFingerprint(der), x: new X509Certificate(der) }));
-        const match = certs.find((c) => c.fp === want);
-        if (!match || !match.x.ca) {
-          const cas = certs.filter((c) => c.x.ca);
-          const shown = cas.length > 0 ? cas.map((c) => c.fp).join(', ') : `none (its certificate is ${certs[0]?.fp ?? '?'})`;
-          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents a CA with fingerprint ${shown}, the join token expects ${want}`, {
-            hint: 'check that the token was created by the root this address points to (`oak token create ...`); if it was, something between you and it is intercepting the connection',
-          }));
-          return;
-        }
-        const leaf = certs[0]?.x;
-        if (leaf && leaf !== match.x && !leaf.verify(match.x.publicKey)) {
-          finish(new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents the expected CA ${want} but a certificate it did not issue`, {
-            hint: 'something between you and the server is intercepting the connection',
-          }));
-          return;
-        }
-        finish(undefined, toPem(match.der));
-      } catch (e) {
-        finish(new OakError('OAK_JOIN_TOKEN_INVALID', `cannot read the certificates of ${where}: ${(e as Error).message}`));
-      }
+  const chain = await presentedDer(host, port, opts);
+  if (chain.length === 0) throw new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents no certificate`, { hint: 'this is not an oak root or cluster' });
+  let certs: { der: Buffer; fp: string; x: X509Certificate }[];
+  try {
+    certs = chain.map((der) => ({ der, fp: derFingerprint(der), x: new X509Certificate(der) }));
+  } catch (e) {
+    throw new OakError('OAK_JOIN_TOKEN_INVALID', `cannot read the certificates of ${where}: ${(e as Error).message}`);
+  }
+  const match = certs.find((c) => c.fp === want);
+  if (!match || !match.x.ca) {
+    const cas = certs.filter((c) => c.x.ca);
+    const shown = cas.length > 0 ? cas.map((c) => c.fp).join(', ') : `none (its certificate is ${certs[0]?.fp ?? '?'})`;
+    throw new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents a CA with fingerprint ${shown}, the join token expects ${want}`, {
+      hint: 'check that the token was created by the root this address points to (`oak token create ...`); if it was, something between you and it is intercepting the connection',
     });
-    socket.once('error', (e: NodeJS.ErrnoException) => {
-      finish(new OakError('OAK_UNAVAILABLE', `cannot open TLS to ${where}: ${e.code ?? e.message}`, {
-        hint: 'check the address and port, and that the server is running and serves TLS',
-        cause: e,
-      }));
+  }
+  const leaf = certs[0]?.x;
+  if (leaf && leaf !== match.x && !leaf.verify(match.x.publicKey)) {
+    throw new OakError('OAK_JOIN_TOKEN_INVALID', `the server at ${where} presents the expected CA ${want} but a certificate it did not issue`, {
+      hint: 'something between you and the server is intercepting the connection',
     });
-    socket.once('close', () => finish(new OakError('OAK_UNAVAILABLE', `${where} closed the connection before the TLS handshake ended`)));
-  });
+  }
+  return toPem(match.der);
 }
 
 /**

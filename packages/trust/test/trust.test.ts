@@ -8,8 +8,8 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { OakError } from '@oak/contracts';
 import {
-  caFingerprint, checkPublicKeyPem, createCa, fetchPinnedCa, generateKeyPair, issueCert, issueIdentity, loadOrCreateCa,
-  pinnedTlsOptions, splitPemChain, type Ca,
+  caFingerprint, checkPublicKeyPem, createCa, fetchPinnedCa, fetchPresentedCa, generateKeyPair, issueCert, issueIdentity, loadOrCreateCa,
+  pinnedHostTlsOptions, pinnedTlsOptions, splitPemChain, type Ca,
 } from '../src/index.ts';
 
 async function server(opts: tls.TlsOptions): Promise<{ port: number; close: () => Promise<void> }> {
@@ -162,5 +162,25 @@ test('pinnedTlsOptions: the CA and the service name are verified, not the dialle
     await assert.rejects(connect(root.port, pinnedTlsOptions(caB.certPem, 'oak-root')));
   } finally {
     await Promise.all([root.close(), cluster.close(), impostor.close()]);
+  }
+});
+
+test('fetchPresentedCa (trust on first use) and pinnedHostTlsOptions (dialled host or service name)', async () => {
+  const id = await issueIdentity(caA, { commonName: 'api', dnsNames: ['api.example'], ipAddresses: ['127.0.0.1'] });
+  const srv = await server({ key: id.keyPem, cert: id.chainPem });
+  const svcOnly = await issueIdentity(caA, { commonName: 'r', dnsNames: ['oak-root'] });
+  const srv2 = await server({ key: svcOnly.keyPem, cert: svcOnly.chainPem });
+  const other = await issueIdentity(caA, { commonName: 'c', dnsNames: ['oak-cluster'] });
+  const srv3 = await server({ key: other.keyPem, cert: other.chainPem });
+  try {
+    const p = await fetchPresentedCa('127.0.0.1', srv.port);
+    assert.equal(p.fingerprint, caFingerprint(caA.certPem));
+    assert.equal(caFingerprint(p.pem), p.fingerprint);
+    assert.equal(await connect(srv.port, pinnedHostTlsOptions(p.pem, 'oak-root')), 'hello', 'by the dialled address');
+    assert.equal(await connect(srv2.port, pinnedHostTlsOptions(p.pem, 'oak-root')), 'hello', 'by the service name');
+    await assert.rejects(connect(srv3.port, pinnedHostTlsOptions(p.pem, 'oak-root')), (e: NodeJS.ErrnoException) => e.code === 'ERR_TLS_CERT_ALTNAME_INVALID');
+    await assert.rejects(connect(srv.port, pinnedHostTlsOptions(caB.certPem, 'oak-root')));
+  } finally {
+    await Promise.all([srv.close(), srv2.close(), srv3.close()]);
   }
 });

@@ -80,6 +80,8 @@ export interface LinkServer {
   setListener(l: LinkListener): void;
   /** sends revoke_workers for this token to every connected cluster; how many were told */
   revokeWorkers(tokenId: string): number;
+  /** disconnects the clusters connected with this (revoked) cluster token; how many */
+  dropClustersOf(tokenId: string): number;
   close(): Promise<void>;
 }
 
@@ -88,6 +90,8 @@ type Call = grpc.ServerDuplexStream<unknown, RootToCluster>;
 interface Session {
   call: Call;
   cluster: ClusterRow;
+  /** the cluster join token it connected with */
+  tokenId: string;
   lastHeard: number;
   rtt: number | undefined;
   timer: NodeJS.Timeout;
@@ -280,7 +284,7 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
         let row = await o.store.upsertCluster(hello.cluster_name, hello.cluster_location);
         await o.store.recordJoinTokenUse(verdict.tokenId);
         const welcome = await welcomeFor(row, hello);
-        const s: Session = { call, cluster: row, lastHeard: Date.now(), rtt: undefined, timer: setInterval(() => ping(s), pingMs), ended: false };
+        const s: Session = { call, cluster: row, tokenId: verdict.tokenId, lastHeard: Date.now(), rtt: undefined, timer: setInterval(() => ping(s), pingMs), ended: false };
         const old = sessions.get(row.id);
         sessions.set(row.id, s);
         session = s;
@@ -416,6 +420,18 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
     },
     setListener(l) {
       listener = l;
+    },
+    dropClustersOf(tokenId) {
+      const hit = [...sessions.values()].filter((s) => s.tokenId === tokenId && !s.ended);
+      for (const s of hit) {
+        try {
+          s.call.write({ type: 'reject', reason: `join token ${tokenId} was revoked` });
+        } catch {
+          // gone
+        }
+        endSession(s, 'its join token was revoked');
+      }
+      return hit.length;
     },
     revokeWorkers(tokenId) {
       let told = 0;
