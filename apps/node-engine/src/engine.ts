@@ -11,7 +11,7 @@ import type { Bus } from '@oak/bus';
 import type { ConnectionOptions } from 'node:tls';
 import { OakError, decodeJson, instanceName, parseDeleteCommand, parseDeployCommand, tryParseJoinToken, topics } from '@oak/contracts';
 import type { DeployCommand, InstanceState, JobResources, JobStatus, JoinToken, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
-import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trust';
+import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trust/tls';
 import type { InstanceExit, InstanceStatus, Runtime } from '@oak/runtimes';
 import { consoleLog, withDefaults } from './config.ts';
 import type { EngineLog, NodeEngineConfig } from './config.ts';
