@@ -355,8 +355,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       return async (token, workerId): Promise<WorkerTokenResult> => {
         if (!l.connected) return { ok: false, reason: 'the root is unreachable', unavailable: true };
         const r = await l.checkWorkerToken(token, workerId);
-        // the link answers ok:false both for a bad token and when the root did not answer in time
-        return r.ok ? r : { ok: false, reason: r.reason, ...(l.connected ? {} : { unavailable: true }) };
+        return r.ok ? r : { ok: false, reason: r.reason, ...(r.unavailable === true || !l.connected ? { unavailable: true } : {}) };
       };
     };
     const unavailable = (why: string, hint: string): OakError => new OakError('OAK_UNAVAILABLE', why, { hint });
