@@ -28,6 +28,8 @@ export class Topology {
   private readonly cleanups: (() => Promise<void>)[] = [];
   /** the root's API, logged in as Admin (join tokens are created through it) */
   rootApi: Api | undefined;
+  /** cluster name by the address of its host (workers join the cluster they are pointed at) */
+  private readonly clusterAt = new Map<string, string>();
 
   async init(name: string): Promise<void> {
     this.dir = await tmpDir(`oak-e2e-${name}`);
@@ -61,6 +63,7 @@ export class Topology {
 
   async cluster(host: NetHost, rootIp: string, name: string, location?: string): Promise<Proc> {
     const token = await this.joinToken({ kind: 'cluster', name });
+    this.clusterAt.set(host.ip, name);
     return this.procs.spawn(`cluster-${name}`, bins.cluster, [], {
       dir: this.dir.path,
       netns: host.ns,
@@ -75,7 +78,10 @@ export class Topology {
     });
   }
 
-  async worker(host: NetHost, clusterIp: string): Promise<Worker> {
+  /** A NodeEngine on `host` joining the cluster at `clusterIp` with a worker token of its own. */
+  async worker(host: NetHost, clusterIp: string, cluster = this.clusterAt.get(clusterIp)): Promise<Worker> {
+    if (cluster === undefined) throw new Error(`no cluster started at ${clusterIp}: start it first or name it`);
+    const token = await this.joinToken({ kind: 'worker', cluster });
     const ctd = await startContainerd();
     this.cleanups.push(() => ctd.stop());
     // the registry listens on the machine's loopback, which a worker namespace cannot reach: the
@@ -88,6 +94,7 @@ export class Topology {
       this.procs.spawn(`worker-${host.name}`, bins.nodeEngine, ['-a', clusterIp, '-p', '10100', '-n', '0', '--name', host.name, '--data-dir', dataDir, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500'], {
         dir: this.dir.path,
         netns: host.ns,
+        env: { OAK_JOIN_TOKEN: token },
       });
     const w: Worker = {
       host,

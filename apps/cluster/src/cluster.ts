@@ -96,6 +96,11 @@ function splitBrokerUrl(url: string): { url: string; username?: string; password
 
 const VALID_ID = /^[^/+#\s]{1,200}$/;
 
+/** a worker's MQTT password: HMAC-SHA256(the cluster's MQTT secret from the root, its id) */
+export function workerPassword(secret: string, workerId: string): string {
+  return createHmac('sha256', secret).update(`oak-mqtt:${workerId}`).digest('base64url');
+}
+
 function urlHost(h: string): string {
   if (h === '0.0.0.0' || h === '::' || h === '') return '127.0.0.1';
   return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
@@ -133,7 +138,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     // learns them again when they re-register).
     let mqttSecret: string | undefined = config.mqttSecret ?? (config.root ? undefined : randomBytes(32).toString('base64url'));
     const creds = new Map<string, string>();
-    const passwordOf = (id: string, secret: string): string => createHmac('sha256', secret).update(`oak-mqtt:${id}`).digest('base64url');
+    const passwordOf = (id: string, secret: string): string => workerPassword(secret, id);
     const proves = (id: string, proof: string | undefined): boolean => {
       if (mqttSecret === undefined || proof === undefined) return false;
       const want = Buffer.from(passwordOf(id, mqttSecret));
@@ -354,8 +359,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       return async (token, workerId): Promise<WorkerTokenResult> => {
         if (!l.connected) return { ok: false, reason: 'the root is unreachable', unavailable: true };
         const r = await l.checkWorkerToken(token, workerId);
-        // the link answers ok:false both for a bad token and when the root did not answer in time
-        return r.ok ? r : { ok: false, reason: r.reason, ...(l.connected ? {} : { unavailable: true }) };
+        return r.ok ? r : { ok: false, reason: r.reason, ...(r.unavailable === true || !l.connected ? { unavailable: true } : {}) };
       };
     };
     const unavailable = (why: string, hint: string): OakError => new OakError('OAK_UNAVAILABLE', why, { hint });
@@ -517,7 +521,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
                 run(core.deploy(msg.instance, now));
                 break;
               case 'undeploy':
-                run(core.undeploy(msg.job_name, msg.instance_number));
+                run(core.undeploy(msg.job_name, msg.instance_number, now));
                 break;
               case 'logs':
                 relay.request(msg);

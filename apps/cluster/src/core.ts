@@ -111,6 +111,8 @@ export class ClusterCore {
   readonly ledger = new Ledger();
   /** true after the first sync from the root: from then on unknown instances on workers go */
   synced = false;
+  /** deletes sent lately (`worker instance` -> when): a report racing a delete does not repeat it */
+  private readonly recentDeletes = new Map<string, number>();
 
   constructor(opts: Partial<CoreOptions> = {}) {
     this.opts = coreOptions(opts);
@@ -221,6 +223,7 @@ export class ClusterCore {
       else if (!w.alive && w.diedAt !== null && now - w.diedAt > this.opts.forgetDeadAfterMs) this.workers.delete(w.id);
     }
     this.ledger.expire(now - this.opts.reservationTtlMs);
+    for (const [k, at] of this.recentDeletes) if (now - at >= this.opts.missingGraceMs) this.recentDeletes.delete(k);
     effects.push(...this.placePending(now));
     return effects;
   }
@@ -250,7 +253,7 @@ export class ClusterCore {
     const wanted = new Map<string, InstanceAssignment>();
     for (const a of assignments) wanted.set(instanceName(a.job_name, a.instance_number), a);
     for (const d of [...this.desired.values()]) {
-      if (!wanted.has(d.name)) effects.push(...this.remove(d));
+      if (!wanted.has(d.name)) effects.push(...this.remove(d, now));
     }
     for (const [name, a] of wanted) {
       const d = this.desired.get(name);
@@ -302,9 +305,9 @@ export class ClusterCore {
     return this.placePending(now);
   }
 
-  undeploy(jobName: string, n: number): Effect[] {
+  undeploy(jobName: string, n: number, now = 0): Effect[] {
     const d = this.desired.get(instanceName(jobName, n));
-    return d ? this.remove(d) : [];
+    return d ? this.remove(d, now) : [];
   }
 
   private newDesired(name: string, a: InstanceAssignment): DesiredInstance {
@@ -321,11 +324,21 @@ export class ClusterCore {
     };
   }
 
-  private remove(d: DesiredInstance): Effect[] {
+  private remove(d: DesiredInstance, now: number): Effect[] {
     this.desired.delete(d.name);
     this.ledger.release(d.name);
     if (d.worker_id === null) return [];
+    this.recentDeletes.set(`${d.worker_id} ${d.name}`, now);
     return [{ type: 'delete', worker_id: d.worker_id, command: this.deleteCommand(d.assignment.job_name, d.assignment.instance_number, d.assignment.service.virtualization) }];
+  }
+
+  /** false when this delete went out less than missingGraceMs ago (the worker's report may predate it) */
+  private freshDelete(workerId: string, name: string, now: number): boolean {
+    const key = `${workerId} ${name}`;
+    const at = this.recentDeletes.get(key);
+    if (at !== undefined && now - at < this.opts.missingGraceMs) return false;
+    this.recentDeletes.set(key, now);
+    return true;
   }
 
   // ------------------------------------------------------------------ placement
@@ -382,7 +395,7 @@ export class ClusterCore {
     for (const name of running) {
       const d = this.desired.get(name);
       if (!d) {
-        if (this.synced) {
+        if (this.synced && this.freshDelete(w.id, name, now)) {
           const p = parseInstanceName(name);
           if (p) effects.push({ type: 'delete', worker_id: w.id, command: this.deleteCommand(p.job_name, p.instance_number, this.virtualizationOfJob(p.job_name)) });
         }

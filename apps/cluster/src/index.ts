@@ -1,4 +1,4 @@
-export { startCluster } from './cluster.ts';
+export { REGISTRATION_BODY_LIMIT, startCluster, workerPassword } from './cluster.ts';
 export type { ClusterHandle } from './cluster.ts';
 export { CLUSTER_VERSION, linkAddress } from './config.ts';
 export type { ClusterConfig } from './config.ts';

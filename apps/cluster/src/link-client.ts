@@ -19,7 +19,8 @@ import { ROOT_SERVICE_NAME, fetchPinnedCa, generateKeyPair, type KeyPair } from 
 import { LINK_CHANNEL_OPTIONS, decodeMessage, encodeMessage } from './link-codec.ts';
 
 export type WelcomeMessage = Extract<RootToCluster, { type: 'welcome' }>;
-export type WorkerTokenCheck = { ok: true; tokenId: string } | { ok: false; reason: string };
+/** `unavailable`: the root could not be asked (link down, no answer in time), not a verdict on the token */
+export type WorkerTokenCheck = { ok: true; tokenId: string } | { ok: false; reason: string; unavailable?: boolean };
 
 export interface LinkClientHandlers {
   /** the root accepted us: our id there, the certificate for our key (tls) and the MQTT secret */
@@ -108,17 +109,17 @@ export class LinkClient {
    * tokenCheckTimeoutMs, answers ok:false saying the root is unreachable.
    */
   checkWorkerToken(token: string, workerId?: string): Promise<WorkerTokenCheck> {
-    if (!this.#welcomed || !this.#call) return Promise.resolve({ ok: false, reason: UNREACHABLE });
+    if (!this.#welcomed || !this.#call) return Promise.resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
     if (this.#checks.size >= MAX_PENDING_TOKEN_CHECKS) return Promise.resolve({ ok: false, reason: 'too many registrations are being checked at once; try again in a moment' });
     const requestId = `tc-${++this.#checkSeq}-${randomBytes(4).toString('hex')}`;
     return new Promise<WorkerTokenCheck>((resolve) => {
       const timer = setTimeout(() => {
         this.#checks.delete(requestId);
-        resolve({ ok: false, reason: UNREACHABLE });
+        resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
       }, this.#o.tokenCheckTimeoutMs ?? 5000);
       this.#checks.set(requestId, { resolve, timer });
       const sent = this.send({ type: 'token_check', request_id: requestId, token: token.slice(0, 512), ...(workerId !== undefined ? { worker_id: workerId.slice(0, 200) } : {}) });
-      if (!sent) this.#settleCheck(requestId, { ok: false, reason: UNREACHABLE });
+      if (!sent) this.#settleCheck(requestId, { ok: false, reason: UNREACHABLE, unavailable: true });
     });
   }
 
@@ -131,7 +132,7 @@ export class LinkClient {
   }
 
   #failChecks(): void {
-    for (const id of [...this.#checks.keys()]) this.#settleCheck(id, { ok: false, reason: UNREACHABLE });
+    for (const id of [...this.#checks.keys()]) this.#settleCheck(id, { ok: false, reason: UNREACHABLE, unavailable: true });
   }
 
   get connected(): boolean {

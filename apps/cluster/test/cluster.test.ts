@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { DynsecProvisioner, connectBus, silentLogger } from '@oak/bus';
 import type { Bus } from '@oak/bus';
 import { createHmac } from 'node:crypto';
-import { requestJson, startMosquitto, waitFor } from '@oak/testkit';
+import { freePort, requestJson, startMosquitto, waitFor } from '@oak/testkit';
 import type { MosquittoInstance } from '@oak/testkit';
 import { startCluster } from '../src/index.ts';
 import type { ClusterConfig, ClusterHandle } from '../src/index.ts';
@@ -355,5 +355,28 @@ describe('cluster on an external Mosquitto with dynamic security (MQTT_URL with 
     const w = worker;
     await waitFor(() => !w.bus.connected, { timeoutMs: 3000, message: 'Mosquitto kicked the worker' });
     assert.equal((await dynsec.listClients()).includes(w.id), false);
+  });
+
+  test('a restarted cluster (stateless) drops reports of workers it does not know, asks them to register, and re-provisions them', async () => {
+    const port = await freePort();
+    let c = await startCluster(clusterConfig(undefined, { mqttUrl: mosq.adminUrl ?? '', port }));
+    try {
+      const w = await startFakeWorker(c.registrationUrl, 'r1');
+      try {
+        assert.ok(c.credentials().has(w.id));
+        await c.close();
+        // the worker stays connected to Mosquitto; the new cluster has never seen it
+        c = await startCluster(clusterConfig(undefined, { mqttUrl: mosq.adminUrl ?? '', port }));
+        assert.equal(c.credentials().size, 0);
+        await w.report();
+        await waitFor(() => c.credentials().has(w.id), { timeoutMs: 10_000, message: 're-registered on request' });
+        await waitFor(() => c.core.workers.get(w.id)?.info != null, { timeoutMs: 5000, message: 'its reports count again' });
+        assert.ok((await dynsec.listClients()).includes(w.id));
+      } finally {
+        await w.close();
+      }
+    } finally {
+      await c.close();
+    }
   });
 });

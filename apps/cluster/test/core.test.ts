@@ -226,3 +226,16 @@ test('a removed worker: its instances are rescheduled, its later reports and sta
   assert.equal(c.aggregate().workers, 1);
   assert.deepEqual(c.removeWorker('nobody', 4), []);
 });
+
+test('a report that races a delete does not send the delete again; a worker still running it later gets it again', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  join(c, 'w1', registration('w1'), 0);
+  c.sync([], 0);
+  c.deploy(assignment(JOB, 0), 0);
+  c.information('w1', information([name(0)]), 10);
+  assert.deepEqual(deletes(c.undeploy(JOB, 0, 20)), [{ worker: 'w1', name: name(0) }]);
+  // the worker's next report still lists it (it has not handled the delete yet)
+  assert.deepEqual(deletes(c.information('w1', information([name(0)]), 30)), []);
+  // long after, it still runs it: the delete is sent again
+  assert.deepEqual(deletes(c.information('w1', information([name(0)]), 30 + c.opts.missingGraceMs)), [{ worker: 'w1', name: name(0) }]);
+});

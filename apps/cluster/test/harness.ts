@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
-import { LINK_CONNECT_METHOD, formatJoinToken, instanceName, parseClusterToRoot, topics } from '@oak/contracts';
-import { caFingerprint, createCa, issueIdentity, type Ca } from '@oak/trust';
+import { LINK_CONNECT_METHOD, formatJoinToken, instanceName, parseClusterToRoot, topics, tryParseJoinToken } from '@oak/contracts';
+import { CLUSTER_SERVICE_NAME, caFingerprint, createCa, fetchPinnedCa, issueIdentity, pinnedTlsOptions, type Ca } from '@oak/trust';
 import type { ClusterToRoot, DeployCommand, DeleteCommand, InstanceState, LogRequest, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
 import { createTestJoin, postJson } from '@oak/testkit';
 import type { TestJoin } from '@oak/testkit';
@@ -158,16 +158,50 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
     ...(opts.id !== undefined ? { id: opts.id } : {}),
     ...(opts.idProof !== undefined ? { id_proof: opts.idProof } : {}),
   };
-  const res = await postJson(registrationUrl, body, join.clientTls());
-  if (res.status !== 200) throw new Error(`registration failed: ${res.status} ${JSON.stringify(res.json)}`);
+  // a token of another CA (a real root's): pin that CA on first contact, as a NodeEngine does
+  // a cluster that just started waits for its certificate from the root (503 or no TLS yet): retry a while
+  const parsed = tryParseJoinToken(body.token);
+  const u = new URL(registrationUrl);
+  let tls = join.clientTls();
+  let res: { status: number; json: Record<string, unknown> } | undefined;
+  for (let attempt = 0, until = Date.now() + 15_000; ; attempt++) {
+    try {
+      if (parsed !== undefined && parsed.caHash !== join.caHash) tls = pinnedTlsOptions(await fetchPinnedCa(u.hostname, Number(u.port), parsed.caHash, { timeoutMs: 2000 }), CLUSTER_SERVICE_NAME);
+      res = await postJson(registrationUrl, body, tls);
+      if (res.status !== 503) break;
+    } catch (err) {
+      if (Date.now() > until) throw err;
+    }
+    if (Date.now() > until) break;
+    await new Promise((r) => setTimeout(r, Math.min(500, 50 * 2 ** attempt)));
+  }
+  if (res?.status !== 200) throw new Error(`registration failed: ${res?.status ?? '?'} ${JSON.stringify(res?.json)}`);
   const answer = res.json as unknown as NodeRegistrationAnswer;
   const id = answer.id;
-  const url = answer.MQTT_BROKER_URL ?? `${answer.mqtt_tls === true ? 'mqtts' : 'mqtt'}://127.0.0.1:${answer.MQTT_BROKER_PORT}`;
+  const url = answer.MQTT_BROKER_URL ?? `${answer.mqtt_tls === true ? 'mqtts' : 'mqtt'}://${u.host.replace(/:\d+$/, '')}:${answer.MQTT_BROKER_PORT}`;
+  // like a NodeEngine: a refused MQTT connect (the cluster restarted) or a register request means register again
+  let registering: Promise<void> | undefined;
+  const reRegister = (): void => {
+    registering ??= (async () => {
+      try {
+        const r = await postJson(registrationUrl, { ...body, id, id_proof: answer.mqtt_password }, tls);
+        const a = r.json as unknown as NodeRegistrationAnswer;
+        if (r.status === 200 && a.id === id && a.mqtt_password !== undefined) bus.setCredentials(id, a.mqtt_password);
+      } catch {
+        // the next refusal tries again
+      } finally {
+        registering = undefined;
+      }
+    })();
+  };
   const bus = await connectBus(url, {
     clientId: id,
     ...(answer.mqtt_username !== undefined && answer.mqtt_password !== undefined ? { username: answer.mqtt_username, password: answer.mqtt_password } : {}),
-    ...(url.startsWith('mqtts:') ? { tls: join.clientTls() } : {}),
+    ...(url.startsWith('mqtts:') ? { tls } : {}),
+    reconnectPeriodMs: 200,
+    onRefused: () => reRegister(),
   });
+  await bus.subscribe(topics.registerRequest(id), () => reRegister());
   const running = new Set<string>();
   const deploys: DeployCommand[] = [];
   const deletes: DeleteCommand[] = [];

@@ -8,8 +8,10 @@ import { hostname } from 'node:os';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
-import { decodeJson, instanceName, parseDeleteCommand, parseDeployCommand, topics } from '@oak/contracts';
-import type { DeployCommand, InstanceState, JobResources, JobStatus, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
+import type { ConnectionOptions } from 'node:tls';
+import { OakError, decodeJson, instanceName, parseDeleteCommand, parseDeployCommand, tryParseJoinToken, topics } from '@oak/contracts';
+import type { DeployCommand, InstanceState, JobResources, JobStatus, JoinToken, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
+import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trust/tls';
 import type { InstanceExit, InstanceStatus, Runtime } from '@oak/runtimes';
 import { consoleLog, withDefaults } from './config.ts';
 import type { EngineLog, NodeEngineConfig } from './config.ts';
@@ -18,7 +20,7 @@ import { applyState, decideDeploy, isSettledActive, planAdoption, runningNames }
 import type { Entry } from './instances.ts';
 import { logTopics, parseLogRequest, pumpLogs } from './logs.ts';
 import type { LogBatch } from './logs.ts';
-import { brokerUrl, readNodeId, registerWithRetry, registrationUrl, writeNodeId } from './register.ts';
+import { brokerUrl, isFinalRefusal, readNodeId, readNodeSecret, registerWithRetry, registrationUrl, writeNodeId, writeNodeSecret } from './register.ts';
 import { InstanceNetworks, isolationProblem } from './network.ts';
 import { applyPolicy } from './policy.ts';
 import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
@@ -72,12 +74,28 @@ class Engine {
   net: InstanceNetworks | undefined;
   /** isolation default when the config says nothing (off for injected test runtimes) */
   isolationDefault: 'auto' | 'off' = 'auto';
+  /** the worker join token (its CA fingerprint pins the cluster) */
+  readonly token: JoinToken;
+  /** the cluster CA, pinned on first contact */
+  caPem: string | undefined;
+  /** the MQTT password for `id` (it also proves the id when registering again) */
+  password: string | undefined;
+  /** a registration after an MQTT refusal or a request of the cluster is under way */
+  reregistering: Promise<void> | undefined;
+  lastRegistration = 0;
 
   constructor(cfg: NodeEngineConfig, runtimes: Runtime[]) {
     this.cfg = cfg;
     this.log = cfg.log ?? consoleLog;
     this.runtimes = runtimes;
     this.sampler = new HostSampler(cfg.dataDir);
+    this.token = requireJoinToken(cfg.joinToken);
+  }
+
+  /** TLS options that trust the cluster's CA only (fetched and checked against the token once) */
+  async tls(): Promise<ConnectionOptions> {
+    this.caPem ??= await fetchPinnedCa(this.cfg.clusterAddress, this.cfg.clusterPort, this.token.caHash);
+    return pinnedTlsOptions(this.caPem, CLUSTER_SERVICE_NAME);
   }
 
   // ---------------------------------------------------------------- start
@@ -96,7 +114,8 @@ class Engine {
       r.onExit((ex) => this.onExit(r, ex));
     }
 
-    const answer = await this.register(await readNodeId(this.cfg.dataDir), signal);
+    const previous = await readNodeId(this.cfg.dataDir);
+    const answer = await this.register(previous, previous === undefined ? undefined : await readNodeSecret(this.cfg.dataDir, previous), signal, true);
     this.id = answer.id;
     await writeNodeId(this.cfg.dataDir, this.id);
     this.reportIntervalMs = this.cfg.reportIntervalMs ?? answer.report_interval_ms ?? 2000;
@@ -107,12 +126,16 @@ class Engine {
     const connected = new Promise<void>((r) => { firstConnect = r; });
     const bus = await connectBus(url, {
       clientId: this.id,
+      ...(answer.mqtt_username !== undefined && answer.mqtt_password !== undefined ? { username: answer.mqtt_username, password: answer.mqtt_password } : {}),
+      ...(url.startsWith('mqtts:') || url.startsWith('ssl:') ? { tls: await this.tls() } : {}),
       waitForConnect: false,
       reconnectPeriodMs: 1000,
       onConnect: (reconnect) => {
         if (!reconnect) firstConnect();
         else void this.onReconnect();
       },
+      // the cluster restarted (it keeps no state) or dropped our credentials: register again
+      onRefused: () => void this.reregister('the broker refused our credentials'),
     });
     this.bus = bus;
     try {
@@ -168,12 +191,15 @@ class Engine {
     this.log.info(`network isolation: on; each instance in its own namespace on ${net.describe()}; instances cannot reach the node's ports`);
   }
 
-  register(id: string | undefined, signal: AbortSignal): Promise<NodeRegistrationAnswer> {
+  /**
+   * Registers with the join token (and, to keep `id`, the password that proves it). `first`: a
+   * refused token ends the start instead of being retried.
+   */
+  register(id: string | undefined, proof: string | undefined, signal: AbortSignal, first = false): Promise<NodeRegistrationAnswer> {
     const url = registrationUrl(this.cfg.clusterAddress, this.cfg.clusterPort);
-    let bodyId = id;
     return (async () => {
       const body = await registrationBody({
-        id: bodyId,
+        id,
         name: this.cfg.name,
         host: this.cfg.host ?? hostname(),
         virtualizations: this.offered,
@@ -182,40 +208,75 @@ class Engine {
         dataDir: this.cfg.dataDir,
       });
       const backoff = this.cfg.registerBackoffMs ?? { initial: 500, max: 10_000 };
-      const answer = await registerWithRetry(url, () => ({ ...body, ...(bodyId !== undefined ? { id: bodyId } : {}) }), {
-        initialMs: backoff.initial,
-        maxMs: backoff.max,
-        signal,
-        onFailure: (attempt, err, delay) => {
-          if (attempt <= 3 || attempt % 10 === 0) {
-            this.log.warn(`registration at ${url} failed (attempt ${attempt}): ${err instanceof Error ? err.message : String(err)}; retrying in ${delay} ms`);
-          }
+      const answer = await registerWithRetry(
+        url,
+        () => ({ ...body, token: this.cfg.joinToken ?? '', ...(id !== undefined ? { id } : {}), ...(id !== undefined && proof !== undefined ? { id_proof: proof } : {}) }),
+        () => this.tls(),
+        {
+          initialMs: backoff.initial,
+          maxMs: backoff.max,
+          signal,
+          stopOnRefusal: first,
+          onFailure: (attempt, err, delay) => {
+            if (attempt <= 3 || attempt % 10 === 0) {
+              const hint = err instanceof OakError && err.hint !== undefined ? ` (${err.hint})` : '';
+              this.log.warn(`registration at ${url} failed (attempt ${attempt}): ${err instanceof Error ? err.message : String(err)}${hint}; retrying in ${delay} ms`);
+            }
+          },
         },
+      ).catch((err: unknown) => {
+        if (isFinalRefusal(err)) {
+          const e = err as OakError;
+          throw new Error(`the cluster refused this worker: ${e.message}${e.hint !== undefined ? `; ${e.hint}` : ''}`);
+        }
+        throw err;
       });
       if (!VALID_ID.test(answer.id)) throw new Error(`the cluster gave an unusable node id ${JSON.stringify(answer.id)}`);
-      bodyId = answer.id;
+      this.lastRegistration = Date.now();
+      if (answer.mqtt_password !== undefined) {
+        this.password = answer.mqtt_password;
+        await writeNodeSecret(this.cfg.dataDir, answer.id, answer.mqtt_password);
+      }
+      this.bus?.setCredentials(answer.mqtt_username ?? answer.id, answer.mqtt_password ?? '', answer.id);
       return answer;
     })();
+  }
+
+  /** Registers again (one at a time) and takes the new credentials and id. */
+  reregister(why: string): Promise<void> {
+    if (this.closing.signal.aborted || this.shuttingDown) return Promise.resolve();
+    this.reregistering ??= (async () => {
+      this.log.info(`${why}; registering again`);
+      try {
+        const answer = await this.register(this.id, this.password, this.closing.signal);
+        await this.adoptId(answer.id);
+      } catch (err) {
+        if (!this.closing.signal.aborted) this.log.error(`re-registration failed: ${err instanceof Error ? err.message : String(err)}`);
+      } finally {
+        this.reregistering = undefined;
+      }
+    })();
+    return this.reregistering;
+  }
+
+  async adoptId(id: string): Promise<void> {
+    if (id === this.id) return;
+    this.log.warn(`the cluster changed this node's id from ${this.id} to ${id}`);
+    for (const u of this.unsubscribe.splice(0)) await u().catch(() => {});
+    this.id = id;
+    await writeNodeId(this.cfg.dataDir, this.id);
+    await this.subscribe();
   }
 
   /** The cluster may have restarted (it keeps no state): register again, then tell it everything. */
   async onReconnect(): Promise<void> {
     if (this.closing.signal.aborted) return;
-    this.log.info('MQTT reconnected; registering again');
-    try {
-      const answer = await this.register(this.id, this.closing.signal);
-      if (answer.id !== this.id) {
-        this.log.warn(`the cluster changed this node's id from ${this.id} to ${answer.id}`);
-        for (const u of this.unsubscribe.splice(0)) await u().catch(() => {});
-        this.id = answer.id;
-        await writeNodeId(this.cfg.dataDir, this.id);
-        await this.subscribe();
-      }
-      this.publishAllStatuses();
-      await this.report();
-    } catch (err) {
-      if (!this.closing.signal.aborted) this.log.error(`re-registration failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    // a registration that just happened (after a refusal) made this reconnect possible
+    if (this.reregistering === undefined && Date.now() - this.lastRegistration > 2000) await this.reregister('MQTT reconnected');
+    else await this.reregistering;
+    if (this.closing.signal.aborted) return;
+    this.publishAllStatuses();
+    await this.report();
   }
 
   /** Instances the drivers still hold from before: keep the running ones, report and clean up the ended. */
@@ -265,6 +326,10 @@ class Engine {
     this.unsubscribe.push(await bus.subscribe(topics.delete(this.id), handle('delete', (p) => this.onDelete(p))));
     this.unsubscribe.push(await bus.subscribe(logTopics.request(this.id), handle('logs', (p) => this.onLogs(p))));
     this.unsubscribe.push(await bus.subscribe(logTopics.cancel(this.id), handle('logs cancel', (p) => this.onLogsCancel(p))));
+    // the cluster does not know us (it restarted behind an external broker, or dropped us)
+    this.unsubscribe.push(await bus.subscribe(topics.registerRequest(this.id), () => {
+      if (Date.now() - this.lastRegistration > 5000) void this.reregister('the cluster asked this worker to register');
+    }));
   }
 
   // ---------------------------------------------------------------- reporting
@@ -582,4 +647,15 @@ export async function startNodeEngine(config: NodeEngineOptions, deps: NodeEngin
     close: () => engine.close(false),
     shutdown: (opts = {}) => engine.close(opts.stopInstances === true),
   };
+}
+
+/** The worker join token from the config, or a clear error (NodeEngine -t / OAK_JOIN_TOKEN). */
+export function requireJoinToken(text: string | undefined): JoinToken {
+  if (text === undefined || text.trim() === '') {
+    throw new Error('a worker join token is required: start NodeEngine with -t <token> (or OAK_JOIN_TOKEN); create one on the root with `oak token create worker --cluster <name>`');
+  }
+  const t = tryParseJoinToken(text);
+  if (t === undefined) throw new Error('the join token is not an oak token (oak1.w.<id>.<secret>.<ca hash>); create one with `oak token create worker --cluster <name>`');
+  if (t.kind !== 'worker') throw new Error('this is a cluster join token; a worker needs a worker token: `oak token create worker --cluster <name>`');
+  return t;
 }

@@ -3,7 +3,7 @@
  * `--clusterAddr`, `--clusterPort`, `--netmanagerPort`) plus ours. Pure: argv and env in, a config,
  * the help text or an error message out.
  */
-import { DEFAULT_PORTS, VIRTUALIZATIONS } from '@oak/contracts';
+import { DEFAULT_PORTS, VIRTUALIZATIONS, tryParseJoinToken } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
 import { bridgePlan } from '@oak/net';
 import { DEFAULT_CONTAINERD_SOCKET, DEFAULT_REPORT_INTERVAL_MS, defaultDataDir, isVirtualization, withDefaults } from './config.ts';
@@ -27,6 +27,7 @@ interface FlagDef {
 const FLAGS: FlagDef[] = [
   { short: 'a', long: 'clusterAddr', value: 'address', help: 'address of the cluster orchestrator, without port', default: () => 'localhost' },
   { short: 'p', long: 'clusterPort', value: 'port', help: 'registration port of the cluster orchestrator', default: () => String(DEFAULT_PORTS.cluster) },
+  { short: 't', long: 'token', value: 'token', help: 'worker join token from `oak token create worker --cluster <name>` (env OAK_JOIN_TOKEN); required', default: () => '' },
   { short: 'n', long: 'netmanagerPort', value: 'port', help: 'port of the local NetManager (overlay network); 0 or -1: no NetManager', default: () => String(DEFAULT_PORTS.netmanager) },
   { long: 'name', value: 'name', help: 'node name shown to users', default: () => 'the host name' },
   { long: 'data-dir', value: 'dir', help: 'node id and instance state (env OAK_DATA_DIR)', default: (env) => defaultDataDir(env) },
@@ -55,12 +56,16 @@ export function helpText(env: NodeJS.ProcessEnv = process.env): string {
     'NodeEngine: the oak worker agent. Registers with a cluster orchestrator, reports this',
     "machine's resources and runs the instances the cluster sends (containers, processes, ...).",
     '',
-    'Usage: NodeEngine -a <cluster address> [-p <cluster port>] [-n <NetManager port>] [options]',
+    'Usage: NodeEngine -a <cluster address> -t <join token> [-p <cluster port>] [-n <NetManager port>] [options]',
     '',
     'Options:',
     ...rows.map((r) => `  ${r.names.padEnd(width)}${r.text}`),
     '',
-    'Example: NodeEngine -a 192.168.1.10 -p 10100 -n 0',
+    'Example: NodeEngine -a 192.168.1.10 -p 10100 -n 0 -t oak1.w.<id>.<secret>.<ca hash>',
+    '',
+    'The token authorises this worker and pins the cluster: registration (HTTPS) and MQTT (TLS) are',
+    'verified against the CA whose fingerprint the token carries. The root prints the command with a',
+    'fresh token (`oak token create worker --cluster <name>`).',
     '',
   ].join('\n');
 }
@@ -119,6 +124,14 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
 
   const partial: Partial<NodeEngineConfig> = {};
+  const token = values.get('token') ?? (env['OAK_JOIN_TOKEN'] !== undefined && env['OAK_JOIN_TOKEN'] !== '' ? env['OAK_JOIN_TOKEN'] : undefined);
+  if (token === undefined) {
+    return { kind: 'error', message: 'a worker join token is required: NodeEngine -t <token> (or OAK_JOIN_TOKEN); create one on the root with `oak token create worker --cluster <name>`' };
+  }
+  const parsed = tryParseJoinToken(token);
+  if (parsed === undefined) return { kind: 'error', message: '-t: this is not an oak join token (oak1.w.<id>.<secret>.<ca hash>); create one with `oak token create worker --cluster <name>`' };
+  if (parsed.kind !== 'worker') return { kind: 'error', message: '-t: this is a cluster join token; a worker needs `oak token create worker --cluster <name>`' };
+  partial.joinToken = token.trim();
   const a = values.get('clusterAddr');
   if (a !== undefined) {
     if (a.trim() === '' || /[\s/]/.test(a)) return { kind: 'error', message: `-a ${JSON.stringify(a)}: give a host name or IP address without scheme, port or path` };

@@ -29,9 +29,22 @@ after(async () => {
   await dir.remove();
 });
 
-test('NodeEngine -a -p -n registers, reports, and exits 0 on SIGTERM', { timeout: 60_000 }, async () => {
-  const bin = fileURLToPath(new URL('../bin/NodeEngine.mjs', import.meta.url));
-  const args = ['-a', '127.0.0.1', '-p', String(cluster.httpPort), '-n', '0', '--name', 'cli-worker', '--data-dir', dir.path,
+const bin = fileURLToPath(new URL('../bin/NodeEngine.mjs', import.meta.url));
+
+test('NodeEngine without a token exits 2 with a clear message', { timeout: 30_000 }, async () => {
+  const env = { ...process.env };
+  delete env['OAK_JOIN_TOKEN'];
+  const child = spawn(process.execPath, [bin, '-a', '127.0.0.1', '-p', String(cluster.httpPort), '--data-dir', dir.path], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  assert.equal(code, 2);
+  assert.match(err, /join token is required: NodeEngine -t <token> \(or OAK_JOIN_TOKEN\).*oak token create worker --cluster <name>/);
+  assert.equal(cluster.registrations.length + cluster.refused.length, 0);
+});
+
+test('NodeEngine -a -p -n -t registers over HTTPS, reports over MQTT/TLS, and exits 0 on SIGTERM', { timeout: 60_000 }, async () => {
+  const args = ['-a', '127.0.0.1', '-p', String(cluster.httpPort), '-n', '0', '-t', cluster.token, '--name', 'cli-worker', '--data-dir', dir.path,
     '--containerd', join(dir.path, 'none.sock'), '--report-interval', '250', '--location', '48.26,11.67', '--namespace', namespace,
     ...(lookupUser('oak-workload') !== undefined ? [] : ['--run-as', 'nobody'])];
   const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -37,7 +37,7 @@ function runtimes(): Runtime[] {
 
 function start(): Promise<NodeEngineHandle> {
   return startNodeEngine(
-    { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: dir.path, reportIntervalMs: 300, log: silentLog },
+    { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: dir.path, reportIntervalMs: 300, log: silentLog, joinToken: cluster.token },
     { runtimes: runtimes() },
   );
 }

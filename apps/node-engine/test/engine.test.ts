@@ -54,6 +54,7 @@ async function start(): Promise<NodeEngineHandle> {
     log: silentLog,
     namespace: `ne${run}`,
     runAs: RUN_AS,
+    joinToken: cluster.token,
   });
 }
 
@@ -261,6 +262,62 @@ test('MQTT reconnect after a cluster restart: registers again and re-reports its
   await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${id}/information` && m.at >= t0), { timeoutMs: 5000 });
 });
 
+test('credentials dropped by the cluster (MQTT refusal): the worker registers again with its token and goes on', async () => {
+  const id = engine!.id;
+  const regs = cluster.registrations.length;
+  cluster.revoke(id);
+  const t0 = Date.now();
+  await waitFor(() => cluster.registrations.length > regs, { timeoutMs: 15_000, message: 're-registration after the refusal' });
+  assert.equal(cluster.registrations.at(-1)?.id, id, 'it proves its id and keeps it');
+  await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${id}/information` && m.at >= t0), { timeoutMs: 10_000, message: 'reports again' });
+});
+
+test('a revoked token: the worker is refused and stays out (nothing it sends gets through)', async () => {
+  const d = await tmpDir('oak-ne-revoked');
+  const token = cluster.join.workerToken();
+  const e = await startNodeEngine({ clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d.path, name: 'doomed', reportIntervalMs: INTERVAL, registerBackoffMs: { initial: 50, max: 200 }, runtimes: ['process'], log: silentLog, joinToken: token });
+  try {
+    const id = e.id;
+    await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${id}/information`), { message: 'first report' });
+    cluster.join.revoke(token);
+    cluster.revoke(id);
+    await waitFor(() => cluster.refused.some((r) => r.id === id), { timeoutMs: 10_000, message: 'the re-registration is refused' });
+    const t0 = Date.now();
+    await sleep(3 * INTERVAL);
+    assert.equal(cluster.messages.filter((m) => m.topic.startsWith(`nodes/${id}/`) && m.at >= t0).length, 0);
+    assert.equal(cluster.creds.has(id), false);
+  } finally {
+    await e.close();
+    await d.remove();
+  }
+  // a new start with that token fails with the reason and the hint
+  const d2 = await tmpDir('oak-ne-revoked2');
+  try {
+    await assert.rejects(
+      startNodeEngine({ clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d2.path, runtimes: ['process'], log: silentLog, joinToken: token }),
+      /refused this worker: .*revoked.*oak token create worker/,
+    );
+  } finally {
+    await d2.remove();
+  }
+});
+
+test('no token, a cluster token, or a token of another CA: the start fails with a clear message', async () => {
+  const d = await tmpDir('oak-ne-notoken');
+  const base = { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d.path, runtimes: ['process' as const], log: silentLog, registerBackoffMs: { initial: 50, max: 100 } };
+  try {
+    await assert.rejects(startNodeEngine(base), /join token is required.*-t <token>.*OAK_JOIN_TOKEN/);
+    await assert.rejects(startNodeEngine({ ...base, joinToken: `oak1.c.abcdefgh.${'A'.repeat(32)}.${cluster.join.caHash}` }), /cluster join token/);
+    // the right secret, but the fingerprint of another CA: the cluster is not the one the token names
+    const other = cluster.token.replace(/\.[0-9a-f]{64}$/, `.${'0'.repeat(64)}`);
+    const regs = cluster.registrations.length + cluster.refused.length;
+    await assert.rejects(startNodeEngine({ ...base, joinToken: other }), /refused this worker: .*fingerprint/);
+    assert.equal(cluster.registrations.length + cluster.refused.length, regs, 'nothing was sent to an unverified cluster');
+  } finally {
+    await d.remove();
+  }
+});
+
 test('shutdown with stopInstances stops everything and reports UNDEPLOYED', async () => {
   const id = engine!.id;
   await engine!.shutdown({ stopInstances: true });
@@ -283,6 +340,7 @@ test('startup says which virtualizations are offered and why not', async () => {
     log,
     namespace: `ne${run}p`,
     runAs: RUN_AS,
+    joinToken: cluster.token,
   });
   try {
     assert.deepEqual([...e.virtualizations], ['process']);

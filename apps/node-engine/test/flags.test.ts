@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { helpText, parseFlags } from '../src/flags.ts';
 
-const env = { OAK_DATA_DIR: '/tmp/oak-flags-test' };
+const TOKEN = `oak1.w.abcdefgh.${'A'.repeat(32)}.${'a'.repeat(64)}`;
+const env = { OAK_DATA_DIR: '/tmp/oak-flags-test', OAK_JOIN_TOKEN: TOKEN };
 
 function run(argv: string[]) {
   const r = parseFlags(argv, env);
@@ -51,6 +52,20 @@ test('our flags', () => {
   assert.equal(c.mqttUrl, 'mqtt://h:1883');
 });
 
+test('the join token: -t, --token, OAK_JOIN_TOKEN; required, and a worker one', () => {
+  assert.equal(run([]).joinToken, TOKEN, 'from OAK_JOIN_TOKEN');
+  const other = TOKEN.replace('abcdefgh', 'zzzzzzzz');
+  assert.equal(run(['-t', other]).joinToken, other, 'the flag wins');
+  assert.equal(run([`--token=${other}`]).joinToken, other);
+  const none = parseFlags([], { OAK_DATA_DIR: '/tmp/x' });
+  assert.equal(none.kind, 'error');
+  assert.match(none.kind === 'error' ? none.message : '', /join token is required: NodeEngine -t <token> \(or OAK_JOIN_TOKEN\); create one on the root with `oak token create worker --cluster <name>`/);
+  assert.match(error(['-t', 'secret']), /not an oak join token/);
+  assert.match(error(['-t', TOKEN.replace('oak1.w.', 'oak1.c.')]), /cluster join token/);
+  // -h works without a token
+  assert.equal(parseFlags(['-h'], {}).kind, 'help');
+});
+
 test('bad flags and values are named', () => {
   assert.match(error(['--bogus']), /unknown flag --bogus/);
   assert.match(error(['-x']), /unknown flag -x/);
@@ -72,7 +87,7 @@ test('-h lists every flag with its default', () => {
   const r = parseFlags(['-h'], env);
   assert.equal(r.kind, 'help');
   const text = helpText(env);
-  for (const f of ['-a, --clusterAddr', '-p, --clusterPort', '-n, --netmanagerPort', '--name', '--data-dir', '--containerd', '--report-interval', '--location', '--runtimes', '--mqtt-url', '-h, --help']) {
+  for (const f of ['-a, --clusterAddr', '-t, --token', '-p, --clusterPort', '-n, --netmanagerPort', '--name', '--data-dir', '--containerd', '--report-interval', '--location', '--runtimes', '--mqtt-url', '-h, --help']) {
     assert.ok(text.includes(f), `help mentions ${f}`);
   }
   for (const d of ['(default: localhost)', '(default: 10100)', '(default: 6000)', '(default: /tmp/oak-flags-test)', '(default: /run/containerd/containerd.sock)', '(default: 2000']) {

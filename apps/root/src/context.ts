@@ -40,6 +40,8 @@ export interface RootContext {
   audit?: AuditLog;
   /** failed-login counters (set by buildRootApp when absent) */
   loginLimiter?: LoginLimiter;
+  /** removes workers of a connected cluster (revoke_workers by id); false when it is not connected */
+  removeWorkers?: (clusterId: string, workerIds: string[]) => boolean;
 }
 
 export const DEFAULT_ACCESS_TTL_SEC = 15 * 60;

@@ -20,7 +20,7 @@ import type { FakeWorker } from '../../cluster/test/harness.ts';
 import { linkControl } from '../src/link/index.ts';
 import type { LinkControlPlane } from '../src/link/index.ts';
 import { startRoot } from '../src/server.ts';
-import { clusterJoinToken, rawLinkCall } from './join.ts';
+import { clusterJoinToken, rawLinkCall, workerJoinToken } from './join.ts';
 import type { RootHandle } from '../src/server.ts';
 
 const ADMIN_PASSWORD = 'admin-secret-1';
@@ -62,6 +62,11 @@ async function startTestRoot(store: Store, linkPort = 0, graceMs = 1500): Promis
     },
     close: () => root.close(),
   };
+}
+
+/** a worker join token of the root for cluster `name` */
+async function workerToken(r: TestRoot, name: string): Promise<string> {
+  return (await workerJoinToken(r.root.ctx, name)).token;
 }
 
 async function clusterConfig(r: TestRoot, name: string, extra: Partial<ClusterConfig> = {}): Promise<ClusterConfig> {
@@ -135,8 +140,8 @@ describe('root <-> cluster link', () => {
     cleanups.push(() => store.close(), () => r.close());
     const c1 = await startCluster(await clusterConfig(r, 'c1'));
     cleanups.push(() => c1.close());
-    const w1 = await startFakeWorker(c1.registrationUrl, 'w1', { logLines: ['one', 'two', 'three'] });
-    const w2 = await startFakeWorker(c1.registrationUrl, 'w2', { logLines: ['one', 'two', 'three'] });
+    const w1 = await startFakeWorker(c1.registrationUrl, 'w1', { logLines: ['one', 'two', 'three'], token: await workerToken(r, 'c1') });
+    const w2 = await startFakeWorker(c1.registrationUrl, 'w2', { logLines: ['one', 'two', 'three'], token: await workerToken(r, 'c1') });
     cleanups.push(() => w1.close(), () => w2.close());
     await waitFor(async () => (await cluster(r, 'c1'))?.resources?.workers === 2, { message: 'aggregate with 2 workers at the root' });
     const c = await cluster(r, 'c1');
@@ -208,7 +213,7 @@ describe('root <-> cluster link', () => {
     assert.equal((await service(r, sid)).instance_list[0]?.status, 'REQUESTED');
     const c = await startCluster(await clusterConfig(r, 'late'));
     cleanups.push(() => c.close());
-    const w = await startFakeWorker(c.registrationUrl, 'lw');
+    const w = await startFakeWorker(c.registrationUrl, 'lw', { token: await workerToken(r, 'late') });
     cleanups.push(() => w.close());
     await waitFor(async () => (await service(r, sid)).instance_list[0]?.status === 'RUNNING', { message: 'RUNNING once capacity appeared' });
   });
@@ -229,8 +234,8 @@ describe('root <-> cluster link', () => {
     let proc = spawnCluster();
     cleanups.push(async () => { proc.kill('SIGKILL'); });
     await waitFor(async () => (await cluster(r, 'proc'))?.status === 'ACTIVE', { timeoutMs: 20_000, message: 'binary cluster ACTIVE' });
-    const regUrl = `http://127.0.0.1:${httpPort}/api/node/register`;
-    const w = await startFakeWorker(regUrl, 'pw');
+    const regUrl = `https://127.0.0.1:${httpPort}/api/node/register`;
+    const w = await startFakeWorker(regUrl, 'pw', { token: await workerToken(r, 'proc') });
     cleanups.push(() => w.close());
     const keep = await deployApp(r, 'keep');
     const drop = await deployApp(r, 'drop');
@@ -266,7 +271,7 @@ describe('root <-> cluster link', () => {
     let r = await startTestRoot(store, linkPort);
     const c = await startCluster(await clusterConfig(r, 'rr'));
     cleanups.push(() => c.close());
-    const w = await startFakeWorker(c.registrationUrl, 'rw');
+    const w = await startFakeWorker(c.registrationUrl, 'rw', { token: await workerToken(r, 'rr') });
     cleanups.push(() => w.close());
     const sid = await deployApp(r, 'survive');
     await waitFor(async () => (await service(r, sid)).instance_list[0]?.status === 'RUNNING', { message: 'RUNNING' });
@@ -289,7 +294,7 @@ describe('root <-> cluster link', () => {
     cleanups.push(() => store.close(), () => r.close());
     const [httpA, mqttA] = [await freePort(), await freePort()];
     let a: ClusterHandle = await startCluster(await clusterConfig(r, 'ca', { port: httpA, mqttPort: mqttA }));
-    const wa: FakeWorker = await startFakeWorker(a.registrationUrl, 'wa', { cores: 8 });
+    const wa: FakeWorker = await startFakeWorker(a.registrationUrl, 'wa', { cores: 8, token: await workerToken(r, 'ca') });
     cleanups.push(() => wa.close());
     await waitFor(async () => (await cluster(r, 'ca'))?.resources?.workers === 1);
     const sid = await deployApp(r, 'move', { vcpus: 1 });
@@ -299,7 +304,7 @@ describe('root <-> cluster link', () => {
 
     const b = await startCluster(await clusterConfig(r, 'cb'));
     cleanups.push(() => b.close());
-    const wb = await startFakeWorker(b.registrationUrl, 'wb');
+    const wb = await startFakeWorker(b.registrationUrl, 'wb', { token: await workerToken(r, 'cb') });
     cleanups.push(() => wb.close());
     await waitFor(async () => (await cluster(r, 'cb'))?.resources?.workers === 1);
 

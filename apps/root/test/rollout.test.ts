@@ -18,7 +18,7 @@ import { createLinkControlPlane, startLinkServer } from '../src/link/index.ts';
 import type { LinkControlPlane } from '../src/link/index.ts';
 import { judgeReplacement, rolloutTargets, serviceFingerprint } from '../src/link/rollout.ts';
 import { rootTrust } from '../src/trust.ts';
-import { clusterJoinToken } from './join.ts';
+import { clusterJoinToken, workerJoinToken } from './join.ts';
 import { startRoot } from '../src/server.ts';
 import type { RootHandle } from '../src/server.ts';
 
@@ -165,7 +165,8 @@ async function setup(cleanups: (() => Promise<void>)[], opts: { rolloutTimeoutMs
   cleanups.push(() => store.close(), () => r.close());
   const c = await startCluster(await clusterConfig(r, 'c1', r.control.link.address));
   cleanups.push(() => c.close());
-  const workers = [await startFakeWorker(c.registrationUrl, 'w1', opts.worker), await startFakeWorker(c.registrationUrl, 'w2', opts.worker)];
+  const token = (await workerJoinToken(r.root.ctx, 'c1')).token;
+  const workers = [await startFakeWorker(c.registrationUrl, 'w1', { ...opts.worker, token }), await startFakeWorker(c.registrationUrl, 'w2', { ...opts.worker, token })];
   cleanups.push(...workers.map((w) => () => w.close()));
   if (opts.startRunning) {
     const stop = opts.startRunning(workers);

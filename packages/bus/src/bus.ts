@@ -48,8 +48,8 @@ export interface Bus {
   subscribe(pattern: string, handler: MessageHandler): Promise<() => Promise<void>>;
   /** registers a hook for every (re)connect; returns a function that removes it */
   onConnect(fn: (reconnect: boolean) => void | Promise<void>): () => void;
-  /** credentials for the next (re)connect */
-  setCredentials(username: string, password: string): void;
+  /** credentials (and client id) for the next (re)connect */
+  setCredentials(username: string, password: string, clientId?: string): void;
   close(): Promise<void>;
 }
 
@@ -69,6 +69,9 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
     connectTimeout: opts.connectTimeoutMs ?? 5000,
     keepalive: opts.keepaliveS ?? 30,
     resubscribe: false,
+    // a refused CONNACK (credentials dropped, a cluster that restarted) is retried too: the
+    // owner may get new credentials meanwhile (onRefused, setCredentials)
+    reconnectOnConnackError: true,
   };
   if (opts.username !== undefined) mqttOpts.username = opts.username;
   if (opts.password !== undefined) mqttOpts.password = opts.password;
@@ -195,9 +198,10 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       hooks.add(fn);
       return () => { hooks.delete(fn); };
     },
-    setCredentials(username, password) {
+    setCredentials(username, password, newClientId) {
       client.options.username = username;
       client.options.password = password;
+      if (newClientId !== undefined) client.options.clientId = newClientId;
     },
     async close() {
       if (closed) return;

@@ -5,13 +5,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { startMosquitto, waitFor } from '@oak/testkit';
 import type { MosquittoInstance } from '@oak/testkit';
+import { createCa, issueIdentity, pinnedTlsOptions } from '@oak/trust';
 import { DynsecProvisioner, connectBus, provisionClusterClient, mayPublish, maySubscribe, startEmbeddedBroker, workerDynsecAcls } from '../src/index.ts';
 import type { BrokerPrincipal, Bus, EmbeddedBroker, Logger } from '../src/index.ts';
 
@@ -139,26 +135,20 @@ describe('embedded aedes with authentication', () => {
 });
 
 describe('embedded aedes over TLS', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'oak-bus-tls-'));
-    const sh = promisify(execFile);
-    await sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=oak-cluster', '-addext', 'subjectAltName=DNS:oak-cluster']);
-  });
-  after(() => rm(dir, { recursive: true, force: true }));
-
   test("listens before the certificate exists ('later'), serves it once set", async () => {
-    const cert = await readFile(join(dir, 'c.pem'), 'utf8');
-    const key = await readFile(join(dir, 'k.pem'), 'utf8');
+    const ca = await createCa({ commonName: 'bus test CA' });
+    const id = await issueIdentity(ca, { commonName: 'oak-cluster', dnsNames: ['oak-cluster'] });
     const broker = await startEmbeddedBroker({ port: 0, tls: 'later', auth: authOf(new Map([['w', 'p']]), { user: 'c', password: 'c' }) });
     try {
       assert.match(broker.url, /^mqtts:\/\//);
-      const tls = { ca: cert, servername: 'oak-cluster' };
+      const tls = pinnedTlsOptions(ca.certPem, 'oak-cluster');
       await assert.rejects(connectBus(broker.url, { clientId: 'w', username: 'w', password: 'p', tls, connectTimeoutMs: 500 }));
-      broker.setSecureContext({ cert, key });
+      broker.setSecureContext({ cert: id.chainPem, key: id.keyPem });
       const w = await connectBus(broker.url, { clientId: 'w', username: 'w', password: 'p', tls });
       await w.close();
-      // a plain client gets nothing from a TLS port
+      // a certificate of another CA is refused by the client; a plain client gets nothing from a TLS port
+      const other = await createCa({ commonName: 'other CA' });
+      await assert.rejects(connectBus(broker.url, { clientId: 'w', username: 'w', password: 'p', tls: pinnedTlsOptions(other.certPem, 'oak-cluster'), connectTimeoutMs: 500 }));
       await assert.rejects(connectBus(broker.url.replace('mqtts', 'mqtt'), { clientId: 'w', username: 'w', password: 'p', connectTimeoutMs: 500 }));
     } finally {
       await broker.close();

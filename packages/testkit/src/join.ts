@@ -103,7 +103,12 @@ export function requestJson(url: string, opts: RequestJsonOptions = {}): Promise
       });
     });
     r.on('timeout', () => r.destroy(new Error('timeout')));
-    r.on('error', reject);
+    r.on('error', (err: NodeJS.ErrnoException) => {
+      // a server that refuses a big body answers (413) and closes before it is all written:
+      // the answer may still arrive
+      if (err.code === 'EPIPE' || err.code === 'ECONNRESET') setTimeout(() => reject(err), 1000);
+      else reject(err);
+    });
     r.end(data);
   });
 }

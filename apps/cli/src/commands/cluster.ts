@@ -1,5 +1,6 @@
-/** `oak cluster ls|info` and `oak node ls` (workers, from the clusters' summaries). */
+/** `oak cluster ls|info` and `oak node ls|rm` (workers, from the clusters' summaries). */
 import type { Command } from 'commander';
+import { UsageError } from '../errors.ts';
 import type { ClusterDoc, WorkerSummary } from '@oak/contracts';
 import { session } from '../context.ts';
 import { age, dash, emit, keyValues, status, table, type Ui } from '../output.ts';
@@ -108,5 +109,37 @@ Examples:
       const rows = clusters.flatMap((c) => (c.resources?.worker_summary ?? []).map((w) => ({ cluster: c.cluster_name, clusterId: c._id, w })));
       const data = rows.map(({ cluster, clusterId, w }) => ({ ...w, cluster_id: clusterId, cluster_name: cluster }));
       await emit(s.ui, data, async () => (rows.length === 0 ? 'no workers reported by any cluster' : workersTable(s.ui, rows, true)));
+    });
+
+  node
+    .command('rm')
+    .alias('remove')
+    .description("remove a worker: its cluster drops its MQTT credentials and disconnects it at once; its instances are rescheduled")
+    .argument('<node>', 'worker id or name (oak node ls)')
+    .option('-c, --cluster <cluster>', 'the cluster of the worker (id or name); found from the summaries when left out')
+    .addHelpText(
+      'after',
+      `
+The worker can join again only with a valid worker token: to keep it out for good, revoke the
+token it joined with too (oak token revoke <id>), which removes every worker that used it.
+Needs the role Admin or Infrastructure_Provider.
+
+Examples:
+  $ oak node rm 3f9c2a1b7d4e5f60a1b2c3d4
+  $ oak node rm edge-worker-2 --cluster edge1`,
+    )
+    .action(async (ref: string, opts: { cluster?: string }, cmd: Command) => {
+      const s = session(cmd);
+      const clusters = opts.cluster !== undefined ? [await s.api.cluster(opts.cluster)] : await s.api.clusters();
+      const hits = clusters.flatMap((c) => (c.resources?.worker_summary ?? []).filter((w) => w.id === ref || w.name === ref).map((w) => ({ c, w })));
+      const byId = hits.filter((h) => h.w.id === ref);
+      const chosen = byId.length > 0 ? byId : hits;
+      let target: { clusterRef: string; nodeId: string };
+      if (chosen.length === 1 && chosen[0] !== undefined) target = { clusterRef: chosen[0].c._id, nodeId: chosen[0].w.id };
+      else if (chosen.length > 1) throw new UsageError(`${JSON.stringify(ref)} names ${chosen.length} workers`, { hint: 'give the worker id (oak node ls), and --cluster if needed' });
+      else if (opts.cluster !== undefined && clusters[0] !== undefined) target = { clusterRef: clusters[0]._id, nodeId: ref };
+      else throw new UsageError(`no cluster reports a worker ${JSON.stringify(ref)}`, { hint: 'check oak node ls, or give the cluster with --cluster <cluster> to remove a worker it does not report (e.g. a dead one)' });
+      const r = await s.api.request<{ cluster_id: string; cluster_name: string; node_id: string; removed: boolean }>('DELETE', `/api/cluster/${encodeURIComponent(target.clusterRef)}/node/${encodeURIComponent(target.nodeId)}`);
+      await emit(s.ui, r, async () => `worker ${r.node_id} removed from cluster ${r.cluster_name}: its credentials are revoked; revoke its token (oak token revoke <id>) to keep it from joining again`);
     });
 }

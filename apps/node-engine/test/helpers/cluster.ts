@@ -1,15 +1,18 @@
 /**
- * A tiny stand-in cluster for NodeEngine tests: an aedes broker, a node:http server answering
- * `POST /api/node/register`, and a recorder of everything the worker publishes.
+ * A tiny stand-in cluster for NodeEngine tests, with the real trust boundary: HTTPS registration
+ * with a certificate of a CA made here (SAN oak-cluster), worker join tokens carrying that CA's
+ * fingerprint, per-worker MQTT credentials on an aedes broker over TLS with the ACLs, and a
+ * recorder of everything the worker publishes.
  */
-import { createServer } from 'node:http';
-import type { Server } from 'node:http';
+import { createServer } from 'node:https';
+import type { Server } from 'node:https';
 import { readdirSync, readFileSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { connectBus, startEmbeddedBroker } from '@oak/bus';
 import type { Bus, EmbeddedBroker } from '@oak/bus';
 import type { NodeRegistration } from '@oak/contracts';
-import { waitFor } from '@oak/testkit';
+import { createTestJoin, waitFor } from '@oak/testkit';
+import type { TestJoin } from '@oak/testkit';
 
 export interface Received {
   topic: string;
@@ -23,32 +26,47 @@ export class FakeCluster {
   http!: Server;
   httpPort = 0;
   observer!: Bus;
+  join!: TestJoin;
+  /** a valid worker join token for this cluster */
+  token = '';
   readonly registrations: NodeRegistration[] = [];
+  /** registrations refused (bad token) */
+  readonly refused: NodeRegistration[] = [];
   readonly messages: Received[] = [];
+  /** workers holding credentials now (a restart forgets them) */
+  readonly creds = new Set<string>();
+  readonly admin = { user: `fake-cluster-${randomBytes(3).toString('hex')}`, password: randomBytes(16).toString('hex') };
   /** answer registrations with 503 while true */
   down = false;
 
+  password(id: string): string {
+    return createHmac('sha256', this.join.mqttSecret).update(id).digest('base64url');
+  }
+
   static async start(): Promise<FakeCluster> {
     const c = new FakeCluster();
-    c.broker = await startEmbeddedBroker({ port: 0 });
-    c.brokerPort = c.broker.port;
-    c.http = createServer((req, res) => {
+    c.join = await createTestJoin();
+    c.token = c.join.workerToken();
+    await c.startBroker(0);
+    c.http = createServer({ cert: c.join.clusterTls.cert, key: c.join.clusterTls.key }, (req, res) => {
       let body = '';
       req.on('data', (d: Buffer) => { body += d.toString(); });
       req.on('end', () => {
-        if (req.method !== 'POST' || req.url !== '/api/node/register') {
-          res.writeHead(404).end('{}');
-          return;
-        }
-        if (c.down) {
-          res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'OAK_UNAVAILABLE', message: 'starting' } }));
-          return;
-        }
-        const reg = JSON.parse(body) as NodeRegistration;
-        c.registrations.push(reg);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(
-          JSON.stringify({ id: reg.id ?? `node-${randomUUID().slice(0, 8)}`, MQTT_BROKER_PORT: c.brokerPort, report_interval_ms: 2000 }),
-        );
+        void (async () => {
+          const send = (status: number, obj: unknown): void => { res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(obj)); };
+          if (req.method !== 'POST' || req.url !== '/api/node/register') return send(404, {});
+          if (c.down) return send(503, { error: { code: 'OAK_UNAVAILABLE', message: 'starting' } });
+          const reg = JSON.parse(body) as NodeRegistration;
+          const verdict = await c.join.tokenCheck(reg.token ?? '', reg.id ?? '');
+          if (!verdict.ok) {
+            c.refused.push(reg);
+            return send(401, { error: { code: 'OAK_JOIN_TOKEN_INVALID', message: `the worker token was refused: ${verdict.reason}`, hint: 'oak token create worker --cluster <name>' } });
+          }
+          c.registrations.push(reg);
+          const id = reg.id !== undefined && reg.id_proof === c.password(reg.id) ? reg.id : `node-${randomUUID().slice(0, 8)}`;
+          c.creds.add(id);
+          send(200, { id, MQTT_BROKER_PORT: c.brokerPort, report_interval_ms: 2000, mqtt_username: id, mqtt_password: c.password(id), mqtt_tls: true });
+        })();
       });
     });
     await new Promise<void>((r) => c.http.listen(0, '127.0.0.1', r));
@@ -58,19 +76,39 @@ export class FakeCluster {
     return c;
   }
 
+  async startBroker(port: number): Promise<void> {
+    this.broker = await startEmbeddedBroker({
+      port,
+      tls: { cert: this.join.clusterTls.cert, key: this.join.clusterTls.key },
+      auth: (clientId, user, pw) => {
+        if (user === this.admin.user && pw?.toString() === this.admin.password) return { role: 'admin', name: user };
+        if (user !== undefined && clientId === user && this.creds.has(user) && pw?.toString() === this.password(user)) return { role: 'worker', workerId: user };
+        return null;
+      },
+    });
+    this.brokerPort = this.broker.port;
+  }
+
   async connectObserver(): Promise<void> {
-    this.observer = await connectBus(this.broker.url, { clientId: `observer-${randomUUID().slice(0, 8)}` });
+    this.observer = await connectBus(this.broker.url, { clientId: `observer-${randomUUID().slice(0, 8)}`, username: this.admin.user, password: this.admin.password, tls: this.join.clientTls() });
     await this.observer.subscribe('nodes/#', (topic, buf) => {
       this.messages.push({ topic, payload: JSON.parse(buf.toString()) as Record<string, unknown>, at: Date.now() });
     });
   }
 
-  /** restarts the broker on the same port (a cluster restart, as the worker sees it) */
+  /** restarts the broker on the same port and forgets every worker (a cluster restart, as the worker sees it) */
   async restartBroker(): Promise<void> {
     await this.observer.close();
     await this.broker.close();
-    this.broker = await startEmbeddedBroker({ port: this.brokerPort });
+    this.creds.clear();
+    await this.startBroker(this.brokerPort);
     await this.connectObserver();
+  }
+
+  /** drops a worker's credentials and its connection (revocation) */
+  revoke(id: string): void {
+    this.creds.delete(id);
+    this.broker.disconnect((p) => p.role === 'worker' && p.workerId === id);
   }
 
   publish(topic: string, obj: unknown): Promise<void> {

@@ -78,6 +78,7 @@ export async function startRootLink(ctx: RootContext, settings: LinkControlSetti
     if (row.kind === 'worker') link.revokeWorkers(row.id);
     else link.dropClustersOf(row.id);
   };
+  ctx.removeWorkers = (clusterId, workerIds) => link.send(clusterId, { type: 'revoke_workers', worker_ids: workerIds });
   settings.onListening?.({ address: link.address, port: link.port, caHash: trust.caHash });
   const control = createLinkControlPlane({
     link,
