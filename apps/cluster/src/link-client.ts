@@ -309,7 +309,12 @@ export class LinkClient {
           this.#log.warn(`link: ${msg.type} before welcome dropped`);
           return;
         }
-        this.#o.handlers.onMessage(msg);
+        try {
+          this.#o.handlers.onMessage(msg);
+        } catch (err) {
+          // a message that breaks its handler is dropped, never the process
+          this.#log.error(`link: handler for ${msg.type} failed; message dropped`, err);
+        }
     }
   }
 

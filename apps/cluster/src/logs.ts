@@ -3,7 +3,7 @@
  * instance's worker over MQTT (nodes/{id}/control/logs) and relays the worker's batches
  * (nodes/{id}/logs/{request_id}) back as logs_data / logs_end.
  */
-import { LogBatch, makeParser, topics } from '@oak/contracts';
+import { LogBatch, capLogBatch, makeParser, topics } from '@oak/contracts';
 import type { ClusterToRoot, LogCancel, LogRequest, RootToCluster } from '@oak/contracts';
 import type { Logger } from '@oak/bus';
 
@@ -15,6 +15,8 @@ interface Session {
   worker_id: string;
   follow: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** an oversized batch was logged already (once per session) */
+  warned: boolean;
 }
 
 export interface LogRelayDeps {
@@ -25,7 +27,13 @@ export interface LogRelayDeps {
   toRoot(msg: ClusterToRoot): void;
   log: Logger;
   timeoutMs: number;
+  /** log sessions open at once for one worker (default 16) and in all (default 256) */
+  maxPerWorker?: number;
+  maxSessions?: number;
 }
+
+export const DEFAULT_LOG_SESSIONS_PER_WORKER = 16;
+export const DEFAULT_LOG_SESSIONS = 256;
 
 export class LogRelay {
   readonly #d: LogRelayDeps;
@@ -46,7 +54,19 @@ export class LogRelay {
       return;
     }
     this.#end(m.request_id);
-    const s: Session = { worker_id: worker, follow: m.follow, timer: undefined };
+    const perWorker = this.#d.maxPerWorker ?? DEFAULT_LOG_SESSIONS_PER_WORKER;
+    const total = this.#d.maxSessions ?? DEFAULT_LOG_SESSIONS;
+    let onWorker = 0;
+    for (const x of this.#sessions.values()) if (x.worker_id === worker) onWorker++;
+    if (onWorker >= perWorker || this.#sessions.size >= total) {
+      this.#d.toRoot({
+        type: 'logs_end',
+        request_id: m.request_id,
+        error: onWorker >= perWorker ? `worker ${worker} serves ${onWorker} log streams already (at most ${perWorker}); close one and try again` : `this cluster relays ${this.#sessions.size} log streams already (at most ${total})`,
+      });
+      return;
+    }
+    const s: Session = { worker_id: worker, follow: m.follow, timer: undefined, warned: false };
     this.#sessions.set(m.request_id, s);
     this.#arm(m.request_id, s);
     const req: LogRequest = { request_id: m.request_id, job_name: m.job_name, instance_number: m.instance_number, follow: m.follow };
@@ -73,7 +93,13 @@ export class LogRelay {
       return;
     }
     this.#arm(requestId, s);
-    if (b.lines.length > 0) this.#d.toRoot({ type: 'logs_data', request_id: requestId, lines: b.lines });
+    // a batch of any size is cut to LOG_LIMITS (with a note), never passed on whole
+    const { lines, dropped } = capLogBatch(b.lines);
+    if (dropped > 0 && !s.warned) {
+      s.warned = true;
+      this.#d.log.warn(`logs: batch from worker ${workerId} over the limit: ${dropped} line(s) dropped (logged once per request)`);
+    }
+    if (lines.length > 0) this.#d.toRoot({ type: 'logs_data', request_id: requestId, lines });
     if (b.end === true || b.error !== undefined) {
       this.#end(requestId);
       this.#d.toRoot(b.error !== undefined ? { type: 'logs_end', request_id: requestId, error: b.error } : { type: 'logs_end', request_id: requestId });

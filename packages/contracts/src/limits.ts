@@ -206,3 +206,60 @@ export function httpServerTimeouts(requestTimeoutMs: number = HTTP_TIMEOUTS.requ
     http: { requestTimeout: requestTimeoutMs, headersTimeout, connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))) },
   };
 }
+
+/**
+ * Log relay caps, applied at the cluster (worker batches) and again at the root (cluster
+ * messages): what is over a cap is dropped with a note line, never spread into a call.
+ */
+export const LOG_LIMITS = {
+  /** lines of one batch (worker -> cluster, cluster -> root) */
+  batchLines: 1_000,
+  /** bytes of the lines of one batch */
+  batchBytes: 1024 * 1024,
+  /** characters of one line; longer ones are cut */
+  lineLength: 16 * 1024,
+  /** lines the root buffers for one reader that reads slower than the instance writes */
+  bufferLines: 10_000,
+  /** bytes the root buffers for one reader */
+  bufferBytes: 8 * 1024 * 1024,
+} as const;
+
+const NOTE_ROOM = 256;
+
+/** The in-band note that says lines were dropped (log streams are text: notes start with `# oak:`). */
+export function droppedNote(count: number, why: string): string {
+  return `# oak: ${count} log line${count === 1 ? '' : 's'} dropped (${why})`;
+}
+
+/**
+ * At most LOG_LIMITS.batchLines lines of at most LOG_LIMITS.batchBytes in all, each cut at
+ * LOG_LIMITS.lineLength; non-strings are skipped. What is left out is counted in a last note line.
+ * Linear, no spread: safe for a batch of any length.
+ */
+export function capLogBatch(lines: readonly unknown[], limits: { batchLines: number; batchBytes: number; lineLength: number } = LOG_LIMITS): { lines: string[]; dropped: number } {
+  const out: string[] = [];
+  let bytes = 0;
+  let dropped = 0;
+  // the note counts as a line and its bytes are kept free: a capped batch passes the same cap again
+  const room = limits.batchBytes - NOTE_ROOM;
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i];
+    if (typeof raw !== 'string') {
+      dropped++;
+      continue;
+    }
+    const line = raw.length > limits.lineLength ? `${raw.slice(0, limits.lineLength)}... (cut at ${limits.lineLength} characters)` : raw;
+    if (out.length >= limits.batchLines || bytes + line.length > room) {
+      dropped += lines.length - i;
+      break;
+    }
+    out.push(line);
+    bytes += line.length;
+  }
+  if (dropped > 0 && out.length >= limits.batchLines) {
+    out.pop();
+    dropped++;
+  }
+  if (dropped > 0) out.push(droppedNote(dropped, `a batch holds at most ${limits.batchLines} lines and ${limits.batchBytes} bytes`));
+  return { lines: out, dropped };
+}

@@ -8,6 +8,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { OakError, type FieldIssue } from './errors.ts';
 import { schemaIssues } from './issues.ts';
+import { JSON_LIMITS, LimitExceededError, findLimitViolation, type JsonLimits } from './limits.ts';
 import { ClusterToRoot, InstanceAssignment, LINK_SERVICE_PATH, RootToCluster } from './link.ts';
 import { DeleteCommand, DeployCommand, JobResources, JobStatus, NodeInformation, NodeRegistration, NodeRegistrationAnswer } from './protocol.ts';
 
@@ -16,11 +17,25 @@ const MAX_DETAILS = 20;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+/** The largest JSON payload decodeJson reads (MQTT messages; larger ones are refused unread). */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** The largest root <-> cluster link message, either way (the gRPC channels use it too). */
+export const MAX_LINK_MESSAGE_BYTES = 32 * 1024 * 1024;
+
+/** Depth only: sizes of fields are each message kind's business (log batches are cut, not refused). */
+const MESSAGE_DEPTH: JsonLimits = { ...JSON_LIMITS, arrayItems: Infinity, objectKeys: Infinity, stringLength: Infinity, keyLength: Infinity };
+
 /**
  * Parses JSON from a buffer or a string. Throws OakError('OAK_MALFORMED_JSON') for an empty body,
- * bytes that are not UTF-8, or text that is not JSON.
+ * bytes that are not UTF-8, or text that is not JSON, and OakError('OAK_LIMIT_EXCEEDED') for a
+ * payload over `maxBytes` (not read) or nested deeper than JSON_LIMITS.depth (before anything
+ * recurses into it).
  */
-export function decodeJson(buf: Uint8Array | string): unknown {
+export function decodeJson(buf: Uint8Array | string, maxBytes: number = MAX_MESSAGE_BYTES): unknown {
+  const size = typeof buf === 'string' ? buf.length : buf.byteLength;
+  if (size > maxBytes) {
+    throw new OakError('OAK_LIMIT_EXCEEDED', `the payload is ${size} bytes; at most ${maxBytes} are read (limit max_message_bytes)`, { hint: 'send smaller messages' });
+  }
   let text: string;
   if (typeof buf === 'string') text = buf;
   else {
@@ -31,8 +46,9 @@ export function decodeJson(buf: Uint8Array | string): unknown {
     }
   }
   if (text.trim() === '') throw new OakError('OAK_MALFORMED_JSON', 'the payload is empty', { hint: 'send a JSON document' });
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch (cause) {
     const detail = cause instanceof Error ? cause.message : String(cause);
     throw new OakError('OAK_MALFORMED_JSON', `the payload is not valid JSON: ${detail}`, {
@@ -40,6 +56,9 @@ export function decodeJson(buf: Uint8Array | string): unknown {
       cause,
     });
   }
+  const deep = findLimitViolation(value, MESSAGE_DEPTH);
+  if (deep !== undefined) throw new LimitExceededError(deep);
+  return value;
 }
 
 /** All issues of a value against a schema ([] when it is valid). */
@@ -80,17 +99,27 @@ export const parseRootToCluster = makeParser(RootToCluster, 'root-to-cluster lin
 
 /** A link message that could not be decoded: fails validation instead of breaking the stream. */
 export const LINK_MALFORMED = { type: '__malformed__' } as const;
+/** A link message over MAX_LINK_MESSAGE_BYTES or too deep: fails validation too (and is not read). */
+export const LINK_OVERSIZED = { type: '__oversized__' } as const;
 
-/** Wire form of a link message: a JSON document in UTF-8. */
+/**
+ * Wire form of a link message: a JSON document in UTF-8. Throws LimitExceededError for one over
+ * MAX_LINK_MESSAGE_BYTES (the caller's send fails; the peer would refuse it anyway).
+ */
 export function encodeLinkMessage(v: unknown): Buffer {
-  return Buffer.from(JSON.stringify(v), 'utf8');
+  const b = Buffer.from(JSON.stringify(v), 'utf8');
+  if (b.byteLength > MAX_LINK_MESSAGE_BYTES) {
+    const type = typeof v === 'object' && v !== null ? String((v as { type?: unknown }).type) : typeof v;
+    throw new LimitExceededError({ limit: 'max_link_message_bytes', max: MAX_LINK_MESSAGE_BYTES, path: '', message: `the ${type} link message is ${b.byteLength} bytes; at most ${MAX_LINK_MESSAGE_BYTES} are sent (limit max_link_message_bytes)`, hint: 'send less at once' });
+  }
+  return b;
 }
 
 export function decodeLinkMessage(b: Buffer): unknown {
   try {
-    return decodeJson(b);
-  } catch {
-    return LINK_MALFORMED;
+    return decodeJson(b, MAX_LINK_MESSAGE_BYTES);
+  } catch (err) {
+    return err instanceof OakError && err.code === 'OAK_LIMIT_EXCEEDED' ? LINK_OVERSIZED : LINK_MALFORMED;
   }
 }
 

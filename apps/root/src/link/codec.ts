@@ -4,7 +4,7 @@
  * .proto). Undecodable bytes become a marker that fails validation instead of breaking the call.
  */
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { LINK_CONNECT_METHOD, LINK_MALFORMED, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
+import { LINK_CONNECT_METHOD, LINK_MALFORMED, MAX_LINK_MESSAGE_BYTES, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
 
 export const MALFORMED = LINK_MALFORMED;
 export const encodeMessage = encodeLinkMessage;
@@ -22,7 +22,7 @@ export const LINK_SERVER_OPTIONS = {
   'grpc.max_receive_message_length': LINK_MAX_RECEIVE_BYTES,
   /** one stream per cluster connection; a few more for a reconnect racing the old stream */
   'grpc.max_concurrent_streams': 4,
-  'grpc.max_send_message_length': 64 * 1024 * 1024,
+  'grpc.max_send_message_length': MAX_LINK_MESSAGE_BYTES,
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,
   'grpc.keepalive_permit_without_calls': 1,

@@ -23,6 +23,7 @@ import type { Strategy } from '@oak/scheduler';
 import type { InstancePatch, InstanceRow, ServiceRow, Store } from '@oak/store';
 import type { ControlPlane, LogOptions } from '../control.ts';
 import { instanceDoc } from '../docs.ts';
+import { LogBuffer } from '../log-buffer.ts';
 import type { EventHub } from '../events.ts';
 import { RootReservations, assignmentOf, clusterCandidates, holdsCluster, instanceKey, judgeStatus } from '../placement.ts';
 import { silentLinkLog } from './codec.ts';
@@ -62,7 +63,8 @@ export interface LinkControlPlane extends ControlPlane {
 
 interface LogSession {
   cluster_id: string;
-  lines: string[];
+  /** bounded; cut per batch (LOG_LIMITS) */
+  lines: LogBuffer;
   done: boolean;
   error: string | undefined;
   wake: (() => void) | undefined;
@@ -470,30 +472,40 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
       kick();
     },
     message(clusterId, m) {
-      switch (m.type) {
-        case 'instance_status':
-          void enqueue('instance status', () => onStatus(clusterId, m));
-          return;
-        case 'logs_data': {
-          const s = logSessions.get(m.request_id);
-          if (!s || s.cluster_id !== clusterId || s.done) return;
-          s.lines.push(...m.lines);
-          s.wake?.();
-          return;
-        }
-        case 'logs_end': {
-          const s = logSessions.get(m.request_id);
-          if (!s || s.cluster_id !== clusterId) return;
-          s.done = true;
-          s.error = m.error;
-          s.wake?.();
-          return;
-        }
-        default:
-          return;
+      try {
+        onMessage(clusterId, m);
+      } catch (err) {
+        // one bad message is dropped, never the process
+        log.error({ err, cluster_id: clusterId, type: m.type }, 'link: message handler failed; message dropped');
       }
     },
   });
+
+  /** instance_status, logs_data, logs_end from a cluster (guarded by the listener above) */
+  function onMessage(clusterId: string, m: ClusterToRoot): void {
+    switch (m.type) {
+      case 'instance_status':
+        void enqueue('instance status', () => onStatus(clusterId, m));
+        return;
+      case 'logs_data': {
+        const s = logSessions.get(m.request_id);
+        if (!s || s.cluster_id !== clusterId || s.done) return;
+        s.lines.push(m.lines); // capped, never spread: a batch may hold any number of lines
+        s.wake?.();
+        return;
+      }
+      case 'logs_end': {
+        const s = logSessions.get(m.request_id);
+        if (!s || s.cluster_id !== clusterId) return;
+        s.done = true;
+        s.error = m.error;
+        s.wake?.();
+        return;
+      }
+      default:
+        return;
+    }
+  }
 
   // at start no cluster is connected yet: those that had instances get the grace period to come back
   void enqueue('start', async () => {
@@ -541,7 +553,7 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
       }
       const clusterId: string = cid;
       const rid = randomUUID();
-      const session: LogSession = { cluster_id: clusterId, lines: [], done: false, error: undefined, wake: undefined };
+      const session: LogSession = { cluster_id: clusterId, lines: new LogBuffer(), done: false, error: undefined, wake: undefined };
       logSessions.set(rid, session);
       const req: Extract<RootToCluster, { type: 'logs' }> = {
         type: 'logs',
@@ -560,9 +572,9 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
       async function* stream(): AsyncGenerator<string> {
         try {
           for (;;) {
-            while (session.lines.length > 0) {
+            for (let line = session.lines.shift(); line !== undefined; line = session.lines.shift()) {
               if (opts.signal.aborted) return;
-              yield session.lines.shift() as string;
+              yield line;
             }
             if (session.done) {
               if (session.error !== undefined) throw new OakError('OAK_UNAVAILABLE', session.error);

@@ -256,7 +256,12 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
       }
       if (session) {
         session.lastHeard = Date.now();
-        onMessage(session, msg);
+        try {
+          onMessage(session, msg);
+        } catch (err) {
+          // a message that breaks its handler is dropped, never the process
+          log.error({ err, cluster: session.cluster.name, type: msg.type }, 'link: message handler failed; message dropped');
+        }
         return;
       }
       if (greeted) return; // hello being processed
