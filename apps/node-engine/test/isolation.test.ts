@@ -11,7 +11,6 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { DeployCommand } from '@oak/contracts';
 import { bridgePlan } from '@oak/net';
@@ -54,7 +53,7 @@ function runtimes(): Runtime[] {
 
 function start(over: Partial<NodeEngineConfig> = {}): Promise<NodeEngineHandle> {
   return startNodeEngine(
-    { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir, reportIntervalMs: 300, log, namespace, isolation: 'on', ...over },
+    { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir, reportIntervalMs: 300, log, namespace, isolation: 'on', joinToken: cluster.token, ...over },
     { runtimes: runtimes() },
   );
 }
@@ -63,12 +62,13 @@ function cmd(svc: string, extra: Partial<DeployCommand>): DeployCommand {
   return { microservice_name: svc, microservice_namespace: 'test', virtualization: 'container', code: image, job_name: `iso${run}.test.${svc}.test`, instance_number: 0, ...extra };
 }
 
-/** an IPv4 address of the node that is not loopback and not our bridge */
+/**
+ * The node address the probes use besides loopback: the bridge gateway, an address of the node on
+ * a device this test made. Tests address only loopback and their own devices (never the machine's
+ * real interfaces); the input rule matches on the bridge interface, so every node address is
+ * refused the same way.
+ */
 function hostAddress(): string {
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    if (name === plan.bridge) continue;
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
   return plan.gateway;
 }
 

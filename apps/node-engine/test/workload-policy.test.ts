@@ -8,13 +8,15 @@ import { applyPolicy, checkMounts, parseVolumes } from '../src/policy.ts';
 import { resolveRunAs, workDirOf } from '../src/runtimes.ts';
 import { portRules } from '../src/network.ts';
 
+// a syntactically valid worker join token (the flags only parse it)
+const TOKEN = `oak1.w.abcd1234.${'s'.repeat(32)}.${'ab'.repeat(32)}`;
 const cfgOf = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
-  const r = parseFlags(argv, env);
+  const r = parseFlags(['-t', TOKEN, ...argv], env);
   if (r.kind !== 'run') throw new Error(r.kind === 'error' ? r.message : 'help');
   return r.config;
 };
 const errOf = (argv: string[], env: NodeJS.ProcessEnv = {}): string => {
-  const r = parseFlags(argv, env);
+  const r = parseFlags(['-t', TOKEN, ...argv], env);
   return r.kind === 'error' ? r.message : '';
 };
 

@@ -117,7 +117,9 @@ describe('join tokens API', () => {
       const r = await t.req('POST', '/api/tokens', admin, body);
       assert.equal(r.statusCode, 422, `${JSON.stringify(body).slice(0, 80)}: ${r.body.slice(0, 200)}`);
       const e = (r.json() as { error: { code: string; path?: string } }).error;
-      assert.equal(e.code, 'OAK_VALIDATION');
+      // a string past the root's JSON limits is refused before the route's schema sees it
+      const huge = JSON.stringify(body).length > 10_000;
+      assert.equal(e.code, huge ? 'OAK_LIMIT_EXCEEDED' : 'OAK_VALIDATION');
       assert.ok(e.path?.startsWith(path), `${e.path} vs ${path}`);
     }
     const notJson = await t.app.inject({ method: 'POST', url: '/api/tokens', headers: { authorization: `Bearer ${admin}`, 'content-type': 'text/plain' }, payload: 'kind=cluster' });
