@@ -51,6 +51,11 @@ export interface ClusterHandle {
   readonly tls: boolean;
   /** worker ids holding credentials now, with the id of the token they joined with */
   credentials(): ReadonlyMap<string, string>;
+  /**
+   * user name, password and TLS options of the cluster's own (full access) broker client, for
+   * tools embedded in the same process (benches, tests); never sent anywhere
+   */
+  ownClientOptions(): { username?: string; password?: string; tls?: import('node:tls').ConnectionOptions };
   /** drops credentials and connections (revoke_workers from the root does the same) */
   revokeWorkers(r: { token_id?: string; worker_ids?: string[] }): Promise<string[]>;
   close(): Promise<void>;
@@ -392,7 +397,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       if (!verdict.ok) {
         if (verdict.unavailable === true) throw unavailable(`cannot check the worker token: ${verdict.reason}`, 'the cluster checks tokens with its root; try again when it is connected');
         // its owner came back with a token that is no longer valid: its credentials go
-        if (reg.id === id && creds.has(id)) await revoke([id], 'its token is no longer valid');
+        if (reg.id === id) await revoke([id], 'its token is no longer valid');
         log.warn(`cluster: registration of ${JSON.stringify(reg.node_name.slice(0, 100))} (${req.ip}) refused: ${verdict.reason}`);
         throw new OakError('OAK_JOIN_TOKEN_INVALID', `the worker token was refused: ${verdict.reason}`, { path: 'token', hint: JOIN_HINT });
       }
@@ -579,6 +584,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       sendAggregate,
       tls: useTls,
       credentials: () => new Map(creds),
+      ownClientOptions: () => ({
+        ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
+        ...(busTls ? { tls: busTls } : {}),
+      }),
       revokeWorkers,
       close() {
         closing ??= (async () => {
