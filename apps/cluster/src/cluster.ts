@@ -198,11 +198,13 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       });
       broker = b;
       cleanups.push(() => b.close());
-      // the cluster's own client talks to its broker over loopback in plain MQTT when possible
+      // the cluster's own client dials its own listener (over TLS when it serves TLS)
       mqttUrl = b.url;
       mqttPort = b.port;
     }
-    const busTls = mqttUrl.startsWith('mqtts:') ? { rejectUnauthorized: false } : undefined;
+    // its own embedded listener on loopback needs no verification; an external mqtts:// broker is
+    // verified the usual way (system CAs)
+    const busTls = broker?.tls === true ? { rejectUnauthorized: false } : undefined;
     const connectedBus = await connectBus(mqttUrl, {
       clientId: external ? `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}` : self.user,
       ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
