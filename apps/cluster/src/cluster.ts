@@ -288,7 +288,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     const onMqtt = (kind: 'information' | 'job' | 'resources' | 'logs') => (topic: string, payload: Buffer): void => {
       const t = parseNodeTopic(topic);
       if (!t || !VALID_ID.test(t.nodeId)) return;
-      if (!creds.has(t.nodeId)) {
+      // no credentials here, or credentials but forgotten by the core (dead for long): register again
+      if (!creds.has(t.nodeId) || !core.isRegistered(t.nodeId)) {
         unknownReport(t.nodeId, topic);
         return;
       }
