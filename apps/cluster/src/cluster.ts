@@ -219,6 +219,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     if (external?.username !== undefined) {
       try {
         dynsec = await DynsecProvisioner.attach(connectedBus, { log });
+        // the broker remembers the workers a former run of this cluster provisioned: a token
+        // revocation reaches them before they register again
+        for (const [id, tokenId] of await dynsec.workerTokens()) if (isTopicSafeId(id)) creds.set(id, tokenId);
+        if (creds.size > 0) log.info(`cluster: ${creds.size} worker(s) known to the broker from before; they are asked to register again when they report`);
       } catch (err) {
         log.warn('cluster: dynamic-security answers cannot be received', err);
       }
@@ -407,7 +411,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       const password = passwordOf(id, mqttSecret);
       if (dynsec) {
         try {
-          await dynsec.upsertWorker(id, password);
+          await dynsec.upsertWorker(id, password, verdict.tokenId);
         } catch (err) {
           log.error(`cluster: could not provision worker ${id} on the broker`, err);
           throw unavailable('the MQTT broker did not accept the worker\'s credentials', 'check that the broker runs the dynamic-security plugin and that MQTT_URL names its admin');
