@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ApplicationDoc, InstanceDoc, OakEvent, ServiceDoc } from '@oak/contracts';
 import { connectBus } from '@oak/bus';
-import type { Bus } from '@oak/bus';
+import type { Bus, BusOptions } from '@oak/bus';
 import { buildBusyboxImage, freePort, sleep, startContainerd, startRegistry, stopProcess, tmpDir, waitFor } from '@oak/testkit';
 import type { ContainerdInstance, RegistryInstance, TmpDir } from '@oak/testkit';
 import { parseConfig } from '../../apps/oakd/src/config.ts';
@@ -151,8 +151,8 @@ class MqttTap {
   readonly seen = new Map<string, number>();
   #bus: Bus | undefined;
 
-  async open(url: string): Promise<void> {
-    this.#bus = await connectBus(url, { clientId: `oak-bench-tap-${process.pid}` });
+  async open(url: string, auth: Omit<BusOptions, 'clientId'> = {}): Promise<void> {
+    this.#bus = await connectBus(url, { clientId: `oak-bench-tap-${process.pid}`, ...auth });
     const note = (kind: string) => (_topic: string, payload: Buffer): void => {
       const at = performance.now();
       try {
@@ -381,7 +381,8 @@ export const bench: Bench = async () => {
     await ev.open(`${base}/api/events?types=instance&token=${encodeURIComponent(a.token)}`);
     const tp = new MqttTap();
     tap = tp;
-    await tp.open(oakd.cluster.mqttUrl);
+    // the broker admits no anonymous client: the tap uses the cluster's own credentials (same process)
+    await tp.open(oakd.cluster.mqttUrl, oakd.cluster.ownClientOptions());
 
     const makeService = async (name: string, virtualization: string, code: string, cmd: string[]): Promise<ServiceDoc> => {
       const created = await a.call<ApplicationDoc[] | ApplicationDoc>('POST', '/api/application/', {

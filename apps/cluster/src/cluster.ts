@@ -52,6 +52,11 @@ export interface ClusterHandle {
   readonly tls: boolean;
   /** worker ids holding credentials now, with the id of the token they joined with */
   credentials(): ReadonlyMap<string, string>;
+  /**
+   * user name, password and TLS options of the cluster's own (full access) broker client, for
+   * tools embedded in the same process (benches, tests); never sent anywhere
+   */
+  ownClientOptions(): { username?: string; password?: string; tls?: import('node:tls').ConnectionOptions };
   /** drops credentials and connections (revoke_workers from the root does the same) */
   revokeWorkers(r: { token_id?: string; worker_ids?: string[] }): Promise<string[]>;
   close(): Promise<void>;
@@ -194,11 +199,13 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       });
       broker = b;
       cleanups.push(() => b.close());
-      // the cluster's own client talks to its broker over loopback in plain MQTT when possible
+      // the cluster's own client dials its own listener (over TLS when it serves TLS)
       mqttUrl = b.url;
       mqttPort = b.port;
     }
-    const busTls = mqttUrl.startsWith('mqtts:') ? { rejectUnauthorized: false } : undefined;
+    // its own embedded listener on loopback needs no verification; an external mqtts:// broker is
+    // verified the usual way (system CAs)
+    const busTls = broker?.tls === true ? { rejectUnauthorized: false } : undefined;
     const connectedBus = await connectBus(mqttUrl, {
       clientId: external ? `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}` : self.user,
       ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
@@ -213,6 +220,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     if (external?.username !== undefined) {
       try {
         dynsec = await DynsecProvisioner.attach(connectedBus, { log });
+        // the broker remembers the workers a former run of this cluster provisioned: a token
+        // revocation reaches them before they register again
+        for (const [id, tokenId] of await dynsec.workerTokens()) if (isTopicSafeId(id)) creds.set(id, tokenId);
+        if (creds.size > 0) log.info(`cluster: ${creds.size} worker(s) known to the broker from before; they are asked to register again when they report`);
       } catch (err) {
         log.warn('cluster: dynamic-security answers cannot be received', err);
       }
@@ -282,7 +293,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     const onMqtt = (kind: 'information' | 'job' | 'resources' | 'logs') => (topic: string, payload: Buffer): void => {
       const t = parseNodeTopic(topic);
       if (!t || !VALID_ID.test(t.nodeId)) return;
-      if (!creds.has(t.nodeId)) {
+      // no credentials here, or credentials but forgotten by the core (dead for long): register again
+      if (!creds.has(t.nodeId) || !core.isRegistered(t.nodeId)) {
         unknownReport(t.nodeId, topic);
         return;
       }
@@ -396,14 +408,14 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       if (!verdict.ok) {
         if (verdict.unavailable === true) throw unavailable(`cannot check the worker token: ${verdict.reason}`, 'the cluster checks tokens with its root; try again when it is connected');
         // its owner came back with a token that is no longer valid: its credentials go
-        if (reg.id === id && creds.has(id)) await revoke([id], 'its token is no longer valid');
+        if (reg.id === id) await revoke([id], 'its token is no longer valid');
         log.warn(`cluster: registration of ${JSON.stringify(reg.node_name.slice(0, 100))} (${req.ip}) refused: ${verdict.reason}`);
         throw new OakError('OAK_JOIN_TOKEN_INVALID', `the worker token was refused: ${verdict.reason}`, { path: 'token', hint: JOIN_HINT });
       }
       const password = passwordOf(id, mqttSecret);
       if (dynsec) {
         try {
-          await dynsec.upsertWorker(id, password);
+          await dynsec.upsertWorker(id, password, verdict.tokenId);
         } catch (err) {
           log.error(`cluster: could not provision worker ${id} on the broker`, err);
           throw unavailable('the MQTT broker did not accept the worker\'s credentials', 'check that the broker runs the dynamic-security plugin and that MQTT_URL names its admin');
@@ -583,6 +595,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       sendAggregate,
       tls: useTls,
       credentials: () => new Map(creds),
+      ownClientOptions: () => ({
+        ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
+        ...(busTls ? { tls: busTls } : {}),
+      }),
       revokeWorkers,
       close() {
         closing ??= (async () => {

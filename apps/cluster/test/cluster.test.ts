@@ -367,11 +367,22 @@ describe('cluster on an external Mosquitto with dynamic security (MQTT_URL with 
         await c.close();
         // the worker stays connected to Mosquitto; the new cluster has never seen it
         c = await startCluster(clusterConfig(undefined, { mqttUrl: mosq.adminUrl ?? '', port }));
-        assert.equal(c.credentials().size, 0);
+        // it knows from the broker which token the worker joined with (a revocation reaches it now)
+        const tokenId = c.credentials().get(w.id);
+        assert.match(tokenId ?? '', /^[a-z0-9]{8}$/);
+        assert.equal(c.core.isRegistered(w.id), false, 'but the worker must register again to count');
         await w.report();
-        await waitFor(() => c.credentials().has(w.id), { timeoutMs: 10_000, message: 're-registered on request' });
+        await waitFor(() => c.core.isRegistered(w.id) || undefined, { timeoutMs: 10_000, message: 're-registered on request' });
         await waitFor(() => c.core.workers.get(w.id)?.info != null, { timeoutMs: 5000, message: 'its reports count again' });
         assert.ok((await dynsec.listClients()).includes(w.id));
+
+        // restarted once more, the token is revoked before the worker registered again: it goes at once
+        await c.close();
+        c = await startCluster(clusterConfig(undefined, { mqttUrl: mosq.adminUrl ?? '', port }));
+        join.revoke(w.token);
+        assert.deepEqual(await c.revokeWorkers({ token_id: tokenId ?? '' }), [w.id]);
+        await waitFor(() => !w.bus.connected || undefined, { timeoutMs: 5000, message: 'kicked by Mosquitto' });
+        assert.equal((await dynsec.listClients()).includes(w.id), false);
       } finally {
         await w.close();
       }

@@ -134,6 +134,8 @@ export interface FakeWorkerOptions {
 export interface FakeWorker {
   id: string;
   name: string;
+  /** the join token it registered with */
+  token: string;
   answer: NodeRegistrationAnswer;
   deploys: DeployCommand[];
   deletes: DeleteCommand[];
@@ -245,6 +247,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
   return {
     id,
     name,
+    token: body.token,
     answer,
     deploys,
     deletes,

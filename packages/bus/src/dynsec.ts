@@ -150,18 +150,24 @@ export class DynsecProvisioner {
     if (cmds.length > 0) await this.#must(cmds, [/not found/i]);
   }
 
-  /** creates (or repairs) the client and role of a worker: user name and client id = worker id */
-  async upsertWorker(workerId: string, password: string): Promise<void> {
+  /**
+   * creates (or repairs) the client and role of a worker: user name and client id = worker id;
+   * `tokenId` (the join token it used) is kept in the client's text name, so that a restarted
+   * cluster knows which workers a token revocation concerns (workerTokens)
+   */
+  async upsertWorker(workerId: string, password: string, tokenId?: string): Promise<void> {
+    const textname = tokenId === undefined ? 'oak worker' : `oak worker; token ${tokenId}`;
     const rolename = workerRoleName(workerId);
     await this.#ensureRole(rolename, workerDynsecAcls(workerId));
     const [got] = await this.run([{ command: 'getClient', username: workerId }]);
     const client = (got?.data as { client?: { clientid?: string; roles?: { rolename?: string }[] } } | undefined)?.client;
     if (got?.error !== undefined || client === undefined) {
-      await this.#must([{ command: 'createClient', username: workerId, clientid: workerId, password, roles: [{ rolename }] }]);
+      await this.#must([{ command: 'createClient', username: workerId, clientid: workerId, password, textname, roles: [{ rolename }] }]);
       return;
     }
     // it existed: same password (HMAC of the same secret), same client id, same role
     const cmds: DynsecCommand[] = [{ command: 'setClientPassword', username: workerId, password }];
+    if ((client as { textname?: string }).textname !== textname) cmds.push({ command: 'modifyClient', username: workerId, textname });
     if (client.clientid !== workerId) cmds.push({ command: 'setClientId', username: workerId, clientid: workerId });
     if (!(client.roles ?? []).some((r) => r.rolename === rolename)) cmds.push({ command: 'addClientRole', username: workerId, rolename });
     await this.#must(cmds);
@@ -171,6 +177,18 @@ export class DynsecProvisioner {
   /** removes a worker's client (Mosquitto disconnects it) and role; unknown ones are fine */
   async removeWorker(workerId: string): Promise<void> {
     await this.#must([{ command: 'deleteClient', username: workerId }, { command: 'deleteRole', rolename: workerRoleName(workerId) }], [/not found/i]);
+  }
+
+  /** the workers provisioned by a cluster (upsertWorker), with the id of the token each joined with */
+  async workerTokens(): Promise<Map<string, string>> {
+    const [a] = await this.#must([{ command: 'listClients', verbose: true, count: -1, offset: 0 }]);
+    const clients = ((a?.data as { clients?: unknown[] } | undefined)?.clients ?? []) as { username?: unknown; textname?: unknown }[];
+    const out = new Map<string, string>();
+    for (const c of clients) {
+      const m = typeof c.textname === 'string' ? /^oak worker; token ([a-z0-9]{8})$/.exec(c.textname) : null;
+      if (m?.[1] !== undefined && typeof c.username === 'string') out.set(c.username, m[1]);
+    }
+    return out;
   }
 
   /** every client user name the plugin knows */

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
-import { canConnectTcp, startMosquitto } from '../src/index.ts';
+import { connect as tlsConnect } from 'node:tls';
+import { canConnectTcp, createTestJoin, startMosquitto } from '../src/index.ts';
 
 /** sends a minimal MQTT 3.1.1 CONNECT and returns the CONNACK return code */
 function mqttConnect(port: number): Promise<number> {
@@ -37,4 +38,19 @@ test('mosquitto with anonymous access disabled refuses a client without credenti
   t.after(() => m.stop());
   // 5 = not authorized
   assert.equal(await mqttConnect(m.port), 5);
+});
+
+test('with dynsec: anonymous refused (CONNACK 5); with tls: a second listener speaks MQTT over TLS', { timeout: 30_000 }, async (t) => {
+  const join = await createTestJoin();
+  const m = await startMosquitto({ dynsec: { adminUser: 'adm', adminPassword: 'adm-secret' }, tls: { cert: join.clusterTls.cert, key: join.clusterTls.key } });
+  t.after(() => m.stop());
+  assert.equal(await mqttConnect(m.port), 5, 'anonymous refused');
+  assert.equal(m.adminUrl, `mqtt://adm:adm-secret@127.0.0.1:${m.port}`);
+  assert.ok(m.tlsPort !== undefined && m.tlsPort !== m.port);
+  // the TLS listener presents the certificate of the test CA under the name oak-cluster
+  const ok = await new Promise<boolean>((resolve) => {
+    const s = tlsConnect({ host: '127.0.0.1', port: m.tlsPort ?? 0, ...join.clientTls() }, () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+  assert.equal(ok, true);
 });
