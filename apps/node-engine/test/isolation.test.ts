@@ -202,7 +202,7 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
 
   // a second NodeEngine with the same --namespace on this kernel must not touch these namespaces
   const bin = join(import.meta.dirname, '..', 'bin', 'NodeEngine.mjs');
-  const twin = spawn(process.execPath, [bin, '-a', '127.0.0.1', '-p', String(cluster.httpPort), '-n', '0', '--data-dir', join(dir.path, 'twin'),
+  const twin = spawn(process.execPath, [bin, '-a', '127.0.0.1', '-p', String(cluster.httpPort), '-n', '0', '-t', cluster.token, '--data-dir', join(dir.path, 'twin'),
     '--containerd', join(dir.path, 'none.sock'), '--namespace', namespace, '--runtimes', 'process'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let twinOut = '';
   twin.stdout.on('data', (d: Buffer) => { twinOut += d.toString(); });
