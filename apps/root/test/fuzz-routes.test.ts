@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import type { ServiceDoc } from '@oak/contracts';
 import { createStore, type Store } from '@oak/store';
-import { brokenMessage, deepJsonText, fuzzParams, hostileString, hostileText, hostileValue, memory } from '@oak/testkit/fuzz';
+import { brokenMessage, deepJsonText, fuzzParams, hostileString, hostileText, memory } from '@oak/testkit/fuzz';
 import { createApp, snapshot, testRoot, type TestRoot } from './helpers.ts';
 
 /** Percent-encodes any string (lone surrogates too, as U+FFFD), byte by byte. */
