@@ -117,7 +117,9 @@ export function encodeLinkMessage(v: unknown): Buffer {
 
 export function decodeLinkMessage(b: Buffer): unknown {
   try {
-    return decodeJson(b, MAX_LINK_MESSAGE_BYTES);
+    const v = decodeJson(b, MAX_LINK_MESSAGE_BYTES);
+    // gRPC streams are object streams: a `null` message would end the stream (found by fuzzing)
+    return v === null ? LINK_MALFORMED : v;
   } catch (err) {
     return err instanceof OakError && err.code === 'OAK_LIMIT_EXCEEDED' ? LINK_OVERSIZED : LINK_MALFORMED;
   }
