@@ -12,6 +12,8 @@ import type { EmbeddedBroker, Logger } from '@oak/bus';
 import {
   DEFAULT_PORTS,
   OakError,
+  REGISTRATION_LIMITS,
+  assertWithinLimits,
   decodeJson,
   httpServerTimeouts,
   parseJobResources,
@@ -50,6 +52,8 @@ export interface ClusterHandle {
 }
 
 const VALID_ID = /^[^/+#\s]{1,200}$/;
+/** A registration is a few hundred bytes; larger bodies get 413. */
+export const REGISTRATION_BODY_LIMIT = 64 * 1024;
 
 function urlHost(h: string): string {
   if (h === '0.0.0.0' || h === '::' || h === '') return '127.0.0.1';
@@ -184,7 +188,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     await connectedBus.subscribe(topics.all.logs, onMqtt('logs'));
 
     // ---------------------------------------------------------------- HTTP
-    const http = Fastify({ logger: false, bodyLimit: 1024 * 1024, ...httpServerTimeouts(config.requestTimeoutMs) });
+    const http = Fastify({ logger: false, bodyLimit: REGISTRATION_BODY_LIMIT, ...httpServerTimeouts(config.requestTimeoutMs) });
     cleanups.push(() => http.close());
     http.setErrorHandler((err: unknown, _req, reply) => {
       const e = err as { statusCode?: number; code?: string; message?: string };
@@ -192,7 +196,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         err instanceof OakError
           ? err
           : e.statusCode !== undefined && e.statusCode < 500
-            ? new OakError(e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'OAK_MALFORMED_JSON' : 'OAK_BAD_REQUEST', e.message ?? 'bad request')
+            ? new OakError(
+                e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'OAK_BODY_TOO_LARGE' : e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'OAK_MALFORMED_JSON' : 'OAK_BAD_REQUEST',
+                e.message ?? 'bad request',
+              )
             : new OakError('OAK_INTERNAL', 'internal error');
       if (oak.status >= 500) log.error('cluster: request failed', err);
       void reply.code(oak.status).send(oak.toJSON());
@@ -204,6 +211,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     const publicBroker = config.mqttPublicUrl ?? config.mqttUrl;
     if (publicBroker) answerBase.MQTT_BROKER_URL = publicBroker;
     http.post('/api/node/register', async (req, reply) => {
+      assertWithinLimits(req.body ?? null, REGISTRATION_LIMITS); // depth and sizes before anything recurses into it
       const reg = parseNodeRegistration(req.body ?? null);
       if (reg.id !== undefined && !VALID_ID.test(reg.id)) {
         throw new OakError('OAK_VALIDATION', 'invalid node registration: id must not contain "/", "+", "#" or spaces', { path: 'id', hint: 'leave id out to get a new one' });
