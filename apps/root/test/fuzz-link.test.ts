@@ -17,6 +17,7 @@ import { LINK_SERVICE_PATH, MAX_LINK_MESSAGE_BYTES, decodeLinkMessage } from '@o
 import { waitFor } from '@oak/testkit';
 import { brokenMessage, fuzzParams, hostileBytes, hostileNumber, hostileString, memory } from '@oak/testkit/fuzz';
 import { linkControl, type LinkControlPlane } from '../src/link/index.ts';
+import { MAX_PENDING_STREAMS } from '../src/link/server.ts';
 import { startRoot, type RootHandle } from '../src/server.ts';
 import { snapshot } from './helpers.ts';
 
@@ -151,5 +152,28 @@ describe('fuzz: the root link', () => {
     assert.equal(control.link.connectedClusters().length, 1);
     assert.equal((await fetch(`${root.url}/healthz`)).status, 200);
     assert.equal(await snapshot(root.ctx.store), before, 'no cluster was created, nothing changed');
+  });
+
+  test('streams that never say hello are capped: the next one is refused at once, a real cluster still connects', { timeout: 120_000 }, async () => {
+    const silent = Array.from({ length: MAX_PENDING_STREAMS }, () => openStream(control.link.address));
+    // the streams reach the server once something is written: an empty frame is not a message yet
+    for (const s of silent) s.call.write(Buffer.from(' '));
+    await waitFor(async () => {
+      const probe = openStream(control.link.address);
+      probe.call.write(Buffer.from(' '));
+      const refused = await Promise.race([probe.ended.then(() => probe.received.some((m) => /too many connections/.test(String((m as { reason?: string }).reason)))), new Promise<boolean>((r) => setTimeout(() => r(false), 1000))]);
+      probe.close();
+      return refused;
+    }, { timeoutMs: 20_000, message: 'a stream beyond the cap is refused at once' });
+    assert.equal(control.link.isConnected(clusterId), true, 'the connected cluster is not affected');
+    for (const s of silent) s.close();
+    // once they are gone, a real cluster says hello and is welcomed
+    await waitFor(async () => {
+      const c2 = openStream(control.link.address);
+      c2.call.write(json({ type: 'hello', token: TOKEN, cluster_name: 'second', cluster_location: null, version: 'fuzz' }));
+      const ok = await waitFor(() => c2.received.find((m) => ['welcome', 'reject'].includes(String((m as { type?: string }).type))), { timeoutMs: 5000 }).catch(() => undefined);
+      c2.close();
+      return (ok as { type?: string } | undefined)?.type === 'welcome';
+    }, { timeoutMs: 20_000, message: 'a real cluster connects after the flood' });
   });
 });

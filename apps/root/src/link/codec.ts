@@ -4,7 +4,7 @@
  * .proto). Undecodable bytes become a marker that fails validation instead of breaking the call.
  */
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { LINK_CONNECT_METHOD, LINK_MALFORMED, MAX_LINK_MESSAGE_BYTES, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
+import { LINK_CONNECT_METHOD, LINK_MALFORMED, MAX_CLUSTER_MESSAGE_BYTES, MAX_LINK_MESSAGE_BYTES, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
 
 export const MALFORMED = LINK_MALFORMED;
 export const encodeMessage = encodeLinkMessage;
@@ -13,7 +13,7 @@ export const decodeMessage = decodeLinkMessage;
 export const linkServiceDefinition: ServiceDefinition = { Connect: LINK_CONNECT_METHOD };
 
 export const LINK_SERVER_OPTIONS = {
-  'grpc.max_receive_message_length': MAX_LINK_MESSAGE_BYTES,
+  'grpc.max_receive_message_length': MAX_CLUSTER_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_LINK_MESSAGE_BYTES,
   'grpc.keepalive_time_ms': 10_000,
   'grpc.keepalive_timeout_ms': 5_000,

@@ -16,6 +16,8 @@ import { LINK_SERVER_OPTIONS, linkServiceDefinition, silentLinkLog } from './cod
 import type { LinkLog } from './codec.ts';
 
 export const DEFAULT_LINK_PORT = 50052;
+/** Link streams that have not said hello yet, at most (more are refused at once). */
+export const MAX_PENDING_STREAMS = 32;
 
 export interface LinkServerOptions {
   /** default 0.0.0.0 */
@@ -85,6 +87,8 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
   const timeoutMs = o.pingTimeoutMs ?? 3 * pingMs;
   const sessions = new Map<string, Session>();
   const calls = new Set<Call>();
+  /** streams that have not said hello yet */
+  const pending = new Set<Call>();
   let listener: LinkListener = {};
   let closing = false;
   // store writes about one cluster happen in order (a quick reconnect must not be overtaken by
@@ -129,7 +133,22 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
     calls.add(call);
     let session: Session | undefined;
     let greeted = false;
+    // streams that have not said hello yet are capped: each may hold a message of up to
+    // MAX_CLUSTER_MESSAGE_BYTES until its hello timeout
+    if (pending.size >= MAX_PENDING_STREAMS) {
+      calls.delete(call);
+      log.warn({ peer: call.getPeer(), pending: pending.size }, 'link: too many streams without hello; refused');
+      try {
+        call.write({ type: 'reject', reason: 'too many connections without hello; try again later' });
+        call.end();
+      } catch {
+        // gone
+      }
+      return;
+    }
+    pending.add(call);
     const reject = (reason: string): void => {
+      pending.delete(call);
       log.warn({ reason, peer: call.getPeer() }, 'link: cluster refused');
       try {
         call.write({ type: 'reject', reason });
@@ -144,6 +163,7 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
     const finish = (why: string): void => {
       clearTimeout(helloTimer);
       calls.delete(call);
+      pending.delete(call);
       if (session) endSession(session, why);
     };
     call.on('data', (raw: unknown) => {
@@ -170,6 +190,7 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
         return;
       }
       greeted = true;
+      pending.delete(call);
       clearTimeout(helloTimer);
       if (closing) {
         reject('the root is shutting down');
