@@ -119,7 +119,10 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
 
-  const pluginOpts: PluginOpts = { ctx, limits: { ...DEFAULT_STREAM_LIMITS, ...opts.streamLimits } };
+  const pluginOpts: PluginOpts = {
+    ctx,
+    limits: { ...DEFAULT_STREAM_LIMITS, ...(opts.heartbeatMs !== undefined ? { logHeartbeatMs: opts.heartbeatMs } : {}), ...opts.streamLimits },
+  };
   await app.register(metricsPlugin, pluginOpts);
   await app.register(healthRoutes, pluginOpts);
   await app.register(authRoutes, pluginOpts);
