@@ -97,7 +97,10 @@ describe('fuzz: the cluster MQTT handlers', () => {
     assert.equal(root.statuses().length, statusesBefore, 'no forged status reached the root');
     assert.ok(!root.received.some((m) => m.type === 'logs_end' && m.request_id === RID), 'the log session is still open');
     const mem1 = memory();
-    assert.ok(mem1.heap - mem0.heap < 300 * 1024 * 1024, `heap grew by ${Math.round((mem1.heap - mem0.heap) / 1e6)} MB`);
+    if (process.env.OAK_FUZZ_VERBOSE) console.log(`heap ${Math.round((mem1.heap - mem0.heap) / 1e6)} MB, rss ${Math.round((mem1.rss - mem0.rss) / 1e6)} MB`);
+    // what is still held after a full collection (a leak of subscribers, sessions, buffers shows here); RSS only grossly
+    assert.ok(mem1.heap - mem0.heap < 100 * 1024 * 1024, `live heap grew by ${Math.round((mem1.heap - mem0.heap) / 1e6)} MB`);
+    assert.ok(mem1.rss - mem0.rss < 1024 * 1024 * 1024, `RSS grew by ${Math.round((mem1.rss - mem0.rss) / 1e6)} MB`);
     assert.ok(sent >= fuzzParams(3000).numRuns);
   });
 });
