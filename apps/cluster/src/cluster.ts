@@ -14,6 +14,8 @@ import {
   DEFAULT_PORTS,
   OakError,
   tryParseJoinToken,
+  REGISTRATION_LIMITS,
+  assertWithinLimits,
   decodeJson,
   httpServerTimeouts,
   parseJobResources,
@@ -377,6 +379,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     const unavailable = (why: string, hint: string): OakError => new OakError('OAK_UNAVAILABLE', why, { hint });
     http.post('/api/node/register', { bodyLimit: REGISTRATION_BODY_LIMIT }, async (req, reply) => {
       const body = req.body ?? null;
+      assertWithinLimits(body, REGISTRATION_LIMITS); // depth and sizes before anything recurses into it
       if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
         const p = registrationLimitProblem(body as Record<string, unknown>);
         if (p) throw p;

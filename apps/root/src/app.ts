@@ -2,12 +2,12 @@
  * The root orchestrator's HTTP API (SPEC §3) as a fastify instance, without listening: tests
  * drive it with inject(), `startRoot` (server.ts) binds it to a port.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { JSON_LIMITS, LimitExceededError, findLimitViolation, httpServerTimeouts } from '@oak/contracts';
+import { JSON_LIMITS, LimitExceededError, OakError, findLimitViolation, httpServerTimeouts } from '@oak/contracts';
 import { AuditLog, registerAudit, type AuditOptions } from './audit.ts';
 import { LoginLimiter, type LoginLimitOptions } from './auth/limiter.ts';
 import { authenticate } from './auth/principal.ts';
@@ -29,6 +29,8 @@ import { DEFAULT_STREAM_LIMITS, type PluginOpts, type StreamLimits } from './plu
 import { userRoutes } from './plugins/users.ts';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+/** The longest path parameter (ids, names) the router takes; longer ones get 400. */
+export const MAX_PARAM_LENGTH = 200;
 export const API_VERSION = '0.1.0';
 
 export interface RootAppOptions {
@@ -71,7 +73,16 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     forceCloseConnections: true,
     // one line per request, written below, with tokens in query strings redacted
     logController: new LogController({ disableRequestLogging: true }),
-    routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH, ignoreTrailingSlash: true },
+    // the router's own refusals (bad URL encoding, over-long path parameters) in our error shape
+    frameworkErrors: (err, _req, reply) => {
+      const code = (err as { code?: string }).code;
+      const e =
+        code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new OakError('OAK_BAD_REQUEST', `a path parameter is longer than ${MAX_PARAM_LENGTH} characters (limit max_param_length)`, { hint: 'ids and names are short; check the URL' })
+          : new OakError('OAK_BAD_REQUEST', 'the URL is malformed', { hint: 'percent-encode the path as UTF-8' });
+      void (reply as unknown as FastifyReply).code(400).type('application/json; charset=utf-8').send(e.toJSON());
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   ctx.log ??= app.log;
@@ -133,7 +144,10 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   });
   await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
 
-  const pluginOpts: PluginOpts = { ctx, limits: { ...DEFAULT_STREAM_LIMITS, ...opts.streamLimits } };
+  const pluginOpts: PluginOpts = {
+    ctx,
+    limits: { ...DEFAULT_STREAM_LIMITS, ...(opts.heartbeatMs !== undefined ? { logHeartbeatMs: opts.heartbeatMs } : {}), ...opts.streamLimits },
+  };
   await app.register(metricsPlugin, pluginOpts);
   await app.register(healthRoutes, pluginOpts);
   await app.register(authRoutes, pluginOpts);

@@ -12,6 +12,7 @@ import { startCluster } from '@oak/cluster';
 import { LOG_LIMITS, type ApplicationDoc, type ClusterToRoot, type ServiceDoc, type TokenPair } from '@oak/contracts';
 import { createStore, type Store } from '@oak/store';
 import { waitFor } from '@oak/testkit';
+import { memory } from '@oak/testkit/fuzz';
 import { startFakeWorker } from '../../cluster/test/harness.ts';
 import { createLinkControlPlane, linkControl, type LinkControlPlane, type LinkListener, type LinkServer } from '../src/link/index.ts';
 import { LogBuffer } from '../src/log-buffer.ts';
@@ -76,7 +77,7 @@ describe('a 250,000-line log batch', () => {
     await readUntil(/two\n/);
     const rid = worker.logRequests[0]?.request_id;
     assert.ok(rid);
-    const heapBefore = process.memoryUsage().heapUsed;
+    const heapBefore = memory().heap;
     // the flood: one MQTT message with 250,000 lines, then a normal line
     await worker.bus.publishJson(`nodes/${worker.id}/logs/${rid}`, { lines: bigBatch(250_000) });
     await worker.bus.publishJson(`nodes/${worker.id}/logs/${rid}`, { lines: ['after the flood'] });
@@ -88,7 +89,7 @@ describe('a 250,000-line log batch', () => {
     // the root is alive and answers
     const h = await fetch(`${root.url}/healthz`);
     assert.equal(h.status, 200);
-    assert.ok(process.memoryUsage().heapUsed - heapBefore < 200 * 1024 * 1024, 'heap stayed bounded');
+    assert.ok(memory().heap - heapBefore < 100 * 1024 * 1024, 'the live heap stayed bounded');
     ac.abort();
   });
 
@@ -149,18 +150,22 @@ describe('a 250,000-line log batch', () => {
     for (let l = b.shift(); l !== undefined; l = b.shift()) got.push(l);
     assert.equal(got.length, 101);
     assert.match(got[100] ?? '', /^# oak: 400 log lines dropped \(the reader was slower/);
-    const t0 = performance.now();
-    const big = new LogBuffer(250_000, 1e9);
-    for (let i = 0; i < 250; i++) big.push(bigBatch(1000));
-    let n = 0;
-    while (big.shift() !== undefined) n++;
-    assert.equal(n, 250_000);
-    const t1 = performance.now() - t0;
-    const small = new LogBuffer(25_000, 1e9);
-    const t2 = performance.now();
-    for (let i = 0; i < 25; i++) small.push(bigBatch(1000));
-    while (small.shift() !== undefined);
-    const t3 = performance.now() - t2;
+    // the fastest of three runs each (a shared machine): 10x the lines cost less than 30x the time
+    const run = (n: number): number => {
+      let best = Infinity;
+      for (let k = 0; k < 3; k++) {
+        const t0 = performance.now();
+        const buf = new LogBuffer(n, 1e9);
+        for (let i = 0; i < n / 1000; i++) buf.push(bigBatch(1000));
+        let got = 0;
+        while (buf.shift() !== undefined) got++;
+        assert.equal(got, n);
+        best = Math.min(best, performance.now() - t0);
+      }
+      return best;
+    };
+    const t3 = run(25_000);
+    const t1 = run(250_000);
     assert.ok(t1 < 30 * Math.max(t3, 0.5), `10x the lines took ${(t1 / t3).toFixed(1)}x the time`);
   });
 });

@@ -118,7 +118,7 @@ describe('instance logs', () => {
         })();
       },
     };
-    t = await testRoot({ control, appOptions: { streamLimits: { logStreamsPerUser: 2, logStreamsPerWorker: 3, logStreams: 4 } } });
+    t = await testRoot({ control, appOptions: { streamLimits: { logStreamsPerUser: 2, logStreamsPerWorker: 3, logStreams: 4, logHeartbeatMs: 100 } } });
     tok = await t.user('erin', 'acme', ['Application_Provider']);
     const a = await createApp(t, tok, 'quiet');
     sid = ((await t.req('GET', `/api/services/${a.applicationID}`, tok)).json() as ServiceDoc[])[0]?.microserviceID ?? '';
@@ -140,6 +140,20 @@ describe('instance logs', () => {
     // a non-follow request still answers its lines and ends
     const once = await fetch(`http://127.0.0.1:${port}/api/service/${sid}/instance/0/logs`, { headers: { authorization: `Bearer ${tok}` } });
     assert.equal(await once.text(), 'one line\n');
+  });
+
+  test('(d) a follow asked as server-sent events gets its headers at once and `: ping` comments while quiet', async () => {
+    const s = await new Promise<{ got: () => string; close: () => void }>((resolve, reject) => {
+      let got = '';
+      const sock = net.connect(port, '127.0.0.1', () => sock.write(`GET /api/service/${sid}/instance/0/logs?follow=1 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${tok}\r\n\r\n`));
+      sock.on('data', (d: Buffer) => (got += d.toString()));
+      sock.on('error', reject);
+      resolve({ got: () => got, close: () => sock.destroy() });
+    });
+    await waitFor(() => (s.got().match(/: ping/g) ?? []).length >= 2, { timeoutMs: 10_000, message: 'heartbeats' });
+    assert.match(s.got(), /^HTTP\/1.1 200[\s\S]*content-type: text\/event-stream[\s\S]*: connected/i);
+    s.close();
+    await waitFor(() => open.size === 0, { timeoutMs: 10_000, message: 'released' });
   });
 
   test('(d) log streams are capped per user, per worker and in all (429), and released when they end', async () => {

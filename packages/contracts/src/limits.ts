@@ -263,3 +263,6 @@ export function capLogBatch(lines: readonly unknown[], limits: { batchLines: num
   if (dropped > 0) out.push(droppedNote(dropped, `a batch holds at most ${limits.batchLines} lines and ${limits.batchBytes} bytes`));
   return { lines: out, dropped };
 }
+
+/** A worker registration (POST /api/node/register): a few short fields. */
+export const REGISTRATION_LIMITS: JsonLimits = { depth: 8, arrayItems: 64, objectKeys: 64, stringLength: 1024, keyLength: 64 };

@@ -21,6 +21,12 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** The largest root <-> cluster link message, either way (the gRPC channels use it too). */
 export const MAX_LINK_MESSAGE_BYTES = 32 * 1024 * 1024;
+/**
+ * The largest message the root takes from a cluster (or from a stream that has not said hello):
+ * aggregates, statuses and log batches (at most LOG_LIMITS.batchBytes) are far smaller; only
+ * root -> cluster syncs need MAX_LINK_MESSAGE_BYTES.
+ */
+export const MAX_CLUSTER_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 /** Depth only: sizes of fields are each message kind's business (log batches are cut, not refused). */
 const MESSAGE_DEPTH: JsonLimits = { ...JSON_LIMITS, arrayItems: Infinity, objectKeys: Infinity, stringLength: Infinity, keyLength: Infinity };
@@ -117,7 +123,9 @@ export function encodeLinkMessage(v: unknown): Buffer {
 
 export function decodeLinkMessage(b: Buffer): unknown {
   try {
-    return decodeJson(b, MAX_LINK_MESSAGE_BYTES);
+    const v = decodeJson(b, MAX_LINK_MESSAGE_BYTES);
+    // gRPC streams are object streams: a `null` message would end the stream (found by fuzzing)
+    return v === null ? LINK_MALFORMED : v;
   } catch (err) {
     return err instanceof OakError && err.code === 'OAK_LIMIT_EXCEEDED' ? LINK_OVERSIZED : LINK_MALFORMED;
   }

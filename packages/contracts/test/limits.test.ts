@@ -7,7 +7,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   JSON_LIMITS,
+  LINK_MALFORMED,
+  LINK_OVERSIZED,
   LimitExceededError,
+  MAX_LINK_MESSAGE_BYTES,
+  MAX_MESSAGE_BYTES,
+  OakError,
+  decodeJson,
+  decodeLinkMessage,
+  encodeLinkMessage,
   SLA_LIMITS,
   assertValidSla,
   findLimitViolation,
@@ -139,4 +147,15 @@ test('(f) an unknown field is named once, cut when long; a huge name is refused 
   assert.equal(shown.split('xyyyy').length - 1, 1, shown);
   assert.ok(shown.length < 300, shown);
   refused(validateSla(doc([app(0, [ms(0, { ['k'.repeat(1_000_000)]: 1 })])])), 'max_key_length', /^applications\[0\]\.microservices\[0\]\["k{64}\.\.\."\]$/);
+});
+
+test('the codec: payload size and depth caps, and no message that ends a gRPC stream', () => {
+  assert.throws(() => decodeJson(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 0x20)), (e: unknown) => e instanceof OakError && e.code === 'OAK_LIMIT_EXCEEDED' && /max_message_bytes/.test(e.message));
+  assert.throws(() => decodeJson('['.repeat(10_000) + ']'.repeat(10_000)), (e: unknown) => e instanceof LimitExceededError && e.limit === 'max_depth');
+  assert.deepEqual(decodeJson('{"lines":["a"]}'), { lines: ['a'] });
+  // grpc-js ends an object stream on a null message: a peer must not be able to send one
+  assert.equal(decodeLinkMessage(Buffer.from('null')), LINK_MALFORMED);
+  assert.equal(decodeLinkMessage(Buffer.from('['.repeat(100) + ']'.repeat(100))), LINK_OVERSIZED);
+  assert.equal(decodeLinkMessage(Buffer.from([0xff, 0xfe])), LINK_MALFORMED);
+  assert.throws(() => encodeLinkMessage({ type: 'sync', blob: 'x'.repeat(MAX_LINK_MESSAGE_BYTES) }), LimitExceededError);
 });

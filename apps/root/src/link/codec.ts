@@ -4,7 +4,7 @@
  * .proto). Undecodable bytes become a marker that fails validation instead of breaking the call.
  */
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { LINK_CONNECT_METHOD, LINK_MALFORMED, MAX_LINK_MESSAGE_BYTES, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
+import { LINK_CONNECT_METHOD, LINK_MALFORMED, MAX_CLUSTER_MESSAGE_BYTES, MAX_LINK_MESSAGE_BYTES, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
 
 export const MALFORMED = LINK_MALFORMED;
 export const encodeMessage = encodeLinkMessage;
@@ -16,7 +16,7 @@ export const linkServiceDefinition: ServiceDefinition = { Connect: LINK_CONNECT_
  * The largest message the root reads from a cluster (any stream, before or after hello); gRPC
  * refuses a larger one from its length prefix without buffering it (RESOURCE_EXHAUSTED).
  */
-export const LINK_MAX_RECEIVE_BYTES = 8 * 1024 * 1024;
+export const LINK_MAX_RECEIVE_BYTES = MAX_CLUSTER_MESSAGE_BYTES;
 
 export const LINK_SERVER_OPTIONS = {
   'grpc.max_receive_message_length': LINK_MAX_RECEIVE_BYTES,

@@ -272,6 +272,7 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
         return;
       }
       greeted = true;
+      uncount();
       clearTimeout(helloTimer);
       if (closing) {
         reject('the root is shutting down');

@@ -307,26 +307,45 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
         release();
         throw err;
       }
+      // `Accept: text/event-stream` gets the lines as server-sent events with `: ping` comments
+      // while the instance is quiet; plain text (the default) is the log as it is
+      const sse = /text\/event-stream/.test(String(req.headers.accept ?? ''));
+      const heartbeatMs = limits.logHeartbeatMs ?? DEFAULT_STREAM_LIMITS.logHeartbeatMs ?? 15_000;
+      const frame = (line: string): string => (sse ? `data: ${line.replace(/\r?\n$/, '').replace(/\r?\n/g, '\ndata: ')}\n\n` : line.endsWith('\n') ? line : `${line}\n`);
       async function* lines(): AsyncGenerator<string> {
-        // an empty first chunk makes node send the status and headers now: a follow on a quiet
-        // instance must not leave the client waiting for headers until a line comes
-        yield '';
+        // a first chunk makes node send the status and headers now: a follow on a quiet instance
+        // must not leave the client waiting for headers until a line comes
+        yield sse ? 'retry: 3000\n: connected\n\n' : '';
+        const it = source[Symbol.asyncIterator]();
         try {
-          for await (const line of source) {
+          let next = it.next();
+          for (;;) {
+            let timer: NodeJS.Timeout | undefined;
+            const tick = sse && follow ? new Promise<'tick'>((r) => (timer = setTimeout(() => r('tick'), heartbeatMs))) : undefined;
+            const r = await (tick ? Promise.race([next, tick]) : next);
+            clearTimeout(timer);
+            // break, not return: a stream ended by the accounts side still says why (below)
             if (ac.signal.aborted) break;
-            yield line.endsWith('\n') ? line : `${line}\n`;
+            if (r === 'tick') {
+              yield ': ping\n\n';
+              continue;
+            }
+            if (r.done === true) break;
+            yield frame(r.value);
+            next = it.next();
           }
         } catch (err) {
-          if (!ac.signal.aborted) yield `# log stream ended: ${err instanceof Error ? err.message : String(err)}\n`;
+          if (!ac.signal.aborted) yield frame(`# log stream ended: ${err instanceof Error ? err.message : String(err)}`);
         } finally {
           release();
+          void it.return?.(undefined)?.catch(() => undefined);
         }
-        if (ended !== undefined) yield `# log stream ended: ${ended}\n`;
+        if (ended !== undefined) yield frame(`# log stream ended: ${ended}`);
       }
       // a quiet follow stream may stay silent for long: TCP keep-alive keeps NATs and proxies open
       if (follow && typeof socket.setKeepAlive === 'function') socket.setKeepAlive(true, 15_000);
       return (reply as FastifyReply)
-        .type('text/plain; charset=utf-8')
+        .type(sse ? 'text/event-stream; charset=utf-8' : 'text/plain; charset=utf-8')
         .header('cache-control', 'no-cache')
         .header('x-accel-buffering', 'no')
         .send(Readable.from(lines()));

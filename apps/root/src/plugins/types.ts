@@ -18,9 +18,11 @@ export interface StreamLimits {
   logStreamsPerWorker: number;
   /** log answers open in all */
   logStreams: number;
+  /** comment period of a log follow sent as server-sent events (ms) */
+  logHeartbeatMs?: number;
 }
 
-export const DEFAULT_STREAM_LIMITS: StreamLimits = { logStreamsPerUser: 8, logStreamsPerWorker: 16, logStreams: 256 };
+export const DEFAULT_STREAM_LIMITS: StreamLimits = { logStreamsPerUser: 8, logStreamsPerWorker: 16, logStreams: 256, logHeartbeatMs: 15_000 };
 
 /** One fastify plugin per concern; each gets the RootContext. */
 export type RootPlugin = FastifyPluginAsyncTypebox<PluginOpts>;

@@ -1,0 +1,38 @@
+/** Registration bodies are bounded (issue 7): size (413) and depth/width (422) before anything reads them. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { silentLogger } from '@oak/bus';
+import { startCluster, type ClusterHandle } from '../src/index.ts';
+import { registration } from './fixtures.ts';
+
+let cluster: ClusterHandle;
+before(async () => {
+  cluster = await startCluster({ name: 'rb', host: '127.0.0.1', port: 0, mqttPort: 0, log: silentLogger });
+});
+after(() => cluster.close());
+
+const post = async (body: string): Promise<{ status: number; code: string | undefined }> => {
+  const r = await fetch(cluster.registrationUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const j = (await r.json()) as { error?: { code?: string } };
+  return { status: r.status, code: j.error?.code };
+};
+
+test('a registration nested 5,000 deep or too wide is refused with 422, a huge one with 413; nothing is recorded', async () => {
+  const base = JSON.stringify(registration('w'));
+  const deep = `${base.slice(0, -1)},"extra":${'['.repeat(5_000)}1${']'.repeat(5_000)}}`;
+  assert.ok(deep.length < 16 * 1024, 'within the body limit: refused for its depth');
+  assert.deepEqual(await post(deep), { status: 422, code: 'OAK_LIMIT_EXCEEDED' });
+  const wide = `${base.slice(0, -1)},"virtualizations":[${Array.from({ length: 1_000 }, () => '"container"').join(',')}]}`;
+  assert.ok(wide.length < 16 * 1024, 'within the body limit: refused for its width');
+  assert.deepEqual(await post(wide), { status: 422, code: 'OAK_LIMIT_EXCEEDED' });
+  const huge = `${base.slice(0, -1)},"node_name":"${'n'.repeat(100_000)}"}`;
+  assert.deepEqual(await post(huge), { status: 413, code: 'OAK_BODY_TOO_LARGE' });
+  const long = `${base.slice(0, -1)},"node_name":"${'n'.repeat(5_000)}"}`;
+  assert.deepEqual(await post(long), { status: 422, code: 'OAK_LIMIT_EXCEEDED' });
+  assert.equal(cluster.core.workers.size, 0, 'no worker was recorded');
+  // a normal registration is not refused by the limits (401 once registration needs a join token)
+  const ok = await post(base);
+  assert.ok(ok.status === 200 || ok.code === 'OAK_JOIN_TOKEN_INVALID' || ok.code === 'OAK_UNAUTHORIZED', JSON.stringify(ok));
+  const nodes = await fetch(`${cluster.httpUrl}/api/nodes`);
+  assert.equal(nodes.status, 200);
+});
