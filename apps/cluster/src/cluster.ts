@@ -337,7 +337,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     // ---------------------------------------------------------------- HTTP
     const timeouts = httpServerTimeouts(config.requestTimeoutMs);
     const http = (useTls
-      ? Fastify({ logger: false, bodyLimit: 1024 * 1024, ...timeouts, https: typeof config.tls === 'object' ? { cert: config.tls.cert, key: config.tls.key } : {} })
+      ? Fastify({ logger: false, bodyLimit: 1024 * 1024, ...timeouts, https: { ...timeouts.http, ...(typeof config.tls === 'object' ? { cert: config.tls.cert, key: config.tls.key } : {}) } })
       : Fastify({ logger: false, bodyLimit: 1024 * 1024, ...timeouts })) as unknown as FastifyInstance;
     if (useTls) {
       // a failed handshake (no certificate yet, a client that does not trust ours) is the client's problem

@@ -115,7 +115,8 @@ test('deploy: CREATING then RUNNING; duplicate deploy is a no-op; resources and 
   await cluster.publish(`nodes/${id}/control/deploy`, cmd);
   await cluster.waitJob(id, cmd.job_name, 'RUNNING');
   assert.deepEqual(cluster.states(id, cmd.job_name), ['CREATING', 'RUNNING']);
-  assert.equal(pidsWithArgv(['/bin/sleep', sleepArg]).length, 1);
+  // the workload execs /bin/sleep through nsenter/setpriv, possibly just after RUNNING
+  await waitFor(() => pidsWithArgv(['/bin/sleep', sleepArg]).length === 1, { timeoutMs: 10_000, message: 'one sleep process' });
 
   await cluster.publish(`nodes/${id}/control/deploy`, cmd);
   await cluster.publish(`nodes/${id}/control/deploy`, cmd);
@@ -224,8 +225,12 @@ test('restart: same node id, the running instance is re-adopted (RUNNING reporte
   const cmd = deploy('survivor');
   await cluster.publish(`nodes/${id}/control/deploy`, cmd);
   await cluster.waitJob(id, cmd.job_name, 'RUNNING');
-  const before = pidsWithArgv(['/bin/sleep', sleepArg]);
-  assert.equal(before.length, 2, 'talker and survivor');
+  // RUNNING is reported once the supervisor started the workload; its nsenter/setpriv chain may
+  // still be on its way to exec /bin/sleep
+  const before = await waitFor(() => {
+    const pids = pidsWithArgv(['/bin/sleep', sleepArg]);
+    return pids.length === 2 ? pids : undefined;
+  }, { timeoutMs: 10_000, message: `talker and survivor: ${pidsWithArgv(['/bin/sleep', sleepArg]).length} sleep processes` });
 
   await engine!.close();
   engine = undefined;
