@@ -110,27 +110,49 @@ class MinHeap {
  * `next` is in the heap (the heap may also hold stale, taken slots, dropped when popped).
  */
 class Slots {
-  private readonly owners = new Map<bigint, string>();
+  /**
+   * Slot -> owner; a released slot stays as an `undefined` tombstone (deleting and re-adding a key
+   * lengthens V8's hash chains until the next rehash, which made reuse superlinear) until the
+   * tombstones outnumber the live entries, then the map is rebuilt: amortised O(1).
+   */
+  private owners = new Map<bigint, string | undefined>();
+  private live = 0;
+  private tombs = 0;
   private readonly heap = new MinHeap();
   private next: bigint;
   constructor(readonly first: bigint, readonly last: bigint) { this.next = first; }
-  get used(): number { return this.owners.size; }
+  get used(): number { return this.live; }
   owner(s: bigint): string | undefined { return this.owners.get(s); }
   inRange(s: bigint): boolean { return s >= this.first && s <= this.last; }
-  take(s: bigint, owner: string): void { this.owners.set(s, owner); }
+  /** claims a free slot (the caller checked `owner(s) === undefined`) */
+  take(s: bigint, owner: string): void {
+    if (this.owners.has(s)) this.tombs--;
+    this.owners.set(s, owner);
+    this.live++;
+  }
   allocate(owner: string): bigint | undefined {
     while (this.heap.size > 0) {
       const s = this.heap.pop() as bigint;
-      if (!this.owners.has(s)) { this.owners.set(s, owner); return s; }
+      if (this.owners.get(s) === undefined) { this.take(s, owner); return s; }
     }
-    while (this.next <= this.last && this.owners.has(this.next)) this.next++;
+    while (this.next <= this.last && this.owners.get(this.next) !== undefined) this.next++;
     if (this.next > this.last) return undefined;
     const s = this.next++;
-    this.owners.set(s, owner);
+    this.take(s, owner);
     return s;
   }
   release(s: bigint): void {
-    if (this.owners.delete(s) && s < this.next) this.heap.push(s);
+    if (this.owners.get(s) === undefined) return;
+    this.owners.set(s, undefined);
+    this.live--;
+    this.tombs++;
+    if (s < this.next) this.heap.push(s);
+    if (this.tombs > this.live + 1024) {
+      const kept = new Map<bigint, string | undefined>();
+      for (const [k, v] of this.owners) if (v !== undefined) kept.set(k, v);
+      this.owners = kept;
+      this.tombs = 0;
+    }
   }
 }
 
