@@ -4,7 +4,8 @@
  * back; clusters stay stateless.
  *
  * - Worker subnets: /26 blocks (`workerPrefix`) of `workerPool` (default 10.18.0.0/16, 1024
- *   blocks), one per worker id; allocating twice gives the same block back.
+ *   blocks), one per worker id; allocating twice gives the same block back. Block k of the IPv4
+ *   pool comes with /64 number k of `workerPoolV6` (default fdff:18::/48), derived, not stored.
  * - Service and instance addresses from `servicePool` (default 10.30.0.0/16) and `servicePoolV6`
  *   (default fdff::/64, a ULA range): one round-robin service IP (`rr_ip`, `rr_ip_v6`) per job
  *   name, one address of each family per (job name, instance number). The pool's first and last
@@ -13,9 +14,10 @@
  *   over never-used ones), so the result depends only on which addresses are taken, never on the
  *   history: a released address is the next one handed out if it is the lowest free one. Every
  *   call is O(log n) amortised in the number of allocations.
- * - An explicit `rr_ip` inside the pool is honoured if free and refused with the owner named if
- *   not; outside the pool it is accepted with `outsidePool: true` (Oakestra's example uses
- *   192.168.178.4) and still checked against other services; inside the worker pool it is refused.
+ * - An explicit `rr_ip` (`rr_ip_v6`) inside the pool is honoured if free and refused with the owner
+ *   named if not; outside the pool it is accepted with `outsidePool: true` (Oakestra's example
+ *   uses 192.168.178.4) and still checked against other services; inside a worker pool, or an
+ *   unspecified, loopback, link-local, multicast or broadcast address, it is refused.
  */
 import { formatIPv4, formatSubnet, parseIPv4, parseSubnet, overlaps, contains } from './ipv4.ts';
 import type { Subnet } from './ipv4.ts';
@@ -26,6 +28,7 @@ export const DEFAULT_WORKER_POOL = '10.18.0.0/16';
 export const DEFAULT_WORKER_PREFIX = 26;
 export const DEFAULT_SERVICE_POOL = '10.30.0.0/16';
 export const DEFAULT_SERVICE_POOL_V6 = 'fdff::/64';
+export const DEFAULT_WORKER_POOL_V6 = 'fdff:18::/48';
 /** job names and worker ids: 1..255 printable characters */
 export const MAX_KEY_LENGTH = 255;
 /** instance numbers: 0..MAX_INSTANCE */
@@ -46,6 +49,7 @@ export interface IpamConfig {
   workerPrefix: number;
   servicePool: string;
   servicePoolV6: string;
+  workerPoolV6: string;
 }
 
 export interface ServiceAddresses {
@@ -199,6 +203,7 @@ export class Ipam {
   private readonly workerPool: Subnet;
   private readonly pool4: Subnet;
   private readonly pool6: Subnet6;
+  private readonly workerPool6: Subnet6;
   private readonly blocks: Slots;
   private readonly slots4: Slots;
   private readonly slots6: Slots;
@@ -214,6 +219,7 @@ export class Ipam {
       workerPrefix: config.workerPrefix ?? DEFAULT_WORKER_PREFIX,
       servicePool: config.servicePool ?? DEFAULT_SERVICE_POOL,
       servicePoolV6: config.servicePoolV6 ?? DEFAULT_SERVICE_POOL_V6,
+      workerPoolV6: config.workerPoolV6 ?? DEFAULT_WORKER_POOL_V6,
     };
     if (typeof c.workerPrefix !== 'number' || !Number.isInteger(c.workerPrefix) || c.workerPrefix < 16 || c.workerPrefix > 30) {
       throw new IpamError('invalid-pool', 'workerPrefix must be an integer 16..30');
@@ -226,7 +232,19 @@ export class Ipam {
     if (typeof c.servicePoolV6 !== 'string' || c.servicePoolV6.length > 64) throw poolError('IPv6 service pool', c.servicePoolV6, 'not an IPv6 CIDR');
     try { this.pool6 = parseSubnet6(c.servicePoolV6); } catch (e) { throw poolError('IPv6 service pool', c.servicePoolV6, (e as Error).message); }
     if (this.pool6.prefix < 16 || this.pool6.prefix > 126) throw poolError('IPv6 service pool', c.servicePoolV6, 'the prefix must be /16../126');
-    this.config = Object.freeze({ ...c, workerPool: formatSubnet(this.workerPool), servicePool: formatSubnet(this.pool4), servicePoolV6: formatSubnet6(this.pool6) });
+    if (typeof c.workerPoolV6 !== 'string' || c.workerPoolV6.length > 64) throw poolError('IPv6 worker pool', c.workerPoolV6, 'not an IPv6 CIDR');
+    try { this.workerPool6 = parseSubnet6(c.workerPoolV6); } catch (e) { throw poolError('IPv6 worker pool', c.workerPoolV6, (e as Error).message); }
+    const blockBits = c.workerPrefix - this.workerPool.prefix;
+    if (this.workerPool6.prefix < 16 || this.workerPool6.prefix > 64 - blockBits) {
+      throw poolError('IPv6 worker pool', c.workerPoolV6, `the prefix must be /16../${64 - blockBits} to hold a /64 per IPv4 worker subnet`);
+    }
+    if (contains6(this.workerPool6, this.pool6.network) || contains6(this.pool6, this.workerPool6.network)) {
+      throw poolError('IPv6 worker pool', c.workerPoolV6, `overlaps the IPv6 service pool ${formatSubnet6(this.pool6)}`);
+    }
+    this.config = Object.freeze({
+      ...c, workerPool: formatSubnet(this.workerPool), servicePool: formatSubnet(this.pool4), servicePoolV6: formatSubnet6(this.pool6),
+      workerPoolV6: formatSubnet6(this.workerPool6),
+    });
     this.blocks = new Slots(0n, (1n << BigInt(c.workerPrefix - this.workerPool.prefix)) - 1n);
     this.slots4 = new Slots(1n, (1n << BigInt(32 - this.pool4.prefix)) - 2n);
     this.slots6 = new Slots(1n, (1n << BigInt(128 - this.pool6.prefix)) - 2n);
@@ -254,6 +272,12 @@ export class Ipam {
   workerSubnet(worker: string): string | undefined {
     const b = this.workers.get(worker);
     return b === undefined ? undefined : this.blockCidr(b);
+  }
+
+  /** the worker's IPv6 /64 (the one matching its IPv4 block), if it has a subnet */
+  workerSubnetV6(worker: string): string | undefined {
+    const b = this.workers.get(worker);
+    return b === undefined ? undefined : formatSubnet6({ network: this.workerPool6.network + (b << 64n), prefix: 64 });
   }
 
   /** true when the worker had a subnet */
@@ -317,6 +341,7 @@ export class Ipam {
     const ip = typeof text === 'string' ? parseIPv6(text) : undefined;
     if (ip === undefined) throw new IpamError('invalid-address', `rr_ip_v6 ${JSON.stringify(String(text).slice(0, 64))} is not an IPv6 address`);
     if (unusableV6(ip)) throw new IpamError('invalid-address', `rr_ip_v6 ${formatIPv6(ip)} cannot be a service address`);
+    if (contains6(this.workerPool6, ip)) throw new IpamError('invalid-address', `rr_ip_v6 ${formatIPv6(ip)} lies in the worker pool ${this.config.workerPoolV6}`);
     if (contains6(this.pool6, ip)) {
       const slot = ip - this.pool6.network;
       if (!this.slots6.inRange(slot)) throw new IpamError('invalid-address', `rr_ip_v6 ${formatIPv6(ip)} is the first or last address of ${this.config.servicePoolV6}`);
@@ -435,6 +460,7 @@ export class Ipam {
     }
     const ip6 = parseIPv6(address);
     if (ip6 === undefined) return undefined;
+    if (contains6(this.workerPool6, ip6)) return this.blocks.owner((ip6 - this.workerPool6.network) >> 64n);
     return contains6(this.pool6, ip6) ? this.slots6.owner(ip6 - this.pool6.network) : this.outside.get(`6:${ip6}`);
   }
 
@@ -480,11 +506,11 @@ export class Ipam {
     const s = obj(state, 'state');
     if (s.version !== 1) throw new Error('unknown version');
     const c = obj(s.config, 'config');
-    for (const k of ['workerPool', 'servicePool', 'servicePoolV6'] as const) if (typeof c[k] !== 'string') throw new Error(`config.${k} is missing`);
+    for (const k of ['workerPool', 'servicePool', 'servicePoolV6', 'workerPoolV6'] as const) if (typeof c[k] !== 'string') throw new Error(`config.${k} is missing`);
     if (typeof c.workerPrefix !== 'number') throw new Error('config.workerPrefix is missing');
     const ipam = new Ipam({
       workerPool: c.workerPool as string, workerPrefix: c.workerPrefix as number,
-      servicePool: c.servicePool as string, servicePoolV6: c.servicePoolV6 as string,
+      servicePool: c.servicePool as string, servicePoolV6: c.servicePoolV6 as string, workerPoolV6: c.workerPoolV6 as string,
     });
     for (const w of list(s.workers, 'workers')) {
       const o = obj(w, 'worker entry');

@@ -52,6 +52,11 @@ test('worker subnets: /26 of 10.18.0.0/16, idempotent, released and reused, exha
   small.releaseWorker('w2');
   assert.equal(small.allocateWorker('w4'), '10.18.0.128/26');
   assert.equal(small.ownerOf('10.18.0.130'), 'worker w4');
+  assert.equal(small.workerSubnetV6('w4'), 'fdff:18:0:2::/64');
+  assert.equal(small.workerSubnetV6('w0'), 'fdff:18::/64');
+  assert.equal(small.workerSubnetV6('w2'), undefined);
+  assert.equal(small.ownerOf('fdff:18:0:2::17'), 'worker w4');
+  assert.equal(ipam.workerSubnetV6('w2'), 'fdff:18:0:1::/64');
 });
 
 test('pool validation gives typed errors', () => {
@@ -60,10 +65,13 @@ test('pool validation gives typed errors', () => {
     { workerPool: 'x'.repeat(1 << 20) }, { workerPrefix: 31 }, { workerPrefix: 15 }, { workerPrefix: 26.5 }, { workerPrefix: '26' },
     { servicePool: '10.30.0.0/31' }, { servicePool: '10.18.0.0/24' }, { servicePool: 42 }, { servicePoolV6: 'fdff::/127' },
     { servicePoolV6: 'fdff::1/64' }, { servicePoolV6: '10.30.0.0/16' }, { servicePoolV6: 'y'.repeat(1 << 20) },
+    { workerPoolV6: 'fdff::/48' }, { workerPoolV6: 'fdff:18::/60' }, { workerPoolV6: 'fdff:18::/8' }, { workerPoolV6: 7 },
+    { workerPool: '10.0.0.0/8', workerPrefix: 26, workerPoolV6: 'fdff:18::/48' },
   ];
   for (const c of bad) assert.throws(() => new Ipam(c), code('invalid-pool'), JSON.stringify(c).slice(0, 60));
-  const ok = new Ipam({ workerPool: '10.0.0.0/8', workerPrefix: 24, servicePool: '172.20.0.0/16', servicePoolV6: 'fd00:1::/48' });
+  const ok = new Ipam({ workerPool: '10.0.0.0/8', workerPrefix: 24, servicePool: '172.20.0.0/16', servicePoolV6: 'fd00:1::/48', workerPoolV6: 'fd00:2::/32' });
   assert.equal(ok.allocateWorker('w'), '10.0.0.0/24');
+  assert.equal(ok.workerSubnetV6('w'), 'fd00:2::/64');
 });
 
 test('services and instances: lowest free first, network/broadcast never used, released and reused', () => {
@@ -105,7 +113,7 @@ test('rr_ip: honoured when free, refused with the owner named, outside the pool 
   for (const bad of ['10.30.0.0', '10.30.255.255', '10.18.0.5', '127.0.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '1.2.3', 'x'.repeat(1 << 16)]) {
     assert.throws(() => ipam.allocateService('e', { rr_ip: bad }), code('invalid-address'), bad.slice(0, 20));
   }
-  for (const bad of ['fdff::', '::1', 'ff02::1', 'fe80::1', 'zz::']) assert.throws(() => ipam.allocateService('e', { rr_ip_v6: bad }), code('invalid-address'), bad);
+  for (const bad of ['fdff::', '::1', 'ff02::1', 'fe80::1', 'zz::', 'fdff:18::5']) assert.throws(() => ipam.allocateService('e', { rr_ip_v6: bad }), code('invalid-address'), bad);
   ipam.releaseService('c');
   assert.equal(ipam.allocateService('d', { rr_ip: '192.168.178.4' }).outsidePool, true);
   ipam.releaseService('a');
@@ -156,6 +164,7 @@ test('load refuses corrupt or hostile states with a typed error', () => {
   const bad: unknown[] = [
     null, 42, 'x', [], {}, { ...good, version: 2 }, { ...good, config: null }, { ...good, config: {} }, { ...good, workers: {} },
     mutate((s) => { s.config.workerPool = '10.0.0.0/33'; }),
+    mutate((s) => { delete (s.config as Partial<IpamState['config']>).workerPoolV6; }),
     mutate((s) => { s.workers.push({ worker: 'w2', subnet: '10.18.0.0/26' }); }),
     mutate((s) => { s.workers.push({ worker: 'w1', subnet: '10.18.0.64/26' }); }),
     mutate((s) => { s.workers.push({ worker: 'w3', subnet: '10.18.0.65/26' }); }),
@@ -254,7 +263,7 @@ test('property: release then allocate hands back the lowest free address (the re
 function timeAllocations(count: number): number {
   let best = Infinity;
   for (let run = 0; run < 5; run++) {
-    const ipam = new Ipam({ workerPool: '10.0.0.0/9', workerPrefix: 26, servicePool: '10.200.0.0/16' });
+    const ipam = new Ipam({ workerPool: '10.0.0.0/9', workerPrefix: 26, servicePool: '10.200.0.0/16', workerPoolV6: 'fdff:18::/40' });
     const start = process.hrtime.bigint();
     ipam.allocateService('perf');
     for (let n = 0; n < count; n++) {
