@@ -369,7 +369,9 @@ export class Ipam {
     if (had) {
       for (const [k, want, got] of [['rr_ip', request.rr_ip, had.rr_ip], ['rr_ip_v6', request.rr_ip_v6, had.rr_ip_v6]] as const) {
         if (want === undefined) continue;
-        const same = k === 'rr_ip' ? parseIPv4(String(want)) === parseIPv4(got) : parseIPv6(String(want)) === parseIPv6(got);
+        const asked = typeof want !== 'string' ? undefined : k === 'rr_ip' ? (want.length <= 15 ? parseIPv4(want) : undefined) : parseIPv6(want);
+        if (asked === undefined) throw new IpamError('invalid-address', `${k} ${JSON.stringify(String(want).slice(0, 64))} is not an address`);
+        const same = k === 'rr_ip' ? asked === parseIPv4(got) : asked === parseIPv6(got);
         if (!same) throw new IpamError('conflict', `${serviceOwner(job)} already has ${k} ${got}`, serviceOwner(job));
       }
       return had;

@@ -106,6 +106,7 @@ test('rr_ip: honoured when free, refused with the owner named, outside the pool 
   assert.equal(out.outsidePoolV6, true);
   assert.throws(() => ipam.allocateService('d', { rr_ip: '192.168.178.4' }), (e) => code('conflict')(e) && (e as IpamError).owner === 'service c');
   assert.throws(() => ipam.allocateService('a', { rr_ip: '10.30.1.1' }), code('conflict'));
+  assert.throws(() => ipam.allocateService('a', { rr_ip: 'nonsense' }), code('invalid-address'));
   assert.deepEqual(ipam.allocateService('a', { rr_ip: '10.30.55.55' }).rr_ip, '10.30.55.55');
   const inst = ipam.allocateInstance('a', 0);
   assert.equal(inst.ip, '10.30.0.1');
@@ -226,7 +227,14 @@ test('property: allocate/release sequences never give an address to two owners, 
     for (const op of ops) {
       try {
         if (op.k === 'svc') ipam.allocateService(`j${op.job}`);
-        else if (op.k === 'inst') ipam.allocateInstance(`j${op.job}`, op.n);
+        else if (op.k === 'inst') {
+          const fresh = ipam.instanceAddresses(`j${op.job}`, op.n) === undefined;
+          const held = new Set(ipam.serialize().services.map((x) => x.rr_ip).concat(ipam.serialize().instances.map((x) => x.ip)));
+          let lowest = 1;
+          while (lowest < 15 && held.has(`10.30.0.${lowest}`)) lowest++;
+          const got = ipam.allocateInstance(`j${op.job}`, op.n);
+          if (fresh) assert.equal(got.ip, `10.30.0.${lowest}`, 'the lowest free address');
+        }
         else if (op.k === 'relS') ipam.releaseService(`j${op.job}`);
         else if (op.k === 'relI') ipam.releaseInstance(`j${op.job}`, op.n);
         else if (op.k === 'worker') ipam.allocateWorker(`w${op.w}`);
