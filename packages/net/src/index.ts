@@ -7,3 +7,9 @@ export {
 export type { BridgePlan } from './plan.ts';
 export { nftRuleset, nftDeleteTable, mappingProblem } from './rules.ts';
 export type { PortRule, RuleState, Protocol } from './rules.ts';
+export { parseIPv6, formatIPv6, parseSubnet6, formatSubnet6, contains6, maskOf6 } from './ipv6.ts';
+export type { Subnet6 } from './ipv6.ts';
+export {
+  Ipam, IpamError, DEFAULT_WORKER_POOL, DEFAULT_WORKER_PREFIX, DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, DEFAULT_WORKER_POOL_V6, MAX_KEY_LENGTH, MAX_INSTANCE,
+} from './ipam.ts';
+export type { IpamConfig, IpamState, IpamErrorCode, ServiceAddresses, InstanceAddresses } from './ipam.ts';
