@@ -280,7 +280,7 @@ test('credentials dropped by the cluster (MQTT refusal): the worker registers ag
 test('a revoked token: the worker is refused and stays out (nothing it sends gets through)', async () => {
   const d = await tmpDir('oak-ne-revoked');
   const token = cluster.join.workerToken();
-  const e = await startNodeEngine({ clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d.path, name: 'doomed', reportIntervalMs: INTERVAL, registerBackoffMs: { initial: 50, max: 200 }, runtimes: ['process'], log: silentLog, joinToken: token });
+  const e = await startNodeEngine({ clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d.path, name: 'doomed', reportIntervalMs: INTERVAL, registerBackoffMs: { initial: 50, max: 200 }, runtimes: ['process'], log: silentLog, joinToken: token, isolation: 'off' });
   try {
     const id = e.id;
     await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${id}/information`), { message: 'first report' });
@@ -299,7 +299,7 @@ test('a revoked token: the worker is refused and stays out (nothing it sends get
   const d2 = await tmpDir('oak-ne-revoked2');
   try {
     await assert.rejects(
-      startNodeEngine({ clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d2.path, runtimes: ['process'], log: silentLog, joinToken: token }),
+      startNodeEngine({ clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d2.path, runtimes: ['process'], log: silentLog, joinToken: token, isolation: 'off' }),
       /refused this worker: .*revoked.*oak token create worker/,
     );
   } finally {
@@ -309,7 +309,7 @@ test('a revoked token: the worker is refused and stays out (nothing it sends get
 
 test('no token, a cluster token, or a token of another CA: the start fails with a clear message', async () => {
   const d = await tmpDir('oak-ne-notoken');
-  const base = { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d.path, runtimes: ['process' as const], log: silentLog, registerBackoffMs: { initial: 50, max: 100 } };
+  const base = { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: d.path, runtimes: ['process' as const], log: silentLog, registerBackoffMs: { initial: 50, max: 100 }, isolation: 'off' as const };
   try {
     await assert.rejects(startNodeEngine(base), /join token is required.*-t <token>.*OAK_JOIN_TOKEN/);
     await assert.rejects(startNodeEngine({ ...base, joinToken: `oak1.c.abcdefgh.${'A'.repeat(32)}.${cluster.join.caHash}` }), /cluster join token/);
