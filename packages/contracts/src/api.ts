@@ -122,3 +122,23 @@ export type OakEvent =
   | { type: 'application'; action: 'created' | 'updated' | 'deleted'; applicationID: string }
   | { type: 'service'; action: 'created' | 'updated' | 'deleted'; microserviceID: string; applicationID: string }
   | { type: 'cluster'; action: 'connected' | 'disconnected' | 'updated'; cluster_id: string; cluster_name: string };
+
+/** One audited request or account event. No request body, query string or secret is ever stored. */
+export interface AuditEntryDoc {
+  /** newest entries have the largest seq (paging cursor) */
+  seq: number;
+  at: string;
+  user_id: string | null;
+  user_name: string | null;
+  /** `auth.login`, `auth.login_failed`, `auth.login_blocked`, `auth.logout`, or `<METHOD> <route pattern>` */
+  action: string;
+  method: string;
+  /** the route pattern, e.g. `/api/application/:id` (never the URL with its query) */
+  route: string;
+  /** the id the request acted on (path parameters, or the id of what it created) */
+  target: string | null;
+  status: number;
+  /** the OAK_* code of a refused request */
+  error_code: string | null;
+  address: string | null;
+}

@@ -10,6 +10,7 @@
  * - createApplication/deleteApplication and the other multi-row writes are atomic.
  */
 import type {
+  AuditEntryDoc,
   ClusterResources,
   InstanceState,
   Microservice,
@@ -115,25 +116,8 @@ export interface JoinTokenRow {
 
 export type NewJoinToken = Pick<JoinTokenRow, 'id' | 'kind' | 'name' | 'cluster' | 'secret_hash' | 'created_by' | 'expires_at'>;
 
-/** One audited request or account event. No request body, query string or secret is ever stored. */
-export interface AuditEntry {
-  /** newest entries have the largest seq (paging cursor) */
-  seq: number;
-  at: string;
-  user_id: string | null;
-  user_name: string | null;
-  /** `auth.login`, `auth.login_failed`, `auth.login_blocked`, `auth.logout`, or `<METHOD> <route pattern>` */
-  action: string;
-  method: string;
-  /** the route pattern, e.g. `/api/application/:id` (never the URL with its query) */
-  route: string;
-  /** the id the request acted on (path parameters, or the id of what it created) */
-  target: string | null;
-  status: number;
-  /** the OAK_* code of a refused request */
-  error_code: string | null;
-  address: string | null;
-}
+/** One audited request or account event (the API document, defined once in contracts). */
+export type AuditEntry = AuditEntryDoc;
 export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'at'> & { at?: string };
 
 export interface AuditFilter {

@@ -1,22 +1,9 @@
 /** `oak audit`: the root's audit trail (Admin). */
 import type { Command } from 'commander';
+import type { AuditEntryDoc as AuditEntry } from '@oak/contracts';
 import { parseDuration, session } from '../context.ts';
 import { UsageError } from '../errors.ts';
 import { dash, emit, paint, table } from '../output.ts';
-
-interface AuditEntry {
-  seq: number;
-  at: string;
-  user_id: string | null;
-  user_name: string | null;
-  action: string;
-  method: string;
-  route: string;
-  target: string | null;
-  status: number;
-  error_code: string | null;
-  address: string | null;
-}
 
 interface AuditOptions {
   since?: string;
