@@ -28,7 +28,7 @@ typecheck:
 unit:
 	node scripts/run-tests.mjs
 
-bench: deps
+bench: deps build
 	npm run bench
 
 clean:

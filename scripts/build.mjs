@@ -12,6 +12,7 @@ const programs = [
   ['apps/root', 'oak-root'],
   ['apps/cluster', 'oak-cluster'],
   ['apps/node-engine', 'NodeEngine'],
+  ['apps/netmanager', 'NetManager'],
   ['apps/cli', 'oak'],
 ].filter(([dir]) => existsSync(`${root}/${dir}/src/main.ts`));
 

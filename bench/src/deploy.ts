@@ -549,6 +549,9 @@ export const bench: Bench = async () => {
       await waitFor(() => (processInstances(ns).length === 0 ? true : undefined), { timeoutMs: 10_000, message: 'processes stopped' }).catch(() => undefined);
     }
     await oakd?.close().catch(() => undefined);
+    // a NetManager's close() keeps its tunnel device and nftables table (flows survive a restart);
+    // the bench's NetManager is gone for good: remove them (issue 8 review: oakx<tag>/oakn_<tag> were left)
+    await oakd?.netmanager?.clean().catch(() => undefined);
     for (const ch of children) await stopProcess(ch.child, 5000).catch(() => undefined);
     for (const ch of bareChildren) ch.kill('SIGKILL');
     if (ctd) for (const id of rawIds) await removeRaw(ctd, id).catch(() => undefined);

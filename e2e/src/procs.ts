@@ -1,22 +1,41 @@
 /**
- * Starts the real binaries (oakd, oak-root, oak-cluster, NodeEngine) as child processes, optionally
+ * Starts the real binaries (oakd, oak-root, oak-cluster, NodeEngine, NetManager) as child processes, optionally
  * inside a network namespace, with their output kept in a log file that is printed when a test
  * fails. Every process started here is killed by stopAll().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
+/** the launchers (TypeScript through tsx) or, after useBuiltBinaries(), the bundles of `make build` */
+let built = false;
+const bin = (app: string, name: string): string => join(repoRoot, built ? `apps/${app}/dist/${name}.mjs` : `apps/${app}/bin/${name}.mjs`);
+
 export const bins = {
-  oakd: join(repoRoot, 'apps/oakd/bin/oakd.mjs'),
-  root: join(repoRoot, 'apps/root/bin/oak-root.mjs'),
-  cluster: join(repoRoot, 'apps/cluster/bin/oak-cluster.mjs'),
-  nodeEngine: join(repoRoot, 'apps/node-engine/bin/NodeEngine.mjs'),
-  cli: join(repoRoot, 'apps/cli/bin/oak.mjs'),
-} as const;
+  get oakd() { return bin('oakd', 'oakd'); },
+  get root() { return bin('root', 'oak-root'); },
+  get cluster() { return bin('cluster', 'oak-cluster'); },
+  get nodeEngine() { return bin('node-engine', 'NodeEngine'); },
+  get netManager() { return bin('netmanager', 'NetManager'); },
+  get cli() { return bin('cli', 'oak'); },
+};
+
+/**
+ * Run the bundles `make build` writes (what users run: no TypeScript loader, less memory) instead
+ * of the launchers, e.g. for footprint numbers in the bench. Throws when they are not built.
+ */
+export function useBuiltBinaries(): void {
+  built = true;
+  for (const p of Object.values(Object.getOwnPropertyDescriptors(bins)).map((d) => (d.get as () => string)())) {
+    if (!existsSync(p)) {
+      built = false;
+      throw new Error(`${p} is missing: run \`make build\` (node scripts/build.mjs) first`);
+    }
+  }
+}
 
 export interface Proc {
   name: string;

@@ -1,8 +1,10 @@
 /** SLAs used by the end-to-end tests. */
+import type { Virtualization } from '@oak/contracts';
+
 export interface SvcOpts {
   app?: string;
   svc?: string;
-  virtualization?: 'container' | 'process';
+  virtualization?: Virtualization;
   code: string;
   cmd?: string[];
   memory?: number;
@@ -10,6 +12,8 @@ export interface SvcOpts {
   one_shot?: boolean;
   constraints?: unknown[];
   replicas?: number;
+  /** more fields of the microservice (health, restart, args...) */
+  extra?: Record<string, unknown>;
 }
 
 export function sla(o: SvcOpts): Record<string, unknown> {
@@ -33,6 +37,7 @@ export function sla(o: SvcOpts): Record<string, unknown> {
             ...(o.one_shot !== undefined ? { one_shot: o.one_shot } : {}),
             ...(o.constraints ? { constraints: o.constraints } : {}),
             ...(o.replicas !== undefined ? { replicas: o.replicas } : {}),
+            ...o.extra,
           },
         ],
       },

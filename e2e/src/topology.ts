@@ -3,19 +3,34 @@
  * inside its own namespace (so default ports are fine there), workers get a private containerd
  * each (its own namespace of containers), and the test talks to the root through the gateway.
  */
-import { buildBusyboxImage, createNetwork, startContainerd, startRegistry, tmpDir, type ContainerdInstance, type NetHost, type TestNetwork } from '@oak/testkit';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { buildBusyboxImage, createNetwork, run, startContainerd, startRegistry, tmpDir, waitFor, type ContainerdInstance, type NetHost, type TestNetwork } from '@oak/testkit';
+import { bridgePlan, tagOf } from '@oak/net';
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { Api, waitHealthy } from './api.ts';
 import { Procs, bins, type Proc } from './procs.ts';
 
 export const PASSWORD = 'e2e-admin-password';
+/**
+ * The NetManager's local API port inside each worker host's namespace: Oakestra's default 6000
+ * (OAK_E2E_NET_PORT to try another; 6000 is on the Fetch standard's list of blocked ports, so a
+ * client using fetch() cannot reach it: it fails with "bad port").
+ */
+export const NET_PORT = Number(process.env.OAK_E2E_NET_PORT ?? 6000);
+/** the NodeEngine flag naming the directory of the NetManager's key file */
+export const NODE_ENGINE_KEY_DIR_FLAG = '--netmanager-key-dir';
 
 export interface Worker {
   host: NetHost;
   ctd: ContainerdInstance;
   proc: Proc;
   dataDir: string;
+  /** the worker's NetManager (overlay workers only) */
+  net: Proc | undefined;
+  /** starts the NodeEngine again (after a kill) */
   start(): Proc;
+  /** starts the NetManager again (overlay workers only) */
+  startNet(): Promise<Proc>;
   /** RUNNING container tasks on this worker */
   tasks(): Promise<string[]>;
 }
@@ -28,6 +43,8 @@ export class Topology {
   private readonly cleanups: (() => Promise<void>)[] = [];
   /** the root's API, logged in as Admin (join tokens are created through it) */
   rootApi: Api | undefined;
+  /** the NodeEngine --namespace of every worker started (instance namespaces derive from it) */
+  private readonly workerNamespaces: string[] = [];
   /** cluster name by the address of its host (workers join the cluster they are pointed at) */
   private readonly clusterAt = new Map<string, string>();
 
@@ -78,20 +95,52 @@ export class Topology {
     });
   }
 
-  /** A NodeEngine on `host` joining the cluster at `clusterIp` with a worker token of its own. */
-  async worker(host: NetHost, clusterIp: string, cluster = this.clusterAt.get(clusterIp)): Promise<Worker> {
+  /**
+   * A NodeEngine on `host` joining the cluster at `clusterIp` with a worker token of its own.
+   * With `net`, the host also runs a real NetManager (started first, `-p 6000` inside the host's
+   * namespace, netcfg.json in the worker's data dir with NodePublicAddress = the host's address
+   * and ClusterUrl = the cluster host) and the NodeEngine is started with `-n 6000`. The API key
+   * file goes to a key dir of this worker (the default /run/oak is shared by every namespace of
+   * the kernel, and each worker's NetManager listens on port 6000 of its own namespace).
+   */
+  async worker(host: NetHost, clusterIp: string, cluster = this.clusterAt.get(clusterIp), opts: { net?: boolean; args?: string[] } = {}): Promise<Worker> {
     if (cluster === undefined) throw new Error(`no cluster started at ${clusterIp}: start it first or name it`);
     const token = await this.joinToken({ kind: 'worker', cluster });
     const ctd = await startContainerd();
     this.cleanups.push(() => ctd.stop());
+    this.workerNamespaces.push(ctd.namespace);
     // the registry listens on the machine's loopback, which a worker namespace cannot reach: the
     // image is pulled ahead (pulling itself is covered by the runtime tests and the 1-DOC test)
     await ctd.ctr(['images', 'pull', '--plain-http', this.image]);
     const dataDir = `${this.dir.path}/worker-${host.name}`;
     // instance namespaces live in /run/netns, outside the host namespace that the network removes
     this.cleanups.push(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir }));
+    const keyDir = `${dataDir}/keys`;
+    const netDir = `${dataDir}/netmanager`;
+    const netcfg = `${dataDir}/netcfg.json`;
+    if (opts.net) {
+      mkdirSync(keyDir, { recursive: true, mode: 0o700 });
+      mkdirSync(netDir, { recursive: true });
+      writeFileSync(netcfg, JSON.stringify({ NodePublicAddress: host.ip, NodePublicPort: '50103', ClusterUrl: clusterIp, ClusterMqttPort: 10003 }, null, 2));
+      // whatever a NetManager killed in a test leaves behind goes with --clean (tunnel, table, state)
+      this.cleanups.push(async () => {
+        await run('nsenter', [`--net=/run/netns/${host.ns}`, '--', process.execPath, bins.netManager, '--clean', '-p', String(NET_PORT), '-c', netcfg, '--data-dir', netDir, '--key-dir', keyDir], { check: false, timeoutMs: 20_000 });
+      });
+    }
+    const startNet = async (): Promise<Proc> => {
+      const p = this.procs.spawn(`netmanager-${host.name}`, bins.netManager, ['-p', String(NET_PORT), '-c', netcfg, '--data-dir', netDir, '--key-dir', keyDir, '--dns-upstream', '127.0.0.1', '--probe-interval-ms', '1000'], {
+        dir: this.dir.path,
+        netns: host.ns,
+      });
+      // the NodeEngine registers with it as soon as it starts: wait until its API key is written
+      await waitFor(() => existsSync(`${keyDir}/netmanager-${NET_PORT}.key`) || p.child.exitCode !== null, { timeoutMs: 20_000, message: `NetManager on ${host.name} ready` });
+      if (p.child.exitCode !== null) throw new Error(`NetManager on ${host.name} exited: ${p.log()}`);
+      return p;
+    };
+    const net = opts.net ? await startNet() : undefined;
+    const netArgs = opts.net ? ['-n', String(NET_PORT), NODE_ENGINE_KEY_DIR_FLAG, keyDir] : ['-n', '0'];
     const start = (): Proc =>
-      this.procs.spawn(`worker-${host.name}`, bins.nodeEngine, ['-a', clusterIp, '-p', '10100', '-n', '0', '--name', host.name, '--data-dir', dataDir, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500'], {
+      this.procs.spawn(`worker-${host.name}`, bins.nodeEngine, ['-a', clusterIp, '-p', '10100', ...netArgs, '--name', host.name, '--data-dir', dataDir, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500', ...(opts.args ?? [])], {
         dir: this.dir.path,
         netns: host.ns,
         env: { OAK_JOIN_TOKEN: token },
@@ -100,15 +149,58 @@ export class Topology {
       host,
       ctd,
       dataDir,
+      net,
       proc: start(),
       start: () => (w.proc = start()),
+      startNet: async () => (w.net = await startNet()),
       tasks: async () => (await ctd.ctr(['tasks', 'ls'])).stdout.split('\n').filter((l) => /\sRUNNING\b/.test(l)),
     };
+    if (opts.net) {
+      // overlay-ready: the NodeEngine registered with its NetManager and moved its bridge onto the
+      // worker subnet the root gave (10.18.0.0/16), so instances deployed from now on join the overlay
+      const bridge = bridgePlan(ctd.namespace).bridge;
+      const ready = await waitFor(async () => {
+        // Node's fetch() refuses the Fetch standard's "bad ports", 6000 among them: say so at once
+        if (w.proc.log().includes('bad port')) return 'bad-port';
+        return /inet 10\.18\./.test((await run('ip', ['-n', host.ns, '-o', '-4', 'addr', 'show', 'dev', bridge], { check: false })).stdout) ? 'ok' : undefined;
+      }, {
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        message: `the bridge ${bridge} of ${host.name} on its overlay subnet (NodeEngine registered with its NetManager)`,
+      }).catch((err: unknown) => {
+        throw new Error(`${err instanceof Error ? err.message : String(err)}\n${w.proc.log().slice(-3000)}\n${w.net?.log().slice(-3000) ?? ''}`);
+      });
+      if (ready === 'bad-port') {
+        throw new Error(`the NodeEngine cannot reach its NetManager on port ${NET_PORT}: fetch() refuses it as a "bad port" (the Fetch standard blocks 6000); the NodeEngine's client must use node:http\n${w.proc.log().slice(-2000)}`);
+      }
+    }
     return w;
+  }
+
+  /**
+   * What this topology left on the machine after close(): network namespaces of its hosts or of
+   * its workers' instances, links and nftables tables in the machine's own namespace named after
+   * them. Empty when everything was cleaned up.
+   */
+  async leftovers(): Promise<string[]> {
+    const out: string[] = [];
+    // host namespaces are oak<run id>-<network>-<host>, the switch oak<run id>-<network>-sw
+    const prefix = this.net ? this.net.switchNs.slice(0, -'sw'.length) : undefined;
+    const tags = this.workerNamespaces.map((n) => tagOf(n));
+    const netns = (await run('ip', ['netns', 'ls'], { check: false })).stdout.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+    for (const n of netns) {
+      if ((prefix && n.startsWith(prefix)) || tags.some((t) => n.startsWith(`oak-${t}-`))) out.push(`netns ${n}`);
+    }
+    const links = (await run('ip', ['-o', 'link', 'show'], { check: false })).stdout;
+    for (const t of tags) if (links.includes(t)) out.push(`link with ${t} in the machine's namespace`);
+    const tables = (await run('nft', ['list', 'tables'], { check: false })).stdout;
+    for (const t of tags) if (tables.includes(t)) out.push(`nftables table with ${t} in the machine's namespace`);
+    return out;
   }
 
   async close(): Promise<void> {
     await this.procs.stopAll();
-    for (const c of this.cleanups.reverse()) await c().catch(() => undefined);
+    // idempotent: a test may close early (to check what is left) and again in its after() hook
+    for (const c of this.cleanups.splice(0).reverse()) await c().catch(() => undefined);
   }
 }

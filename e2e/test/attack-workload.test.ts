@@ -75,6 +75,9 @@ test('attack: a container and a process on a 1-DOC reach none of its control-pla
   const args = [
     '--host', '0.0.0.0', '--port', String(ports.api), '--link-port', String(ports.link), '--cluster-port', String(ports.registration),
     '--mqtt-port', String(ports.broker), '--data-dir', dir.path, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500',
+    // the wall on the worker's own bridge plan (172.30/24); the overlay's bridge has the same wall
+    // plus DNS on the gateway (rules tests), and its tunnel would otherwise take the host's address
+    '--netmanager', 'off',
   ];
   const password = 'e2e-attack-secret-1';
   // the default user of process workloads when it exists (scripts/install-deps.sh creates it)

@@ -1,11 +1,13 @@
 /**
  * 1-DOC end to end: the real `oakd` binary (root + cluster + worker in one process, embedded broker
  * and SQLite) with a private containerd and a local registry. An SLA posted to the API ends as a
- * real container RUNNING; scale, undeploy, a pending reason, and a kill -9 + restart on the same data.
+ * real container RUNNING (on the built-in NetManager's overlay: service IP, instance IP, nsip); scale,
+ * undeploy, a pending reason, and a kill -9 + restart on the same data.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildBusyboxImage, freePort, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
+import { serviceTable, tunnelDevice } from '@oak/net';
+import { buildBusyboxImage, freePort, run, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins } from '../src/procs.ts';
@@ -28,7 +30,16 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
     '--host', '127.0.0.1', '--port', String(port),
     '--link-port', String(await freePort()), '--cluster-port', String(await freePort()), '--mqtt-port', String(await freePort()),
     '--data-dir', dir.path, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500',
+    // the built-in NetManager (on by default) on a free port; its tunnel endpoint is --host, on a
+    // UDP port of its own (one VXLAN device per VNI and port in a namespace: other runs may hold 50103)
+    '--netmanager-port', '0', '--public-port', String(await freePort()),
   ];
+  // the built-in NetManager keeps its tunnel device and table when oakd stops (flows survive a
+  // restart): this test removes the ones named after its namespace
+  t.after(async () => {
+    await run('ip', ['link', 'del', tunnelDevice(ctd.namespace)], { check: false });
+    await run('nft', ['delete', 'table', 'inet', serviceTable(ctd.namespace)], { check: false });
+  });
   const env = { OAK_ADMIN_PASSWORD: 'e2e-secret-1' };
   let oakd = procs.spawn('oakd', bins.oakd, args, { dir: dir.path, env });
   const base = `http://127.0.0.1:${port}`;
@@ -50,6 +61,10 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
     assert.equal(svc.job_name, 'e2eapp.test.svc.test');
     await api.deployInstance(svc.microserviceID);
     const running = await api.waitStatus(svc.microserviceID, 'RUNNING', 1, 30_000);
+    // the overlay of the 1-DOC: a service IP and an instance IP from the root, the namespace on the worker's subnet
+    const withNet = await api.waitInstances(svc.microserviceID, (l) => /^10\.18\./.test(l[0]?.nsip ?? ''), 20_000, 'the instance on the overlay subnet (nsip 10.18.x)');
+    assert.match(withNet.service_ip ?? '', /^10\.30\./, 'the service has a service IP');
+    assert.match(withNet.instance_list[0]?.instance_ip ?? '', /^10\.30\./, 'the instance has an instance IP');
     assert.ok(running.instance_list[0]?.worker_id, 'instance knows its worker');
     const tasks = async () => (await ctd.ctr(['tasks', 'ls'])).stdout.split('\n').filter((l) => /\sRUNNING\b/.test(l));
     assert.equal((await tasks()).length, 1, 'one container task runs');

@@ -4,7 +4,7 @@
  * answer becomes one UnreachableError. An expired access token is refreshed once with the stored
  * refresh token, and the new pair is saved.
  */
-import type { ApplicationDoc, ClusterDoc, InstanceDoc, OakError, ServiceDoc, TokenPair } from '@oak/contracts';
+import type { ApplicationDoc, ClusterDoc, InstanceDoc, OakError, ServiceDoc, ServiceVersionDoc, TokenPair } from '@oak/contracts';
 import type { Agent } from 'undici';
 import { pinnedHostTlsOptions, ROOT_SERVICE_NAME } from '@oak/trust/tls';
 import { configPath, loadConfig, saveConfig, type OakConfig } from './config.ts';
@@ -63,6 +63,8 @@ const API_TO_CLI: [RegExp, string][] = [
   [/GET \/api\/application\/\{id\}/g, "'oak app show'"],
   [/PUT \/api\/application\/\{id\}/g, "'oak app update <app> -f <file>'"],
   [/DELETE \/api\/application\/\{id\}/g, "'oak app delete <app>'"],
+  [/GET \/api\/service\/\{id\}\/history/g, "'oak service history <service>'"],
+  [/POST \/api\/service\/\{id\}\/rollback/g, "'oak service rollback <service>'"],
   [/GET \/api\/(services|service|instances|instance)s?\/?(\{appId\})?/g, "'oak service ls'"],
   [/PUT \/api\/service\/\{id\}/g, "'oak service update <service> -f <file>'"],
   [/DELETE \/api\/service\/\{id\}\/instance\/\{n\}/g, "'oak service undeploy <service>'"],
@@ -264,6 +266,16 @@ export class Api {
 
   updateService(id: string, fields: unknown): Promise<ServiceDoc> {
     return this.request<ServiceDoc>('PUT', `/api/service/${encodeURIComponent(id)}`, { body: fields });
+  }
+
+  /** the versions of a service's SLA, oldest first */
+  serviceHistory(id: string): Promise<ServiceVersionDoc[]> {
+    return this.request<ServiceVersionDoc[]>('GET', `/api/service/${encodeURIComponent(id)}/history`);
+  }
+
+  /** stores an earlier version's SLA as a new version (`to` absent: the root picks) */
+  rollbackService(id: string, to?: number): Promise<ServiceDoc> {
+    return this.request<ServiceDoc>('POST', `/api/service/${encodeURIComponent(id)}/rollback`, { body: to === undefined ? {} : { to } });
   }
 
   deployInstance(serviceId: string): Promise<InstanceDoc> {

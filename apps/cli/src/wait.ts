@@ -32,7 +32,8 @@ interface Tracked {
 }
 
 function live(t: Tracked): InstanceDoc[] {
-  return [...t.instances.values()].filter((i) => i.status !== 'UNDEPLOYED').sort((a, b) => a.instance_number - b.instance_number);
+  // an instance on its way out (desired stop, issue 9) counts as gone, like an UNDEPLOYED one
+  return [...t.instances.values()].filter((i) => i.status !== 'UNDEPLOYED' && i.desired !== 'stop').sort((a, b) => a.instance_number - b.instance_number);
 }
 
 function isDone(t: Tracked): boolean {

@@ -196,11 +196,16 @@ describe('oak against a root', () => {
   });
 
   it('names that fit several services or applications are refused with the candidates', async () => {
-    const sla = JSON.parse(readFileSync(example('client-server.json'), 'utf8')) as { applications: { application_namespace: string; microservices: { microservice_namespace: string }[] }[] };
+    const sla = JSON.parse(readFileSync(example('client-server.json'), 'utf8')) as { applications: { application_namespace: string; microservices: { microservice_namespace: string; addresses?: unknown }[] }[] };
     const app = sla.applications[0];
     assert.ok(app);
     app.application_namespace = 'prod';
     for (const m of app.microservices) m.microservice_namespace = 'prod';
+    // the example's rr_ip is the first copy's: a second service cannot have it (named in the error)
+    const taken = await run(['app', 'create', '-f', '-', '--no-deploy'], { stdin: JSON.stringify(sla) });
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, /rr_ip 10\.30\.55\.55 is taken by service clientsrvr\.test\.server\.test/);
+    for (const m of app.microservices) delete m.addresses;
     const r = await run(['app', 'create', '-f', '-', '--no-deploy'], { stdin: JSON.stringify(sla) });
     assert.equal(r.code, 0, r.stderr);
     const a = await run(['app', 'show', 'clientsrvr']);
@@ -230,11 +235,13 @@ describe('oak against a root', () => {
     assert.match(r.stdout, /already has 1 instance/);
     r = await run(['service', 'scale', 'clientsrvr.server', '3']);
     assert.equal(r.code, 0);
-    r = await run(['service', 'undeploy', 'clientsrvr.server', '--instance', '1']);
+    // instance numbers are never reused: the two new ones are 4 and 5
+    assert.match(r.stdout, /^deployed clientsrvr\.test\.server\.test\.instance\.5$/m);
+    r = await run(['service', 'undeploy', 'clientsrvr.server', '--instance', '4']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^undeployed clientsrvr\.test\.server\.test\.instance\.1$/m);
+    assert.match(r.stdout, /^undeployed clientsrvr\.test\.server\.test\.instance\.4$/m);
     const left = json<ServiceDoc>((await run(['service', 'inspect', 'clientsrvr.server', '-o', 'json'])).stdout);
-    assert.deepEqual(left.instance_list.map((i) => i.instance_number).sort(), [0, 2]);
+    assert.deepEqual(left.instance_list.map((i) => i.instance_number).sort(), [0, 5]);
     r = await run(['service', 'undeploy', 'clientsrvr.server', '--instance', '7']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /instance .*clientsrvr\.test\.server\.test\.instance\.7.* does not exist/);

@@ -157,12 +157,14 @@ export class FakeCluster implements ControlPlane {
 
   private async set(s: ServiceRow, n: number, status: InstanceState, detail: string): Promise<boolean> {
     const exists = await this.ctx.store.getInstance(s.id, n);
-    if (!exists) return false;
+    // an instance on its way out (desired stop) moves on no further: the undeploy finishes it
+    if (!exists || (exists.desired === 'stop' && status !== 'UNDEPLOYED')) return false;
     const row = await this.ctx.store.updateInstance(s.id, n, {
       status,
       status_detail: detail,
       ...(status === 'REQUESTED' ? {} : { cluster_id: this.clusterId, worker_id: 'worker-1', publicip: '127.0.0.1' }),
-      ...(status === 'RUNNING' ? { instance_ip: `10.18.0.${n + 2}` } : {}),
+      // the worker's report of the instance's namespace (its virtual instance_ip comes from the root)
+      ...(status === 'RUNNING' ? { net: { nsip: `10.18.0.${n + 2}`, nsip_v6: `fdff:18::${n + 2}`, host_ip: '127.0.0.1', host_port: 50103, subnet: '10.18.0.0/26', subnet_v6: 'fdff:18::/64' } } : {}),
     });
     const e: OakEvent = { type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: instanceDoc(row) };
     this.ctx.events.publish(e);
@@ -197,7 +199,16 @@ export class FakeCluster implements ControlPlane {
     }
   }
 
-  instancesUndeployed(): void {}
+  /** the cluster confirms an undeploy one step later: the row becomes UNDEPLOYED (as the root's reconciler finishes it) */
+  instancesUndeployed(s: ServiceRow, instances: InstanceRow[]): void {
+    for (const inst of instances) {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        void this.set(s, inst.instance_number, 'UNDEPLOYED', 'undeployed by the API').catch(() => undefined);
+      }, this.stepMs);
+      this.timers.add(t);
+    }
+  }
 
   async *logs(s: ServiceRow, i: InstanceRow, opts: LogOptions): AsyncIterable<string> {
     const name = `${s.job_name}.instance.${i.instance_number}`;
@@ -253,7 +264,28 @@ export async function startTestRoot(opts: { cluster?: boolean; accessTtlSec?: nu
         gpus_free: 0,
         virtualizations: ['container', 'process'],
         workers: 1,
-        worker_summary: [{ id: 'worker-1', name: 'edge-worker-1', cpu_cores_free: 3.5, memory_free_mb: 6000, virtualizations: ['container', 'process'], location: '48.1351,11.5820' }],
+        worker_summary: [
+          {
+            id: 'worker-1',
+            name: 'edge-worker-1',
+            cpu_cores_free: 3.5,
+            memory_free_mb: 6000,
+            virtualizations: ['container', 'process'],
+            location: '48.1351,11.5820',
+            net: {
+              subnet: '10.18.0.0/26',
+              subnet_v6: 'fdff:18::/64',
+              host_ip: '127.0.0.1',
+              host_port: 50103,
+              rtt: [
+                { worker_id: 'worker-3', rtt_ms: 0.84 },
+                { worker_id: 'worker-2', rtt_ms: 1.23 },
+                { worker_id: 'worker-4', rtt_ms: null },
+                { worker_id: 'a-worker-with-a-very-long-name', rtt_ms: 12 },
+              ],
+            },
+          },
+        ],
       },
     });
     fake.clusterId = c.id;

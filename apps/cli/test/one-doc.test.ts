@@ -47,6 +47,8 @@ test('oak up + the CLI: a 1-DOC driven from the terminal', { timeout: 300_000, s
     '--host', '127.0.0.1', '--port', String(port),
     '--link-port', String(await freePort()), '--cluster-port', String(await freePort()), '--mqtt-port', String(await freePort()),
     '--data-dir', dir.path, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500',
+    // the CLI, not the overlay (e2e/test/one-doc.test.ts covers the 1-DOC's NetManager)
+    '--netmanager', 'off',
   ];
   const up = home.start(['up', ...args], { env: { OAK_ADMIN_PASSWORD: PASSWORD, OAK_LOG_LEVEL: 'warn' }, timeoutMs: 280_000 });
   t.after(async () => {

@@ -43,7 +43,7 @@ describe('oak --wait and logs, with a cluster placing instances', () => {
     assert.match(r.stdout, /clientsrvr\.test\.server\.test\s+.*\s2 RUNNING$/m);
     assert.match(r.stdout, /clientsrvr\.test\.client\.test\s+.*\s1 RUNNING$/m);
     const j = await run(['instance', 'ls', '--app', 'clientsrvr']);
-    assert.match(j.stdout, /^clientsrvr\.test\.server\.test\.instance\.0\s+RUNNING\s+-\s+fake\s+worker-1\s+10\.18\.0\.2\s+/m);
+    assert.match(j.stdout, /^clientsrvr\.test\.server\.test\.instance\.0\s+RUNNING\s+-\s+fake\s+worker-1\s+10\.30\.\d+\.\d+\s+/m, 'IP: the virtual instance IP');
   });
 
   it('app create --wait -o json: the final documents on stdout', async () => {
@@ -123,12 +123,32 @@ describe('oak --wait and logs, with a cluster placing instances', () => {
     r = await run(['cluster', 'info', 'fake']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^cpu cores free:\s+3\.5 of 4$/m);
-    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+3\.5\s+6000\s+container,process\s+48\.1351,11\.5820$/m);
+    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+3\.5\s+6000\s+container,process\s+48\.1351,11\.5820\s+10\.18\.0\.0\/26\s+worker-3 0\.8ms, /m);
     r = await run(['node', 'ls', '-o', 'json']);
-    const nodes = JSON.parse(r.stdout) as { name: string; cluster_name: string }[];
+    const nodes = JSON.parse(r.stdout) as { name: string; cluster_name: string; net?: { subnet: string; subnet_v6: string; host_ip: string; host_port: number; rtt: unknown[] } }[];
     assert.deepEqual(nodes.map((n) => [n.name, n.cluster_name]), [['edge-worker-1', 'fake']]);
+    assert.deepEqual([nodes[0]?.net?.subnet, nodes[0]?.net?.subnet_v6, nodes[0]?.net?.host_ip, nodes[0]?.net?.host_port, nodes[0]?.net?.rtt.length], ['10.18.0.0/26', 'fdff:18::/64', '127.0.0.1', 50103, 4]);
     r = await run(['node', 'ls', '--cluster', 'fake']);
-    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+fake\s+/m);
+    assert.match(r.stdout, /^NODE\s+ID\s+CLUSTER\s+CPU FREE\s+MEMORY FREE \(MB\)\s+VIRTUALIZATIONS\s+LOCATION\s+SUBNET\s+RTT$/m);
+    // RTTs lowest first, a peer without an answer as '-', cut at 40 characters
+    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+fake\s+.*\s10\.18\.0\.0\/26\s+worker-3 0\.8ms, worker-2 1\.2ms, a-worke…$/m);
+  });
+
+  it('service inspect shows the service\'s overlay addresses and each instance\'s', async () => {
+    const r = await run(['service', 'inspect', 'clientsrvr.server']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^service ip:\s+10\.30\.\d+\.\d+$/m);
+    assert.match(r.stdout, /^service ip v6:\s+fdff::[0-9a-f:]+$/m);
+    assert.match(r.stdout, /^closest ip:\s+10\.30\.\d+\.\d+$/m);
+    assert.match(r.stdout, /^closest ip v6:\s+fdff::[0-9a-f:]+$/m);
+    assert.match(r.stdout, /^INSTANCE\s+INSTANCE IP\s+INSTANCE IPV6\s+NSIP\s+NSIP V6$/m);
+    assert.match(r.stdout, /^0\s+10\.30\.\d+\.\d+\s+fdff::[0-9a-f:]+\s+10\.18\.0\.2\s+fdff:18::2$/m);
+    assert.match(r.stdout, /^1\s+10\.30\.\d+\.\d+\s+fdff::[0-9a-f:]+\s+10\.18\.0\.3\s+fdff:18::3$/m);
+    const j = await run(['service', 'inspect', 'clientsrvr.server', '-o', 'json']);
+    const doc = JSON.parse(j.stdout) as ServiceDoc;
+    assert.match(doc.service_ip ?? '', /^10\.30\./);
+    assert.equal(doc.instance_list[0]?.nsip, '10.18.0.2');
+    assert.match(doc.instance_list[0]?.instance_ip_v6 ?? '', /^fdff::/);
   });
 
   it('service inspect shows instances with their cluster and the recent transitions', async () => {

@@ -8,21 +8,31 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
-import { DynsecProvisioner, connectBus, consoleLogger, isTopicSafeId, provisionClusterClient, startEmbeddedBroker } from '@oak/bus';
+import { DynsecProvisioner, connectBus, consoleLogger, isTopicSafeId, provisionClusterClient, startEmbeddedBroker, workerOfClient } from '@oak/bus';
 import type { BrokerPrincipal, EmbeddedBroker, Logger } from '@oak/bus';
 import {
   DEFAULT_PORTS,
+  NODE_GONE_MAX_BYTES,
   OakError,
   tryParseJoinToken,
   REGISTRATION_LIMITS,
   assertWithinLimits,
   decodeJson,
   httpServerTimeouts,
+  instanceName,
+  netTopics,
+  parseInterestRemove,
   parseJobResources,
   parseJobStatus,
+  parseNodeGone,
   parseNodeInformation,
   parseNodeRegistration,
   parseNodeTopic,
+  parseRttReport,
+  parseServiceDeployed,
+  parseServiceUndeployed,
+  parseSubnetRequest,
+  parseTableQueryRequest,
   topics,
 } from '@oak/contracts';
 import type { ClusterToRoot, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
@@ -33,6 +43,9 @@ import { ClusterCore } from './core.ts';
 import type { Effect } from './core.ts';
 import { LinkClient } from './link-client.ts';
 import { LogRelay } from './logs.ts';
+import { NET_MESSAGE_MAX_BYTES, NetCore, RTT_REPORT_MAX_BYTES } from './net.ts';
+import type { NetEffect, NetInstanceView, NetView } from './net.ts';
+import type { DesiredInstance } from './core.ts';
 
 export interface ClusterHandle {
   /** POST here to register a worker (http://host:port/api/node/register) */
@@ -45,6 +58,8 @@ export interface ClusterHandle {
   mqttPort: number;
   /** the decision core (read-only use: tests, debugging) */
   core: ClusterCore;
+  /** the overlay network's core (read-only use: tests, debugging) */
+  net: NetCore;
   /** our id at the root once the link said welcome */
   readonly clusterId: string | null;
   readonly rootConnected: boolean;
@@ -103,6 +118,18 @@ function splitBrokerUrl(url: string): { url: string; username?: string; password
 
 const VALID_ID = /^[^/+#\s]{1,200}$/;
 
+/** the request id of a table query that failed validation, when it has a usable one */
+function tableQueryId(payload: Buffer): string | undefined {
+  if (payload.byteLength > NET_MESSAGE_MAX_BYTES) return undefined;
+  try {
+    const v = JSON.parse(payload.toString('utf8')) as unknown;
+    const rid = typeof v === 'object' && v !== null ? (v as { request_id?: unknown }).request_id : undefined;
+    return typeof rid === 'string' && /^[A-Za-z0-9_.-]{1,128}$/.test(rid) ? rid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** a worker's MQTT password: HMAC-SHA256(the cluster's MQTT secret from the root, its id) */
 export function workerPassword(secret: string, workerId: string): string {
   return createHmac('sha256', secret).update(`oak-mqtt:${workerId}`).digest('base64url');
@@ -123,6 +150,32 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     strategy: config.strategy ?? 'least-loaded',
     clusterLocation: parseGeoPoint(config.location ?? null),
   });
+  const netView = (d: DesiredInstance): NetInstanceView => ({
+    job_name: d.assignment.job_name,
+    instance_number: d.assignment.instance_number,
+    worker_id: d.worker_id,
+    status: d.status,
+    status_detail: d.status_detail,
+    publicip: d.publicip,
+    overlay: d.assignment.overlay,
+    epoch: d.assignment.epoch,
+  });
+  const view: NetView = {
+    instance: (job, n) => {
+      const d = core.desired.get(instanceName(job, n));
+      return d ? netView(d) : undefined;
+    },
+    *instancesOf(job) {
+      for (const d of core.desired.values()) if (d.assignment.job_name === job) yield netView(d);
+    },
+    *allInstances() {
+      for (const d of core.desired.values()) yield netView(d);
+    },
+    workerKnown: (id) => core.isRegistered(id),
+    workerAlive: (id) => core.workers.get(id)?.alive === true,
+    synced: () => core.synced,
+  };
+  const net = new NetCore(view, config.net ?? {});
   const host = config.host ?? '0.0.0.0';
   const cleanups: (() => Promise<void>)[] = [];
   const closeAll = async (): Promise<void> => {
@@ -135,6 +188,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
   let tickTimer: NodeJS.Timeout | undefined;
   let aggTimer: NodeJS.Timeout | undefined;
   let aggSoon: NodeJS.Timeout | undefined;
+  let netFlush: NodeJS.Timeout | undefined;
+  let goneTimer: NodeJS.Timeout | undefined;
   let closed = false;
 
   try {
@@ -161,8 +216,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         const b = Buffer.from(self.password);
         return a.length === b.length && timingSafeEqual(a, b) ? { role: 'admin', name: username } : null;
       }
-      if (clientId !== username || !creds.has(username) || !isTopicSafeId(username)) return null;
-      return proves(username, pw) ? { role: 'worker', workerId: username } : null;
+      // NodeEngine `<id>`, NetManager `<id>-net` (user name its worker's id, or `<id>-net` as on Mosquitto)
+      const wid = workerOfClient(clientId, username, (id) => creds.has(id));
+      if (wid === null) return null;
+      return proves(wid, pw) ? { role: 'worker', workerId: wid } : null;
     };
 
     // TLS: registration over HTTPS and the embedded broker over TLS with the certificate the
@@ -231,8 +288,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       }
     }
 
-    const publish = (topic: string, payload: unknown): void => {
-      connectedBus.publishJson(topic, payload, 1).catch((err: unknown) => log.warn(`cluster: publish to ${topic} failed`, err));
+    const publish = (topic: string, payload: unknown, retain = false): void => {
+      connectedBus.publishJson(topic, payload, 1, retain ? { retain: true } : {}).catch((err: unknown) => log.warn(`cluster: publish to ${topic} failed`, err));
     };
     const toRoot = (msg: ClusterToRoot): void => {
       link?.send(msg);
@@ -242,7 +299,12 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     const sendAggregate = (): void => {
       clearTimeout(aggSoon);
       aggSoon = undefined;
-      toRoot({ type: 'aggregate', resources: core.aggregate() });
+      const resources = core.aggregate();
+      for (const s of resources.worker_summary) {
+        const wn = net.workerNet(s.id);
+        if (wn) s.net = wn;
+      }
+      toRoot({ type: 'aggregate', resources });
     };
     const aggregateSoon = (): void => {
       if (aggSoon || closed) return;
@@ -259,15 +321,55 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
             log.info(`delete ${e.command.job_name}.instance.${e.command.instance_number} on worker ${e.worker_id}`);
             publish(topics.delete(e.worker_id), e.command);
             break;
-          case 'status':
+          case 'status': {
+            // where its namespace is, once its NetManager said so
+            const n = net.netForStatus(e.message.job_name, e.message.instance_number);
+            if (n !== undefined) e.message.net = n;
+            net.statusChanged(e.message.job_name, Date.now());
             toRoot(e.message);
             break;
+          }
           case 'aggregate':
             aggregateSoon();
             break;
         }
       }
+      scheduleNetFlush();
     };
+    // ---------------------------------------------------------------- overlay effects
+    const runNet = (effects: NetEffect[]): void => {
+      for (const e of effects) {
+        switch (e.type) {
+          case 'publish':
+            publish(e.topic, e.payload, e.retain === true);
+            break;
+          case 'link':
+            toRoot(e.message);
+            break;
+          case 'aggregate':
+            aggregateSoon();
+            break;
+          case 'log':
+            log[e.level](e.message);
+            break;
+        }
+      }
+      scheduleNetFlush();
+    };
+    // table updates and the peer list go out coalesced (NetOptions.coalesceMs)
+    function scheduleNetFlush(): void {
+      if (netFlush || closed) return;
+      const at = net.nextFlushAt();
+      if (at === null) return;
+      netFlush = setTimeout(() => {
+        netFlush = undefined;
+        try {
+          runNet(net.flush(Date.now()));
+        } catch (err) {
+          log.error('cluster: overlay flush failed', err);
+        }
+      }, Math.max(0, at - Date.now()));
+    }
 
     const relay = new LogRelay({
       workerOf: (job, n) => core.workerOf(job, n),
@@ -333,6 +435,89 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     await connectedBus.subscribe(topics.all.job, onMqtt('job'));
     await connectedBus.subscribe(topics.all.jobResources, onMqtt('resources'));
     await connectedBus.subscribe(topics.all.logs, onMqtt('logs'));
+
+    // a worker's last will: its connection dropped. Only a registered worker's own client can set
+    // it (the broker ACL: a will on nodes/<its id>/gone only); the core checks its nonce.
+    const goneTick = (): void => {
+      clearTimeout(goneTimer);
+      goneTimer = undefined;
+      const at = core.nextGoneAt();
+      if (at === null || closed) return;
+      goneTimer = setTimeout(() => {
+        goneTimer = undefined;
+        try {
+          run(core.tick(Date.now()));
+        } catch (err) {
+          log.error('cluster: tick failed', err);
+        }
+        goneTick();
+      }, Math.max(0, at - Date.now()) + 1);
+    };
+    await connectedBus.subscribe(topics.all.gone, (topic, payload) => {
+      const t = parseNodeTopic(topic);
+      if (!t || t.rest !== 'gone' || !VALID_ID.test(t.nodeId)) return;
+      if (!creds.has(t.nodeId) || !core.isRegistered(t.nodeId)) return;
+      try {
+        const g = parseNodeGone(decodeJson(payload, NODE_GONE_MAX_BYTES));
+        if (g.id !== t.nodeId) throw new Error(`it names worker ${JSON.stringify(g.id.slice(0, 200))}`);
+        const wasAlive = core.workers.get(t.nodeId)?.alive === true;
+        run(core.connectionLost(t.nodeId, g.conn, Date.now()));
+        if (wasAlive && core.workers.get(t.nodeId)?.goneAt != null) log.info(`worker ${t.nodeId}: its connection is gone (last will)`);
+        goneTick();
+      } catch (err) {
+        log.warn(`cluster: ${topic.slice(0, 200)}: dropped: ${err instanceof Error ? err.message.slice(0, 500) : String(err)}`);
+      }
+    });
+
+    // the workers' NetManagers (same identity as their NodeEngine): only registered workers count
+    type NetKind = 'subnet' | 'tablequery' | 'deployed' | 'undeployed' | 'interest' | 'rtt';
+    const onNet = (kind: NetKind) => (topic: string, payload: Buffer): void => {
+      const t = parseNodeTopic(topic);
+      if (!t || !VALID_ID.test(t.nodeId)) return;
+      if (!creds.has(t.nodeId) || !core.isRegistered(t.nodeId)) {
+        unknownReport(t.nodeId, topic);
+        return;
+      }
+      const now = Date.now();
+      try {
+        const raw = decodeJson(payload, kind === 'rtt' ? RTT_REPORT_MAX_BYTES : NET_MESSAGE_MAX_BYTES);
+        switch (kind) {
+          case 'subnet':
+            runNet(net.subnetRequest(t.nodeId, parseSubnetRequest(raw), now));
+            break;
+          case 'tablequery': {
+            const q = parseTableQueryRequest(raw);
+            runNet(net.tableQuery(t.nodeId, q, now));
+            break;
+          }
+          case 'deployed':
+            runNet(net.serviceDeployed(t.nodeId, parseServiceDeployed(raw), now));
+            break;
+          case 'undeployed':
+            runNet(net.serviceUndeployed(t.nodeId, parseServiceUndeployed(raw), now));
+            break;
+          case 'interest':
+            runNet(net.interestRemove(t.nodeId, parseInterestRemove(raw).job_name, now));
+            break;
+          case 'rtt':
+            net.rttReport(t.nodeId, parseRttReport(raw));
+            break;
+        }
+      } catch (err) {
+        // a malformed query still gets an answer when it carries a usable request id
+        if (kind === 'tablequery') {
+          const rid = tableQueryId(payload);
+          if (rid !== undefined) publish(netTopics.tableQueryResult(t.nodeId), { request_id: rid, error: (err instanceof Error ? err.message : String(err)).slice(0, 1000) });
+        }
+        log.warn(`cluster: ${topic.slice(0, 200)}: dropped: ${err instanceof Error ? err.message.slice(0, 500) : String(err)}`);
+      }
+    };
+    await connectedBus.subscribe(netTopics.all.subnet, onNet('subnet'));
+    await connectedBus.subscribe(netTopics.all.tableQueryRequest, onNet('tablequery'));
+    await connectedBus.subscribe(netTopics.all.serviceDeployed, onNet('deployed'));
+    await connectedBus.subscribe(netTopics.all.serviceUndeployed, onNet('undeployed'));
+    await connectedBus.subscribe(netTopics.all.interestRemove, onNet('interest'));
+    await connectedBus.subscribe(netTopics.all.rtt, onNet('rtt'));
 
     // ---------------------------------------------------------------- HTTP
     const timeouts = httpServerTimeouts(config.requestTimeoutMs);
@@ -444,6 +629,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         }
         if (had || kicked > 0 || core.workers.has(id)) gone.push(id);
         run(core.removeWorker(id, Date.now(), why));
+        runNet(net.workerRemoved(id, Date.now()));
       }
       if (gone.length > 0) log.info(`cluster: credentials of ${gone.length} worker(s) revoked (${why}): ${gone.join(', ')}`);
       return gone;
@@ -488,6 +674,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         registration: w.registration,
         information: w.info,
         resources: w.resources,
+        net: net.workerNet(w.id) ?? null,
         free: w.alive ? core.ledger.apply(core.candidateOf(w)) : null,
         instances: [...core.desired.values()].filter((d) => d.worker_id === w.id).map((d) => ({ name: d.name, status: d.status, status_detail: d.status_detail })),
       }));
@@ -523,6 +710,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
           onWelcome: (welcome) => {
             applyWelcome(welcome, l.privateKeyPem);
             sendAggregate();
+            runNet(net.linkConnected(welcome.cluster_id, Date.now()));
           },
           onMessage: (msg: RootToCluster) => {
             const now = Date.now();
@@ -531,12 +719,28 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
                 log.info(`sync from the root: ${msg.instances.length} instance(s) desired here`);
                 run(core.sync(msg.instances, now));
                 sendAggregate();
+                runNet(net.synced(now));
                 break;
               case 'deploy':
                 run(core.deploy(msg.instance, now));
+                runNet(net.jobChanged(msg.instance.job_name, now));
                 break;
               case 'undeploy':
-                run(core.undeploy(msg.job_name, msg.instance_number, now));
+                run(core.undeploy(msg.job_name, msg.instance_number, now, msg.epoch));
+                runNet(net.jobChanged(msg.job_name, now));
+                break;
+              case 'subnet_result':
+                runNet(net.subnetResult(msg, now));
+                break;
+              case 'table_result':
+                runNet(net.tableResult(msg, now));
+                break;
+              case 'table_update':
+                runNet(net.tableUpdate(msg.table, now));
+                break;
+              case 'peers':
+                net.peers(msg.peers, now);
+                scheduleNetFlush();
                 break;
               case 'logs':
                 relay.request(msg);
@@ -555,7 +759,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
                 break;
             }
           },
-          onDown: () => relay.cancelAll(),
+          onDown: () => {
+            relay.cancelAll();
+            runNet(net.linkLost(Date.now()));
+          },
         },
       });
       link = l;
@@ -568,6 +775,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     tickTimer = setInterval(() => {
       try {
         run(core.tick(Date.now()));
+        runNet(net.tick(Date.now()));
         relay.check();
       } catch (err) {
         log.error('cluster: tick failed', err);
@@ -578,6 +786,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       clearInterval(tickTimer);
       clearInterval(aggTimer);
       clearTimeout(aggSoon);
+      clearTimeout(netFlush);
+      clearTimeout(goneTimer);
     });
     log.info(`cluster ${config.name}: workers register at ${httpUrl}/api/node/register, MQTT ${mqttUrl}${broker ? ' (embedded)' : ''}${config.root ? `, root link ${config.root.address}` : ' (standalone: no root)'}`);
 
@@ -589,6 +799,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       mqttUrl,
       mqttPort,
       core,
+      net,
       get clusterId() {
         return link?.clusterId ?? null;
       },
@@ -615,6 +826,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     closed = true;
     clearInterval(tickTimer);
     clearInterval(aggTimer);
+    clearTimeout(netFlush);
+    clearTimeout(goneTimer);
     await closeAll();
     throw err;
   }

@@ -5,6 +5,7 @@
 import { DEFAULT_PORTS } from '@oak/contracts';
 import type { Strategy } from '@oak/scheduler';
 import type { Logger } from '@oak/bus';
+import type { NetOptions } from './net.ts';
 
 export const CLUSTER_VERSION = '0.1.0';
 
@@ -61,6 +62,8 @@ export interface ClusterConfig {
   linkMaxBackoffMs?: number;
   /** a non-follow log request that gets no answer from the worker within this time fails (default 10 s) */
   logsTimeoutMs?: number;
+  /** overlay network limits and timings (tests) */
+  net?: Partial<NetOptions>;
   /** a registration request (headers + body) must arrive within this time, else 408 (default 30 s) */
   requestTimeoutMs?: number;
 }

@@ -50,6 +50,12 @@ export interface CoreOptions {
   reservationTtlMs: number;
   /** dead workers are forgotten after this long */
   forgetDeadAfterMs: number;
+  /**
+   * a worker whose connection is gone (its last will, connectionLost) is declared lost this long
+   * after, unless it shows a sign of life meanwhile: a NodeEngine that reconnects at once replaces
+   * its old connection, and the broker publishes the old connection's will then too (default 200)
+   */
+  goneGraceMs: number;
   strategy: Strategy;
   clusterLocation: GeoPoint | null;
 }
@@ -63,6 +69,7 @@ export function coreOptions(p: Partial<CoreOptions> = {}): CoreOptions {
     missingGraceMs: p.missingGraceMs ?? Math.max(3 * reportIntervalMs, 3000),
     reservationTtlMs: p.reservationTtlMs ?? Math.max(30_000, 10 * reportIntervalMs),
     forgetDeadAfterMs: p.forgetDeadAfterMs ?? 10 * 60_000,
+    goneGraceMs: p.goneGraceMs ?? 200,
     strategy: p.strategy ?? 'least-loaded',
     clusterLocation: p.clusterLocation ?? null,
   };
@@ -83,6 +90,10 @@ export interface WorkerRecord {
   /** registered, first report not yet in: it may not listen to its command topics yet */
   awaitingReport: boolean;
   diedAt: number | null;
+  /** the connection nonce of its NodeEngine (from its registration or last report), null: none sent */
+  conn: string | null;
+  /** when its connection was reported gone (its last will); cleared by any sign of life */
+  goneAt: number | null;
 }
 
 export interface DesiredInstance {
@@ -97,6 +108,11 @@ export interface DesiredInstance {
   known: boolean;
   /** when a deploy was last sent (or the assignment learnt from a sync) */
   deployedAt: number | null;
+  /**
+   * when its worker was last asked for its status (a deploy again) because it runs the instance
+   * but this cluster never heard how it is (learnt from the root's sync after a restart)
+   */
+  askedAt?: number;
 }
 
 /** A worker that has told us what it is (not only an id from the root's sync). */
@@ -130,7 +146,7 @@ export class ClusterCore {
     let w = this.workers.get(id);
     const joined = !w || !w.alive;
     if (!w) {
-      w = { id, name: reg.node_name, registration: reg, info: null, resources: null, location: null, registeredAt: now, lastSeen: now, alive: true, awaitingReport: true, diedAt: null };
+      w = { id, name: reg.node_name, registration: reg, info: null, resources: null, location: null, registeredAt: now, lastSeen: now, alive: true, awaitingReport: true, diedAt: null, conn: null, goneAt: null };
       this.workers.set(id, w);
     }
     w.registration = reg;
@@ -141,6 +157,8 @@ export class ClusterCore {
     w.alive = true;
     w.awaitingReport = true;
     w.diedAt = null;
+    w.goneAt = null;
+    w.conn = reg.conn ?? null;
     if (joined) effects.push({ type: 'aggregate' });
     effects.push(...this.placePending(now));
     return effects;
@@ -167,6 +185,8 @@ export class ClusterCore {
     w.alive = true;
     w.awaitingReport = false;
     w.diedAt = null;
+    w.goneAt = null;
+    if (info.conn !== undefined) w.conn = info.conn;
     effects.push(...this.reconcileWorker(w, now));
     effects.push(...this.placePending(now));
     return effects;
@@ -177,6 +197,38 @@ export class ClusterCore {
     if (!w || w.registration === null) return;
     w.resources = res;
     w.lastSeen = Math.max(w.lastSeen, now);
+    w.goneAt = null;
+  }
+
+  /**
+   * nodes/{id}/gone: the worker's connection to the broker dropped (its last will) or it stopped
+   * for good. Ignored for an unknown or already dead worker and for a will of another NodeEngine
+   * process than the one the worker reports from (`conn` differs from the nonce of its
+   * registration or reports). Otherwise the worker is declared lost goneGraceMs from now (tick),
+   * unless it registers or reports meanwhile (a quick reconnect replaced the connection); with
+   * goneGraceMs 0 at once. Its instances are then rescheduled exactly as for a silent worker.
+   */
+  connectionLost(id: string, conn: string | undefined, now: number): Effect[] {
+    const w = this.workers.get(id);
+    if (!w || w.registration === null || !w.alive) return [];
+    if (w.conn !== null && conn !== w.conn) return [];
+    if (w.conn === null && conn !== undefined) return [];
+    w.goneAt ??= now;
+    if (this.opts.goneGraceMs > 0) return [];
+    const effects = this.declareDead(w, now, 'lost its connection to the broker');
+    effects.push(...this.placePending(now));
+    return effects;
+  }
+
+  /** when the next tick declares a worker lost after connectionLost (null: none pending) */
+  nextGoneAt(): number | null {
+    let at: number | null = null;
+    for (const w of this.workers.values()) {
+      if (!w.alive || w.goneAt === null) continue;
+      const due = w.goneAt + this.opts.goneGraceMs;
+      if (at === null || due < at) at = due;
+    }
+    return at;
   }
 
   /**
@@ -197,6 +249,7 @@ export class ClusterCore {
   jobStatus(id: string, js: JobStatus, now: number): Effect[] {
     const w = this.workers.get(id);
     if (!w || w.registration === null) return [];
+    w.goneAt = null;
     const name = instanceName(js.job_name, js.instance_number);
     const d = this.desired.get(name);
     if (!d) return [];
@@ -219,7 +272,8 @@ export class ClusterCore {
     const effects: Effect[] = [];
     for (const w of [...this.workers.values()]) {
       const limit = isReal(w) ? this.opts.deadAfterMs : this.opts.placeholderGraceMs;
-      if (w.alive && now - w.lastSeen > limit) effects.push(...this.declareDead(w, now));
+      if (w.alive && w.goneAt !== null && now - w.goneAt >= this.opts.goneGraceMs) effects.push(...this.declareDead(w, now, 'lost its connection to the broker'));
+      else if (w.alive && now - w.lastSeen > limit) effects.push(...this.declareDead(w, now));
       else if (!w.alive && w.diedAt !== null && now - w.diedAt > this.opts.forgetDeadAfterMs) this.workers.delete(w.id);
     }
     this.ledger.expire(now - this.opts.reservationTtlMs);
@@ -233,6 +287,7 @@ export class ClusterCore {
     const silentS = Math.round((now - w.lastSeen) / 100) / 10;
     w.alive = false;
     w.diedAt = now;
+    w.goneAt = null;
     this.ledger.forgetWorker(w.id);
     for (const d of this.desired.values()) {
       if (d.worker_id !== w.id || TERMINAL_STATES.has(d.status)) continue;
@@ -258,6 +313,7 @@ export class ClusterCore {
     for (const [name, a] of wanted) {
       const d = this.desired.get(name);
       if (d) {
+        // the root's full set is its truth: its epoch (higher after a new placement) replaces ours
         d.assignment = a;
         d.demand = demandOf(a.service, a.job_name);
         continue;
@@ -268,7 +324,7 @@ export class ClusterCore {
         let w = this.workers.get(wid);
         if (!w) {
           // the root says it runs on a worker that has not (re-)registered yet: give it time
-          w = { id: wid, name: wid, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, awaitingReport: false, diedAt: null };
+          w = { id: wid, name: wid, registration: null, info: null, resources: null, location: null, registeredAt: null, lastSeen: now, alive: true, awaitingReport: false, diedAt: null, conn: null, goneAt: null };
           this.workers.set(wid, w);
         }
         if (w.alive) {
@@ -292,11 +348,17 @@ export class ClusterCore {
     return dedupe(effects);
   }
 
-  /** One more instance for this cluster (idempotent). */
+  /**
+   * One more instance for this cluster (idempotent). For an instance it already has, a deploy of
+   * an older epoch than the stored one (a stale message) changes nothing; an equal or higher epoch
+   * (the root placed it here again) replaces the assignment and the running copy stays.
+   */
   deploy(a: InstanceAssignment, now: number): Effect[] {
     const name = instanceName(a.job_name, a.instance_number);
     const d = this.desired.get(name);
     if (d) {
+      const had = d.assignment.epoch;
+      if (had !== undefined && a.epoch !== undefined && a.epoch < had) return d.known ? [{ type: 'status', message: this.statusOf(d) }] : [];
       d.assignment = a;
       d.demand = demandOf(a.service, a.job_name);
       return d.known ? [{ type: 'status', message: this.statusOf(d) }] : this.placePending(now);
@@ -305,9 +367,22 @@ export class ClusterCore {
     return this.placePending(now);
   }
 
-  undeploy(jobName: string, n: number, now = 0): Effect[] {
+  /**
+   * The root wants the instance gone. With `epoch`, only the copy of that placement goes: a copy
+   * of another epoch (the root placed it here again since) stays; a copy without an epoch (an
+   * assignment from an older root) goes.
+   */
+  undeploy(jobName: string, n: number, now = 0, epoch?: number): Effect[] {
     const d = this.desired.get(instanceName(jobName, n));
-    return d ? this.remove(d, now) : [];
+    if (!d) return [];
+    const mine = d.assignment.epoch;
+    if (epoch !== undefined && mine !== undefined && mine !== epoch) return [];
+    return this.remove(d, now);
+  }
+
+  /** The epoch of the assignment an instance runs under (undefined: unknown instance, or the root sent none). */
+  epochOf(jobName: string, n: number): number | undefined {
+    return this.desired.get(instanceName(jobName, n))?.assignment.epoch;
   }
 
   private newDesired(name: string, a: InstanceAssignment): DesiredInstance {
@@ -403,6 +478,13 @@ export class ClusterCore {
       }
       if (d.worker_id === w.id) {
         confirmed.push(name);
+        // known from the root's sync only (this cluster restarted, or its statuses were lost with a
+        // broker): the root may be waiting for a state the worker reported to nobody; a deploy is
+        // idempotent on the worker and makes it tell its status
+        if (!d.known && (d.askedAt === undefined || now - d.askedAt >= this.opts.missingGraceMs)) {
+          d.askedAt = now;
+          effects.push({ type: 'deploy', worker_id: w.id, command: this.deployCommand(d) });
+        }
         continue;
       }
       if (this.canAdopt(d)) {
@@ -528,11 +610,16 @@ export class ClusterCore {
       worker_id: d.worker_id,
     };
     if (d.publicip !== null) m.publicip = d.publicip;
+    // the placement this copy belongs to: the root judges stale copies by it
+    if (d.assignment.epoch !== undefined) m.epoch = d.assignment.epoch;
     return m;
   }
 
   deployCommand(d: DesiredInstance): DeployCommand {
-    return { ...d.assignment.service, microserviceID: d.assignment.microserviceID, job_name: d.assignment.job_name, instance_number: d.assignment.instance_number };
+    const cmd: DeployCommand = { ...d.assignment.service, microserviceID: d.assignment.microserviceID, job_name: d.assignment.job_name, instance_number: d.assignment.instance_number };
+    // the virtual addresses the root gave (overlay network): the worker's NetManager translates them
+    if (d.assignment.overlay !== undefined) cmd.overlay = d.assignment.overlay;
+    return cmd;
   }
 
   deleteCommand(job: string, n: number, virtualization: Virtualization): DeleteCommand {

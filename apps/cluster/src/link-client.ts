@@ -77,6 +77,10 @@ export class LinkClient {
   #closed = false;
   #lastReject: string | null = null;
   #attempts = 0;
+  /** where a follower root redirected us (several roots on one PostgreSQL); undefined: o.address */
+  #target: string | undefined;
+  /** redirects in a row without a welcome */
+  #redirects = 0;
   readonly #keys: KeyPair;
   readonly #token: JoinToken | undefined;
   #caPem: string | undefined;
@@ -148,6 +152,11 @@ export class LinkClient {
     return this.#lastReject;
   }
 
+  /** the address dialled now: the configured one, or the leading root a follower redirected us to */
+  get address(): string {
+    return this.#target ?? this.#o.address;
+  }
+
   /** number of streams opened so far */
   get attempts(): number {
     return this.#attempts;
@@ -208,14 +217,14 @@ export class LinkClient {
       this.#dial(this.#caPem);
       return;
     }
-    const { host, port } = splitAddress(this.#o.address);
+    const { host, port } = splitAddress(this.address);
     this.#connecting = true;
     fetchPinnedCa(host, port, token.caHash, { servername: ROOT_SERVICE_NAME, alpn: ['h2'], timeoutMs: this.#o.helloTimeoutMs ?? 10_000 }).then(
       (pem) => {
         this.#connecting = false;
         if (this.#closed) return;
         this.#caPem = pem;
-        this.#log.info(`link: pinned the root CA ${token.caHash} from ${this.#o.address}`);
+        this.#log.info(`link: pinned the root CA ${token.caHash} from ${this.address}`);
         this.#dial(pem);
       },
       (err: unknown) => {
@@ -235,7 +244,7 @@ export class LinkClient {
     const creds = grpc.credentials.createSsl(Buffer.from(caPem), null, null, {
       checkServerIdentity: (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(ROOT_SERVICE_NAME, cert),
     });
-    const client = new grpc.Client(this.#o.address, creds, {
+    const client = new grpc.Client(this.address, creds, {
       ...LINK_CHANNEL_OPTIONS,
       'grpc.ssl_target_name_override': ROOT_SERVICE_NAME,
       'grpc.default_authority': ROOT_SERVICE_NAME,
@@ -282,6 +291,7 @@ export class LinkClient {
     switch (msg.type) {
       case 'welcome':
         this.#welcomed = true;
+        this.#redirects = 0;
         this.#clusterId = msg.cluster_id;
         this.#lastReject = null;
         this.#backoff = this.#o.initialBackoffMs ?? 200;
@@ -290,6 +300,9 @@ export class LinkClient {
         return;
       case 'token_result':
         this.#settleCheck(msg.request_id, msg.ok ? { ok: true, tokenId: msg.token_id ?? '' } : { ok: false, reason: msg.reason ?? 'the root refused the token' });
+        return;
+      case 'redirect':
+        this.#redirected(call, msg.address, msg.reason);
         return;
       case 'reject':
         this.#lastReject = msg.reason;
@@ -316,6 +329,29 @@ export class LinkClient {
           this.#log.error(`link: handler for ${msg.type} failed; message dropped`, err);
         }
     }
+  }
+
+  /**
+   * A follower root sends us to the leader: dial `address` next, at once. At most MAX_REDIRECTS
+   * in a row without a welcome (then back to the configured root, with the longest backoff); any
+   * failure on a redirected address goes back to the configured root too.
+   */
+  #redirected(call: Call, address: string, reason: string | undefined): void {
+    if (this.#redirects >= MAX_REDIRECTS || !isLinkAddress(address)) {
+      const why = this.#redirects >= MAX_REDIRECTS ? `more than ${MAX_REDIRECTS} redirects in a row` : `an invalid redirect address ${JSON.stringify(address.slice(0, 100))}`;
+      this.#log.warn(`link: ${why}; back to ${this.#o.address}`);
+      this.#target = undefined;
+      this.#redirects = 0;
+      this.#backoff = this.#o.maxBackoffMs ?? 5000;
+      this.#down(call, why);
+      return;
+    }
+    this.#redirects++;
+    this.#log.info(`link: ${this.address} redirects to the leading root ${address}${reason !== undefined ? ` (${reason.slice(0, 200)})` : ''}`);
+    this.#teardown('redirected');
+    this.#target = address;
+    this.#backoff = this.#o.initialBackoffMs ?? 200;
+    if (!this.#closed) this.#open();
   }
 
   #teardown(reason: string): boolean {
@@ -345,11 +381,24 @@ export class LinkClient {
     if (call !== this.#call) return;
     const was = this.#welcomed;
     this.#teardown(reason);
+    if (this.#target !== undefined) {
+      // the redirected root failed (or went away): ask the configured one again
+      this.#log.info(`link: ${this.#target} failed (${reason}); back to ${this.#o.address}`);
+      this.#target = undefined;
+    }
     if (this.#closed) return;
     if (was) this.#log.warn(`link: lost the root (${reason}); reconnecting`);
     else this.#log.debug(`link: attempt failed (${reason}); retrying in ${this.#backoff} ms`);
     this.#scheduleRetry();
   }
+}
+
+/** redirects followed in a row without a welcome */
+export const MAX_REDIRECTS = 3;
+
+/** host:port or [v6]:port, nothing else (a redirect target) */
+export function isLinkAddress(a: string): boolean {
+  return a.length <= 300 && /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$/.test(a);
 }
 
 /** host and port of `host:port` or `[v6]:port`. */

@@ -312,6 +312,28 @@ describe('cluster: placement, statuses, liveness (embedded broker, fake root and
     root.send({ type: 'logs', request_id: 'r2', job_name: 'nope.a.b.c', instance_number: 0, follow: false });
     await waitFor(() => root.received.some((m) => m.type === 'logs_end' && m.request_id === 'r2' && m.error !== undefined));
   });
+
+  test('epochs over the link: statuses echo the deploy\'s epoch; a stale undeploy leaves the copy, the matching one removes it', async () => {
+    const job = 'e.e.ep.e';
+    root.send({ type: 'deploy', instance: { ...assignment(job, 0), epoch: 5 } });
+    await waitFor(() => root.statuses(job, 0).some((s) => s.status === 'RUNNING'), { message: 'RUNNING' });
+    assert.deepEqual([...new Set(root.statuses(job, 0).map((s) => s.epoch))], [5], 'every status carries epoch 5');
+    const home = workers.find((w) => w.running.has(`${job}.instance.0`));
+    assert.ok(home, 'a worker runs it');
+    // the stale undeploy comes first on the ordered link; a later deploy of another instance shows it was handled
+    root.send({ type: 'undeploy', job_name: job, instance_number: 0, epoch: 4 });
+    root.send({ type: 'deploy', instance: { ...assignment(job, 1), epoch: 1 } });
+    await waitFor(() => root.statuses(job, 1).some((s) => s.status === 'RUNNING' && s.epoch === 1), { message: 'instance 1 RUNNING' });
+    assert.ok(home.running.has(`${job}.instance.0`), 'the copy of epoch 5 stays');
+    assert.equal(home.deletes.filter((d) => d.job_name === job && d.instance_number === 0).length, 0);
+    root.send({ type: 'undeploy', job_name: job, instance_number: 0, epoch: 5 });
+    await waitFor(() => home.deletes.some((d) => d.job_name === job && d.instance_number === 0), { message: 'deleted on its worker' });
+    // hostile epochs are refused by the link codec: nothing happens to instance 1
+    root.send({ type: 'undeploy', job_name: job, instance_number: 1, epoch: -1 } as never);
+    root.send({ type: 'undeploy', job_name: job, instance_number: 1, epoch: 'x' } as never);
+    root.send({ type: 'undeploy', job_name: job, instance_number: 1, epoch: 1 });
+    await waitFor(() => workers.some((w) => w.deletes.some((d) => d.job_name === job && d.instance_number === 1)), { message: 'instance 1 deleted by the valid undeploy' });
+  });
 });
 
 describe('cluster on an external Mosquitto with dynamic security (MQTT_URL with admin credentials)', () => {
@@ -371,8 +393,13 @@ describe('cluster on an external Mosquitto with dynamic security (MQTT_URL with 
         const tokenId = c.credentials().get(w.id);
         assert.match(tokenId ?? '', /^[a-z0-9]{8}$/);
         assert.equal(c.core.isRegistered(w.id), false, 'but the worker must register again to count');
-        await w.report();
-        await waitFor(() => c.core.isRegistered(w.id) || undefined, { timeoutMs: 10_000, message: 're-registered on request' });
+        // a worker reports every few seconds: the first report may reach the broker before the
+        // restarted cluster's subscription does, so report until the cluster asks
+        await waitFor(async () => {
+          if (c.core.isRegistered(w.id)) return true;
+          await w.report();
+          return undefined;
+        }, { timeoutMs: 10_000, intervalMs: 500, message: 're-registered on request' });
         await waitFor(() => c.core.workers.get(w.id)?.info != null, { timeoutMs: 5000, message: 'its reports count again' });
         assert.ok((await dynsec.listClients()).includes(w.id));
 

@@ -162,8 +162,13 @@ test('after a cluster restart: the root names a worker that has not re-registere
   assert.equal(c.aggregate().workers, 0, 'placeholders are not capacity');
   join(c, 'back', registration('back'), 50);
   const info = c.information('back', information([name(1)]), 60);
-  assert.deepEqual(deploys(info), [], 'the running instance is adopted as it is');
-  for (let t = 100; t <= 400; t += 50) c.information('back', information([name(1)]), t);
+  // it is kept where it runs (no other placement); the worker is asked for its status once
+  // (an idempotent deploy), since the root may wait for a state the worker told a dead cluster
+  assert.deepEqual(deploys(info), [{ worker: 'back', name: name(1) }], 'the running instance is kept and its status asked for');
+  assert.equal(c.workerOf(JOB, 1), 'back');
+  assert.deepEqual(deploys(c.information('back', information([name(1)]), 70)), [], 'asked once per grace period');
+  assert.deepEqual(statuses(c.jobStatus('back', { job_name: JOB, instance_number: 1, status: 'RUNNING', status_detail: '' }, 80)).map((m) => m.status), ['RUNNING'], 'its answer goes to the root');
+  for (let t = 100; t <= 400; t += 50) assert.deepEqual(deploys(c.information('back', information([name(1)]), t)), [], 'known now: not asked again');
   assert.deepEqual(statuses(c.tick(400)), [], 'more time than a live worker gets (it may still be reconnecting)');
   for (let t = 450; t <= 5100; t += 50) c.information('back', information([name(1)]), t);
   const dead = c.tick(5100);
@@ -238,4 +243,17 @@ test('a report that races a delete does not send the delete again; a worker stil
   assert.deepEqual(deletes(c.information('w1', information([name(0)]), 30)), []);
   // long after, it still runs it: the delete is sent again
   assert.deepEqual(deletes(c.information('w1', information([name(0)]), 30 + c.opts.missingGraceMs)), [{ worker: 'w1', name: name(0) }]);
+});
+
+test('the deploy command carries the overlay addresses of the assignment (the worker translates them)', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  join(c, 'w1', registration('w1'), 0);
+  const overlay = { service_ip: '10.30.0.1', service_ip_v6: 'fdff::1', closest_ip: '10.30.0.2', instance_ip: '10.30.1.0', instance_ip_v6: 'fdff::1:0' };
+  const e = c.deploy({ ...assignment(JOB, 0), overlay }, 1);
+  const cmd = e.find((x) => x.type === 'deploy');
+  assert.ok(cmd?.type === 'deploy');
+  assert.deepEqual(cmd.command.overlay, overlay);
+  const plain = c.deploy(assignment(JOB, 1), 1).find((x) => x.type === 'deploy');
+  assert.ok(plain?.type === 'deploy');
+  assert.equal('overlay' in plain.command, false, 'none without one');
 });

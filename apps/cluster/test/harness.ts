@@ -33,6 +33,8 @@ export interface FakeRoot {
   connected: boolean;
   hellos: number;
   send(msg: RootToCluster): void;
+  /** called for every message from the cluster (after it is recorded); answer with send() */
+  onMessage(fn: (msg: ClusterToRoot) => void): void;
   statuses(job?: string, n?: number): Extract<ClusterToRoot, { type: 'instance_status' }>[];
   lastAggregate(): Extract<ClusterToRoot, { type: 'aggregate' }>['resources'] | undefined;
   close(): Promise<void>;
@@ -47,6 +49,7 @@ export async function startFakeRoot(port = 0): Promise<FakeRoot> {
   let current: grpc.ServerDuplexStream<unknown, RootToCluster> | undefined;
   const state = { received: [] as ClusterToRoot[], hellos: 0 };
   const timers = new Set<NodeJS.Timeout>();
+  const listeners: ((msg: ClusterToRoot) => void)[] = [];
   server.addService(
     { Connect: LINK_CONNECT_METHOD },
     {
@@ -60,6 +63,7 @@ export async function startFakeRoot(port = 0): Promise<FakeRoot> {
             return;
           }
           state.received.push(msg);
+          if (msg.type !== 'hello') for (const fn of listeners) fn(msg);
           if (msg.type === 'hello') {
             state.hellos++;
             if (msg.token !== token) {
@@ -97,6 +101,9 @@ export async function startFakeRoot(port = 0): Promise<FakeRoot> {
       if (!current) throw new Error('no cluster connected');
       current.write(msg);
     },
+    onMessage(fn) {
+      listeners.push(fn);
+    },
     statuses(job, n) {
       return state.received.flatMap((m) => (m.type === 'instance_status' && (job === undefined || m.job_name === job) && (n === undefined || m.instance_number === n) ? [m] : []));
     },
@@ -129,6 +136,10 @@ export interface FakeWorkerOptions {
   token?: string;
   /** proof for `id` (the password the cluster gave for it) */
   idProof?: string;
+  /** like a NodeEngine (issue 9): this connection nonce in the registration and reports, and a last will on nodes/<id>/gone */
+  conn?: string;
+  /** dial the broker here instead of the URL of the registration answer (a proxy in between) */
+  mqttUrl?: string;
 }
 
 export interface FakeWorker {
@@ -159,6 +170,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
     token: opts.token ?? join.workerToken(),
     ...(opts.id !== undefined ? { id: opts.id } : {}),
     ...(opts.idProof !== undefined ? { id_proof: opts.idProof } : {}),
+    ...(opts.conn !== undefined ? { conn: opts.conn } : {}),
   };
   // a token of another CA (a real root's): pin that CA on first contact, as a NodeEngine does
   // a cluster that just started waits for its certificate from the root (503 or no TLS yet): retry a while
@@ -180,7 +192,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
   if (res?.status !== 200) throw new Error(`registration failed: ${res?.status ?? '?'} ${JSON.stringify(res?.json)}`);
   const answer = res.json as unknown as NodeRegistrationAnswer;
   const id = answer.id;
-  const url = answer.MQTT_BROKER_URL ?? `${answer.mqtt_tls === true ? 'mqtts' : 'mqtt'}://${u.host.replace(/:\d+$/, '')}:${answer.MQTT_BROKER_PORT}`;
+  const url = opts.mqttUrl ?? answer.MQTT_BROKER_URL ?? `${answer.mqtt_tls === true ? 'mqtts' : 'mqtt'}://${u.host.replace(/:\d+$/, '')}:${answer.MQTT_BROKER_PORT}`;
   // like a NodeEngine: a refused MQTT connect (the cluster restarted) or a register request means register again
   let registering: Promise<void> | undefined;
   const reRegister = (): void => {
@@ -202,6 +214,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
     ...(url.startsWith('mqtts:') ? { tls } : {}),
     reconnectPeriodMs: 200,
     onRefused: () => reRegister(),
+    ...(opts.conn !== undefined ? { will: { topic: topics.gone(id), payload: JSON.stringify({ id, conn: opts.conn }), qos: 1 as const } } : {}),
   });
   await bus.subscribe(topics.registerRequest(id), () => reRegister());
   const running = new Set<string>();
@@ -211,7 +224,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
   const logCancels: string[] = [];
   const publishStatus = (job: string, n: number, status: InstanceState, detail = ''): Promise<void> =>
     bus.publishJson(topics.job(id), { job_name: job, instance_number: n, status, status_detail: detail, publicip: '127.0.0.1' });
-  const report = (): Promise<void> => bus.publishJson(topics.information(id), information([...running].sort(), cores, memory));
+  const report = (): Promise<void> => bus.publishJson(topics.information(id), { ...information([...running].sort(), cores, memory), ...(opts.conn !== undefined ? { conn: opts.conn } : {}) });
   await bus.subscribe(topics.deploy(id), (_t, p) => {
     const cmd = JSON.parse(p.toString()) as DeployCommand;
     deploys.push(cmd);

@@ -19,6 +19,17 @@ export interface NodeEngineConfig {
   joinToken?: string | undefined;
   /** local NetManager port (Oakestra `-n`, 6000); null = no NetManager */
   netmanagerPort: number | null;
+  /**
+   * talk to the NetManager on `netmanagerPort` (the overlay): set when `-n` is given explicitly
+   * (or by the 1-DOC); without it the port is only reported in the registration, as before
+   */
+  useNetManager?: boolean | undefined;
+  /** where the NetManager writes its key `netmanager-<port>.key` (default /run/oak; env OAK_NETMANAGER_KEY_DIR) */
+  netmanagerKeyDir?: string | undefined;
+  /** how long the start waits for the NetManager's first answer before going on without it (default 10000 ms) */
+  netmanagerWaitMs?: number | undefined;
+  /** key-file check and retry interval of the NetManager link (default 1000 ms) */
+  netmanagerCheckMs?: number | undefined;
   /** node name shown to users; default the host name */
   name: string;
   /** instance state and the persisted node id live here */
@@ -98,6 +109,10 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     clusterPort: partial.clusterPort ?? DEFAULT_PORTS.cluster,
     joinToken: partial.joinToken,
     netmanagerPort: partial.netmanagerPort === undefined ? DEFAULT_PORTS.netmanager : partial.netmanagerPort,
+    useNetManager: partial.useNetManager,
+    netmanagerKeyDir: partial.netmanagerKeyDir ?? (env['OAK_NETMANAGER_KEY_DIR'] || undefined),
+    netmanagerWaitMs: partial.netmanagerWaitMs,
+    netmanagerCheckMs: partial.netmanagerCheckMs,
     name: partial.name ?? hostname(),
     dataDir: partial.dataDir ?? defaultDataDir(env),
     containerdSocket: partial.containerdSocket ?? DEFAULT_CONTAINERD_SOCKET,

@@ -4,13 +4,15 @@
  * root and cluster in one process); `close()` leaves instances running for the next start to
  * re-adopt.
  */
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
 import type { ConnectionOptions } from 'node:tls';
 import { OakError, decodeJson, instanceName, parseDeleteCommand, parseDeployCommand, tryParseJoinToken, topics } from '@oak/contracts';
-import type { DeployCommand, InstanceState, JobResources, JobStatus, JoinToken, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
+import type { DeployCommand, InstanceState, JobResources, JobStatus, JoinToken, NetInstanceDeploy, NetRegister, NetRegisterAnswer, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
+import { DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, DEFAULT_WORKER_POOL, DEFAULT_WORKER_POOL_V6, bridgePlan, inPlan } from '@oak/net';
 import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trust/tls';
 import type { InstanceExit, InstanceStatus, Runtime } from '@oak/runtimes';
 import { consoleLog, withDefaults } from './config.ts';
@@ -21,7 +23,9 @@ import type { Entry } from './instances.ts';
 import { logTopics, parseLogRequest, pumpLogs } from './logs.ts';
 import type { LogBatch } from './logs.ts';
 import { brokerUrl, isFinalRefusal, readNodeId, readNodeSecret, registerWithRetry, registrationUrl, writeNodeId, writeNodeSecret } from './register.ts';
-import { InstanceNetworks, isolationProblem } from './network.ts';
+import { InstanceNetworks, isolationProblem, persistedAttachmentIps, routeConflict } from './network.ts';
+import type { Attachment } from './network.ts';
+import { DEFAULT_NETMANAGER_KEY_DIR, NetManagerLink, planOfAnswer, readOverlayState, sameAnswer, writeOverlayState } from './netmanager.ts';
 import { applyPolicy } from './policy.ts';
 import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
 import { deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
@@ -78,11 +82,29 @@ class Engine {
   readonly token: JoinToken;
   /** the cluster CA, pinned on first contact */
   caPem: string | undefined;
+  /**
+   * this process's connection nonce: in the last will of its MQTT connection (nodes/<id>/gone),
+   * its registrations and its reports, so that the cluster tells its will from an older process's
+   */
+  readonly conn = randomBytes(9).toString('base64url');
   /** the MQTT password for `id` (it also proves the id when registering again) */
   password: string | undefined;
   /** a registration after an MQTT refusal or a request of the cluster is under way */
   reregistering: Promise<void> | undefined;
   lastRegistration = 0;
+  /** the NetManager link (with -n) */
+  nm: NetManagerLink | undefined;
+  /** the NetManager answer the current bridge is built on (undefined: the default bridge, no overlay) */
+  netAnswer: NetRegisterAnswer | undefined;
+  /** a bridge change after a new NetManager answer is under way: deploys wait for it */
+  switching: Promise<void> | undefined;
+  /** the broker URL and user name of the NetManager registration */
+  mqttUrl = '';
+  mqttUser: string | undefined;
+  /** instances were re-adopted: from now on they are announced to the NetManager */
+  adopted = false;
+  /** isolation is off (by config or because the machine cannot): no bridge to move */
+  isolationUnavailable = false;
 
   constructor(cfg: NodeEngineConfig, runtimes: Runtime[]) {
     this.cfg = cfg;
@@ -102,7 +124,9 @@ class Engine {
 
   async start(signal: AbortSignal): Promise<void> {
     await this.secureDataDir();
-    await this.startIsolation();
+    const overlay = this.cfg.useNetManager === true && this.cfg.netmanagerPort !== null;
+    // with a NetManager the bridge is built on the subnet it gives, after the cluster registration
+    if (!overlay) await this.startIsolation();
     const probes = await probeAll(this.runtimes);
     const choice = chooseVirtualizations(probes, this.cfg.runtimes);
     for (const l of choice.lines) this.log.info(l);
@@ -121,6 +145,9 @@ class Engine {
     this.reportIntervalMs = this.cfg.reportIntervalMs ?? answer.report_interval_ms ?? 2000;
     const url = this.cfg.mqttUrl ?? brokerUrl(this.cfg.clusterAddress, answer);
     this.log.info(`registered as ${this.id}; MQTT ${url}, reports every ${this.reportIntervalMs} ms`);
+    this.mqttUrl = url;
+    this.mqttUser = answer.mqtt_username;
+    if (url.startsWith('mqtts:') || url.startsWith('ssl:')) await this.tls();
 
     let firstConnect: () => void = () => {};
     const connected = new Promise<void>((r) => { firstConnect = r; });
@@ -130,6 +157,8 @@ class Engine {
       ...(url.startsWith('mqtts:') || url.startsWith('ssl:') ? { tls: await this.tls() } : {}),
       waitForConnect: false,
       reconnectPeriodMs: 1000,
+      // the broker publishes it when this connection drops without a clean disconnect
+      will: this.will(this.id),
       onConnect: (reconnect) => {
         if (!reconnect) firstConnect();
         else void this.onReconnect();
@@ -148,7 +177,12 @@ class Engine {
       throw err;
     }
 
+    if (overlay) await this.startOverlay();
     await this.adopt(available);
+    this.adopted = true;
+    // the re-adopted instances are announced again (idempotent for the NetManager)
+    for (const d of this.announcements()) this.nm?.deployed(instanceName(d.job_name, d.instance_number), d);
+    this.nm?.start();
     await this.subscribe();
     this.publishAllStatuses();
     await this.report();
@@ -163,10 +197,11 @@ class Engine {
   }
 
   /** every instance in its own network namespace, or a clear line why not */
-  async startIsolation(): Promise<void> {
+  async startIsolation(answer?: NetRegisterAnswer): Promise<void> {
     const mode = this.cfg.isolation ?? this.isolationDefault;
     const off = 'instances share the node\'s network: they can reach every port of the node, its broker, registration, link and API included';
     if (mode === 'off') {
+      this.isolationUnavailable = true;
       if (this.cfg.isolation === 'off') this.log.warn(`network isolation: OFF (--isolation off); ${off}`);
       else this.log.info('network isolation: off (drivers given by the embedder)');
       return;
@@ -174,21 +209,187 @@ class Engine {
     const problem = await isolationProblem();
     if (problem !== undefined) {
       if (mode === 'on') throw new Error(`network isolation is required (--isolation on) but not possible: ${problem}`);
+      this.isolationUnavailable = true;
       this.log.warn(`network isolation: OFF (${problem}); ${off}. Run as root with iproute2 and nftables, or pass --isolation off to say so explicitly`);
       return;
     }
-    const net = new InstanceNetworks({ namespace: this.cfg.namespace ?? 'oak', dataDir: this.cfg.dataDir, subnet: this.cfg.bridgeSubnet, log: this.log });
+    let net: InstanceNetworks;
+    try {
+      net = new InstanceNetworks({
+        namespace: this.cfg.namespace ?? 'oak',
+        dataDir: this.cfg.dataDir,
+        subnet: answer?.subnet ?? this.cfg.bridgeSubnet,
+        log: this.log,
+        ...(answer !== undefined ? {
+          subnetV6: answer.subnet_v6,
+          mtu: answer.mtu,
+          dns: answer.dns,
+          overlay: {
+            tunnelDevice: answer.tunnel_device,
+            workerPool: DEFAULT_WORKER_POOL,
+            virtualPools: [DEFAULT_SERVICE_POOL],
+            ...(answer.subnet_v6 !== null ? { workerPool6: DEFAULT_WORKER_POOL_V6, virtualPools6: [DEFAULT_SERVICE_POOL_V6] } : {}),
+          },
+        } : {}),
+      });
+    } catch (err) {
+      throw new Error(`network: ${err instanceof Error ? err.message : String(err)}`);
+    }
     try {
       await net.init();
     } catch (err) {
       await net.close().catch(() => {});
       const why = err instanceof Error ? err.message : String(err);
+      // on the NetManager's subnet: the caller falls back to the bridge the node had (never unisolated)
+      if (answer !== undefined) throw new Error(`the bridge on the NetManager's subnet ${answer.subnet} failed: ${why}`);
       if (mode === 'on') throw new Error(`network isolation is required (--isolation on) but failed: ${why}`);
       this.log.warn(`network isolation: OFF (${why}); ${off}`);
       return;
     }
     this.net = net;
+    this.netAnswer = answer;
     this.log.info(`network isolation: on; each instance in its own namespace on ${net.describe()}; instances cannot reach the node's ports`);
+  }
+
+  // ---------------------------------------------------------------- overlay (NetManager)
+
+  netRegistration(): NetRegister {
+    const ns = this.cfg.namespace ?? 'oak';
+    return {
+      worker_id: this.id,
+      mqtt_url: this.mqttUrl,
+      ...(this.password !== undefined ? { mqtt_username: this.mqttUser ?? this.id, mqtt_password: this.password } : {}),
+      ...(this.caPem !== undefined ? { mqtt_ca: this.caPem } : {}),
+      namespace: ns,
+      bridge: this.net?.plan.bridge ?? bridgePlan(ns).bridge,
+    };
+  }
+
+  /**
+   * Registers with the NetManager (waiting a little for it) and builds the bridge on its subnet;
+   * not reachable: on the subnet it gave before (persisted), else on the default bridge without
+   * the overlay, and the link keeps trying in the background.
+   */
+  async startOverlay(): Promise<void> {
+    const port = this.cfg.netmanagerPort as number;
+    this.nm = new NetManagerLink({
+      port,
+      keyDir: this.cfg.netmanagerKeyDir ?? DEFAULT_NETMANAGER_KEY_DIR,
+      log: this.log,
+      registration: () => this.netRegistration(),
+      onAnswer: (a) => this.takeAnswer(a),
+      current: () => this.announcements(),
+      checkMs: this.cfg.netmanagerCheckMs,
+    });
+    if (await this.nm.first(this.cfg.netmanagerWaitMs ?? 10_000)) return;
+    if (this.net !== undefined) return;
+    const persisted = await readOverlayState(this.cfg.dataDir);
+    const ips = await persistedAttachmentIps(this.cfg.dataDir);
+    const fits = (subnet: string): boolean => {
+      try {
+        const p = bridgePlan(this.cfg.namespace ?? 'oak', subnet);
+        return ips.every((ip) => inPlan(p, ip));
+      } catch {
+        return false;
+      }
+    };
+    if (persisted !== undefined && fits(persisted.subnet)) {
+      this.log.info(`NetManager not reachable yet: building the bridge on the subnet it gave before (${persisted.subnet})`);
+      try {
+        planOfAnswer(this.cfg.namespace ?? 'oak', persisted);
+        await this.startIsolation(persisted);
+        return;
+      } catch (err) {
+        this.log.warn(`the persisted overlay subnet cannot be used: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    await this.startIsolation();
+  }
+
+  /** A NetManager answer: the bridge moves onto its subnet (persisted first); throws when refused. */
+  takeAnswer(a: NetRegisterAnswer): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (this.net !== undefined && sameAnswer(this.netAnswer, a)) return;
+      const mode = this.cfg.isolation ?? this.isolationDefault;
+      const plan = planOfAnswer(this.cfg.namespace ?? 'oak', a);
+      if (this.net === undefined && this.isolationUnavailable) {
+        // no namespaces on this node (said once at start): the NetManager still gets the worker's identity
+        if (!sameAnswer(await readOverlayState(this.cfg.dataDir), a)) await writeOverlayState(this.cfg.dataDir, this.cfg.netmanagerPort as number, a);
+        return;
+      }
+      if (mode !== 'off') {
+        const conflict = await routeConflict(plan).catch(() => undefined);
+        if (conflict !== undefined) throw new Error(`refusing the NetManager's subnet: ${conflict}`);
+      }
+      const busy = this.net !== undefined && (this.net.list().length > 0 || [...this.entries.values()].some((e) => e.state === 'CREATING'));
+      if (busy) throw new Error(`the NetManager gave subnet ${a.subnet} but instances run on ${this.net?.plan.cidr ?? '?'}; the bridge moves when they are gone`);
+      if (this.net === undefined) {
+        // instances from before this start on another subnet (an upgrade to the overlay): they keep
+        // the bridge they have until they are gone (the start falls back to it)
+        const foreign = (await persistedAttachmentIps(this.cfg.dataDir)).filter((ip) => !inPlan(plan, ip));
+        if (foreign.length > 0) throw new Error(`the NetManager gave subnet ${a.subnet} but ${foreign.length} instance(s) from before run on ${foreign.join(', ')}; the bridge moves when they are gone`);
+      }
+      await writeOverlayState(this.cfg.dataDir, this.cfg.netmanagerPort as number, a);
+      const old = this.net;
+      const oldAnswer = this.netAnswer;
+      if (old !== undefined) {
+        this.net = undefined;
+        await old.destroy();
+      }
+      let failure: string | undefined;
+      await this.startIsolation(a).catch((err: unknown) => {
+        failure = err instanceof Error ? err.message : String(err);
+      });
+      if (this.net === undefined && old !== undefined) {
+        // back onto the bridge the node had (instances must not run unisolated)
+        await this.startIsolation(oldAnswer).catch(() => undefined);
+        throw new Error(`the bridge could not be built on the NetManager's subnet ${a.subnet}${failure !== undefined ? `: ${failure}` : ''}`);
+      }
+      if (failure !== undefined) throw new Error(failure);
+      if (this.net !== undefined) this.net.prepare();
+    };
+    const p = (this.switching ?? Promise.resolve()).then(run);
+    const tracked = p.catch(() => undefined).finally(() => {
+      if (this.switching === tracked) this.switching = undefined;
+    });
+    this.switching = tracked;
+    return p;
+  }
+
+  /** the deploy notice of an attachment (when the bridge is the NetManager's) */
+  notice(a: Attachment): NetInstanceDeploy | undefined {
+    if (this.netAnswer === undefined || a.job_name === undefined || a.instance_number === undefined) return undefined;
+    return {
+      job_name: a.job_name,
+      instance_number: a.instance_number,
+      nsip: a.ip,
+      ...(a.ip6 !== undefined ? { nsip_v6: a.ip6 } : {}),
+      ...(a.overlay !== undefined ? { overlay: a.overlay } : {}),
+    };
+  }
+
+  announcements(): NetInstanceDeploy[] {
+    if (!this.adopted || this.net === undefined) return [];
+    const out: NetInstanceDeploy[] = [];
+    for (const a of this.net.list()) {
+      const e = this.entries.get(a.id);
+      if (e === undefined || e.deleting || (e.state !== 'RUNNING' && e.state !== 'CREATING')) continue;
+      const n = this.notice(a);
+      if (n !== undefined) out.push(n);
+    }
+    return out;
+  }
+
+  announceUndeploy(id: string, job: string, n: number): void {
+    if (this.nm === undefined || this.netAnswer === undefined) return;
+    this.nm.undeployed(id, { job_name: job, instance_number: n });
+  }
+
+  /** removes the instance's namespace and tells the NetManager */
+  async detachNet(id: string, job: string, n: number): Promise<void> {
+    const had = this.net?.get(id) !== undefined;
+    await this.net?.detach(id);
+    if (had) this.announceUndeploy(id, job, n);
   }
 
   /**
@@ -210,7 +411,7 @@ class Engine {
       const backoff = this.cfg.registerBackoffMs ?? { initial: 500, max: 10_000 };
       const answer = await registerWithRetry(
         url,
-        () => ({ ...body, token: this.cfg.joinToken ?? '', ...(id !== undefined ? { id } : {}), ...(id !== undefined && proof !== undefined ? { id_proof: proof } : {}) }),
+        () => ({ ...body, token: this.cfg.joinToken ?? '', conn: this.conn, ...(id !== undefined ? { id } : {}), ...(id !== undefined && proof !== undefined ? { id_proof: proof } : {}) }),
         () => this.tls(),
         {
           initialMs: backoff.initial,
@@ -238,6 +439,10 @@ class Engine {
         await writeNodeSecret(this.cfg.dataDir, answer.id, answer.mqtt_password);
       }
       this.bus?.setCredentials(answer.mqtt_username ?? answer.id, answer.mqtt_password ?? '', answer.id);
+      this.bus?.setWill(this.will(answer.id));
+      if (answer.mqtt_username !== undefined) this.mqttUser = answer.mqtt_username;
+      // the NetManager talks to the broker with these credentials: tell it the new ones
+      if (this.nm !== undefined && this.adopted) this.nm.refresh();
       return answer;
     })();
   }
@@ -296,6 +501,10 @@ class Engine {
       await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
     }
     if (this.net !== undefined) {
+      const keepIds = new Set(plan.keep.map((e) => e.id));
+      for (const a of this.net.list()) {
+        if (!keepIds.has(a.id) && a.job_name !== undefined && a.instance_number !== undefined) this.announceUndeploy(a.id, a.job_name, a.instance_number);
+      }
       // namespaces of the kept instances stay; those of ended ones, spares and crash leftovers go
       const removed = await this.net.reconcile(new Set(plan.keep.map((e) => e.id))).catch((err: unknown) => {
         this.log.warn(`could not clean up network namespaces: ${err instanceof Error ? err.message : String(err)}`);
@@ -354,7 +563,7 @@ class Engine {
     this.reporting = true;
     try {
       const info = await this.sampler.information(this.offered, runningNames(this.entries.values()));
-      await bus.publishJson(topics.information(this.id), info, 1);
+      await bus.publishJson(topics.information(this.id), { ...info, conn: this.conn }, 1);
       const res: JobResources = { instances: [] };
       for (const e of this.entries.values()) {
         if (e.deleting || e.state !== 'RUNNING') continue;
@@ -398,7 +607,7 @@ class Engine {
         const cur = this.entries.get(e.id);
         if (cur !== e || (e.state !== 'COMPLETED' && e.state !== 'FAILED')) return;
         await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
-        await this.net?.detach(e.id).catch(() => {});
+        await this.detachNet(e.id, e.job_name, e.instance_number).catch(() => {});
         this.entries.delete(e.id);
       });
     }, ms);
@@ -449,7 +658,7 @@ class Engine {
       clearTimeout(this.retention.get(id));
       this.retention.delete(id);
       await this.byVirt.get(old.virtualization)?.stop(id).catch(() => {});
-      await this.net?.detach(id).catch(() => {});
+      await this.detachNet(id, old.job_name, old.instance_number).catch(() => {});
       this.entries.delete(id);
     }
     const e: Entry = { id, job_name: cmd.job_name, instance_number: cmd.instance_number, virtualization: cmd.virtualization, state: 'CREATING', detail: 'deploying', deleting: false };
@@ -474,11 +683,16 @@ class Engine {
     if (policy.privileged) spec.spec.privileged = true;
     if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;
     let address = '';
+    let attached: Attachment | undefined;
+    await this.switching;
     if (this.net !== undefined) {
       try {
-        const a = await this.net.attach(id, spec.spec.ports);
+        const a = await this.net.attach(id, spec.spec.ports, { job_name: cmd.job_name, instance_number: cmd.instance_number, overlay: cmd.overlay });
+        attached = a;
         spec.spec.netns = a.path;
-        address = `, address ${a.ip}`;
+        const resolv = this.net.resolvConf;
+        if (resolv !== undefined) spec.spec.resolvConf = resolv;
+        address = `, address ${a.ip}${a.ip6 !== undefined ? ` ${a.ip6}` : ''}`;
       } catch (err) {
         const reason = `network: ${err instanceof Error ? err.message : String(err)}`;
         this.log.warn(`${id}: ${reason}`);
@@ -489,12 +703,16 @@ class Engine {
     try {
       const st = await runtime.start(spec.spec);
       if (st.state === 'COMPLETED' || st.state === 'FAILED') this.setState(e, st.state, st.detail, st.exit_code);
-      else this.setState(e, st.state === 'CREATED' ? 'RUNNING' : st.state, `${st.detail !== '' ? st.detail : 'running'}${address}`);
+      else {
+        this.setState(e, st.state === 'CREATED' ? 'RUNNING' : st.state, `${st.detail !== '' ? st.detail : 'running'}${address}`);
+        const n = attached !== undefined ? this.notice(attached) : undefined;
+        if (n !== undefined) this.nm?.deployed(id, n);
+      }
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       this.log.warn(`${id}: start failed: ${reason}`);
       await runtime.stop(id).catch(() => {});
-      await this.net?.detach(id).catch(() => {});
+      await this.detachNet(id, cmd.job_name, cmd.instance_number).catch(() => {});
       this.setState(e, 'FAILED', reason);
     }
     this.net?.prepare();
@@ -542,7 +760,7 @@ class Engine {
     const runtime = this.byVirt.get(e?.virtualization ?? virt ?? 'process');
     try {
       if (runtime !== undefined && (e !== undefined || jobNameProblem(job) === undefined)) await runtime.stop(id);
-      await this.net?.detach(id);
+      await this.detachNet(id, job, n);
     } catch (err) {
       const reason = `could not stop: ${err instanceof Error ? err.message : String(err)}`;
       this.log.error(`${id}: ${reason}`);
@@ -590,6 +808,11 @@ class Engine {
     this.logSessions.get(rid)?.abort.abort();
   }
 
+  /** the last will of the MQTT connection of worker `id` (NodeGone) */
+  will(id: string): { topic: string; payload: string; qos: 1; retain: false } {
+    return { topic: topics.gone(id), payload: JSON.stringify({ id, conn: this.conn }), qos: 1, retain: false };
+  }
+
   sendLogs(requestId: string, b: LogBatch): void {
     const bus = this.bus;
     if (bus === undefined) return;
@@ -616,6 +839,13 @@ class Engine {
       this.retention.clear();
       for (const s of this.logSessions.values()) s.abort.abort();
       await new Promise((r) => setTimeout(r, 20));
+      await this.nm?.close();
+      // stopping for good (instances removed): the cluster may forget this worker at once; a plain
+      // close() (a restart re-adopts the instances) disconnects cleanly and says nothing
+      if (stopInstances && this.bus?.connected === true && this.id !== '') {
+        const b = this.bus;
+        await Promise.race([b.publishJson(topics.gone(this.id), { id: this.id, conn: this.conn, at: Date.now() }, 1).catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+      }
       await this.bus?.close();
       await Promise.allSettled(this.runtimes.map((r) => r.close()));
       await this.net?.close().catch(() => {});
@@ -634,6 +864,7 @@ export async function startNodeEngine(config: NodeEngineOptions, deps: NodeEngin
     await engine.start(signal);
   } catch (err) {
     clearInterval(engine.reportTimer);
+    await engine.nm?.close().catch(() => {});
     await engine.bus?.close().catch(() => {});
     await Promise.allSettled(engine.runtimes.map((r) => r.close()));
     await engine.net?.close().catch(() => {});

@@ -28,7 +28,8 @@ const FLAGS: FlagDef[] = [
   { short: 'a', long: 'clusterAddr', value: 'address', help: 'address of the cluster orchestrator, without port', default: () => 'localhost' },
   { short: 'p', long: 'clusterPort', value: 'port', help: 'registration port of the cluster orchestrator', default: () => String(DEFAULT_PORTS.cluster) },
   { short: 't', long: 'token', value: 'token', help: 'worker join token from `oak token create worker --cluster <name>` (env OAK_JOIN_TOKEN); required', default: () => '' },
-  { short: 'n', long: 'netmanagerPort', value: 'port', help: 'port of the local NetManager (overlay network); 0 or -1: no NetManager', default: () => String(DEFAULT_PORTS.netmanager) },
+  { short: 'n', long: 'netmanagerPort', value: 'port', help: 'port of the local NetManager (overlay network); when given, the NodeEngine registers with it and its instances join the overlay (otherwise the port is only reported); 0 or -1: no NetManager', default: () => String(DEFAULT_PORTS.netmanager) },
+  { long: 'netmanager-key-dir', value: 'dir', help: 'directory of the NetManager\'s key file netmanager-<port>.key (env OAK_NETMANAGER_KEY_DIR)', default: (env) => env['OAK_NETMANAGER_KEY_DIR'] ?? '/run/oak' },
   { long: 'name', value: 'name', help: 'node name shown to users', default: () => 'the host name' },
   { long: 'data-dir', value: 'dir', help: 'node id and instance state (env OAK_DATA_DIR)', default: (env) => defaultDataDir(env) },
   { long: 'containerd', value: 'socket', help: 'containerd socket for container instances', default: () => DEFAULT_CONTAINERD_SOCKET },
@@ -148,6 +149,12 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     const n = intIn(nm, -1, 65535);
     if (n === undefined) return { kind: 'error', message: `-n ${JSON.stringify(nm)}: the NetManager port must be a number between 1 and 65535, or 0 / -1 for none` };
     partial.netmanagerPort = n <= 0 ? null : n;
+    if (n > 0) partial.useNetManager = true;
+  }
+  const kd = values.get('netmanager-key-dir');
+  if (kd !== undefined) {
+    if (!kd.startsWith('/') || kd.split('/').includes('..')) return { kind: 'error', message: `--netmanager-key-dir ${JSON.stringify(kd)}: give an absolute directory path` };
+    partial.netmanagerKeyDir = kd;
   }
   const name = values.get('name');
   if (name !== undefined) {

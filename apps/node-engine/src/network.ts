@@ -13,15 +13,24 @@
  * Speed: creating a namespace and a veth pair costs two `ip` runs (~10-20 ms). One spare
  * namespace, fully wired, is kept ready and handed to the next instance; it is refilled in the
  * background, so a deploy usually costs no `ip` run at all (and one `nft` run when it maps ports).
+ *
+ * The overlay (issue 8, with a NetManager): the bridge is built on the worker subnet the
+ * NetManager gave (`subnet`, plus `subnetV6` and `mtu`), every namespace gets the IPv4 and the
+ * IPv6 address of the same host index with default routes via both gateways and the MTU on both
+ * veth ends, the rules get the `overlay` option (see @oak/net rules.ts), and with a resolver
+ * (`dns`) the NodeEngine writes `<dataDir>/net/resolv.conf` (0644) that the runtimes show
+ * instances as /etc/resolv.conf.
  */
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { mkdir, readFile, readdir, rename, rm, writeFile, access } from 'node:fs/promises';
+import { renameSync, writeFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, readdir, rename, rm, writeFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PortMapping } from '@oak/contracts';
-import { allocateAddress, bridgePlan, isPlanNetns, mappingProblem, netnsName, nftDeleteTable, nftRuleset, overlaps, parseSubnet, vethName } from '@oak/net';
-import type { BridgePlan, PortRule } from '@oak/net';
+import { addressV6, allocateAddress, bridgePlan, inPlan, isPlanNetns, mappingProblem, netnsName, nftDeleteTable, nftRuleset, overlaps, parseSubnet, vethName } from '@oak/net';
+import type { BridgePlan, OverlayRules, PortRule } from '@oak/net';
+import type { InstanceAddresses } from '@oak/contracts';
 import type { EngineLog } from './config.ts';
 
 export type IsolationMode = 'auto' | 'on' | 'off';
@@ -50,6 +59,14 @@ export interface NetworkOptions {
   log: EngineLog;
   /** spare namespaces kept ready (default 1) */
   spares?: number;
+  /** the overlay's IPv6 subnet of the bridge (a /64 from the NetManager) */
+  subnetV6?: string | null | undefined;
+  /** MTU of the instance veths */
+  mtu?: number | undefined;
+  /** the overlay's rule additions (tunnel device, pools) */
+  overlay?: OverlayRules | undefined;
+  /** the resolver instances use (the gateway): written to `<dataDir>/net/resolv.conf` */
+  dns?: string | null | undefined;
 }
 
 export interface Attachment {
@@ -59,6 +76,18 @@ export interface Attachment {
   /** `/run/netns/<netns>` */
   path: string;
   ports: PortRule[];
+  /** the namespace's IPv6 address (overlay with IPv6 only) */
+  ip6?: string | undefined;
+  /** what the NetManager is told about the instance (kept so a restart can announce it again) */
+  job_name?: string | undefined;
+  instance_number?: number | undefined;
+  overlay?: InstanceAddresses | undefined;
+}
+
+export interface AttachMeta {
+  job_name: string;
+  instance_number: number;
+  overlay?: InstanceAddresses | undefined;
 }
 
 interface Spare { ip: string; netns: string }
@@ -129,11 +158,31 @@ export class InstanceNetworks {
   #refilling: Promise<void> | undefined;
   #closed = false;
 
+  readonly #overlay: OverlayRules | undefined;
+  readonly #dns: string | undefined;
+
   constructor(opts: NetworkOptions) {
-    this.plan = bridgePlan(opts.namespace, opts.subnet);
+    this.plan = bridgePlan(opts.namespace, opts.subnet, { subnetV6: opts.subnetV6, mtu: opts.mtu });
     this.#dir = join(opts.dataDir, 'net');
     this.#log = opts.log;
     this.#spareTarget = opts.spares ?? 1;
+    this.#overlay = opts.overlay;
+    if (opts.dns !== undefined && opts.dns !== null) {
+      if (opts.dns !== this.plan.gateway && opts.dns !== this.plan.gateway6) throw new Error(`the resolver ${opts.dns} is not the bridge gateway ${this.plan.gateway}`);
+      this.#dns = opts.dns;
+    }
+    // the rules are checked now (a bad overlay option fails before anything is created)
+    nftRuleset({ plan: this.plan, mappings: [], overlay: this.#overlay });
+  }
+
+  /** `<dataDir>/net/resolv.conf` when instances get the worker's resolver, else undefined */
+  get resolvConf(): string | undefined {
+    return this.#dns === undefined ? undefined : join(this.#dir, 'resolv.conf');
+  }
+
+  /** every attachment (announcing them to a NetManager again) */
+  list(): Attachment[] {
+    return [...this.#attached.values()];
   }
 
   /** one change of namespaces or rules at a time */
@@ -144,7 +193,9 @@ export class InstanceNetworks {
   }
 
   describe(): string {
-    return `bridge ${this.plan.bridge} ${this.plan.gateway}/${this.plan.subnet.prefix}, nftables table ip ${this.plan.table}`;
+    const v6 = this.plan.gateway6 !== undefined && this.plan.subnet6 !== undefined ? ` ${this.plan.gateway6}/${this.plan.subnet6.prefix}` : '';
+    const mtu = this.plan.mtu !== undefined ? ` mtu ${this.plan.mtu}` : '';
+    return `bridge ${this.plan.bridge} ${this.plan.gateway}/${this.plan.subnet.prefix}${v6}${mtu}, nftables table ip ${this.plan.table}${this.#overlay !== undefined ? ` (overlay via ${this.#overlay.tunnelDevice})` : ''}`;
   }
 
   /** Creates the bridge and the rule set, loads the instances' state. */
@@ -152,33 +203,50 @@ export class InstanceNetworks {
     await this.#lock();
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     const { plan } = this;
-    // a subnet already routed elsewhere would make instances unreachable, or hijack a network
-    const routes = JSON.parse((await must('ip', ['-j', '-4', 'route', 'show'])) || '[]') as { dst?: string; dev?: string }[];
-    for (const r of routes) {
-      if (r.dev === plan.bridge || r.dst === undefined || r.dst === 'default') continue;
-      let dst;
-      try {
-        dst = parseSubnet(r.dst.includes('/') ? r.dst : `${r.dst}/32`);
-      } catch {
-        continue;
-      }
-      if (overlaps(dst, plan.subnet)) throw new Error(`the instance bridge subnet ${plan.cidr} overlaps the route ${r.dst} on ${r.dev ?? '?'}; choose another with --bridge-subnet`);
-    }
+    const conflict = await routeConflict(plan);
+    if (conflict !== undefined) throw new Error(`${conflict}; choose another with --bridge-subnet`);
     const exists = (await run('ip', ['link', 'show', 'dev', plan.bridge])).code === 0;
     const cmds = exists ? [] : [`link add ${plan.bridge} type bridge`];
     cmds.push(`addr replace ${plan.gateway}/${plan.subnet.prefix} dev ${plan.bridge}`, `link set ${plan.bridge} up`);
-    await must('ip', ['-batch', '-'], `${cmds.join('\n')}\n`);
+    if (exists) {
+      // another plan's addresses (the default subnet before the NetManager's) go
+      for (const a of await bridgeAddresses(plan.bridge)) {
+        if (a !== `${plan.gateway}/${plan.subnet.prefix}` && a !== `${plan.gateway6 ?? ''}/${plan.subnet6?.prefix ?? ''}`) cmds.push(`addr del ${a} dev ${plan.bridge}`);
+      }
+    }
     await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
+    if (plan.gateway6 !== undefined && plan.subnet6 !== undefined) {
+      await writeFile(`/proc/sys/net/ipv6/conf/${plan.bridge}/disable_ipv6`, '0').catch(() => undefined);
+      cmds.push(`addr replace ${plan.gateway6}/${plan.subnet6.prefix} dev ${plan.bridge} nodad`);
+    }
+    await must('ip', ['-batch', '-'], `${cmds.join('\n')}\n`);
     // DNAT of localhost:<host port> into the bridge (the quickstart's `curl localhost:8080`)
     await writeFile(`/proc/sys/net/ipv4/conf/${plan.bridge}/route_localnet`, '1');
-    // instances are IPv4 only: no IPv6 (not even link-local) on the bridge (the ip6 table drops it too)
-    await writeFile(`/proc/sys/net/ipv6/conf/${plan.bridge}/disable_ipv6`, '1').catch(() => undefined);
+    if (plan.gateway6 === undefined) {
+      // instances are IPv4 only: no IPv6 (not even link-local) on the bridge (the ip6 table drops it too)
+      await writeFile(`/proc/sys/net/ipv6/conf/${plan.bridge}/disable_ipv6`, '1').catch(() => undefined);
+    } else {
+      // instances' IPv6 towards the overlay (the ip6 table applies the IPv4 policy)
+      await writeFile('/proc/sys/net/ipv6/conf/all/forwarding', '1');
+    }
+    if (this.#dns !== undefined) {
+      const tmp = join(this.#dir, 'resolv.conf.tmp');
+      await writeFile(tmp, resolvConfText(this.#dns), { mode: 0o644 });
+      await chmod(tmp, 0o644);
+      await rename(tmp, join(this.#dir, 'resolv.conf'));
+    } else {
+      await rm(join(this.#dir, 'resolv.conf'), { force: true });
+    }
 
     for (const name of await readdir(this.#dir).catch(() => [] as string[])) {
       if (!name.endsWith('.json')) continue;
       try {
         const a = JSON.parse(await readFile(join(this.#dir, name), 'utf8')) as Attachment;
-        if (typeof a.id === 'string' && typeof a.ip === 'string' && a.netns === netnsName(plan, a.ip) && Array.isArray(a.ports)) this.#attached.set(a.id, a);
+        // an attachment of another subnet (the plan changed) is not ours: its namespace goes as stale
+        if (typeof a.id === 'string' && typeof a.ip === 'string' && inPlan(plan, a.ip) && a.netns === netnsName(plan, a.ip) && Array.isArray(a.ports)) {
+          a.ip6 = addressV6(plan, a.ip);
+          this.#attached.set(a.id, a);
+        }
       } catch {
         /* unreadable: its namespace is removed as stale below */
       }
@@ -219,7 +287,7 @@ export class InstanceNetworks {
   }
 
   /** Gives the instance a namespace (a spare when one is ready) and maps its ports. */
-  attach(id: string, ports: readonly PortMapping[]): Promise<Attachment> {
+  attach(id: string, ports: readonly PortMapping[], meta?: AttachMeta): Promise<Attachment> {
     return this.#serial(async () => {
       const known = this.#attached.get(id);
       if (known !== undefined) return known;
@@ -233,10 +301,17 @@ export class InstanceNetworks {
       }
       let slot = this.#spares.shift();
       if (slot === undefined) slot = await this.#create();
-      const a: Attachment = { id, ip: slot.ip, netns: slot.netns, path: join(NETNS_DIR, slot.netns), ports: portRules(id, slot.ip, ports) };
+      const a: Attachment = { id, ip: slot.ip, netns: slot.netns, path: join(NETNS_DIR, slot.netns), ports: portRules(id, slot.ip, ports), ip6: addressV6(this.plan, slot.ip) };
+      if (meta !== undefined) {
+        a.job_name = meta.job_name;
+        a.instance_number = meta.instance_number;
+        if (meta.overlay !== undefined) a.overlay = meta.overlay;
+      }
       this.#attached.set(id, a);
       try {
-        await this.#writeState(a);
+        // synchronous: a few µs, where writeFile + rename cost two thread-pool round trips and
+        // loop turns on the deploy path (ms under load)
+        this.#writeStateSync(a);
         if (a.ports.length > 0) await this.#applyRules();
       } catch (err) {
         this.#attached.delete(id);
@@ -375,8 +450,16 @@ export class InstanceNetworks {
     this.#pending.add(ip);
     const netns = netnsName(this.plan, ip);
     const veth = vethName(this.plan, ip);
-    const host = [`netns add ${netns}`, `link add ${veth} type veth peer name eth0 netns ${netns}`, `link set ${veth} master ${this.plan.bridge} up`].join('\n');
-    const inside = ['link set lo up', `addr add ${ip}/${this.plan.subnet.prefix} dev eth0`, 'link set eth0 up', `route add default via ${this.plan.gateway}`].join('\n');
+    const mtu = this.plan.mtu !== undefined ? ` mtu ${this.plan.mtu}` : '';
+    const host = [`netns add ${netns}`, `link add ${veth}${mtu} type veth peer name eth0${mtu} netns ${netns}`, `link set ${veth} master ${this.plan.bridge} up`,
+      // hairpin: with br_netfilter loaded, a packet DNATed to an address behind the port it came in
+      // on (an instance calling its own service or instance IP) must be allowed back out of it
+      `link set ${veth} type bridge_slave hairpin on`].join('\n');
+    const inside = ['link set lo up', `addr add ${ip}/${this.plan.subnet.prefix} dev eth0`, 'link set eth0 up', `route add default via ${this.plan.gateway}`];
+    const ip6 = addressV6(this.plan, ip);
+    if (ip6 !== undefined && this.plan.subnet6 !== undefined && this.plan.gateway6 !== undefined) {
+      inside.push(`addr add ${ip6}/${this.plan.subnet6.prefix} dev eth0 nodad`, `route add default via ${this.plan.gateway6} dev eth0`);
+    }
     try {
       for (let attempt = 0; ; attempt++) {
         const r = await run('ip', ['-batch', '-'], `${host}\n`);
@@ -386,7 +469,7 @@ export class InstanceNetworks {
         await run('ip', ['link', 'del', veth]);
         if (attempt > 0) throw new Error(`cannot create network namespace ${netns}: ${r.stderr.trim()}`);
       }
-      const r = await run('ip', ['-n', netns, '-batch', '-'], `${inside}\n`);
+      const r = await run('ip', ['-n', netns, '-batch', '-'], `${inside.join('\n')}\n`);
       if (r.code !== 0) {
         await this.#deleteNetns(netns);
         throw new Error(`cannot configure network namespace ${netns}: ${r.stderr.trim()}`);
@@ -409,18 +492,64 @@ export class InstanceNetworks {
 
   async #applyRules(): Promise<void> {
     const mappings = [...this.#attached.values()].flatMap((a) => a.ports);
-    await must('nft', ['-f', '-'], nftRuleset({ plan: this.plan, mappings }));
+    await must('nft', ['-f', '-'], nftRuleset({ plan: this.plan, mappings, overlay: this.#overlay }));
   }
 
   #stateFile(id: string): string {
     return join(this.#dir, `${id}.json`);
   }
 
-  async #writeState(a: Attachment): Promise<void> {
+  #writeStateSync(a: Attachment): void {
     const tmp = `${this.#stateFile(a.id)}.tmp`;
-    await writeFile(tmp, JSON.stringify(a), { mode: 0o600 });
-    await rename(tmp, this.#stateFile(a.id));
+    writeFileSync(tmp, JSON.stringify(a), { mode: 0o600 });
+    renameSync(tmp, this.#stateFile(a.id));
   }
+}
+
+/** The namespace addresses of the instances a previous run left (their state files), whatever the plan. */
+export async function persistedAttachmentIps(dataDir: string): Promise<string[]> {
+  const dir = join(dataDir, 'net');
+  const out: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.endsWith('.json')) continue;
+    try {
+      const a = JSON.parse(await readFile(join(dir, name), 'utf8')) as Partial<Attachment>;
+      if (typeof a.id === 'string' && typeof a.ip === 'string') out.push(a.ip);
+    } catch {
+      /* unreadable: removed as stale at start */
+    }
+  }
+  return out;
+}
+
+/** What instances see as /etc/resolv.conf with the worker's resolver. */
+export function resolvConfText(dns: string): string {
+  return `# the oak NodeEngine: the worker's resolver (NetManager) on the bridge gateway\nnameserver ${dns}\noptions ndots:1\n`;
+}
+
+/** A host route (not on the plan's own bridge) that overlaps the plan's subnet: the reason, else undefined. */
+export async function routeConflict(plan: BridgePlan): Promise<string | undefined> {
+  // a subnet already routed elsewhere would make instances unreachable, or hijack a network
+  const routes = JSON.parse((await must('ip', ['-j', '-4', 'route', 'show'])) || '[]') as { dst?: string; dev?: string; type?: string }[];
+  for (const r of routes) {
+    if (r.dev === plan.bridge || r.dst === undefined || r.dst === 'default') continue;
+    if (r.type !== undefined && r.type !== 'unicast') continue;
+    let dst;
+    try {
+      dst = parseSubnet(r.dst.includes('/') ? r.dst : `${r.dst}/32`);
+    } catch {
+      continue;
+    }
+    if (overlaps(dst, plan.subnet)) return `the instance bridge subnet ${plan.cidr} overlaps the route ${r.dst} on ${r.dev ?? '?'}`;
+  }
+  return undefined;
+}
+
+async function bridgeAddresses(dev: string): Promise<string[]> {
+  const r = await run('ip', ['-j', 'addr', 'show', 'dev', dev]);
+  if (r.code !== 0) return [];
+  const j = JSON.parse(r.stdout || '[]') as { addr_info?: { local?: string; prefixlen?: number; scope?: string }[] }[];
+  return (j[0]?.addr_info ?? []).filter((a) => a.scope !== 'link' && a.local !== undefined).map((a) => `${a.local as string}/${a.prefixlen ?? 32}`);
 }
 
 /** Removes every namespace, the rule table and the bridge of a namespace's plan (tests, uninstall). */

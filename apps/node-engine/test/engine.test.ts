@@ -329,6 +329,13 @@ test('shutdown with stopInstances stops everything and reports UNDEPLOYED', asyn
   engine = undefined;
   await cluster.waitJob(id, `ne${run}.test.talker.test`, 'UNDEPLOYED');
   assert.deepEqual(pidsWithArgv(['/bin/sleep', sleepArg]), []);
+  // issue 9: stopping for good says so on nodes/<id>/gone, with the nonce of its registration and reports
+  const gone = await waitFor(() => cluster.messages.find((m) => m.topic === `nodes/${id}/gone`), { timeoutMs: 5000, message: 'gone published' });
+  assert.equal(gone.payload['id'], id);
+  const conn = gone.payload['conn'];
+  assert.match(String(conn), /^[A-Za-z0-9_-]{8,64}$/);
+  assert.ok(cluster.registrations.some((r) => r.id === id && r.conn === conn), 'its registration carried the nonce');
+  assert.ok(cluster.messages.some((m) => m.topic === `nodes/${id}/information` && m.payload['conn'] === conn), 'reports carry the nonce');
 });
 
 test('startup says which virtualizations are offered and why not', async () => {

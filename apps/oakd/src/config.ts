@@ -23,6 +23,16 @@ export interface OakdConfig {
   workerName?: string | undefined;
   /** run no worker in this process (root + cluster only) */
   noWorker: boolean;
+  /** the built-in NetManager (overlay network) for the built-in worker (default on) */
+  netmanager: boolean;
+  /** `--netmanager` was given explicitly (a failure to start it is then fatal) */
+  netmanagerExplicit: boolean;
+  /** its local API port (default 6000; 0: any free one) */
+  netmanagerPort: number;
+  /** NodePublicAddress: the tunnel endpoint other workers reach (undefined: see netmanager.ts) */
+  publicAddress?: string | undefined;
+  /** NodePublicPort: the VXLAN UDP port (default 50103) */
+  publicPort: number;
   logLevel: string;
 }
 
@@ -56,6 +66,10 @@ const SETTINGS: Setting[] = [
   { flag: 'namespace', env: 'OAK_NAMESPACE', help: 'containerd namespace and cgroup parent of instances', def: 'oak' },
   { flag: 'report-interval', env: 'OAK_REPORT_INTERVAL_MS', help: 'worker report interval in ms', def: '2000' },
   { flag: 'worker-name', env: 'OAK_WORKER_NAME', help: 'name of the embedded worker', def: 'the host name' },
+  { flag: 'netmanager', env: 'OAK_NETMANAGER', help: 'on | off: the built-in NetManager (overlay network between workers, service IPs, DNS)', def: 'on' },
+  { flag: 'netmanager-port', env: 'OAK_NETMANAGER_PORT', help: 'local API port of the built-in NetManager (0: any free one)', def: String(DEFAULT_PORTS.netmanager) },
+  { flag: 'public-address', env: 'OAK_PUBLIC_ADDRESS', help: 'NodePublicAddress: the address other workers reach this device at (overlay tunnel)', def: '--host when specific, else the first non-loopback IPv4' },
+  { flag: 'public-port', env: 'OAK_PUBLIC_PORT', help: 'NodePublicPort: UDP port of the overlay tunnel', def: '50103' },
   { flag: 'no-worker', help: 'run root and cluster only (workers join with NodeEngine -a <this device>)', boolean: true },
   { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug', def: 'info' },
 ];
@@ -110,7 +124,18 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (reportIntervalMs !== undefined && (!Number.isInteger(reportIntervalMs) || reportIntervalMs < 100)) {
     throw new UsageError(`--report-interval must be milliseconds (>= 100), not ${JSON.stringify(ri)}`);
   }
+  const nmText = get('netmanager') ?? 'on';
+  if (nmText !== 'on' && nmText !== 'off') throw new UsageError(`--netmanager must be on or off, not ${JSON.stringify(nmText)}`);
+  const pub = get('public-address');
+  if (pub !== undefined && (pub.trim() === '' || /[\s/]/.test(pub) || pub.length > 255)) throw new UsageError(`--public-address ${JSON.stringify(pub)}: give an IP address or host name without scheme, port or path`);
+  const publicPort = port('public-port', 50103);
+  if (publicPort === 0) throw new UsageError('--public-port must be a port number (1-65535)');
   return {
+    netmanager: nmText === 'on',
+    netmanagerExplicit: get('netmanager') !== undefined,
+    netmanagerPort: port('netmanager-port', DEFAULT_PORTS.netmanager),
+    publicAddress: pub,
+    publicPort,
     host: get('host') ?? '0.0.0.0',
     port: port('port', DEFAULT_PORTS.root),
     linkPort: port('link-port', DEFAULT_PORTS.rootLink),

@@ -30,7 +30,7 @@ async function main(): Promise<number> {
     `  worker:     ${oakd.worker ? `${oakd.worker.id} (${oakd.worker.virtualizations.join(', ')})` : 'none in this process'}`,
     `  data:       ${cfg.dataDir}`,
     '',
-    `  add a worker:   NodeEngine -a <this device> -p ${oakd.cluster.port} -t ${oakd.tokens.worker}`,
+    ...addWorker(oakd.publicAddress, oakd.cluster.port, oakd.cluster.mqttUrl, oakd.tokens.worker, oakd.netmanager !== null),
     `  add a cluster:  OAK_JOIN_TOKEN=${oakd.tokens.spareCluster} SYSTEM_MANAGER_URL=<this device>:${oakd.link.port} CLUSTER_NAME=<name> oak-cluster`,
     `                  (the tokens are kept in ${cfg.dataDir}/join-tokens.json; more with 'oak token create', revoke with 'oak token revoke <id>')`,
     '',
@@ -54,6 +54,21 @@ async function main(): Promise<number> {
     process.on('SIGTERM', stop);
   });
   return 0;
+}
+
+/**
+ * The add-a-worker steps: the NodeEngine line (its shape is parsed by scripts: keep it), and the
+ * worker's NetManager before it (overlay). `<this device>` is the address workers reach; oakd's
+ * own tunnel endpoint (NodePublicAddress) is named so that the user can check it is that one.
+ */
+function addWorker(address: string, clusterPort: number, mqttUrl: string, token: string, overlay: boolean): string[] {
+  const mqttPort = /:(\d+)\/?$/.exec(mqttUrl)?.[1] ?? '10003';
+  return [
+    `  add a worker:   NodeEngine -a <this device> -p ${clusterPort} -t ${token} -n 6000`,
+    '                  first, on the worker (root), its NetManager for the overlay: NetManager -p 6000, with /etc/netmanager/netcfg.json',
+    `                  {"NodePublicAddress": "<the worker's address>", "NodePublicPort": 50103, "ClusterUrl": "<this device>", "ClusterMqttPort": ${mqttPort}}`,
+    `                  (<this device>: ${address}${overlay ? ', this device\'s tunnel endpoint (--public-address)' : ''}; without the overlay leave out the NetManager and -n)`,
+  ];
 }
 
 main().then(

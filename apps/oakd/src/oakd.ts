@@ -4,6 +4,7 @@
  * embedded MQTT broker and SQLite, so one command gives a working system.
  */
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { consoleLogger } from '@oak/bus';
 import { startCluster, type ClusterHandle } from '@oak/cluster';
 import { startNodeEngine, type NodeEngineHandle } from '@oak/node-engine';
@@ -12,6 +13,7 @@ import { startRootLink, type RootLink } from '@oak/root/link';
 import { ensureContainerd, type ContainerdChoice } from './containerd.ts';
 import type { OakdConfig } from './config.ts';
 import { ownTokens, type OwnTokens } from './tokens.ts';
+import { defaultPublicAddress, startBuiltInNetManager, type BuiltInNetManager } from './netmanager.ts';
 
 export interface Oakd {
   root: RootHandle;
@@ -21,6 +23,10 @@ export interface Oakd {
   containerd: ContainerdChoice;
   /** the join tokens this 1-DOC made for itself (kept in <data dir>/join-tokens.json, 0600) */
   tokens: OwnTokens;
+  /** the built-in NetManager (null: --netmanager off, no worker here, or it could not start) */
+  netmanager: BuiltInNetManager | null;
+  /** NodePublicAddress of this device (the tunnel endpoint; also the address in the add-a-worker command) */
+  publicAddress: string;
   close(): Promise<void>;
 }
 
@@ -69,6 +75,26 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
 
     let containerd: ContainerdChoice = { socket: null, detail: 'no worker in this process', managed: false };
     let worker: NodeEngineHandle | null = null;
+    let netmanager: BuiltInNetManager | null = null;
+    const publicAddress = cfg.publicAddress ?? defaultPublicAddress(cfg.host);
+    if (!cfg.noWorker && cfg.netmanager) {
+      try {
+        netmanager = await startBuiltInNetManager({
+          port: cfg.netmanagerPort,
+          dataDir: join(cfg.dataDir, 'netmanager'),
+          publicAddress,
+          publicPort: cfg.publicPort,
+          fallbackMqttUrl: cluster.mqttUrl,
+        });
+        const nm = netmanager;
+        closers.push(() => nm.close());
+        say(`overlay: NetManager on 127.0.0.1:${nm.port}, tunnel endpoint ${publicAddress}:${cfg.publicPort}`);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        if (cfg.netmanagerExplicit) throw new Error(`the built-in NetManager could not start (--netmanager on): ${why}`);
+        say(`overlay: off (the NetManager could not start: ${why}); pass --netmanager off to say so`);
+      }
+    }
     if (!cfg.noWorker) {
       containerd = await ensureContainerd(cfg.dataDir, cfg.containerd);
       say(containerd.socket ? `containers: ${containerd.detail}` : `containers: unavailable (${containerd.detail}); running native processes only`);
@@ -76,7 +102,9 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
         clusterAddress: loopback,
         clusterPort: cluster.port,
         joinToken: tokens.worker,
-        netmanagerPort: null,
+        ...(netmanager !== null
+          ? { netmanagerPort: netmanager.port, useNetManager: true, ...(netmanager.keyPath !== undefined ? { netmanagerKeyDir: dirname(netmanager.keyPath) } : {}) }
+          : { netmanagerPort: null }),
         dataDir: cfg.dataDir,
         namespace: cfg.namespace,
         containerdSocket: containerd.socket ?? '/nonexistent/containerd.sock',
@@ -94,6 +122,8 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
       worker,
       containerd,
       tokens,
+      netmanager,
+      publicAddress,
       close: closeAll,
     };
   } catch (err) {

@@ -23,7 +23,7 @@ export interface AuthSettings {
 export interface RootContext {
   store: Store;
   events: EventHub;
-  /** who places instances; `noControlPlane` until clusters are wired in (may be replaced once, at start) */
+  /** who places instances; `noControlPlane` until clusters are wired in (replaced at start; on PostgreSQL at every change of role, lead/: read it at each call) */
   control: ControlPlane;
   auth: AuthSettings;
   /** when this root started (for /healthz) */

@@ -16,10 +16,17 @@ export interface LogOptions {
 export interface ControlPlane {
   /** new instances were stored as REQUESTED */
   instancesRequested(service: ServiceRow, instances: InstanceRow[]): void;
-  /** instances were removed from the store (undeploy); rows are as they were before removal */
+  /**
+   * Instances go (API undeploy, scale down, service delete). Since issue 9 the API sets
+   * `desired = 'stop'` on the rows and the reconciler stops them; rows deleted at once (a
+   * deleted service, or callers of before) still have their copies undeployed from the rows
+   * given here.
+   */
   instancesUndeployed(service: ServiceRow, instances: InstanceRow[]): void;
-  /** a service's SLA changed (rolling update hooks in here) */
+  /** a service's SLA changed (the rolling update runs from the stored versions) */
   serviceUpdated?(service: ServiceRow): void;
+  /** anything else of a service changed in the store (a pass of that service soon) */
+  serviceChanged?(serviceId: string): void;
   /**
    * Log lines of one instance (GET /api/service/{id}/instance/{n}/logs). Optional: without it the
    * API answers 503 OAK_UNAVAILABLE. The iterable ends when the logs end (follow=false) or when

@@ -1,6 +1,6 @@
 /** Store rows -> API documents (Oakestra field names, SPEC §3). */
-import type { ApplicationDoc, ClusterDoc, InstanceDoc, OrganizationDoc, ServiceDoc, UserDoc } from '@oak/contracts';
-import type { ApplicationRow, ClusterRow, InstanceHistoryRow, InstanceRow, OrganizationRow, ServiceRow, Store, UserRow } from '@oak/store';
+import type { ApplicationDoc, ClusterDoc, InstanceDoc, OrganizationDoc, ServiceDoc, ServiceVersionDoc, UserDoc } from '@oak/contracts';
+import type { ApplicationRow, ClusterRow, InstanceHistoryRow, InstanceRow, OrganizationRow, ServiceRow, ServiceVersionRow, Store, UserRow } from '@oak/store';
 
 export function organizationDoc(o: OrganizationRow): OrganizationDoc {
   return { _id: o.id, name: o.name, created_at: o.created_at };
@@ -36,8 +36,15 @@ export function instanceDoc(i: InstanceRow, history?: InstanceHistoryRow[]): Ins
     worker_id: i.worker_id,
     publicip: i.publicip,
     instance_ip: i.instance_ip,
+    instance_ip_v6: i.instance_ip_v6,
+    nsip: i.net?.nsip ?? null,
+    nsip_v6: i.net?.nsip_v6 ?? null,
     created_at: i.created_at,
     updated_at: i.updated_at,
+    service_version: i.service_version,
+    desired: i.desired,
+    epoch: i.epoch,
+    replaces: i.replaces,
   };
   if (history) d.history = history.map((h) => ({ status: h.status, status_detail: h.status_detail, at: h.at }));
   return d;
@@ -56,9 +63,32 @@ export function serviceDoc(s: ServiceRow, app: ApplicationRow, instances: Instan
     organization_id: s.organization_id,
     userId: s.user_id,
     instance_list: instances,
+    service_ip: s.service_ip,
+    service_ip_v6: s.service_ip_v6,
+    closest_ip: s.closest_ip,
+    closest_ip_v6: s.closest_ip_v6,
     created_at: s.created_at,
     updated_at: s.updated_at,
+    version: s.version,
   };
+}
+
+export function serviceVersionDoc(v: ServiceVersionRow, current: number, userName: string | null): ServiceVersionDoc {
+  return {
+    version: v.version,
+    created_at: v.created_at,
+    created_by: v.created_by,
+    created_by_name: userName,
+    reason: v.reason,
+    outcome: v.outcome,
+    current: v.version === current,
+    sla: v.sla,
+  };
+}
+
+/** Instances the API lists: the ones that should run (a desired=stop row is on its way out). */
+export function listed(rows: InstanceRow[]): InstanceRow[] {
+  return rows.filter((r) => r.desired !== 'stop');
 }
 
 export function clusterDoc(c: ClusterRow): ClusterDoc {
@@ -75,7 +105,7 @@ export function clusterDoc(c: ClusterRow): ClusterDoc {
 
 /** A service with its instances and their history, read from the store. */
 export async function loadServiceDoc(store: Store, s: ServiceRow, app: ApplicationRow): Promise<ServiceDoc> {
-  const rows = await store.listInstances({ service_id: s.id });
+  const rows = listed(await store.listInstances({ service_id: s.id }));
   rows.sort((a, b) => a.instance_number - b.instance_number);
   const docs = await Promise.all(rows.map(async (r) => instanceDoc(r, await store.instanceHistory(s.id, r.instance_number))));
   return serviceDoc(s, app, docs);

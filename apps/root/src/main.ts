@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { OakError } from '@oak/contracts';
 import { linkControl } from './link/index.ts';
+import { leadFromLink } from './lead/index.ts';
 import { DEFAULT_ROOT_PORT, defaultDataDir, startRoot, type RootConfig } from './server.ts';
 
 interface Setting {
@@ -31,6 +32,12 @@ const SETTINGS: Setting[] = [
   { flag: 'tls-san', env: 'OAK_TLS_SAN', help: 'extra names/addresses in the --tls auto certificate (comma separated)', def: () => undefined },
   { flag: 'https-port', env: 'OAK_HTTPS_PORT', help: 'HTTPS API port (with --tls or --tls-cert)', def: () => '10443' },
   { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug | trace', def: () => 'info' },
+  { flag: 'lost-after', env: 'OAK_LOST_AFTER_S', help: "seconds a cluster may stay away before its instances are lost (the SLA's disconnect.lost_after_s wins)", def: () => '30' },
+  { flag: 'scheduled-deadline', env: 'OAK_SCHEDULED_DEADLINE_S', help: 'seconds an instance may stay CLUSTER_SCHEDULED before it is placed again', def: () => '30' },
+  { flag: 'node-scheduled-deadline', env: 'OAK_NODE_SCHEDULED_DEADLINE_S', help: 'seconds an instance may stay NODE_SCHEDULED before it is placed again', def: () => '60' },
+  { flag: 'creating-deadline', env: 'OAK_CREATING_DEADLINE_S', help: 'seconds an instance may stay CREATING before it is placed again', def: () => '600' },
+  { flag: 'advertise-link', env: 'OAK_ADVERTISE_LINK', help: 'host:port clusters dial to reach this root when it leads (several roots on one PostgreSQL)', def: () => undefined },
+  { flag: 'resync', env: 'OAK_RESYNC_MS', help: 'every service is reconciled this often (ms), besides on every change', def: () => '5000' },
 ];
 
 export function usage(): string {
@@ -80,9 +87,31 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (env.OAK_CLUSTER_TOKEN !== undefined && env.OAK_CLUSTER_TOKEN !== '') {
     process.stderr.write('oak-root: OAK_CLUSTER_TOKEN is no longer used: clusters join with their own join token (oak token create cluster --name <name>)\n');
   }
+  const num = (flag: string, min: number, max: number): number | undefined => {
+    const text = get(flag);
+    if (text === undefined) return undefined;
+    const v = Number(text);
+    if (!/^[0-9]{1,9}(\.[0-9]{1,3})?$/.test(text) || v < min || v > max) throw new Error(`--${flag} must be a number from ${min} to ${max}, not ${JSON.stringify(text.slice(0, 40))}`);
+    return v;
+  };
+  const lostAfter = num('lost-after', 1, 86_400);
+  const deadlines: { CLUSTER_SCHEDULED?: number; NODE_SCHEDULED?: number; CREATING?: number } = {};
+  for (const [flag, key] of [['scheduled-deadline', 'CLUSTER_SCHEDULED'], ['node-scheduled-deadline', 'NODE_SCHEDULED'], ['creating-deadline', 'CREATING']] as const) {
+    const v = num(flag, 1, 86_400);
+    if (v !== undefined) deadlines[key] = v * 1000;
+  }
+  const resync = num('resync', 100, 3_600_000);
+  if (db !== undefined) {
+    // several roots may share this database: the one holding the lease leads (lead/)
+    const advertiseLink = get('advertise-link');
+    cfg.lead = leadFromLink({ host: cfg.host ?? '0.0.0.0', linkPort, ...(advertiseLink !== undefined ? { advertiseLink } : {}) });
+  }
   cfg.control = linkControl({
     host: cfg.host ?? '0.0.0.0',
     port: linkPort,
+    ...(lostAfter !== undefined ? { graceMs: lostAfter * 1000 } : {}),
+    ...(resync !== undefined ? { retryMs: resync } : {}),
+    ...(Object.keys(deadlines).length > 0 ? { reconcile: { deadlines } } : {}),
     onListening: ({ port: p, caHash }) => process.stderr.write(joinBanner(p, caHash)),
   });
   const audit: { maxRows?: number; maxAgeDays?: number } = {};

@@ -7,6 +7,8 @@ import type { ApplicationRow, InstanceRow, NewService, ServiceRow } from '@oak/s
 import { APP_ROLES, requireOrg, requireRole, type Principal } from './auth/principal.ts';
 import type { RootContext } from './context.ts';
 import { instanceDoc } from './docs.ts';
+import { overlayFor, requestOf } from './overlay.ts';
+import type { AddressRequest } from './overlay.ts';
 
 /** applicationID -> organisation id, for filtering events of applications that are already gone. */
 const orgIndexes = new WeakMap<RootContext, Map<string, string>>();
@@ -72,17 +74,26 @@ export function publishInstance(ctx: RootContext, s: ServiceRow, i: InstanceRow)
   ctx.events.publish({ type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: instanceDoc(i) });
 }
 
-/** Stores `count` new REQUESTED instances, hands them to the control plane and publishes them. */
+/**
+ * Stores `count` new REQUESTED instances, gives them their overlay addresses, hands them to the
+ * control plane and publishes them. An address failure (a full pool) is logged: the control plane
+ * tries again before it deploys them.
+ */
 export async function deployInstances(ctx: RootContext, s: ServiceRow, count: number): Promise<InstanceRow[]> {
-  const rows: InstanceRow[] = [];
+  let rows: InstanceRow[] = [];
   for (let k = 0; k < count; k++) rows.push(await ctx.store.addInstance(s.id, 'REQUESTED', 'waiting for a cluster'));
   if (rows.length === 0) return rows;
+  try {
+    rows = (await overlayFor(ctx.store).assignInstances(s, rows)).rows;
+  } catch (err) {
+    ctx.log?.warn({ err, service: s.job_name }, 'overlay addresses for new instances failed; they are given before the deploy');
+  }
   for (const r of rows) publishInstance(ctx, s, r);
   tell(ctx, 'instancesRequested', () => ctx.control.instancesRequested(s, rows));
   return rows;
 }
 
-/** Tells the control plane that these instances go, publishes them as UNDEPLOYED. Call before deleting rows. */
+/** Tells the control plane that these instances go (their rows are deleted with their service), publishes them as UNDEPLOYED. Call before deleting rows. */
 export function announceUndeploy(ctx: RootContext, s: ServiceRow, rows: InstanceRow[]): void {
   if (rows.length === 0) return;
   tell(ctx, 'instancesUndeployed', () => ctx.control.instancesUndeployed(s, rows));
@@ -90,12 +101,82 @@ export function announceUndeploy(ctx: RootContext, s: ServiceRow, rows: Instance
   for (const r of rows) publishInstance(ctx, s, { ...r, status: 'UNDEPLOYED', status_detail: 'undeployed by the API', updated_at: now });
 }
 
-/** Undeploys every instance of a service and deletes it. */
+/**
+ * Undeploys instances (API DELETE, scale down): each row gets desired=stop and stays until its
+ * cluster confirms (the control plane finishes it: UNDEPLOYED, addresses released, purged later).
+ * Rows already stopping are answered as they are. Answers the rows after the change.
+ */
+export async function stopInstances(ctx: RootContext, s: ServiceRow, rows: InstanceRow[]): Promise<InstanceRow[]> {
+  const out: InstanceRow[] = [];
+  const stopped: InstanceRow[] = [];
+  for (const r of rows) {
+    if (r.desired === 'stop') {
+      out.push(r);
+      continue;
+    }
+    const u = await ctx.store.updateInstance(s.id, r.instance_number, { desired: 'stop' });
+    out.push(u);
+    stopped.push(u);
+  }
+  if (stopped.length > 0) {
+    tell(ctx, 'instancesUndeployed', () => ctx.control.instancesUndeployed(s, stopped));
+    for (const r of stopped) publishInstance(ctx, s, r);
+  }
+  return out;
+}
+
+/** Rows still doing something: to run, or to stop but not yet UNDEPLOYED (a rename waits for them). */
+export function unfinished(rows: InstanceRow[]): InstanceRow[] {
+  return rows.filter((r) => r.desired !== 'stop' || r.status !== 'UNDEPLOYED');
+}
+
+/**
+ * Undeploys every instance of a service and deletes it. The service row goes at once (its
+ * instance rows with it); the control plane is told to undeploy them, and any report about them
+ * later gets an undeploy (the orphans pass of the link).
+ */
 export async function removeService(ctx: RootContext, s: ServiceRow): Promise<void> {
-  const rows = await ctx.store.listInstances({ service_id: s.id });
+  const rows = unfinished(await ctx.store.listInstances({ service_id: s.id })).map((r) => ({ ...r, desired: 'stop' as const }));
   announceUndeploy(ctx, s, rows);
   await ctx.store.deleteService(s.id);
+  await releaseServices(ctx, [s.job_name]);
   ctx.events.publish({ type: 'service', action: 'deleted', microserviceID: s.id, applicationID: s.application_id });
+}
+
+// ---- overlay addresses (overlay.ts)
+
+/** Throws OAK_ADDRESS_CONFLICT / OAK_INVALID_SLA before anything is written if a requested address cannot be had. */
+export async function checkAddresses(ctx: RootContext, services: { job: string; request: AddressRequest; current?: string }[]): Promise<void> {
+  await overlayFor(ctx.store).check(services);
+}
+
+export const addressRequest = requestOf;
+
+/** Gives stored services their addresses (moved from `previousJob` on a rename); answers the rows with them. */
+export async function assignServices(ctx: RootContext, rows: ServiceRow[], previousJob?: ReadonlyMap<string, string>): Promise<ServiceRow[]> {
+  const out: ServiceRow[] = [];
+  for (const r of rows) out.push({ ...r, ...(await overlayFor(ctx.store).assignService(r, previousJob?.get(r.id))) });
+  return out;
+}
+
+/** Frees the addresses of deleted services (a failure is logged: the state stays consistent, the addresses stay taken). */
+export async function releaseServices(ctx: RootContext, jobs: string[]): Promise<void> {
+  for (const j of jobs) {
+    try {
+      await overlayFor(ctx.store).releaseService(j);
+    } catch (err) {
+      ctx.log?.error({ err, service: j }, 'releasing the overlay addresses of a deleted service failed');
+    }
+  }
+}
+
+/** Frees the addresses of undeployed instances (after their rows are gone). */
+export async function releaseInstances(ctx: RootContext, s: ServiceRow, rows: InstanceRow[]): Promise<void> {
+  try {
+    await overlayFor(ctx.store).releaseInstances(s.job_name, rows.map((r) => r.instance_number));
+  } catch (err) {
+    ctx.log?.error({ err, service: s.job_name }, 'releasing the overlay addresses of undeployed instances failed');
+  }
 }
 
 /** Job names are global (they are also the overlay's DNS names): say so when one is taken. */

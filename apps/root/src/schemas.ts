@@ -12,7 +12,7 @@ import {
   Sla,
 } from '@oak/contracts';
 import { Type, type TSchema } from '@sinclair/typebox';
-import { handlerValidated } from './validation.ts';
+import { handlerValidated, optionalBody } from './validation.ts';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Id = (description: string) => Type.String({ minLength: 1, maxLength: 200, description });
@@ -121,11 +121,17 @@ export const InstanceDocSchema = Type.Object({
   cluster_name: Type.Optional(Nullable(Type.String())),
   worker_id: Nullable(Type.String()),
   publicip: Nullable(Type.String()),
-  instance_ip: Type.Optional(Nullable(Type.String())),
-  instance_ip_v6: Type.Optional(Nullable(Type.String())),
+  instance_ip: Type.Optional(Nullable(Type.String({ description: 'stable virtual IPv4 of the instance (overlay, root IPAM)' }))),
+  instance_ip_v6: Type.Optional(Nullable(Type.String({ description: 'stable virtual IPv6 of the instance' }))),
+  nsip: Type.Optional(Nullable(Type.String({ description: "address of the instance's network namespace on its worker (worker subnet), once reported" }))),
+  nsip_v6: Type.Optional(Nullable(Type.String())),
   created_at: Type.String(),
   updated_at: Type.String(),
   history: Type.Optional(Type.Array(Type.Object({ status: InstanceStateSchema, status_detail: Type.String(), at: Type.String() }))),
+  service_version: Type.Optional(Type.Integer({ description: 'the service version this instance runs or will run' })),
+  desired: Type.Optional(Type.Union([Type.Literal('run'), Type.Literal('stop')], { description: "'stop': undeploy asked; the root finishes it once its cluster confirms (listings leave it out)" })),
+  epoch: Type.Optional(Type.Integer({ description: '+ 1 at every placement on a cluster (0: never placed)' })),
+  replaces: Type.Optional(Nullable(Type.Integer({ description: 'the instance this one replaces (rolling update, lost cluster)' }))),
 });
 
 export const ServiceDocSchema = Type.Composite(
@@ -140,12 +146,41 @@ export const ServiceDocSchema = Type.Composite(
       organization_id: Type.String(),
       userId: Type.String(),
       instance_list: Type.Array(InstanceDocSchema),
+      service_ip: Type.Optional(Nullable(Type.String({ description: 'round-robin virtual IPv4 (addresses.rr_ip when requested, else from 10.30.0.0/16)' }))),
+      service_ip_v6: Type.Optional(Nullable(Type.String({ description: 'round-robin virtual IPv6 (fdff::/64)' }))),
+      closest_ip: Type.Optional(Nullable(Type.String({ description: 'virtual IPv4 that reaches the closest instance (lowest RTT, same worker first)' }))),
+      closest_ip_v6: Type.Optional(Nullable(Type.String())),
       created_at: Type.String(),
       updated_at: Type.String(),
+      version: Type.Optional(Type.Integer({ description: 'the SLA generation: + 1 at every change of the SLA and at every rollback' })),
       warnings: Type.Optional(Type.Array(FieldIssueSchema, { description: 'fields accepted but not used (create/update answers only)' })),
     }),
   ],
   { additionalProperties: true },
+);
+
+export const ServiceVersionDocSchema = Type.Object({
+  version: Type.Integer(),
+  created_at: Type.String(),
+  created_by: Nullable(Type.String({ description: 'user id; null: the root itself (auto rollback)' })),
+  created_by_name: Nullable(Type.String({ description: 'that user\'s name (null: the root, or a removed user)' })),
+  reason: Type.String({ description: "'created', 'updated', 'rollback to N', 'auto rollback: ...'" }),
+  outcome: Nullable(Type.String({ description: "'complete', 'stopped: ...', 'rolled back: ...', 'superseded'; null while rolling" })),
+  current: Type.Boolean({ description: "true for the service's current version" }),
+  sla: Type.Composite([Microservice], { additionalProperties: true }),
+});
+
+export const HISTORY_MAX = 1000;
+export const HistoryQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: HISTORY_MAX, description: `only the newest N versions (default and at most ${HISTORY_MAX})` })),
+});
+
+/** POST /api/service/{id}/rollback: `{ to? }`, or no body at all */
+export const RollbackBody = optionalBody(
+  Type.Object(
+    { to: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: 'the version to restore (default: the newest earlier version whose rollout completed, else the previous one)' })) },
+    { additionalProperties: false },
+  ),
 );
 
 export const SlaBody = handlerValidated(Sla);

@@ -17,6 +17,7 @@ import { EventHub } from './events.ts';
 import { loadRootTrust } from './trust.ts';
 import { LOG_REDACT } from './redact.ts';
 import { DEFAULT_HTTPS_PORT, startHttps, type HttpsListener, type RootTlsConfig } from './https.ts';
+import { prepareLeadership, type LeadConfig, type Leadership } from './lead/index.ts';
 
 export const DEFAULT_ROOT_PORT = 10000;
 
@@ -51,6 +52,12 @@ export interface RootConfig {
   /** default 10443; 0 picks a free port */
   httpsPort?: number;
   app?: RootAppOptions;
+  /**
+   * Several roots on one PostgreSQL (lead/, docs/operations.md): what this root advertises and
+   * where it redirects clusters while it follows. Only used on PostgreSQL; on SQLite the root
+   * always leads.
+   */
+  lead?: LeadConfig;
 }
 
 export interface RootHandle {
@@ -63,6 +70,8 @@ export interface RootHandle {
   app: FastifyInstance;
   ctx: RootContext;
   bootstrap: BootstrapResult;
+  /** on PostgreSQL: the lease and this root's role (undefined on SQLite: it always leads) */
+  lead?: Leadership;
   close(): Promise<void>;
 }
 
@@ -109,6 +118,7 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
   }
   let app: FastifyInstance | undefined;
   let control: ControlPlane = noControlPlane;
+  let lead: Leadership | undefined;
   try {
     const bootstrap = await bootstrapAdmin(store, config.adminPassword);
     if (bootstrap.generatedPassword !== undefined) {
@@ -131,7 +141,11 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
     };
     const trust = await trustLoad;
     log.info({ ca_sha256: trust.caHash, ca: caDir ?? 'store setting root_ca' }, 'root CA');
-    if (config.control) ctx.control = control = await config.control(ctx);
+    // on PostgreSQL several roots may share the store: the control plane runs on the lease holder only
+    const shared = store.kind === 'postgres';
+    if (config.control && !shared) ctx.control = control = await config.control(ctx);
+    // before the API listens: its calls go to the relay until the first lease answer
+    const prepared = shared ? prepareLeadership({ ctx, store, log, ...(config.control ? { control: config.control } : {}), ...(config.lead ? { config: config.lead } : {}) }) : undefined;
     app = await buildRootApp(ctx, { loggerInstance: log, ...config.app });
     await app.listen({ host: config.host ?? '0.0.0.0', port: config.port ?? DEFAULT_ROOT_PORT });
     const addr = app.server.address() as AddressInfo;
@@ -143,6 +157,8 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
       log.info({ url: httpsListener.url, certificate: config.tls.mode === 'auto' ? 'issued by the root CA' : config.tls.certFile }, 'root API over HTTPS');
     }
     log.info({ url, store: store.kind }, 'root orchestrator listening');
+    if (prepared) lead = await prepared.start(httpsListener?.url ?? url);
+    const leadership = lead;
     const started = app;
     const secure = httpsListener;
     let closing: Promise<void> | undefined;
@@ -152,17 +168,20 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
       app: started,
       ctx,
       bootstrap,
+      ...(leadership ? { lead: leadership } : {}),
       ...(secure ? { httpsUrl: secure.url, httpsPort: secure.port } : {}),
       close: () =>
         (closing ??= (async () => {
           await secure?.close();
           await started.close();
+          await leadership?.close();
           await control.close?.();
           if (ownStore) await store.close();
         })()),
     };
   } catch (err) {
     await app?.close().catch(() => undefined);
+    await lead?.close().catch(() => undefined);
     await control.close?.().catch(() => undefined);
     if (ownStore) await store.close().catch(() => undefined);
     throw err;

@@ -44,6 +44,11 @@ export function handlerValidated<T extends TSchema>(schema: T): T {
   return copy as unknown as T;
 }
 
+/** Marks a body schema as optional: a request without a body (or a JSON null) reaches the handler as undefined. */
+export function optionalBody<T extends TSchema>(schema: T): T {
+  return { ...schema, 'x-oak-optional-body': true } as unknown as T;
+}
+
 /** A whole number as people write it: decimal digits, no sign, no leading zeros, no spaces. */
 const CANONICAL_INTEGER = /^(0|[1-9][0-9]{0,14})$/;
 
@@ -82,7 +87,9 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   const isBody = httpPart === 'body';
   const where = httpPart === 'params' ? 'path parameter' : httpPart === 'querystring' ? 'query parameter' : httpPart ?? 'request';
   const ints = isBody ? [] : integerFields(schema);
+  const optional = isBody && (schema as Record<string, unknown>)['x-oak-optional-body'] === true;
   return (value: unknown) => {
+    if (optional && (value === undefined || value === null)) return { value: undefined };
     const strict = strictIntegers(ints, value, where);
     if (strict) return { error: strict };
     const v = isBody ? value : Value.Convert(schema, value);

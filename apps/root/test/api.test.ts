@@ -263,7 +263,7 @@ describe('applications, services and instances', () => {
     assert.equal((await t.req('GET', `/api/service/${third?.microserviceID}`, tok)).statusCode, 404);
   });
 
-  test('instances: deploy is REQUESTED with history, undeploy removes it', async () => {
+  test('instances: deploy is REQUESTED with history, undeploy sets desired stop (row kept, left out of listings)', async () => {
     const app = await createApp(t, tok, 'inst', ['w']);
     const sid = app.microservices[0]!;
     const a = await t.req('POST', `/api/service/${sid}/instance`, tok);
@@ -279,14 +279,39 @@ describe('applications, services and instances', () => {
     const ev = t.events.filter((e) => e.type === 'instance' && e.microserviceID === sid);
     assert.equal(ev.length, 2);
 
+    assert.equal(i0.desired, 'run');
+    assert.equal(i0.epoch, 0);
+    assert.equal(i0.replaces, null);
+    assert.equal(i0.service_version, 1);
+
     const d = await t.req('DELETE', `/api/service/${sid}/instance/0`, tok);
     assert.equal(d.statusCode, 200);
-    assert.equal((d.json() as InstanceDoc).status, 'UNDEPLOYED');
+    const gone = d.json() as InstanceDoc;
+    // the control plane finishes it (UNDEPLOYED once its cluster confirms); the row stays until then
+    assert.equal(gone.desired, 'stop');
+    assert.equal(gone.status, 'REQUESTED');
+    assert.equal((await t.store.getInstance(sid, 0))?.desired, 'stop');
     const svc = (await t.req('GET', `/api/service/${sid}`, tok)).json() as ServiceDoc;
     assert.deepEqual(svc.instance_list.map((i) => i.instance_number), [1]);
+    const list = (await t.req('GET', `/api/service/${sid}/instances`, tok)).json() as InstanceDoc[];
+    assert.deepEqual(list.map((i) => i.instance_number), [1]);
+    const one = await t.req('GET', `/api/service/${sid}/instance/0`, tok);
+    assert.equal(one.statusCode, 200);
+    assert.equal((one.json() as InstanceDoc).desired, 'stop');
     const last = t.events.at(-1);
-    assert.ok(last?.type === 'instance' && last.instance.status === 'UNDEPLOYED' && last.instance.instance_number === 0);
+    assert.ok(last?.type === 'instance' && last.instance.desired === 'stop' && last.instance.instance_number === 0);
     assert.equal(t.control.undeployed.at(-1)?.instances[0]?.instance_number, 0);
+    assert.equal(t.control.undeployed.at(-1)?.instances[0]?.desired, 'stop');
+    // a second DELETE answers the stopping instance and tells nobody again
+    const told = t.control.undeployed.length;
+    const again = await t.req('DELETE', `/api/service/${sid}/instance/0`, tok);
+    assert.equal(again.statusCode, 200);
+    assert.equal((again.json() as InstanceDoc).desired, 'stop');
+    assert.equal(t.control.undeployed.length, told);
+    // numbers are never reused
+    const c = (await t.req('POST', `/api/service/${sid}/instance`, tok)).json() as InstanceDoc;
+    assert.equal(c.instance_number, 2);
+    assert.equal((await t.req('GET', `/api/service/${sid}/instance/9`, tok)).statusCode, 404);
   });
 
   test('clusters: list, active, one', async () => {
@@ -364,7 +389,7 @@ describe('control plane failures', () => {
       assert.equal(r.statusCode, 201);
       assert.equal((await t.store.listInstances({ service_id: sid })).length, 1);
       assert.equal((await t.req('DELETE', `/api/service/${sid}/instance/0`, tok)).statusCode, 200);
-      assert.equal((await t.store.listInstances({ service_id: sid })).length, 0);
+      assert.deepEqual((await t.store.listInstances({ service_id: sid })).map((i) => i.desired), ['stop']);
     } finally {
       await t.close();
     }

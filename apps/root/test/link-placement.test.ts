@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import type { ClusterResources } from '@oak/contracts';
 import { demandOf, pickCluster } from '@oak/scheduler';
 import type { ClusterRow, InstanceRow, ServiceRow } from '@oak/store';
-import { RootReservations, assignmentOf, clusterCandidates, holdsCluster, instanceKey, judgeStatus } from '../src/placement.ts';
+import { assignmentOf, clusterCandidates, holdsCluster } from '../src/placement.ts';
+import { RootReservations, reservationKey } from '../src/reconcile/accounting.ts';
 import { tokenMatches } from '../src/link/server.ts';
 
 function resources(cpu: number, mem: number, workers = 1): ClusterResources {
@@ -34,6 +35,12 @@ const svc: ServiceRow = {
   sla: { microservice_name: 'c', microservice_namespace: 'd', virtualization: 'container', code: 'x', vcpus: 2, memory: 100 },
   created_at: '2025-01-01T00:00:00.000Z',
   updated_at: '2025-01-01T00:00:00.000Z',
+  service_ip: null,
+  service_ip_v6: null,
+  closest_ip: null,
+  closest_ip_v6: null,
+  version: 1,
+  next_instance: 0,
 };
 
 function row(patch: Partial<InstanceRow> = {}): InstanceRow {
@@ -46,8 +53,17 @@ function row(patch: Partial<InstanceRow> = {}): InstanceRow {
     worker_id: null,
     publicip: null,
     instance_ip: null,
+    instance_ip_v6: null,
+    net: null,
     created_at: '2025-01-01T00:00:00.000Z',
     updated_at: '2025-01-01T00:00:00.000Z',
+    service_version: 1,
+    desired: 'run',
+    epoch: 0,
+    replaces: null,
+    status_at: '2025-01-01T00:00:00.000Z',
+    last_cluster_id: null,
+    lost_at: null,
     ...patch,
   };
 }
@@ -81,19 +97,10 @@ test('reservations subtract at once and settle with a later aggregate', () => {
   assert.equal(res.size, 0);
 });
 
-test('judgeStatus: apply changes, ignore repeats, refuse foreign or ended instances', () => {
-  const m = { type: 'instance_status' as const, job_name: 'a.b.c.d', instance_number: 0, status: 'RUNNING' as const, status_detail: '', worker_id: 'w1', publicip: '1.2.3.4' };
-  assert.deepEqual(judgeStatus(row(), 'c1', m), { kind: 'apply', patch: { status: 'RUNNING', worker_id: 'w1', publicip: '1.2.3.4' } });
-  assert.deepEqual(judgeStatus(row({ status: 'RUNNING', worker_id: 'w1', publicip: '1.2.3.4' }), 'c1', m), { kind: 'same' });
-  assert.deepEqual(judgeStatus(row({ cluster_id: 'c2' }), 'c1', m), { kind: 'foreign' });
-  assert.deepEqual(judgeStatus(row({ cluster_id: null, status: 'REQUESTED' }), 'c1', m), { kind: 'foreign' });
-  assert.deepEqual(judgeStatus(row({ status: 'FAILED' }), 'c1', m), { kind: 'ended' });
-});
-
-test('holdsCluster, instanceKey, assignmentOf', () => {
+test('holdsCluster, reservationKey, assignmentOf', () => {
   assert.ok(holdsCluster('CLUSTER_SCHEDULED') && holdsCluster('RUNNING') && holdsCluster('DEAD'));
   assert.ok(!holdsCluster('REQUESTED') && !holdsCluster('FAILED') && !holdsCluster('UNDEPLOYED') && !holdsCluster('COMPLETED'));
-  assert.notEqual(instanceKey(row()), instanceKey(row({ created_at: '2025-01-02T00:00:00.000Z' })), 'a re-created number is another instance');
+  assert.equal(reservationKey('s1', 3), 's1/3', 'numbers are never reused: service and number name an instance');
   const a = assignmentOf(svc, row({ worker_id: 'w9' }));
   assert.deepEqual([a.microserviceID, a.job_name, a.instance_number, a.worker_id, a.service.microserviceID, a.service.vcpus], ['s1', 'a.b.c.d', 0, 'w9', 's1', 2]);
 });

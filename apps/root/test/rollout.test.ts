@@ -1,7 +1,11 @@
 /**
  * Rolling update of a service through the cluster link: a real root (API + link + control plane
  * on an in-memory store), a real cluster (startCluster) and fake workers that speak MQTT like a
- * NodeEngine. Plus the pure helpers of rollout.ts.
+ * NodeEngine.
+ *
+ * Since issue 9 the rollout runs from the persisted versions (reconcile/core.ts): stopped
+ * instances stay as desired=stop rows (UNDEPLOYED) until purged, numbers are never reused, and a
+ * stopped rollout is restarted by a new version (the same SLA again is no new version).
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,13 +14,12 @@ import { startCluster } from '@oak/cluster';
 import type { ClusterConfig } from '@oak/cluster';
 import type { ApplicationDoc, DeployCommand, InstanceState, ServiceDoc, TokenPair } from '@oak/contracts';
 import { createStore } from '@oak/store';
-import type { InstanceRow, Store } from '@oak/store';
+import type { Store } from '@oak/store';
 import { waitFor } from '@oak/testkit';
 import { startFakeWorker } from '../../cluster/test/harness.ts';
 import type { FakeWorker, FakeWorkerOptions } from '../../cluster/test/harness.ts';
 import { createLinkControlPlane, startLinkServer } from '../src/link/index.ts';
 import type { LinkControlPlane } from '../src/link/index.ts';
-import { judgeReplacement, rolloutTargets, serviceFingerprint } from '../src/link/rollout.ts';
 import { rootTrust } from '../src/trust.ts';
 import { clusterJoinToken, workerJoinToken } from './join.ts';
 import { startRoot } from '../src/server.ts';
@@ -24,50 +27,6 @@ import type { RootHandle } from '../src/server.ts';
 
 const ADMIN_PASSWORD = 'admin-secret-1';
 const JOB = 'roll.test.web.test';
-
-// ------------------------------------------------------------------------------ pure helpers
-
-function row(n: number, status: InstanceState, patch: Partial<InstanceRow> = {}): InstanceRow {
-  return {
-    service_id: 's1',
-    instance_number: n,
-    status,
-    status_detail: '',
-    cluster_id: status === 'REQUESTED' ? null : 'c1',
-    worker_id: null,
-    publicip: null,
-    instance_ip: null,
-    created_at: '2025-01-01T00:00:00.000Z',
-    updated_at: '2025-01-01T00:00:00.000Z',
-    ...patch,
-  };
-}
-
-test('rolloutTargets: placed instances only, lowest number first', () => {
-  const rows = [row(3, 'RUNNING'), row(0, 'CLUSTER_SCHEDULED'), row(1, 'REQUESTED'), row(2, 'FAILED'), row(4, 'DEAD'), row(5, 'COMPLETED')];
-  assert.deepEqual(rolloutTargets(rows).map((r) => r.instance_number), [0, 3, 4]);
-});
-
-test('judgeReplacement: RUNNING is ready, ended is failed, another instance is gone', () => {
-  const r = row(2, 'REQUESTED');
-  assert.equal(judgeReplacement(r, row(2, 'RUNNING'), false).kind, 'ready');
-  assert.equal(judgeReplacement(r, row(2, 'CREATING'), false).kind, 'waiting');
-  assert.equal(judgeReplacement(r, row(2, 'REQUESTED', { status_detail: 'NoActiveClusterWithCapacity' }), false).kind, 'waiting');
-  assert.equal(judgeReplacement(r, row(2, 'DEAD'), false).kind, 'waiting');
-  assert.deepEqual(judgeReplacement(r, row(2, 'FAILED', { status_detail: 'image not found' }), false), { kind: 'failed', reason: 'it is FAILED: image not found' });
-  assert.equal(judgeReplacement(r, row(2, 'COMPLETED'), false).kind, 'failed');
-  assert.equal(judgeReplacement(r, row(2, 'COMPLETED'), true).kind, 'ready', 'a one-shot replacement that completed is done');
-  assert.equal(judgeReplacement(r, undefined, false).kind, 'gone');
-  assert.equal(judgeReplacement(r, row(2, 'RUNNING', { created_at: '2025-02-01T00:00:00.000Z' }), false).kind, 'gone');
-});
-
-test('serviceFingerprint: ignores key order, sees every SLA change', () => {
-  const a = { job_name: 'a.b.c.d', sla: { microservice_name: 'c', microservice_namespace: 'd', virtualization: 'container' as const, code: 'x', cmd: ['1'] } };
-  const b = { job_name: 'a.b.c.d', sla: { cmd: ['1'], code: 'x', virtualization: 'container' as const, microservice_namespace: 'd', microservice_name: 'c' } };
-  assert.equal(serviceFingerprint(a), serviceFingerprint(b));
-  assert.notEqual(serviceFingerprint(a), serviceFingerprint({ ...a, sla: { ...a.sla, cmd: ['2'] } }));
-  assert.notEqual(serviceFingerprint(a), serviceFingerprint({ ...a, sla: { ...a.sla, environment: ['X=1'] } }));
-});
 
 // ------------------------------------------------------------------------------ through the link
 
@@ -119,6 +78,8 @@ async function clusterConfig(r: TestRoot, name: string, linkAddress: string): Pr
     port: 0,
     mqttPort: 0,
     reportIntervalMs: 200,
+    // a worker is declared dead after 2 s of silence (not 0.6 s): a loaded test machine must not fail the rollout's availability checks
+    deadAfterIntervals: 10,
     aggregateIntervalMs: 300,
     linkMaxBackoffMs: 300,
     linkSilenceTimeoutMs: 2000,
@@ -236,8 +197,15 @@ function manualWorkers(decide: (cmd: DeployCommand) => InstanceState | undefined
   };
 }
 
+/** the instances that should run (desired=run), as [number, status] */
 async function numbers(r: TestRoot, sid: string): Promise<[number, InstanceState][]> {
-  return (await r.store.listInstances({ service_id: sid })).map((x) => [x.instance_number, x.status]);
+  return (await r.store.listInstances({ service_id: sid, desired: 'run' })).map((x) => [x.instance_number, x.status]);
+}
+
+/** the instance is stopped at the root: desired=stop and UNDEPLOYED */
+async function stopped(r: TestRoot, sid: string, n: number): Promise<boolean> {
+  const row = await r.store.getInstance(sid, n);
+  return row !== undefined && row.desired === 'stop' && row.status === 'UNDEPLOYED';
 }
 
 describe('rolling update through the cluster link', () => {
@@ -260,13 +228,12 @@ describe('rolling update through the cluster link', () => {
     assert.equal(put.status, 200, JSON.stringify(put.body));
 
     const done = await waitFor(async () => {
-      const s = (await r.api<ServiceDoc>('GET', `/api/service/${sid}`)).body;
-      const ns = s.instance_list.map((i) => i.instance_number).sort();
-      return ns.length === 2 && ns.every((n) => n >= 2) && s.instance_list.every((i) => i.status === 'RUNNING') ? s : undefined;
+      const rows = await numbers(r, sid);
+      return rows.length === 2 && rows.every(([n, st]) => n >= 2 && st === 'RUNNING') && (await stopped(r, sid, 0)) && (await stopped(r, sid, 1)) ? rows : undefined;
     }, { timeoutMs: 15_000, message: 'two new RUNNING instances' });
     watch.stop();
     off();
-    assert.deepEqual(done.instance_list.map((i) => i.instance_number).sort(), [2, 3]);
+    assert.deepEqual(done.map(([n]) => n), [2, 3]);
     assert.ok(watch.min() >= 2, `RUNNING dropped to ${watch.min()} during the rollout`);
     // the replacements were deployed with the new spec, the old ones deleted on their workers
     for (const n of [2, 3]) {
@@ -305,7 +272,7 @@ describe('rolling update through the cluster link', () => {
     assert.equal(put.status, 200);
     await waitFor(() => deploysOf(workers, 2).length > 0, { message: 'replacement deployed' });
     await waitFor(() => workers.some((w) => w.deletes.some((d) => d.job_name === JOB && d.instance_number === 2)), { message: 'failed replacement deleted on its worker' });
-    await waitFor(async () => (await r.store.getInstance(sid, 2)) === undefined, { message: 'failed replacement removed at the root' });
+    await waitFor(() => stopped(r, sid, 2), { message: 'failed replacement stopped at the root' });
     await new Promise((resolve) => setTimeout(resolve, 500));
     await r.control.idle();
     watch.stop();
@@ -314,19 +281,22 @@ describe('rolling update through the cluster link', () => {
     assert.ok(workers.every((w) => !w.deletes.some((d) => d.job_name === JOB && d.instance_number < 2)), 'old instances never deleted');
     assert.ok(watch.min() >= 2, `RUNNING dropped to ${watch.min()}`);
 
-    // fixed SLA: the rollout goes through (the failed replacement's number is free again)
+    // the version's outcome says why it stopped
+    const v2 = await r.store.getServiceVersion(sid, 2);
+    assert.match(v2?.outcome ?? '', /^stopped: instance 2 is FAILED/);
+    // fixed SLA: a new version, the rollout goes through (numbers are never reused: 3 and 4)
     const fix = await r.api<ServiceDoc>('PUT', `/api/service/${sid}`, { cmd: ['serve', 'v3'] });
     assert.equal(fix.status, 200);
     const rolled = await waitFor(async () => {
       const rows = await numbers(r, sid);
       return rows.length === 2 && rows.every(([n, s]) => n >= 2 && s === 'RUNNING') ? rows : undefined;
     }, { timeoutMs: 15_000, message: 'rolled to v3' });
-    assert.deepEqual(rolled.map(([n]) => n), [2, 3]);
-    assert.equal(deploysOf(workers, 2).at(-1)?.cmd?.[1], 'v3');
-    assert.ok(deploysOf(workers, 3).every((d) => d.cmd?.[1] === 'v3'));
+    assert.deepEqual(rolled.map(([n]) => n), [3, 4]);
+    for (const n of [3, 4]) assert.ok(deploysOf(workers, n).length > 0 && deploysOf(workers, n).every((d) => d.cmd?.[1] === 'v3'));
+    assert.equal(deploysOf(workers, 2).length, 1, 'the failed replacement was never deployed again');
   });
 
-  test('a replacement not RUNNING in time stops the rollout; a second update restarts it from the current state', async () => {
+  test('a replacement not RUNNING in time stops the rollout; the same SLA again changes nothing; a new version restarts it', async () => {
     // v2 replacements never get past CREATING; v3 ones run
     const { r, workers, sid } = await setup(cleanups, {
       rolloutTimeoutMs: 1500,
@@ -336,26 +306,33 @@ describe('rolling update through the cluster link', () => {
     const watch = await watchRunning(r, sid, cleanups);
     assert.equal((await r.api('PUT', `/api/service/${sid}`, { cmd: ['serve', 'v2'] })).status, 200);
     await waitFor(() => deploysOf(workers, 2).length > 0, { message: 'v2 replacement deployed' });
-    await waitFor(async () => (await r.store.getInstance(sid, 2)) === undefined, { timeoutMs: 5000, message: 'timed-out replacement removed' });
+    await waitFor(() => stopped(r, sid, 2), { timeoutMs: 5000, message: 'timed-out replacement stopped' });
+    await waitFor(() => workers.some((w) => w.deletes.some((d) => d.job_name === JOB && d.instance_number === 2)), { message: 'timed-out replacement deleted on its worker' });
     await r.control.idle();
     assert.deepEqual(await numbers(r, sid), [[0, 'RUNNING'], [1, 'RUNNING']]);
+    assert.match((await r.store.getServiceVersion(sid, 2))?.outcome ?? '', /^stopped: instance 2 was not ready within 1.5 s/);
 
-    // again v2 (same SLA as the stopped rollout): it is tried again; restarted with v3 while it waits
+    // the same SLA again: no new version, nothing is tried again
     assert.equal((await r.api('PUT', `/api/service/${sid}`, { cmd: ['serve', 'v2'] })).status, 200);
-    await waitFor(() => deploysOf(workers, 2).length === 2, { message: 'second v2 replacement deployed' });
+    assert.equal((await r.store.getService(sid))?.version, 2);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await r.control.idle();
+    assert.equal(deploysOf(workers, 3).length, 0);
+
+    // a new version restarts the rollout from the current state
     assert.equal((await r.api('PUT', `/api/service/${sid}`, { cmd: ['serve', 'v3'] })).status, 200);
     const final = await waitFor(async () => {
       const rows = await numbers(r, sid);
-      return rows.length === 2 && rows.every(([n, s]) => n >= 3 && s === 'RUNNING') ? rows : undefined;
+      return rows.length === 2 && rows.every(([n, st]) => n >= 3 && st === 'RUNNING') ? rows : undefined;
     }, { timeoutMs: 15_000, message: 'rolled to v3' });
     watch.stop();
-    // the pending v2 replacement (2) went only after the first v3 one (3) was stored: no number reused
     assert.deepEqual(final.map(([n]) => n), [3, 4]);
-    assert.equal(workers.flatMap((w) => w.deletes.filter((d) => d.job_name === JOB && d.instance_number === 2)).length, 2, 'both v2 replacements undeployed');
+    assert.equal(workers.flatMap((w) => w.deletes.filter((d) => d.job_name === JOB && d.instance_number === 2)).length, 1, 'the v2 replacement undeployed once');
     for (const n of [3, 4]) {
       assert.ok(deploysOf(workers, n).length > 0);
       assert.ok(deploysOf(workers, n).every((d) => d.cmd?.[1] === 'v3'));
     }
     assert.ok(watch.min() >= 2, `RUNNING dropped to ${watch.min()}`);
+    assert.equal((await r.store.getServiceVersion(sid, 3))?.outcome, 'complete');
   });
 });

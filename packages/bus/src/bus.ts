@@ -39,17 +39,24 @@ export interface BusOptions {
   log?: Logger;
 }
 
+export interface PublishOptions {
+  /** the broker keeps the message for later subscribers (an empty payload clears it) */
+  retain?: boolean;
+}
+
 export interface Bus {
   readonly connected: boolean;
   readonly clientId: string;
-  publishJson(topic: string, obj: unknown, qos?: QoS): Promise<void>;
-  publish(topic: string, payload: string | Buffer, qos?: QoS): Promise<void>;
+  publishJson(topic: string, obj: unknown, qos?: QoS, opts?: PublishOptions): Promise<void>;
+  publish(topic: string, payload: string | Buffer, qos?: QoS, opts?: PublishOptions): Promise<void>;
   /** subscribes (QoS 1) and resolves once the broker acknowledged or, when offline, at once (restored on connect) */
   subscribe(pattern: string, handler: MessageHandler): Promise<() => Promise<void>>;
   /** registers a hook for every (re)connect; returns a function that removes it */
   onConnect(fn: (reconnect: boolean) => void | Promise<void>): () => void;
   /** credentials (and client id) for the next (re)connect */
   setCredentials(username: string, password: string, clientId?: string): void;
+  /** the last will for the next (re)connect (undefined: none) */
+  setWill(will: BusOptions['will']): void;
   close(): Promise<void>;
 }
 
@@ -167,12 +174,12 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       return client.connected;
     },
     clientId,
-    publishJson(topic, obj, qos = 1) {
-      return bus.publish(topic, JSON.stringify(obj), qos);
+    publishJson(topic, obj, qos = 1, opts = {}) {
+      return bus.publish(topic, JSON.stringify(obj), qos, opts);
     },
-    async publish(topic, payload, qos = 1) {
+    async publish(topic, payload, qos = 1, opts = {}) {
       if (closed) throw new Error('bus is closed');
-      await client.publishAsync(topic, payload, { qos });
+      await client.publishAsync(topic, payload, { qos, ...(opts.retain === true ? { retain: true } : {}) });
     },
     async subscribe(pattern, handler) {
       if (!isValidFilter(pattern)) throw new Error(`invalid MQTT topic filter: ${pattern}`);
@@ -202,6 +209,10 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       client.options.username = username;
       client.options.password = password;
       if (newClientId !== undefined) client.options.clientId = newClientId;
+    },
+    setWill(will) {
+      if (will === undefined) delete client.options.will;
+      else client.options.will = { topic: will.topic, payload: Buffer.from(will.payload), qos: will.qos ?? 1, retain: will.retain ?? false };
     },
     async close() {
       if (closed) return;

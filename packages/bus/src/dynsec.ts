@@ -9,7 +9,7 @@
  * password that changed, is repaired. Deleting a client makes Mosquitto disconnect it at once.
  */
 import { randomBytes } from 'node:crypto';
-import { CLUSTER_DYNSEC_ACLS, workerDynsecAcls } from './acl.ts';
+import { CLUSTER_DYNSEC_ACLS, NETMANAGER_CLIENT_SUFFIX, workerDynsecAcls } from './acl.ts';
 import type { DynsecAcl } from './acl.ts';
 import { connectBus } from './bus.ts';
 import type { Bus, BusOptions } from './bus.ts';
@@ -153,30 +153,39 @@ export class DynsecProvisioner {
   /**
    * creates (or repairs) the client and role of a worker: user name and client id = worker id;
    * `tokenId` (the join token it used) is kept in the client's text name, so that a restarted
-   * cluster knows which workers a token revocation concerns (workerTokens)
+   * cluster knows which workers a token revocation concerns (workerTokens). Its NetManager gets a
+   * client of its own (user name and client id `<id>-net`, same password, same role): Mosquitto
+   * admits one client id per client, and each stays pinned to its own (no session takeover).
    */
   async upsertWorker(workerId: string, password: string, tokenId?: string): Promise<void> {
-    const textname = tokenId === undefined ? 'oak worker' : `oak worker; token ${tokenId}`;
     const rolename = workerRoleName(workerId);
     await this.#ensureRole(rolename, workerDynsecAcls(workerId));
-    const [got] = await this.run([{ command: 'getClient', username: workerId }]);
+    await this.#upsertClient(workerId, password, tokenId === undefined ? 'oak worker' : `oak worker; token ${tokenId}`, rolename);
+    await this.#upsertClient(`${workerId}${NETMANAGER_CLIENT_SUFFIX}`, password, `oak netmanager of ${workerId}`, rolename);
+    this.#log.debug(`dynsec: worker ${workerId} provisioned`);
+  }
+
+  async #upsertClient(username: string, password: string, textname: string, rolename: string): Promise<void> {
+    const [got] = await this.run([{ command: 'getClient', username }]);
     const client = (got?.data as { client?: { clientid?: string; roles?: { rolename?: string }[] } } | undefined)?.client;
     if (got?.error !== undefined || client === undefined) {
-      await this.#must([{ command: 'createClient', username: workerId, clientid: workerId, password, textname, roles: [{ rolename }] }]);
+      await this.#must([{ command: 'createClient', username, clientid: username, password, textname, roles: [{ rolename }] }]);
       return;
     }
     // it existed: same password (HMAC of the same secret), same client id, same role
-    const cmds: DynsecCommand[] = [{ command: 'setClientPassword', username: workerId, password }];
-    if ((client as { textname?: string }).textname !== textname) cmds.push({ command: 'modifyClient', username: workerId, textname });
-    if (client.clientid !== workerId) cmds.push({ command: 'setClientId', username: workerId, clientid: workerId });
-    if (!(client.roles ?? []).some((r) => r.rolename === rolename)) cmds.push({ command: 'addClientRole', username: workerId, rolename });
+    const cmds: DynsecCommand[] = [{ command: 'setClientPassword', username, password }];
+    if ((client as { textname?: string }).textname !== textname) cmds.push({ command: 'modifyClient', username, textname });
+    if (client.clientid !== username) cmds.push({ command: 'setClientId', username, clientid: username });
+    if (!(client.roles ?? []).some((r) => r.rolename === rolename)) cmds.push({ command: 'addClientRole', username, rolename });
     await this.#must(cmds);
-    this.#log.debug(`dynsec: worker ${workerId} re-provisioned`);
   }
 
-  /** removes a worker's client (Mosquitto disconnects it) and role; unknown ones are fine */
+  /** removes a worker's clients (Mosquitto disconnects them) and role; unknown ones are fine */
   async removeWorker(workerId: string): Promise<void> {
-    await this.#must([{ command: 'deleteClient', username: workerId }, { command: 'deleteRole', rolename: workerRoleName(workerId) }], [/not found/i]);
+    await this.#must(
+      [{ command: 'deleteClient', username: workerId }, { command: 'deleteClient', username: `${workerId}${NETMANAGER_CLIENT_SUFFIX}` }, { command: 'deleteRole', rolename: workerRoleName(workerId) }],
+      [/not found/i],
+    );
   }
 
   /** the workers provisioned by a cluster (upsertWorker), with the id of the token each joined with */

@@ -1,11 +1,11 @@
 export { startEmbeddedBroker } from './broker.ts';
 export type { BrokerAuthenticate, EmbeddedBroker, EmbeddedBrokerOptions } from './broker.ts';
 export { connectBus } from './bus.ts';
-export type { Bus, BusOptions, MessageHandler, QoS } from './bus.ts';
+export type { Bus, BusOptions, MessageHandler, PublishOptions, QoS } from './bus.ts';
 export { topicMatches, isValidFilter } from './topic.ts';
 export { consoleLogger, silentLogger } from './log.ts';
 export type { Logger } from './log.ts';
-export { CLUSTER_DYNSEC_ACLS, WORKER_SUBSCRIBE_BRANCHES, isTopicSafeId, mayPublish, maySubscribe, workerDynsecAcls } from './acl.ts';
+export { CLUSTER_DYNSEC_ACLS, NETMANAGER_CLIENT_SUFFIX, WORKER_READ_ONLY, WORKER_SUBSCRIBE_BRANCHES, isTopicSafeId, mayPublish, maySubscribe, workerDynsecAcls, workerOfClient } from './acl.ts';
 export type { BrokerPrincipal, DynsecAcl } from './acl.ts';
 export { CLUSTER_ROLE, DYNSEC_RESPONSE_TOPIC, DYNSEC_TOPIC, DynsecError, DynsecProvisioner, provisionClusterClient, workerRoleName } from './dynsec.ts';
 export type { DynsecAnswer } from './dynsec.ts';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { startMosquitto, waitFor } from '@oak/testkit';
 import type { MosquittoInstance } from '@oak/testkit';
 import { createCa, issueIdentity, pinnedTlsOptions } from '@oak/trust';
-import { DynsecProvisioner, connectBus, provisionClusterClient, mayPublish, maySubscribe, startEmbeddedBroker, workerDynsecAcls } from '../src/index.ts';
+import { DynsecProvisioner, connectBus, provisionClusterClient, mayPublish, maySubscribe, startEmbeddedBroker, workerDynsecAcls, workerOfClient } from '../src/index.ts';
 import type { BrokerPrincipal, Bus, EmbeddedBroker, Logger } from '../src/index.ts';
 
 const W = (id: string): BrokerPrincipal => ({ role: 'worker', workerId: id });
@@ -29,10 +29,29 @@ describe('ACL rules', () => {
     for (const no of ['nodes/b/control/deploy', 'nodes/+/control/deploy', 'nodes/#', '#', 'nodes/a/#', 'nodes/a/+/deploy', 'nodes/a/information', 'nodes/a', '$SYS/#', '+/a/control/x']) assert.equal(maySubscribe(W('a'), no), false, no);
     assert.equal(maySubscribe({ role: 'admin', name: 'c' }, '#'), true);
   });
+  test('a worker reads net/peers and jobs/<job>/updates_available, never publishes there', () => {
+    for (const ok of ['net/peers', 'jobs/+/updates_available', 'jobs/a.a.web.a/updates_available']) assert.equal(maySubscribe(W('a'), ok), true, ok);
+    for (const no of ['net/#', 'net/+', 'net/peers/#', 'jobs/#', 'jobs/+/#', 'jobs/+/+', 'jobs/x/updates_available/#', 'jobs//updates_available', 'jobs/#/updates_available', 'jobs/a+/updates_available', 'jobs/x/y/updates_available', '+/+/updates_available', 'jobs/x/deploy']) {
+      assert.equal(maySubscribe(W('a'), no), false, no);
+    }
+    for (const no of ['net/peers', 'jobs/a.a.web.a/updates_available', 'jobs/x/deploy', 'nodes/b/net/service/deployed', 'nodes/b/net/subnet', 'nodes/b/net/rtt']) assert.equal(mayPublish(W('a'), no), false, no);
+    assert.equal(mayPublish(W('a'), 'nodes/a/net/service/deployed'), true);
+  });
+  test('client ids: exactly <id> (NodeEngine) and <id>-net (NetManager) for a worker', () => {
+    const known = (id: string): boolean => id === 'a' || id === 'b';
+    assert.equal(workerOfClient('a', 'a', known), 'a');
+    assert.equal(workerOfClient('a-net', 'a', known), 'a');
+    assert.equal(workerOfClient('a-net', 'a-net', known), 'a', 'Mosquitto form: a client of its own');
+    for (const [cid, user] of [['b', 'a'], ['b-net', 'a'], ['a-net-net', 'a'], ['a-net2', 'a'], ['a', 'a-net'], ['x', 'x'], ['x-net', 'x'], ['-net', '-net'], ['a/net', 'a'], ['a-NET', 'a'], ['', 'a']] as const) {
+      assert.equal(workerOfClient(cid, user, known), null, `${cid} as ${user}`);
+    }
+    // a worker whose own id ends in -net keeps it
+    assert.equal(workerOfClient('c-net', 'c-net', (id) => id === 'c-net'), 'c-net');
+  });
   test('the Mosquitto role says the same', () => {
     const acls = workerDynsecAcls('a');
     assert.deepEqual(acls.filter((x) => x.acltype === 'publishClientSend').map((x) => x.topic), ['nodes/a/#']);
-    assert.deepEqual(acls.filter((x) => x.acltype === 'subscribePattern').map((x) => x.topic), ['nodes/a/control/#', 'nodes/a/net/#']);
+    assert.deepEqual(acls.filter((x) => x.acltype === 'subscribePattern').map((x) => x.topic), ['nodes/a/control/#', 'nodes/a/net/#', 'net/peers', 'jobs/+/updates_available']);
   });
 });
 
@@ -46,7 +65,8 @@ function authOf(passwords: Map<string, string>, admin: { user: string; password:
   return (clientId: string, user: string | undefined, pw: Buffer | undefined): BrokerPrincipal | null => {
     if (user === undefined || pw === undefined) return null;
     if (user === admin.user) return pw.toString() === admin.password ? { role: 'admin', name: user } : null;
-    return passwords.get(user) === pw.toString() && clientId === user ? W(user) : null;
+    const wid = workerOfClient(clientId, user, (id) => passwords.has(id));
+    return wid !== null && passwords.get(wid) === pw.toString() ? W(wid) : null;
   };
 }
 
@@ -113,6 +133,49 @@ describe('embedded aedes with authentication', () => {
     } finally {
       await a.close();
     }
+  });
+
+  test('a worker and its NetManager (<id>-net) both connect; the NetManager reads peers and tables, publishes only its own net topics', async () => {
+    const eng = await connectBus(broker.url, { clientId: 'wa', username: 'wa', password: 'pa', reconnectPeriodMs: 60_000 });
+    const net = await connectBus(broker.url, { clientId: 'wa-net', username: 'wa', password: 'pa', reconnectPeriodMs: 60_000 });
+    const refusedBefore = broker.refusals.publish;
+    try {
+      await refusedConnect(broker.url, { clientId: 'wb-net', username: 'wa', password: 'pa' });
+      await refusedConnect(broker.url, { clientId: 'wa-net', username: 'wa', password: 'pb' });
+      await refusedConnect(broker.url, { clientId: 'wa-net', username: 'wb', password: 'pb' });
+      const got: string[] = [];
+      await net.subscribe('net/peers', (t) => { got.push(t); });
+      await net.subscribe('jobs/+/updates_available', (t) => { got.push(t); });
+      await net.subscribe('nodes/wa/net/#', (t) => { got.push(t); });
+      for (const f of ['jobs/#', 'net/#', 'nodes/wb/net/#']) await assert.rejects(net.subscribe(f, () => {}), /Subscribe error/);
+      await cluster.publishJson('net/peers', { peers: [] });
+      await cluster.publishJson('jobs/x.x.x.x/updates_available', { job_name: 'x.x.x.x' });
+      await cluster.publishJson('nodes/wa/net/subnet/result', { subnet: '10.18.0.64/26' });
+      await cluster.publishJson('nodes/wb/net/subnet/result', { subnet: '10.18.0.128/26' });
+      await waitFor(() => got.length >= 3, { timeoutMs: 3000, message: 'peers, table and own result' });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(got.sort(), ['jobs/x.x.x.x/updates_available', 'net/peers', 'nodes/wa/net/subnet/result']);
+      await net.publishJson('nodes/wa/net/service/deployed', { own: true });
+      await waitFor(() => seen.some((s) => s.topic === 'nodes/wa/net/service/deployed'), { timeoutMs: 3000, message: 'own net report' });
+      assert.ok(eng.connected && net.connected, 'both connections stay');
+    } finally {
+      await net.close();
+      await eng.close();
+    }
+    // hostile: a NetManager publishing a table, the peers, or another worker's net topics is cut off
+    for (const topic of ['jobs/x.x.x.x/updates_available', 'net/peers', 'nodes/wb/net/service/deployed']) {
+      const evil = await connectBus(broker.url, { clientId: 'wa-net', username: 'wa', password: 'pa', reconnectPeriodMs: 60_000 });
+      try {
+        const n = broker.refusals.publish;
+        void evil.publishJson(topic, { forged: true }, 0).catch(() => undefined);
+        await waitFor(() => broker.refusals.publish === n + 1, { timeoutMs: 3000, message: `publish on ${topic} refused` });
+        await waitFor(() => !evil.connected, { timeoutMs: 3000, message: 'connection closed' });
+      } finally {
+        await evil.close();
+      }
+    }
+    assert.equal(broker.refusals.publish, refusedBefore + 3);
+    assert.equal(seen.filter((s) => s.topic === 'nodes/wb/net/service/deployed').length, 0);
   });
 
   test('a last will outside the worker’s topics is refused at connect', async () => {
@@ -209,6 +272,49 @@ describe('Mosquitto with dynamic security', () => {
       await dynsec.removeWorker('wa');
     } finally {
       await a.close();
+    }
+  });
+
+  test('a worker\'s NetManager (wn-net, same password) connects too; it reads peers and tables, its forged publishes are dropped', async () => {
+    await dynsec.upsertWorker('wn', 'pn');
+    await dynsec.upsertWorker('wm', 'pm');
+    await dynsec.upsertWorker('wn', 'pn');
+    assert.ok((await dynsec.listClients()).includes('wn-net'));
+    assert.deepEqual([...(await dynsec.workerTokens()).keys()].filter((k) => k.endsWith('-net')), [], 'NetManager clients are no workers');
+    await refusedConnect(mq.url, { clientId: 'wn-net', username: 'wm-net', password: 'pm' });
+    await refusedConnect(mq.url, { clientId: 'wn', username: 'wn-net', password: 'pn' });
+    await refusedConnect(mq.url, { clientId: 'wn-net', username: 'wn-net', password: 'pm' });
+    const seen: string[] = [];
+    await admin.subscribe('#', (t) => { seen.push(t); });
+    const eng = await connectBus(mq.url, { clientId: 'wn', username: 'wn', password: 'pn', reconnectPeriodMs: 200 });
+    const net = await connectBus(mq.url, { clientId: 'wn-net', username: 'wn-net', password: 'pn', reconnectPeriodMs: 200 });
+    try {
+      const got: string[] = [];
+      await net.subscribe('net/peers', (t) => { got.push(t); });
+      await net.subscribe('jobs/+/updates_available', (t) => { got.push(t); });
+      await net.subscribe('jobs/y.y.y.y/updates_available', (t) => { got.push(`literal ${t}`); });
+      await net.subscribe('nodes/wn/net/#', (t) => { got.push(t); });
+      for (const f of ['jobs/#', 'net/#', 'nodes/wm/net/#']) await assert.rejects(net.subscribe(f, () => {}), /Subscribe error/);
+      await admin.publishJson('net/peers', { peers: [] });
+      await admin.publishJson('jobs/y.y.y.y/updates_available', { job_name: 'y.y.y.y' });
+      await admin.publishJson('nodes/wn/net/subnet/result', {});
+      await admin.publishJson('nodes/wm/net/subnet/result', {});
+      await waitFor(() => got.length >= 4, { timeoutMs: 3000, message: 'peers, table (twice) and own result' });
+      for (const t of ['net/peers', 'jobs/y.y.y.y/updates_available', 'nodes/wm/net/service/deployed']) await net.publishJson(t, { forged: true });
+      await net.publishJson('nodes/wn/net/service/deployed', { own: true });
+      await waitFor(() => seen.includes('nodes/wn/net/service/deployed'), { timeoutMs: 3000, message: 'own net report' });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(got.filter((t) => t !== 'nodes/wn/net/service/deployed').sort(), ['jobs/y.y.y.y/updates_available', 'literal jobs/y.y.y.y/updates_available', 'net/peers', 'nodes/wn/net/subnet/result']);
+      assert.equal(seen.filter((t) => t === 'net/peers' || t === 'jobs/y.y.y.y/updates_available').length, 2, 'only the cluster\'s own two');
+      assert.equal(seen.includes('nodes/wm/net/service/deployed'), false);
+      assert.ok(eng.connected && net.connected);
+      await dynsec.removeWorker('wn');
+      await waitFor(() => !net.connected && !eng.connected, { timeoutMs: 3000, message: 'both disconnected on removal' });
+      assert.equal((await dynsec.listClients()).some((c) => c === 'wn' || c === 'wn-net'), false);
+    } finally {
+      await net.close();
+      await eng.close();
+      await dynsec.removeWorker('wm');
     }
   });
 });

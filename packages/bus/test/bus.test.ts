@@ -39,6 +39,17 @@ async function roundTrip(url: string): Promise<void> {
     await a.publishJson('nodes/w2/job', {});
     await waitFor(() => hash.length === 3, { timeoutMs: 3000 });
     assert.deepEqual(seen, ['u/1']);
+
+    // retained: a later subscriber gets the last one; a plain publish is not kept
+    await a.publishJson('r/peers', { v: 1 }, 1, { retain: true });
+    await a.publishJson('r/peers', { v: 2 }, 1, { retain: true });
+    await a.publishJson('r/plain', { v: 3 });
+    const late: Got[] = [];
+    await b.subscribe('r/+', (topic, p) => { late.push({ topic, body: JSON.parse(p.toString()) }); });
+    await waitFor(() => late.length === 1, { timeoutMs: 3000, message: 'retained message' });
+    await a.publishJson('r/peers', {}, 1, { retain: true });
+    await waitFor(() => late.length === 2, { timeoutMs: 3000 });
+    assert.deepEqual(late[0], { topic: 'r/peers', body: { v: 2 } });
   } finally {
     await a.close();
     await b.close();

@@ -4,8 +4,9 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { FieldIssue } from './errors.ts';
-import type { InstanceState } from './states.ts';
+import type { HealthState, InstanceState } from './states.ts';
 import { Virtualization, type Microservice } from './sla.ts';
+import { WorkerNet } from './net.ts';
 
 export const ROLES = ['Admin', 'Organization_Admin', 'Application_Provider', 'Infrastructure_Provider'] as const;
 export type Role = (typeof ROLES)[number];
@@ -49,13 +50,45 @@ export interface InstanceDoc {
   cluster_name?: string | null;
   worker_id: string | null;
   publicip: string | null;
-  /** overlay addresses, once the network plugs in */
+  /** overlay addresses: the stable virtual instance IPs (root IPAM) */
   instance_ip?: string | null;
   instance_ip_v6?: string | null;
+  /** the address of the instance's network namespace on its worker (reported by the worker) */
+  nsip?: string | null;
+  nsip_v6?: string | null;
   created_at: string;
   updated_at: string;
   /** every transition with its time */
   history?: { status: InstanceState; status_detail: string; at: string }[];
+  /** the service version this instance runs or will run (issue 9; absent from roots before it) */
+  service_version?: number;
+  /** 'stop': undeploy asked, the root finishes it once its cluster confirms (listings leave such instances out) */
+  desired?: 'run' | 'stop';
+  /** + 1 at every placement on a cluster (0: never placed) */
+  epoch?: number;
+  /** the instance_number this one replaces (rolling update, lost cluster), or null */
+  replaces?: number | null;
+  /** the health probe's verdict (issue 10; null/absent: no probe) */
+  health?: HealthState | null;
+  /** local restarts on its worker (issue 10) */
+  restarts?: number;
+}
+
+/** One version of a service's SLA (GET /api/service/{id}/history). */
+export interface ServiceVersionDoc {
+  version: number;
+  created_at: string;
+  /** user id, or null when the root made it (auto rollback) */
+  created_by: string | null;
+  /** that user's name (null: the root, or a user that no longer exists) */
+  created_by_name: string | null;
+  /** 'created', 'updated', 'rollback to 3', 'auto rollback: ...' */
+  reason: string;
+  /** 'complete', 'stopped: ...', 'rolled back: ...', 'superseded', or null while rolling */
+  outcome: string | null;
+  /** true for the service's current version */
+  current: boolean;
+  sla: Microservice;
 }
 
 export interface ServiceDoc extends Microservice {
@@ -67,8 +100,15 @@ export interface ServiceDoc extends Microservice {
   organization_id: string;
   userId: string;
   instance_list: InstanceDoc[];
+  /** the service's virtual addresses (root IPAM): round robin, closest, IPv4 and IPv6 */
+  service_ip?: string | null;
+  service_ip_v6?: string | null;
+  closest_ip?: string | null;
+  closest_ip_v6?: string | null;
   created_at: string;
   updated_at: string;
+  /** the SLA's generation: + 1 at every change of the SLA and at every rollback (issue 9) */
+  version?: number;
   /** what was accepted but not used (unknown fields...), on create/update answers only */
   warnings?: FieldIssue[];
 }
@@ -83,6 +123,8 @@ export const WorkerSummary = Type.Object({
   memory_free_mb: Free('MB'),
   virtualizations: Type.Array(Virtualization),
   location: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  /** the worker's place in the overlay (subnet, tunnel endpoint, measured RTTs), when it runs a NetManager */
+  net: Type.Optional(WorkerNet),
 });
 export type WorkerSummary = Static<typeof WorkerSummary>;
 

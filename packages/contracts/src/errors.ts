@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   OAK_FORBIDDEN: 403,
   OAK_NOT_FOUND: 404,
   OAK_CONFLICT: 409,
+  /** a requested overlay address (addresses.rr_ip / rr_ip_v6) belongs to another service or instance */
+  OAK_ADDRESS_CONFLICT: 409,
   OAK_INVALID_SLA: 422,
   OAK_VALIDATION: 422,
   OAK_JOIN_TOKEN_INVALID: 401,

@@ -5,6 +5,7 @@ export * from './errors.ts';
 export * from './api.ts';
 export * from './protocol.ts';
 export * from './link.ts';
+export * from './net.ts';
 export * from './join-token.ts';
 export * from './values.ts';
 export * from './issues.ts';

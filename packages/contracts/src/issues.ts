@@ -463,10 +463,13 @@ function walkUnknown(schema: TSchema, value: unknown, path: string, out: IssueLi
   const kind = schema[Kind];
   if (kind === 'Object' && isRecord(value)) {
     const props = (schema as { properties?: Record<string, TSchema> }).properties ?? {};
+    // a closed object (additionalProperties: false) has its unknown keys reported as errors
+    const closed = (schema as { additionalProperties?: unknown }).additionalProperties === false;
     const known = Object.keys(props);
     for (const [k, v] of Object.entries(value)) {
       const sub = Object.hasOwn(props, k) ? props[k] : undefined;
       if (sub === undefined) {
+        if (closed) continue;
         const p = childPath(path, shortKey(k));
         if (skip.has(p)) continue;
         if (out.full) {

@@ -6,12 +6,15 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { ClusterResources } from './api.ts';
-import { InstanceState } from './states.ts';
+import { HealthState, InstanceState } from './states.ts';
 import { Microservice } from './sla.ts';
+import { InstanceAddresses, OverlayPeer, ServiceTable } from './net.ts';
 
 export const LINK_SERVICE_PATH = '/oak.ClusterLink/Connect';
 
 const Count = () => Type.Integer({ minimum: 0 });
+/** a placement epoch (issue 9): exact integer comparisons, so never above 2^53 - 1 */
+const Epoch = () => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const NullableString = () => Type.Union([Type.String(), Type.Null()]);
 
 /** What a cluster must run: one instance of a service. */
@@ -22,7 +25,24 @@ export const InstanceAssignment = Type.Object({
   service: Microservice,
   /** set when the root already knows the worker (re-sync after a reconnect) */
   worker_id: Type.Optional(NullableString()),
+  /** the virtual addresses (root IPAM) of the service and this instance (`service.addresses` stays the SLA's request) */
+  overlay: Type.Optional(InstanceAddresses),
+  /** the placement's epoch (issue 9): + 1 at every placement of this instance; echoed in instance_status */
+  epoch: Type.Optional(Epoch()),
 });
+
+const RequestId = () => Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' });
+
+/** where an instance's network namespace is (instance_status.net), from the worker's NetManager */
+export const InstanceNet = Type.Object({
+  nsip: Type.String({ minLength: 2, maxLength: 64 }),
+  nsip_v6: Type.Optional(NullableString()),
+  host_ip: Type.String({ minLength: 2, maxLength: 64 }),
+  host_port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  subnet: Type.String({ minLength: 2, maxLength: 64 }),
+  subnet_v6: Type.Optional(NullableString()),
+});
+export type InstanceNet = Static<typeof InstanceNet>;
 export type InstanceAssignment = Static<typeof InstanceAssignment>;
 
 export const ClusterToRoot = Type.Union([
@@ -53,7 +73,25 @@ export const ClusterToRoot = Type.Union([
     status_detail: Type.String(),
     worker_id: NullableString(),
     publicip: Type.Optional(NullableString()),
+    /** the instance's namespace address on its worker, once its NetManager reported it (null: gone) */
+    net: Type.Optional(Type.Union([InstanceNet, Type.Null()])),
+    /** the epoch of the assignment this copy runs (absent from clusters of before issue 9) */
+    epoch: Type.Optional(Epoch()),
+    /** the health probe's verdict and the local restarts (issue 10) */
+    health: Type.Optional(HealthState),
+    restarts: Type.Optional(Count()),
   }),
+  /** a worker's overlay subnet (allocated once, persisted, the same again after restarts); answered by subnet_result */
+  Type.Object({ type: Type.Literal('subnet_request'), request_id: RequestId(), worker_id: Type.String({ minLength: 1, maxLength: 200 }) }),
+  /** a service's table across all clusters, by job name or virtual IP; answered by table_result; registers interest */
+  Type.Object({
+    type: Type.Literal('table_query'),
+    request_id: RequestId(),
+    job_name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    ip: Type.Optional(Type.String({ minLength: 2, maxLength: 64 })),
+  }),
+  /** no worker of this cluster needs this job's table any more: stop sending table_update for it */
+  Type.Object({ type: Type.Literal('interest_remove'), job_name: Type.String({ minLength: 1, maxLength: 255 }) }),
   Type.Object({ type: Type.Literal('pong'), t: Type.Number() }),
   /** lines for a `logs` request, in order */
   Type.Object({ type: Type.Literal('logs_data'), request_id: Type.String({ minLength: 1 }), lines: Type.Array(Type.String()) }),
@@ -88,10 +126,22 @@ export const RootToCluster = Type.Union([
     worker_ids: Type.Optional(Type.Array(Type.String())),
   }),
   Type.Object({ type: Type.Literal('reject'), reason: Type.String() }),
+  /**
+   * Several roots on one PostgreSQL: this root follows; dial the leading root's link at `address`
+   * (host:port) instead. The stream ends after it. Clusters follow a bounded number of redirects
+   * in a row and go back to their configured root after a failure.
+   */
+  Type.Object({ type: Type.Literal('redirect'), address: Type.String({ minLength: 1, maxLength: 300 }), reason: Type.Optional(Type.String({ maxLength: 1000 })) }),
   /** the full desired set for this cluster, sent after welcome: anything else must go */
   Type.Object({ type: Type.Literal('sync'), instances: Type.Array(InstanceAssignment) }),
   Type.Object({ type: Type.Literal('deploy'), instance: InstanceAssignment }),
-  Type.Object({ type: Type.Literal('undeploy'), job_name: Type.String({ minLength: 1 }), instance_number: Count() }),
+  Type.Object({
+    type: Type.Literal('undeploy'),
+    job_name: Type.String({ minLength: 1 }),
+    instance_number: Count(),
+    /** only the copy of this epoch (a stale copy); absent: whatever copy the cluster has */
+    epoch: Type.Optional(Epoch()),
+  }),
   Type.Object({ type: Type.Literal('ping'), t: Type.Number() }),
   /** send an instance's log lines as logs_data messages, then logs_end */
   Type.Object({
@@ -103,5 +153,24 @@ export const RootToCluster = Type.Union([
     tail: Type.Optional(Type.Union([Count(), Type.Null()])),
   }),
   Type.Object({ type: Type.Literal('logs_cancel'), request_id: Type.String({ minLength: 1 }) }),
+  /** answer to subnet_request */
+  Type.Object({
+    type: Type.Literal('subnet_result'),
+    request_id: Type.String({ minLength: 1 }),
+    subnet: Type.Optional(Type.String()),
+    subnet_v6: Type.Optional(NullableString()),
+    error: Type.Optional(Type.String()),
+  }),
+  /** answer to table_query (`error` when no service has that name or address) */
+  Type.Object({
+    type: Type.Literal('table_result'),
+    request_id: Type.String({ minLength: 1 }),
+    table: Type.Optional(ServiceTable),
+    error: Type.Optional(Type.String()),
+  }),
+  /** a job this cluster asked about changed (an instance appeared, died or moved anywhere) */
+  Type.Object({ type: Type.Literal('table_update'), table: ServiceTable }),
+  /** the overlay workers of the other clusters (full list, sent after welcome and on change) */
+  Type.Object({ type: Type.Literal('peers'), peers: Type.Array(OverlayPeer) }),
 ]);
 export type RootToCluster = Static<typeof RootToCluster>;

@@ -4,8 +4,9 @@
  * Extra fields are allowed (a newer peer may send more).
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { InstanceState } from './states.ts';
+import { HealthState, InstanceState } from './states.ts';
 import { Microservice, Virtualization } from './sla.ts';
+import { InstanceAddresses } from './net.ts';
 
 export const DEFAULT_PORTS = {
   root: 10000,
@@ -35,9 +36,16 @@ export const topics = {
   registerRequest: (id: string) => `nodes/${id}/control/register`,
   /** worker -> cluster: batches of lines for one request (LogBatch) */
   logsAnswer: (id: string, requestId: string) => `nodes/${id}/logs/${requestId}`,
+  /**
+   * worker -> cluster: this worker's connection is gone (NodeGone). The NodeEngine's last will
+   * (retain false, QoS 1): the broker publishes it when the connection drops without a clean
+   * disconnect. A worker may set a will on its own `nodes/<id>/gone` only (the broker ACL).
+   */
+  gone: (id: string) => `nodes/${id}/gone`,
   /** wildcard subscriptions for the cluster side */
   all: {
     information: 'nodes/+/information',
+    gone: 'nodes/+/gone',
     job: 'nodes/+/job',
     jobResources: 'nodes/+/jobs/resources',
     logs: 'nodes/+/logs/+',
@@ -55,6 +63,8 @@ const NonNeg = (description?: string) => Type.Number(description === undefined ?
 const Count = () => Type.Integer({ minimum: 0 });
 const PortNumber = () => Type.Integer({ minimum: 1, maximum: 65535 });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+/** a connection nonce: a few random URL-safe characters */
+const ConnNonce = () => Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
 
 /** POST /api/node/register body (worker -> cluster). */
 export const NodeRegistration = Type.Object({
@@ -79,6 +89,8 @@ export const NodeRegistration = Type.Object({
    * it a worker that asks for an id gets a fresh one (nobody can take another worker's identity).
    */
   id_proof: Type.Optional(Type.String({ maxLength: 256 })),
+  /** the NodeEngine's connection nonce (the one in its last will, NodeGone.conn) */
+  conn: Type.Optional(ConnNonce()),
 });
 export type NodeRegistration = Static<typeof NodeRegistration>;
 
@@ -108,8 +120,27 @@ export const NodeInformation = Type.Object({
   virtualizations: Type.Array(Virtualization),
   running_instances: Type.Array(Type.String()),
   timestamp: Type.Number(),
+  /** the NodeEngine's connection nonce (the one in its last will, NodeGone.conn) */
+  conn: Type.Optional(ConnNonce()),
 });
 export type NodeInformation = Static<typeof NodeInformation>;
+
+/** the largest NodeGone payload the cluster reads */
+export const NODE_GONE_MAX_BYTES = 1024;
+
+/**
+ * nodes/{id}/gone (worker -> cluster): the last will of a NodeEngine's MQTT connection, or
+ * published by a NodeEngine that stops for good. `id` must equal the topic's id; `conn` is the
+ * nonce of the NodeEngine process that set the will (it also sends it in its registration and
+ * reports), so that the will of an older process is told apart from the current one.
+ */
+export const NodeGone = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 200 }),
+  conn: Type.Optional(ConnNonce()),
+  /** ms since the epoch (informative: a will is written when the connection opens) */
+  at: Type.Optional(Type.Number()),
+});
+export type NodeGone = Static<typeof NodeGone>;
 
 /** nodes/{id}/job: an instance changed state. */
 export const JobStatus = Type.Object({
@@ -119,6 +150,10 @@ export const JobStatus = Type.Object({
   status_detail: Type.String(),
   publicip: Type.Optional(Nullable(Type.String())),
   exit_code: Type.Optional(Nullable(Type.Integer())),
+  /** the health probe's verdict (issue 10): starting until the first answer; absent without a probe */
+  health: Type.Optional(HealthState),
+  /** local restarts of this instance on its worker so far */
+  restarts: Type.Optional(Count()),
 });
 export type JobStatus = Static<typeof JobStatus>;
 
@@ -137,7 +172,15 @@ export type JobResources = Static<typeof JobResources>;
 
 /** nodes/{id}/control/deploy: the service plus the instance number. */
 export const DeployCommand = Type.Composite(
-  [Microservice, Type.Object({ job_name: Type.String({ minLength: 1 }), instance_number: Count() })],
+  [
+    Microservice,
+    Type.Object({
+      job_name: Type.String({ minLength: 1 }),
+      instance_number: Count(),
+      /** the virtual addresses the root gave the service and this instance (net.ts); `addresses` stays the SLA's request */
+      overlay: Type.Optional(InstanceAddresses),
+    }),
+  ],
   { additionalProperties: true },
 );
 export type DeployCommand = Static<typeof DeployCommand>;

@@ -51,10 +51,51 @@ export const HealthProbe = Type.Object(
     path: Type.Optional(Type.String()),
     command: Type.Optional(Type.Array(Type.String())),
     interval_s: Type.Optional(NonNeg('seconds between probes')),
+    /** a probe that has not answered after this long failed (default 2 s) */
+    timeout_s: Type.Optional(NonNeg('seconds')),
     failure_threshold: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: true },
 );
+
+/**
+ * How a changed SLA rolls out (ours, issue 9; docs/sla.md). Defaults: max_surge 1,
+ * max_unavailable 0, health_grace_s 0 (RUNNING is enough), progress_deadline_s 120,
+ * auto_rollback false.
+ */
+export const UpdatePolicy = Type.Object(
+  {
+    /** replacements started before their old instances stop (0..100) */
+    max_surge: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+    /** old instances that may stop before their replacement is ready (0..100); max_surge + max_unavailable >= 1 */
+    max_unavailable: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+    /** a replacement counts as ready after it stayed RUNNING (and healthy) this long */
+    health_grace_s: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })),
+    /** a replacement not ready this long after it was requested fails the rollout */
+    progress_deadline_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400 })),
+    /** a failed rollout restores the previous version by itself */
+    auto_rollback: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type UpdatePolicy = Static<typeof UpdatePolicy>;
+
+/**
+ * What happens to the instances of a cluster that goes away (ours, issue 9; anchor: Nomad's
+ * `disconnect` block). Defaults: lost_after_s 30, replace true, reconcile best_score.
+ */
+export const DisconnectPolicy = Type.Object(
+  {
+    /** an instance whose cluster is away this long is lost */
+    lost_after_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400 })),
+    /** a lost instance is placed again elsewhere (false: it waits for its cluster) */
+    replace: Type.Optional(Type.Boolean()),
+    /** when the lost copy comes back while its replacement exists: which one stays */
+    reconcile: Type.Optional(Type.Union([Type.Literal('keep_original'), Type.Literal('keep_replacement'), Type.Literal('best_score')])),
+  },
+  { additionalProperties: false },
+);
+export type DisconnectPolicy = Static<typeof DisconnectPolicy>;
 
 export const Microservice = Type.Object(
   {
@@ -83,6 +124,8 @@ export const Microservice = Type.Object(
     volumes: Type.Optional(Type.Array(Type.Unknown())),
     replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
     health: Type.Optional(HealthProbe),
+    update: Type.Optional(UpdatePolicy),
+    disconnect: Type.Optional(DisconnectPolicy),
     labels: Type.Optional(Type.Record(Type.String(), Type.String())),
   },
   { additionalProperties: true },

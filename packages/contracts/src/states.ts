@@ -45,3 +45,8 @@ export const PENDING_REASONS = [
   'NoWorkerWithVirtualization',
 ] as const;
 export type PendingReason = (typeof PENDING_REASONS)[number];
+
+/** What an instance's health probe says (issue 10). */
+export const HEALTH_STATES = ['starting', 'healthy', 'unhealthy'] as const;
+export type HealthState = (typeof HEALTH_STATES)[number];
+export const HealthState = Type.Union(HEALTH_STATES.map((s) => Type.Literal(s)));

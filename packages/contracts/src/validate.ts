@@ -186,6 +186,19 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
       }
     });
   }
+  const update = ms['update'];
+  if (isRecord(update)) {
+    // the schema checked each field; the rule across them: a rollout must be able to move
+    const surge = update['max_surge'] ?? 1;
+    const unavailable = update['max_unavailable'] ?? 0;
+    if (Number.isInteger(surge) && Number.isInteger(unavailable) && (surge as number) + (unavailable as number) < 1) {
+      add(errors, {
+        path: childPath(childPath(path, 'update'), 'max_surge'),
+        message: `max_surge (${String(surge)}) + max_unavailable (${String(unavailable)}) must be at least 1, or a rolling update could never replace an instance`,
+        hint: 'set "max_surge": 1 (start a replacement first) or "max_unavailable": 1 (stop an old instance first)',
+      });
+    }
+  }
   const health = ms['health'];
   if (isRecord(health)) {
     const hp = childPath(path, 'health');

@@ -10,7 +10,11 @@ import { OakError, type FieldIssue } from './errors.ts';
 import { schemaIssues } from './issues.ts';
 import { JSON_LIMITS, LimitExceededError, findLimitViolation, type JsonLimits } from './limits.ts';
 import { ClusterToRoot, InstanceAssignment, LINK_SERVICE_PATH, RootToCluster } from './link.ts';
-import { DeleteCommand, DeployCommand, JobResources, JobStatus, NodeInformation, NodeRegistration, NodeRegistrationAnswer } from './protocol.ts';
+import {
+  InterestRemove, NetInstanceDeploy, NetInstanceUndeploy, NetRegister, NetRegisterAnswer, PeerList, RttReport, ServiceDeployed, ServiceTable,
+  ServiceUndeployed, SubnetRequest, SubnetResult, TableQueryRequest, TableQueryResult,
+} from './net.ts';
+import { DeleteCommand, DeployCommand, JobResources, JobStatus, NodeGone, NodeInformation, NodeRegistration, NodeRegistrationAnswer } from './protocol.ts';
 
 /** At most this many issues ride on a payload error. */
 const MAX_DETAILS = 20;
@@ -97,11 +101,26 @@ export const parseNodeRegistrationAnswer = makeParser(NodeRegistrationAnswer, 'n
 export const parseNodeInformation = makeParser(NodeInformation, 'node information message');
 export const parseJobStatus = makeParser(JobStatus, 'job status message');
 export const parseJobResources = makeParser(JobResources, 'job resources message');
+export const parseNodeGone = makeParser(NodeGone, 'node gone message');
 export const parseDeployCommand = makeParser(DeployCommand, 'deploy command');
 export const parseDeleteCommand = makeParser(DeleteCommand, 'delete command');
 export const parseInstanceAssignment = makeParser(InstanceAssignment, 'instance assignment');
 export const parseClusterToRoot = makeParser(ClusterToRoot, 'cluster-to-root link message');
 export const parseRootToCluster = makeParser(RootToCluster, 'root-to-cluster link message');
+export const parseSubnetRequest = makeParser(SubnetRequest, 'subnet request');
+export const parseSubnetResult = makeParser(SubnetResult, 'subnet result');
+export const parseTableQueryRequest = makeParser(TableQueryRequest, 'table query request');
+export const parseTableQueryResult = makeParser(TableQueryResult, 'table query result');
+export const parseServiceTable = makeParser(ServiceTable, 'service table');
+export const parseServiceDeployed = makeParser(ServiceDeployed, 'service deployed message');
+export const parseServiceUndeployed = makeParser(ServiceUndeployed, 'service undeployed message');
+export const parseInterestRemove = makeParser(InterestRemove, 'interest removal');
+export const parsePeerList = makeParser(PeerList, 'overlay peer list');
+export const parseRttReport = makeParser(RttReport, 'RTT report');
+export const parseNetRegister = makeParser(NetRegister, 'NetManager registration');
+export const parseNetRegisterAnswer = makeParser(NetRegisterAnswer, 'NetManager registration answer');
+export const parseNetInstanceDeploy = makeParser(NetInstanceDeploy, 'NetManager instance deploy');
+export const parseNetInstanceUndeploy = makeParser(NetInstanceUndeploy, 'NetManager instance undeploy');
 
 /** A link message that could not be decoded: fails validation instead of breaking the stream. */
 export const LINK_MALFORMED = { type: '__malformed__' } as const;

@@ -32,6 +32,8 @@ interface OldNodeRegistration {
   location?: string | null;
   token?: string;
   id_proof?: string;
+  /** issue 9: the NodeEngine's connection nonce */
+  conn?: string;
 }
 
 interface OldNodeRegistrationAnswer {
@@ -57,6 +59,7 @@ interface OldNodeInformation {
   virtualizations: Virtualization[];
   running_instances: string[];
   timestamp: number;
+  conn?: string;
 }
 
 /** nodes/{id}/job: an instance changed state. */
@@ -67,6 +70,8 @@ interface OldJobStatus {
   status_detail: string;
   publicip?: string | null;
   exit_code?: number | null;
+  health?: 'starting' | 'healthy' | 'unhealthy';
+  restarts?: number;
 }
 
 /** nodes/{id}/jobs/resources */
@@ -78,6 +83,7 @@ interface OldJobResources {
 interface OldDeployCommand extends Microservice {
   job_name: string;
   instance_number: number;
+  overlay?: C.InstanceAddresses;
 }
 
 /** nodes/{id}/control/delete */
@@ -94,6 +100,8 @@ interface OldInstanceAssignment {
   service: Microservice;
   /** set when the root already knows the worker (re-sync after a reconnect) */
   worker_id?: string | null;
+  overlay?: C.InstanceAddresses;
+  epoch?: number;
 }
 
 type OldClusterToRoot =
@@ -107,6 +115,10 @@ type OldClusterToRoot =
       status_detail: string;
       worker_id: string | null;
       publicip?: string | null;
+      net?: C.InstanceNet | null;
+      epoch?: number;
+      health?: 'starting' | 'healthy' | 'unhealthy';
+      restarts?: number;
     }
   | { type: 'pong'; t: number };
 
@@ -116,7 +128,7 @@ type OldRootToCluster =
   /** the full desired set for this cluster, sent after welcome: anything else must go */
   | { type: 'sync'; instances: OldInstanceAssignment[] }
   | { type: 'deploy'; instance: OldInstanceAssignment }
-  | { type: 'undeploy'; job_name: string; instance_number: number }
+  | { type: 'undeploy'; job_name: string; instance_number: number; epoch?: number }
   | { type: 'ping'; t: number };
 
 interface OldWorkerSummary {
@@ -126,6 +138,7 @@ interface OldWorkerSummary {
   memory_free_mb: number;
   virtualizations: Virtualization[];
   location?: string | null;
+  net?: C.WorkerNet;
 }
 interface OldClusterResources {
   cpu_cores_free: number;
@@ -149,8 +162,8 @@ test('schema types keep the shapes of the former interfaces', () => {
   ok<Same<C.InstanceAssignment, OldInstanceAssignment>>();
   ok<Same<C.WorkerSummary, OldWorkerSummary>>();
   ok<Same<ClusterResources, OldClusterResources>>();
-  ok<Equal<C.ClusterToRoot['type'], OldClusterToRoot['type'] | 'logs_data' | 'logs_end' | 'token_check'>>();
-  ok<Equal<C.RootToCluster['type'], OldRootToCluster['type'] | 'logs' | 'logs_cancel' | 'token_result' | 'revoke_workers'>>();
+  ok<Equal<C.ClusterToRoot['type'], OldClusterToRoot['type'] | 'logs_data' | 'logs_end' | 'token_check' | 'subnet_request' | 'table_query' | 'interest_remove'>>();
+  ok<Equal<C.RootToCluster['type'], OldRootToCluster['type'] | 'logs' | 'logs_cancel' | 'token_result' | 'revoke_workers' | 'subnet_result' | 'table_result' | 'table_update' | 'peers' | 'redirect'>>();
   ok<Same<Extract<C.ClusterToRoot, { type: 'instance_status' }>, Extract<OldClusterToRoot, { type: 'instance_status' }>>>();
   ok<Same<Extract<C.ClusterToRoot, { type: 'hello' }>, Extract<OldClusterToRoot, { type: 'hello' }>>>();
   ok<Same<Extract<C.RootToCluster, { type: 'sync' }>, Extract<OldRootToCluster, { type: 'sync' }>>>();

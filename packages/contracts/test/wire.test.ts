@@ -193,3 +193,24 @@ test('makeParser exposes the schema and an issue finder', () => {
   assert.equal(issues[0]?.path, 'payload.status');
   assert.equal(typeof makeParser(parseJobStatus.schema, 'x'), 'function');
 });
+
+test('epoch on the link (issue 9): whole numbers 0..2^53-1 on assignments, undeploys and instance_status; anything else is refused at its path', () => {
+  const assignment = { microserviceID: 'm1', job_name: 'clientsrvr.test.server.test', instance_number: 0, service, epoch: 4 };
+  const ok = [
+    { type: 'deploy', instance: assignment },
+    { type: 'sync', instances: [assignment, { ...assignment, instance_number: 1, epoch: 0 }] },
+    { type: 'undeploy', job_name: 'a.b.c.d', instance_number: 3, epoch: Number.MAX_SAFE_INTEGER },
+  ];
+  for (const m of ok) assert.deepEqual(parseRootToCluster(m), m);
+  for (const bad of [-1, 1.5, '3', 1e300, Number.MAX_SAFE_INTEGER + 2, null, [1], { n: 1 }]) {
+    rejects(() => parseRootToCluster({ type: 'undeploy', job_name: 'a.b.c.d', instance_number: 3, epoch: bad }), 'epoch');
+    rejects(() => parseRootToCluster({ type: 'deploy', instance: { ...assignment, epoch: bad } }), 'instance.epoch');
+    rejects(() => parseRootToCluster({ type: 'sync', instances: [assignment, { ...assignment, epoch: bad }] }), 'instances[1].epoch');
+    rejects(
+      () => parseClusterToRoot({ type: 'instance_status', job_name: 'a.b.c.d', instance_number: 0, status: 'RUNNING', status_detail: '', worker_id: null, epoch: bad }),
+      'epoch',
+    );
+  }
+  const s = { type: 'instance_status', job_name: 'a.b.c.d', instance_number: 0, status: 'RUNNING', status_detail: '', worker_id: 'w', epoch: 9 };
+  assert.deepEqual(parseClusterToRoot(s), s);
+});

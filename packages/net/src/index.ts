@@ -13,3 +13,14 @@ export {
   Ipam, IpamError, DEFAULT_WORKER_POOL, DEFAULT_WORKER_PREFIX, DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, DEFAULT_WORKER_POOL_V6, MAX_KEY_LENGTH, MAX_INSTANCE,
 } from './ipam.ts';
 export type { IpamConfig, IpamState, IpamErrorCode, ServiceAddresses, InstanceAddresses } from './ipam.ts';
+export { tunnelDevice, serviceTable, vtepMac, gatewayOf, gatewayOf6, canonicalIp, desiredPeerState, parseKernelState, diffPeerState } from './overlay.ts';
+export type { RouteEntry, NeighEntry, FdbEntry, PeerState, OwnOverlay, DesiredPeers, PeerCommands } from './overlay.ts';
+export { serviceRuleset, serviceTableDelete, trapAddress, TRAP_COMMENT, MAX_BACKENDS, MAX_SERVICES } from './services.ts';
+export type { DesiredService, ServiceInstance, ServiceRuleOptions, ServiceRules } from './services.ts';
+export { pickClosest } from './closest.ts';
+export type { ClosestCandidate } from './closest.ts';
+export { parseOverlayName, overlayNameOf, readUpstreams, dnsLabels, inZone, OVERLAY_ZONE, MAX_NAME_INSTANCE, MAX_UPSTREAMS } from './names.ts';
+export type { OverlayName, OverlayService, ReadUpstreamsOptions } from './names.ts';
+export { addressV6 } from './plan.ts';
+export type { PlanOptions } from './plan.ts';
+export type { OverlayRules } from './rules.ts';

@@ -14,6 +14,10 @@
  *   over never-used ones), so the result depends only on which addresses are taken, never on the
  *   history: a released address is the next one handed out if it is the lowest free one. Every
  *   call is O(log n) amortised in the number of allocations.
+ * - Closest IPs (`closest_ip`, `closest_ip_v6`): one more address of each pool per service, asked
+ *   for with `allocateService(job, { closest: true })` (allocated right after the round-robin
+ *   ones; a service that has none yet gets them on such a call; `Ipam.load(state, { closest: true })`
+ *   gives them to every service of an older state), released with the service.
  * - An explicit `rr_ip` (`rr_ip_v6`) inside the pool is honoured if free and refused with the owner
  *   named if not; outside the pool it is accepted with `outsidePool: true` (Oakestra's example
  *   uses 192.168.178.4) and still checked against other services; inside a worker pool, or an
@@ -58,6 +62,16 @@ export interface ServiceAddresses {
   /** true when the requested rr_ip / rr_ip_v6 lies outside its pool (a warning, not an error) */
   outsidePool: boolean;
   outsidePoolV6: boolean;
+  /** the closest IPs, present once allocated (`allocateService(job, { closest: true })`) */
+  closest_ip?: string;
+  closest_ip_v6?: string;
+}
+
+export interface ServiceRequest {
+  rr_ip?: string;
+  rr_ip_v6?: string;
+  /** also allocate the service's closest IPs (when it has none yet) */
+  closest?: boolean;
 }
 
 export interface InstanceAddresses {
@@ -69,7 +83,8 @@ export interface IpamState {
   version: 1;
   config: IpamConfig;
   workers: { worker: string; subnet: string }[];
-  services: { job: string; rr_ip: string; rr_ip_v6: string }[];
+  /** closest_ip / closest_ip_v6 are absent in states written before they existed */
+  services: { job: string; rr_ip: string; rr_ip_v6: string; closest_ip?: string; closest_ip_v6?: string }[];
   instances: { job: string; instance: number; ip: string; ip_v6: string }[];
 }
 
@@ -197,6 +212,7 @@ function unusableV6(ip: bigint): boolean {
 
 const instanceOwner = (job: string, n: number): string => `instance ${n} of ${job}`;
 const serviceOwner = (job: string): string => `service ${job}`;
+const closestOwner = (job: string): string => `closest IP of service ${job}`;
 
 export class Ipam {
   readonly config: Readonly<IpamConfig>;
@@ -208,7 +224,7 @@ export class Ipam {
   private readonly slots4: Slots;
   private readonly slots6: Slots;
   private readonly workers = new Map<string, bigint>();
-  private readonly services = new Map<string, { v4: bigint; v6: bigint; out4: boolean; out6: boolean }>();
+  private readonly services = new Map<string, { v4: bigint; v6: bigint; out4: boolean; out6: boolean; c4?: bigint; c6?: bigint }>();
   private readonly instances = new Map<string, Map<number, { v4: bigint; v6: bigint }>>();
   /** rr_ips outside the pools, by `4:` / `6:` + address number */
   private readonly outside = new Map<string, string>();
@@ -311,7 +327,13 @@ export class Ipam {
 
   private addresses(job: string): ServiceAddresses | undefined {
     const s = this.services.get(job);
-    return s && { rr_ip: this.v4(s.v4, s.out4), rr_ip_v6: this.v6(s.v6, s.out6), outsidePool: s.out4, outsidePoolV6: s.out6 };
+    if (!s) return undefined;
+    const a: ServiceAddresses = { rr_ip: this.v4(s.v4, s.out4), rr_ip_v6: this.v6(s.v6, s.out6), outsidePool: s.out4, outsidePoolV6: s.out6 };
+    if (s.c4 !== undefined && s.c6 !== undefined) {
+      a.closest_ip = this.v4(s.c4, false);
+      a.closest_ip_v6 = this.v6(s.c6, false);
+    }
+    return a;
   }
 
   serviceAddresses(job: string): ServiceAddresses | undefined { return this.addresses(job); }
@@ -359,23 +381,51 @@ export class Ipam {
   }
 
   /**
-   * The service's round-robin addresses (key: job name). Idempotent: a service that has them
+   * The service's round-robin addresses (key: job name), and with `closest: true` its closest
+   * IPs too (given now to a service that has none yet). Idempotent: a service that has them
    * gets them back; asking it for a different rr_ip / rr_ip_v6 than it holds is a `conflict`.
    * Nothing changes when it throws.
    */
-  allocateService(job: string, request: { rr_ip?: string; rr_ip_v6?: string } = {}): ServiceAddresses {
+  allocateService(job: string, request: ServiceRequest = {}): ServiceAddresses {
     checkKey('job name', job);
     const had = this.addresses(job);
     if (had) {
-      for (const [k, want, got] of [['rr_ip', request.rr_ip, had.rr_ip], ['rr_ip_v6', request.rr_ip_v6, had.rr_ip_v6]] as const) {
-        if (want === undefined) continue;
-        const asked = typeof want !== 'string' ? undefined : k === 'rr_ip' ? (want.length <= 15 ? parseIPv4(want) : undefined) : parseIPv6(want);
-        if (asked === undefined) throw new IpamError('invalid-address', `${k} ${JSON.stringify(String(want).slice(0, 64))} is not an address`);
-        const same = k === 'rr_ip' ? asked === parseIPv4(got) : asked === parseIPv6(got);
-        if (!same) throw new IpamError('conflict', `${serviceOwner(job)} already has ${k} ${got}`, serviceOwner(job));
-      }
-      return had;
+      this.checkSameRequest(job, had, request);
+      if (request.closest === true) this.allocateClosest(job);
+      return this.addresses(job) as ServiceAddresses;
     }
+    const created = this.allocateRoundRobin(job, request);
+    if (request.closest === true) {
+      try { this.allocateClosest(job); } catch (e) { this.releaseService(job); throw e; }
+      return this.addresses(job) as ServiceAddresses;
+    }
+    return created;
+  }
+
+  /** the service's closest IPs, allocated the first time (the service must exist) */
+  private allocateClosest(job: string): void {
+    const s = this.services.get(job);
+    if (!s || (s.c4 !== undefined && s.c6 !== undefined)) return;
+    const owner = closestOwner(job);
+    const c4 = this.slots4.allocate(owner);
+    if (c4 === undefined) throw this.exhausted(4);
+    const c6 = this.slots6.allocate(owner);
+    if (c6 === undefined) { this.slots4.release(c4); throw this.exhausted(6); }
+    s.c4 = c4;
+    s.c6 = c6;
+  }
+
+  private checkSameRequest(job: string, had: ServiceAddresses, request: ServiceRequest): void {
+    for (const [k, want, got] of [['rr_ip', request.rr_ip, had.rr_ip], ['rr_ip_v6', request.rr_ip_v6, had.rr_ip_v6]] as const) {
+      if (want === undefined) continue;
+      const asked = typeof want !== 'string' ? undefined : k === 'rr_ip' ? (want.length <= 15 ? parseIPv4(want) : undefined) : parseIPv6(want);
+      if (asked === undefined) throw new IpamError('invalid-address', `${k} ${JSON.stringify(String(want).slice(0, 64))} is not an address`);
+      const same = k === 'rr_ip' ? asked === parseIPv4(got) : asked === parseIPv6(got);
+      if (!same) throw new IpamError('conflict', `${serviceOwner(job)} already has ${k} ${got}`, serviceOwner(job));
+    }
+  }
+
+  private allocateRoundRobin(job: string, request: ServiceRequest): ServiceAddresses {
     const owner = serviceOwner(job);
     const r4 = request.rr_ip === undefined ? undefined : this.resolve4(request.rr_ip);
     const r6 = request.rr_ip_v6 === undefined ? undefined : this.resolve6(request.rr_ip_v6);
@@ -412,6 +462,8 @@ export class Ipam {
     this.instances.delete(job);
     if (s.out4) this.outside.delete(`4:${s.v4}`); else this.slots4.release(s.v4);
     if (s.out6) this.outside.delete(`6:${s.v6}`); else this.slots6.release(s.v6);
+    if (s.c4 !== undefined) this.slots4.release(s.c4);
+    if (s.c6 !== undefined) this.slots6.release(s.c6);
     this.services.delete(job);
     return true;
   }
@@ -473,7 +525,9 @@ export class Ipam {
     const workers = [...this.workers.keys()].sort().map((worker) => ({ worker, subnet: this.workerSubnet(worker) as string }));
     const services = [...this.services.keys()].sort().map((job) => {
       const a = this.addresses(job) as ServiceAddresses;
-      return { job, rr_ip: a.rr_ip, rr_ip_v6: a.rr_ip_v6 };
+      return a.closest_ip === undefined
+        ? { job, rr_ip: a.rr_ip, rr_ip_v6: a.rr_ip_v6 }
+        : { job, rr_ip: a.rr_ip, rr_ip_v6: a.rr_ip_v6, closest_ip: a.closest_ip, closest_ip_v6: a.closest_ip_v6 as string };
     });
     const instances: IpamState['instances'] = [];
     for (const job of [...this.instances.keys()].sort()) {
@@ -486,9 +540,16 @@ export class Ipam {
   }
 
   /** rebuilds an Ipam from `serialize()`'s output; anything malformed or contradictory is an `invalid-state` IpamError */
-  static load(state: unknown): Ipam {
+  static load(state: unknown, options: { closest?: boolean } = {}): Ipam {
     try {
-      return Ipam.loadUnchecked(state);
+      const ipam = Ipam.loadUnchecked(state);
+      if (options.closest === true) {
+        // a full pool leaves the rest without closest IPs rather than refusing the whole state
+        for (const job of [...ipam.services.keys()].sort()) {
+          try { ipam.allocateClosest(job); } catch (e) { if (!(e instanceof IpamError && e.code === 'exhausted')) throw e; }
+        }
+      }
+      return ipam;
     } catch (e) {
       if (e instanceof IpamError && e.code === 'invalid-state') throw e;
       const why = e instanceof Error ? e.message : String(e);
@@ -523,6 +584,28 @@ export class Ipam {
       const job = checkKey('job name', o.job);
       if (ipam.services.has(job)) throw new Error(`service ${job} is listed twice`);
       ipam.allocateService(job, { rr_ip: o.rr_ip as string, rr_ip_v6: o.rr_ip_v6 as string });
+    }
+    // closest IPs after every round-robin address is claimed (a closest IP may be lower than a later service's rr_ip)
+    for (const e of list(s.services, 'services')) {
+      const o = e as Record<string, unknown>;
+      if (o.closest_ip === undefined && o.closest_ip_v6 === undefined) continue;
+      const job = o.job as string;
+      const ip4 = typeof o.closest_ip === 'string' && o.closest_ip.length <= 15 ? parseIPv4(o.closest_ip) : undefined;
+      const ip6 = typeof o.closest_ip_v6 === 'string' ? parseIPv6(o.closest_ip_v6) : undefined;
+      if (ip4 === undefined || ip6 === undefined || !contains(ipam.pool4, ip4) || !contains6(ipam.pool6, ip6)) {
+        throw new Error(`service ${job}: closest addresses missing or outside the pools`);
+      }
+      const c4 = BigInt(ip4 - ipam.pool4.network);
+      const c6 = ip6 - ipam.pool6.network;
+      if (!ipam.slots4.inRange(c4) || !ipam.slots6.inRange(c6)) throw new Error(`service ${job}: closest IP is a network or broadcast address`);
+      const taken = ipam.slots4.owner(c4) ?? ipam.slots6.owner(c6);
+      if (taken !== undefined) throw new Error(`service ${job}: closest address taken by ${taken}`);
+      const owner = closestOwner(job);
+      ipam.slots4.take(c4, owner);
+      ipam.slots6.take(c6, owner);
+      const svc = ipam.services.get(job) as { c4?: bigint; c6?: bigint };
+      svc.c4 = c4;
+      svc.c6 = c6;
     }
     for (const e of list(s.instances, 'instances')) {
       const o = obj(e, 'instance entry');

@@ -13,10 +13,19 @@
  * The NetManager will later give each worker 10.18.<x>.0/26 of the overlay: a plan built from any
  * /16../29 subnet works the same way (`--bridge-subnet 10.18.4.0/26`), the gateway is the first
  * host and instances take the next free ones.
+ *
+ * IPv6 and MTU (the overlay, issue 8): `bridgePlan(ns, subnet, { subnetV6, mtu })` adds a /64
+ * (or longer, up to /120) unique-local subnet (fc00::/7): the gateway is `<prefix>::1` and an
+ * instance's IPv6 address has the same host index as its IPv4 one, added to the prefix, so it
+ * reads in hex: 10.18.0.66 (index 2 of 10.18.0.64/26) -> fdff:18:0:1::2, index 10 -> `...::a`
+ * (`addressV6`). The MTU goes on both ends of every veth (the overlay's is the uplink's minus
+ * the VXLAN header). Without these options the plan is what it always was (IPv4 only).
  */
 import { createHash } from 'node:crypto';
 import { contains, formatIPv4, formatSubnet, isPrivate, parseIPv4, parseSubnet, size } from './ipv4.ts';
 import type { Subnet } from './ipv4.ts';
+import { contains6, formatIPv6, formatSubnet6, parseSubnet6 } from './ipv6.ts';
+import type { Subnet6 } from './ipv6.ts';
 
 export const DEFAULT_NAMESPACE = 'oak';
 export const INSTANCE_POOL = '172.30.0.0/16';
@@ -36,7 +45,23 @@ export interface BridgePlan {
   cidr: string;
   /** the bridge's own address, the instances' default route */
   gateway: string;
+  /** IPv6 (only when a v6 subnet was given): unique-local subnet, e.g. `fdff:18:0:1::/64` */
+  subnet6?: Subnet6;
+  cidr6?: string;
+  /** `<prefix>::1` */
+  gateway6?: string;
+  /** MTU of the instances' veths (only when given) */
+  mtu?: number;
 }
+
+export interface PlanOptions {
+  /** IPv6 subnet of the bridge (/64../120, inside fc00::/7) */
+  subnetV6?: string | null | undefined;
+  /** MTU of the instance veths (576..65535; 1280.. with IPv6) */
+  mtu?: number | undefined;
+}
+
+const ULA = parseSubnet6('fc00::/7');
 
 export function tagOf(namespace: string): string {
   return createHash('sha256').update(namespace).digest('hex').slice(0, 6);
@@ -49,7 +74,7 @@ export function defaultSubnet(namespace: string): string {
 }
 
 /** The plan of one NodeEngine; throws a readable Error for an unusable subnet. */
-export function bridgePlan(namespace: string, subnetText?: string): BridgePlan {
+export function bridgePlan(namespace: string, subnetText?: string, opts: PlanOptions = {}): BridgePlan {
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(namespace)) throw new Error(`namespace ${JSON.stringify(namespace)}: use letters, digits, - and _`);
   const cidr = subnetText ?? defaultSubnet(namespace);
   const subnet = parseSubnet(cidr);
@@ -57,7 +82,7 @@ export function bridgePlan(namespace: string, subnetText?: string): BridgePlan {
   if (!isPrivate(subnet)) throw new Error(`bridge subnet ${cidr} is not a private (RFC 1918) range`);
   const tag = tagOf(namespace);
   const def = namespace === DEFAULT_NAMESPACE;
-  return {
+  const plan: BridgePlan = {
     namespace,
     tag,
     bridge: def ? 'oak0' : `oakb${tag}`,
@@ -66,6 +91,28 @@ export function bridgePlan(namespace: string, subnetText?: string): BridgePlan {
     cidr: formatSubnet(subnet),
     gateway: formatIPv4(subnet.network + 1),
   };
+  if (opts.subnetV6 !== undefined && opts.subnetV6 !== null) {
+    const text = opts.subnetV6;
+    const s6 = parseSubnet6(text);
+    if (s6.prefix < 64 || s6.prefix > 120) throw new Error(`bridge IPv6 subnet ${text}: give a prefix between /64 and /120`);
+    if (!contains6(ULA, s6.network)) throw new Error(`bridge IPv6 subnet ${text} is not a unique-local (fc00::/7) range`);
+    if (128 - s6.prefix < 32 - subnet.prefix) throw new Error(`bridge IPv6 subnet ${text} is smaller than the IPv4 subnet ${plan.cidr}`);
+    plan.subnet6 = s6;
+    plan.cidr6 = formatSubnet6(s6);
+    plan.gateway6 = formatIPv6(s6.network + 1n);
+  }
+  if (opts.mtu !== undefined) {
+    const min = plan.subnet6 !== undefined ? 1280 : 576;
+    if (!Number.isInteger(opts.mtu) || opts.mtu < min || opts.mtu > 65535) throw new Error(`MTU ${String(opts.mtu)}: give a whole number between ${min} and 65535${min === 1280 ? ' (IPv6 needs 1280)' : ''}`);
+    plan.mtu = opts.mtu;
+  }
+  return plan;
+}
+
+/** The instance's IPv6 address (same host index as its IPv4 one), undefined when the plan has no IPv6. */
+export function addressV6(plan: BridgePlan, ip: string): string | undefined {
+  if (plan.subnet6 === undefined) return undefined;
+  return formatIPv6(plan.subnet6.network + BigInt(hostIndex(plan, ip)));
 }
 
 /** number of instance addresses (all hosts but the gateway) */

@@ -1,3 +1,4 @@
 export * from './types.ts';
+export * from './supervisor/index.ts';
 export * from './process/index.ts';
 export * from './containerd/index.ts';

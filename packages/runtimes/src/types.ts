@@ -25,6 +25,11 @@ export interface InstanceSpec {
   /** path of a network namespace to join (the instance's own, see the NodeEngine); host network otherwise */
   netns?: string | undefined;
   /**
+   * a file to show the instance as /etc/resolv.conf instead of the host's (the worker's overlay
+   * resolver); containers bind-mount it read-only, processes get it in a private mount namespace
+   */
+  resolvConf?: string | undefined;
+  /**
    * containers: every capability and device; processes: run as root instead of the unprivileged
    * user. The NodeEngine sets it only when the worker runs with --allow-privileged.
    */

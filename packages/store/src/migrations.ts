@@ -8,11 +8,14 @@ import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import type { Backend, DB } from './db.ts';
 import { quoteIdent } from './db.ts';
+import { serviceFingerprint } from './fingerprint.ts';
 
 interface Migration {
   version: number;
   name: string;
   up: (backend: Backend) => string[];
+  /** a data step after the statements, in the same transaction (for what SQL alone cannot compute) */
+  data?: (db: Kysely<DB>) => Promise<void>;
 }
 
 const serialKey = (b: Backend): string =>
@@ -138,6 +141,73 @@ export const MIGRATIONS: readonly Migration[] = [
       `create index audit_user on audit (user_name, seq)`,
     ],
   },
+  {
+    version: 4,
+    name: 'overlay addresses',
+    up: () => [
+      // the root's IPAM (one row, id 1, present from the start so that every change can lock it):
+      // `state` is the JSON the root keeps (null until the first allocation), `version` + 1 per change
+      `create table overlay_ipam (
+        id integer primary key,
+        version integer not null,
+        state text not null,
+        updated_at text not null)`,
+      `insert into overlay_ipam (id, version, state, updated_at) values (1, 0, 'null', '')`,
+      // the service's virtual addresses (a copy of the IPAM's, written in the same transaction)
+      `alter table services add column service_ip text`,
+      `alter table services add column service_ip_v6 text`,
+      `alter table services add column closest_ip text`,
+      `alter table services add column closest_ip_v6 text`,
+      // instance_ip exists since version 1; its IPv6 twin and the net info the cluster reports (JSON)
+      `alter table instances add column instance_ip_v6 text`,
+      `alter table instances add column net text`,
+    ],
+  },
+  {
+    version: 5,
+    name: 'reconciler: versions, desired state, epochs, leases',
+    up: () => [
+      // the SLA generation and the instance counter (numbers are never reused)
+      `alter table services add column version integer not null default 1`,
+      `alter table services add column next_instance integer not null default 0`,
+      `update services set next_instance = coalesce((select max(i.instance_number) + 1 from instances i where i.service_id = services.id), 0)`,
+      `create table service_versions (
+        service_id text not null references services(id) on delete cascade,
+        version integer not null,
+        sla text not null,
+        fingerprint text not null,
+        created_at text not null,
+        created_by text,
+        reason text not null,
+        outcome text,
+        primary key (service_id, version))`,
+      // version 1 of every existing service (its fingerprint is filled in by the data step)
+      `insert into service_versions (service_id, version, sla, fingerprint, created_at, created_by, reason, outcome)
+         select id, 1, sla, '', created_at, user_id, 'created', null from services`,
+      `alter table instances add column service_version integer not null default 1`,
+      `alter table instances add column desired text not null default 'run'`,
+      `alter table instances add column epoch integer not null default 0`,
+      `update instances set epoch = 1 where cluster_id is not null`,
+      `alter table instances add column replaces integer`,
+      `alter table instances add column status_at text not null default ''`,
+      `update instances set status_at = updated_at`,
+      `alter table instances add column last_cluster_id text`,
+      `alter table instances add column lost_at text`,
+      `create index instances_desired on instances (desired)`,
+      `create table leases (
+        name text primary key,
+        holder text not null,
+        info text,
+        expires_at text not null)`,
+    ],
+    data: async (db) => {
+      const rows = await db.selectFrom('services').select(['id', 'job_name', 'sla']).execute();
+      for (const r of rows) {
+        const fingerprint = serviceFingerprint(r.job_name, JSON.parse(r.sla) as unknown);
+        await db.updateTable('service_versions').set({ fingerprint }).where('service_id', '=', r.id).where('version', '=', 1).execute();
+      }
+    },
+  },
 ];
 
 /** Applies the missing migrations; returns the versions it applied. */
@@ -160,6 +230,7 @@ export async function migrate(db: Kysely<DB>, backend: Backend, pgSchema: string
       for (const m of MIGRATIONS) {
         if (done.has(m.version)) continue;
         for (const stmt of m.up(backend)) await sql.raw(stmt).execute(c);
+        await m.data?.(c);
         await c.insertInto('oak_migrations').values({ version: m.version, name: m.name, applied_at: new Date().toISOString() }).execute();
         applied.push(m.version);
       }

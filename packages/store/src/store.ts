@@ -7,11 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Kysely, Selectable } from 'kysely';
-import { ConflictError, NotFoundError } from '@oak/contracts';
-import type { ClusterResources, InstanceState, Microservice, Role } from '@oak/contracts';
+import { ConflictError, NotFoundError, OakError } from '@oak/contracts';
+import type { ClusterResources, InstanceNet, InstanceState, Microservice, Role } from '@oak/contracts';
 import type { Backend, DB } from './db.ts';
 import { isPostgresUrl, openPostgres, openSqlite } from './db.ts';
 import { migrate } from './migrations.ts';
+import { serviceFingerprint } from './fingerprint.ts';
+import { LocalNotifier, MAX_PAYLOAD_BYTES, PgNotifier } from './notify.ts';
+import type { Notifier } from './notify.ts';
 import type {
   ApplicationRow,
   AuditEntry,
@@ -23,6 +26,13 @@ import type {
   NewJoinToken,
   InstancePatch,
   InstanceRow,
+  IpamRecord,
+  IpamWrite,
+  LeaseState,
+  NewInstanceOptions,
+  ServiceVersionRow,
+  VersionMeta,
+  DesiredState,
   NewApplication,
   NewService,
   NewUser,
@@ -35,9 +45,19 @@ import type {
 
 /** Opens (and migrates) PostgreSQL when databaseUrl is a postgres:// URL, else SQLite. */
 export async function createStore(opts: StoreOptions): Promise<Store> {
-  const store = isPostgresUrl(opts.databaseUrl)
-    ? new KyselyStore(await openPostgres(opts.databaseUrl, opts.pgSchema), 'postgres', opts.pgSchema)
-    : new KyselyStore(await openSqlite(opts.sqlitePath ?? ':memory:'), 'sqlite', undefined);
+  let store: KyselyStore;
+  if (isPostgresUrl(opts.databaseUrl)) {
+    const db = await openPostgres(opts.databaseUrl, opts.pgSchema);
+    const notifier = new PgNotifier({
+      url: opts.databaseUrl,
+      schema: opts.pgSchema,
+      send: async (channel, payload) => void (await sql`select pg_notify(${channel}, ${payload})`.execute(db)),
+    });
+    store = new KyselyStore(db, 'postgres', opts.pgSchema, notifier);
+  } else {
+    const path = opts.sqlitePath ?? ':memory:';
+    store = new KyselyStore(await openSqlite(path), 'sqlite', undefined, new LocalNotifier(path));
+  }
   try {
     await store.migrate();
   } catch (e) {
@@ -91,12 +111,28 @@ type Row<T extends keyof DB> = Selectable<DB[T]>;
 const toUser = (r: Row<'users'>): UserRow => ({ ...r, roles: JSON.parse(r.roles) as Role[], token_version: Number(r.token_version) });
 const toAudit = (r: Row<'audit'>): AuditEntry => ({ ...r, seq: Number(r.seq), status: Number(r.status) });
 export const AUDIT_PAGE_MAX = 1000;
-const toService = (r: Row<'services'>): ServiceRow => ({ ...r, sla: JSON.parse(r.sla) as Microservice });
+const toService = (r: Row<'services'>): ServiceRow => ({
+  ...r,
+  sla: JSON.parse(r.sla) as Microservice,
+  version: Number(r.version),
+  next_instance: Number(r.next_instance),
+});
+const toVersion = (r: Row<'service_versions'>): ServiceVersionRow => ({
+  ...r,
+  version: Number(r.version),
+  sla: JSON.parse(r.sla) as Microservice,
+});
 const toInstance = (r: Row<'instances'>): InstanceRow => ({
   ...r,
   instance_number: Number(r.instance_number),
   status: r.status as InstanceState,
+  net: r.net === null || r.net === undefined ? null : (JSON.parse(r.net) as InstanceNet),
+  service_version: Number(r.service_version),
+  desired: r.desired as DesiredState,
+  epoch: Number(r.epoch),
+  replaces: r.replaces === null ? null : Number(r.replaces),
 });
+const noServiceAddresses = { service_ip: null, service_ip_v6: null, closest_ip: null, closest_ip_v6: null } as const;
 const toCluster = (r: Row<'clusters'>): ClusterRow => ({
   ...r,
   status: r.status as ClusterRow['status'],
@@ -115,19 +151,33 @@ export class KyselyStore implements Store {
   readonly kind: Backend;
   readonly #db: Kysely<DB>;
   readonly #pgSchema: string | undefined;
+  readonly #notifier: Notifier;
 
-  constructor(db: Kysely<DB>, kind: Backend, pgSchema: string | undefined) {
+  constructor(db: Kysely<DB>, kind: Backend, pgSchema: string | undefined, notifier: Notifier) {
     this.#db = db;
     this.kind = kind;
     this.#pgSchema = pgSchema;
+    this.#notifier = notifier;
+  }
+
+  /** the notifier (tests reach the PostgreSQL listen connection's name through it) */
+  get notifier(): Notifier {
+    return this.#notifier;
   }
 
   async migrate(): Promise<void> {
     await migrate(this.#db, this.kind, this.#pgSchema);
   }
 
+  #closing: Promise<void> | undefined;
+
+  /** idempotent: a second call waits for the first */
   async close(): Promise<void> {
-    await this.#db.destroy();
+    this.#closing ??= (async () => {
+      await this.#notifier.close();
+      await this.#db.destroy();
+    })();
+    await this.#closing;
   }
 
   /**
@@ -301,6 +351,9 @@ export class KyselyStore implements Store {
       sla: s.sla,
       created_at: at,
       updated_at: at,
+      ...noServiceAddresses,
+      version: 1,
+      next_instance: 0,
     }));
     return this.#tx(async (t) => {
       if (!(await t.selectFrom('organizations').select('id').where('id', '=', app.organization_id).executeTakeFirst())) {
@@ -318,6 +371,7 @@ export class KyselyStore implements Store {
           () => t.insertInto('services').values({ ...s, sla: JSON.stringify(s.sla) }).execute(),
           () => jobConflict(s.job_name),
         );
+        await insertVersion(t, s, at, app.user_id, 'created');
       }
       return { application, services: rows };
     });
@@ -360,7 +414,7 @@ export class KyselyStore implements Store {
 
   // ---- services ----
 
-  async createService(applicationId: string, s: NewService): Promise<ServiceRow> {
+  async createService(applicationId: string, s: NewService, meta: VersionMeta = {}): Promise<ServiceRow> {
     return this.#tx(async (t) => {
       const app = await t.selectFrom('applications').selectAll().where('id', '=', applicationId).executeTakeFirst();
       if (!app) throw new NotFoundError('application', applicationId);
@@ -376,11 +430,15 @@ export class KyselyStore implements Store {
         sla: s.sla,
         created_at: at,
         updated_at: at,
+        ...noServiceAddresses,
+        version: 1,
+        next_instance: 0,
       };
       await unique(
         () => t.insertInto('services').values({ ...row, sla: JSON.stringify(row.sla) }).execute(),
         () => jobConflict(s.job_name),
       );
+      await insertVersion(t, row, at, meta.created_by === undefined ? app.user_id : meta.created_by, meta.reason ?? 'created');
       return row;
     });
   }
@@ -402,9 +460,18 @@ export class KyselyStore implements Store {
     return (await q.orderBy('created_at').orderBy('id').execute()).map(toService);
   }
 
-  async updateService(id: string, patch: Partial<Pick<ServiceRow, 'sla' | 'job_name' | 'name' | 'namespace'>>): Promise<ServiceRow> {
+  async updateService(
+    id: string,
+    patch: Partial<Pick<ServiceRow, 'sla' | 'job_name' | 'name' | 'namespace'>>,
+    meta: VersionMeta = {},
+  ): Promise<ServiceRow> {
     return this.#tx(async (t) => {
-      const cur = await t.selectFrom('services').selectAll().where('id', '=', id).executeTakeFirst();
+      const cur = await t
+        .selectFrom('services')
+        .selectAll()
+        .where('id', '=', id)
+        .$if(this.kind === 'postgres', (q) => q.forUpdate())
+        .executeTakeFirst();
       if (!cur) throw new NotFoundError('service', id);
       const set: Partial<DB['services']> = {};
       if (patch.sla !== undefined) set.sla = JSON.stringify(patch.sla);
@@ -412,12 +479,44 @@ export class KyselyStore implements Store {
       if (patch.name !== undefined) set.name = patch.name;
       if (patch.namespace !== undefined) set.namespace = patch.namespace;
       if (Object.keys(set).length === 0) return toService(cur);
-      set.updated_at = now();
+      const at = now();
+      set.updated_at = at;
+      const next = toService({ ...cur, ...set });
+      const fingerprint = serviceFingerprint(next.job_name, next.sla);
+      const current = await t
+        .selectFrom('service_versions')
+        .select('fingerprint')
+        .where('service_id', '=', id)
+        .where('version', '=', Number(cur.version))
+        .executeTakeFirst();
+      const bump = current?.fingerprint !== fingerprint;
+      if (bump) {
+        next.version = Number(cur.version) + 1;
+        set.version = next.version;
+      }
       await unique(
         () => t.updateTable('services').set(set).where('id', '=', id).execute(),
         () => jobConflict(set.job_name ?? cur.job_name),
       );
-      return toService({ ...cur, ...set });
+      if (bump) {
+        // the previous newest version did not finish its rollout: a newer one came first
+        const newest = await t
+          .selectFrom('service_versions')
+          .select((eb) => eb.fn.max('version').as('v'))
+          .where('service_id', '=', id)
+          .executeTakeFirst();
+        if (newest?.v != null) {
+          await t
+            .updateTable('service_versions')
+            .set({ outcome: 'superseded' })
+            .where('service_id', '=', id)
+            .where('version', '=', Number(newest.v))
+            .where('outcome', 'is', null)
+            .execute();
+        }
+        await insertVersion(t, next, at, meta.created_by ?? null, meta.reason ?? 'updated');
+      }
+      return next;
     });
   }
 
@@ -426,25 +525,56 @@ export class KyselyStore implements Store {
     if (r.numDeletedRows === 0n) throw new NotFoundError('service', id);
   }
 
+  async listServiceVersions(serviceId: string): Promise<ServiceVersionRow[]> {
+    const rows = await this.#db.selectFrom('service_versions').selectAll().where('service_id', '=', serviceId).orderBy('version').execute();
+    return rows.map(toVersion);
+  }
+
+  async getServiceVersion(serviceId: string, version: number): Promise<ServiceVersionRow | undefined> {
+    const r = await this.#db
+      .selectFrom('service_versions')
+      .selectAll()
+      .where('service_id', '=', serviceId)
+      .where('version', '=', version)
+      .executeTakeFirst();
+    return r && toVersion(r);
+  }
+
+  async setVersionOutcome(serviceId: string, version: number, outcome: string | null): Promise<void> {
+    const r = await this.#db
+      .updateTable('service_versions')
+      .set({ outcome })
+      .where('service_id', '=', serviceId)
+      .where('version', '=', version)
+      .executeTakeFirst();
+    if (r.numUpdatedRows === 0n) throw new NotFoundError('service version', `${serviceId}@${version}`);
+  }
+
   // ---- instances ----
 
-  async addInstance(serviceId: string, status: InstanceState, statusDetail = ''): Promise<InstanceRow> {
+  async addInstance(serviceId: string, status: InstanceState, statusDetail = '', opts: NewInstanceOptions = {}): Promise<InstanceRow> {
     return this.#tx(async (t) => {
-      // Lock the service row so concurrent callers take numbers one after the other
-      // (SQLite: BEGIN IMMEDIATE already serialises writers).
+      // Take the number by bumping the counter: the UPDATE locks the service row (PostgreSQL) or
+      // runs under BEGIN IMMEDIATE (SQLite), so concurrent callers, also from other roots, take
+      // numbers one after the other; a deleted instance's number is never handed out again.
       const svc = await t
-        .selectFrom('services')
-        .select('id')
+        .updateTable('services')
+        .set({ next_instance: sql<number>`next_instance + 1` })
         .where('id', '=', serviceId)
-        .$if(this.kind === 'postgres', (q) => q.forUpdate())
+        .returning(['next_instance', 'version'])
         .executeTakeFirst();
       if (!svc) throw new NotFoundError('service', serviceId);
-      const max = await t
-        .selectFrom('instances')
-        .select((eb) => eb.fn.max('instance_number').as('n'))
-        .where('service_id', '=', serviceId)
-        .executeTakeFirst();
-      const n = max?.n == null ? 0 : Number(max.n) + 1;
+      const n = Number(svc.next_instance) - 1;
+      const version = opts.service_version ?? Number(svc.version);
+      if (opts.service_version !== undefined) {
+        const v = await t
+          .selectFrom('service_versions')
+          .select('version')
+          .where('service_id', '=', serviceId)
+          .where('version', '=', version)
+          .executeTakeFirst();
+        if (!v) throw new NotFoundError('service version', `${serviceId}@${version}`);
+      }
       const at = now();
       const row: InstanceRow = {
         service_id: serviceId,
@@ -457,8 +587,17 @@ export class KyselyStore implements Store {
         instance_ip: null,
         created_at: at,
         updated_at: at,
+        instance_ip_v6: null,
+        net: null,
+        service_version: version,
+        desired: opts.desired ?? 'run',
+        epoch: 0,
+        replaces: opts.replaces ?? null,
+        status_at: at,
+        last_cluster_id: null,
+        lost_at: null,
       };
-      await t.insertInto('instances').values(row).execute();
+      await t.insertInto('instances').values({ ...row, net: null }).execute();
       await t
         .insertInto('instance_history')
         .values({ service_id: serviceId, instance_number: n, status, status_detail: statusDetail, at })
@@ -478,12 +617,15 @@ export class KyselyStore implements Store {
   }
 
   /** An empty `statuses` list matches nothing. */
-  async listInstances(filter: { service_id?: string; cluster_id?: string; statuses?: InstanceState[] } = {}): Promise<InstanceRow[]> {
+  async listInstances(
+    filter: { service_id?: string; cluster_id?: string; statuses?: InstanceState[]; desired?: DesiredState } = {},
+  ): Promise<InstanceRow[]> {
     if (filter.statuses !== undefined && filter.statuses.length === 0) return [];
     let q = this.#db.selectFrom('instances').selectAll();
     if (filter.service_id !== undefined) q = q.where('service_id', '=', filter.service_id);
     if (filter.cluster_id !== undefined) q = q.where('cluster_id', '=', filter.cluster_id);
     if (filter.statuses !== undefined) q = q.where('status', 'in', filter.statuses);
+    if (filter.desired !== undefined) q = q.where('desired', '=', filter.desired);
     return (await q.orderBy('service_id').orderBy('instance_number').execute()).map(toInstance);
   }
 
@@ -500,13 +642,21 @@ export class KyselyStore implements Store {
       const set: Partial<DB['instances']> = {};
       if (patch.status !== undefined) set.status = patch.status;
       if (patch.status_detail !== undefined) set.status_detail = patch.status_detail;
-      for (const k of ['cluster_id', 'worker_id', 'publicip', 'instance_ip'] as const) {
+      for (const k of ['cluster_id', 'worker_id', 'publicip', 'instance_ip', 'instance_ip_v6', 'last_cluster_id', 'lost_at'] as const) {
         const v = patch[k];
         if (v !== undefined) set[k] = v;
+      }
+      if (patch.service_version !== undefined) set.service_version = patch.service_version;
+      if (patch.desired !== undefined) set.desired = patch.desired;
+      if (patch.epoch !== undefined) set.epoch = patch.epoch;
+      if (patch.net !== undefined) {
+        const text = patch.net === null ? null : JSON.stringify(patch.net);
+        if (text !== cur.net) set.net = text;
       }
       if (Object.keys(set).length === 0) return toInstance(cur);
       const at = now();
       set.updated_at = at;
+      if (patch.status !== undefined && patch.status !== cur.status) set.status_at = at;
       await t.updateTable('instances').set(set).where('service_id', '=', serviceId).where('instance_number', '=', n).execute();
       const next = toInstance({ ...cur, ...set });
       if (patch.status !== undefined && patch.status !== cur.status) {
@@ -668,6 +818,101 @@ export class KyselyStore implements Store {
     return Number(deleted);
   }
 
+  // ---- overlay IPAM ----
+
+  async getIpam(): Promise<IpamRecord> {
+    const r = await this.#db.selectFrom('overlay_ipam').selectAll().where('id', '=', 1).executeTakeFirst();
+    return r ? { version: Number(r.version), state: JSON.parse(r.state) as unknown, updated_at: r.updated_at } : { version: 0, state: null, updated_at: '' };
+  }
+
+  async updateIpam<T>(fn: (current: IpamRecord) => IpamWrite<T> | Promise<IpamWrite<T>>): Promise<T> {
+    return this.#tx(async (t) => {
+      const r = await t
+        .selectFrom('overlay_ipam')
+        .selectAll()
+        .where('id', '=', 1)
+        .$if(this.kind === 'postgres', (q) => q.forUpdate())
+        .executeTakeFirst();
+      const cur: IpamRecord = r ? { version: Number(r.version), state: JSON.parse(r.state) as unknown, updated_at: r.updated_at } : { version: 0, state: null, updated_at: '' };
+      const w = await fn(cur);
+      if (w.state === undefined) return w.result;
+      const at = now();
+      const text = JSON.stringify(w.state);
+      if (r) {
+        // the lock makes the version check redundant; it stays as a guard against a writer that skipped it
+        const u = await t.updateTable('overlay_ipam').set({ state: text, version: cur.version + 1, updated_at: at }).where('id', '=', 1).where('version', '=', cur.version).executeTakeFirst();
+        if (u.numUpdatedRows !== 1n) throw new ConflictError('the IPAM state changed under this update', 'try again');
+      } else {
+        await t.insertInto('overlay_ipam').values({ id: 1, version: 1, state: text, updated_at: at }).execute();
+      }
+      for (const s of w.services ?? []) {
+        const { id, ...cols } = s;
+        await t.updateTable('services').set(cols).where('id', '=', id).execute();
+      }
+      for (const i of w.instances ?? []) {
+        await t
+          .updateTable('instances')
+          .set({ instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6 })
+          .where('service_id', '=', i.service_id)
+          .where('instance_number', '=', i.instance_number)
+          .execute();
+      }
+      return w.result;
+    });
+  }
+
+  // ---- leases ----
+
+  /** the database's clock as ISO-8601 text (plus `ms`), as SQL */
+  #clock(ms?: number) {
+    if (this.kind === 'postgres') {
+      const t = ms === undefined ? sql`now()` : sql`(now() + ${ms}::double precision * interval '1 millisecond')`;
+      return sql<string>`to_char(${t} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+    }
+    return ms === undefined
+      ? sql<string>`strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
+      : sql<string>`strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ${`+${ms / 1000} seconds`})`;
+  }
+
+  async tryLease(name: string, holder: string, ttlMs: number, info: string | null = null): Promise<LeaseState> {
+    if (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > 86_400_000) {
+      throw new OakError('OAK_BAD_REQUEST', `lease ttl ${ttlMs} ms is not an integer from 1 to 86400000`);
+    }
+    checkLeaseName(name, holder);
+    if (info !== null && (typeof info !== 'string' || Buffer.byteLength(info, 'utf8') > MAX_PAYLOAD_BYTES || info.includes('\u0000'))) {
+      throw new OakError('OAK_BAD_REQUEST', `lease info is a text of at most ${MAX_PAYLOAD_BYTES} bytes without NUL`);
+    }
+    for (let attempt = 0; ; attempt++) {
+      // one statement: free, expired or our own lease is taken; anyone else's is left alone
+      const took = await sql<{ name: string; holder: string; info: string | null; expires_at: string }>`
+        insert into leases (name, holder, info, expires_at) values (${name}, ${holder}, ${info}, ${this.#clock(ttlMs)})
+        on conflict (name) do update set holder = excluded.holder, info = excluded.info, expires_at = excluded.expires_at
+        where leases.holder = excluded.holder or leases.expires_at <= ${this.#clock()}
+        returning name, holder, info, expires_at`.execute(this.#db);
+      const mine = took.rows[0];
+      if (mine) return { ...mine, held: true };
+      const other = await this.#db.selectFrom('leases').selectAll().where('name', '=', name).executeTakeFirst();
+      if (other) return { ...other, held: other.holder === holder };
+      // released between the two statements: try again
+      if (attempt >= 3) throw new ConflictError(`lease ${JSON.stringify(name)} changed hands too often`, 'try again');
+    }
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    checkLeaseName(name, holder);
+    await this.#db.deleteFrom('leases').where('name', '=', name).where('holder', '=', holder).execute();
+  }
+
+  // ---- notifications ----
+
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.#notifier.notify(channel, payload);
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    return this.#notifier.listen(channel, onPayload);
+  }
+
   // ---- settings ----
 
   async getSetting(key: string): Promise<string | undefined> {
@@ -684,6 +929,30 @@ export class KyselyStore implements Store {
     const r = await this.#db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirstOrThrow();
     return r.value;
   }
+}
+
+function checkLeaseName(name: string, holder: string): void {
+  for (const [what, v] of [['name', name], ['holder', holder]] as const) {
+    if (typeof v !== 'string' || v.length < 1 || v.length > 200 || v.includes('\u0000')) {
+      throw new OakError('OAK_BAD_REQUEST', `lease ${what} must be 1-200 characters`);
+    }
+  }
+}
+
+async function insertVersion(t: Kysely<DB>, s: ServiceRow, at: string, createdBy: string | null, reason: string): Promise<void> {
+  await t
+    .insertInto('service_versions')
+    .values({
+      service_id: s.id,
+      version: s.version,
+      sla: JSON.stringify(s.sla),
+      fingerprint: serviceFingerprint(s.job_name, s.sla),
+      created_at: at,
+      created_by: createdBy,
+      reason,
+      outcome: null,
+    })
+    .execute();
 }
 
 async function count(t: Kysely<DB>, table: 'users' | 'applications', organizationId: string): Promise<number> {

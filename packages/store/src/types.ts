@@ -12,6 +12,7 @@
 import type {
   AuditEntryDoc,
   ClusterResources,
+  InstanceNet,
   InstanceState,
   Microservice,
   Role,
@@ -61,7 +62,44 @@ export interface ServiceRow {
   sla: Microservice;
   created_at: string;
   updated_at: string;
+  /** the virtual addresses the root's IPAM gave the service (null until allocated) */
+  service_ip: string | null;
+  service_ip_v6: string | null;
+  closest_ip: string | null;
+  closest_ip_v6: string | null;
+  /**
+   * Generation of the SLA (issue 9): 1 at creation, + 1 by every updateService that changes the
+   * SLA (its fingerprint), and by a rollback (which stores an earlier SLA as a new version).
+   */
+  version: number;
+  /** the next instance_number addInstance hands out; numbers are never reused */
+  next_instance: number;
 }
+
+/** One stored generation of a service's SLA (oak service history). */
+export interface ServiceVersionRow {
+  service_id: string;
+  version: number;
+  sla: Microservice;
+  /** serviceFingerprint of (job_name, sla): versions with the same fingerprint run the same thing */
+  fingerprint: string;
+  created_at: string;
+  /** user id, or null for the root itself (auto rollback) */
+  created_by: string | null;
+  /** why it exists: 'created', 'updated', 'rollback to 3', 'auto rollback: <why>' */
+  reason: string;
+  /**
+   * How its rollout ended; null while it is the newest and still rolling (or nothing to roll).
+   * 'complete' | 'stopped: <why>' (no auto rollback: the rest keep the older version) |
+   * 'rolled back: <why>' | 'superseded' (a newer version came before it finished)
+   */
+  outcome: string | null;
+}
+
+/** What an instance should be doing (issue 9): the reconciler drives the actual state towards it. */
+export type DesiredState = 'run' | 'stop';
+
+export type ServiceAddressesRow = Pick<ServiceRow, 'service_ip' | 'service_ip_v6' | 'closest_ip' | 'closest_ip_v6'>;
 
 export interface InstanceRow {
   service_id: string;
@@ -71,9 +109,30 @@ export interface InstanceRow {
   cluster_id: string | null;
   worker_id: string | null;
   publicip: string | null;
+  /** the stable virtual addresses (root IPAM); null until allocated */
   instance_ip: string | null;
   created_at: string;
   updated_at: string;
+  instance_ip_v6: string | null;
+  /** where its network namespace is, as its cluster reported it (instance_status.net); null: unknown or gone */
+  net: InstanceNet | null;
+  /** the service version (ServiceVersionRow.version) this instance runs or will run */
+  service_version: number;
+  /** 'stop': the API or the reconciler wants it gone; the row stays until its cluster confirms (then UNDEPLOYED) */
+  desired: DesiredState;
+  /**
+   * + 1 every time the instance is placed on a cluster (0: never placed). Sent with the
+   * assignment and echoed in instance_status: a report with a lower epoch is about a stale copy.
+   */
+  epoch: number;
+  /** the instance_number this one replaces in a rolling update or a disconnect replacement (null: none) */
+  replaces: number | null;
+  /** when `status` last changed (deadlines of transitional states run from here) */
+  status_at: string;
+  /** the cluster it was last taken away from (deadline passed, lost): avoided at its next placement when another fits */
+  last_cluster_id: string | null;
+  /** when its cluster was declared lost while it held the instance (null: not lost) */
+  lost_at: string | null;
 }
 
 export interface InstanceHistoryRow {
@@ -138,7 +197,59 @@ export interface AuditFilter {
 export type NewUser = Pick<UserRow, 'name' | 'password_hash' | 'roles' | 'organization_id'> & { email?: string | null };
 export type NewApplication = Pick<ApplicationRow, 'name' | 'namespace' | 'description' | 'user_id' | 'organization_id'>;
 export type NewService = Pick<ServiceRow, 'job_name' | 'name' | 'namespace' | 'sla'>;
-export type InstancePatch = Partial<Pick<InstanceRow, 'status' | 'status_detail' | 'cluster_id' | 'worker_id' | 'publicip' | 'instance_ip'>>;
+export type InstancePatch = Partial<
+  Pick<InstanceRow, 'status' | 'status_detail' | 'cluster_id' | 'worker_id' | 'publicip' | 'instance_ip' | 'instance_ip_v6' | 'net' | 'service_version' | 'desired' | 'epoch' | 'last_cluster_id' | 'lost_at'>
+>;
+
+/** Options of addInstance. */
+export interface NewInstanceOptions {
+  /** default: the service's current version */
+  service_version?: number;
+  replaces?: number | null;
+  desired?: DesiredState;
+}
+
+/** Who changed a service's SLA, and why (the version row's created_by and reason). */
+export interface VersionMeta {
+  created_by?: string | null;
+  reason?: string;
+}
+
+/**
+ * A lease held in the store (issue 9: one root leads the reconciler). Times come from the
+ * database's clock (PostgreSQL now()), never from the roots', so that clock skew cannot give two
+ * holders.
+ */
+export interface LeaseState {
+  name: string;
+  /** the current holder (after this call) */
+  holder: string;
+  /** what the holder advertised (JSON text, e.g. its API and link URLs); null if nothing */
+  info: string | null;
+  expires_at: string;
+  /** true when the caller holds it now (newly acquired or renewed) */
+  held: boolean;
+}
+
+/** The root's IPAM row: one per store, shared by every replica of the root. */
+export interface IpamRecord {
+  /** + 1 at every change (0: never written) */
+  version: number;
+  /** what the root stored (its own JSON shape), null before the first change */
+  state: unknown;
+  updated_at: string;
+}
+
+/** What an updateIpam step writes, all in the transaction that holds the IPAM row's lock. */
+export interface IpamWrite<T> {
+  /** the new state (undefined: unchanged, nothing else is written either unless given below) */
+  state?: unknown;
+  /** service address columns to set */
+  services?: ({ id: string } & ServiceAddressesRow)[];
+  /** instance address columns to set (a missing row is skipped: it was removed meanwhile) */
+  instances?: { service_id: string; instance_number: number; instance_ip: string | null; instance_ip_v6: string | null }[];
+  result: T;
+}
 
 export interface Store {
   /** which backend: 'sqlite' | 'postgres' */
@@ -180,20 +291,38 @@ export interface Store {
   /** deletes the application, its services, instances and their history */
   deleteApplication(id: string): Promise<void>;
 
-  /** job_name is unique across the store */
-  createService(applicationId: string, s: NewService): Promise<ServiceRow>;
+  /**
+   * job_name is unique across the store; writes version 1 (meta.reason default 'created',
+   * meta.created_by default the application's owner; createApplication writes the same for each)
+   */
+  createService(applicationId: string, s: NewService, meta?: VersionMeta): Promise<ServiceRow>;
   getService(id: string): Promise<ServiceRow | undefined>;
   getServiceByJobName(jobName: string): Promise<ServiceRow | undefined>;
   listServices(filter?: { application_id?: string; organization_id?: string }): Promise<ServiceRow[]>;
-  updateService(id: string, patch: Partial<Pick<ServiceRow, 'sla' | 'job_name' | 'name' | 'namespace'>>): Promise<ServiceRow>;
+  /**
+   * A patch whose (job_name, sla) fingerprint differs from the current version's bumps `version`
+   * and stores the new version row (meta.reason default 'updated'), in one transaction; the
+   * previous newest version's outcome becomes 'superseded' if it had none. meta.created_by
+   * defaults to null. Changes of `name`/`namespace` alone, or the same SLA with its keys in another
+   * order, keep the version.
+   */
+  updateService(id: string, patch: Partial<Pick<ServiceRow, 'sla' | 'job_name' | 'name' | 'namespace'>>, meta?: VersionMeta): Promise<ServiceRow>;
   deleteService(id: string): Promise<void>;
+  /** oldest first */
+  listServiceVersions(serviceId: string): Promise<ServiceVersionRow[]>;
+  getServiceVersion(serviceId: string, version: number): Promise<ServiceVersionRow | undefined>;
+  /** sets the outcome of one version (NotFoundError if unknown) */
+  setVersionOutcome(serviceId: string, version: number, outcome: string | null): Promise<void>;
 
-  /** creates an instance with the next free instance_number (max + 1, from 0) in the given state; its first history row */
-  addInstance(serviceId: string, status: InstanceState, statusDetail?: string): Promise<InstanceRow>;
+  /**
+   * creates an instance with the service's next_instance (then + 1, atomically: numbers are never
+   * reused, even after deletes) in the given state; its first history row
+   */
+  addInstance(serviceId: string, status: InstanceState, statusDetail?: string, opts?: NewInstanceOptions): Promise<InstanceRow>;
   getInstance(serviceId: string, n: number): Promise<InstanceRow | undefined>;
   /** an empty `statuses` list matches nothing; ordered by service_id, instance_number */
-  listInstances(filter?: { service_id?: string; cluster_id?: string; statuses?: InstanceState[] }): Promise<InstanceRow[]>;
-  /** a change of status appends a history row with the same timestamp */
+  listInstances(filter?: { service_id?: string; cluster_id?: string; statuses?: InstanceState[]; desired?: DesiredState }): Promise<InstanceRow[]>;
+  /** a change of status appends a history row with the same timestamp and sets status_at */
   updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow>;
   deleteInstance(serviceId: string, n: number): Promise<void>;
   instanceHistory(serviceId: string, n: number): Promise<InstanceHistoryRow[]>;
@@ -218,6 +347,34 @@ export interface Store {
   bindJoinToken(id: string, name: string): Promise<JoinTokenRow | undefined>;
   /** uses + 1 and last_used_at = now */
   recordJoinTokenUse(id: string): Promise<void>;
+
+  /** the IPAM row (version 0 and state null before the first change) */
+  getIpam(): Promise<IpamRecord>;
+  /**
+   * Read-modify-write of the IPAM row under its lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+   * row locked FOR UPDATE), so that roots sharing one database apply their changes one after the
+   * other on the latest state. `fn` sees the current row; what it returns is written in the same
+   * transaction (version + 1 when `state` is given). A throw in `fn` changes nothing. `fn` must
+   * not call the store itself (SQLite has one connection: it would wait for itself).
+   */
+  updateIpam<T>(fn: (current: IpamRecord) => IpamWrite<T> | Promise<IpamWrite<T>>): Promise<T>;
+
+  /**
+   * Takes the lease `name` for `holder` for `ttlMs` when it is free, expired or already the
+   * holder's (a renewal, which also replaces `info`); otherwise changes nothing. Atomic across
+   * roots sharing one database.
+   */
+  tryLease(name: string, holder: string, ttlMs: number, info?: string | null): Promise<LeaseState>;
+  /** gives the lease up at once if `holder` holds it (a clean shutdown) */
+  releaseLease(name: string, holder: string): Promise<void>;
+  /**
+   * Cross-root notifications: PostgreSQL NOTIFY/LISTEN; SQLite (one root) delivers within the
+   * process. Payloads are at most 7,000 bytes (longer ones throw OAK_BAD_REQUEST). A listener
+   * gets every payload sent on the channel by any root, its own included.
+   */
+  notify(channel: string, payload: string): Promise<void>;
+  /** answers a function that stops listening */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
 
   /** small persistent settings shared by every replica of the root (JWT secret, link token) */
   getSetting(key: string): Promise<string | undefined>;

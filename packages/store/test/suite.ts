@@ -4,8 +4,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConflictError, NotFoundError } from '@oak/contracts';
+import { ConflictError, NotFoundError, OakError } from '@oak/contracts';
 import type { Microservice } from '@oak/contracts';
+import { serviceFingerprint } from '../src/index.ts';
 import type { ApplicationRow, NewService, Store } from '../src/index.ts';
 
 export interface Backend {
@@ -31,6 +32,15 @@ function svc(app: string, name: string, extra: Record<string, unknown> = {}): Ne
     ...extra,
   } as Microservice;
   return { job_name: `${app}.test.${name}.test`, name, namespace: 'test', sla };
+}
+
+/** waits (bounded) for a condition that asynchronous deliveries make true */
+export async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 const isConflict = (e: unknown): boolean => e instanceof ConflictError && e.code === 'OAK_CONFLICT' && e.status === 409;
@@ -332,7 +342,7 @@ export function storeSuite(b: Backend): void {
       await assert.rejects(s.deleteService(sv.id), isNotFound);
     });
 
-    it('addInstance numbers max + 1 from 0; delete and NotFound rules', async () => {
+    it('addInstance numbers from the service counter, never reused; delete and NotFound rules', async () => {
       const f = await fixture();
       const id = f.services[0]!.id;
       const i0 = await s.addInstance(id, 'REQUESTED');
@@ -340,7 +350,8 @@ export function storeSuite(b: Backend): void {
         { ...i0, created_at: '', updated_at: '' },
         {
           service_id: id, instance_number: 0, status: 'REQUESTED', status_detail: '', cluster_id: null, worker_id: null,
-          publicip: null, instance_ip: null, created_at: '', updated_at: '',
+          publicip: null, instance_ip: null, instance_ip_v6: null, net: null, created_at: '', updated_at: '',
+          service_version: 1, desired: 'run', epoch: 0, replaces: null, status_at: i0.created_at, last_cluster_id: null, lost_at: null,
         },
       );
       assert.match(i0.created_at, ISO);
@@ -352,8 +363,10 @@ export function storeSuite(b: Backend): void {
       assert.equal(await s.getInstance(id, 1), undefined);
       assert.equal((await s.addInstance(id, 'REQUESTED')).instance_number, 3);
       await s.deleteInstance(id, 3);
-      assert.equal((await s.addInstance(id, 'REQUESTED')).instance_number, 3);
-      assert.deepEqual((await s.listInstances({ service_id: id })).map((i) => i.instance_number), [0, 2, 3]);
+      // numbers are never reused, not even the newest one's after its delete
+      assert.equal((await s.addInstance(id, 'REQUESTED')).instance_number, 4);
+      assert.deepEqual((await s.listInstances({ service_id: id })).map((i) => i.instance_number), [0, 2, 4]);
+      assert.equal((await s.getService(id))?.next_instance, 5);
       assert.deepEqual(await s.getInstance(id, 0), i0);
 
       const before = await snapshot();
@@ -384,9 +397,12 @@ export function storeSuite(b: Backend): void {
       await s.updateInstance(id, 0, { status: 'RUNNING', publicip: '192.0.2.7' });
       const placed = await s.updateInstance(id, 0, { cluster_id: 'c1', worker_id: 'w1', instance_ip: '10.18.0.5' });
       assert.deepEqual(
-        { ...placed, updated_at: '' },
-        { ...i, status: 'RUNNING', status_detail: 'now RUNNING', cluster_id: 'c1', worker_id: 'w1', publicip: '192.0.2.7', instance_ip: '10.18.0.5', updated_at: '' },
+        { ...placed, updated_at: '', status_at: '' },
+        { ...i, status: 'RUNNING', status_detail: 'now RUNNING', cluster_id: 'c1', worker_id: 'w1', publicip: '192.0.2.7', instance_ip: '10.18.0.5', updated_at: '', status_at: '' },
       );
+      // status_at: when the status last changed (the RUNNING step), not moved by other patches
+      assert.equal(placed.status_at, (await s.instanceHistory(id, 0)).at(-1)!.at);
+      assert.ok(placed.updated_at >= placed.status_at);
       assert.equal(placed.created_at, i.created_at);
       assert.deepEqual(await s.getInstance(id, 0), placed);
       assert.deepEqual(await s.updateInstance(id, 0, {}), placed);
@@ -407,11 +423,13 @@ export function storeSuite(b: Backend): void {
       for (let k = 1; k < h.length; k++) assert.ok(h[k]!.at >= h[k - 1]!.at);
       assert.deepEqual(await s.instanceHistory(id, 42), []);
 
-      // history of a deleted instance goes with it, and a reused number starts fresh
+      assert.equal(dead.status_at, dead.updated_at);
+      // history of a deleted instance goes with it; the next instance has a new number and its own history
       await s.deleteInstance(id, 0);
       assert.deepEqual(await s.instanceHistory(id, 0), []);
-      await s.addInstance(id, 'REQUESTED');
-      assert.equal((await s.instanceHistory(id, 0)).length, 1);
+      assert.equal((await s.addInstance(id, 'REQUESTED')).instance_number, 1);
+      assert.equal((await s.instanceHistory(id, 1)).length, 1);
+      assert.deepEqual(await s.instanceHistory(id, 0), []);
     });
 
     it('listInstances filters by service, cluster and statuses', async () => {
@@ -432,6 +450,197 @@ export function storeSuite(b: Backend): void {
       const all = await s.listInstances({ statuses: ['FAILED'] });
       assert.ok(all.some((r) => r.service_id === b2) && all.every((r) => r.status === 'FAILED'));
       assert.ok((await s.listInstances()).length >= 3);
+    });
+
+    it('service versions: 1 at creation, bumped only by a fingerprint change, superseded, outcome, removed with the service', async () => {
+      const f = await fixture(['v']);
+      const sv = f.services[0]!;
+      assert.equal(sv.version, 1);
+      assert.equal(sv.next_instance, 0);
+      const [v1] = await s.listServiceVersions(sv.id);
+      assert.ok(v1);
+      assert.deepEqual(
+        { ...v1, created_at: '' },
+        { service_id: sv.id, version: 1, sla: sv.sla, fingerprint: serviceFingerprint(sv.job_name, sv.sla), created_at: '', created_by: f.user.id, reason: 'created', outcome: null },
+      );
+      assert.equal(v1.created_at, sv.created_at);
+      assert.deepEqual(await s.getServiceVersion(sv.id, 1), v1);
+      assert.equal(await s.getServiceVersion(sv.id, 2), undefined);
+
+      // the same SLA with its keys in another order, a rename of the display name: no new version
+      const reordered = Object.fromEntries(Object.entries(sv.sla).reverse()) as Microservice;
+      const same = await s.updateService(sv.id, { sla: reordered, name: 'v-renamed' });
+      assert.equal(same.version, 1);
+      assert.equal((await s.listServiceVersions(sv.id)).length, 1);
+
+      const sla2 = { ...sv.sla, memory: 512 } as Microservice;
+      const u2 = await s.updateService(sv.id, { sla: sla2 }, { created_by: f.user.id });
+      assert.equal(u2.version, 2);
+      assert.deepEqual(await s.getService(sv.id), u2);
+      const v2 = await s.getServiceVersion(sv.id, 2);
+      assert.deepEqual(
+        { ...v2, created_at: '' },
+        { service_id: sv.id, version: 2, sla: sla2, fingerprint: serviceFingerprint(sv.job_name, sla2), created_at: '', created_by: f.user.id, reason: 'updated', outcome: null },
+      );
+      assert.equal((await s.getServiceVersion(sv.id, 1))?.outcome, 'superseded');
+      await s.setVersionOutcome(sv.id, 2, 'complete');
+
+      // a job_name change is a new version too; an outcome already set is kept
+      const u3 = await s.updateService(sv.id, { job_name: `${f.appName}.test.w.test` }, { reason: 'rollback to 1', created_by: null });
+      assert.equal(u3.version, 3);
+      const all = await s.listServiceVersions(sv.id);
+      assert.deepEqual(all.map((v) => [v.version, v.reason, v.outcome, v.created_by]), [
+        [1, 'created', 'superseded', f.user.id],
+        [2, 'updated', 'complete', f.user.id],
+        [3, 'rollback to 1', null, null],
+      ]);
+      assert.equal(all[2]!.fingerprint, serviceFingerprint(`${f.appName}.test.w.test`, sla2));
+      await s.setVersionOutcome(sv.id, 3, 'stopped: FAILED');
+      await s.setVersionOutcome(sv.id, 3, null);
+      assert.equal((await s.getServiceVersion(sv.id, 3))?.outcome, null);
+      await assert.rejects(s.setVersionOutcome(sv.id, 9, 'complete'), isNotFound);
+      await assert.rejects(s.setVersionOutcome('missing', 1, 'complete'), isNotFound);
+      // a refused update (job name taken) writes no version
+      const other = await s.createService(f.app.id, svc(f.appName, 'other'), { reason: 'imported', created_by: null });
+      assert.deepEqual((await s.listServiceVersions(other.id)).map((v) => [v.version, v.reason, v.created_by]), [[1, 'imported', null]]);
+      await assert.rejects(s.updateService(sv.id, { job_name: other.job_name }), isConflict);
+      assert.equal((await s.listServiceVersions(sv.id)).length, 3);
+      assert.equal((await s.getService(sv.id))?.version, 3);
+
+      await s.deleteService(sv.id);
+      assert.deepEqual(await s.listServiceVersions(sv.id), []);
+      await s.deleteApplication(f.app.id);
+      assert.deepEqual(await s.listServiceVersions(other.id), []);
+    });
+
+    it('serviceFingerprint: key order does not matter, array order and values do', () => {
+      const a = { b: 1, a: { y: [1, { q: 1, p: 2 }], x: null } };
+      const b = { a: { x: null, y: [1, { p: 2, q: 1 }] }, b: 1 };
+      assert.equal(serviceFingerprint('j', a), serviceFingerprint('j', b));
+      assert.equal(serviceFingerprint('j', a), JSON.stringify(['j', { a: { x: null, y: [1, { p: 2, q: 1 }] }, b: 1 }]));
+      assert.notEqual(serviceFingerprint('j', a), serviceFingerprint('k', a));
+      assert.notEqual(serviceFingerprint('j', { l: [1, 2] }), serviceFingerprint('j', { l: [2, 1] }));
+    });
+
+    it('instances: options of addInstance, the new patch fields, the desired filter', async () => {
+      const f = await fixture(['d']);
+      const id = f.services[0]!.id;
+      await s.updateService(id, { sla: { ...f.services[0]!.sla, memory: 300 } as Microservice });
+      const a = await s.addInstance(id, 'REQUESTED');
+      assert.deepEqual([a.service_version, a.desired, a.epoch, a.replaces], [2, 'run', 0, null]);
+      const b2 = await s.addInstance(id, 'REQUESTED', '', { service_version: 1, replaces: a.instance_number, desired: 'stop' });
+      assert.deepEqual([b2.instance_number, b2.service_version, b2.desired, b2.replaces], [1, 1, 'stop', 0]);
+      assert.deepEqual(await s.getInstance(id, 1), b2);
+      const before = await snapshot();
+      await assert.rejects(s.addInstance(id, 'REQUESTED', '', { service_version: 7 }), isNotFound);
+      assert.deepEqual(await snapshot(), before, 'a refused addInstance takes no number');
+
+      const placed = await s.updateInstance(id, 0, { status: 'CLUSTER_SCHEDULED', cluster_id: 'c1', epoch: 1 });
+      assert.equal(placed.epoch, 1);
+      assert.equal(placed.status_at, placed.updated_at);
+      const lost = await s.updateInstance(id, 0, { lost_at: '2030-01-01T00:00:00.000Z', last_cluster_id: 'c1', desired: 'stop', service_version: 1 });
+      assert.deepEqual(
+        [lost.lost_at, lost.last_cluster_id, lost.desired, lost.service_version, lost.status_at],
+        ['2030-01-01T00:00:00.000Z', 'c1', 'stop', 1, placed.status_at],
+      );
+      assert.deepEqual(await s.getInstance(id, 0), lost);
+      const back = await s.updateInstance(id, 0, { lost_at: null, last_cluster_id: null, desired: 'run' });
+      assert.deepEqual([back.lost_at, back.last_cluster_id, back.desired], [null, null, 'run']);
+
+      assert.deepEqual((await s.listInstances({ service_id: id, desired: 'run' })).map((r) => r.instance_number), [0]);
+      assert.deepEqual((await s.listInstances({ service_id: id, desired: 'stop' })).map((r) => r.instance_number), [1]);
+      assert.deepEqual((await s.listInstances({ service_id: id, desired: 'stop', statuses: ['RUNNING'] })), []);
+    });
+
+    it('concurrent addInstance calls (PostgreSQL: from two stores) take distinct numbers, never one deleted before', async () => {
+      const f = await fixture();
+      const id = f.services[0]!.id;
+      const other = b.kind === 'postgres' ? await b.open() : s;
+      try {
+        const first = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? s : other).addInstance(id, 'REQUESTED')));
+        for (const r of first) await s.deleteInstance(id, r.instance_number);
+        const second = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? other : s).addInstance(id, 'REQUESTED')));
+        const nums = [...first, ...second].map((r) => r.instance_number).sort((x, y) => x - y);
+        assert.deepEqual(nums, Array.from({ length: 20 }, (_, i) => i));
+        assert.deepEqual(second.map((r) => r.instance_number).sort((x, y) => x - y), Array.from({ length: 10 }, (_, i) => i + 10));
+        assert.equal((await other.getService(id))?.next_instance, 20);
+      } finally {
+        if (other !== s) await other.close();
+      }
+    });
+
+    it('leases: take, renew, refuse another holder, expire, release; bad ttl', async () => {
+      const name = uniq('lease');
+      const a = await s.tryLease(name, 'root-a', 60_000, '{"api":"http://a"}');
+      assert.deepEqual({ ...a, expires_at: '' }, { name, holder: 'root-a', info: '{"api":"http://a"}', expires_at: '', held: true });
+      assert.match(a.expires_at, ISO);
+      const refused = await s.tryLease(name, 'root-b', 60_000, 'b');
+      assert.deepEqual(refused, { ...a, held: false }, 'the holder and its info are answered');
+      const renewed = await s.tryLease(name, 'root-a', 60_000);
+      assert.equal(renewed.held, true);
+      assert.equal(renewed.info, null, 'a renewal replaces info');
+      assert.ok(renewed.expires_at >= a.expires_at);
+      await s.releaseLease(name, 'root-b');
+      assert.equal((await s.tryLease(name, 'root-b', 60_000)).held, false, 'only the holder releases');
+      await s.releaseLease(name, 'root-a');
+      const b1 = await s.tryLease(name, 'root-b', 50);
+      assert.equal(b1.held, true, 'released: free at once');
+      // expiry by the database's clock: poll until root-a gets it (bounded)
+      const deadline = Date.now() + 5000;
+      let got = await s.tryLease(name, 'root-a', 60_000);
+      while (!got.held && Date.now() < deadline) {
+        assert.equal(got.holder, 'root-b');
+        await new Promise((r) => setTimeout(r, 20));
+        got = await s.tryLease(name, 'root-a', 60_000);
+      }
+      assert.equal(got.held, true, 'taken after the ttl');
+      assert.equal(got.holder, 'root-a');
+      const badRequest = (e: unknown): boolean => e instanceof OakError && e.code === 'OAK_BAD_REQUEST';
+      for (const bad of [0, -1, 1.5, Number.NaN, 1e12]) await assert.rejects(s.tryLease(name, 'root-a', bad), badRequest);
+      await assert.rejects(s.tryLease('', 'root-a', 1000), badRequest);
+      await assert.rejects(s.tryLease(name, 'x'.repeat(201), 1000), badRequest);
+      await assert.rejects(s.tryLease(name, 'root-a', 1000, 'i'.repeat(7001)), badRequest);
+      await assert.rejects(s.releaseLease(name, ''), badRequest);
+      await assert.rejects(s.tryLease(name, 'root\u0000a', 1000), badRequest);
+      await assert.rejects(s.tryLease(name, 'root-a', 1000, 'nul\u0000'), badRequest);
+      assert.equal((await s.tryLease(name, 'root-a', 60_000)).held, true, 'refused calls changed nothing');
+      await s.releaseLease(name, 'root-a');
+    });
+
+    it('notify/listen: every listener gets the payloads, stop ends it; hostile channels and payloads refused', async () => {
+      const got: string[] = [];
+      const got2: string[] = [];
+      const stop = await s.listen('oak_test_events', (p) => got.push(p));
+      const stop2 = await s.listen('oak_test_events', (p) => {
+        got2.push(p);
+        throw new Error('a throwing listener harms nobody');
+      });
+      const stopOther = await s.listen('oak_test_other', () => assert.fail('another channel'));
+      await s.notify('oak_test_events', 'one');
+      await s.notify('oak_test_events', 'ü'.repeat(3500));
+      await s.notify('oak_test_events', '');
+      await until(() => got.length === 3 && got2.length === 3);
+      assert.deepEqual(got, ['one', 'ü'.repeat(3500), '']);
+      await stop2();
+      await stop2();
+      await s.notify('oak_test_events', 'two');
+      await until(() => got.length === 4);
+      assert.equal(got2.length, 3);
+      await stop();
+      await stopOther();
+      await s.notify('oak_test_events', 'unheard');
+
+      const bad = (e: unknown): boolean => e instanceof OakError && e.code === 'OAK_BAD_REQUEST' && e.status === 400;
+      for (const ch of ['', 'UPPER', 'with-dash', 'a'.repeat(41), 'x"; drop table leases; --', 'oak events', 'ä']) {
+        await assert.rejects(s.notify(ch, 'x'), bad, ch);
+        await assert.rejects(s.listen(ch, () => undefined), bad, ch);
+      }
+      await assert.rejects(s.notify('oak_test_events', 'x'.repeat(7001)), bad);
+      await assert.rejects(s.notify('oak_test_events', 'nul\u0000byte'), bad);
+      await assert.rejects(s.notify('oak_test_events', 42 as unknown as string), bad);
+      await assert.rejects(s.notify('oak_test_events', 'ü'.repeat(3501)), bad, 'bytes, not characters');
+      await s.notify('oak_test_events', 'x'.repeat(7000));
+      assert.equal(got.length, 4);
     });
 
     it('clusters: upsert by name, update, JSON resources, NotFound', async () => {
@@ -582,6 +791,84 @@ export function storeSuite(b: Backend): void {
       assert.deepEqual(await s.listAudit(), []);
     });
 
+    it('overlay: the IPAM row is read-modify-written under its lock, with its side writes in the same transaction', async () => {
+      const f = await fixture(['ov']);
+      const sv = f.services[0]!;
+      assert.deepEqual([sv.service_ip, sv.service_ip_v6, sv.closest_ip, sv.closest_ip_v6], [null, null, null, null]);
+      const inst = await s.addInstance(sv.id, 'REQUESTED');
+      assert.equal(inst.instance_ip_v6, null);
+      assert.equal(inst.net, null);
+      const start = await s.getIpam();
+      const r = await s.updateIpam((cur) => {
+        assert.equal(cur.version, start.version);
+        return {
+          state: { n: ((cur.state as { n?: number } | null)?.n ?? 0) + 1 },
+          services: [{ id: sv.id, service_ip: '10.30.0.1', service_ip_v6: 'fdff::1', closest_ip: '10.30.0.2', closest_ip_v6: 'fdff::2' }],
+          instances: [{ service_id: sv.id, instance_number: 0, instance_ip: '10.30.0.3', instance_ip_v6: 'fdff::3' }, { service_id: sv.id, instance_number: 99, instance_ip: 'x', instance_ip_v6: null }],
+          result: 'ok',
+        };
+      });
+      assert.equal(r, 'ok');
+      const after1 = await s.getIpam();
+      assert.equal(after1.version, start.version + 1);
+      assert.match(after1.updated_at, ISO);
+      const got = await s.getService(sv.id);
+      assert.deepEqual([got?.service_ip, got?.service_ip_v6, got?.closest_ip, got?.closest_ip_v6], ['10.30.0.1', 'fdff::1', '10.30.0.2', 'fdff::2']);
+      const gi = await s.getInstance(sv.id, 0);
+      assert.deepEqual([gi?.instance_ip, gi?.instance_ip_v6], ['10.30.0.3', 'fdff::3']);
+      assert.equal(await s.getInstance(sv.id, 99), undefined, 'a missing instance is skipped, not created');
+
+      // a throwing step changes nothing: neither the state nor its side writes
+      const before = await snapshot();
+      await assert.rejects(
+        s.updateIpam(() => {
+          throw new ConflictError('refused');
+        }),
+        isConflict,
+      );
+      const afterAll = await snapshot();
+      assert.deepEqual(afterAll.services.map((x) => ({ ...x, updated_at: '' })), before.services.map((x) => ({ ...x, updated_at: '' })));
+      assert.deepEqual((await s.getIpam()).state, after1.state);
+      // no state: nothing is written, the version stays
+      const v = (await s.getIpam()).version;
+      assert.equal(await s.updateIpam(() => ({ result: 7 })), 7);
+      assert.equal((await s.getIpam()).version, v);
+    });
+
+    it('overlay: concurrent updates (PostgreSQL: from two stores on the same database) never lose one', async () => {
+      // SQLite is one root's own file (better-sqlite3 waits for a lock synchronously: two stores in
+      // one process would wait for each other), so there the concurrent callers share the store
+      const other = b.kind === 'postgres' ? await b.open() : s;
+      try {
+        const base = ((await s.getIpam()).state as { count?: number } | null)?.count ?? 0;
+        const bump = (st: Store) =>
+          st.updateIpam(async (cur) => {
+            const c = ((cur.state as { count?: number } | null)?.count ?? 0) + 1;
+            await new Promise((r) => setTimeout(r, 1));
+            return { state: { ...(cur.state as object | null), count: c }, result: c };
+          });
+        const results = await Promise.all(Array.from({ length: 20 }, (_, i) => bump(i % 2 === 0 ? s : other)));
+        assert.deepEqual([...results].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => base + i + 1), 'each saw the one before');
+        assert.equal(((await other.getIpam()).state as { count: number }).count, base + 20);
+      } finally {
+        if (other !== s) await other.close();
+      }
+    });
+
+    it('overlay: instance net info and IPv6 address round-trip; null clears', async () => {
+      const f = await fixture(['net']);
+      const sv = f.services[0]!;
+      await s.addInstance(sv.id, 'RUNNING');
+      const net = { nsip: '10.18.0.66', nsip_v6: 'fdff:18:0:1::2', host_ip: '192.0.2.1', host_port: 50103, subnet: '10.18.0.64/26', subnet_v6: 'fdff:18:0:1::/64' };
+      const u = await s.updateInstance(sv.id, 0, { net, instance_ip_v6: 'fdff::9' });
+      assert.deepEqual(u.net, net);
+      assert.deepEqual((await s.getInstance(sv.id, 0))?.net, net);
+      assert.equal((await s.getInstance(sv.id, 0))?.instance_ip_v6, 'fdff::9');
+      assert.equal((await s.instanceHistory(sv.id, 0)).length, 1, 'no status change, no history row');
+      await s.updateInstance(sv.id, 0, { net: null });
+      assert.equal((await s.getInstance(sv.id, 0))?.net, null);
+    });
+
     it('data survives closing and reopening the store', async () => {
       const f = await fixture(['p']);
       const inst = await s.addInstance(f.services[0]!.id, 'RUNNING');
@@ -589,9 +876,10 @@ export function storeSuite(b: Backend): void {
       await s.setSettingIfAbsent(key, 'kept');
       const cl = await s.upsertCluster(uniq('cluster'), '1,2');
       await s.close();
+      await s.close();
       s = await b.open();
       assert.deepEqual(await s.getApplication(f.app.id), f.app as ApplicationRow);
-      assert.deepEqual(await s.getService(f.services[0]!.id), f.services[0]);
+      assert.deepEqual(await s.getService(f.services[0]!.id), { ...f.services[0], next_instance: 1 });
       assert.deepEqual(await s.getInstance(inst.service_id, 0), inst);
       assert.equal((await s.instanceHistory(inst.service_id, 0)).length, 1);
       assert.equal(await s.getSetting(key), 'kept');

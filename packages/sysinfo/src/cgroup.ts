@@ -4,7 +4,7 @@
  * controllers) uses one directory per controller (memory, cpu, cpuacct, pids); v2 one directory
  * under a parent whose `cgroup.subtree_control` delegates memory, cpu and pids.
  */
-import { accessSync, constants, readFileSync, realpathSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, rmdir, writeFile, access } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
 import { parseCgroupMounts, parseFlatKeyed, parseProcCgroup } from './parse.ts';
@@ -193,6 +193,106 @@ export class Cgroup {
     return new Cgroup({ version: 1, dirs });
   }
 
+  /**
+   * create() without awaits, for a start path where every event-loop turn counts (each of these
+   * writes is a few µs; its async form waits for a thread-pool round trip and a loop turn, ms
+   * under load). `fresh`: no directory of the group existed before (else it may hold leftovers).
+   */
+  static createSync(name: string, opts: CgroupCreateOptions = {}): { cgroup: Cgroup; fresh: boolean } {
+    const info = opts.info ?? cgroupInfo();
+    const rel = join(safeRel(opts.parent ?? 'oak', 'parent'), safeRel(name, 'name'));
+    if (!info.writable) throw new Error(`cgroups not usable: ${info.detail}`);
+    let fresh = true;
+    const made = (dir: string): void => {
+      try {
+        mkdirSync(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        fresh = false;
+      }
+    };
+    if (info.version === 2) {
+      const root = info.unified as string;
+      const parts = rel.split('/');
+      let dir = root;
+      for (let i = 0; i < parts.length; i++) {
+        enableV2ControllersSync(dir);
+        dir = join(dir, parts[i] as string);
+        if (i < parts.length - 1) mkdirSync(dir, { recursive: true });
+        else made(dir);
+      }
+      return { cgroup: new Cgroup({ version: 2, dir }), fresh };
+    }
+    const dirs: Partial<Record<V1Controller, string>> = {};
+    const seen = new Map<string, string>();
+    for (const c of V1_CONTROLLERS) {
+      const mount = { memory: info.memoryController, cpu: info.cpuController, cpuacct: info.cpuacctController, pids: info.pidsController }[c];
+      if (mount === undefined) continue;
+      let real = mount;
+      try {
+        real = realpathSync(mount);
+      } catch {
+        /* keep */
+      }
+      const dir = seen.get(real) ?? join(mount, rel);
+      if (!seen.has(real)) {
+        mkdirSync(join(dir, '..'), { recursive: true });
+        made(dir);
+        seen.set(real, dir);
+      }
+      dirs[c] = dir;
+    }
+    return { cgroup: new Cgroup({ version: 1, dirs }), fresh };
+  }
+
+  /** setMemoryLimit() without awaits (see createSync). */
+  setMemoryLimitSync(mb: number): void {
+    const bytes = String(Math.floor(mb * 1048576));
+    if (this.ref.version === 2) {
+      writeFileSync(join(this.ref.dir, 'memory.max'), bytes);
+      try {
+        writeFileSync(join(this.ref.dir, 'memory.swap.max'), '0');
+      } catch {
+        /* no swap accounting */
+      }
+      return;
+    }
+    const d = this.ref.dirs.memory;
+    if (d === undefined) throw new Error('no memory controller');
+    const memsw = join(d, 'memory.memsw.limit_in_bytes');
+    if (existsSync(memsw)) {
+      // memsw must stay >= the limit: when lowering, the plain limit first; when raising, memsw first
+      try {
+        writeFileSync(join(d, 'memory.limit_in_bytes'), bytes);
+        writeFileSync(memsw, bytes);
+      } catch {
+        writeFileSync(memsw, bytes);
+        writeFileSync(join(d, 'memory.limit_in_bytes'), bytes);
+      }
+    } else {
+      writeFileSync(join(d, 'memory.limit_in_bytes'), bytes);
+    }
+  }
+
+  /** setCpuQuota() without awaits (see createSync). */
+  setCpuQuotaSync(vcpus: number): void {
+    const period = 100000;
+    const quota = Math.max(1000, Math.round(vcpus * period));
+    if (this.ref.version === 2) {
+      writeFileSync(join(this.ref.dir, 'cpu.max'), `${quota} ${period}`);
+      return;
+    }
+    const d = this.ref.dirs.cpu;
+    if (d === undefined) throw new Error('no cpu controller');
+    writeFileSync(join(d, 'cpu.cfs_period_us'), String(period));
+    writeFileSync(join(d, 'cpu.cfs_quota_us'), String(quota));
+  }
+
+  /** The `cgroup.procs` files of this group: writing a pid into each moves that process in. */
+  procsFiles(): string[] {
+    return this.dirs().map((d) => join(d, 'cgroup.procs'));
+  }
+
   /** Directories of this group, one per hierarchy, without duplicates. */
   dirs(): string[] {
     return this.ref.version === 2 ? [this.ref.dir] : [...new Set(Object.values(this.ref.dirs))];
@@ -367,6 +467,26 @@ async function enableV2Controllers(dir: string): Promise<void> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     // EBUSY: the directory holds processes itself ("no internal processes" rule of v2)
+    throw new Error(`cannot delegate ${want.join(', ')} in ${dir}: ${code === 'EBUSY' ? 'it holds processes (move them to a leaf group first)' : String(e)}`, { cause: e });
+  }
+}
+
+/** enableV2Controllers() without awaits. */
+function enableV2ControllersSync(dir: string): void {
+  let available: string[];
+  let enabled: string[];
+  try {
+    available = readFileSync(join(dir, 'cgroup.controllers'), 'utf8').trim().split(/\s+/);
+    enabled = readFileSync(join(dir, 'cgroup.subtree_control'), 'utf8').trim().split(/\s+/);
+  } catch {
+    return;
+  }
+  const want = V2_CONTROLLERS.filter((c) => available.includes(c) && !enabled.includes(c));
+  if (want.length === 0) return;
+  try {
+    writeFileSync(join(dir, 'cgroup.subtree_control'), want.map((c) => `+${c}`).join(' '));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
     throw new Error(`cannot delegate ${want.join(', ')} in ${dir}: ${code === 'EBUSY' ? 'it holds processes (move them to a leaf group first)' : String(e)}`, { cause: e });
   }
 }

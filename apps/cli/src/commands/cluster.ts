@@ -19,11 +19,36 @@ function round(n: number): string {
   return String(Math.round(n * 10) / 10);
 }
 
+/** at most this many characters of the RTT column */
+export const RTT_WIDTH = 40;
+
+/** `w2 1.2ms, w3 0.8ms` (peer names where known, `-` for no answer), cut at RTT_WIDTH */
+export function rttText(w: WorkerSummary, names: ReadonlyMap<string, string> = new Map()): string {
+  const list = w.net?.rtt ?? [];
+  if (list.length === 0) return '-';
+  const text = [...list]
+    .sort((a, b) => (a.rtt_ms ?? Infinity) - (b.rtt_ms ?? Infinity))
+    .map((p) => `${names.get(p.worker_id) ?? p.worker_id} ${p.rtt_ms === null ? '-' : `${Math.round(p.rtt_ms * 10) / 10}ms`}`)
+    .join(', ');
+  return text.length <= RTT_WIDTH ? text : `${text.slice(0, RTT_WIDTH - 1)}…`;
+}
+
 async function workersTable(ui: Ui, rows: { cluster: string; w: WorkerSummary }[], withCluster: boolean): Promise<string> {
+  const names = new Map(rows.map(({ w }) => [w.id, w.name]));
   return table(
     ui,
-    ['NODE', 'ID', ...(withCluster ? ['CLUSTER'] : []), 'CPU FREE', 'MEMORY FREE (MB)', 'VIRTUALIZATIONS', 'LOCATION'],
-    rows.map(({ cluster, w }) => [w.name, w.id, ...(withCluster ? [cluster] : []), round(w.cpu_cores_free), String(Math.round(w.memory_free_mb)), w.virtualizations.join(','), dash(w.location)]),
+    ['NODE', 'ID', ...(withCluster ? ['CLUSTER'] : []), 'CPU FREE', 'MEMORY FREE (MB)', 'VIRTUALIZATIONS', 'LOCATION', 'SUBNET', 'RTT'],
+    rows.map(({ cluster, w }) => [
+      w.name,
+      w.id,
+      ...(withCluster ? [cluster] : []),
+      round(w.cpu_cores_free),
+      String(Math.round(w.memory_free_mb)),
+      w.virtualizations.join(','),
+      dash(w.location),
+      dash(w.net?.subnet),
+      rttText(w, names),
+    ]),
   );
 }
 
@@ -97,7 +122,10 @@ export function registerCluster(program: Command): void {
       `
 The root does not talk to workers: this list is the worker summary of each cluster's last
 report (GET /api/clusters/), so it is as fresh as that report (a few seconds).
-With -o json: one object per worker, its summary plus cluster_id and cluster_name.
+SUBNET is the worker's overlay subnet (from the root), RTT what its NetManager measured over
+the tunnel to the other workers (lowest first).
+With -o json: one object per worker, its summary (with \`net\`: subnet, subnet_v6, host_ip,
+host_port, rtt) plus cluster_id and cluster_name.
 
 Examples:
   $ oak node ls

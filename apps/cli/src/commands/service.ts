@@ -1,6 +1,6 @@
-/** `oak service ls|inspect|deploy|undeploy|scale|logs|update` and `oak instance ls`. */
+/** `oak service ls|inspect|deploy|undeploy|scale|logs|update|history|rollback` and `oak instance ls`. */
 import type { Command } from 'commander';
-import type { InstanceDoc, ServiceDoc } from '@oak/contracts';
+import type { InstanceDoc, ServiceDoc, ServiceVersionDoc } from '@oak/contracts';
 import { nonNegativeInt, parseDuration, session, type Session } from '../context.ts';
 import { networkReason, type Api } from '../client.ts';
 import { CliError, isServerError, UsageError } from '../errors.ts';
@@ -14,10 +14,31 @@ import { DEFAULT_TIMEOUT, servicesTable } from './app.ts';
 const SERVICE_REF = 'service id, job name (app.appns.svc.svcns), app.svc, or its name when unique';
 
 /** Fields of a ServiceDoc that the root adds; not part of the service's SLA. */
-const DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at'];
+const DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version'];
 
+/** instances that run or will (a root lists no desired=stop ones; an older root may list UNDEPLOYED ones) */
 function liveInstances(s: ServiceDoc): InstanceDoc[] {
-  return s.instance_list.filter((i) => i.status !== 'UNDEPLOYED').sort((a, b) => a.instance_number - b.instance_number);
+  return s.instance_list.filter((i) => i.status !== 'UNDEPLOYED' && i.desired !== 'stop').sort((a, b) => a.instance_number - b.instance_number);
+}
+
+/** commander parser for a version number (`--to 3`) */
+function versionNumber(v: string): number {
+  if (!/^[1-9][0-9]{0,8}$/.test(v.trim())) throw new UsageError(`--to must be a version number (1 or more), not ${JSON.stringify(v)}`, { hint: "see the versions with 'oak service history <service>'" });
+  return Number(v);
+}
+
+export async function historyTable(ui: Ui, versions: ServiceVersionDoc[]): Promise<string> {
+  return table(
+    ui,
+    ['VERSION', 'CREATED', 'BY', 'REASON', 'OUTCOME'],
+    versions.map((v) => [
+      v.current ? `${v.version} (current)` : String(v.version),
+      `${v.created_at} (${age(v.created_at)} ago)`,
+      dash(v.created_by_name ?? (v.created_by === null ? 'root' : v.created_by)),
+      dash(v.reason),
+      dash(v.outcome ?? (v.current ? 'rolling' : null)),
+    ]),
+  );
 }
 
 /** cluster id -> name, for tables (empty when the clusters cannot be read). */
@@ -42,6 +63,15 @@ export async function instancesTable(ui: Ui, rows: { job: string; i: InstanceDoc
       dash(i.instance_ip ?? i.publicip),
       age(i.created_at),
     ]),
+  );
+}
+
+/** each instance's overlay addresses: its stable virtual IPs and its namespace address on its worker */
+export async function addressesTable(ui: Ui, rows: InstanceDoc[]): Promise<string> {
+  return table(
+    ui,
+    ['INSTANCE', 'INSTANCE IP', 'INSTANCE IPV6', 'NSIP', 'NSIP V6'],
+    rows.map((i) => [String(i.instance_number), dash(i.instance_ip), dash(i.instance_ip_v6), dash(i.nsip), dash(i.nsip_v6)]),
   );
 }
 
@@ -111,7 +141,7 @@ export function registerService(program: Command): void {
     .command('service')
     .alias('services')
     .alias('svc')
-    .description('services: list, inspect, deploy, undeploy, scale, logs, update')
+    .description('services: list, inspect, deploy, undeploy, scale, logs, update, history, rollback')
     .addHelpText(
       'after',
       `
@@ -121,7 +151,9 @@ Examples:
   $ oak service ls
   $ oak service inspect clientsrvr.server
   $ oak service scale clientsrvr.server 3 --wait
-  $ oak service logs clientsrvr.server -f`,
+  $ oak service logs clientsrvr.server -f
+  $ oak service history clientsrvr.server
+  $ oak service rollback clientsrvr.server --to 2`,
     );
 
   svc
@@ -159,15 +191,22 @@ Examples:
           ['vgpus', d.vgpus || undefined],
           ['port', d.port],
           ['replicas', d.replicas ?? 1],
+          ['version', d.version],
           ['one_shot', d.one_shot === true ? 'yes' : undefined],
-          ['service ip', d.addresses?.rr_ip],
+          ['service ip', d.service_ip ?? d.addresses?.rr_ip],
+          ['service ip v6', d.service_ip_v6 ?? d.addresses?.rr_ip_v6],
+          ['closest ip', d.closest_ip],
+          ['closest ip v6', d.closest_ip_v6],
           ['constraints', d.constraints !== undefined && d.constraints.length > 0 ? JSON.stringify(d.constraints) : undefined],
           ['created', `${d.created_at} (${age(d.created_at)} ago)`],
         ]);
         const inst = d.instance_list.sort((a, b) => a.instance_number - b.instance_number);
         const parts = [head, ''];
         if (inst.length === 0) parts.push(`no instances; deploy one with 'oak service deploy ${d.job_name}'`);
-        else parts.push(await instancesTable(s.ui, inst.map((i) => ({ job: d.job_name, i })), await clusterNames(s.api)));
+        else {
+          parts.push(await instancesTable(s.ui, inst.map((i) => ({ job: d.job_name, i })), await clusterNames(s.api)));
+          parts.push('', await addressesTable(s.ui, inst));
+        }
         const history = inst
           .flatMap((i) => (i.history ?? []).map((h) => ({ n: i.instance_number, ...h })))
           .sort((a, b) => a.at.localeCompare(b.at))
@@ -285,6 +324,43 @@ Examples:
       if (!v.ok) throw new InvalidDocumentError(`${doc.name} does not make a valid service`);
       const updated = await s.api.updateService(d.microserviceID, fields);
       await emit(s.ui, updated, () => `updated ${updated.job_name} (${Object.keys(fields).join(', ')})`);
+    });
+
+  svc
+    .command('history')
+    .description("the versions of a service's SLA: every change and rollback, who made it, how its rollout ended")
+    .argument('<service>', SERVICE_REF)
+    .addHelpText(
+      'after',
+      `
+OUTCOME: complete, stopped: <why> (the rest kept the older version), rolled back: <why>,
+superseded (a newer version came first), rolling (the current version, still rolling out).
+With -o json: the versions with their full SLA.
+
+Examples:
+  $ oak service history clientsrvr.server
+  $ oak service history clientsrvr.server -o json`,
+    )
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const s = session(cmd);
+      const d = await resolveService(s.api, ref);
+      const versions = await s.api.serviceHistory(d.microserviceID);
+      await emit(s.ui, versions, async () => (versions.length === 0 ? `${d.job_name} has no stored versions` : historyTable(s.ui, versions)));
+    });
+
+  svc
+    .command('rollback')
+    .description('restore an earlier version of the SLA (stored as a new version and rolled out like any change)')
+    .argument('<service>', SERVICE_REF)
+    .option('--to <version>', 'the version to restore (default: the newest earlier one whose rollout completed, else the previous one)', versionNumber)
+    .addHelpText('after', '\nExamples:\n  $ oak service rollback clientsrvr.server\n  $ oak service rollback clientsrvr.server --to 2')
+    .action(async (ref: string, opts: { to?: number }, cmd: Command) => {
+      const s = session(cmd);
+      const d = await resolveService(s.api, ref);
+      const updated = await s.api.rollbackService(d.microserviceID, opts.to);
+      const [last] = (await s.api.serviceHistory(d.microserviceID)).filter((v) => v.version === updated.version);
+      const what = last?.reason ?? (opts.to !== undefined ? `rollback to ${opts.to}` : 'rollback');
+      await emit(s.ui, updated, () => `${updated.job_name}: version ${updated.version ?? '?'} (${what}); follow it with 'oak service history ${updated.job_name}'`);
     });
 }
 

@@ -8,7 +8,7 @@ import { createServer } from 'node:https';
 import type { Server } from 'node:https';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { connectBus, startEmbeddedBroker } from '@oak/bus';
+import { connectBus, startEmbeddedBroker, workerOfClient } from '@oak/bus';
 import type { Bus, EmbeddedBroker } from '@oak/bus';
 import type { NodeRegistration } from '@oak/contracts';
 import { createTestJoin, waitFor } from '@oak/testkit';
@@ -82,7 +82,9 @@ export class FakeCluster {
       tls: { cert: this.join.clusterTls.cert, key: this.join.clusterTls.key },
       auth: (clientId, user, pw) => {
         if (user === this.admin.user && pw?.toString() === this.admin.password) return { role: 'admin', name: user };
-        if (user !== undefined && clientId === user && this.creds.has(user) && pw?.toString() === this.password(user)) return { role: 'worker', workerId: user };
+        // the NodeEngine (<id>) and its NetManager (<id>-net), the cluster's own rule
+        const worker = user === undefined ? null : workerOfClient(clientId, user, (id) => this.creds.has(id));
+        if (worker !== null && pw?.toString() === this.password(worker)) return { role: 'worker', workerId: worker };
         return null;
       },
     });

@@ -3,8 +3,11 @@
  * messages are JSON documents (the TypeBox schemas of @oak/contracts, validated on arrival; no
  * .proto). Undecodable bytes become a marker that fails validation instead of breaking the call.
  */
+import * as grpc from '@grpc/grpc-js';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { LINK_CONNECT_METHOD, LINK_MALFORMED, MAX_CLUSTER_MESSAGE_BYTES, MAX_LINK_MESSAGE_BYTES, decodeLinkMessage, encodeLinkMessage } from '@oak/contracts';
+import { ROOT_SERVICE_NAME, issueIdentity } from '@oak/trust';
+import type { Ca } from '@oak/trust';
 
 export const MALFORMED = LINK_MALFORMED;
 export const encodeMessage = encodeLinkMessage;
@@ -39,3 +42,32 @@ export interface LinkLog {
 
 const noop = (): void => {};
 export const silentLinkLog: LinkLog = { debug: noop, info: noop, warn: noop, error: noop };
+
+/**
+ * The link's service definition for a listener that bounds the first message: each decoded
+ * message's byte size goes into `sizes` (the hello size limit of the link and of a follower).
+ */
+export function sizedLinkDefinition(sizes: WeakMap<object, number>): ServiceDefinition {
+  return {
+    Connect: {
+      ...LINK_CONNECT_METHOD,
+      requestDeserialize: (buf: Buffer): unknown => {
+        const m = decodeLinkMessage(buf);
+        if (typeof m === 'object' && m !== null && m !== LINK_MALFORMED) sizes.set(m, buf.length);
+        return m;
+      },
+    },
+  };
+}
+
+/** TLS of a root's link listener: a fresh key and certificate at every start, from the root CA (clusters verify CA + SAN oak-root). */
+export async function rootLinkCredentials(ca: Ca): Promise<grpc.ServerCredentials> {
+  const identity = await issueIdentity(ca, { commonName: ROOT_SERVICE_NAME, dnsNames: [ROOT_SERVICE_NAME], days: 825 });
+  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(identity.chainPem), private_key: Buffer.from(identity.keyPem) }], false);
+}
+
+/** the host a listener binds ([v6] bracketed) and the one it shows in its address (127.0.0.1 for a wildcard) */
+export function linkHosts(host: string): { bindHost: string; shownHost: string } {
+  const bindHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return { bindHost, shownHost: host === '0.0.0.0' || host === '::' ? '127.0.0.1' : bindHost };
+}

@@ -7,16 +7,17 @@ import type { Strategy } from '@oak/scheduler';
 import type { RootContext } from '../context.ts';
 import { rootTrust } from '../trust.ts';
 import { createLinkControlPlane } from './control.ts';
-import type { LinkControlPlane } from './control.ts';
+import type { LinkControlPlane, NetLimits } from './control.ts';
 import { startLinkServer } from './server.ts';
 import type { LinkServer } from './server.ts';
 import type { LinkLog } from './codec.ts';
+import type { ReconcilerConfigPatch } from '../reconcile/shell.ts';
 
 export { startLinkServer, tokenMatches, DEFAULT_LINK_PORT, MAX_HELLO_BYTES, MAX_PENDING_STREAMS } from './server.ts';
 export { LINK_MAX_RECEIVE_BYTES } from './codec.ts';
 export type { LinkListener, LinkServer, LinkServerOptions } from './server.ts';
 export { createLinkControlPlane } from './control.ts';
-export type { LinkControlOptions, LinkControlPlane } from './control.ts';
+export type { LinkControlOptions, LinkControlPlane, NetLimits } from './control.ts';
 export { encodeMessage, decodeMessage, linkServiceDefinition, silentLinkLog } from './codec.ts';
 export type { LinkLog } from './codec.ts';
 
@@ -30,6 +31,10 @@ export interface LinkControlSettings {
   pingIntervalMs?: number;
   pingTimeoutMs?: number;
   strategy?: Strategy;
+  /** the reconciler's deadlines and policy defaults */
+  reconcile?: ReconcilerConfigPatch;
+  /** bounds of the overlay requests per link */
+  netLimits?: NetLimits;
   /** told the address and the CA fingerprint once listening (e.g. to print them) */
   onListening?: (info: { address: string; port: number; caHash: string }) => void;
 }
@@ -88,6 +93,8 @@ export async function startRootLink(ctx: RootContext, settings: LinkControlSetti
     ...(settings.graceMs !== undefined ? { graceMs: settings.graceMs } : {}),
     ...(settings.retryMs !== undefined ? { retryMs: settings.retryMs } : {}),
     ...(settings.strategy !== undefined ? { strategy: settings.strategy } : {}),
+    ...(settings.netLimits !== undefined ? { netLimits: settings.netLimits } : {}),
+    ...(settings.reconcile !== undefined ? { reconcile: settings.reconcile } : {}),
   });
   return { control, link, port: link.port, address: link.address, caHash: trust.caHash, close: () => control.close() };
 }

@@ -16,13 +16,13 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { LINK_CONNECT_METHOD, LINK_MALFORMED, decodeLinkMessage, parseClusterToRoot } from '@oak/contracts';
+import { parseClusterToRoot } from '@oak/contracts';
 import type { ClusterResources, ClusterToRoot, RootToCluster } from '@oak/contracts';
 import type { ClusterRow, Store } from '@oak/store';
-import { CLUSTER_SERVICE_NAME, ROOT_SERVICE_NAME, checkPublicKeyPem, issueCert, issueIdentity } from '@oak/trust';
+import { CLUSTER_SERVICE_NAME, checkPublicKeyPem, issueCert } from '@oak/trust';
 import type { EventHub } from '../events.ts';
 import { checkJoinToken, clusterMqttSecret, tokenState, type RootTrust } from '../trust.ts';
-import { LINK_SERVER_OPTIONS, silentLinkLog } from './codec.ts';
+import { LINK_SERVER_OPTIONS, linkHosts, rootLinkCredentials, silentLinkLog, sizedLinkDefinition } from './codec.ts';
 import type { LinkLog } from './codec.ts';
 
 /** streams that have not said hello yet, at once */
@@ -383,27 +383,13 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
 
   // the size of each decoded message, for the hello size limit
   const sizes = new WeakMap<object, number>();
-  const definition: grpc.ServiceDefinition = {
-    Connect: {
-      ...LINK_CONNECT_METHOD,
-      requestDeserialize: (buf: Buffer): unknown => {
-        const m = decodeLinkMessage(buf);
-        if (typeof m === 'object' && m !== null && m !== LINK_MALFORMED) sizes.set(m, buf.length);
-        return m;
-      },
-    },
-  };
-  // a fresh key and certificate at every start, from the root CA (clusters verify CA + SAN oak-root)
-  const identity = await issueIdentity(o.trust.ca, { commonName: ROOT_SERVICE_NAME, dnsNames: [ROOT_SERVICE_NAME], days: 825 });
-  const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(identity.chainPem), private_key: Buffer.from(identity.keyPem) }], false);
+  const credentials = await rootLinkCredentials(o.trust.ca);
   const server = new grpc.Server(LINK_SERVER_OPTIONS);
-  server.addService(definition, { Connect: handle });
-  const host = o.host ?? '0.0.0.0';
-  const bindHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  server.addService(sizedLinkDefinition(sizes), { Connect: handle });
+  const { bindHost, shownHost } = linkHosts(o.host ?? '0.0.0.0');
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${bindHost}:${o.port ?? DEFAULT_LINK_PORT}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
   });
-  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : bindHost;
   log.info({ port, ca_sha256: o.trust.caHash }, 'link: listening for clusters (TLS)');
 
   return {

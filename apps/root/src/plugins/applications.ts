@@ -14,7 +14,21 @@ import {
 import type { ApplicationRow, ServiceRow } from '@oak/store';
 import { APP_ROLES, requireRole } from '../auth/principal.ts';
 import { applicationDoc, loadApplicationDoc } from '../docs.ts';
-import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, newService, orgIndex, tell } from '../ops.ts';
+import {
+  addressRequest,
+  announceUndeploy,
+  unfinished,
+  assertJobNamesFree,
+  assignServices,
+  checkAddresses,
+  deployInstances,
+  explainConflict,
+  loadApp,
+  newService,
+  orgIndex,
+  releaseServices,
+  tell,
+} from '../ops.ts';
 import { ApplicationDocSchema, ApplicationPatchBody, DeletedSchema, DeployQuery, IdParams, SlaBody, errors } from '../schemas.ts';
 import { assertPrivilegedAllowed } from '../privileged.ts';
 import { sendWarnings, warningsUnder } from '../warnings.ts';
@@ -50,19 +64,25 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
           );
         }
       });
+      // requested service addresses are checked before anything is written (409 names the owner)
+      await checkAddresses(
+        ctx,
+        v.sla.applications.flatMap((a) => a.microservices.map((ms) => ({ job: newService(a.application_name, a.application_namespace, ms).job_name, request: addressRequest(ms) }))),
+      );
       const created: { application: ApplicationRow; services: ServiceRow[] }[] = [];
       try {
         for (const a of v.sla.applications) {
-          created.push(
-            await store.createApplication(
-              { name: a.application_name, namespace: a.application_namespace, description: a.application_desc ?? '', user_id: p.user.id, organization_id: p.orgId },
-              a.microservices.map((ms) => newService(a.application_name, a.application_namespace, ms)),
-            ),
+          const c = await store.createApplication(
+            { name: a.application_name, namespace: a.application_namespace, description: a.application_desc ?? '', user_id: p.user.id, organization_id: p.orgId },
+            a.microservices.map((ms) => newService(a.application_name, a.application_namespace, ms)),
           );
+          created.push(c);
+          c.services = await assignServices(ctx, c.services);
         }
       } catch (err) {
         // all or nothing: an SLA with several applications must not leave half of them behind
         for (const c of created) await store.deleteApplication(c.application.id).catch(() => undefined);
+        await releaseServices(ctx, created.flatMap((c) => c.services.map((s) => s.job_name)));
         throw explainConflict(err);
       }
       const docs: ApplicationDoc[] = [];
@@ -138,7 +158,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       const services = await store.listServices({ application_id: a.id });
       const renamed = name !== a.name || ns !== a.namespace;
       if (renamed) {
-        const instances = (await Promise.all(services.map((s) => store.listInstances({ service_id: s.id })))).flat();
+        const instances = unfinished((await Promise.all(services.map((s) => store.listInstances({ service_id: s.id })))).flat());
         if (instances.length > 0) {
           throw new ConflictError('an application with instances cannot be renamed', 'undeploy its instances first (DELETE /api/service/{id}/instance/{n})');
         }
@@ -154,7 +174,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
         else additions.push(ms);
       }
       for (const u of updates) {
-        if ((u.sla.microservice_name !== u.service.name || u.sla.microservice_namespace !== u.service.namespace) && (await store.listInstances({ service_id: u.service.id })).length > 0) {
+        if ((u.sla.microservice_name !== u.service.name || u.sla.microservice_namespace !== u.service.namespace) && unfinished(await store.listInstances({ service_id: u.service.id })).length > 0) {
           throw new ConflictError(`service ${u.service.job_name} has instances and cannot be renamed`, 'undeploy its instances first');
         }
       }
@@ -165,6 +185,10 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
         ...additions.map((ms) => newService(name, ns, ms).job_name),
       ];
       await assertJobNamesFree(ctx, jobNames, own);
+      await checkAddresses(ctx, [
+        ...updates.map((u) => ({ job: newService(name, ns, u.sla).job_name, request: addressRequest(u.sla), current: u.service.job_name })),
+        ...additions.map((ms) => ({ job: newService(name, ns, ms).job_name, request: addressRequest(ms) })),
+      ]);
       const appPatch: Partial<Pick<ApplicationRow, 'name' | 'namespace' | 'description'>> = {};
       if (patch.application_name !== undefined) appPatch.name = patch.application_name;
       if (patch.application_namespace !== undefined) appPatch.namespace = patch.application_namespace;
@@ -173,17 +197,20 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       if (renamed) {
         for (const s of services) {
           if (updates.some((u) => u.service.id === s.id)) continue;
-          await store.updateService(s.id, { job_name: newService(name, ns, s.sla).job_name });
+          const moved = await store.updateService(s.id, { job_name: newService(name, ns, s.sla).job_name }, { created_by: p.user.id, reason: 'application renamed' });
+          await assignServices(ctx, [moved], new Map([[s.id, s.job_name]]));
         }
       }
       for (const u of updates) {
         const ns2 = newService(name, ns, u.sla);
-        const row = await store.updateService(u.service.id, { sla: ns2.sla, job_name: ns2.job_name, name: ns2.name, namespace: ns2.namespace });
+        const stored = await store.updateService(u.service.id, { sla: ns2.sla, job_name: ns2.job_name, name: ns2.name, namespace: ns2.namespace }, { created_by: p.user.id, reason: 'updated' });
+        const [row = stored] = await assignServices(ctx, [stored], new Map([[u.service.id, u.service.job_name]]));
         ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
         tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
       }
       for (const ms of additions) {
-        const row = await store.createService(a.id, newService(name, ns, ms));
+        const row = await store.createService(a.id, newService(name, ns, ms), { created_by: p.user.id, reason: 'created' });
+        await assignServices(ctx, [row]);
         ctx.events.publish({ type: 'service', action: 'created', microserviceID: row.id, applicationID: a.id });
       }
       ctx.events.publish({ type: 'application', action: 'updated', applicationID: a.id });
@@ -200,8 +227,10 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       const p = who(req);
       const a = await loadApp(ctx, p, req.params.id);
       const services = await store.listServices({ application_id: a.id });
-      for (const s of services) announceUndeploy(ctx, s, await store.listInstances({ service_id: s.id }));
+      // the rows go with the application; the control plane undeploys them (and any orphan a cluster reports later)
+      for (const s of services) announceUndeploy(ctx, s, unfinished(await store.listInstances({ service_id: s.id })).map((r) => ({ ...r, desired: 'stop' as const })));
       await store.deleteApplication(a.id);
+      await releaseServices(ctx, services.map((s) => s.job_name));
       for (const s of services) ctx.events.publish({ type: 'service', action: 'deleted', microserviceID: s.id, applicationID: a.id });
       ctx.events.publish({ type: 'application', action: 'deleted', applicationID: a.id });
       req.log.info({ user: p.user.name, application: a.id }, 'application deleted');

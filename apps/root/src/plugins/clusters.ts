@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { NotFoundError, OakError } from '@oak/contracts';
 import { requireRole } from '../auth/principal.ts';
 import { clusterDoc } from '../docs.ts';
+import { overlayFor } from '../overlay.ts';
 import { ClusterDocSchema, IdParams, errors } from '../schemas.ts';
 
 const NodeParams = Type.Object({
@@ -64,7 +65,9 @@ export const clusterRoutes: RootPlugin = async (app, { ctx }) => {
           hint: 'try again when the cluster is ACTIVE (oak cluster ls); to keep the worker out for good, revoke its token (oak token revoke <id>)',
         });
       }
-      req.log.info({ cluster: c.name, node_id: req.params.nodeId }, 'worker removed');
+      // its overlay subnet is free again (only if it is this cluster's worker)
+      const released = await overlayFor(store).releaseWorker(c.id, req.params.nodeId);
+      req.log.info({ cluster: c.name, node_id: req.params.nodeId, subnet_released: released }, 'worker removed');
       return { cluster_id: c.id, cluster_name: c.name, node_id: req.params.nodeId, removed: true };
     },
   );

@@ -6,7 +6,10 @@
  * - Oakestra's SLA shape `{ applications: [ { applicationID | application_name+application_namespace,
  *   microservices: [...] } ] }`: answers the list of created ServiceDocs.
  * POST /api/service/{id}/instance deploys one more instance (stored REQUESTED, then handed to the
- * control plane); DELETE /api/service/{id}/instance/{n} undeploys one.
+ * control plane); DELETE /api/service/{id}/instance/{n} undeploys one: the row gets desired=stop and
+ * stays until its cluster confirms (the control plane finishes it); listings leave such rows out.
+ * GET /api/service/{id}/history lists the SLA versions; POST /api/service/{id}/rollback stores an
+ * earlier one as a new version.
  */
 import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
@@ -20,23 +23,43 @@ import {
   validationError,
   type ServiceDoc,
 } from '@oak/contracts';
-import type { ApplicationRow, ServiceRow } from '@oak/store';
+import type { ApplicationRow, ServiceRow, ServiceVersionRow } from '@oak/store';
 import type { FastifyReply } from 'fastify';
 import { APP_ROLES, requireOrg, requireRole } from '../auth/principal.ts';
 import { assertPrivilegedAllowed } from '../privileged.ts';
-import { instanceDoc, loadServiceDoc } from '../docs.ts';
-import { announceUndeploy, assertJobNamesFree, deployInstances, explainConflict, loadApp, loadInstance, loadService, newService, removeService, tell } from '../ops.ts';
+import { instanceDoc, loadServiceDoc, serviceVersionDoc } from '../docs.ts';
+import {
+  addressRequest,
+  assertJobNamesFree,
+  assignServices,
+  checkAddresses,
+  deployInstances,
+  explainConflict,
+  loadApp,
+  loadInstance,
+  loadService,
+  newService,
+  releaseServices,
+  removeService,
+  stopInstances,
+  tell,
+  unfinished,
+} from '../ops.ts';
 import {
   AppIdParams,
   DeletedSchema,
   DeployQuery,
+  HISTORY_MAX,
+  HistoryQuery,
   IdParams,
   InstanceDocSchema,
   InstanceParams,
   LogsQuery,
   ServiceCreateBody,
   ServiceDocSchema,
+  RollbackBody,
   ServicePatchBody,
+  ServiceVersionDocSchema,
   errors,
 } from '../schemas.ts';
 import { sendWarnings, warningsUnder } from '../warnings.ts';
@@ -107,11 +130,15 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
         }
         seen.add(key);
       });
-      const created: ServiceRow[] = [];
+      const app0 = target;
+      await checkAddresses(ctx, v.microservices.map((ms) => ({ job: newService(app0.name, app0.namespace, ms).job_name, request: addressRequest(ms) })));
+      let created: ServiceRow[] = [];
       try {
-        for (const ms of v.microservices) created.push(await store.createService(target.id, newService(target.name, target.namespace, ms)));
+        for (const ms of v.microservices) created.push(await store.createService(target.id, newService(target.name, target.namespace, ms), { created_by: p.user.id, reason: 'created' }));
+        created = await assignServices(ctx, created);
       } catch (err) {
         for (const s of created) await store.deleteService(s.id).catch(() => undefined);
+        await releaseServices(ctx, created.map((s) => s.job_name));
         throw explainConflict(err);
       }
       for (const s of created) ctx.events.publish({ type: 'service', action: 'created', microserviceID: s.id, applicationID: target.id });
@@ -174,20 +201,103 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       assertPrivilegedAllowed(p, [v.microservice], () => '');
       const ms = v.microservice;
       if (ms.microservice_name !== service.name || ms.microservice_namespace !== service.namespace) {
-        if ((await store.listInstances({ service_id: service.id })).length > 0) {
-          throw new ConflictError(`service ${service.job_name} has instances and cannot be renamed`, 'undeploy its instances first');
+        if (unfinished(await store.listInstances({ service_id: service.id })).length > 0) {
+          throw new ConflictError(`service ${service.job_name} has instances and cannot be renamed`, 'undeploy its instances first (and wait until they are UNDEPLOYED)');
         }
         const clash = (await store.listServices({ application_id: a.id })).find((s) => s.id !== service.id && s.name === ms.microservice_name && s.namespace === ms.microservice_namespace);
         if (clash) throw new ConflictError(`service ${ms.microservice_name} in namespace ${ms.microservice_namespace} already exists in this application`);
       }
       const ns = newService(a.name, a.namespace, ms);
       await assertJobNamesFree(ctx, [ns.job_name], new Set([service.id]));
-      const row = await store.updateService(service.id, { sla: ns.sla, job_name: ns.job_name, name: ns.name, namespace: ns.namespace });
+      await checkAddresses(ctx, [{ job: ns.job_name, request: addressRequest(ms), current: service.job_name }]);
+      const stored = await store.updateService(service.id, { sla: ns.sla, job_name: ns.job_name, name: ns.name, namespace: ns.namespace }, { created_by: p.user.id, reason: 'updated' });
+      const [row = stored] = await assignServices(ctx, [stored], new Map([[service.id, service.job_name]]));
       ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
       tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
       sendWarnings(reply, v.warnings);
       const doc = await loadServiceDoc(store, row, a);
       return v.warnings.length > 0 ? { ...doc, warnings: v.warnings } : doc;
+    },
+  );
+
+  app.get(
+    '/api/service/:id/history',
+    {
+      schema: {
+        tags: ['services'],
+        summary: 'the versions of a service\'s SLA, oldest first',
+        description: 'Every change of the SLA (and every rollback) is a new version; `outcome` says how its rollout ended (null while it rolls). At most the newest 1000 (`?limit=N`: the newest N).',
+        params: IdParams,
+        querystring: HistoryQuery,
+        response: { 200: Type.Array(ServiceVersionDocSchema), ...errors(400, 403, 404) },
+      },
+    },
+    async (req) => {
+      const { service } = await loadService(ctx, who(req), req.params.id);
+      const versions = (await store.listServiceVersions(service.id)).slice(-(req.query.limit ?? HISTORY_MAX));
+      const names = new Map<string, string | null>();
+      for (const v of versions) {
+        if (v.created_by === null || names.has(v.created_by)) continue;
+        names.set(v.created_by, (await store.getUser(v.created_by))?.name ?? null);
+      }
+      return versions.map((v) => serviceVersionDoc(v, service.version, v.created_by === null ? null : (names.get(v.created_by) ?? null)));
+    },
+  );
+
+  app.post(
+    '/api/service/:id/rollback',
+    {
+      schema: {
+        tags: ['services'],
+        summary: 'restore an earlier version of a service\'s SLA (as a new version)',
+        description:
+          'Body `{ "to": N }` (optional). Default: the newest earlier version whose rollout completed, else the newest earlier one, among those that differ from the current SLA. ' +
+          'The SLA of that version is stored as a new version (reason `rollback to N`, the service keeps its current name) and rolled out like any change. ' +
+          '404: no such version; 409: that version runs what the current one runs, or there is nothing earlier.',
+        params: IdParams,
+        body: RollbackBody,
+        response: { 200: ServiceDocSchema, ...errors(400, 403, 404, 409, 422) },
+      },
+    },
+    async (req, reply) => {
+      const p = who(req);
+      const { service, app: a } = await loadService(ctx, p, req.params.id);
+      const body = (req.body ?? {}) as { to?: number };
+      const versions = await store.listServiceVersions(service.id);
+      const current = versions.find((v) => v.version === service.version);
+      let target: ServiceVersionRow | undefined;
+      if (body.to !== undefined) {
+        target = versions.find((v) => v.version === body.to);
+        if (!target) throw new NotFoundError('version', `${body.to} of ${service.job_name}`);
+      } else {
+        const earlier = versions.filter((v) => v.version < service.version && v.fingerprint !== current?.fingerprint).sort((x, y) => y.version - x.version);
+        target = earlier.find((v) => v.outcome === 'complete') ?? earlier[0];
+        if (!target) {
+          throw new ConflictError(`${service.job_name} has no earlier version that differs from its current one (version ${service.version})`, 'see GET /api/service/{id}/history; change the SLA with PUT /api/service/{id}');
+        }
+      }
+      if (current !== undefined && target.fingerprint === current.fingerprint) {
+        throw new ConflictError(
+          target.version === service.version ? `version ${target.version} is the current version of ${service.job_name}` : `version ${target.version} of ${service.job_name} runs the same SLA as the current version ${service.version}`,
+          'name another version (see GET /api/service/{id}/history)',
+        );
+      }
+      // the service keeps its current name (a rename is PUT's business, with its own checks)
+      const sla: Record<string, unknown> = { ...target.sla, microservice_name: service.name, microservice_namespace: service.namespace };
+      delete sla.microserviceID;
+      delete sla.applicationID;
+      const v = validateMicroservice(sla);
+      if (!v.ok) throw validationError(v);
+      assertPrivilegedAllowed(p, [v.microservice], () => '');
+      const ns = newService(a.name, a.namespace, v.microservice);
+      await checkAddresses(ctx, [{ job: ns.job_name, request: addressRequest(v.microservice), current: service.job_name }]);
+      const stored = await store.updateService(service.id, { sla: ns.sla }, { created_by: p.user.id, reason: `rollback to ${target.version}` });
+      const [row = stored] = await assignServices(ctx, [stored], new Map([[service.id, service.job_name]]));
+      ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
+      tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
+      req.log.info({ user: p.user.name, service: row.job_name, to: target.version, version: row.version }, 'service rolled back');
+      sendWarnings(reply, v.warnings);
+      return loadServiceDoc(store, row, a);
     },
   );
 
@@ -233,9 +343,40 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
     },
     async (req) => {
       const { service, instance } = await loadInstance(ctx, who(req), req.params.id, req.params.n);
-      announceUndeploy(ctx, service, [instance]);
-      await store.deleteInstance(service.id, instance.instance_number);
-      return instanceDoc({ ...instance, status: 'UNDEPLOYED', status_detail: 'undeployed by the API', updated_at: new Date().toISOString() });
+      const [row = instance] = await stopInstances(ctx, service, [instance]);
+      return instanceDoc(row, await store.instanceHistory(service.id, row.instance_number));
+    },
+  );
+
+  app.get(
+    '/api/service/:id/instances',
+    {
+      schema: {
+        tags: ['instances'],
+        summary: 'the instances of a service (the ones on their way out, desired stop, are left out)',
+        params: IdParams,
+        response: { 200: Type.Array(InstanceDocSchema), ...errors(403, 404) },
+      },
+    },
+    async (req) => {
+      const { service, app: a } = await loadService(ctx, who(req), req.params.id);
+      return (await loadServiceDoc(store, service, a)).instance_list;
+    },
+  );
+
+  app.get(
+    '/api/service/:id/instance/:n',
+    {
+      schema: {
+        tags: ['instances'],
+        summary: 'one instance with its history (also while it stops: desired stop)',
+        params: InstanceParams,
+        response: { 200: InstanceDocSchema, ...errors(400, 403, 404) },
+      },
+    },
+    async (req) => {
+      const { service, instance } = await loadInstance(ctx, who(req), req.params.id, req.params.n);
+      return instanceDoc(instance, await store.instanceHistory(service.id, instance.instance_number));
     },
   );
 

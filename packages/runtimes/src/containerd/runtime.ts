@@ -14,11 +14,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Cgroup, cgroupInfo } from '@oak/sysinfo';
 import type { PortMapping } from '@oak/contracts';
-import { readLines } from '../process/logs.ts';
+import { readLines } from '../supervisor/logs.ts';
+import { interpretExit } from '../supervisor/verdict.ts';
 import { RuntimeError } from '../types.ts';
 import type { InstanceExit, InstanceSpec, InstanceStats, InstanceStatus, LogOptions, ProbeResult, Runtime } from '../types.ts';
 import { ALREADY_EXISTS, ContainerdClient, DEFAULT_PROTO_ROOT, NOT_FOUND, grpcCode } from './grpc.ts';
@@ -73,7 +73,6 @@ export function containerIdFor(id: string): string {
   return head ? `${head}-${hash}` : hash;
 }
 
-const SIGNALS: Record<number, string> = Object.fromEntries(Object.entries(osConstants.signals).map(([k, v]) => [v, k]));
 
 interface Watch {
   cid: string;
@@ -179,6 +178,7 @@ export class ContainerdRuntime implements Runtime {
         limitSwap: swapAccounted(),
         vcpus: spec.vcpus,
         netns: spec.netns,
+        resolvConf: spec.resolvConf,
         privileged: spec.privileged,
         mounts: spec.mounts,
         allCaps: spec.privileged === true ? boundingCaps() : undefined,
@@ -376,18 +376,14 @@ export class ContainerdRuntime implements Runtime {
     }
   }
 
+  /** the one verdict of every driver (../supervisor/verdict.ts) from the shim's exit status and the cgroup's OOM count */
   async #verdict(cid: string, labels: Record<string, string>, code: number): Promise<Verdict> {
-    const oneShot = labels[L.oneShot] === '1';
-    let oom = false;
     const cg = this.#cgroup(cid);
-    if (cg) oom = (await cg.oomKills().catch(() => 0)) > 0;
-    if (oom || (code === 137 && labels[L.memory] !== undefined && (await this.#hitLimit(cid)))) {
-      const mb = labels[L.memory];
-      return { exit_code: code, state: 'FAILED', detail: `killed: out of memory${mb ? ` (limit ${mb} MB)` : ''}` };
-    }
-    if (code === 0 && oneShot) return { exit_code: 0, state: 'COMPLETED', detail: 'completed (exit code 0)' };
-    const sig = code > 128 ? SIGNALS[code - 128] : undefined;
-    return { exit_code: code, state: 'FAILED', detail: `exited with code ${code}${sig ? ` (${sig})` : ''}` };
+    let oomKills = cg ? await cg.oomKills().catch(() => 0) : 0;
+    if (oomKills === 0 && code === 137 && labels[L.memory] !== undefined && (await this.#hitLimit(cid))) oomKills = 1;
+    const mb = Number(labels[L.memory]);
+    const v = interpretExit({ code, oomKills, memoryLimitMb: Number.isFinite(mb) && mb > 0 ? mb : undefined, oneShot: labels[L.oneShot] === '1' });
+    return { exit_code: v.exit_code, state: v.state, detail: v.detail };
   }
 
   /** v1 fallback when oom_kill is not reported: the group's memory.failcnt grew */

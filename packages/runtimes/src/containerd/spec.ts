@@ -27,6 +27,8 @@ export interface SpecInput {
   vcpus?: number | undefined;
   /** path of a network namespace to join; host network when undefined */
   netns?: string | undefined;
+  /** file shown as /etc/resolv.conf (read-only) instead of the host's (the worker's overlay resolver) */
+  resolvConf?: string | undefined;
   /** every capability, all devices, no masked paths (only when the worker allows it) */
   privileged?: boolean | undefined;
   /** host paths bind-mounted into the container (already checked against the allow-list) */
@@ -116,9 +118,13 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
     { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
   ];
-  // the host's name resolution (read-only), in its own namespace too: outbound traffic is NATed
+  // the host's name resolution (read-only), in its own namespace too: outbound traffic is NATed;
+  // with the overlay the NodeEngine's resolv.conf naming the worker's resolver on the gateway
+  if (input.resolvConf !== undefined && (!input.resolvConf.startsWith('/') || input.resolvConf.split('/').includes('..'))) {
+    throw new Error(`resolv.conf ${JSON.stringify(input.resolvConf)} is not an absolute path`);
+  }
   mounts.push({ destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] });
-  mounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: '/etc/resolv.conf', options: ['rbind', 'ro'] });
+  mounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: input.resolvConf ?? '/etc/resolv.conf', options: ['rbind', 'ro'] });
   for (const m of input.mounts ?? []) {
     mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', m.readonly ? 'ro' : 'rw', 'nosuid', 'nodev'] });
   }

@@ -4,7 +4,7 @@
  * `<dataDir>/code/` (cached by URL, made executable).
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { access, chmod, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +44,30 @@ export async function resolveCode(code: string, dataDir: string, opts: { fetchTi
   }
   await checkExecutable(path);
   return path;
+}
+
+/**
+ * resolveCode() without awaits for an absolute path or a file:// URL that is an executable file
+ * (the common case; two syscalls): undefined for anything else, which resolveCode() then handles
+ * (and reports).
+ */
+export function resolveLocalCode(code: string): string | undefined {
+  let path: string;
+  if (isAbsolute(code)) path = code;
+  else if (/^file:/i.test(code)) {
+    try {
+      path = fileURLToPath(code);
+    } catch {
+      return undefined;
+    }
+  } else return undefined;
+  try {
+    if (!statSync(path).isFile()) return undefined;
+    accessSync(path, constants.X_OK);
+    return path;
+  } catch {
+    return undefined;
+  }
 }
 
 async function isExecutableFile(p: string): Promise<boolean> {

@@ -1,5 +1,3 @@
-export { ProcessRuntime } from './runtime.ts';
-export type { ProcessRuntimeOptions, RunAs } from './runtime.ts';
-export { interpretExit, WRAPPER_SCRIPT } from './wrapper.ts';
-export type { ExitVerdict, RawExit } from './wrapper.ts';
+export { ProcessLauncher, ProcessRuntime } from './runtime.ts';
+export type { ProcessRuntimeOptions } from './runtime.ts';
 export { DEFAULT_RUN_AS, lookupUser, createUserHint } from './user.ts';

@@ -3,7 +3,7 @@
  * LDAP/sssd users work too.
  */
 import { spawnSync } from 'node:child_process';
-import type { RunAs } from './runtime.ts';
+import type { RunAs } from '../supervisor/launcher.ts';
 
 export const DEFAULT_RUN_AS = 'oak-workload';
 

@@ -1,0 +1,148 @@
+/**
+ * Workloads of every virtualization for the runtime matrix (issue 10): for each one, a service that
+ * prints a marker line and keeps running, a one-shot that prints and exits with a code, and a hog
+ * that goes over its memory limit. The census finds an instance's copies on this machine by the
+ * marker in their command lines (every namespace shares the pid namespace), whatever runs them: a
+ * supervisor's wrapper (process, qemu, wasm) or a containerd shim.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import type { InstanceDoc, ServiceDoc, Virtualization } from '@oak/contracts';
+import { waitFor } from '@oak/testkit';
+import type { Api } from './api.ts';
+import { sla } from './sla.ts';
+
+export interface Workload {
+  virtualization: Virtualization;
+  code: string;
+  cmd?: string[];
+  memory: number;
+  vcpus?: number;
+  one_shot?: boolean;
+  extra?: Record<string, unknown>;
+}
+
+/** How to make each kind of workload for one virtualization. */
+export interface RuntimeFixture {
+  virtualization: Virtualization;
+  /** prints `<marker> up` and keeps running */
+  service(marker: string): Workload;
+  /** prints `<marker> done` and exits with `code` */
+  oneShot(marker: string, code: number): Workload;
+  /** grows past its memory limit (FAILED, out of memory) */
+  hog(marker: string): Workload;
+  /** how long a start may take here (a VM boots in seconds under software emulation) */
+  startMs: number;
+}
+
+/** the fixtures of the shell-based virtualizations: a busybox image (container) and /bin/sh (process) */
+export function shellFixtures(image: string): RuntimeFixture[] {
+  const sh = (v: 'container' | 'process', script: string, marker: string): { code: string; cmd: string[] } =>
+    v === 'container' ? { code: image, cmd: ['sh', '-c', script, marker] } : { code: '/bin/sh', cmd: ['-c', script, marker] };
+  return (['container', 'process'] as const).map((v) => ({
+    virtualization: v,
+    startMs: 30_000,
+    service: (m) => ({ virtualization: v, memory: 32, ...sh(v, 'echo "$0 up"; while :; do sleep 1; done', m) }),
+    oneShot: (m, code) => ({ virtualization: v, memory: 32, one_shot: true, ...sh(v, `echo "$0 done"; exit ${code}`, m) }),
+    // doubling a shell variable: 32 MB are reached in about 25 rounds
+    hog: (m) => ({ virtualization: v, memory: 32, ...sh(v, 'echo "$0 hog"; x=aaaaaaaa; while :; do x=$x$x; done', m) }),
+  }));
+}
+
+function cmdline(pid: string): string[] | undefined {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return raw === '' ? undefined : raw.split('\0').filter((a) => a !== '');
+  } catch {
+    return undefined;
+  }
+}
+
+function ppid(pid: string): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The copies of a workload on this machine: processes whose command line carries `marker` and
+ * whose parent's does not (the wrapper or the container's first process; their children and the
+ * wrapper's subshell share the marker and are not counted).
+ */
+export function copies(marker: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const argv = cmdline(pid);
+    if (!argv?.some((a) => a.includes(marker))) continue;
+    const parent = ppid(pid);
+    if (parent !== undefined && cmdline(parent)?.some((a) => a.includes(marker)) === true) continue;
+    out.push(Number(pid));
+  }
+  return out;
+}
+
+/** One service of the matrix: its fixture, kind (svc, ok, bad, hog...), marker, application and service. */
+export interface Deployed {
+  fixture: RuntimeFixture;
+  kind: string;
+  marker: string;
+  appId: string;
+  svc: ServiceDoc;
+}
+
+/** The matrix's API calls: deploy a workload as its own application, wait for its one instance, read its logs. */
+export class Matrix {
+  readonly deployed: Deployed[] = [];
+  constructor(
+    readonly api: Api,
+    readonly run: string,
+  ) {}
+
+  marker(f: RuntimeFixture, kind: string): string {
+    return `${this.run}-${f.virtualization}-${kind}`;
+  }
+
+  async deploy(fixture: RuntimeFixture, kind: string, w: Workload): Promise<Deployed> {
+    const marker = this.marker(fixture, kind);
+    const app = `${fixture.virtualization.replace(/[^a-z]/g, '').slice(0, 8)}${kind.replace(/[^A-Za-z0-9]/g, '')}`.slice(0, 30);
+    const [a] = await this.api.createApps(sla({ app, ...w, extra: w.extra }), true);
+    if (a === undefined) throw new Error(`${marker}: no application created`);
+    const [svc] = await this.api.services(a.applicationID);
+    if (svc === undefined) throw new Error(`${marker}: no service created`);
+    const d = { fixture, kind, marker, appId: a.applicationID, svc };
+    this.deployed.push(d);
+    return d;
+  }
+
+  async one(d: Deployed, pred: (i: InstanceDoc) => boolean, what: string, ms: number): Promise<InstanceDoc> {
+    const s = await this.api.waitInstances(d.svc.microserviceID, (l) => l.length === 1 && pred(l[0]!), ms, `${d.marker}: ${what}`);
+    return s.instance_list[0]!;
+  }
+
+  /** `<status> <body>` of the instance's logs */
+  async logs(d: Deployed, n = 0): Promise<string> {
+    const r = await fetch(`${this.api.base}/api/service/${d.svc.microserviceID}/instance/${n}/logs`, { headers: { authorization: `Bearer ${this.api.token}` } });
+    return `${r.status} ${await r.text()}`;
+  }
+
+  async waitLogs(d: Deployed, line: string, ms = 30_000): Promise<void> {
+    let last = '';
+    await waitFor(async () => {
+      last = await this.logs(d);
+      return last.includes(line) ? true : undefined;
+    }, { timeoutMs: ms, message: `${d.marker}: "${line}" in its logs` }).catch((err: unknown) => {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}; last answer: ${last.slice(0, 500)}`);
+    });
+  }
+
+  /** deletes every application deployed and waits until no copy of any is left */
+  async deleteAll(ms = 30_000): Promise<void> {
+    for (const d of this.deployed) await this.api.call('DELETE', `/api/application/${d.appId}`);
+    for (const d of this.deployed) {
+      await waitFor(() => (copies(d.marker).length === 0 ? true : undefined), { timeoutMs: ms, message: `${d.marker}: no copy left after the delete` });
+    }
+  }
+}

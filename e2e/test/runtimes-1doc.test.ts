@@ -1,0 +1,103 @@
+/**
+ * The runtime matrix in a 1-DOC (issue 10): for every virtualization the worker offers, through the
+ * API of the real `oakd` binary: a service RUNNING with its output in the logs, a one-shot
+ * COMPLETED or FAILED by its exit code, a workload over its memory limit FAILED with the reason, a
+ * kill -9 of oakd and a restart re-adopting every instance without a duplicate, and a delete
+ * leaving no copy behind.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildBusyboxImage, freePort, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
+import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
+import { Api, waitHealthy } from '../src/api.ts';
+import { Procs, bins } from '../src/procs.ts';
+import { Matrix, copies, shellFixtures, type Deployed } from '../src/runtimes.ts';
+
+const PASSWORD = 'e2e-runtimes-1';
+
+async function oneWorker(api: Api, what: string): Promise<string[]> {
+  const cs = await waitFor(async () => {
+    const l = await api.call<{ resources: { workers: number; virtualizations: string[] } | null }[]>('GET', '/api/clusters/active');
+    return l.length === 1 && l[0]?.resources?.workers === 1 ? l : undefined;
+  }, { timeoutMs: 30_000, message: what });
+  return cs[0]?.resources?.virtualizations ?? [];
+}
+
+test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by its limit, is re-adopted and leaves nothing', { timeout: 600_000 }, async (t) => {
+  const ctd = await startContainerd();
+  t.after(() => ctd.stop());
+  const reg = await startRegistry();
+  t.after(() => reg.stop());
+  const image = await buildBusyboxImage(reg);
+  const dir = await tmpDir('oak-e2e-rt1');
+  t.after(() => dir.remove());
+  const procs = new Procs();
+  t.after(() => procs.stopAll());
+  t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
+  const fixtures = shellFixtures(image);
+
+  const port = await freePort();
+  const args = [
+    '--host', '127.0.0.1', '--port', String(port),
+    '--link-port', String(await freePort()), '--cluster-port', String(await freePort()), '--mqtt-port', String(await freePort()),
+    '--data-dir', dir.path, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500',
+    '--netmanager', 'off',
+  ];
+  const env = { OAK_ADMIN_PASSWORD: PASSWORD };
+  let oakd = procs.spawn('oakd', bins.oakd, args, { dir: dir.path, env });
+  const base = `http://127.0.0.1:${port}`;
+  const api = new Api(base);
+  const m = new Matrix(api, `rt1d${process.pid}`);
+  try {
+    await waitHealthy(`${base}/healthz`);
+    await api.login('Admin', PASSWORD);
+    const offered = await oneWorker(api, 'the 1-DOC cluster with its worker');
+    // the 1-DOC offers what this machine can run
+    for (const f of fixtures) assert.ok(offered.includes(f.virtualization), `the 1-DOC offers ${f.virtualization} (offered: ${offered.join(', ')})`);
+
+    // a service per virtualization: RUNNING, its output in the logs, one copy
+    const services: Deployed[] = [];
+    for (const f of fixtures) services.push(await m.deploy(f, 'svc', f.service(m.marker(f, 'svc'))));
+    for (const d of services) {
+      await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING', d.fixture.startMs);
+      await m.waitLogs(d, `${d.marker} up`);
+      assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
+    }
+
+    // one-shots: exit 0 COMPLETED, exit 3 FAILED with the code
+    for (const f of fixtures) {
+      const ok = await m.deploy(f, 'ok', f.oneShot(m.marker(f, 'ok'), 0));
+      const bad = await m.deploy(f, 'bad', f.oneShot(m.marker(f, 'bad'), 3));
+      await m.one(ok, (i) => i.status === 'COMPLETED', 'COMPLETED', f.startMs);
+      const failed = await m.one(bad, (i) => i.status === 'FAILED', 'FAILED', f.startMs);
+      assert.match(failed.status_detail, /code 3/, `${bad.marker}: the exit code in the detail`);
+    }
+
+    // over the memory limit: FAILED, and the detail says why
+    for (const f of fixtures) {
+      const hog = await m.deploy(f, 'hog', { ...f.hog(m.marker(f, 'hog')), extra: { restart: 'never' } });
+      const failed = await m.one(hog, (i) => i.status === 'FAILED', 'FAILED by its memory limit', f.startMs + 30_000);
+      assert.match(failed.status_detail, /out of memory/, `${hog.marker}: the reason`);
+    }
+
+    // kill -9 and restart on the same data: every service re-adopted, RUNNING, still one copy each
+    await oakd.kill('SIGKILL');
+    for (const d of services) assert.equal(copies(d.marker).length, 1, `${d.marker} outlives oakd`);
+    oakd = procs.spawn('oakd-2', bins.oakd, args, { dir: dir.path, env });
+    await waitHealthy(`${base}/healthz`);
+    await api.login('Admin', PASSWORD);
+    await oneWorker(api, 'the worker back after the restart');
+    for (const d of services) {
+      await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING after the restart', 30_000);
+      assert.equal(copies(d.marker).length, 1, `${d.marker}: re-adopted, not started twice`);
+      await m.waitLogs(d, `${d.marker} up`);
+    }
+
+    // delete: nothing of any of them is left
+    await m.deleteAll();
+    await waitFor(async () => ((await ctd.ctr(['containers', 'ls', '-q'])).stdout.trim() === '' ? true : undefined), { timeoutMs: 20_000, message: 'no container left' });
+  } catch (err) {
+    console.error(procs.logs());
+    throw err;
+  }
+});

@@ -1,0 +1,90 @@
+/**
+ * The runtime matrix in an M-DOC (issue 10): a root+cluster host and two worker hosts (network
+ * namespaces, the real binaries). For every virtualization both workers offer: a service RUNNING
+ * with its logs through root -> cluster -> worker, its worker's NodeEngine killed (-9) and started
+ * again re-adopting it without a duplicate, a workload over its memory limit FAILED with the
+ * reason, and a delete leaving no copy on either worker.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { waitFor } from '@oak/testkit';
+import type { Api } from '../src/api.ts';
+import { Matrix, copies, shellFixtures, type Deployed } from '../src/runtimes.ts';
+import { Topology, type Worker } from '../src/topology.ts';
+
+interface Active {
+  resources: { workers: number; virtualizations: string[]; worker_summary: { id: string; name: string }[] } | null;
+}
+
+async function twoWorkers(api: Api): Promise<Active> {
+  const cs = await waitFor(async () => {
+    const l = await api.call<Active[]>('GET', '/api/clusters/active');
+    return l.length === 1 && l[0]?.resources?.workers === 2 ? l : undefined;
+  }, { timeoutMs: 40_000, message: 'one cluster with two workers' });
+  return cs[0]!;
+}
+
+test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is re-adopted after a NodeEngine kill, fails by its limit, leaves nothing', { timeout: 600_000 }, async (t) => {
+  const topo = new Topology();
+  t.after(() => topo.close());
+  try {
+    await topo.init('rtm');
+    const ctl = await topo.net.addHost('ctl');
+    const h1 = await topo.net.addHost('w1');
+    const h2 = await topo.net.addHost('w2');
+    const api = await topo.root(ctl);
+    await topo.cluster(ctl, '127.0.0.1', 'edge1');
+    const workers: Worker[] = [await topo.worker(h1, ctl.ip), await topo.worker(h2, ctl.ip)];
+    const cluster = await twoWorkers(api);
+    const fixtures = shellFixtures(topo.image);
+    for (const f of fixtures) assert.ok(cluster.resources?.virtualizations.includes(f.virtualization), `the workers offer ${f.virtualization}`);
+    const byId = (id: string | null): Worker | undefined => {
+      const name = cluster.resources?.worker_summary.find((w) => w.id === id)?.name;
+      return workers.find((w) => w.host.name === name);
+    };
+    const m = new Matrix(api, `rtmd${process.pid}`);
+
+    // pinned to w1 (a direct constraint): a killed NodeEngine's worker is lost at once (its MQTT last
+    // will), and an unpinned instance would be placed on w2; pinned, it must be re-adopted on w1
+    const pin = { constraints: [{ type: 'direct', node: 'w1' }] };
+    const services: Deployed[] = [];
+    for (const f of fixtures) services.push(await m.deploy(f, 'svc', { ...f.service(m.marker(f, 'svc')), extra: pin }));
+    for (const d of services) {
+      await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING', d.fixture.startMs);
+      await m.waitLogs(d, `${d.marker} up`);
+      assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
+    }
+
+    // the NodeEngine of the services' worker killed and started again: re-adopted, one copy each
+    for (const d of services) {
+      const i = await m.one(d, (x) => x.status === 'RUNNING', 'RUNNING', 10_000);
+      const w = byId(i.worker_id);
+      assert.ok(w, `${d.marker}: its worker ${i.worker_id} is one of the two`);
+      await w.proc.kill('SIGKILL');
+      assert.equal(copies(d.marker).length, 1, `${d.marker} outlives its NodeEngine`);
+      w.start();
+      await twoWorkers(api);
+      await m.waitLogs(d, `${d.marker} up`);
+      const again = await m.one(d, (x) => x.status === 'RUNNING', 'RUNNING after its NodeEngine restarted', 30_000);
+      assert.equal(again.worker_id, i.worker_id, `${d.marker}: still on the same worker`);
+      assert.equal(copies(d.marker).length, 1, `${d.marker}: re-adopted, not started twice`);
+    }
+
+    for (const f of fixtures) {
+      const hog = await m.deploy(f, 'hog', { ...f.hog(m.marker(f, 'hog')), extra: { restart: 'never' } });
+      const failed = await m.one(hog, (i) => i.status === 'FAILED', 'FAILED by its memory limit', f.startMs + 30_000);
+      assert.match(failed.status_detail, /out of memory/, `${hog.marker}: the reason`);
+    }
+
+    await m.deleteAll();
+    for (const w of workers) {
+      await waitFor(async () => ((await w.ctd.ctr(['containers', 'ls', '-q'])).stdout.trim() === '' ? true : undefined), { timeoutMs: 20_000, message: `no container left on ${w.host.name}` }).catch(async (err: unknown) => {
+        console.error('DEBUG', (await w.ctd.ctr(['containers', 'ls'])).stdout, (await w.ctd.ctr(['tasks', 'ls'])).stdout, JSON.stringify(await api.call('GET', '/api/applications/')));
+        throw err;
+      });
+    }
+  } catch (err) {
+    console.error(topo.procs.logs());
+    throw err;
+  }
+});

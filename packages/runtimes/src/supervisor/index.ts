@@ -1,0 +1,7 @@
+export { SupervisedRuntime } from './supervisor.ts';
+export type { SupervisorOptions } from './supervisor.ts';
+export type { Launch, LaunchContext, Launcher, RunAs } from './launcher.ts';
+export { interpretExit, signalName } from './verdict.ts';
+export type { ExitVerdict, RawExit } from './verdict.ts';
+export { WRAPPER_SCRIPT, wrapperArgs } from './wrapper.ts';
+export { readLines } from './logs.ts';
