@@ -66,6 +66,8 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
     assert.match(withNet.service_ip ?? '', /^10\.30\./, 'the service has a service IP');
     assert.match(withNet.instance_list[0]?.instance_ip ?? '', /^10\.30\./, 'the instance has an instance IP');
     assert.ok(running.instance_list[0]?.worker_id, 'instance knows its worker');
+    // Oakestra's clients read publicip: the worker's address (its NetManager's NodePublicAddress)
+    assert.match(running.instance_list[0]?.publicip ?? '', /^[0-9a-f.:]+$/i, 'publicip is the worker address');
     const tasks = async () => (await ctd.ctr(['tasks', 'ls'])).stdout.split('\n').filter((l) => /\sRUNNING\b/.test(l));
     assert.equal((await tasks()).length, 1, 'one container task runs');
     const history = running.instance_list[0]?.history?.map((h) => h.status) ?? [];

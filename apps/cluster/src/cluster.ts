@@ -176,6 +176,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     synced: () => core.synced,
   };
   const net = new NetCore(view, config.net ?? {});
+  /** the address each worker registered from (its publicip when its NetManager names none) */
+  const registeredFrom = new Map<string, string>();
   const host = config.host ?? '0.0.0.0';
   const cleanups: (() => Promise<void>)[] = [];
   const closeAll = async (): Promise<void> => {
@@ -325,6 +327,11 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
             // where its namespace is, once its NetManager said so
             const n = net.netForStatus(e.message.job_name, e.message.instance_number);
             if (n !== undefined) e.message.net = n;
+            // Oakestra's clients read an instance's `publicip`: its worker's public address
+            if (e.message.publicip === undefined && e.message.worker_id !== null) {
+              const ip = publicAddress(net.workerNet(e.message.worker_id)?.host_ip, registeredFrom.get(e.message.worker_id));
+              if (ip !== undefined) e.message.publicip = ip;
+            }
             net.statusChanged(e.message.job_name, Date.now());
             toRoot(e.message);
             break;
@@ -612,6 +619,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       creds.set(id, verdict.tokenId);
       askedToRegister.delete(id);
       const known = core.workers.has(id);
+      registeredFrom.set(id, req.ip);
       run(core.register(id, reg, Date.now()));
       log.info(`worker ${reg.node_name} (${reg.host}) ${known ? 're-registered' : 'registered'} as ${id} with token ${verdict.tokenId}`);
       const answer: NodeRegistrationAnswer = { id, ...answerBase, mqtt_username: id, mqtt_password: password, mqtt_tls: brokerTls };
@@ -831,4 +839,15 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     await closeAll();
     throw err;
   }
+}
+
+/**
+ * An instance's `publicip` (Oakestra's field): its worker's NetManager `NodePublicAddress` when
+ * known, else the address the worker registered from (an IPv4-mapped IPv6 address as IPv4).
+ */
+export function publicAddress(netmanagerHost: string | null | undefined, registeredFrom: string | undefined): string | undefined {
+  if (netmanagerHost !== null && netmanagerHost !== undefined && netmanagerHost !== '') return netmanagerHost;
+  if (registeredFrom === undefined || registeredFrom === '') return undefined;
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(registeredFrom);
+  return m?.[1] ?? registeredFrom;
 }

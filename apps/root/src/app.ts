@@ -23,6 +23,7 @@ import { clusterRoutes } from './plugins/clusters.ts';
 import { eventRoutes } from './plugins/events.ts';
 import { healthRoutes } from './plugins/health.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
+import { oakestraPublicRoutes, oakestraRoutes } from './plugins/oakestra.ts';
 import { serviceRoutes } from './plugins/services.ts';
 import { tokenRoutes } from './plugins/tokens.ts';
 import { DEFAULT_STREAM_LIMITS, type PluginOpts, type StreamLimits } from './plugins/types.ts';
@@ -151,6 +152,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   await app.register(metricsPlugin, pluginOpts);
   await app.register(healthRoutes, pluginOpts);
   await app.register(authRoutes, pluginOpts);
+  await app.register(oakestraPublicRoutes, pluginOpts);
   for (const p of opts.publicPlugins ?? []) await app.register(p, pluginOpts);
 
   await app.register(async (api) => {
@@ -169,6 +171,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
       ...(opts.maxStreams !== undefined ? { maxStreams: opts.maxStreams } : {}),
     });
     await api.register(auditRoutes, pluginOpts);
+    await api.register(oakestraRoutes, pluginOpts);
     for (const p of opts.protectedPlugins ?? []) await api.register(p, pluginOpts);
   });
 

@@ -42,6 +42,11 @@ export interface RootContext {
   loginLimiter?: LoginLimiter;
   /** removes workers of a connected cluster (revoke_workers by id); false when it is not connected */
   removeWorkers?: (clusterId: string, workerIds: string[]) => boolean;
+  /**
+   * the organisation (id or name) self-registered users join (POST /api/auth/register without a
+   * token); undefined: self-registration is off (the default)
+   */
+  selfRegistration?: string | undefined;
 }
 
 export const DEFAULT_ACCESS_TTL_SEC = 15 * 60;

@@ -37,6 +37,7 @@ const SETTINGS: Setting[] = [
   { flag: 'node-scheduled-deadline', env: 'OAK_NODE_SCHEDULED_DEADLINE_S', help: 'seconds an instance may stay NODE_SCHEDULED before it is placed again', def: () => '60' },
   { flag: 'creating-deadline', env: 'OAK_CREATING_DEADLINE_S', help: 'seconds an instance may stay CREATING before it is placed again', def: () => '600' },
   { flag: 'advertise-link', env: 'OAK_ADVERTISE_LINK', help: 'host:port clusters dial to reach this root when it leads (several roots on one PostgreSQL)', def: () => undefined },
+  { flag: 'self-registration', env: 'OAK_SELF_REGISTRATION', help: "organisation (name or id) that users registering themselves (Oakestra's POST /api/auth/register without a token) join; unset: off", def: () => undefined },
   { flag: 'resync', env: 'OAK_RESYNC_MS', help: 'every service is reconciled this often (ms), besides on every change', def: () => '5000' },
 ];
 
@@ -101,6 +102,11 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     if (v !== undefined) deadlines[key] = v * 1000;
   }
   const resync = num('resync', 100, 3_600_000);
+  const selfOrg = get('self-registration');
+  if (selfOrg !== undefined) {
+    if (!/^[A-Za-z0-9_.-]{1,128}$/.test(selfOrg)) throw new Error(`--self-registration takes an organisation name or id, not ${JSON.stringify(selfOrg.slice(0, 40))}`);
+    cfg.selfRegistration = selfOrg;
+  }
   if (db !== undefined) {
     // several roots may share this database: the one holding the lease leads (lead/)
     const advertiseLink = get('advertise-link');

@@ -22,6 +22,8 @@ import { prepareLeadership, type LeadConfig, type Leadership } from './lead/inde
 export const DEFAULT_ROOT_PORT = 10000;
 
 export interface RootConfig {
+  /** the organisation self-registered users join (POST /api/auth/register without a token); undefined: off */
+  selfRegistration?: string | undefined;
   /** default 0.0.0.0 */
   host?: string;
   /** default 10000; 0 picks a free port */
@@ -138,6 +140,7 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
       },
       startedAt: Date.now(),
       trust: trustLoad,
+      selfRegistration: config.selfRegistration,
     };
     const trust = await trustLoad;
     log.info({ ca_sha256: trust.caHash, ca: caDir ?? 'store setting root_ca' }, 'root CA');

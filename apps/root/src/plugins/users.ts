@@ -11,6 +11,7 @@
  * bumps token_version) and end the user's open event and log streams.
  */
 import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
 import { ConflictError, ForbiddenError, NotFoundError, OakError, UnauthorizedError, type Role } from '@oak/contracts';
 import type { OrganizationRow, UserRow } from '@oak/store';
 import { checkPassword, hashPassword, verifyPassword } from '../auth/passwords.ts';
@@ -30,6 +31,7 @@ import {
   errors,
 } from '../schemas.ts';
 import type { RootContext } from '../context.ts';
+import { ROOT_ORGANIZATION } from '../bootstrap.ts';
 import { who, type RootPlugin } from './types.ts';
 
 type RoleInput = Role | { name: Role };
@@ -66,6 +68,44 @@ function requireManage(p: Principal, target: UserRow): void {
 
 function requireGrantable(p: Principal, roles: Role[]): void {
   if (!p.isAdmin && roles.includes('Admin')) throw new ForbiddenError('only an Admin may grant the Admin role');
+}
+
+/** What a new user is made from (POST /api/user/, Oakestra's POST /api/auth/register). */
+export interface NewUser {
+  name: string;
+  password: string;
+  email?: string | undefined;
+  roles?: RoleInput[] | undefined;
+  organization_id?: string | undefined;
+  organization?: string | undefined;
+}
+
+/**
+ * Creates a user as `p` may: in `p`'s organisation unless an Admin names another, with roles `p`
+ * may grant (default Application_Provider). `p` null: a self-registration, always an
+ * Application_Provider of `selfOrg`.
+ */
+export async function createUser(ctx: RootContext, p: Principal | null, b: NewUser, selfOrg?: string): Promise<{ user: UserRow; org: OrganizationRow }> {
+  checkPassword(b.password);
+  let org: OrganizationRow | undefined;
+  if (p === null) org = await findOrganization(ctx, selfOrg ?? ROOT_ORGANIZATION);
+  else if (b.organization_id !== undefined) org = await findOrganization(ctx, b.organization_id);
+  else if (b.organization !== undefined) org = await findOrganization(ctx, b.organization);
+  else org = await ctx.store.getOrganization(p.orgId);
+  if (!org) throw new NotFoundError('organization', p?.orgId ?? '');
+  if (p !== null) requireOrg(p, org.id, 'that organisation');
+  const roles = p !== null && b.roles ? roleNames(b.roles) : (['Application_Provider'] as Role[]);
+  if (roles.length === 0) throw new OakError('OAK_VALIDATION', 'a user needs at least one role', { path: 'roles' });
+  if (p !== null) requireGrantable(p, roles);
+  if (await ctx.store.getUserByName(b.name)) throw new ConflictError(`user ${b.name} already exists`, 'pick another name');
+  const user = await ctx.store.createUser({
+    name: b.name,
+    email: b.email ?? null,
+    roles,
+    organization_id: org.id,
+    password_hash: await hashPassword(b.password),
+  });
+  return { user, org };
 }
 
 export const userRoutes: RootPlugin = async (app, { ctx }) => {
@@ -147,25 +187,7 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
     async (req, reply) => {
       const p = who(req);
       requireRole(p, 'Organization_Admin');
-      const b = req.body;
-      checkPassword(b.password);
-      let org: OrganizationRow | undefined;
-      if (b.organization_id !== undefined) org = await findOrganization(ctx, b.organization_id);
-      else if (b.organization !== undefined) org = await findOrganization(ctx, b.organization);
-      else org = await ctx.store.getOrganization(p.orgId);
-      if (!org) throw new NotFoundError('organization', p.orgId);
-      requireOrg(p, org.id, 'that organisation');
-      const roles = b.roles ? roleNames(b.roles) : (['Application_Provider'] as Role[]);
-      if (roles.length === 0) throw new OakError('OAK_VALIDATION', 'a user needs at least one role', { path: 'roles' });
-      requireGrantable(p, roles);
-      if (await ctx.store.getUserByName(b.name)) throw new ConflictError(`user ${b.name} already exists`, 'pick another name');
-      const u = await ctx.store.createUser({
-        name: b.name,
-        email: b.email ?? null,
-        roles,
-        organization_id: org.id,
-        password_hash: await hashPassword(b.password),
-      });
+      const { user: u, org } = await createUser(ctx, p, req.body);
       req.log.info({ by: p.user.name, user: u.name }, 'user created');
       return reply.code(201).send(userDoc(u, org.name));
     },
@@ -221,39 +243,51 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
     },
   );
 
-  app.put(
-    '/api/user/:user/password',
-    {
+  // PUT is ours; POST /api/user/<name> with {oldPassword, newPassword} is Oakestra's form of it
+  for (const [method, url] of [['PUT', '/api/user/:user/password'], ['POST', '/api/user/:user']] as const) {
+    app.route({
+      method,
+      url,
       schema: {
         tags: ['users'],
-        summary: 'change a password (your own with old_password, or as Admin / Organization_Admin)',
+        summary: method === 'PUT' ? 'change a password (your own with old_password, or as Admin / Organization_Admin)' : "Oakestra's password change: body {oldPassword, newPassword} (same rules as PUT /api/user/{user}/password)",
         params: UserParams,
         body: PasswordBody,
         response: { 200: Type.Object({ message: Type.String() }), ...errors(403, 404, 422, 429) },
       },
-    },
-    async (req, reply) => {
-      const p = who(req);
-      const u = await visibleUser(ctx, p, req.params.user);
-      checkPassword(req.body.password);
-      if (u.id === p.user.id) {
-        // the old password is guessed like a login: the same limits
-        const wait = limiter.retryAfter(u.name, req.ip);
-        if (wait > 0) {
-          void reply.header('retry-after', String(wait));
-          throw new OakError('OAK_RATE_LIMITED', 'too many wrong passwords: try again later', { hint: `wait ${wait} s (Retry-After)` });
+      ...(method === 'POST' ? { preValidation: oakestraPasswordBody } : {}),
+      handler: async (req, reply) => {
+        const p = who(req);
+        const u = await visibleUser(ctx, p, req.params.user);
+        checkPassword(req.body.password);
+        if (u.id === p.user.id) {
+          // the old password is guessed like a login: the same limits
+          const wait = limiter.retryAfter(u.name, req.ip);
+          if (wait > 0) {
+            void reply.header('retry-after', String(wait));
+            throw new OakError('OAK_RATE_LIMITED', 'too many wrong passwords: try again later', { hint: `wait ${wait} s (Retry-After)` });
+          }
+          if (req.body.old_password === undefined || !(await verifyPassword(u.password_hash, req.body.old_password))) {
+            limiter.failed(u.name, req.ip);
+            throw new UnauthorizedError('old_password is missing or wrong', 'OAK_INVALID_CREDENTIALS');
+          }
+          limiter.succeeded(u.name);
+        } else {
+          requireManage(p, u);
         }
-        if (req.body.old_password === undefined || !(await verifyPassword(u.password_hash, req.body.old_password))) {
-          limiter.failed(u.name, req.ip);
-          throw new UnauthorizedError('old_password is missing or wrong', 'OAK_INVALID_CREDENTIALS');
-        }
-        limiter.succeeded(u.name);
-      } else {
-        requireManage(p, u);
-      }
-      await ctx.store.updateUser(u.id, { password_hash: await hashPassword(req.body.password) });
-      endStreams(u.id, 'the password of this user changed');
-      return { message: `password of ${u.name} changed: every token of ${u.name} is revoked, log in again` };
-    },
-  );
+        await ctx.store.updateUser(u.id, { password_hash: await hashPassword(req.body.password) });
+        endStreams(u.id, 'the password of this user changed');
+        return { message: `password of ${u.name} changed: every token of ${u.name} is revoked, log in again` };
+      },
+    });
+  }
 };
+
+/** Oakestra's {oldPassword, newPassword} as our {old_password, password} (other bodies as they are) */
+async function oakestraPasswordBody(req: FastifyRequest): Promise<void> {
+  const b = req.body;
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) return;
+  const o = b as Record<string, unknown>;
+  if (o.newPassword !== undefined && o.password === undefined) o.password = o.newPassword;
+  if (o.oldPassword !== undefined && o.old_password === undefined) o.old_password = o.oldPassword;
+}
