@@ -54,9 +54,11 @@ test('M-DOC: root+cluster host and two worker hosts', { timeout: 240_000 }, asyn
 
     // a worker that disappears (its NodeEngine killed and not restarted) is declared dead within
     // seconds and its instance is rescheduled onto the other worker
-    const summary = await api.call<{ resources: { worker_summary: { id: string; name: string }[] } }[]>('GET', '/api/clusters/active');
-    const w1Id = summary[0]?.resources.worker_summary.find((w) => w.name === 'w1')?.id;
-    assert.ok(w1Id, 'worker w1 is listed by name');
+    // (the restarted w1 is listed again with the cluster's next aggregate)
+    const w1Id = await waitFor(async () => {
+      const summary = await api.call<{ resources: { worker_summary: { id: string; name: string }[] } | null }[]>('GET', '/api/clusters/active');
+      return summary[0]?.resources?.worker_summary.find((w) => w.name === 'w1')?.id;
+    }, { timeoutMs: 20_000, message: 'worker w1 is listed by name' });
     await w2.proc.kill('SIGKILL');
     const lost = Date.now();
     const moved = await api.waitInstances(

@@ -230,7 +230,8 @@ test('limits are never silently ignored: without cgroups, memory/vcpus are refus
   assert.match(p.detail, /no cgroup limits: pretend: not root/);
   await assert.rejects(rt.start(spec({ code: '/bin/sleep', cmd: ['30'], memory_mb: 32 })), (e: unknown) => e instanceof RuntimeError && e.reason === 'limits_unavailable' && /memory 32 MB/.test(e.message));
   await assert.rejects(rt.start(spec({ code: '/bin/sleep', cmd: ['30'], vcpus: 1 })), (e: unknown) => e instanceof RuntimeError && /vcpus 1/.test(e.message));
-  const s = await rt.start(spec({ code: '/bin/sh', cmd: ['-c', 'sleep 0.2; exit 4'] }));
+  // long enough for stats to find it alive on a loaded machine
+  const s = await rt.start(spec({ code: '/bin/sh', cmd: ['-c', 'sleep 2; exit 4'] }));
   const stats = await rt.stats(s.id);
   assert.ok(stats !== undefined && stats.memory_mb > 0);
   assert.equal((await exitOf(s.id)).exit_code, 4);
