@@ -133,6 +133,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     isolation: partial.isolation ?? isolationFromEnv(env['OAK_ISOLATION']),
     bridgeSubnet: partial.bridgeSubnet,
     workDir: partial.workDir,
+    gpuReader: partial.gpuReader,
   };
 }
 

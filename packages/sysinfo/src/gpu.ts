@@ -27,7 +27,6 @@ const MAX_GPU_MEMORY_MB = 1024 * 1024 * 1024;
 export const NVIDIA_SMI_ARGS: readonly string[] = ['--query-gpu=index,name,memory.total,uuid', '--format=csv,noheader,nounits'];
 
 function cleanName(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, MAX_GPU_NAME);
 }
 
