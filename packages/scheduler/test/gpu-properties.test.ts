@@ -7,8 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import type { WorkerSummary } from '@oak/contracts';
-import { Ledger, pickCluster, pickWorker, reserveCluster, type ClusterCandidate, type Demand, type WorkerCandidate } from '../src/index.ts';
+import type { ClusterDoc, WorkerSummary } from '@oak/contracts';
+import { clusterCandidateOf, demandOf, Ledger, pickCluster, pickWorker, reserveCluster, type ClusterCandidate, type Demand, type WorkerCandidate } from '../src/index.ts';
 import { cluster, demand, summary, worker } from './helpers.ts';
 
 const RUNS = { numRuns: 300 };
@@ -123,4 +123,37 @@ test('workers as candidates: reports with running GPU instances count them as he
   assert.equal(pickWorker(demand({ gpus: 1 }), ledger.applyAll([w])).ok, false);
   ledger.observe(['a.b.c.d.instance.0']);
   assert.equal(ledger.apply(w).gpus_free, 2, 'once reported running, the report itself holds it');
+});
+
+test('the root, from cluster documents: a vgpus service goes to the cluster whose worker has the GPUs, twice in a row only where two are free', () => {
+  const doc = (id: string, workers: WorkerSummary[]): ClusterDoc => ({
+    _id: id,
+    cluster_name: id,
+    cluster_location: null,
+    status: 'ACTIVE',
+    last_seen: null,
+    created_at: '2026-01-01T00:00:00Z',
+    resources: {
+      cpu_cores_free: workers.reduce((x, w) => x + w.cpu_cores_free, 0),
+      cpu_cores_total: 64,
+      memory_free_mb: workers.reduce((x, w) => x + w.memory_free_mb, 0),
+      memory_total_mb: 1 << 20,
+      gpus_free: workers.reduce((x, w) => x + (w.gpus_free ?? 0), 0),
+      virtualizations: ['container'],
+      workers: workers.length,
+      worker_summary: workers,
+    },
+  });
+  const big = doc('big-cpu', [summary('b1', { cpu_cores_free: 32, memory_free_mb: 65536, gpus_free: 0 })]);
+  const gpu = doc('gpu', [summary('g1', { cpu_cores_free: 2, memory_free_mb: 4096, gpus_free: 1, gpus: [{ index: 0, name: 'NVIDIA T4', memory_mb: 15360, uuid: 'GPU-a' }] })]);
+  const svc = { microservice_name: 'train', microservice_namespace: 'ml', virtualization: 'container' as const, code: 'trainer', vcpus: 1, memory: 512, vgpus: 1 };
+  const d = demandOf(svc, 'app.ns.train.ml');
+  let cs = [clusterCandidateOf(big), clusterCandidateOf(gpu)];
+  const first = pickCluster(d, cs);
+  assert.ok(first.ok && first.target.id === 'gpu', 'the GPU cluster, though the other has far more cpu and memory');
+  cs = cs.map((c) => (c.id === 'gpu' ? reserveCluster(c, d) : c));
+  const second = pickCluster(d, cs);
+  assert.equal(second.ok, false, 'its one GPU is reserved by the first placement');
+  // without vgpus the same service may go anywhere (best-fit picks the tighter cluster)
+  assert.equal(pickCluster(demandOf({ ...svc, vgpus: 0 }, 'j'), cs).ok, true);
 });
