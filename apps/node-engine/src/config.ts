@@ -77,6 +77,8 @@ export interface NodeEngineConfig {
   bridgeSubnet?: string | undefined;
   /** how the worker's NVIDIA GPUs are read (default: nvidia-smi, else /proc/driver/nvidia; tests inject fixtures) */
   gpuReader?: (() => Promise<GpuDevice[]>) | undefined;
+  /** CDI spec directories for containers' GPUs (default /etc/cdi, /var/run/cdi) */
+  cdiDirs?: string[] | undefined;
   /** parent of the process workloads' working directories (default `<dataDir>-work`) */
   workDir?: string | undefined;
 }
@@ -134,6 +136,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     bridgeSubnet: partial.bridgeSubnet,
     workDir: partial.workDir,
     gpuReader: partial.gpuReader,
+    cdiDirs: partial.cdiDirs,
   };
 }
 
