@@ -18,6 +18,7 @@ import { silentLog } from '../src/config.ts';
 import { startNodeEngine } from '../src/engine.ts';
 import type { NodeEngineHandle } from '../src/engine.ts';
 import { assignGpus, formatGpuLabel, gpuEnv, gpusNeeded, LABEL_GPUS, parseGpuLabel } from '../src/gpus.ts';
+import { GPU_REFRESH_MS, GpuInventory } from '../src/host.ts';
 import { heldGpus, planAdoption } from '../src/instances.ts';
 import type { Entry } from '../src/instances.ts';
 import { FakeCluster, pidsWithArgv } from './helpers/cluster.ts';
@@ -79,6 +80,25 @@ test('re-adoption reads the GPUs back from the label; ended instances hold none'
   const entries: Entry[] = [...plan.keep, ...plan.finished];
   assert.deepEqual([...heldGpus(entries)], [['a.b.c.d.instance.0', [1, 2]]]);
   assert.deepEqual([...heldGpus(entries, 'a.b.c.d.instance.0')], []);
+});
+
+test('GpuInventory: read once per refresh period (nvidia-smi is not cheap), forced at registration; a failing reader is no GPUs', async () => {
+  let reads = 0;
+  let fail = false;
+  const inv = new GpuInventory(() => {
+    reads++;
+    return fail ? Promise.reject(new Error('boom')) : Promise.resolve([T4(0)]);
+  });
+  assert.deepEqual(inv.current, []);
+  assert.equal((await inv.refresh(false, 1000)).length, 1);
+  await Promise.all([inv.refresh(false, 2000), inv.refresh(false, 3000)]);
+  assert.equal(reads, 1, 'cached within the period');
+  await inv.refresh(false, 1000 + GPU_REFRESH_MS);
+  assert.equal(reads, 2);
+  fail = true;
+  assert.deepEqual(await inv.refresh(true, 1001 + GPU_REFRESH_MS), []);
+  assert.equal(reads, 3);
+  assert.deepEqual(inv.current, []);
 });
 
 // ---------------------------------------------------------------------------- the NodeEngine
