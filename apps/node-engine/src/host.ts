@@ -11,6 +11,25 @@ export type GpuReader = () => Promise<GpuDevice[]>;
 /** GPU readings at most this often: nvidia-smi costs tens of ms, reports come every 2 s */
 export const GPU_REFRESH_MS = 60_000;
 
+/**
+ * the most bytes the GPU list may take in a registration (the cluster takes 16 KiB bodies); the
+ * `gpus` count stays exact, and the reports carry the whole list
+ */
+export const REGISTRATION_GPU_BYTES = 8 * 1024;
+
+/** The first GPUs of `list` whose JSON fits in `budget` bytes. */
+export function gpusWithin(list: readonly GpuDevice[], budget = REGISTRATION_GPU_BYTES): GpuDevice[] {
+  const out: GpuDevice[] = [];
+  let used = 2;
+  for (const g of list) {
+    const n = Buffer.byteLength(JSON.stringify(g)) + 1;
+    if (used + n > budget) break;
+    used += n;
+    out.push({ ...g });
+  }
+  return out;
+}
+
 /** Caches the GPU list: read at start, then again at most every GPU_REFRESH_MS. */
 export class GpuInventory {
   readonly #read: GpuReader;
@@ -75,7 +94,7 @@ export async function registrationBody(i: RegistrationInput): Promise<NodeRegist
     netmanager_port: i.netmanagerPort,
     location: i.location ?? null,
   };
-  if (i.gpus !== undefined && i.gpus.length > 0) body.gpu_devices = i.gpus.map((g) => ({ ...g }));
+  if (i.gpus !== undefined && i.gpus.length > 0) body.gpu_devices = gpusWithin(i.gpus);
   if (i.id !== undefined) body.id = i.id;
   return body;
 }

@@ -18,7 +18,7 @@ import { silentLog } from '../src/config.ts';
 import { startNodeEngine } from '../src/engine.ts';
 import type { NodeEngineHandle } from '../src/engine.ts';
 import { assignGpus, formatGpuLabel, gpuEnv, gpusNeeded, LABEL_GPUS, parseGpuLabel } from '../src/gpus.ts';
-import { GPU_REFRESH_MS, GpuInventory } from '../src/host.ts';
+import { GPU_REFRESH_MS, GpuInventory, gpusWithin, registrationBody, REGISTRATION_GPU_BYTES } from '../src/host.ts';
 import { heldGpus, planAdoption } from '../src/instances.ts';
 import type { Entry } from '../src/instances.ts';
 import { FakeCluster, pidsWithArgv } from './helpers/cluster.ts';
@@ -99,6 +99,19 @@ test('GpuInventory: read once per refresh period (nvidia-smi is not cheap), forc
   assert.deepEqual(await inv.refresh(true, 1001 + GPU_REFRESH_MS), []);
   assert.equal(reads, 3);
   assert.deepEqual(inv.current, []);
+});
+
+test('registration: 64 GPUs with the longest names still fit the cluster\'s 16 KiB body limit; the count stays exact', async () => {
+  const many = Array.from({ length: 64 }, (_, i) => ({ index: 9000 + i, name: 'N'.repeat(128), memory_mb: 1024 * 1024 * 1024, uuid: `GPU-${'f'.repeat(64)}` }));
+  const body = await registrationBody({ name: 'w'.repeat(200), host: 'h'.repeat(253), virtualizations: ['container', 'process'], netmanagerPort: 6000, location: '48.1,11.5', dataDir: '/tmp', gpus: many });
+  assert.equal(body.gpus, 64);
+  const listed = body.gpu_devices ?? [];
+  assert.ok(listed.length > 0 && listed.length < 64, `${listed.length} listed`);
+  assert.ok(Buffer.byteLength(JSON.stringify(listed)) <= REGISTRATION_GPU_BYTES);
+  const full = JSON.stringify({ ...body, token: 'x'.repeat(512), id: 'i'.repeat(200), id_proof: 'p'.repeat(256), conn: 'c'.repeat(64) });
+  assert.ok(Buffer.byteLength(full) < 16 * 1024, `${Buffer.byteLength(full)} bytes`);
+  assert.deepEqual(gpusWithin([T4(0), T4(1)]), [T4(0), T4(1)]);
+  assert.deepEqual(gpusWithin([T4(0)], 10), []);
 });
 
 // ---------------------------------------------------------------------------- the NodeEngine
