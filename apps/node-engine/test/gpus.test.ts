@@ -7,7 +7,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { readdirSync, rmdirSync } from 'node:fs';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DeployCommand, GpuDevice } from '@oak/contracts';
 import { lookupUser } from '@oak/runtimes';
@@ -166,6 +167,15 @@ after(async () => {
   await engine?.shutdown({ stopInstances: true });
   await cluster.close();
   for (const pid of pidsWithArgv(['/bin/sleep', sleepArg])) process.kill(pid, 'SIGKILL');
+  // the process driver's cgroup parent (empty once the instances are gone) and the work directory
+  for (const ctrl of readdirSync('/sys/fs/cgroup')) {
+    try {
+      rmdirSync(`/sys/fs/cgroup/${ctrl}/gpu${run}`);
+    } catch {
+      /* not created under this controller */
+    }
+  }
+  await rm(`${dir.path}-work`, { recursive: true, force: true });
   await dir.remove();
 });
 
