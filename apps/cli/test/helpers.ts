@@ -270,6 +270,11 @@ export async function startTestRoot(opts: { cluster?: boolean; accessTtlSec?: nu
             name: 'edge-worker-1',
             cpu_cores_free: 3.5,
             memory_free_mb: 6000,
+            gpus_free: 1,
+            gpus: [
+              { index: 0, name: 'NVIDIA T4', memory_mb: 15360, uuid: 'GPU-aaaa' },
+              { index: 1, name: 'NVIDIA T4', memory_mb: 15360, uuid: 'GPU-bbbb' },
+            ],
             virtualizations: ['container', 'process'],
             location: '48.1351,11.5820',
             net: {

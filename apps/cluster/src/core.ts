@@ -591,7 +591,13 @@ export class ClusterCore {
       r.gpus_free += Math.max(0, c.gpus_free);
       for (const v of c.virtualizations) virt.add(v);
       const rec = this.workers.get(c.id);
-      summary.push({ id: c.id, name: c.name, cpu_cores_free: cpuFree, memory_free_mb: memFree, virtualizations: [...c.virtualizations], location: rec?.registration?.location ?? null });
+      const ws: WorkerSummary = { id: c.id, name: c.name, cpu_cores_free: cpuFree, memory_free_mb: memFree, virtualizations: [...c.virtualizations], location: rec?.registration?.location ?? null };
+      // GPUs (issue 10): free ones for the root's check that one worker holds the instance, and the
+      // devices (model, memory) for `oak node ls`; left out on workers without any
+      const devices = rec?.info?.gpu_devices ?? rec?.registration?.gpu_devices ?? [];
+      ws.gpus_free = Math.max(0, c.gpus_free);
+      if (devices.length > 0) ws.gpus = devices.map((g) => ({ ...g }));
+      summary.push(ws);
     }
     r.cpu_cores_free = round2(r.cpu_cores_free);
     r.memory_free_mb = round2(r.memory_free_mb);

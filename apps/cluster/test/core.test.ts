@@ -257,3 +257,37 @@ test('the deploy command carries the overlay addresses of the assignment (the wo
   assert.ok(plain?.type === 'deploy');
   assert.equal('overlay' in plain.command, false, 'none without one');
 });
+
+test('GPUs (issue 10): only a worker with free GPUs gets a vgpus instance; held ones are subtracted; the summary carries devices', () => {
+  const c = new ClusterCore();
+  const gpus = [
+    { index: 0, name: 'NVIDIA T4', memory_mb: 15360, uuid: 'GPU-aaaa' },
+    { index: 1, name: 'NVIDIA T4', memory_mb: 15360, uuid: 'GPU-bbbb' },
+  ];
+  c.register('g', { ...registration('g', 8, 8192), gpus: 2, gpu_devices: gpus }, 0);
+  c.information('g', { ...information([], 8, 8192), gpus: 2, gpu_devices: gpus }, 0);
+  join(c, 'cpu', registration('cpu', 64, 65536), 0);
+  const gpuJob = 'app.ns.train.ns';
+  const withGpu = (n: number) => {
+    const a = assignment(gpuJob, n);
+    a.service.vgpus = 1;
+    return a;
+  };
+  const placed = [...c.deploy(withGpu(0), 1), ...c.deploy(withGpu(1), 1)];
+  assert.deepEqual(deploys(placed).map((d) => d.worker), ['g', 'g'], 'both on the GPU worker, although the other has more cores');
+  const third = c.deploy(withGpu(2), 1);
+  assert.deepEqual(deploys(third), []);
+  assert.deepEqual(statuses(third).map((m) => [m.status, m.status_detail]), [['CLUSTER_SCHEDULED', 'NO_WORKER_CAPACITY']], 'it waits for a GPU');
+  const a = c.aggregate();
+  assert.equal(a.gpus_free, 0);
+  const g = a.worker_summary.find((w) => w.id === 'g');
+  assert.equal(g?.gpus_free, 0, 'reserved GPUs are not free');
+  assert.deepEqual(g?.gpus, gpus);
+  const cpu = a.worker_summary.find((w) => w.id === 'cpu');
+  assert.equal(cpu?.gpus_free, 0);
+  assert.equal(cpu?.gpus, undefined, 'no device list without GPUs');
+  // once the worker reports them running, its report holds them (no double count)
+  c.information('g', { ...information([name(0, gpuJob), name(1, gpuJob)], 8, 8192), gpus: 2, gpu_devices: gpus }, 10);
+  assert.equal(c.aggregate().worker_summary.find((w) => w.id === 'g')?.gpus_free, 0);
+  assert.equal(c.aggregate().gpus_free, 0);
+});

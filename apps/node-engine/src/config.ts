@@ -5,7 +5,7 @@
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_PORTS, VIRTUALIZATIONS } from '@oak/contracts';
-import type { Virtualization } from '@oak/contracts';
+import type { GpuDevice, Virtualization } from '@oak/contracts';
 
 export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
 export const DEFAULT_REPORT_INTERVAL_MS = 2000;
@@ -75,6 +75,10 @@ export interface NodeEngineConfig {
   isolation?: 'auto' | 'on' | 'off' | undefined;
   /** subnet of the instance bridge (default from the namespace: 172.30.0.0/24 for `oak`) */
   bridgeSubnet?: string | undefined;
+  /** how the worker's NVIDIA GPUs are read (default: nvidia-smi, else /proc/driver/nvidia; tests inject fixtures) */
+  gpuReader?: (() => Promise<GpuDevice[]>) | undefined;
+  /** CDI spec directories for containers' GPUs (default /etc/cdi, /var/run/cdi) */
+  cdiDirs?: string[] | undefined;
   /** parent of the process workloads' working directories (default `<dataDir>-work`) */
   workDir?: string | undefined;
 }
@@ -131,6 +135,8 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     isolation: partial.isolation ?? isolationFromEnv(env['OAK_ISOLATION']),
     bridgeSubnet: partial.bridgeSubnet,
     workDir: partial.workDir,
+    gpuReader: partial.gpuReader,
+    cdiDirs: partial.cdiDirs,
   };
 }
 

@@ -17,8 +17,9 @@ import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trus
 import type { InstanceExit, InstanceStatus, Runtime } from '@oak/runtimes';
 import { consoleLog, withDefaults } from './config.ts';
 import type { EngineLog, NodeEngineConfig } from './config.ts';
-import { HostSampler, registrationBody } from './host.ts';
-import { applyState, decideDeploy, isSettledActive, planAdoption, runningNames } from './instances.ts';
+import { GpuInventory, HostSampler, registrationBody } from './host.ts';
+import { assignGpus, formatGpuLabel, gpuEnv, gpusNeeded, LABEL_GPUS } from './gpus.ts';
+import { applyState, decideDeploy, heldGpus, isSettledActive, planAdoption, runningNames } from './instances.ts';
 import type { Entry } from './instances.ts';
 import { logTopics, parseLogRequest, pumpLogs } from './logs.ts';
 import type { LogBatch } from './logs.ts';
@@ -110,7 +111,7 @@ class Engine {
     this.cfg = cfg;
     this.log = cfg.log ?? consoleLog;
     this.runtimes = runtimes;
-    this.sampler = new HostSampler(cfg.dataDir);
+    this.sampler = new HostSampler(cfg.dataDir, new GpuInventory(cfg.gpuReader));
     this.token = requireJoinToken(cfg.joinToken);
   }
 
@@ -407,6 +408,7 @@ class Engine {
         netmanagerPort: this.cfg.netmanagerPort,
         location: this.cfg.location,
         dataDir: this.cfg.dataDir,
+        gpus: await this.sampler.gpus.refresh(true),
       });
       const backoff = this.cfg.registerBackoffMs ?? { initial: 500, max: 10_000 };
       const answer = await registerWithRetry(
@@ -673,6 +675,22 @@ class Engine {
     if (!spec.ok) {
       this.setState(e, 'FAILED', spec.reason);
       return;
+    }
+    // GPUs (issue 10): chosen in the same synchronous step that registered the entry, so two
+    // deploys running side by side never pick the same one
+    const needGpus = gpusNeeded(cmd.vgpus);
+    if (needGpus > 0) {
+      const devices = this.sampler.gpus.current;
+      const got = assignGpus(needGpus, cmd.virtualization, devices, heldGpus(this.entries.values(), id));
+      if (!got.ok) {
+        this.log.warn(`${id}: ${got.reason}`);
+        this.setState(e, 'FAILED', got.reason);
+        return;
+      }
+      e.gpus = got.indices;
+      spec.spec.labels[LABEL_GPUS] = formatGpuLabel(got.indices);
+      spec.spec.gpus = got.indices.map((index) => ({ index, uuid: devices.find((d) => d.index === index)?.uuid ?? '' }));
+      if (cmd.virtualization === 'process') spec.spec.env.push(...gpuEnv(got.indices, devices));
     }
     const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [] });
     if (!policy.ok) {

@@ -6,6 +6,7 @@ import { ACTIVE_STATES, TERMINAL_STATES } from '@oak/contracts';
 import type { InstanceState, Virtualization } from '@oak/contracts';
 import type { InstanceStatus } from '@oak/runtimes';
 import { identityOf } from './spec.ts';
+import { LABEL_GPUS, parseGpuLabel } from './gpus.ts';
 
 export interface Entry {
   /** `<job_name>.instance.<n>` */
@@ -19,6 +20,8 @@ export interface Entry {
   exit_code?: number | undefined;
   /** a delete is under way: exits are expected and not reported */
   deleting: boolean;
+  /** indices of the worker's GPUs this instance holds (label `oak.gpus`, see gpus.ts) */
+  gpus?: number[] | undefined;
 }
 
 export type DeployDecision =
@@ -70,6 +73,19 @@ export interface AdoptionPlan {
   unknown: InstanceStatus[];
 }
 
+/**
+ * The GPUs held on this worker, by instance: every instance not ended (deleting ones too: a GPU
+ * is free once its instance has stopped).
+ */
+export function heldGpus(entries: Iterable<Entry>, except?: string): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  for (const e of entries) {
+    if (e.id === except || e.gpus === undefined || e.gpus.length === 0 || TERMINAL_STATES.has(e.state)) continue;
+    m.set(e.id, e.gpus);
+  }
+  return m;
+}
+
 /** What to do with everything the drivers still hold after a restart. */
 export function planAdoption(found: readonly { virtualization: Virtualization; status: InstanceStatus }[]): AdoptionPlan {
   const plan: AdoptionPlan = { keep: [], finished: [], unknown: [] };
@@ -90,6 +106,8 @@ export function planAdoption(found: readonly { virtualization: Virtualization; s
       exit_code: ended ? status.exit_code : undefined,
       deleting: false,
     };
+    const gpus = parseGpuLabel(status.labels[LABEL_GPUS]);
+    if (gpus.length > 0) entry.gpus = gpus;
     (ended ? plan.finished : plan.keep).push(entry);
   }
   return plan;

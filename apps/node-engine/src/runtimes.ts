@@ -50,7 +50,12 @@ export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
     ? new Unavailable('process', user.problem)
     : new ProcessRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'process'), cgroupParent: cfg.namespace ?? 'oak', runAs: user.runAs, workRoot: workDirOf(cfg) });
   return [
-    new ContainerdRuntime({ socket: cfg.containerdSocket, namespace: cfg.namespace ?? 'oak', dataDir: join(cfg.dataDir, 'runtimes', 'containerd') }),
+    new ContainerdRuntime({
+      socket: cfg.containerdSocket,
+      namespace: cfg.namespace ?? 'oak',
+      dataDir: join(cfg.dataDir, 'runtimes', 'containerd'),
+      ...(cfg.cdiDirs !== undefined ? { cdiDirs: [...cfg.cdiDirs] } : {}),
+    }),
     process,
   ];
 }

@@ -115,6 +115,23 @@ export interface ServiceDoc extends Microservice {
 
 const Free = (description: string) => Type.Number({ minimum: 0, description });
 
+/** the most GPUs one worker reports (more are cut off by the worker) */
+export const MAX_WORKER_GPUS = 64;
+
+/** One NVIDIA GPU of a worker, as its NodeEngine detected it (nvidia-smi or the driver's /proc files). */
+export const GpuDevice = Type.Object({
+  /** the driver's index: /dev/nvidia<index>, CDI name nvidia.com/gpu=<index> */
+  index: Type.Integer({ minimum: 0, maximum: 9999 }),
+  /** the model, e.g. `NVIDIA A100-SXM4-40GB` */
+  name: Type.String({ maxLength: 128 }),
+  /** total memory in MiB; 0 when unknown */
+  memory_mb: Type.Integer({ minimum: 0, maximum: 1024 * 1024 * 1024 }),
+  /** `GPU-<uuid>`, '' when unknown */
+  uuid: Type.String({ maxLength: 80 }),
+});
+export type GpuDevice = Static<typeof GpuDevice>;
+export const GpuDevices = Type.Array(GpuDevice, { maxItems: MAX_WORKER_GPUS });
+
 /** Per-worker summary, for constraints the root must judge (direct node, geo of a worker). */
 export const WorkerSummary = Type.Object({
   id: Type.String(),
@@ -123,6 +140,10 @@ export const WorkerSummary = Type.Object({
   memory_free_mb: Free('MB'),
   virtualizations: Type.Array(Virtualization),
   location: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+  /** GPUs not held by an instance (placed or reserved); absent from clusters that predate GPU accounting */
+  gpus_free: Type.Optional(Free('GPUs')),
+  /** the worker's NVIDIA GPUs (count, model, memory); absent or [] without any */
+  gpus: Type.Optional(GpuDevices),
   /** the worker's place in the overlay (subnet, tunnel endpoint, measured RTTs), when it runs a NetManager */
   net: Type.Optional(WorkerNet),
 });

@@ -7,6 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { HealthState, InstanceState } from './states.ts';
 import { Microservice, Virtualization } from './sla.ts';
 import { InstanceAddresses } from './net.ts';
+import { GpuDevices } from './api.ts';
 
 export const DEFAULT_PORTS = {
   root: 10000,
@@ -77,6 +78,8 @@ export const NodeRegistration = Type.Object({
   memory_mb: NonNeg('MB'),
   disk_mb: Type.Optional(NonNeg('MB')),
   gpus: Type.Optional(Count()),
+  /** the GPUs behind `gpus`: index, model, memory, uuid (issue 10) */
+  gpu_devices: Type.Optional(GpuDevices),
   arch: Type.String(),
   os: Type.String(),
   virtualizations: Type.Array(Virtualization),
@@ -117,6 +120,8 @@ export const NodeInformation = Type.Object({
   memory_total_mb: NonNeg('MB'),
   disk_free_mb: NonNeg('MB'),
   gpus: Count(),
+  /** the GPUs behind `gpus` (the registration's list can be out of date after a driver change) */
+  gpu_devices: Type.Optional(GpuDevices),
   virtualizations: Type.Array(Virtualization),
   running_instances: Type.Array(Type.String()),
   timestamp: Type.Number(),

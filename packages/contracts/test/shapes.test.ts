@@ -25,6 +25,7 @@ interface OldNodeRegistration {
   memory_mb: number;
   disk_mb?: number;
   gpus?: number;
+  gpu_devices?: C.GpuDevice[];
   arch: string;
   os: string;
   virtualizations: Virtualization[];
@@ -56,6 +57,7 @@ interface OldNodeInformation {
   memory_total_mb: number;
   disk_free_mb: number;
   gpus: number;
+  gpu_devices?: C.GpuDevice[];
   virtualizations: Virtualization[];
   running_instances: string[];
   timestamp: number;
@@ -138,6 +140,8 @@ interface OldWorkerSummary {
   memory_free_mb: number;
   virtualizations: Virtualization[];
   location?: string | null;
+  gpus_free?: number;
+  gpus?: C.GpuDevice[];
   net?: C.WorkerNet;
 }
 interface OldClusterResources {

@@ -83,6 +83,16 @@ test('parseNodeRegistration', () => {
   rejects(() => parseNodeRegistration(null), '', /object/);
 });
 
+test('parseNodeRegistration: the GPU list (issue 10) is bounded and typed', () => {
+  const gpu = { index: 0, name: 'NVIDIA A100-SXM4-40GB', memory_mb: 40960, uuid: 'GPU-8f3c2a1e' };
+  assert.deepEqual(parseNodeRegistration({ ...registration, gpus: 1, gpu_devices: [gpu] }).gpu_devices, [gpu]);
+  rejects(() => parseNodeRegistration({ ...registration, gpu_devices: Array.from({ length: 65 }, (_, i) => ({ ...gpu, index: i })) }), 'gpu_devices');
+  rejects(() => parseNodeRegistration({ ...registration, gpu_devices: [{ ...gpu, name: 'x'.repeat(129) }] }), 'gpu_devices[0].name');
+  rejects(() => parseNodeRegistration({ ...registration, gpu_devices: [{ ...gpu, index: -1 }] }), 'gpu_devices[0].index');
+  rejects(() => parseNodeRegistration({ ...registration, gpu_devices: [{ ...gpu, memory_mb: 1.5 }] }), 'gpu_devices[0].memory_mb');
+  rejects(() => parseNodeRegistration({ ...registration, gpu_devices: [{ index: 0, name: 'x', memory_mb: 1 }] }), 'gpu_devices[0].uuid', /required/);
+});
+
 test('parseNodeRegistrationAnswer', () => {
   const a = { id: 'n1', MQTT_BROKER_PORT: 10003, report_interval_ms: 2000 };
   assert.deepEqual(parseNodeRegistrationAnswer(a), a);
@@ -107,6 +117,8 @@ test('parseNodeInformation', () => {
   assert.deepEqual(parseNodeInformation(info), info);
   rejects(() => parseNodeInformation({ ...info, running_instances: 'x' }), 'running_instances', /list/);
   rejects(() => parseNodeInformation({ ...info, gpus: 0.5 }), 'gpus', /whole number/);
+  assert.equal(parseNodeInformation({ ...info, gpus: 1, gpu_devices: [{ index: 3, name: 'T4', memory_mb: 15360, uuid: '' }] }).gpu_devices?.[0]?.index, 3);
+  rejects(() => parseNodeInformation({ ...info, gpu_devices: [{ index: 'a', name: 'T4', memory_mb: 1, uuid: '' }] }), 'gpu_devices[0].index');
   const { timestamp: _, ...noTs } = info;
   rejects(() => parseNodeInformation(noTs), 'timestamp', /required/);
 });

@@ -36,6 +36,11 @@ export interface InstanceSpec {
   privileged?: boolean | undefined;
   /** host paths to bind-mount (containers), already checked against the worker's allow-list */
   mounts?: { source: string; target: string; readonly: boolean }[] | undefined;
+  /**
+   * the worker's GPUs this instance holds (chosen by the NodeEngine, none shared): containers get
+   * their devices through CDI or the NVIDIA container hook; processes get CUDA_VISIBLE_DEVICES
+   */
+  gpus?: { index: number; uuid: string }[] | undefined;
   labels: Record<string, string>;
 }
 

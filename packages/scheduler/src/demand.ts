@@ -10,6 +10,11 @@ function nonNeg(x: number | undefined): number {
   return typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : 0;
 }
 
+/** whole GPUs for a vgpus amount: 0.5 holds one GPU, 2 hold two (1e-9 of float noise forgiven) */
+export function wholeGpus(vgpus: number): number {
+  return vgpus > 1e-9 ? Math.ceil(vgpus - 1e-9) : 0;
+}
+
 /** The demand of one instance of `service`; absent or invalid amounts count as 0. */
 export function demandOf(service: Microservice, jobName: string): Demand {
   return {
@@ -17,7 +22,8 @@ export function demandOf(service: Microservice, jobName: string): Demand {
     virtualization: service.virtualization,
     vcpus: nonNeg(service.vcpus),
     memory_mb: nonNeg(service.memory),
-    gpus: nonNeg(service.vgpus),
+    // a GPU is never shared between instances: a fractional vgpus holds the next whole GPU
+    gpus: wholeGpus(nonNeg(service.vgpus)),
     constraints: service.constraints ? [...service.constraints] : [],
   };
 }

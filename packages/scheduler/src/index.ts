@@ -4,7 +4,7 @@
  * Accounting: reserve()/release() and the Ledger (see ledger.ts for the rule).
  */
 export type * from './types.ts';
-export { demandOf, compileConstraints, type CompiledConstraints, type GeoRule, type LatencyRule } from './demand.ts';
+export { demandOf, wholeGpus, compileConstraints, type CompiledConstraints, type GeoRule, type LatencyRule } from './demand.ts';
 export { haversineKm, distanceToAreaKm, estimateRttMs, parseGeoPoint, formatGeoPoint } from './geo.ts';
 export { fits, matchesRef, supports, withinGeo, withinLatency, latencyMs, EPS } from './feasible.ts';
 export { workerLoad } from './rank.ts';

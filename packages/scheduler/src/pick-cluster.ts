@@ -7,7 +7,8 @@
  *     measured `latency_ms` or estimated from the cluster's location, see geo.ts)
  *   -> active -> virtualization -> aggregate capacity
  *   -> one worker of the cluster's worker_summary holds the demand alone (4 free cores spread
- *      over 4 workers do not hold a 2-core instance); that worker must also support the
+ *      over 4 workers do not hold a 2-core instance, nor 2 free GPUs on 2 workers a 2-GPU one,
+ *      when the summary reports GPUs); that worker must also support the
  *      virtualization, be the direct node if one is named, and be within every geo threshold
  *      (its own location, else the cluster's)
  *   -> rank: the strategy (default best-fit: least capacity left, normalised by the largest free
@@ -157,7 +158,7 @@ function explainClusters(d: Demand, clusters: readonly ClusterCandidate[], cc: C
       for (const c of candidates) {
         for (const w of c.workers) {
           if (!summaryMatches(w, c.location, d, cc)) continue;
-          const gap = shortfall(w.cpu_cores_free, d.vcpus) + shortfall(w.memory_free_mb, d.memory_mb);
+          const gap = shortfall(w.cpu_cores_free, d.vcpus) + shortfall(w.memory_free_mb, d.memory_mb) + (w.gpus_free !== undefined ? shortfall(w.gpus_free, d.gpus) : 0);
           if (gap < bestGap) {
             bestGap = gap;
             bestW = w;
@@ -172,8 +173,9 @@ function explainClusters(d: Demand, clusters: readonly ClusterCandidate[], cc: C
           detail: `no worker of ${list(candidates.map((c) => c.name))} supports ${d.virtualization} and satisfies the constraints`,
         };
       }
-      const total = describeAmounts(bestC.cpu_cores_free, bestC.memory_free_mb, 0, false);
-      const has = describeAmounts(bestW.cpu_cores_free, bestW.memory_free_mb, 0, false);
+      const withGpus = d.gpus > 0;
+      const total = describeAmounts(bestC.cpu_cores_free, bestC.memory_free_mb, bestC.gpus_free, withGpus);
+      const has = describeAmounts(bestW.cpu_cores_free, bestW.memory_free_mb, bestW.gpus_free ?? 0, withGpus);
       return {
         ok: false,
         reason: 'NoActiveClusterWithCapacity',

@@ -65,7 +65,13 @@ function adjustWorkers(c: ClusterCandidate, workerId: string | undefined, sign: 
   if (workerId === undefined) return c.workers;
   return c.workers.map((w) =>
     w.id === workerId || w.name === workerId
-      ? { ...w, cpu_cores_free: w.cpu_cores_free + sign * d.vcpus, memory_free_mb: w.memory_free_mb + sign * d.memory_mb }
+      ? {
+          ...w,
+          cpu_cores_free: w.cpu_cores_free + sign * d.vcpus,
+          memory_free_mb: w.memory_free_mb + sign * d.memory_mb,
+          // GPUs only where the summary reports them (clusters before issue 10 do not)
+          ...(w.gpus_free !== undefined ? { gpus_free: w.gpus_free + sign * d.gpus } : {}),
+        }
       : w,
   );
 }

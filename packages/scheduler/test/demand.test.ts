@@ -14,6 +14,14 @@ test('demandOf defaults absent amounts to 0 and keeps constraints', () => {
   assert.deepEqual(d.constraints, [{ type: 'direct', cluster: 'c1' }]);
 });
 
+test('demandOf: GPUs are whole (a fractional vgpus holds the next whole GPU)', () => {
+  assert.equal(demandOf({ ...svc, vgpus: 0.5 }, 'j').gpus, 1);
+  assert.equal(demandOf({ ...svc, vgpus: 2 }, 'j').gpus, 2);
+  assert.equal(demandOf({ ...svc, vgpus: 1.0000000001 }, 'j').gpus, 1);
+  assert.equal(demandOf({ ...svc, vgpus: 2.2 }, 'j').gpus, 3);
+  assert.equal(demandOf({ ...svc, vgpus: -1 }, 'j').gpus, 0);
+});
+
 test('demandOf treats negative or non-finite amounts as 0', () => {
   const d = demandOf({ ...svc, vcpus: -1, memory: Number.NaN }, 'j');
   assert.equal(d.vcpus, 0);

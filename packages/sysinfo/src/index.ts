@@ -5,3 +5,5 @@ export type { CgroupInfo, CgroupRef, CgroupVersion, CgroupCreateOptions, V1Contr
 export { parseProcStat, cpuPercentBetween, parseMeminfo, parseFlatKeyed, parseMax, parseCpuMax, cpuQuotaFor, parseProcPidStat, parseCgroupMounts, parseProcCgroup } from './parse.ts';
 export type { CpuTimes, ProcPidStat, CgroupMount } from './parse.ts';
 export { unixSocketAnswers } from './sockets.ts';
+export { detectGpus, parseNvidiaSmi, parseNvidiaProcInformation, NVIDIA_SMI_ARGS, MAX_GPUS, MAX_GPU_NAME } from './gpu.ts';
+export type { GpuDevice, GpuDetectOptions } from './gpu.ts';

@@ -19,6 +19,28 @@ function round(n: number): string {
   return String(Math.round(n * 10) / 10);
 }
 
+/** at most this many characters of the GPU column */
+export const GPU_WIDTH = 40;
+
+/**
+ * `1/2 NVIDIA T4 15360MB` (free/total, then each model with its memory and, for several of one
+ * kind, a count: `2x NVIDIA A100 40960MB`); `-` without GPUs; cut at GPU_WIDTH.
+ */
+export function gpuText(w: WorkerSummary): string {
+  const devs = w.gpus ?? [];
+  if (devs.length === 0) return w.gpus_free !== undefined && w.gpus_free > 0 ? `${round(w.gpus_free)} free` : '-';
+  const kinds = new Map<string, number>();
+  for (const g of devs) {
+    // a worker's text goes to a terminal: no control characters
+    const name = g.name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim();
+    const k = `${name || 'GPU'}${g.memory_mb > 0 ? ` ${g.memory_mb}MB` : ''}`;
+    kinds.set(k, (kinds.get(k) ?? 0) + 1);
+  }
+  const models = [...kinds].map(([k, n]) => (n > 1 ? `${n}x ${k}` : k)).join(', ');
+  const text = `${round(Math.max(0, w.gpus_free ?? 0))}/${devs.length} ${models}`;
+  return text.length <= GPU_WIDTH ? text : `${text.slice(0, GPU_WIDTH - 1)}…`;
+}
+
 /** at most this many characters of the RTT column */
 export const RTT_WIDTH = 40;
 
@@ -37,13 +59,14 @@ async function workersTable(ui: Ui, rows: { cluster: string; w: WorkerSummary }[
   const names = new Map(rows.map(({ w }) => [w.id, w.name]));
   return table(
     ui,
-    ['NODE', 'ID', ...(withCluster ? ['CLUSTER'] : []), 'CPU FREE', 'MEMORY FREE (MB)', 'VIRTUALIZATIONS', 'LOCATION', 'SUBNET', 'RTT'],
+    ['NODE', 'ID', ...(withCluster ? ['CLUSTER'] : []), 'CPU FREE', 'MEMORY FREE (MB)', 'GPUS FREE/TOTAL', 'VIRTUALIZATIONS', 'LOCATION', 'SUBNET', 'RTT'],
     rows.map(({ cluster, w }) => [
       w.name,
       w.id,
       ...(withCluster ? [cluster] : []),
       round(w.cpu_cores_free),
       String(Math.round(w.memory_free_mb)),
+      gpuText(w),
       w.virtualizations.join(','),
       dash(w.location),
       dash(w.net?.subnet),
@@ -115,17 +138,19 @@ export function registerCluster(program: Command): void {
   node
     .command('ls')
     .alias('list')
-    .description('list workers from the per-worker summaries the clusters send to the root')
+    .description('list workers from the per-worker summaries the clusters send to the root: free CPU, memory, GPUs, overlay')
     .option('-c, --cluster <cluster>', 'only the workers of this cluster (id or name)')
     .addHelpText(
       'after',
       `
 The root does not talk to workers: this list is the worker summary of each cluster's last
 report (GET /api/clusters/), so it is as fresh as that report (a few seconds).
+GPUS is free/total NVIDIA GPUs with each model and its memory (free: not held by an instance).
 SUBNET is the worker's overlay subnet (from the root), RTT what its NetManager measured over
 the tunnel to the other workers (lowest first).
-With -o json: one object per worker, its summary (with \`net\`: subnet, subnet_v6, host_ip,
-host_port, rtt) plus cluster_id and cluster_name.
+With -o json: one object per worker, its summary (with \`gpus\`: index, name, memory_mb, uuid
+of each GPU, \`gpus_free\`, and \`net\`: subnet, subnet_v6, host_ip, host_port, rtt) plus
+cluster_id and cluster_name.
 
 Examples:
   $ oak node ls

@@ -28,6 +28,7 @@ import type { ResolvedImage } from './image.ts';
 import { mappingsNeedingProxy, startPortProxy } from './ports.ts';
 import type { PortProxy } from './ports.ts';
 import { buildSpec, capsFromMask } from './spec.ts';
+import { resolveGpuAccess, type GpuAccess } from './gpu.ts';
 
 export interface ContainerdRuntimeOptions {
   /** containerd's gRPC socket (default /run/containerd/containerd.sock) */
@@ -48,6 +49,10 @@ export interface ContainerdRuntimeOptions {
   portBindAddress?: string;
   /** root of the containerd API .proto files (default Debian's /usr/share/gocode/src) */
   protoRoot?: string;
+  /** CDI spec directories for GPU devices (default /etc/cdi, /var/run/cdi) */
+  cdiDirs?: string[];
+  /** where the NVIDIA container runtime hook may be (default /usr/bin and /usr/local/bin) */
+  nvidiaHookPaths?: string[];
 }
 
 const L = {
@@ -104,8 +109,10 @@ export class ContainerdRuntime implements Runtime {
   readonly #images = new Map<string, ResolvedImage>();
   readonly #cpu = new Map<string, { usage_us: number; at: number }>();
   #closed = false;
+  readonly #gpuOpts: { cdiDirs: string[] | undefined; hookPaths: string[] | undefined };
 
   constructor(opts: ContainerdRuntimeOptions) {
+    this.#gpuOpts = { cdiDirs: opts.cdiDirs, hookPaths: opts.nvidiaHookPaths };
     this.socket = opts.socket ?? '/run/containerd/containerd.sock';
     this.namespace = opts.namespace ?? 'oak';
     this.#dataDir = opts.dataDir;
@@ -157,6 +164,10 @@ export class ContainerdRuntime implements Runtime {
     const existing = await this.status(spec.id);
     if (existing) return existing;
 
+    // GPUs first: a container that cannot get them fails before its image is pulled
+    let gpu: GpuAccess | undefined;
+    if (spec.gpus !== undefined && spec.gpus.length > 0) gpu = await resolveGpuAccess(spec.gpus, this.#gpuOpts);
+
     const ref = normalizeRef(spec.code);
     let image: ResolvedImage;
     try {
@@ -182,6 +193,7 @@ export class ContainerdRuntime implements Runtime {
         privileged: spec.privileged,
         mounts: spec.mounts,
         allCaps: spec.privileged === true ? boundingCaps() : undefined,
+        gpu,
       });
     } catch (e) {
       throw new RuntimeError('invalid_spec', (e as Error).message, { cause: e });

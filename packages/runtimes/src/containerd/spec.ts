@@ -1,8 +1,10 @@
 /**
  * Builds the OCI runtime spec of a container from the image config and the InstanceSpec: the same
  * defaults containerd's own client uses on Linux (mounts, capabilities, masked paths, namespaces),
- * plus the SLA's command, environment and resource limits. Pure: no I/O.
+ * plus the SLA's command, environment and resource limits, and GPU devices resolved from CDI or
+ * the NVIDIA hook (gpu.ts). Pure: no I/O.
  */
+import type { GpuAccess } from './gpu.ts';
 
 /** the part of an OCI image config used here */
 export interface ImageConfig {
@@ -35,7 +37,12 @@ export interface SpecInput {
   mounts?: readonly BindMount[] | undefined;
   /** what "every capability" means for privileged containers: the runtime's own bounding set */
   allCaps?: readonly string[] | undefined;
+  /** the instance's GPUs: CDI edits or the NVIDIA hook (resolveGpuAccess in gpu.ts) */
+  gpu?: GpuAccess | undefined;
 }
+
+/** the capabilities the NVIDIA hook is asked for when the SLA's environment names none */
+export const NVIDIA_DEFAULT_CAPABILITIES = 'compute,utility';
 
 export interface BindMount {
   source: string;
@@ -106,7 +113,14 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
   if (args.length === 0) throw new Error('no command: the image has no entrypoint/cmd and the SLA gives no cmd');
   const user = parseUser(input.image.User);
   if (!user) throw new Error(`image user "${input.image.User}" is not numeric (uid[:gid]); user names are not supported`);
-  const env = mergeEnv(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], input.image.Env ?? [], input.env);
+  const gpu = input.gpu;
+  // GPU environment: CDI's edits (or what the NVIDIA hook reads) come before the SLA's, which win
+  const gpuEnv = gpu === undefined ? [] : gpu.kind === 'cdi' ? gpu.env : [`NVIDIA_VISIBLE_DEVICES=${gpu.visible}`, `NVIDIA_DRIVER_CAPABILITIES=${NVIDIA_DEFAULT_CAPABILITIES}`];
+  const env = mergeEnv(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], input.image.Env ?? [], gpuEnv, input.env);
+  if (gpu?.kind === 'hook') {
+    // the hook reads the devices to expose from the spec: the SLA may not widen them
+    for (let i = 0; i < env.length; i++) if ((env[i] as string).startsWith('NVIDIA_VISIBLE_DEVICES=')) env[i] = `NVIDIA_VISIBLE_DEVICES=${gpu.visible}`;
+  }
   const hostNet = input.netns === undefined;
 
   const mounts: Record<string, unknown>[] = [
@@ -128,6 +142,11 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
   for (const m of input.mounts ?? []) {
     mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', m.readonly ? 'ro' : 'rw', 'nosuid', 'nodev'] });
   }
+  if (gpu?.kind === 'cdi') {
+    for (const m of gpu.mounts) {
+      mounts.push({ destination: m.containerPath, type: m.type ?? 'bind', source: m.hostPath, options: m.options !== undefined && m.options.length > 0 ? [...m.options] : ['rbind', 'ro', 'nosuid', 'nodev'] });
+    }
+  }
   const privileged = input.privileged === true;
   const caps = privileged ? (input.allCaps ?? ALL_CAPS) : DEFAULT_CAPS;
   if (privileged) {
@@ -138,7 +157,31 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
   const namespaces: Record<string, string>[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   if (!hostNet) namespaces.push({ type: 'network', path: input.netns as string });
 
-  const resources: Record<string, unknown> = { devices: [{ allow: privileged, access: 'rwm' }] };
+  const deviceRules: Record<string, unknown>[] = [{ allow: privileged, access: 'rwm' }];
+  const linuxDevices: Record<string, unknown>[] = [];
+  if (gpu?.kind === 'cdi') {
+    for (const d of gpu.devices) {
+      const dev: Record<string, unknown> = { path: d.path, type: d.type, major: d.major, minor: d.minor };
+      if (d.fileMode !== undefined) dev.fileMode = d.fileMode;
+      if (d.uid !== undefined) dev.uid = d.uid;
+      if (d.gid !== undefined) dev.gid = d.gid;
+      linuxDevices.push(dev);
+      deviceRules.push({ allow: true, type: d.type, major: d.major, minor: d.minor, access: d.permissions });
+    }
+  }
+  const hooks: Record<string, Record<string, unknown>[]> = {};
+  if (gpu?.kind === 'cdi') {
+    for (const h of gpu.hooks) {
+      const hook: Record<string, unknown> = { path: h.path };
+      if (h.args !== undefined) hook.args = [...h.args];
+      if (h.env !== undefined) hook.env = [...h.env];
+      if (h.timeout !== undefined) hook.timeout = h.timeout;
+      (hooks[h.hookName] ??= []).push(hook);
+    }
+  } else if (gpu?.kind === 'hook') {
+    hooks.prestart = [{ path: gpu.path, args: ['nvidia-container-runtime-hook', 'prestart'] }];
+  }
+  const resources: Record<string, unknown> = { devices: deviceRules };
   if (input.memoryBytes !== undefined && input.memoryBytes > 0) {
     resources.memory = input.limitSwap ? { limit: input.memoryBytes, swap: input.memoryBytes } : { limit: input.memoryBytes };
   }
@@ -146,7 +189,7 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     resources.cpu = { quota: Math.max(1000, Math.round(input.vcpus * CPU_PERIOD_US)), period: CPU_PERIOD_US };
   }
 
-  return {
+  const spec: Record<string, unknown> = {
     ociVersion: '1.0.2-dev',
     process: {
       terminal: false,
@@ -172,4 +215,7 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
       readonlyPaths: privileged ? [] : ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
   };
+  if (linuxDevices.length > 0) (spec.linux as Record<string, unknown>).devices = linuxDevices;
+  if (Object.keys(hooks).length > 0) spec.hooks = hooks;
+  return spec;
 }
