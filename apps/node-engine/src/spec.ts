@@ -45,7 +45,6 @@ export function deployToSpec(cmd: DeployCommand): SpecResult {
     virtualization: cmd.virtualization,
     code: cmd.code,
     cmd: cmd.cmd !== undefined && cmd.cmd.length > 0 ? [...cmd.cmd] : undefined,
-    args: cmd.args !== undefined && cmd.args.length > 0 ? [...cmd.args] : undefined,
     env: [...env],
     memory_mb: cmd.memory !== undefined && cmd.memory > 0 ? cmd.memory : undefined,
     vcpus: cmd.vcpus !== undefined && cmd.vcpus > 0 ? cmd.vcpus : undefined,
@@ -53,6 +52,7 @@ export function deployToSpec(cmd: DeployCommand): SpecResult {
     one_shot: cmd.one_shot === true,
     labels,
   };
+  if (cmd.args !== undefined && cmd.args.length > 0) spec.args = [...cmd.args];
   // storage is a tmpfs work dir for processes; other runtimes cannot enforce it (the validator warned)
   if (cmd.virtualization === 'process' && cmd.storage !== undefined && cmd.storage > 0) spec.storage_mb = cmd.storage;
   return { ok: true, spec };
