@@ -610,6 +610,7 @@ class Engine {
         if (cur !== e || (e.state !== 'COMPLETED' && e.state !== 'FAILED')) return;
         await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
         await this.detachNet(e.id, e.job_name, e.instance_number).catch(() => {});
+        await rm(filesDirOf(this.cfg.dataDir, e.id), { recursive: true, force: true }).catch(() => {});
         this.entries.delete(e.id);
       });
     }, ms);

@@ -170,14 +170,15 @@ test('a host path outside the allow-list, and a missing added file, fail the ins
 test('process: args after cmd, added files in the work dir, storage as a size-limited tmpfs', { skip, timeout: 120_000 }, async () => {
   const cmd = deploy('proc', 0, {
     virtualization: 'process', code: '/bin/sh',
-    cmd: ['-c', 'cat conf/p.txt; cat hello.txt; echo "args:$*"; echo "mode:$(stat -c %a conf/p.txt)"; df -k . | tail -1; sleep 3600', 'argv0'],
+    cmd: ['-c', 'cat conf/p.txt; cat hello.txt; echo "args:$*"; echo "mode:$(stat -c %a conf/p.txt)"; df -k . | tail -1; dd if=/dev/zero of=big bs=1M count=9 2>/dev/null; echo "dd:$?"; sleep 3600', 'argv0'],
     args: ['a', 'b'],
     storage: 8,
     added_files: [{ url: `${base}/conf.txt`, path: 'conf/p.txt', mode: '0600' }, `${base}/hello.txt`],
   });
   await cluster.publish(`nodes/${engine?.id}/control/deploy`, cmd);
   await waitState(cmd, 'RUNNING');
-  const text = await logsOf(cmd, /tmpfs|oak-storage/);
+  const text = await logsOf(cmd, /dd:\d/);
+  assert.match(text, /dd:1/, 'writing 9 MB into an 8 MB work dir fails');
   assert.match(text, /conf-from-url/);
   assert.match(text, /hello-from-url/);
   assert.match(text, /args:a b/);
