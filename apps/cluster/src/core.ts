@@ -625,6 +625,9 @@ export class ClusterCore {
     const cmd: DeployCommand = { ...d.assignment.service, microserviceID: d.assignment.microserviceID, job_name: d.assignment.job_name, instance_number: d.assignment.instance_number };
     // the virtual addresses the root gave (overlay network): the worker's NetManager translates them
     if (d.assignment.overlay !== undefined) cmd.overlay = d.assignment.overlay;
+    // the owner comes from the root, never from the SLA (a service's own "organization_id" is dropped)
+    if (d.assignment.organization_id !== undefined) cmd.organization_id = d.assignment.organization_id;
+    else delete cmd.organization_id;
     return cmd;
   }
 

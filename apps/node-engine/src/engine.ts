@@ -6,7 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { chmod, mkdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
 import type { ConnectionOptions } from 'node:tls';
@@ -28,6 +29,7 @@ import { InstanceNetworks, isolationProblem, persistedAttachmentIps, routeConfli
 import type { Attachment } from './network.ts';
 import { DEFAULT_NETMANAGER_KEY_DIR, NetManagerLink, planOfAnswer, readOverlayState, sameAnswer, writeOverlayState } from './netmanager.ts';
 import { applyPolicy } from './policy.ts';
+import { fetchAddedFiles, filesDirOf } from './files.ts';
 import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
 import { deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
 
@@ -610,6 +612,7 @@ class Engine {
         if (cur !== e || (e.state !== 'COMPLETED' && e.state !== 'FAILED')) return;
         await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
         await this.detachNet(e.id, e.job_name, e.instance_number).catch(() => {});
+        await rm(filesDirOf(this.cfg.dataDir, e.id), { recursive: true, force: true }).catch(() => {});
         this.entries.delete(e.id);
       });
     }, ms);
@@ -661,6 +664,7 @@ class Engine {
       this.retention.delete(id);
       await this.byVirt.get(old.virtualization)?.stop(id).catch(() => {});
       await this.detachNet(id, old.job_name, old.instance_number).catch(() => {});
+      await rm(filesDirOf(this.cfg.dataDir, id), { recursive: true, force: true }).catch(() => {});
       this.entries.delete(id);
     }
     const e: Entry = { id, job_name: cmd.job_name, instance_number: cmd.instance_number, virtualization: cmd.virtualization, state: 'CREATING', detail: 'deploying', deleting: false };
@@ -692,7 +696,7 @@ class Engine {
       spec.spec.gpus = got.indices.map((index) => ({ index, uuid: devices.find((d) => d.index === index)?.uuid ?? '' }));
       if (cmd.virtualization === 'process') spec.spec.env.push(...gpuEnv(got.indices, devices));
     }
-    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [] });
+    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [], volumesDir: join(this.cfg.dataDir, 'volumes') });
     if (!policy.ok) {
       this.log.warn(`${id}: ${policy.reason}`);
       this.setState(e, 'FAILED', policy.reason);
@@ -700,6 +704,15 @@ class Engine {
     }
     if (policy.privileged) spec.spec.privileged = true;
     if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;
+    if (cmd.added_files !== undefined && cmd.added_files.length > 0 && (cmd.virtualization === 'container' || cmd.virtualization === 'process')) {
+      const files = await fetchAddedFiles(cmd.added_files, cmd.virtualization, filesDirOf(this.cfg.dataDir, id));
+      if (!files.ok) {
+        this.log.warn(`${id}: ${files.reason}`);
+        this.setState(e, 'FAILED', files.reason);
+        return;
+      }
+      if (files.files.length > 0) spec.spec.files = files.files;
+    }
     let address = '';
     let attached: Attachment | undefined;
     await this.switching;
@@ -731,6 +744,7 @@ class Engine {
       this.log.warn(`${id}: start failed: ${reason}`);
       await runtime.stop(id).catch(() => {});
       await this.detachNet(id, cmd.job_name, cmd.instance_number).catch(() => {});
+      await rm(filesDirOf(this.cfg.dataDir, id), { recursive: true, force: true }).catch(() => {});
       this.setState(e, 'FAILED', reason);
     }
     this.net?.prepare();
@@ -779,6 +793,7 @@ class Engine {
     try {
       if (runtime !== undefined && (e !== undefined || jobNameProblem(job) === undefined)) await runtime.stop(id);
       await this.detachNet(id, job, n);
+      if (jobNameProblem(job) === undefined) await rm(filesDirOf(this.cfg.dataDir, id), { recursive: true, force: true });
     } catch (err) {
       const reason = `could not stop: ${err instanceof Error ? err.message : String(err)}`;
       this.log.error(`${id}: ${reason}`);

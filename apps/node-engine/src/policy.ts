@@ -3,11 +3,14 @@
  * --allow-privileged (the root already refused it for non-Admins), host-path `volumes` only under
  * the --volume-allow directories. A refusal is the instance's FAILED status_detail.
  *
- * `volumes` entries: `"<host path>:<container path>[:ro|rw]"`, or an object
- * `{ source | host_path, target | mount_path | container_path, read_only | readonly }`.
+ * `volumes` entries (parsed by @oak/contracts' parseVolumeSpecs): `"<host path>:<container path>[:ro|rw]"`,
+ * `{ source | host_path, target | mount_path, read_only }` (host paths), `{ name, target }` (named
+ * volumes: `<dataDir>/volumes/<organisation>/<name>`, kept across restarts and redeploys) and
+ * Oakestra's `{ volume_id, csi_driver, mount_path }` (accepted, nothing mounted).
  */
-import { realpath, stat } from 'node:fs/promises';
-import { isAbsolute, sep } from 'node:path';
+import { mkdir, realpath, stat } from 'node:fs/promises';
+import { join, sep } from 'node:path';
+import { VOLUME_NAME_PATTERN, parseVolumeSpecs } from '@oak/contracts';
 
 export interface Mount {
   source: string;
@@ -15,47 +18,41 @@ export interface Mount {
   readonly: boolean;
 }
 
-export type VolumeParse = { ok: true; mounts: Mount[] } | { ok: false; reason: string };
-
-const MAX_VOLUMES = 32;
-
-function absClean(p: string): boolean {
-  return isAbsolute(p) && p.length <= 4096 && !p.split('/').includes('..') && !p.includes('\0');
+export interface NamedVolume {
+  name: string;
+  target: string;
+  readonly: boolean;
 }
 
-/** Pure: the SLA's `volumes` as bind mounts, or why not. */
+export type VolumeParse = { ok: true; mounts: Mount[]; named: NamedVolume[]; ignored: number } | { ok: false; reason: string };
+
+/** Pure: the SLA's `volumes` as host bind mounts and named volumes (csi ones are counted, not mounted), or why not. */
 export function parseVolumes(volumes: unknown): VolumeParse {
-  if (volumes === undefined || volumes === null) return { ok: true, mounts: [] };
-  if (!Array.isArray(volumes)) return { ok: false, reason: 'volumes must be a list' };
-  if (volumes.length > MAX_VOLUMES) return { ok: false, reason: `at most ${MAX_VOLUMES} volumes` };
+  const p = parseVolumeSpecs(volumes, 'volumes');
+  const first = p.errors[0];
+  if (first !== undefined) return { ok: false, reason: `${first.path}: ${first.message}` };
   const mounts: Mount[] = [];
-  for (const [i, v] of volumes.entries()) {
-    let source: unknown;
-    let target: unknown;
-    let ro: unknown = false;
-    if (typeof v === 'string') {
-      const parts = v.split(':');
-      if (parts.length < 2 || parts.length > 3 || (parts[2] !== undefined && parts[2] !== 'ro' && parts[2] !== 'rw')) {
-        return { ok: false, reason: `volumes[${i}] ${JSON.stringify(v.slice(0, 200))}: write "<host path>:<container path>[:ro]"` };
-      }
-      [source, target] = parts;
-      ro = parts[2] === 'ro';
-    } else if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
-      const o = v as Record<string, unknown>;
-      source = o['source'] ?? o['host_path'];
-      target = o['target'] ?? o['mount_path'] ?? o['container_path'];
-      ro = o['read_only'] ?? o['readonly'] ?? false;
-      if (source === undefined) return { ok: false, reason: `volumes[${i}]: only host-path volumes are supported here (give "source", a directory on the worker)` };
-    } else {
-      return { ok: false, reason: `volumes[${i}] is neither "<host>:<container>" nor an object` };
-    }
-    if (typeof source !== 'string' || !absClean(source)) return { ok: false, reason: `volumes[${i}]: the host path must be an absolute path without ".."` };
-    if (typeof target !== 'string' || !absClean(target) || target === '/') return { ok: false, reason: `volumes[${i}]: the container path must be an absolute path without ".." (not "/")` };
-    if (typeof ro !== 'boolean') return { ok: false, reason: `volumes[${i}]: read_only must be true or false` };
-    mounts.push({ source, target, readonly: ro });
+  const named: NamedVolume[] = [];
+  let ignored = 0;
+  for (const v of p.items) {
+    if (v.kind === 'host') mounts.push({ source: v.source, target: v.target, readonly: v.readonly });
+    else if (v.kind === 'named') named.push({ name: v.name, target: v.target, readonly: v.readonly });
+    else ignored++;
   }
-  return { ok: true, mounts };
+  return { ok: true, mounts, named, ignored };
 }
+
+/** The directory of a named volume: `<volumesDir>/<organisation>/<name>`, made when missing. */
+export async function namedVolumeDir(volumesDir: string, org: string, name: string): Promise<string> {
+  if (!ORG_RE.test(org) || org.includes('..') || !VOLUME_NAME_PATTERN.test(name) || name.includes('..')) {
+    throw new Error(`invalid volume owner or name ${JSON.stringify(`${org}/${name}`)}`);
+  }
+  const dir = join(volumesDir, org, name);
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  return dir;
+}
+
+const ORG_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 
 function under(path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
@@ -96,22 +93,36 @@ export async function checkMounts(mounts: readonly Mount[], allow: readonly stri
 export interface Policy {
   allowPrivileged: boolean;
   volumeAllow: readonly string[];
+  /** where named volumes live (`<dataDir>/volumes`) */
+  volumesDir?: string | undefined;
 }
 
 /** The extras an instance may have on this worker (privileged, mounts), or why it must FAIL. */
 export async function applyPolicy(
-  cmd: { privileged?: boolean | undefined; volumes?: unknown; virtualization: string },
+  cmd: { privileged?: boolean | undefined; volumes?: unknown; virtualization: string; organization_id?: string | undefined },
   policy: Policy,
-): Promise<{ ok: true; privileged: boolean; mounts: Mount[] } | { ok: false; reason: string }> {
+): Promise<{ ok: true; privileged: boolean; mounts: Mount[]; ignored: number } | { ok: false; reason: string }> {
   if (cmd.privileged === true && !policy.allowPrivileged) {
     return { ok: false, reason: 'privileged: true refused: this worker does not allow privileged instances (start the NodeEngine with --allow-privileged)' };
   }
   const parsed = parseVolumes(cmd.volumes);
   if (!parsed.ok) return parsed;
-  if (parsed.mounts.length > 0 && cmd.virtualization !== 'container') {
+  if (parsed.mounts.length + parsed.named.length > 0 && cmd.virtualization !== 'container') {
     return { ok: false, reason: `volumes are supported for containers only (this is a ${cmd.virtualization} instance)` };
   }
   const checked = await checkMounts(parsed.mounts, policy.volumeAllow);
   if (!checked.ok) return checked;
-  return { ok: true, privileged: cmd.privileged === true, mounts: checked.mounts };
+  const mounts = [...checked.mounts];
+  if (parsed.named.length > 0) {
+    if (policy.volumesDir === undefined) return { ok: false, reason: 'named volumes are not available on this worker (no data directory)' };
+    const org = cmd.organization_id ?? 'default';
+    for (const n of parsed.named) {
+      try {
+        mounts.push({ source: await namedVolumeDir(policy.volumesDir, org, n.name), target: n.target, readonly: n.readonly });
+      } catch (e) {
+        return { ok: false, reason: `named volume ${n.name}: ${(e as Error).message}` };
+      }
+    }
+  }
+  return { ok: true, privileged: cmd.privileged === true, mounts, ignored: parsed.ignored };
 }

@@ -52,6 +52,9 @@ export function deployToSpec(cmd: DeployCommand): SpecResult {
     one_shot: cmd.one_shot === true,
     labels,
   };
+  if (cmd.args !== undefined && cmd.args.length > 0) spec.args = [...cmd.args];
+  // storage is a tmpfs work dir for processes; other runtimes cannot enforce it (the validator warned)
+  if (cmd.virtualization === 'process' && cmd.storage !== undefined && cmd.storage > 0) spec.storage_mb = cmd.storage;
   return { ok: true, spec };
 }
 

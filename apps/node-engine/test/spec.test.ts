@@ -52,6 +52,17 @@ test('optional fields: zero limits and empty cmd mean none', () => {
   assert.equal(r.spec.one_shot, true);
 });
 
+test('args and storage: args kept; storage becomes a tmpfs size for processes only', () => {
+  const p = deployToSpec({ ...base, args: ['--x'], storage: 16 });
+  assert.ok(p.ok);
+  assert.deepEqual(p.spec.args, ['--x']);
+  assert.equal(p.spec.storage_mb, 16);
+  const c = deployToSpec({ ...base, virtualization: 'container', code: 'busybox', args: [], storage: 16 });
+  assert.ok(c.ok);
+  assert.equal(c.spec.args, undefined);
+  assert.equal(c.spec.storage_mb, undefined);
+});
+
 test('bad port strings and environment entries are reasons', () => {
   const p = deployToSpec({ ...base, port: '80:abc' });
   assert.ok(!p.ok);

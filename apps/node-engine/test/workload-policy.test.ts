@@ -64,18 +64,24 @@ test('run-as: never silently root; a missing user disables processes with the co
 });
 
 test('volumes: strings and objects, hostile shapes refused with the reason', () => {
-  assert.deepEqual(parseVolumes(undefined), { ok: true, mounts: [] });
+  assert.deepEqual(parseVolumes(undefined), { ok: true, mounts: [], named: [], ignored: 0 });
   assert.deepEqual(parseVolumes(['/a:/b', '/c:/d:ro', { source: '/e', target: '/f', read_only: true }, { host_path: '/g', mount_path: '/h' }]), {
     ok: true,
     mounts: [
       { source: '/a', target: '/b', readonly: false }, { source: '/c', target: '/d', readonly: true },
       { source: '/e', target: '/f', readonly: true }, { source: '/g', target: '/h', readonly: false },
     ],
+    named: [],
+    ignored: 0,
+  });
+  assert.deepEqual(parseVolumes([{ name: 'data', target: '/data' }, { volume_id: 'v1', csi_driver: 'csi.x', mount_path: '/m' }]), {
+    ok: true, mounts: [], named: [{ name: 'data', target: '/data', readonly: false }], ignored: 1,
   });
   const bad: [unknown, RegExp][] = [
-    ['nope', /must be a list/], [['/a'], /write "<host path>:<container path>/], [['/a:/b:rx'], /write/], [['a:/b'], /absolute path/],
-    [['/a/../etc:/b'], /without "\.\."/], [['/a:/'], /not "\/"/], [[{ target: '/x', volume_id: 'v1' }], /only host-path volumes/],
-    [[{ source: '/a', target: '/b', read_only: 'yes' }], /true or false/], [[42], /neither/], [Array(33).fill('/a:/b'), /at most 32/],
+    ['nope', /must be a list/], [['/a'], /is not "<host path>:<container path>/], [['/a:/b:rx'], /volumes\[0\]/], [['a:/b'], /absolute path/],
+    [['/a/../etc:/b'], /without "\.\."/], [['/a:/'], /not "\/"/], [[{ target: '/x', volume_id: 'v1' }], /csi_driver must be/],
+    [[{ source: '/a', target: '/b', read_only: 'yes' }], /true or false/], [[42], /is "<host path>/], [Array(101).fill('/a:/b'), /at most 100/],
+    [[{ name: '../../etc', target: '/x' }], /volumes\[0\]\.name/], [['/a:/b', '/c:/b'], /two volumes/],
     [['/a\0:/b'], /absolute path/],
   ];
   for (const [v, why] of bad) {
@@ -110,9 +116,29 @@ test('volume sources must resolve inside the allow-list (symlinks followed)', as
 test('privileged needs --allow-privileged; volumes only for containers', async () => {
   const none = { allowPrivileged: false, volumeAllow: [] };
   assert.match(JSON.stringify(await applyPolicy({ virtualization: 'container', privileged: true }, none)), /--allow-privileged/);
-  assert.deepEqual(await applyPolicy({ virtualization: 'container', privileged: true }, { ...none, allowPrivileged: true }), { ok: true, privileged: true, mounts: [] });
-  assert.deepEqual(await applyPolicy({ virtualization: 'process', volumes: [] }, none), { ok: true, privileged: false, mounts: [] });
+  assert.deepEqual(await applyPolicy({ virtualization: 'container', privileged: true }, { ...none, allowPrivileged: true }), { ok: true, privileged: true, mounts: [], ignored: 0 });
+  assert.deepEqual(await applyPolicy({ virtualization: 'process', volumes: [] }, none), { ok: true, privileged: false, mounts: [], ignored: 0 });
+  assert.match(JSON.stringify(await applyPolicy({ virtualization: 'process', volumes: [{ name: 'd', target: '/d' }] }, none)), /containers only/);
+  assert.deepEqual(await applyPolicy({ virtualization: 'process', volumes: [{ volume_id: 'v', csi_driver: 'c' }] }, none), { ok: true, privileged: false, mounts: [], ignored: 1 });
   assert.match(JSON.stringify(await applyPolicy({ virtualization: 'process', volumes: ['/a:/b'] }, none)), /containers only/);
+});
+
+test('named volumes: one directory per organisation and name, the same on every deploy; other organisations apart', async () => {
+  const base = await mkdtemp(join(tmpdir(), 'oak-named-'));
+  try {
+    const pol = { allowPrivileged: false, volumeAllow: [], volumesDir: join(base, 'volumes') };
+    const a = await applyPolicy({ virtualization: 'container', organization_id: 'org1', volumes: [{ name: 'data', target: '/data', read_only: true }] }, pol);
+    const b = await applyPolicy({ virtualization: 'container', organization_id: 'org1', volumes: [{ name: 'data', target: '/other' }] }, pol);
+    const c = await applyPolicy({ virtualization: 'container', organization_id: 'org2', volumes: [{ name: 'data', target: '/data' }] }, pol);
+    assert.ok(a.ok && b.ok && c.ok);
+    assert.deepEqual(a.mounts, [{ source: join(base, 'volumes', 'org1', 'data'), target: '/data', readonly: true }]);
+    assert.equal(b.mounts[0]?.source, a.mounts[0]?.source);
+    assert.equal(c.mounts[0]?.source, join(base, 'volumes', 'org2', 'data'));
+    assert.match(JSON.stringify(await applyPolicy({ virtualization: 'container', organization_id: '../x', volumes: [{ name: 'd', target: '/d' }] }, pol)), /invalid volume owner/);
+    assert.match(JSON.stringify(await applyPolicy({ virtualization: 'container', volumes: [{ name: 'd', target: '/d' }] }, { ...pol, volumesDir: undefined })), /not available/);
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
 });
 
 test('port rules: "80" maps host 80, "8080:80/udp" maps host 8080', () => {

@@ -35,5 +35,6 @@ export function assignmentOf(service: ServiceRow, row: InstanceRow): InstanceAss
     service: { ...service.sla, microserviceID: service.id },
     worker_id: row.worker_id,
     overlay: overlayOf(service, row),
+    organization_id: service.organization_id,
   };
 }

@@ -171,6 +171,30 @@ describe('applications, services and instances', () => {
     assert.equal(t.control.requested.length, 0, 'nothing deployed without ?deploy=true');
   });
 
+  test('workload fields (issue 10.8): args/added_files/volumes are stored; what is not honoured is warned about in the answer; bad shapes are 422 at their path', async () => {
+    const body = sla('wfields', ['web'], {
+      args: ['--verbose'],
+      added_files: ['https://example.com/repositories/example/asset_1.jpg', { url: 'https://example.com/c.json', path: '/etc/c.json' }],
+      volumes: [{ name: 'data', target: '/data' }, { volume_id: 'v1', csi_driver: 'csi.oakestra.io', mount_path: '/mnt' }],
+      storage: 100,
+    });
+    const r = await t.req('POST', '/api/application/', tok, body);
+    assert.equal(r.statusCode, 201, r.body);
+    const w = String(r.headers['oak-warnings']);
+    assert.match(w, /volumes\[0\]|volumes\[1\]/);
+    assert.match(w, /not honoured/);
+    assert.match(w, /storage 100 MB is not enforced for container/);
+    assert.doesNotMatch(w, /args|added_files/, 'args and added_files are known fields');
+    const [doc] = r.json() as ApplicationDoc[];
+    const [svc] = (await t.req('GET', `/api/services/${doc?.applicationID ?? ''}`, tok)).json() as Record<string, unknown>[];
+    assert.deepEqual(svc?.['args'], ['--verbose']);
+    assert.equal((svc?.['added_files'] as unknown[]).length, 2);
+    const bad = await t.req('POST', '/api/application/', tok, sla('wbad', ['web'], { added_files: ['file:///etc/shadow'], volumes: [{ name: '../x', target: '/x' }] }));
+    assert.equal(bad.statusCode, 422, bad.body);
+    const paths = ((bad.json() as { error: { details: { path: string }[] } }).error.details).map((d) => d.path);
+    assert.deepEqual(paths, ['applications[0].microservices[0].added_files[0]', 'applications[0].microservices[0].volumes[0].name']);
+  });
+
   test('?deploy=true deploys `replicas` instances of every service', async () => {
     const body = sla('multi', ['a', 'b'], { replicas: 2 });
     const r = await t.req('POST', '/api/application/?deploy=true', tok, body);

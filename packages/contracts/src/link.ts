@@ -27,6 +27,8 @@ export const InstanceAssignment = Type.Object({
   worker_id: Type.Optional(NullableString()),
   /** the virtual addresses (root IPAM) of the service and this instance (`service.addresses` stays the SLA's request) */
   overlay: Type.Optional(InstanceAddresses),
+  /** the organisation owning the service: the scope of its named volumes on the worker */
+  organization_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' })),
   /** the placement's epoch (issue 9): + 1 at every placement of this instance; echoed in instance_status */
   epoch: Type.Optional(Epoch()),
 });

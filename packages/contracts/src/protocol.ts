@@ -184,6 +184,8 @@ export const DeployCommand = Type.Composite(
       instance_number: Count(),
       /** the virtual addresses the root gave the service and this instance (net.ts); `addresses` stays the SLA's request */
       overlay: Type.Optional(InstanceAddresses),
+      /** the owning organisation (set by the root, never by the SLA): scope of named volumes */
+      organization_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' })),
     }),
   ],
   { additionalProperties: true },

@@ -105,6 +105,10 @@ export const Microservice = Type.Object(
     virtualization: Virtualization,
     code: Type.String({ minLength: 1, description: 'image reference, kernel URL, executable or .wasm module' }),
     cmd: Type.Optional(Type.Array(Type.String())),
+    /** appended to cmd (or to the image's entrypoint + cmd when there is no cmd) */
+    args: Type.Optional(Type.Array(Type.String())),
+    /** files fetched into the instance: URLs or { url, path, mode } (see workload.ts) */
+    added_files: Type.Optional(Type.Array(Type.Unknown())),
     environment: Type.Optional(Type.Array(Type.String())),
     memory: Type.Optional(NonNeg('MB')),
     vcpus: Type.Optional(NonNeg('cores')),
@@ -149,6 +153,8 @@ export const Sla = Type.Object(
     sla_version: Type.String({ minLength: 1 }),
     customerID: Type.String({ minLength: 1 }),
     applications: Type.Array(Application, { minItems: 1 }),
+    /** Oakestra's SLA has a top-level `args` too; it is not used (a non-empty one is warned about) */
+    args: Type.Optional(Type.Array(Type.String())),
   },
   { additionalProperties: true, $id: 'Sla' },
 );

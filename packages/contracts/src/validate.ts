@@ -10,6 +10,7 @@ import { InvalidSlaError, OakError, type FieldIssue } from './errors.ts';
 import { IssueList, childPath, schemaIssues, unknownFieldWarnings } from './issues.ts';
 import { LimitExceededError, SLA_JSON_LIMITS, findLimitViolation, type LimitViolation } from './limits.ts';
 import { Application, Microservice, NAME_PATTERN, Sla } from './sla.ts';
+import { parseAddedFiles, parseVolumeSpecs, storageNotEnforced } from './workload.ts';
 import { SERVICE_IP_SUBNET, ipv4InSubnet, isIPv6, locationProblem, parseIPv4, parsePorts } from './values.ts';
 
 /** The SLA version this validator understands. */
@@ -186,6 +187,7 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
       }
     });
   }
+  workloadSemantics(ms, path, errors, warnings);
   const update = ms['update'];
   if (isRecord(update)) {
     // the schema checked each field; the rule across them: a rollout must be able to move
@@ -212,6 +214,31 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
     if (typeof hpath === 'string' && !hpath.startsWith('/')) {
       add(errors, { path: childPath(hp, 'path'), message: `health path ${JSON.stringify(hpath)} must start with "/"`, hint: 'e.g. "/healthz"' });
     }
+  }
+}
+
+/** `added_files`, `volumes`, `storage`, `privileged`: shapes (errors) and what is not honoured (warnings). */
+function workloadSemantics(ms: Record<string, unknown>, path: string, errors: Issues, warnings: Issues): void {
+  const virt = typeof ms['virtualization'] === 'string' ? ms['virtualization'] : undefined;
+  const files = parseAddedFiles(ms['added_files'], childPath(path, 'added_files'), virt);
+  for (const e of files.errors) add(errors, e);
+  if (files.items.length > 0 && virt !== undefined && virt !== 'container' && virt !== 'process') {
+    warnings.push({ path: childPath(path, 'added_files'), message: `added_files are not placed into ${virt} instances yet; they are ignored`, hint: 'use a container or process, or build the files into the image' });
+  }
+  const vols = parseVolumeSpecs(ms['volumes'], childPath(path, 'volumes'));
+  for (const e of vols.errors) add(errors, e);
+  for (const w of vols.warnings) warnings.push(w);
+  if (vols.items.some((v) => v.kind !== 'csi') && virt !== undefined && virt !== 'container') {
+    add(errors, { path: childPath(path, 'volumes'), message: `volumes are mounted into containers only (this service is a ${virt})`, hint: 'remove "volumes" or run the service as a container' });
+  }
+  const storage = ms['storage'];
+  if (typeof storage === 'number' && storage > 0 && virt !== undefined) {
+    const why = storageNotEnforced(virt);
+    if (why !== undefined) warnings.push({ path: childPath(path, 'storage'), message: `storage ${storage} MB is not enforced for ${virt}: ${why}`, hint: 'the value is kept; size the workload\'s disk use yourself' });
+  }
+  const args = ms['args'];
+  if (Array.isArray(args) && args.length > 0 && virt !== undefined && virt !== 'container' && virt !== 'process') {
+    warnings.push({ path: childPath(path, 'args'), message: `args are not passed to ${virt} instances yet`, hint: 'for a unikernel put kernel arguments in "cmd"' });
   }
 }
 
@@ -263,6 +290,10 @@ export function validateSla(input: unknown): SlaValidation {
   const version = input['sla_version'];
   if (typeof version === 'string' && version !== '' && version !== SLA_VERSION) {
     warnings.push({ path: 'sla_version', message: `sla_version ${JSON.stringify(version)} is not ${SLA_VERSION}; it is read as ${SLA_VERSION}`, hint: `write "sla_version": "${SLA_VERSION}"` });
+  }
+  const topArgs = input['args'];
+  if (Array.isArray(topArgs) && topArgs.length > 0) {
+    warnings.push({ path: 'args', message: 'the SLA\'s top-level args are not used (Oakestra ignores them too)', hint: 'put "args" on the microservice that should get them' });
   }
   const apps = input['applications'];
   if (Array.isArray(apps)) {

@@ -86,6 +86,7 @@ interface OldDeployCommand extends Microservice {
   job_name: string;
   instance_number: number;
   overlay?: C.InstanceAddresses;
+  organization_id?: string;
 }
 
 /** nodes/{id}/control/delete */
@@ -104,6 +105,7 @@ interface OldInstanceAssignment {
   worker_id?: string | null;
   overlay?: C.InstanceAddresses;
   epoch?: number;
+  organization_id?: string;
 }
 
 type OldClusterToRoot =

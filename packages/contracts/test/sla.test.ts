@@ -281,7 +281,7 @@ test('unknown fields are kept in the result and reported as warnings', () => {
   assert.equal(((r.sla.applications[0]?.microservices[0] as Json | undefined) ?? {})['memmory'], 100);
   assert.deepEqual(
     r.warnings.map((w) => w.path),
-    ['future_flag', `${MS}.memmory`, `${MS}.added_files`, `${MS}.constraints[0].priority`],
+    ['future_flag', `${MS}.memmory`, `${MS}.favourite_colour`, `${MS}.constraints[0].priority`],
   );
   assert.equal(r.warnings[1]?.hint, 'did you mean "memory"?');
   for (const w of r.warnings) assert.ok(w.hint);

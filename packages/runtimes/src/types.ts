@@ -16,6 +16,16 @@ export interface InstanceSpec {
   code: string;
   /** containers: replaces the image command (full argv); process/wasm: arguments to `code` */
   cmd?: string[] | undefined;
+  /** appended to cmd (containers: to the image's entrypoint + cmd when there is no cmd) */
+  args?: string[] | undefined;
+  /**
+   * files fetched by the NodeEngine (the SLA's added_files): `source` is a file on the worker;
+   * containers bind-mount it at `target` (absolute), processes get a copy at `target` below
+   * their work dir (relative)
+   */
+  files?: { source: string; target: string; mode: number }[] | undefined;
+  /** processes: the work dir is a tmpfs of this size (MB); others: not enforced */
+  storage_mb?: number | undefined;
   /** KEY=value entries */
   env: string[];
   memory_mb?: number | undefined;

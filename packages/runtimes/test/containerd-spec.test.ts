@@ -44,6 +44,19 @@ test('cmd replaces entrypoint and cmd; env merges with SLA entries winning', () 
   assert.deepEqual(mergeEnv(image.Env, ['B=3', 'C=4']), ['PATH=/bin', 'A=1', 'B=3', 'C=4']);
 });
 
+test('args (the SLA\'s) go after cmd, or after the image\'s entrypoint + cmd; added files are single-file bind mounts', () => {
+  const image = { Entrypoint: ['/entry'], Cmd: ['--flag'] };
+  assert.deepEqual(processArgs(image, undefined, ['a', 'b']), ['/entry', '--flag', 'a', 'b']);
+  assert.deepEqual(processArgs(image, ['sh', '-c', 'x'], ['a']), ['sh', '-c', 'x', 'a']);
+  assert.deepEqual(processArgs({}, undefined, ['a']), [], 'args alone are no command');
+  const s = buildSpec({ id: 'x', namespace: 'oak', image, env: [], limitSwap: false, args: ['z'], files: [{ source: '/var/lib/oak/files/x/0', target: '/etc/app.conf' }] });
+  assert.deepEqual((s['process'] as { args: string[] }).args, ['/entry', '--flag', 'z']);
+  const m = (s['mounts'] as { destination: string; source: string; options: string[] }[]).find((x) => x.destination === '/etc/app.conf');
+  assert.deepEqual(m, { destination: '/etc/app.conf', type: 'bind', source: '/var/lib/oak/files/x/0', options: ['rbind', 'rw', 'nosuid', 'nodev'] });
+  assert.throws(() => buildSpec({ id: 'x', namespace: 'oak', image, env: [], limitSwap: false, files: [{ source: '/a', target: '../etc/x' }] }), /not an absolute path/);
+  assert.throws(() => buildSpec({ id: 'x', namespace: 'oak', image: {}, env: [], limitSwap: false, args: ['a'] }), /no command/);
+});
+
 test('buildSpec sets limits, namespaces and the cgroup path', () => {
   const s = buildSpec({
     id: 'x.instance.0', namespace: 'oak', image: { Cmd: ['sh'], Env: ['PATH=/bin'], WorkingDir: '/w', User: '1000:2000' },

@@ -184,6 +184,8 @@ export class ContainerdRuntime implements Runtime {
         namespace: this.namespace,
         image: image.config,
         cmd: spec.cmd,
+        args: spec.args,
+        files: spec.files,
         env: spec.env,
         memoryBytes,
         limitSwap: swapAccounted(),

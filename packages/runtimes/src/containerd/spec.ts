@@ -21,6 +21,10 @@ export interface SpecInput {
   image: ImageConfig;
   /** replaces entrypoint + cmd when given (full argv) */
   cmd?: string[] | undefined;
+  /** appended to cmd, or to the image's entrypoint + cmd when there is no cmd */
+  args?: string[] | undefined;
+  /** single files bind-mounted at their target (the SLA's added_files, fetched per instance) */
+  files?: readonly { source: string; target: string }[] | undefined;
   /** KEY=value, override the image's entries */
   env: string[];
   memoryBytes?: number | undefined;
@@ -91,9 +95,9 @@ export function mergeEnv(...lists: string[][]): string[] {
   return [...m.values()];
 }
 
-export function processArgs(image: ImageConfig, cmd?: string[]): string[] {
-  if (cmd && cmd.length > 0) return cmd;
-  return [...(image.Entrypoint ?? []), ...(image.Cmd ?? [])];
+export function processArgs(image: ImageConfig, cmd?: string[], args?: readonly string[]): string[] {
+  const base = cmd && cmd.length > 0 ? cmd : [...(image.Entrypoint ?? []), ...(image.Cmd ?? [])];
+  return args !== undefined && args.length > 0 && base.length > 0 ? [...base, ...args] : base;
 }
 
 /** numeric `uid[:gid]` or root; user names would need the image's /etc/passwd */
@@ -109,7 +113,7 @@ export function hostnameFor(id: string): string {
 }
 
 export function buildSpec(input: SpecInput): Record<string, unknown> {
-  const args = processArgs(input.image, input.cmd);
+  const args = processArgs(input.image, input.cmd, input.args);
   if (args.length === 0) throw new Error('no command: the image has no entrypoint/cmd and the SLA gives no cmd');
   const user = parseUser(input.image.User);
   if (!user) throw new Error(`image user "${input.image.User}" is not numeric (uid[:gid]); user names are not supported`);
@@ -146,6 +150,12 @@ export function buildSpec(input: SpecInput): Record<string, unknown> {
     for (const m of gpu.mounts) {
       mounts.push({ destination: m.containerPath, type: m.type ?? 'bind', source: m.hostPath, options: m.options !== undefined && m.options.length > 0 ? [...m.options] : ['rbind', 'ro', 'nosuid', 'nodev'] });
     }
+  }
+  for (const f of input.files ?? []) {
+    if (!f.target.startsWith('/') || f.target.split('/').includes('..') || !f.source.startsWith('/')) {
+      throw new Error(`added file target ${JSON.stringify(f.target)} is not an absolute path without ".."`);
+    }
+    mounts.push({ destination: f.target, type: 'bind', source: f.source, options: ['rbind', 'rw', 'nosuid', 'nodev'] });
   }
   const privileged = input.privileged === true;
   const caps = privileged ? (input.allCaps ?? ALL_CAPS) : DEFAULT_CAPS;

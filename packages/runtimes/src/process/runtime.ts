@@ -31,7 +31,7 @@ export class ProcessLauncher implements Launcher {
   async launch(spec: InstanceSpec, _ctx: LaunchContext): Promise<Launch> {
     if (spec.code.trim() === '') throw new RuntimeError('invalid_spec', 'code (the executable) is empty');
     const executable = resolveLocalCode(spec.code) ?? (await resolveCode(spec.code, this.#workRoot));
-    return { argv: [executable, ...(spec.cmd ?? [])], executable };
+    return { argv: [executable, ...(spec.cmd ?? []), ...(spec.args ?? [])], executable };
   }
 }
 

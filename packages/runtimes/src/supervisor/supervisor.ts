@@ -41,6 +41,7 @@ import { readLines } from './logs.ts';
 import { interpretExit } from './verdict.ts';
 import type { ExitVerdict, RawExit } from './verdict.ts';
 import { wrapperArgs } from './wrapper.ts';
+import { mountStorage, placeFiles, removeWorkDir } from './workdir.ts';
 
 export interface SupervisorOptions {
   /** instances, logs and downloaded executables live here */
@@ -228,7 +229,7 @@ export class SupervisedRuntime implements Runtime {
     const runAs = spec.privileged === true ? undefined : this.#runAs;
     // instance numbers are not reused: these exist only after a crash in the middle of a start
     if (existsSync(dir)) await rm(dir, { recursive: true, force: true });
-    if (existsSync(work)) await rm(work, { recursive: true, force: true });
+    if (existsSync(work)) await removeWorkDir(work);
     if (!this.#dirsReady) {
       mkdirSync(this.#instancesDir, { recursive: true, mode: 0o700 });
       mkdirSync(this.#workRoot, { recursive: true, mode: 0o711 });
@@ -241,9 +242,12 @@ export class SupervisedRuntime implements Runtime {
       mkdirSync(dir, { mode: 0o700 });
       mkdirSync(work, { mode: 0o700 });
       if (runAs !== undefined) chownSync(work, runAs.uid, runAs.gid);
+      if (spec.storage_mb !== undefined && spec.storage_mb > 0) await mountStorage(work, spec.storage_mb, runAs);
+      if (spec.files !== undefined && spec.files.length > 0) await placeFiles(work, spec.files, runAs);
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
-      await rm(work, { recursive: true, force: true });
+      await removeWorkDir(work);
+      if (e instanceof RuntimeError) throw e;
       throw new RuntimeError('spawn_failed', `cannot make the directories of ${spec.id}: ${(e as Error).message}`, { cause: e });
     }
     try {
@@ -261,7 +265,7 @@ export class SupervisedRuntime implements Runtime {
     } catch (e) {
       await cgroup?.remove().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
-      await rm(work, { recursive: true, force: true });
+      await removeWorkDir(work);
       throw new RuntimeError('cgroup_failed', `cannot set up the cgroup of ${spec.id}: ${(e as Error).message}`, { cause: e });
     }
     let launch: Launch;
@@ -277,7 +281,7 @@ export class SupervisedRuntime implements Runtime {
       await this.#launcher.release?.(spec).catch(() => undefined);
       await cgroup?.remove().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
-      await rm(work, { recursive: true, force: true });
+      await removeWorkDir(work);
       if (e instanceof RuntimeError) throw e;
       throw new RuntimeError('spawn_failed', `cannot prepare ${spec.id}: ${(e as Error).message}`, { cause: e });
     }
@@ -358,7 +362,7 @@ export class SupervisedRuntime implements Runtime {
       await cgroup?.kill('SIGKILL').catch(() => undefined);
       await cgroup?.remove().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
-      await rm(work, { recursive: true, force: true });
+      await removeWorkDir(work);
       if (e instanceof RuntimeError) throw e;
       throw new RuntimeError('spawn_failed', `cannot start ${spec.id}: ${(e as Error).message}`, { cause: e });
     }
@@ -566,7 +570,7 @@ export class SupervisedRuntime implements Runtime {
     if (t === undefined) {
       if (ID_RE.test(id)) {
         await rm(join(this.#instancesDir, id), { recursive: true, force: true });
-        await rm(join(this.#workRoot, id), { recursive: true, force: true });
+        await removeWorkDir(join(this.#workRoot, id));
       }
       return;
     }
@@ -611,7 +615,7 @@ export class SupervisedRuntime implements Runtime {
     await this.#launcher.release?.(t.st.spec).catch(() => undefined);
     this.#tracked.delete(t.st.id);
     await rm(t.dir, { recursive: true, force: true });
-    await rm(join(this.#workRoot, t.st.id), { recursive: true, force: true });
+    await removeWorkDir(join(this.#workRoot, t.st.id));
   }
 
   // ---------------------------------------------------------------- logs, stats
