@@ -252,6 +252,42 @@ describe('oak against a root', () => {
     assert.equal(r.code, 1);
   });
 
+  it("Oakestra's verbs: application create -d / show / sla, s scale up|down, cluster list|info", async () => {
+    let r = await run(['application', 'show', 'clientsrvr']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /clientsrvr/);
+    r = await run(['a', 'sla', 'clientsrvr', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = json<{ sla_version: string; applications: { application_name: string; microservices: Record<string, unknown>[] }[] }>(r.stdout);
+    assert.equal(doc.sla_version, 'v2.0');
+    assert.equal(doc.applications[0]?.application_name, 'clientsrvr');
+    const ms = doc.applications[0]?.microservices ?? [];
+    assert.ok(ms.length >= 1 && ms.every((m) => typeof m.microservice_name === 'string' && m.instance_list === undefined && m.microserviceID === undefined), 'SLA fields only');
+    // what `sla` prints validates offline as an SLA
+    r = await run(['validate', '-'], { stdin: JSON.stringify({ ...doc, applications: doc.applications.map((a) => ({ ...a, application_name: 'copyapp' })) }) });
+    assert.equal(r.code, 0, r.stderr);
+    r = await run(['s', 'scale', 'up', 'clientsrvr.server']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^deployed clientsrvr\.test\.server\.test\.instance\.\d+$/m);
+    r = await run(['service', 'scale', 'up', 'clientsrvr.server', '2', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(json<ServiceDoc>(r.stdout).instance_list.length, 3);
+    r = await run(['service', 'scale', 'down', 'clientsrvr.server', '-o', 'json']);
+    assert.equal(json<ServiceDoc>(r.stdout).instance_list.length, 2);
+    r = await run(['service', 'scale', 'down', 'clientsrvr.server', '9', '-o', 'json']);
+    assert.equal(json<ServiceDoc>(r.stdout).instance_list.length, 0, 'never below 0');
+    r = await run(['service', 'scale', 'up']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /scale up needs the service/);
+    r = await run(['service', 'scale', 'clientsrvr.server']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /scale needs the count/);
+    r = await run(['service', 'scale', 'up', 'clientsrvr.server', '-1']);
+    assert.notEqual(r.code, 0);
+    r = await run(['cluster', 'list']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   it('service update: checked offline against the merged service, then applied', async () => {
     let r = await run(['service', 'update', 'clientsrvr.client', '-f', '-'], { stdin: '{"memory": 64, "environment": ["MODE=fast"]}' });
     assert.equal(r.code, 0, r.stderr);

@@ -7,7 +7,7 @@ import { CliError, UsageError } from '../errors.ts';
 import { age, emit, keyValues, paint, stateSummary, table, type Ui } from '../output.ts';
 import { ask, canPrompt } from '../prompt.ts';
 import { resolveApp } from '../resolve.ts';
-import { InvalidDocumentError, loadDocument, printIssues } from '../sla.ts';
+import { InvalidDocumentError, applicationSla, loadDocument, printIssues } from '../sla.ts';
 import { waitForInstances } from '../wait.ts';
 
 export const DEFAULT_TIMEOUT = '120s';
@@ -32,20 +32,21 @@ async function servicesOf(api: Api, apps: ApplicationDoc[]): Promise<ServiceDoc[
 
 interface CreateOptions {
   file: string;
-  deploy: boolean;
+  /** false with --no-deploy; true or absent: deploy */
+  deploy?: boolean;
   wait?: boolean;
   timeout: string;
 }
 
 async function create(s: Session, opts: CreateOptions): Promise<void> {
   const timeoutMs = parseDuration(opts.timeout);
-  if (opts.wait === true && !opts.deploy) throw new UsageError('--wait needs instances to wait for; drop --no-deploy');
+  if (opts.wait === true && opts.deploy === false) throw new UsageError('--wait needs instances to wait for; drop --no-deploy');
   const doc = await loadDocument(opts.file);
   const { validateSla } = await import('@oak/contracts');
   const v = validateSla(doc.value);
   printIssues(s.ui, doc.name, v.ok ? [] : v.errors, v.warnings);
   if (!v.ok) throw new InvalidDocumentError(`${doc.name} is not a valid SLA`);
-  const { apps } = await s.api.createApplications(doc.value, opts.deploy);
+  const { apps } = await s.api.createApplications(doc.value, opts.deploy !== false);
   let services = await servicesOf(s.api, apps);
   if (opts.wait === true) {
     const targets = services.map((service) => ({ service, want: service.replicas ?? 1 }));
@@ -54,7 +55,7 @@ async function create(s: Session, opts: CreateOptions): Promise<void> {
   await emit(s.ui, { applications: apps, services }, async () => {
     const lines = apps.map((a) => `created application ${paint(s.ui.color, 'bold', `${a.application_name}.${a.application_namespace}`)} ${paint(s.ui.color, 'dim', `(${a.applicationID})`)}`);
     if (services.length > 0) lines.push('', await servicesTable(s.ui, services));
-    if (!opts.deploy) lines.push('', "nothing deployed (--no-deploy); deploy with 'oak service deploy <service>'");
+    if (opts.deploy === false) lines.push('', "nothing deployed (--no-deploy); deploy with 'oak service deploy <service>'");
     else if (opts.wait !== true) lines.push('', "follow the instances with 'oak instance ls' or 'oak events' (or use --wait)");
     return lines.join('\n');
   });
@@ -74,6 +75,9 @@ export function registerApp(program: Command): void {
   const app = program
     .command('app')
     .alias('apps')
+    // Oakestra's CLI: `oak application ...` / `oak a ...`
+    .alias('application')
+    .alias('a')
     .description('applications: create from an SLA, list, show, update, delete')
     .addHelpText(
       'after',
@@ -92,6 +96,7 @@ Examples:
     .description('create the applications of an SLA file and deploy their services')
     .requiredOption('-f, --file <sla>', 'SLA file (JSON, or YAML if .yaml/.yml; - for stdin)')
     .option('--no-deploy', 'only create; deploy later with oak service deploy')
+    .option('-d, --deploy', "deploy the services (the default; Oakestra's flag, accepted)")
     .option('-w, --wait', 'wait until every instance is RUNNING (COMPLETED for one_shot) or one fails')
     .option('--timeout <duration>', 'how long --wait waits', DEFAULT_TIMEOUT)
     .addHelpText(
@@ -149,6 +154,19 @@ Examples:
         ]);
         return services.length === 0 ? `${head}\n\nno services` : `${head}\n\n${await servicesTable(s.ui, services)}`;
       });
+    });
+
+  app
+    .command('sla')
+    .description("print an application's SLA (v2.0 JSON, what the root stores), ready for oak app create -f")
+    .argument('<app>', 'application id, name, or name.namespace')
+    .addHelpText('after', '\nExamples:\n  $ oak application sla clientsrvr > clientsrvr.json\n  $ oak app sla clientsrvr -o yaml')
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const s = session(cmd);
+      const a = await resolveApp(s.api, ref);
+      const services = await s.api.services(a.applicationID);
+      const doc = applicationSla(a, services, a.userId);
+      await emit(s.ui, doc, () => JSON.stringify(doc, null, 2));
     });
 
   app

@@ -6,15 +6,13 @@ import { networkReason, type Api } from '../client.ts';
 import { CliError, isServerError, UsageError } from '../errors.ts';
 import { age, dash, emit, keyValues, paint, stateSummary, status, table, type Colour, type Ui } from '../output.ts';
 import { resolveApp, resolveService } from '../resolve.ts';
-import { InvalidDocumentError, loadDocument, printIssues } from '../sla.ts';
+import { InvalidDocumentError, loadDocument, printIssues, serviceSla } from '../sla.ts';
 import { lines } from '../sse.ts';
 import { waitForInstances } from '../wait.ts';
 import { DEFAULT_TIMEOUT, servicesTable } from './app.ts';
 
 const SERVICE_REF = 'service id, job name (app.appns.svc.svcns), app.svc, or its name when unique';
 
-/** Fields of a ServiceDoc that the root adds; not part of the service's SLA. */
-const DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version'];
 
 /** instances that run or will (a root lists no desired=stop ones; an older root may list UNDEPLOYED ones) */
 function liveInstances(s: ServiceDoc): InstanceDoc[] {
@@ -141,6 +139,7 @@ export function registerService(program: Command): void {
     .command('service')
     .alias('services')
     .alias('svc')
+    .alias('s')
     .description('services: list, inspect, deploy, undeploy, scale, logs, update, history, rollback')
     .addHelpText(
       'after',
@@ -252,17 +251,25 @@ Examples:
 
   svc
     .command('scale')
-    .description('add or remove instances (highest numbers first) until there are <count>')
-    .argument('<service>', SERVICE_REF)
-    .argument('<count>', 'the number of instances wanted', nonNegativeInt('the count'))
+    .description('add or remove instances (highest numbers first) until there are <count>; or `scale up|down <service> [n]`')
+    .argument('<service>', `${SERVICE_REF}; or up / down (Oakestra's form)`)
+    .argument('[count]', 'the number of instances wanted; after up/down: the service')
+    .argument('[n]', 'after up/down: how many instances to add or remove (default 1)')
     .option('-w, --wait', 'wait until all are RUNNING (COMPLETED for one_shot) or one fails')
     .option('--timeout <duration>', 'how long --wait waits', DEFAULT_TIMEOUT)
-    .addHelpText('after', '\nExamples:\n  $ oak service scale clientsrvr.server 3 --wait\n  $ oak service scale clientsrvr.server 0')
-    .action(async (ref: string, count: number, opts: WaitOpts, cmd: Command) => {
+    .addHelpText('after', '\nExamples:\n  $ oak service scale clientsrvr.server 3 --wait\n  $ oak service scale clientsrvr.server 0\n  $ oak service scale up clientsrvr.server\n  $ oak service scale down clientsrvr.server 2')
+    .action(async (first: string, second: string | undefined, third: string | undefined, opts: WaitOpts, cmd: Command) => {
       const s = session(cmd);
       parseDuration(opts.timeout);
+      const relative = first === 'up' || first === 'down';
+      if (relative && second === undefined) throw new UsageError(`scale ${first} needs the service`, { hint: `oak service scale ${first} <service> [n]` });
+      if (!relative && second === undefined) throw new UsageError('scale needs the count', { hint: 'oak service scale <service> <count>, or oak service scale up|down <service> [n]' });
+      if (!relative && third !== undefined) throw new UsageError(`unexpected ${JSON.stringify(third)} after the count`);
+      const ref = relative ? (second as string) : first;
+      const amount = nonNegativeInt(relative ? 'n' : 'the count')(relative ? (third ?? '1') : (second as string));
       const d = await resolveService(s.api, ref);
       const live = liveInstances(d);
+      const count = !relative ? amount : first === 'up' ? live.length + amount : Math.max(0, live.length - amount);
       const said: string[] = [];
       if (count > live.length) {
         for (const i of await deploy(s.api, d, count - live.length)) said.push(`deployed ${d.job_name}.instance.${i.instance_number}`);
@@ -315,8 +322,7 @@ Examples:
       }
       const fields = doc.value as Record<string, unknown>;
       const d = await resolveService(s.api, ref);
-      const merged: Record<string, unknown> = { ...d, ...fields };
-      for (const k of DOC_ONLY) delete merged[k];
+      const merged = serviceSla({ ...d, ...fields });
       const { validateMicroservice } = await import('@oak/contracts');
       const v = validateMicroservice(merged);
       const mine = (path: string): boolean => Object.keys(fields).some((k) => path === k || path.startsWith(`${k}.`) || path.startsWith(`${k}[`));
