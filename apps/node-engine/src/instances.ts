@@ -3,7 +3,7 @@
  * state changes are reported, what re-adoption keeps. No I/O.
  */
 import { ACTIVE_STATES, TERMINAL_STATES } from '@oak/contracts';
-import type { InstanceState, Virtualization } from '@oak/contracts';
+import type { HealthState, InstanceState, Virtualization } from '@oak/contracts';
 import type { InstanceStatus } from '@oak/runtimes';
 import { identityOf } from './spec.ts';
 
@@ -19,6 +19,12 @@ export interface Entry {
   exit_code?: number | undefined;
   /** a delete is under way: exits are expected and not reported */
   deleting: boolean;
+  /** local restarts so far (issue 10) */
+  restarts?: number | undefined;
+  /** the health probe's verdict; undefined without a probe */
+  health?: HealthState | undefined;
+  /** a local restart is pending or under way: the old copy's exit is expected and not reported */
+  restarting?: boolean | undefined;
 }
 
 export type DeployDecision =
