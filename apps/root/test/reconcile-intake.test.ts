@@ -34,6 +34,8 @@ function row(patch: Partial<InstanceRow> = {}): InstanceRow {
     status_at: AT,
     last_cluster_id: null,
     lost_at: null,
+    health: null,
+    restarts: 0,
     ...patch,
   };
 }
