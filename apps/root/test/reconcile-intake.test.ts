@@ -144,3 +144,14 @@ test('adoption only of a live copy from the lost cluster, of an older epoch, for
   const noEpoch = judgeReport(requeued(), 'A', report('RUNNING'), p);
   assert.deepEqual(noEpoch.kind === 'adopt' ? noEpoch.epoch : -1, 3, 'an old cluster: the row keeps its epoch');
 });
+
+test('health and local restarts (issue 10): stored from the report; absent means none (a new copy starts at 0)', () => {
+  const r = row({ epoch: 1, status: 'RUNNING', cluster_id: 'A' });
+  assert.deepEqual(judgeReport(r, 'A', report('RUNNING', { epoch: 1, health: 'unhealthy', restarts: 2 }), ctx), { kind: 'apply', patch: { health: 'unhealthy', restarts: 2 } });
+  const sick = row({ epoch: 1, status: 'RUNNING', cluster_id: 'A', health: 'unhealthy', restarts: 2 });
+  assert.deepEqual(judgeReport(sick, 'A', report('RUNNING', { epoch: 1, health: 'unhealthy', restarts: 2 }), ctx), { kind: 'same' });
+  assert.deepEqual(judgeReport(sick, 'A', report('NODE_SCHEDULED', { epoch: 1, status_detail: 'moved off worker w1', worker_id: 'w2' }), ctx), {
+    kind: 'apply',
+    patch: { status: 'NODE_SCHEDULED', status_detail: 'moved off worker w1', worker_id: 'w2', health: null, restarts: 0 },
+  });
+});
