@@ -155,3 +155,13 @@ test('health and local restarts (issue 10): stored from the report; absent means
     patch: { status: 'NODE_SCHEDULED', status_detail: 'moved off worker w1', worker_id: 'w2', health: null, restarts: 0 },
   });
 });
+
+test('the root\'s service table (issue 10): an instance whose probe is not healthy is left out', async () => {
+  const { tableEntryOf } = await import('../src/link/net.ts');
+  const net = { nsip: '10.18.0.66', nsip_v6: null, host_ip: '192.0.2.10', host_port: 50103, subnet: '10.18.0.64/26', subnet_v6: null };
+  const base = row({ status: 'RUNNING', cluster_id: 'A', worker_id: 'w1', net });
+  assert.equal(tableEntryOf(base)?.nsip, '10.18.0.66', 'no probe: served');
+  assert.equal(tableEntryOf({ ...base, health: 'healthy' })?.nsip, '10.18.0.66');
+  assert.equal(tableEntryOf({ ...base, health: 'unhealthy' }), undefined);
+  assert.equal(tableEntryOf({ ...base, health: 'starting' }), undefined);
+});
