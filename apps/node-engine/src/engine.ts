@@ -651,6 +651,8 @@ class Engine {
     const id = instanceName(cmd.job_name, cmd.instance_number);
     const existing = this.entries.get(id);
     if (isSettledActive(existing) && existing !== undefined) {
+      // a re-adopted instance (no restart record since this start): its probe and restarts resume
+      if (!this.runs.has(id) && existing.state === 'RUNNING') void this.enqueue(id, () => this.resumeRun(existing, cmd));
       this.reportEntry(existing);
       return;
     }
@@ -742,6 +744,26 @@ class Engine {
   }
 
   // ---------------------------------------------------------------- health and local restarts
+
+  /** Takes up probing and restarts of an instance re-adopted after a NodeEngine restart (count from 0). */
+  async resumeRun(e: Entry, cmd: DeployCommand): Promise<void> {
+    if (this.runs.has(e.id) || this.entries.get(e.id) !== e || e.deleting || e.state !== 'RUNNING') return;
+    const spec = deployToSpec(cmd);
+    if (!spec.ok) return;
+    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [] });
+    if (!policy.ok) return;
+    if (policy.privileged) spec.spec.privileged = true;
+    if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;
+    const a = this.net?.get(e.id);
+    if (a !== undefined) {
+      spec.spec.netns = a.path;
+      const resolv = this.net?.resolvConf;
+      if (resolv !== undefined) spec.spec.resolvConf = resolv;
+    }
+    this.runs.set(e.id, { spec: spec.spec, cmd, restart: restartSettings(cmd), ip: a?.ip, netns: a?.path });
+    e.restarts ??= 0;
+    this.startMonitor(e);
+  }
 
   /** Starts the instance's health probe (when its SLA has one). */
   startMonitor(e: Entry): void {

@@ -48,11 +48,8 @@ function deploy(svc: string, extra: Partial<DeployCommand>): DeployCommand {
   };
 }
 
-before(async () => {
-  cluster = await FakeCluster.start();
-  dir = await tmpDir('oak-he');
-  port = await freePort();
-  engine = await startNodeEngine({
+function startEngine(): Promise<NodeEngineHandle> {
+  return startNodeEngine({
     clusterAddress: '127.0.0.1',
     clusterPort: cluster.httpPort,
     netmanagerPort: null,
@@ -67,6 +64,13 @@ before(async () => {
     runAs: RUN_AS,
     joinToken: cluster.token,
   });
+}
+
+before(async () => {
+  cluster = await FakeCluster.start();
+  dir = await tmpDir('oak-he');
+  port = await freePort();
+  engine = await startEngine();
 });
 
 after(async () => {
@@ -78,13 +82,17 @@ after(async () => {
 });
 
 const PROBE = { interval_s: 0.2, timeout_s: 0.5, failure_threshold: 2 };
+/** for servers that must come up healthy: python's start on a busy machine may take seconds */
+const PATIENT = { interval_s: 0.2, timeout_s: 1, failure_threshold: 25 };
 
 test('a healthy http server: starting, then healthy, restarts 0', { timeout: 60_000 }, async () => {
-  const cmd = deploy('web', { code: '/usr/bin/python3', cmd: ['-m', 'http.server', String(port), '--bind', '0.0.0.0'], health: { type: 'http', port, path: '/', ...PROBE } });
+  const cmd = deploy('web', { code: '/usr/bin/python3', cmd: ['-m', 'http.server', String(port), '--bind', '0.0.0.0'], health: { type: 'http', port, path: '/', ...PATIENT } });
   await cluster.publish(`nodes/${engine.id}/control/deploy`, cmd);
   const running = await cluster.waitJob(engine.id, cmd.job_name, 'RUNNING');
   assert.equal(running['health'], 'starting');
-  const healthy = await waitFor(() => cluster.jobs(engine.id, cmd.job_name).find((j) => j['health'] === 'healthy'), { timeoutMs: 20_000, message: 'healthy' });
+  const healthy = await waitFor(() => cluster.jobs(engine.id, cmd.job_name).find((j) => j['health'] === 'healthy'), { timeoutMs: 20_000, message: 'healthy' }).catch((err: unknown) => {
+    throw new Error(`${String(err)}: ${JSON.stringify(cluster.jobs(engine.id, cmd.job_name))}`);
+  });
   assert.equal(healthy['status'], 'RUNNING');
   assert.equal(healthy['restarts'], 0);
   await cluster.publish(`nodes/${engine.id}/control/delete`, { job_name: cmd.job_name, instance_number: 0, virtualization: 'process' });
@@ -136,4 +144,20 @@ test('a service that exits is restarted with backoff, counted; restart_max 0 fai
   assert.equal(last?.['status'], 'RUNNING');
   assert.equal(last?.['restarts'], 0);
   assert.equal(pidsWithArgv(['/bin/sleep', sleepArg]).length, 1);
+});
+
+test('a NodeEngine restart: the re-adopted instance is probed again once its deploy comes again', { timeout: 60_000 }, async () => {
+  const p2 = await freePort();
+  const cmd = deploy('again', { code: '/usr/bin/python3', cmd: ['-m', 'http.server', String(p2), '--bind', '0.0.0.0'], health: { type: 'tcp', port: p2, ...PATIENT } });
+  await cluster.publish(`nodes/${engine.id}/control/deploy`, cmd);
+  await waitFor(() => cluster.jobs(engine.id, cmd.job_name).find((j) => j['health'] === 'healthy'), { timeoutMs: 20_000, message: 'healthy' });
+  await engine.close();
+  engine = await startEngine();
+  const t0 = Date.now();
+  await cluster.publish(`nodes/${engine.id}/control/deploy`, cmd);
+  const back = await waitFor(() => cluster.messages.find((m) => m.topic === `nodes/${engine.id}/job` && m.at >= t0 && m.payload['job_name'] === cmd.job_name && m.payload['health'] === 'healthy'), { timeoutMs: 20_000, message: 'healthy again after the restart' });
+  assert.equal(back.payload['status'], 'RUNNING');
+  assert.equal(back.payload['restarts'], 0);
+  await cluster.publish(`nodes/${engine.id}/control/delete`, { job_name: cmd.job_name, instance_number: 0, virtualization: 'process' });
+  await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${engine.id}/job` && m.at >= t0 && m.payload['job_name'] === cmd.job_name && m.payload['status'] === 'UNDEPLOYED'), { timeoutMs: 15_000 });
 });
