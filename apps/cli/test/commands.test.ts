@@ -161,11 +161,12 @@ describe('oak against a root', () => {
     assert.deepEqual(counts, { ingest: 1, analytics: 2 });
     const ls = await run(['instance', 'ls', '--app', 'edgecam']);
     assert.equal(ls.code, 0, ls.stderr);
-    assert.match(ls.stdout, /^INSTANCE\s+STATUS\s+DETAIL\s+CLUSTER\s+WORKER\s+IP\s+AGE$/m);
-    assert.match(ls.stdout, /^edgecam\.munich\.analytics\.munich\.instance\.1\s+REQUESTED\s+/m);
+    assert.match(ls.stdout, /^INSTANCE\s+STATUS\s+HEALTH\s+RESTARTS\s+DETAIL\s+CLUSTER\s+WORKER\s+IP\s+AGE$/m);
+    // not placed yet: no probe verdict, no restarts
+    assert.match(ls.stdout, /^edgecam\.munich\.analytics\.munich\.instance\.1\s+REQUESTED\s+-\s+0\s+/m);
     assert.equal(ls.stdout.trim().split('\n').length, 4);
-    const j = json<{ job_name: string; status: string }[]>((await run(['instance', 'ls', 'edgecam.ingest', '-o', 'json'])).stdout);
-    assert.deepEqual(j.map((i) => [i.job_name, i.status]), [['edgecam.munich.ingest.munich', 'REQUESTED']]);
+    const j = json<{ job_name: string; status: string; health: string | null; restarts: number }[]>((await run(['instance', 'ls', 'edgecam.ingest', '-o', 'json'])).stdout);
+    assert.deepEqual(j.map((i) => [i.job_name, i.status, i.health, i.restarts]), [['edgecam.munich.ingest.munich', 'REQUESTED', null, 0]]);
     const all = json<unknown[]>((await run(['instance', 'ls', '-o', 'json'])).stdout);
     assert.equal(all.length, 3);
   });

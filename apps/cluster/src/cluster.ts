@@ -159,6 +159,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     publicip: d.publicip,
     overlay: d.assignment.overlay,
     epoch: d.assignment.epoch,
+    health: d.health,
+    restarts: d.restarts,
   });
   const view: NetView = {
     instance: (job, n) => {

@@ -7,8 +7,9 @@
  * The cluster keeps no state of its own: after a restart it learns the desired set from the
  * root's `sync` and the actual set from the workers' registrations and reports.
  */
-import { ACTIVE_STATES, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
+import { ACTIVE_STATES, RESTART_MAX_DEFAULT, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
 import type {
+  HealthState,
   ClusterResources,
   ClusterToRoot,
   DeleteCommand,
@@ -58,6 +59,8 @@ export interface CoreOptions {
   goneGraceMs: number;
   strategy: Strategy;
   clusterLocation: GeoPoint | null;
+  /** a service instance FAILED after its local restarts is moved to another worker at most this often (default 2) */
+  maxMoves: number;
 }
 
 export function coreOptions(p: Partial<CoreOptions> = {}): CoreOptions {
@@ -72,6 +75,7 @@ export function coreOptions(p: Partial<CoreOptions> = {}): CoreOptions {
     goneGraceMs: p.goneGraceMs ?? 200,
     strategy: p.strategy ?? 'least-loaded',
     clusterLocation: p.clusterLocation ?? null,
+    maxMoves: p.maxMoves ?? 2,
   };
 }
 
@@ -113,6 +117,14 @@ export interface DesiredInstance {
    * but this cluster never heard how it is (learnt from the root's sync after a restart)
    */
   askedAt?: number;
+  /** the health probe's verdict and local restarts its worker last reported (issue 10) */
+  health?: HealthState | undefined;
+  restarts?: number | undefined;
+  /** moves to another worker after the local restarts were exhausted, and the workers it failed on */
+  moves?: number;
+  avoid?: Set<string>;
+  /** why it is being moved (the detail of its next placement) */
+  moveNote?: string | undefined;
 }
 
 /** A worker that has told us what it is (not only an id from the root's sync). */
@@ -259,12 +271,50 @@ export class ClusterCore {
       if (!ACTIVE_STATES.has(js.status) || !this.canAdopt(d)) return [];
       this.assign(d, id, now);
     }
+    d.health = js.health;
+    d.restarts = js.restarts;
+    if (js.status === 'FAILED' && this.movable(d, js)) return this.move(d, w, js, now);
     d.status = js.status;
     d.status_detail = js.status_detail;
     if (js.publicip !== undefined) d.publicip = js.publicip;
     d.known = true;
     if (TERMINAL_STATES.has(js.status)) this.ledger.release(name);
     return [{ type: 'status', message: this.statusOf(d) }];
+  }
+
+  /**
+   * A service instance FAILED on its worker after its local restarts (restart_max reached, the
+   * worker reports them): it goes to another worker, at most maxMoves times. Not for one-shot
+   * jobs, restart "never", or workers that report no restarts.
+   */
+  private movable(d: DesiredInstance, js: JobStatus): boolean {
+    const svc = d.assignment.service;
+    if (svc.one_shot === true || js.restarts === undefined) return false;
+    const policy = svc.restart ?? 'on-failure';
+    if (policy === 'never') return false;
+    return js.restarts >= (svc.restart_max ?? RESTART_MAX_DEFAULT) && (d.moves ?? 0) < this.opts.maxMoves;
+  }
+
+  private move(d: DesiredInstance, w: WorkerRecord, js: JobStatus, now: number): Effect[] {
+    const moves = (d.moves ?? 0) + 1;
+    d.moves = moves;
+    d.avoid ??= new Set();
+    d.avoid.add(w.id);
+    d.moveNote = `moved off worker ${w.name} (move ${moves} of ${this.opts.maxMoves}) after ${js.restarts ?? 0} local restart(s): ${js.status_detail}`;
+    this.ledger.release(d.name);
+    this.recentDeletes.set(`${w.id} ${d.name}`, now);
+    const effects: Effect[] = [{ type: 'delete', worker_id: w.id, command: this.deleteCommand(d.assignment.job_name, d.assignment.instance_number, d.assignment.service.virtualization) }];
+    d.worker_id = null;
+    d.status = 'CLUSTER_SCHEDULED';
+    d.status_detail = d.moveNote;
+    d.health = undefined;
+    d.restarts = undefined;
+    d.publicip = null;
+    d.known = true;
+    const placed = this.placePending(now);
+    if (!placed.some((e) => e.type === 'status' && instanceName(e.message.job_name, e.message.instance_number) === d.name)) effects.push({ type: 'status', message: this.statusOf(d) });
+    effects.push(...placed);
+    return effects;
   }
 
   /** Declares silent workers dead (their instances are rescheduled), retries what waits. */
@@ -426,11 +476,23 @@ export class ClusterCore {
     const base = this.candidates();
     waiting.sort((a, b) => a.name.localeCompare(b.name));
     for (const d of waiting) {
-      const r = pickWorker(d.demand, this.ledger.applyAll(base), { strategy: this.opts.strategy, clusterLocation: this.opts.clusterLocation });
+      const avoid = d.avoid;
+      const cands = avoid === undefined ? base : base.filter((c) => !avoid.has(c.id));
+      const r = pickWorker(d.demand, this.ledger.applyAll(cands), { strategy: this.opts.strategy, clusterLocation: this.opts.clusterLocation });
+      if (!r.ok && d.moveNote !== undefined) {
+        // moved after its local restarts, and no other worker here can take it: it stays FAILED
+        d.status = 'FAILED';
+        d.status_detail = `${d.moveNote}; no other worker can take it (${r.reason})`;
+        d.moveNote = undefined;
+        d.known = true;
+        effects.push({ type: 'status', message: this.statusOf(d) });
+        continue;
+      }
       if (r.ok) {
         this.assign(d, r.target.id, now);
         d.status = 'NODE_SCHEDULED';
-        d.status_detail = '';
+        d.status_detail = d.moveNote ?? '';
+        d.moveNote = undefined;
         d.known = true;
         effects.push({ type: 'deploy', worker_id: r.target.id, command: this.deployCommand(d) });
         effects.push({ type: 'status', message: this.statusOf(d) });
@@ -616,6 +678,8 @@ export class ClusterCore {
       worker_id: d.worker_id,
     };
     if (d.publicip !== null) m.publicip = d.publicip;
+    if (d.health !== undefined) m.health = d.health;
+    if (d.restarts !== undefined) m.restarts = d.restarts;
     // the placement this copy belongs to: the root judges stale copies by it
     if (d.assignment.epoch !== undefined) m.epoch = d.assignment.epoch;
     return m;

@@ -17,7 +17,7 @@
 import { isIP } from 'node:net';
 import { ACTIVE_STATES, instanceName, netTopics } from '@oak/contracts';
 import type {
-  ClusterToRoot, InstanceAddresses, InstanceNet, InstanceState, OverlayPeer, PeerRtt, RootToCluster, RttReport, ServiceDeployed,
+  ClusterToRoot, HealthState, InstanceAddresses, InstanceNet, InstanceState, OverlayPeer, PeerRtt, RootToCluster, RttReport, ServiceDeployed,
   ServiceTable, ServiceUndeployed, SubnetRequest, SubnetResult, TableEntry, TableQueryRequest, TableQueryResult, WorkerNet,
 } from '@oak/contracts';
 import { contains, contains6, formatSubnet, formatSubnet6, parseIPv4, parseIPv6, parseSubnet, parseSubnet6 } from '@oak/net';
@@ -64,6 +64,14 @@ export interface NetInstanceView {
   overlay?: InstanceAddresses | undefined;
   /** the epoch of its assignment (echoed in every instance_status) */
   epoch?: number | undefined;
+  /** the health probe's verdict and local restarts its worker reported (issue 10; undefined: no probe) */
+  health?: HealthState | undefined;
+  restarts?: number | undefined;
+}
+
+/** Traffic goes to an instance only when it runs and its probe (if any) says healthy. */
+export function servesTraffic(d: Pick<NetInstanceView, 'status' | 'health'>): boolean {
+  return d.status === 'RUNNING' && (d.health === undefined || d.health === 'healthy');
 }
 
 export interface NetOptions {
@@ -485,6 +493,8 @@ export class NetCore {
     const m: InstanceStatusMessage = { type: 'instance_status', job_name: d.job_name, instance_number: d.instance_number, status: d.status, status_detail: d.status_detail, worker_id: d.worker_id, net };
     if (d.publicip !== null) m.publicip = d.publicip;
     if (d.epoch !== undefined) m.epoch = d.epoch;
+    if (d.health !== undefined) m.health = d.health;
+    if (d.restarts !== undefined) m.restarts = d.restarts;
     return m;
   }
 
@@ -589,11 +599,11 @@ export class NetCore {
 
   // ------------------------------------------------------------------ tables
 
-  /** the local instances of a job with their net info (RUNNING on a live worker only) */
+  /** the local instances of a job with their net info (RUNNING and not unhealthy, on a live worker only) */
   localEntries(job: string): TableEntry[] {
     const out: TableEntry[] = [];
     for (const d of this.view.instancesOf(job)) {
-      if (d.status !== 'RUNNING' || d.worker_id === null || !this.view.workerAlive(d.worker_id)) continue;
+      if (!servesTraffic(d) || d.worker_id === null || !this.view.workerAlive(d.worker_id)) continue;
       const r = this.instances.get(instanceName(job, d.instance_number));
       if (!r || r.worker_id !== d.worker_id) continue;
       const w = this.workers.get(r.worker_id);

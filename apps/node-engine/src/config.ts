@@ -55,6 +55,8 @@ export interface NodeEngineConfig {
   exitedRetentionMs?: number | undefined;
   /** first and maximum delay between registration attempts (default 500 ms and 10 s) */
   registerBackoffMs?: { initial: number; max: number } | undefined;
+  /** first and maximum delay before a local restart of an instance (default 1 s doubling up to 30 s) */
+  restartBackoffMs?: { initial: number; max: number } | undefined;
   /** where progress lines go, default console */
   log?: EngineLog | undefined;
   // ---- workload isolation (docs/security.md "Workloads are not the node")
@@ -128,6 +130,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     host: partial.host,
     exitedRetentionMs: partial.exitedRetentionMs,
     registerBackoffMs: partial.registerBackoffMs,
+    restartBackoffMs: partial.restartBackoffMs,
     log: partial.log,
     runAs: partial.runAs ?? (env['OAK_RUN_AS'] || undefined),
     allowPrivileged: partial.allowPrivileged,

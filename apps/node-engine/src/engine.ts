@@ -15,7 +15,7 @@ import { OakError, decodeJson, instanceName, parseDeleteCommand, parseDeployComm
 import type { DeployCommand, InstanceState, JobResources, JobStatus, JoinToken, NetInstanceDeploy, NetRegister, NetRegisterAnswer, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
 import { DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, DEFAULT_WORKER_POOL, DEFAULT_WORKER_POOL_V6, bridgePlan, inPlan } from '@oak/net';
 import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trust/tls';
-import type { InstanceExit, InstanceStatus, Runtime } from '@oak/runtimes';
+import type { InstanceExit, InstanceSpec, InstanceStatus, Runtime } from '@oak/runtimes';
 import { consoleLog, withDefaults } from './config.ts';
 import type { EngineLog, NodeEngineConfig } from './config.ts';
 import { GpuInventory, HostSampler, registrationBody } from './host.ts';
@@ -30,6 +30,8 @@ import type { Attachment } from './network.ts';
 import { DEFAULT_NETMANAGER_KEY_DIR, NetManagerLink, planOfAnswer, readOverlayState, sameAnswer, writeOverlayState } from './netmanager.ts';
 import { applyPolicy } from './policy.ts';
 import { fetchAddedFiles, filesDirOf } from './files.ts';
+import { HealthMonitor, decideRestart, probeFor, probeSettings, restartSettings } from './health.ts';
+import type { EndCause, HealthView, RestartSettings } from './health.ts';
 import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
 import { deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
 
@@ -64,6 +66,10 @@ class Engine {
   readonly entries = new Map<string, Entry>();
   readonly queues = new Map<string, Promise<void>>();
   readonly retention = new Map<string, NodeJS.Timeout>();
+  /** what a local restart needs: the spec it was started with, its restart settings, its probe (issue 10) */
+  readonly runs = new Map<string, { spec: InstanceSpec; cmd: DeployCommand; restart: RestartSettings; ip: string | undefined; netns: string | undefined }>();
+  readonly monitors = new Map<string, HealthMonitor>();
+  readonly restartTimers = new Map<string, NodeJS.Timeout>();
   readonly logSessions = new Map<string, { instance: string; abort: AbortController }>();
   readonly closing = new AbortController();
   readonly sampler: HostSampler;
@@ -554,7 +560,10 @@ class Engine {
   }
 
   reportEntry(e: Entry): void {
-    this.publishJob(jobStatus(e, e.state, e.detail, e.exit_code));
+    const s = jobStatus(e, e.state, e.detail, e.exit_code);
+    if (e.health !== undefined) s.health = e.health;
+    if (e.restarts !== undefined) s.restarts = e.restarts;
+    this.publishJob(s);
   }
 
   publishAllStatuses(): void {
@@ -614,6 +623,7 @@ class Engine {
         await this.detachNet(e.id, e.job_name, e.instance_number).catch(() => {});
         await rm(filesDirOf(this.cfg.dataDir, e.id), { recursive: true, force: true }).catch(() => {});
         this.entries.delete(e.id);
+        this.forgetRun(e.id);
       });
     }, ms);
     t.unref();
@@ -646,6 +656,8 @@ class Engine {
     const id = instanceName(cmd.job_name, cmd.instance_number);
     const existing = this.entries.get(id);
     if (isSettledActive(existing) && existing !== undefined) {
+      // a re-adopted instance (no restart record since this start): its probe and restarts resume
+      if (!this.runs.has(id) && existing.state === 'RUNNING') void this.enqueue(id, () => this.resumeRun(existing, cmd));
       this.reportEntry(existing);
       return;
     }
@@ -662,12 +674,13 @@ class Engine {
     if (decision === 'replace' && old !== undefined) {
       clearTimeout(this.retention.get(id));
       this.retention.delete(id);
+      this.forgetRun(id);
       await this.byVirt.get(old.virtualization)?.stop(id).catch(() => {});
       await this.detachNet(id, old.job_name, old.instance_number).catch(() => {});
       await rm(filesDirOf(this.cfg.dataDir, id), { recursive: true, force: true }).catch(() => {});
       this.entries.delete(id);
     }
-    const e: Entry = { id, job_name: cmd.job_name, instance_number: cmd.instance_number, virtualization: cmd.virtualization, state: 'CREATING', detail: 'deploying', deleting: false };
+    const e: Entry = { id, job_name: cmd.job_name, instance_number: cmd.instance_number, virtualization: cmd.virtualization, state: 'CREATING', detail: 'deploying', deleting: false, restarts: 0 };
     this.entries.set(id, e);
     this.reportEntry(e);
     const runtime = this.offered.includes(cmd.virtualization) ? this.byVirt.get(cmd.virtualization) : undefined;
@@ -735,6 +748,8 @@ class Engine {
       const st = await runtime.start(spec.spec);
       if (st.state === 'COMPLETED' || st.state === 'FAILED') this.setState(e, st.state, st.detail, st.exit_code);
       else {
+        this.runs.set(id, { spec: spec.spec, cmd, restart: restartSettings(cmd), ip: attached?.ip, netns: attached?.path });
+        this.startMonitor(e);
         this.setState(e, st.state === 'CREATED' ? 'RUNNING' : st.state, `${st.detail !== '' ? st.detail : 'running'}${address}`);
         const n = attached !== undefined ? this.notice(attached) : undefined;
         if (n !== undefined) this.nm?.deployed(id, n);
@@ -752,9 +767,147 @@ class Engine {
 
   onExit(runtime: Runtime, ex: InstanceExit): void {
     const e = this.entries.get(ex.id);
-    if (e === undefined || e.deleting || e.virtualization !== runtime.virtualization) return;
+    if (e === undefined || e.deleting || e.restarting === true || e.virtualization !== runtime.virtualization) return;
+    this.stopMonitor(e.id);
     const s = exitToJobStatus(e, ex);
-    this.setState(e, s.status, s.status_detail, ex.exit_code);
+    const gaveUp = this.restartOrGiveUp(e, ex.state === 'COMPLETED' ? 'completed' : 'failed', s.status_detail);
+    if (gaveUp === undefined) return;
+    this.setState(e, s.status, `${s.status_detail}${gaveUp}`, ex.exit_code);
+  }
+
+  // ---------------------------------------------------------------- health and local restarts
+
+  /** Takes up probing and restarts of an instance re-adopted after a NodeEngine restart (count from 0). */
+  async resumeRun(e: Entry, cmd: DeployCommand): Promise<void> {
+    if (this.runs.has(e.id) || this.entries.get(e.id) !== e || e.deleting || e.state !== 'RUNNING') return;
+    const spec = deployToSpec(cmd);
+    if (!spec.ok) return;
+    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [] });
+    if (!policy.ok) return;
+    if (policy.privileged) spec.spec.privileged = true;
+    if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;
+    const a = this.net?.get(e.id);
+    if (a !== undefined) {
+      spec.spec.netns = a.path;
+      const resolv = this.net?.resolvConf;
+      if (resolv !== undefined) spec.spec.resolvConf = resolv;
+    }
+    this.runs.set(e.id, { spec: spec.spec, cmd, restart: restartSettings(cmd), ip: a?.ip, netns: a?.path });
+    e.restarts ??= 0;
+    this.startMonitor(e);
+  }
+
+  /** Starts the instance's health probe (when its SLA has one). */
+  startMonitor(e: Entry): void {
+    const run = this.runs.get(e.id);
+    this.stopMonitor(e.id);
+    const probe = run?.cmd.health;
+    if (run === undefined || probe === undefined) {
+      e.health = undefined;
+      return;
+    }
+    const settings = probeSettings(probe);
+    const runtime = this.byVirt.get(e.virtualization);
+    const target = async (): Promise<{ host: string; netns?: string | undefined; pid?: number | undefined }> => {
+      const pid = settings.type === 'exec' ? (await runtime?.status(e.id).catch(() => undefined))?.pid : undefined;
+      return { host: run.ip ?? '127.0.0.1', netns: run.netns, pid };
+    };
+    const m = new HealthMonitor(settings, probeFor(settings, target), (v) => this.onHealth(e, m, v));
+    e.health = m.view.status;
+    this.monitors.set(e.id, m);
+    m.start();
+  }
+
+  stopMonitor(id: string): void {
+    this.monitors.get(id)?.stop();
+    this.monitors.delete(id);
+  }
+
+  /** forgets everything of a local restart (delete, replace, cleanup) */
+  forgetRun(id: string): void {
+    this.stopMonitor(id);
+    clearTimeout(this.restartTimers.get(id));
+    this.restartTimers.delete(id);
+    this.runs.delete(id);
+  }
+
+  onHealth(e: Entry, m: HealthMonitor, v: HealthView): void {
+    if (this.monitors.get(e.id) !== m || this.entries.get(e.id) !== e || e.deleting) return;
+    e.health = v.status;
+    if (v.status !== 'unhealthy') {
+      this.reportEntry(e);
+      return;
+    }
+    this.log.warn(`${e.id}: unhealthy (${v.failures} failed probes: ${v.detail})`);
+    this.reportEntry(e);
+    const why = `unhealthy: ${v.failures} health probes failed (last: ${v.detail})`;
+    // no restarts wanted: it keeps running and probed, unhealthy (the overlay leaves it out)
+    if (this.runs.get(e.id)?.restart.policy === 'never') return;
+    this.stopMonitor(e.id);
+    const gaveUp = this.restartOrGiveUp(e, 'unhealthy', why);
+    if (gaveUp === undefined) return;
+    // restarts exhausted: stopped here and FAILED, for the cluster to place elsewhere
+    e.restarting = true;
+    void this.enqueue(e.id, async () => {
+      await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
+      e.restarting = false;
+      if (this.entries.get(e.id) !== e || e.deleting) return;
+      this.setState(e, 'FAILED', `${why}${gaveUp}`);
+    });
+  }
+
+  /**
+   * An instance ended (or turned unhealthy): a local restart is scheduled (undefined returned),
+   * or the caller reports the end with the returned suffix (empty, or why no more restarts).
+   */
+  restartOrGiveUp(e: Entry, cause: EndCause, why: string): string | undefined {
+    const run = this.runs.get(e.id);
+    if (run === undefined || this.shuttingDown) return '';
+    const b = this.cfg.restartBackoffMs;
+    const d = decideRestart(run.restart, e.restarts ?? 0, cause, b?.initial, b?.max);
+    if (!d.restart) {
+      return d.reason === 'exhausted' && run.restart.max > 0 ? `; gave up after ${e.restarts ?? 0} local restart(s) (restart_max ${run.restart.max})` : '';
+    }
+    e.restarting = true;
+    this.setState(e, 'CREATING', `restart ${d.attempt} of ${run.restart.max} in ${fmtSeconds(d.delayMs)} s after: ${why}`);
+    this.log.info(`${e.id}: ${why}; local restart ${d.attempt} of ${run.restart.max} in ${d.delayMs} ms`);
+    clearTimeout(this.restartTimers.get(e.id));
+    const t = setTimeout(() => {
+      this.restartTimers.delete(e.id);
+      void this.enqueue(e.id, () => this.restartNow(e, d.attempt));
+    }, d.delayMs);
+    t.unref();
+    this.restartTimers.set(e.id, t);
+    return undefined;
+  }
+
+  async restartNow(e: Entry, attempt: number): Promise<void> {
+    const run = this.runs.get(e.id);
+    const runtime = this.byVirt.get(e.virtualization);
+    if (run === undefined || runtime === undefined || this.entries.get(e.id) !== e || e.deleting || this.shuttingDown) return;
+    // the old copy's remains go; its network namespace (and address) stays
+    await runtime.stop(e.id).catch(() => {});
+    e.restarts = attempt;
+    let st: InstanceStatus;
+    try {
+      st = await runtime.start(run.spec);
+    } catch (err) {
+      e.restarting = false;
+      const reason = `restart ${attempt} failed: ${err instanceof Error ? err.message : String(err)}`;
+      await runtime.stop(e.id).catch(() => {});
+      const gaveUp = this.restartOrGiveUp(e, 'failed', reason);
+      if (gaveUp !== undefined) this.setState(e, 'FAILED', `${reason}${gaveUp}`);
+      return;
+    }
+    e.restarting = false;
+    if (this.entries.get(e.id) !== e || e.deleting) return;
+    if (st.state === 'COMPLETED' || st.state === 'FAILED') {
+      const gaveUp = this.restartOrGiveUp(e, st.state === 'COMPLETED' ? 'completed' : 'failed', st.detail);
+      if (gaveUp !== undefined) this.setState(e, st.state, `${st.detail}${gaveUp}`, st.exit_code);
+      return;
+    }
+    this.startMonitor(e);
+    this.setState(e, 'RUNNING', `running (local restart ${attempt} of ${run.restart.max})`);
   }
 
   onDelete(raw: unknown): void {
@@ -789,6 +942,7 @@ class Engine {
     const e = this.entries.get(id);
     clearTimeout(this.retention.get(id));
     this.retention.delete(id);
+    this.forgetRun(id);
     const runtime = this.byVirt.get(e?.virtualization ?? virt ?? 'process');
     try {
       if (runtime !== undefined && (e !== undefined || jobNameProblem(job) === undefined)) await runtime.stop(id);
@@ -870,6 +1024,7 @@ class Engine {
       clearInterval(this.reportTimer);
       for (const t of this.retention.values()) clearTimeout(t);
       this.retention.clear();
+      for (const id of [...this.runs.keys()]) this.forgetRun(id);
       for (const s of this.logSessions.values()) s.abort.abort();
       await new Promise((r) => setTimeout(r, 20));
       await this.nm?.close();
@@ -911,6 +1066,10 @@ export async function startNodeEngine(config: NodeEngineOptions, deps: NodeEngin
     close: () => engine.close(false),
     shutdown: (opts = {}) => engine.close(opts.stopInstances === true),
   };
+}
+
+function fmtSeconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
 }
 
 /** The worker join token from the config, or a clear error (NodeEngine -t / OAK_JOIN_TOKEN). */

@@ -3,7 +3,7 @@
  * state changes are reported, what re-adoption keeps. No I/O.
  */
 import { ACTIVE_STATES, TERMINAL_STATES } from '@oak/contracts';
-import type { InstanceState, Virtualization } from '@oak/contracts';
+import type { HealthState, InstanceState, Virtualization } from '@oak/contracts';
 import type { InstanceStatus } from '@oak/runtimes';
 import { identityOf } from './spec.ts';
 import { LABEL_GPUS, parseGpuLabel } from './gpus.ts';
@@ -22,6 +22,12 @@ export interface Entry {
   deleting: boolean;
   /** indices of the worker's GPUs this instance holds (label `oak.gpus`, see gpus.ts) */
   gpus?: number[] | undefined;
+  /** local restarts so far (issue 10) */
+  restarts?: number | undefined;
+  /** the health probe's verdict; undefined without a probe */
+  health?: HealthState | undefined;
+  /** a local restart is pending or under way: the old copy's exit is expected and not reported */
+  restarting?: boolean | undefined;
 }
 
 export type DeployDecision =

@@ -45,6 +45,8 @@ export function instanceDoc(i: InstanceRow, history?: InstanceHistoryRow[]): Ins
     desired: i.desired,
     epoch: i.epoch,
     replaces: i.replaces,
+    health: i.health,
+    restarts: i.restarts,
   };
   if (history) d.history = history.map((h) => ({ status: h.status, status_detail: h.status_detail, at: h.at }));
   return d;

@@ -132,6 +132,8 @@ export const InstanceDocSchema = Type.Object({
   desired: Type.Optional(Type.Union([Type.Literal('run'), Type.Literal('stop')], { description: "'stop': undeploy asked; the root finishes it once its cluster confirms (listings leave it out)" })),
   epoch: Type.Optional(Type.Integer({ description: '+ 1 at every placement on a cluster (0: never placed)' })),
   replaces: Type.Optional(Nullable(Type.Integer({ description: 'the instance this one replaces (rolling update, lost cluster)' }))),
+  health: Type.Optional(Nullable(Type.Union([Type.Literal('starting'), Type.Literal('healthy'), Type.Literal('unhealthy')], { description: "the health probe's verdict on its worker (null: no probe)" }))),
+  restarts: Type.Optional(Type.Integer({ minimum: 0, description: 'local restarts of the current copy on its worker' })),
 });
 
 export const ServiceDocSchema = Type.Composite(

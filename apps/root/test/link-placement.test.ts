@@ -64,6 +64,8 @@ function row(patch: Partial<InstanceRow> = {}): InstanceRow {
     status_at: '2025-01-01T00:00:00.000Z',
     last_cluster_id: null,
     lost_at: null,
+    health: null,
+    restarts: 0,
     ...patch,
   };
 }

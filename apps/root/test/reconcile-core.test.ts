@@ -113,6 +113,8 @@ class World {
         status_at: at,
         last_cluster_id: null,
         lost_at: null,
+        health: null,
+        restarts: 0,
       });
       out.push(n);
     }

@@ -34,6 +34,8 @@ function row(patch: Partial<InstanceRow> = {}): InstanceRow {
     status_at: AT,
     last_cluster_id: null,
     lost_at: null,
+    health: null,
+    restarts: 0,
     ...patch,
   };
 }
@@ -141,4 +143,25 @@ test('adoption only of a live copy from the lost cluster, of an older epoch, for
   assert.equal(judgeReport(requeued(), 'A', report('RUNNING', { epoch: 3 }), p).kind, 'stale', 'not an older epoch');
   const noEpoch = judgeReport(requeued(), 'A', report('RUNNING'), p);
   assert.deepEqual(noEpoch.kind === 'adopt' ? noEpoch.epoch : -1, 3, 'an old cluster: the row keeps its epoch');
+});
+
+test('health and local restarts (issue 10): stored from the report; absent means none (a new copy starts at 0)', () => {
+  const r = row({ epoch: 1, status: 'RUNNING', cluster_id: 'A' });
+  assert.deepEqual(judgeReport(r, 'A', report('RUNNING', { epoch: 1, health: 'unhealthy', restarts: 2 }), ctx), { kind: 'apply', patch: { health: 'unhealthy', restarts: 2 } });
+  const sick = row({ epoch: 1, status: 'RUNNING', cluster_id: 'A', health: 'unhealthy', restarts: 2 });
+  assert.deepEqual(judgeReport(sick, 'A', report('RUNNING', { epoch: 1, health: 'unhealthy', restarts: 2 }), ctx), { kind: 'same' });
+  assert.deepEqual(judgeReport(sick, 'A', report('NODE_SCHEDULED', { epoch: 1, status_detail: 'moved off worker w1', worker_id: 'w2' }), ctx), {
+    kind: 'apply',
+    patch: { status: 'NODE_SCHEDULED', status_detail: 'moved off worker w1', worker_id: 'w2', health: null, restarts: 0 },
+  });
+});
+
+test('the root\'s service table (issue 10): an instance whose probe is not healthy is left out', async () => {
+  const { tableEntryOf } = await import('../src/link/net.ts');
+  const net = { nsip: '10.18.0.66', nsip_v6: null, host_ip: '192.0.2.10', host_port: 50103, subnet: '10.18.0.64/26', subnet_v6: null };
+  const base = row({ status: 'RUNNING', cluster_id: 'A', worker_id: 'w1', net });
+  assert.equal(tableEntryOf(base)?.nsip, '10.18.0.66', 'no probe: served');
+  assert.equal(tableEntryOf({ ...base, health: 'healthy' })?.nsip, '10.18.0.66');
+  assert.equal(tableEntryOf({ ...base, health: 'unhealthy' }), undefined);
+  assert.equal(tableEntryOf({ ...base, health: 'starting' }), undefined);
 });

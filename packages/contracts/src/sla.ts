@@ -44,19 +44,41 @@ export type DirectConstraint = Static<typeof DirectConstraint>;
 export type GeoConstraint = Static<typeof GeoConstraint>;
 export type LatencyConstraint = Static<typeof LatencyConstraint>;
 
+/** Bounds of the health probe fields (docs/sla.md). */
+export const HEALTH_LIMITS = {
+  interval_s: { min: 0.1, max: 3600, default: 10 },
+  timeout_s: { min: 0.1, max: 300, default: 2 },
+  failure_threshold: { min: 1, max: 100, default: 3 },
+  path_max: 2048,
+  command_items_max: 64,
+  command_item_max: 4096,
+} as const;
+
+/** A health probe (ours, issue 10) run by the NodeEngine on the instance. */
 export const HealthProbe = Type.Object(
   {
     type: Type.Union([Type.Literal('tcp'), Type.Literal('http'), Type.Literal('exec')]),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
-    path: Type.Optional(Type.String()),
-    command: Type.Optional(Type.Array(Type.String())),
-    interval_s: Type.Optional(NonNeg('seconds between probes')),
+    path: Type.Optional(Type.String({ maxLength: HEALTH_LIMITS.path_max })),
+    command: Type.Optional(Type.Array(Type.String({ maxLength: HEALTH_LIMITS.command_item_max }), { maxItems: HEALTH_LIMITS.command_items_max })),
+    /** seconds between probes (default 10) */
+    interval_s: Type.Optional(Type.Number({ minimum: HEALTH_LIMITS.interval_s.min, maximum: HEALTH_LIMITS.interval_s.max, description: 'seconds between probes' })),
     /** a probe that has not answered after this long failed (default 2 s) */
-    timeout_s: Type.Optional(NonNeg('seconds')),
-    failure_threshold: Type.Optional(Type.Integer({ minimum: 1 })),
+    timeout_s: Type.Optional(Type.Number({ minimum: HEALTH_LIMITS.timeout_s.min, maximum: HEALTH_LIMITS.timeout_s.max, description: 'seconds' })),
+    /** consecutive failures that make the instance unhealthy (default 3) */
+    failure_threshold: Type.Optional(Type.Integer({ minimum: HEALTH_LIMITS.failure_threshold.min, maximum: HEALTH_LIMITS.failure_threshold.max })),
   },
   { additionalProperties: true },
 );
+export type HealthProbe = Static<typeof HealthProbe>;
+
+/** When the NodeEngine restarts an instance on its own node (ours, issue 10). */
+export const RESTART_POLICIES = ['never', 'on-failure', 'always'] as const;
+export type RestartPolicy = (typeof RESTART_POLICIES)[number];
+export const RestartPolicy = Type.Union(RESTART_POLICIES.map((p) => Type.Literal(p)));
+/** restart_max: default and bound */
+export const RESTART_MAX_DEFAULT = 3;
+export const RESTART_MAX_LIMIT = 100;
 
 /**
  * How a changed SLA rolls out (ours, issue 9; docs/sla.md). Defaults: max_surge 1,
@@ -128,6 +150,10 @@ export const Microservice = Type.Object(
     volumes: Type.Optional(Type.Array(Type.Unknown())),
     replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
     health: Type.Optional(HealthProbe),
+    /** ours: never | on-failure | always (default on-failure for services, never for one_shot) */
+    restart: Type.Optional(RestartPolicy),
+    /** ours: local restarts before the instance is FAILED on this node (default 3) */
+    restart_max: Type.Optional(Type.Integer({ minimum: 0, maximum: RESTART_MAX_LIMIT })),
     update: Type.Optional(UpdatePolicy),
     disconnect: Type.Optional(DisconnectPolicy),
     labels: Type.Optional(Type.Record(Type.String(), Type.String())),

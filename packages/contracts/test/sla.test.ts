@@ -236,6 +236,25 @@ test('other typed fields: one_shot, cmd, environment, labels, health', () => {
   issueAt(sla((_d, _a, m) => (m['health'] = { type: 'tcp' })), `${MS}.health.port`, /needs a port/);
   issueAt(sla((_d, _a, m) => (m['health'] = { type: 'exec' })), `${MS}.health.command`, /needs a command/);
   issueAt(sla((_d, _a, m) => (m['health'] = { type: 'http', port: 80, path: 'x' })), `${MS}.health.path`, /start with/);
+  // probe fields out of range: one error at the exact field
+  const tcp = { type: 'tcp', port: 80 };
+  issueAt(sla((_d, _a, m) => (m['health'] = { ...tcp, interval_s: 0 })), `${MS}.health.interval_s`);
+  issueAt(sla((_d, _a, m) => (m['health'] = { ...tcp, interval_s: 1e9 })), `${MS}.health.interval_s`);
+  issueAt(sla((_d, _a, m) => (m['health'] = { ...tcp, timeout_s: -1 })), `${MS}.health.timeout_s`);
+  issueAt(sla((_d, _a, m) => (m['health'] = { ...tcp, timeout_s: 301 })), `${MS}.health.timeout_s`);
+  issueAt(sla((_d, _a, m) => (m['health'] = { ...tcp, failure_threshold: 0 })), `${MS}.health.failure_threshold`);
+  issueAt(sla((_d, _a, m) => (m['health'] = { ...tcp, failure_threshold: 1.5 })), `${MS}.health.failure_threshold`, /whole number/);
+  issueAt(sla((_d, _a, m) => (m['health'] = { ...tcp, failure_threshold: 101 })), `${MS}.health.failure_threshold`);
+  issueAt(sla((_d, _a, m) => (m['health'] = { ...tcp, port: 70000 })), `${MS}.health.port`);
+  issueAt(sla((_d, _a, m) => (m['health'] = { type: 'http', port: 80, path: `/${'a'.repeat(3000)}` })), `${MS}.health.path`);
+  issueAt(sla((_d, _a, m) => (m['health'] = { type: 'exec', command: Array.from({ length: 65 }, () => 'x') })), `${MS}.health.command`);
+  valid(sla((_d, _a, m) => (m['health'] = { ...tcp, interval_s: 0.5, timeout_s: 0.2, failure_threshold: 100 })));
+  // restart policy
+  issueAt(sla((_d, _a, m) => (m['restart'] = 'sometimes')), `${MS}.restart`);
+  issueAt(sla((_d, _a, m) => (m['restart_max'] = -1)), `${MS}.restart_max`);
+  issueAt(sla((_d, _a, m) => (m['restart_max'] = 101)), `${MS}.restart_max`);
+  issueAt(sla((_d, _a, m) => (m['restart_max'] = 2.5)), `${MS}.restart_max`, /whole number/);
+  for (const r of ['never', 'on-failure', 'always']) valid(sla((_d, _a, m) => { m['restart'] = r; m['restart_max'] = 0; }));
   const w = validateSla(sla((_d, _a, m) => (m['environment'] = ['NOEQUALS'])));
   assert.ok(w.ok);
   assert.equal(w.warnings[0]?.path, `${MS}.environment[0]`);

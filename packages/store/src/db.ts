@@ -79,6 +79,8 @@ export interface DB {
     status_at: string;
     last_cluster_id: string | null;
     lost_at: string | null;
+    health: string | null;
+    restarts: number;
   };
   instance_history: {
     seq: Generated<number>;

@@ -208,6 +208,16 @@ export const MIGRATIONS: readonly Migration[] = [
       }
     },
   },
+  {
+    version: 6,
+    name: 'instance health and local restarts',
+    up: () => [
+      // the health probe's verdict as its worker reported it (null: no probe, or not reported yet)
+      `alter table instances add column health text`,
+      // local restarts of the current copy on its worker
+      `alter table instances add column restarts integer not null default 0`,
+    ],
+  },
 ];
 
 /** Applies the missing migrations; returns the versions it applied. */

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Kysely, Selectable } from 'kysely';
 import { ConflictError, NotFoundError, OakError } from '@oak/contracts';
-import type { ClusterResources, InstanceNet, InstanceState, Microservice, Role } from '@oak/contracts';
+import type { ClusterResources, HealthState, InstanceNet, InstanceState, Microservice, Role } from '@oak/contracts';
 import type { Backend, DB } from './db.ts';
 import { isPostgresUrl, openPostgres, openSqlite } from './db.ts';
 import { migrate } from './migrations.ts';
@@ -131,6 +131,8 @@ const toInstance = (r: Row<'instances'>): InstanceRow => ({
   desired: r.desired as DesiredState,
   epoch: Number(r.epoch),
   replaces: r.replaces === null ? null : Number(r.replaces),
+  health: r.health === null || r.health === undefined ? null : (r.health as HealthState),
+  restarts: r.restarts === null || r.restarts === undefined ? 0 : Number(r.restarts),
 });
 const noServiceAddresses = { service_ip: null, service_ip_v6: null, closest_ip: null, closest_ip_v6: null } as const;
 const toCluster = (r: Row<'clusters'>): ClusterRow => ({
@@ -596,6 +598,8 @@ export class KyselyStore implements Store {
         status_at: at,
         last_cluster_id: null,
         lost_at: null,
+        health: null,
+        restarts: 0,
       };
       await t.insertInto('instances').values({ ...row, net: null }).execute();
       await t
@@ -649,6 +653,8 @@ export class KyselyStore implements Store {
       if (patch.service_version !== undefined) set.service_version = patch.service_version;
       if (patch.desired !== undefined) set.desired = patch.desired;
       if (patch.epoch !== undefined) set.epoch = patch.epoch;
+      if (patch.health !== undefined && patch.health !== cur.health) set.health = patch.health;
+      if (patch.restarts !== undefined && patch.restarts !== Number(cur.restarts)) set.restarts = patch.restarts;
       if (patch.net !== undefined) {
         const text = patch.net === null ? null : JSON.stringify(patch.net);
         if (text !== cur.net) set.net = text;

@@ -12,6 +12,7 @@
 import type {
   AuditEntryDoc,
   ClusterResources,
+  HealthState,
   InstanceNet,
   InstanceState,
   Microservice,
@@ -133,6 +134,10 @@ export interface InstanceRow {
   last_cluster_id: string | null;
   /** when its cluster was declared lost while it held the instance (null: not lost) */
   lost_at: string | null;
+  /** the health probe's verdict its worker reported (null: no probe or not reported) */
+  health: HealthState | null;
+  /** local restarts of the current copy on its worker */
+  restarts: number;
 }
 
 export interface InstanceHistoryRow {
@@ -198,7 +203,7 @@ export type NewUser = Pick<UserRow, 'name' | 'password_hash' | 'roles' | 'organi
 export type NewApplication = Pick<ApplicationRow, 'name' | 'namespace' | 'description' | 'user_id' | 'organization_id'>;
 export type NewService = Pick<ServiceRow, 'job_name' | 'name' | 'namespace' | 'sla'>;
 export type InstancePatch = Partial<
-  Pick<InstanceRow, 'status' | 'status_detail' | 'cluster_id' | 'worker_id' | 'publicip' | 'instance_ip' | 'instance_ip_v6' | 'net' | 'service_version' | 'desired' | 'epoch' | 'last_cluster_id' | 'lost_at'>
+  Pick<InstanceRow, 'status' | 'status_detail' | 'cluster_id' | 'worker_id' | 'publicip' | 'instance_ip' | 'instance_ip_v6' | 'net' | 'service_version' | 'desired' | 'epoch' | 'last_cluster_id' | 'lost_at' | 'health' | 'restarts'>
 >;
 
 /** Options of addInstance. */

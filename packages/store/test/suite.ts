@@ -351,7 +351,7 @@ export function storeSuite(b: Backend): void {
         {
           service_id: id, instance_number: 0, status: 'REQUESTED', status_detail: '', cluster_id: null, worker_id: null,
           publicip: null, instance_ip: null, instance_ip_v6: null, net: null, created_at: '', updated_at: '',
-          service_version: 1, desired: 'run', epoch: 0, replaces: null, status_at: i0.created_at, last_cluster_id: null, lost_at: null,
+          service_version: 1, desired: 'run', epoch: 0, replaces: null, status_at: i0.created_at, last_cluster_id: null, lost_at: null, health: null, restarts: 0,
         },
       );
       assert.match(i0.created_at, ISO);

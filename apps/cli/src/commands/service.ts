@@ -51,10 +51,12 @@ async function clusterNames(api: Api): Promise<Map<string, string>> {
 export async function instancesTable(ui: Ui, rows: { job: string; i: InstanceDoc }[], clusters: Map<string, string> = new Map()): Promise<string> {
   return table(
     ui,
-    ['INSTANCE', 'STATUS', 'DETAIL', 'CLUSTER', 'WORKER', 'IP', 'AGE'],
+    ['INSTANCE', 'STATUS', 'HEALTH', 'RESTARTS', 'DETAIL', 'CLUSTER', 'WORKER', 'IP', 'AGE'],
     rows.map(({ job, i }) => [
       `${job}.instance.${i.instance_number}`,
       status(ui.color, i.status),
+      dash(i.health ?? null),
+      String(i.restarts ?? 0),
       dash(i.status_detail),
       dash(i.cluster_name ?? (i.cluster_id !== null ? (clusters.get(i.cluster_id) ?? i.cluster_id) : null)),
       dash(i.worker_id),

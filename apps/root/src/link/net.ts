@@ -67,9 +67,9 @@ export function netProblem(net: InstanceNet, given: { subnet: string; subnet_v6:
   return undefined;
 }
 
-/** the table entry of one stored instance, or undefined when it is not reachable (not RUNNING, no net info) */
+/** the table entry of one stored instance, or undefined when it is not reachable (not RUNNING, its probe not healthy, no net info) */
 export function tableEntryOf(row: InstanceRow): TableEntry | undefined {
-  if (row.status !== 'RUNNING' || row.net === null || row.worker_id === null || row.worker_id === '') return undefined;
+  if (row.status !== 'RUNNING' || (row.health !== null && row.health !== 'healthy') || row.net === null || row.worker_id === null || row.worker_id === '') return undefined;
   const e: TableEntry = {
     instance_number: row.instance_number,
     instance_ip: row.instance_ip,

@@ -201,6 +201,8 @@ function blankRow(p: Pass, n: number, version: number): Draft {
     status_at: at,
     last_cluster_id: null,
     lost_at: null,
+    health: null,
+    restarts: 0,
     virtual: true,
     undeploy_at: undefined,
   };
@@ -295,7 +297,8 @@ function inFlight(p: Pass, r: Draft): boolean {
 }
 
 function unhealthy(p: Pass, r: Draft): boolean {
-  return p.input.service.sla.health !== undefined && /\bunhealthy\b/i.test(r.status_detail);
+  // the worker's probe verdict (issue 10); the detail's wording for workers of before it
+  return p.input.service.sla.health !== undefined && (r.health === 'unhealthy' || /\bunhealthy\b/i.test(r.status_detail));
 }
 
 /** RUNNING (not unhealthy) for health_grace_s; one-shot: COMPLETED too. */

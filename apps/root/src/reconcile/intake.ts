@@ -81,6 +81,11 @@ function patchOf(row: InstanceRow, m: InstanceStatusReport): ReportVerdict {
   if (row.worker_id !== m.worker_id) patch.worker_id = m.worker_id;
   if (m.publicip !== undefined && row.publicip !== m.publicip) patch.publicip = m.publicip;
   if (m.net !== undefined && !sameNet(row.net, m.net)) patch.net = m.net;
+  // the copy's health and local restarts (issue 10): absent = no probe / none (a new copy starts at 0)
+  const health = m.health ?? null;
+  if (row.health !== health) patch.health = health;
+  const restarts = m.restarts ?? 0;
+  if (row.restarts !== restarts) patch.restarts = restarts;
   return Object.keys(patch).length === 0 ? { kind: 'same' } : { kind: 'apply', patch };
 }
 

@@ -98,7 +98,7 @@ export interface Plan {
 
 /** How a report (instance_status) from a cluster relates to the stored instance (status intake). */
 export type ReportVerdict =
-  | { kind: 'apply'; patch: Partial<Pick<InstanceRow, 'status' | 'status_detail' | 'worker_id' | 'publicip' | 'net'>> }
+  | { kind: 'apply'; patch: Partial<Pick<InstanceRow, 'status' | 'status_detail' | 'worker_id' | 'publicip' | 'net' | 'health' | 'restarts'>> }
   | { kind: 'same' }
   /** the stored instance is not this cluster's, or this copy is of an older epoch: undeploy it there (once) */
   | { kind: 'stale'; reason: string }
