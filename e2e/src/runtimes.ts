@@ -6,8 +6,10 @@
  * supervisor's wrapper (process, qemu, wasm) or a containerd shim.
  */
 import { readFileSync, readdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { InstanceDoc, ServiceDoc, Virtualization } from '@oak/contracts';
-import { waitFor } from '@oak/testkit';
+import { buildWasiModule, waitFor } from '@oak/testkit';
 import type { Api } from './api.ts';
 import { sla } from './sla.ts';
 
@@ -46,6 +48,36 @@ export function shellFixtures(image: string): RuntimeFixture[] {
     // doubling a shell variable: 32 MB are reached in about 25 rounds
     hog: (m) => ({ virtualization: v, memory: 32, ...sh(v, 'echo "$0 hog"; x=aaaaaaaa; while :; do x=$x$x; done', m) }),
   }));
+}
+
+/** the exit codes a wasm one-shot of the matrix can have (one module each: WAT has no atoi) */
+const WASM_EXIT_CODES = [0, 1, 3];
+
+/**
+ * The wasm fixture: WASI modules built from WAT into `dir` (an absolute path the worker reads; the
+ * 1-DOC and M-DOC workers share this machine's file system). The marker is the module's argument.
+ */
+export async function wasmFixture(dir: string): Promise<RuntimeFixture> {
+  const file = async (name: string, o: Parameters<typeof buildWasiModule>[0]): Promise<string> => {
+    const p = join(dir, `${name}.wasm`);
+    await writeFile(p, await buildWasiModule(o), { mode: 0o644 });
+    return p;
+  };
+  const service = await file('service', { argsLine: ' up', then: 'sleep' });
+  const hog = await file('hog', { argsLine: ' hog', then: 'hog' });
+  const oneShots = new Map<number, string>();
+  for (const c of WASM_EXIT_CODES) oneShots.set(c, await file(`exit${c}`, { argsLine: ' done', then: { exit: c } }));
+  return {
+    virtualization: 'wasm',
+    startMs: 30_000,
+    service: (m) => ({ virtualization: 'wasm', memory: 32, code: service, cmd: [m] }),
+    oneShot: (m, code) => {
+      const p = oneShots.get(code);
+      if (p === undefined) throw new Error(`the wasm fixture has one-shots exiting ${WASM_EXIT_CODES.join(', ')}, not ${code}`);
+      return { virtualization: 'wasm', memory: 32, one_shot: true, code: p, cmd: [m] };
+    },
+    hog: (m) => ({ virtualization: 'wasm', memory: 32, code: hog, cmd: [m] }),
+  };
 }
 
 function cmdline(pid: string): string[] | undefined {

@@ -11,7 +11,7 @@ import { buildBusyboxImage, freePort, startContainerd, startRegistry, tmpDir, wa
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins } from '../src/procs.ts';
-import { Matrix, copies, shellFixtures, type Deployed } from '../src/runtimes.ts';
+import { Matrix, copies, shellFixtures, wasmFixture, type Deployed } from '../src/runtimes.ts';
 
 const PASSWORD = 'e2e-runtimes-1';
 
@@ -34,7 +34,7 @@ test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by it
   const procs = new Procs();
   t.after(() => procs.stopAll());
   t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
-  const fixtures = shellFixtures(image);
+  const fixtures = [...shellFixtures(image), await wasmFixture(dir.path)];
 
   const port = await freePort();
   const args = [

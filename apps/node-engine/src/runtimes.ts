@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { VIRTUALIZATIONS } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
-import { ContainerdRuntime, DEFAULT_RUN_AS, ProcessRuntime, createUserHint, lookupUser } from '@oak/runtimes';
+import { ContainerdRuntime, DEFAULT_RUN_AS, ProcessRuntime, WasmRuntime, createUserHint, lookupUser } from '@oak/runtimes';
 import type { ProbeResult, RunAs, Runtime } from '@oak/runtimes';
 import type { NodeEngineConfig } from './config.ts';
 
@@ -41,14 +41,18 @@ export function chooseVirtualizations(probes: readonly { virtualization: Virtual
 }
 
 /**
- * The drivers a standalone NodeEngine uses: containerd (containers) and native processes.
- * unikernel, microvm and wasm drivers plug in here when they exist.
+ * The drivers a standalone NodeEngine uses: containerd (containers), native processes and WASI
+ * modules (wasm, run as the same unprivileged user as processes, in the same work root).
+ * unikernel and microvm drivers plug in here when they exist.
  */
 export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
   const user = resolveRunAs(cfg.runAs);
   const process: Runtime = user.problem !== undefined
     ? new Unavailable('process', user.problem)
     : new ProcessRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'process'), cgroupParent: cfg.namespace ?? 'oak', runAs: user.runAs, workRoot: workDirOf(cfg) });
+  const wasm: Runtime = user.problem !== undefined
+    ? new Unavailable('wasm', user.problem)
+    : new WasmRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'wasm'), cgroupParent: cfg.namespace ?? 'oak', runAs: user.runAs, workRoot: workDirOf(cfg) });
   return [
     new ContainerdRuntime({
       socket: cfg.containerdSocket,
@@ -57,6 +61,7 @@ export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
       ...(cfg.cdiDirs !== undefined ? { cdiDirs: [...cfg.cdiDirs] } : {}),
     }),
     process,
+    wasm,
   ];
 }
 
