@@ -13,3 +13,5 @@ export { createNetwork } from './netns.ts';
 export type { CreateNetworkOptions, NetHost, TestNetwork } from './netns.ts';
 export { createTestJoin, postJson, requestJson } from './join.ts';
 export type { RequestJsonOptions, TestJoin, TestTokenResult } from './join.ts';
+export { buildTestKernel } from './kernel.ts';
+export type { TestKernel } from './kernel.ts';

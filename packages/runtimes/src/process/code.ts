@@ -5,10 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
-import { access, chmod, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RuntimeError } from '../types.ts';
+import { downloadFile } from '../supervisor/download.ts';
 
 export const MINIMAL_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -113,22 +114,6 @@ async function download(url: string, dest: string, timeoutMs: number): Promise<s
   } catch {
     /* not yet */
   }
-  await mkdir(join(dest, '..'), { recursive: true });
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
-  } catch (e) {
-    throw new RuntimeError('code_download_failed', `cannot download ${url}: ${(e as Error).message}`, { cause: e });
-  }
-  if (!res.ok) throw new RuntimeError('code_download_failed', `cannot download ${url}: HTTP ${res.status}`);
-  const tmp = `${dest}.${process.pid}.${Date.now()}.part`;
-  try {
-    await writeFile(tmp, new Uint8Array(await res.arrayBuffer()), { mode: 0o755 });
-    await chmod(tmp, 0o755);
-    await rename(tmp, dest);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw new RuntimeError('code_download_failed', `cannot store ${url}: ${(e as Error).message}`, { cause: e });
-  }
+  await downloadFile(url, dest, { timeoutMs, mode: 0o755 });
   return dest;
 }
