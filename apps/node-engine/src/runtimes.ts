@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { VIRTUALIZATIONS } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
-import { ContainerdRuntime, DEFAULT_RUN_AS, ProcessRuntime, createUserHint, lookupUser } from '@oak/runtimes';
+import { ContainerdRuntime, DEFAULT_RUN_AS, ProcessRuntime, UnikernelRuntime, createUserHint, lookupUser } from '@oak/runtimes';
 import type { ProbeResult, RunAs, Runtime } from '@oak/runtimes';
 import type { NodeEngineConfig } from './config.ts';
 
@@ -41,8 +41,9 @@ export function chooseVirtualizations(probes: readonly { virtualization: Virtual
 }
 
 /**
- * The drivers a standalone NodeEngine uses: containerd (containers) and native processes.
- * unikernel, microvm and wasm drivers plug in here when they exist.
+ * The drivers a standalone NodeEngine uses: containerd (containers), native processes and
+ * unikernels (qemu; its probe says unavailable without qemu-system-x86_64). microvm and wasm
+ * drivers plug in here when they exist.
  */
 export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
   const user = resolveRunAs(cfg.runAs);
@@ -52,6 +53,7 @@ export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
   return [
     new ContainerdRuntime({ socket: cfg.containerdSocket, namespace: cfg.namespace ?? 'oak', dataDir: join(cfg.dataDir, 'runtimes', 'containerd') }),
     process,
+    new UnikernelRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'unikernel'), cgroupParent: cfg.namespace ?? 'oak' }),
   ];
 }
 
