@@ -28,8 +28,11 @@ export interface RuntimeFixture {
   service(marker: string): Workload;
   /** prints `<marker> done` and exits with `code` */
   oneShot(marker: string, code: number): Workload;
-  /** grows past its memory limit (FAILED, out of memory) */
-  hog(marker: string): Workload;
+  /**
+   * grows past its memory limit (FAILED, out of memory); absent for a VM, whose memory limit is
+   * its guest RAM (qemu -m): a guest over it is the guest kernel's business, not a cgroup OOM
+   */
+  hog?(marker: string): Workload;
   /** how long a start may take here (a VM boots in seconds under software emulation) */
   startMs: number;
 }
@@ -46,6 +49,19 @@ export function shellFixtures(image: string): RuntimeFixture[] {
     // doubling a shell variable: 32 MB are reached in about 25 rounds
     hog: (m) => ({ virtualization: v, memory: 32, ...sh(v, 'echo "$0 hog"; x=aaaaaaaa; while :; do x=$x$x; done', m) }),
   }));
+}
+
+/**
+ * The unikernel fixture: the testkit's multiboot kernel (`archiveUrl`: its .tar.gz served over
+ * HTTP) prints its command line (so `<marker> up` / `<marker> done`) and loops or exits with `exit=N`.
+ */
+export function unikernelFixture(archiveUrl: string): RuntimeFixture {
+  return {
+    virtualization: 'unikernel',
+    startMs: 60_000,
+    service: (m) => ({ virtualization: 'unikernel', memory: 32, code: archiveUrl, cmd: [m, 'up', 'loop'] }),
+    oneShot: (m, code) => ({ virtualization: 'unikernel', memory: 32, one_shot: true, code: archiveUrl, cmd: [m, 'done', `exit=${code}`] }),
+  };
 }
 
 function cmdline(pid: string): string[] | undefined {
