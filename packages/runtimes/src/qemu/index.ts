@@ -47,23 +47,29 @@ async function doProbe(): Promise<QemuHost | string> {
   } catch {
     return { binary, kvm: false, kvmProblem: '/dev/kvm is not usable' };
   }
-  // KVM set-up errors make qemu exit at once; a guest that is still paused (-S) after a moment means it works
+  // KVM set-up errors make qemu exit before its monitor prompt: a paused (-S) machine that shows
+  // the prompt has KVM working (a deadline, not a guess: no prompt in 10 s reads as no KVM)
   const problem = await new Promise<string | undefined>((resolve) => {
-    const c = spawn(binary, ['-M', 'microvm', '-accel', 'kvm', '-display', 'none', '-nodefaults', '-no-user-config', '-monitor', 'none', '-serial', 'none', '-S', '-m', '8'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = spawn(binary, ['-M', 'microvm', '-accel', 'kvm', '-display', 'none', '-nodefaults', '-no-user-config', '-monitor', 'stdio', '-serial', 'none', '-S', '-m', '8'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
     let err = '';
-    c.stderr.on('data', (d: Buffer) => (err += d.toString()).slice(0, 4000));
-    const t = setTimeout(() => {
+    let done = false;
+    const finish = (v: string | undefined): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(t);
       c.kill('SIGKILL');
-      resolve(undefined);
-    }, 400);
-    c.on('error', (e) => {
-      clearTimeout(t);
-      resolve(e.message);
+      resolve(v);
+    };
+    const t = setTimeout(() => finish('no monitor prompt within 10 s'), 10_000);
+    c.stdout.on('data', (d: Buffer) => {
+      out = (out + d.toString()).slice(-4000);
+      if (out.includes('(qemu)')) finish(undefined);
     });
-    c.on('exit', (code) => {
-      clearTimeout(t);
-      if (code !== null) resolve(err.trim().split('\n')[0] || `qemu exited with ${code}`);
-    });
+    c.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(0, 4000)));
+    c.stdin.on('error', () => undefined);
+    c.on('error', (e) => finish(e.message));
+    c.on('exit', (code) => finish(err.trim().split('\n')[0] || `qemu exited with ${code ?? 'a signal'}`));
   });
   return problem === undefined ? { binary, kvm: true } : { binary, kvm: false, kvmProblem: problem };
 }
