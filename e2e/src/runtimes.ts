@@ -30,8 +30,11 @@ export interface RuntimeFixture {
   service(marker: string): Workload;
   /** prints `<marker> done` and exits with `code` */
   oneShot(marker: string, code: number): Workload;
-  /** grows past its memory limit (FAILED, out of memory) */
-  hog(marker: string): Workload;
+  /**
+   * grows past its memory limit (FAILED, out of memory); absent for a VM, whose memory limit is
+   * its guest RAM (qemu -m): a guest over it is the guest kernel's business, not a cgroup OOM
+   */
+  hog?(marker: string): Workload;
   /** how long a start may take here (a VM boots in seconds under software emulation) */
   startMs: number;
 }
@@ -77,6 +80,19 @@ export async function wasmFixture(dir: string): Promise<RuntimeFixture> {
       return { virtualization: 'wasm', memory: 32, one_shot: true, code: p, cmd: [m] };
     },
     hog: (m) => ({ virtualization: 'wasm', memory: 32, code: hog, cmd: [m] }),
+  };
+}
+
+/**
+ * The unikernel fixture: the testkit's multiboot kernel (`archiveUrl`: its .tar.gz served over
+ * HTTP) prints its command line (so `<marker> up` / `<marker> done`) and loops or exits with `exit=N`.
+ */
+export function unikernelFixture(archiveUrl: string): RuntimeFixture {
+  return {
+    virtualization: 'unikernel',
+    startMs: 60_000,
+    service: (m) => ({ virtualization: 'unikernel', memory: 32, code: archiveUrl, cmd: [m, 'up', 'loop'] }),
+    oneShot: (m, code) => ({ virtualization: 'unikernel', memory: 32, one_shot: true, code: archiveUrl, cmd: [m, 'done', `exit=${code}`] }),
   };
 }
 

@@ -7,11 +7,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildBusyboxImage, freePort, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
+import { buildBusyboxImage, buildTestKernel, freePort, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins } from '../src/procs.ts';
-import { Matrix, copies, shellFixtures, wasmFixture, type Deployed } from '../src/runtimes.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { probeQemu } from '@oak/runtimes';
+import { Matrix, copies, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
 
 const PASSWORD = 'e2e-runtimes-1';
 
@@ -35,6 +39,14 @@ test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by it
   t.after(() => procs.stopAll());
   t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
   const fixtures = [...shellFixtures(image), await wasmFixture(dir.path)];
+  if (typeof (await probeQemu()) !== 'string') {
+    // the unikernel: the testkit's kernel archive from a local HTTP server
+    const archive = await readFile((await buildTestKernel()).archive);
+    const srv = createServer((req, res) => (req.url === '/uk.tar.gz' ? res.writeHead(200, { 'content-length': archive.length }).end(archive) : res.writeHead(404).end()));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    t.after(() => srv.close());
+    fixtures.push(unikernelFixture(`http://127.0.0.1:${(srv.address() as AddressInfo).port}/uk.tar.gz`));
+  }
 
   const port = await freePort();
   const args = [
@@ -75,6 +87,7 @@ test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by it
 
     // over the memory limit: FAILED, and the detail says why
     for (const f of fixtures) {
+      if (f.hog === undefined) continue;
       const hog = await m.deploy(f, 'hog', { ...f.hog(m.marker(f, 'hog')), extra: { restart: 'never' } });
       const failed = await m.one(hog, (i) => i.status === 'FAILED', 'FAILED by its memory limit', f.startMs + 30_000);
       assert.match(failed.status_detail, /out of memory/, `${hog.marker}: the reason`);

@@ -15,3 +15,5 @@ export { createTestJoin, postJson, requestJson } from './join.ts';
 export type { RequestJsonOptions, TestJoin, TestTokenResult } from './join.ts';
 export { buildWasiModule, wasiModuleWat, watToWasm } from './wasm.ts';
 export type { WasiModuleOptions } from './wasm.ts';
+export { buildTestKernel } from './kernel.ts';
+export type { TestKernel } from './kernel.ts';

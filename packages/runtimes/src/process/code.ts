@@ -4,11 +4,12 @@
  * `<dataDir>/code/` (cached by URL, made executable).
  */
 import { createHash } from 'node:crypto';
-import { accessSync, constants, createWriteStream, statSync } from 'node:fs';
-import { access, chmod, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { accessSync, constants, statSync } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RuntimeError } from '../types.ts';
+import { downloadFile } from '../supervisor/download.ts';
 
 export const MINIMAL_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -113,73 +114,9 @@ async function download(url: string, dest: string, timeoutMs: number): Promise<s
   } catch {
     /* not yet */
   }
-  await mkdir(join(dest, '..'), { recursive: true });
-  const tmp = `${dest}.${process.pid}.${Date.now()}.part`;
-  try {
-    await fetchToFile(url, tmp, { timeoutMs, maxBytes: DEFAULT_MAX_DOWNLOAD_BYTES, mode: 0o755 });
-    await chmod(tmp, 0o755);
-    await rename(tmp, dest);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    if (e instanceof RuntimeError) throw e;
-    throw new RuntimeError('code_download_failed', `cannot store ${url}: ${(e as Error).message}`, { cause: e });
-  }
+  await downloadFile(url, dest, { timeoutMs, maxBytes: DEFAULT_MAX_DOWNLOAD_BYTES, mode: 0o755 });
   return dest;
 }
 
 /** the largest download of a driver's code (an executable, a wasm module), unless told otherwise */
 export const DEFAULT_MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024;
-
-/**
- * The one download of every driver's code (process executables, wasm modules): streams `url` into
- * `dest` (created, `mode`), at most `maxBytes` (checked against Content-Length first, then while
- * streaming), and returns the SHA-256 of what it wrote. On any failure `dest` is removed and a
- * RuntimeError `code_download_failed` says why (`code_too_large` over the cap).
- */
-export async function fetchToFile(url: string, dest: string, opts: { timeoutMs: number; maxBytes: number; mode?: number }): Promise<{ sha256: string; bytes: number }> {
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(opts.timeoutMs), redirect: 'follow' });
-  } catch (e) {
-    throw new RuntimeError('code_download_failed', `cannot download ${url}: ${(e as Error).message}`, { cause: e });
-  }
-  if (!res.ok || res.body === null) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new RuntimeError('code_download_failed', `cannot download ${url}: HTTP ${res.status}`);
-  }
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > opts.maxBytes) {
-    await res.body.cancel().catch(() => undefined);
-    throw new RuntimeError('code_too_large', `cannot download ${url}: ${declared} bytes is over the ${opts.maxBytes}-byte cap`);
-  }
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const out = createWriteStream(dest, { mode: opts.mode ?? 0o644 });
-  const closed = new Promise<void>((resolve, reject) => {
-    out.once('close', resolve);
-    out.once('error', reject);
-  });
-  try {
-    const reader = res.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      bytes += value.byteLength;
-      if (bytes > opts.maxBytes) {
-        await reader.cancel().catch(() => undefined);
-        throw new RuntimeError('code_too_large', `cannot download ${url}: more than the ${opts.maxBytes}-byte cap`);
-      }
-      hash.update(value);
-      if (!out.write(value)) await new Promise<void>((r) => out.once('drain', () => r()));
-    }
-    out.end();
-    await closed;
-  } catch (e) {
-    out.destroy();
-    await closed.catch(() => undefined);
-    await rm(dest, { force: true });
-    if (e instanceof RuntimeError) throw e;
-    throw new RuntimeError('code_download_failed', `cannot download ${url}: ${(e as Error).message}`, { cause: e });
-  }
-  return { sha256: hash.digest('hex'), bytes };
-}

@@ -27,7 +27,8 @@ import { SupervisedRuntime } from '../supervisor/supervisor.ts';
 import type { SupervisorOptions } from '../supervisor/supervisor.ts';
 import { interpretExit } from '../supervisor/verdict.ts';
 import type { ExitVerdict, RawExit } from '../supervisor/verdict.ts';
-import { DEFAULT_MAX_DOWNLOAD_BYTES, fetchToFile } from '../process/code.ts';
+import { DEFAULT_MAX_DOWNLOAD_BYTES } from '../process/code.ts';
+import { downloadFile } from '../supervisor/download.ts';
 import { PAGES_PER_MB, capMemory } from './binary.ts';
 import { RUNNER_SOURCE } from './runner.ts';
 
@@ -215,7 +216,7 @@ export class WasmLauncher implements Launcher {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const tmp = join(dir, `.${key}.${process.pid}.${Date.now()}.part`);
     try {
-      const { sha256 } = await fetchToFile(url, tmp, { timeoutMs: this.#timeoutMs, maxBytes: Math.min(this.#maxBytes, DEFAULT_MAX_DOWNLOAD_BYTES) });
+      const { sha256 } = await downloadFile(url, tmp, { timeoutMs: this.#timeoutMs, maxBytes: Math.min(this.#maxBytes, DEFAULT_MAX_DOWNLOAD_BYTES) });
       const dest = join(dir, `sha256-${sha256}.wasm`);
       await rename(tmp, dest);
       await writeFile(`${pointer}.tmp`, `${sha256}\n`);
