@@ -619,6 +619,8 @@ export class ClusterCore {
     const cmd: DeployCommand = { ...d.assignment.service, microserviceID: d.assignment.microserviceID, job_name: d.assignment.job_name, instance_number: d.assignment.instance_number };
     // the virtual addresses the root gave (overlay network): the worker's NetManager translates them
     if (d.assignment.overlay !== undefined) cmd.overlay = d.assignment.overlay;
+    // the organisation's registry login, only in memory (the cluster keeps nothing on disk) and only in this command
+    if (d.assignment.registry_auth !== undefined) cmd.registry_auth = d.assignment.registry_auth;
     return cmd;
   }
 

@@ -714,6 +714,10 @@ class Engine {
       await runtime.stop(id).catch(() => {});
       await this.detachNet(id, cmd.job_name, cmd.instance_number).catch(() => {});
       this.setState(e, 'FAILED', reason);
+    } finally {
+      // the registry login served the pull: nothing on the worker keeps it
+      delete spec.spec.registryAuth;
+      delete cmd.registry_auth;
     }
     this.net?.prepare();
   }

@@ -52,6 +52,8 @@ export function deployToSpec(cmd: DeployCommand): SpecResult {
     one_shot: cmd.one_shot === true,
     labels,
   };
+  // the login for the image's registry: for the pull only (the engine drops it once the driver started)
+  if (cmd.registry_auth !== undefined) spec.registryAuth = { ...cmd.registry_auth };
   return { ok: true, spec };
 }
 

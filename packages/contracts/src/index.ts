@@ -12,3 +12,4 @@ export * from './issues.ts';
 export * from './limits.ts';
 export * from './validate.ts';
 export * from './wire.ts';
+export * from './registry.ts';

@@ -7,6 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { HealthState, InstanceState } from './states.ts';
 import { Microservice, Virtualization } from './sla.ts';
 import { InstanceAddresses } from './net.ts';
+import { RegistryAuth } from './registry.ts';
 
 export const DEFAULT_PORTS = {
   root: 10000,
@@ -179,6 +180,8 @@ export const DeployCommand = Type.Composite(
       instance_number: Count(),
       /** the virtual addresses the root gave the service and this instance (net.ts); `addresses` stays the SLA's request */
       overlay: Type.Optional(InstanceAddresses),
+      /** the organisation's login to the image's registry host, when it has one (never logged or kept) */
+      registry_auth: Type.Optional(RegistryAuth),
     }),
   ],
   { additionalProperties: true },

@@ -84,6 +84,7 @@ interface OldDeployCommand extends Microservice {
   job_name: string;
   instance_number: number;
   overlay?: C.InstanceAddresses;
+  registry_auth?: C.RegistryAuth;
 }
 
 /** nodes/{id}/control/delete */
@@ -102,6 +103,7 @@ interface OldInstanceAssignment {
   worker_id?: string | null;
   overlay?: C.InstanceAddresses;
   epoch?: number;
+  registry_auth?: C.RegistryAuth;
 }
 
 type OldClusterToRoot =
