@@ -125,8 +125,11 @@ export async function ctrPullWithLogin(socket: string, namespace: string, ref: s
   const relay = await startAuthRelay(`${plainHttp ? 'http' : 'https'}://${host}`, login);
   const dir = await mkdtemp(join(tmpdir(), 'oak-pull-'));
   try {
-    await mkdir(join(dir, '_default'), { mode: 0o700 });
-    await writeFile(join(dir, '_default', 'hosts.toml'), `server = ${JSON.stringify(relay.url)}\n`, { mode: 0o600 });
+    // <hosts dir>/<host>/hosts.toml: the relay is the only place to pull and resolve from (the server line too, so
+    // nothing falls back to the registry without the login)
+    await mkdir(join(dir, host), { mode: 0o700 });
+    const toml = [`server = ${JSON.stringify(relay.url)}`, '', `[host.${JSON.stringify(`${relay.url}/v2`)}]`, '  capabilities = ["pull", "resolve"]', '  override_path = true', ''];
+    await writeFile(join(dir, host, 'hosts.toml'), toml.join('\n'), { mode: 0o600 });
     await ctrPull(socket, namespace, ref, plainHttp, timeoutMs, dir);
   } catch (err) {
     const why = relay.denied();
