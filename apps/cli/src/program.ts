@@ -9,6 +9,7 @@ import { registerDoctor } from './commands/doctor.ts';
 import { registerEvents } from './commands/events.ts';
 import { registerInstance, registerService } from './commands/service.ts';
 import { registerToken } from './commands/token.ts';
+import { registerRegistry } from './commands/registry.ts';
 import { registerUp } from './commands/up.ts';
 import { registerUser } from './commands/user.ts';
 import { registerValidate } from './commands/validate.ts';
@@ -49,6 +50,7 @@ Docs: docs/cli.md`,
   registerInstance(program);
   registerCluster(program);
   registerToken(program);
+  registerRegistry(program);
   registerValidate(program);
   registerEvents(program);
   registerUp(program);

@@ -692,6 +692,8 @@ export class ClusterCore {
     // the owner comes from the root, never from the SLA (a service's own "organization_id" is dropped)
     if (d.assignment.organization_id !== undefined) cmd.organization_id = d.assignment.organization_id;
     else delete cmd.organization_id;
+    // the organisation's registry login, only in memory (the cluster keeps nothing on disk) and only in this command
+    if (d.assignment.registry_auth !== undefined) cmd.registry_auth = d.assignment.registry_auth;
     return cmd;
   }
 

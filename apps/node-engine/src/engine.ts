@@ -761,6 +761,10 @@ class Engine {
       await this.detachNet(id, cmd.job_name, cmd.instance_number).catch(() => {});
       await rm(filesDirOf(this.cfg.dataDir, id), { recursive: true, force: true }).catch(() => {});
       this.setState(e, 'FAILED', reason);
+    } finally {
+      // the registry login served the pull: nothing on the worker keeps it
+      delete spec.spec.registryAuth;
+      delete cmd.registry_auth;
     }
     this.net?.prepare();
   }

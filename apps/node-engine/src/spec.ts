@@ -55,6 +55,8 @@ export function deployToSpec(cmd: DeployCommand): SpecResult {
   if (cmd.args !== undefined && cmd.args.length > 0) spec.args = [...cmd.args];
   // storage is a tmpfs work dir for processes; other runtimes cannot enforce it (the validator warned)
   if (cmd.virtualization === 'process' && cmd.storage !== undefined && cmd.storage > 0) spec.storage_mb = cmd.storage;
+  // the login for the image's registry: for the pull only (the engine drops it once the driver started)
+  if (cmd.registry_auth !== undefined) spec.registryAuth = { ...cmd.registry_auth };
   return { ok: true, spec };
 }
 

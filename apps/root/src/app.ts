@@ -24,6 +24,7 @@ import { eventRoutes } from './plugins/events.ts';
 import { healthRoutes } from './plugins/health.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { oakestraPublicRoutes, oakestraRoutes } from './plugins/oakestra.ts';
+import { registryRoutes } from './plugins/registries.ts';
 import { serviceRoutes } from './plugins/services.ts';
 import { tokenRoutes } from './plugins/tokens.ts';
 import { DEFAULT_STREAM_LIMITS, type PluginOpts, type StreamLimits } from './plugins/types.ts';
@@ -164,6 +165,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     await api.register(serviceRoutes, pluginOpts);
     await api.register(clusterRoutes, pluginOpts);
     await api.register(tokenRoutes, pluginOpts);
+    await api.register(registryRoutes, pluginOpts);
     await api.register(eventRoutes, {
       ...pluginOpts,
       heartbeatMs: opts.heartbeatMs ?? 15_000,

@@ -3,7 +3,7 @@
  * replaces these paths with `[redacted]` (startRoot's logger uses them; pass them to your own
  * logger when you give startRoot one), and request lines mask these query parameters.
  */
-const KEYS = ['password', 'old_password', 'new_password', 'token', 'refresh_token', 'environment', 'env', 'secret', 'mqtt_secret', 'authorization', 'cookie', 'password_hash', 'jwt_secret'];
+const KEYS = ['password', 'old_password', 'new_password', 'token', 'refresh_token', 'environment', 'env', 'secret', 'mqtt_secret', 'authorization', 'cookie', 'password_hash', 'jwt_secret', 'registry_auth'];
 
 /** pino `redact.paths`: each key at the top and up to three levels down, plus request headers */
 export const LOG_REDACT_PATHS: string[] = [

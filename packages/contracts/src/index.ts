@@ -13,3 +13,4 @@ export * from './limits.ts';
 export * from './validate.ts';
 export * from './wire.ts';
 export * from './workload.ts';
+export * from './registry.ts';

@@ -4,6 +4,7 @@
  * discriminated unions on `type`, defined as TypeBox schemas (and the types of the same names);
  * every message is validated on arrival (parseClusterToRoot / parseRootToCluster in wire.ts).
  */
+import { RegistryAuth } from './registry.ts';
 import { Type, type Static } from '@sinclair/typebox';
 import { ClusterResources } from './api.ts';
 import { HealthState, InstanceState } from './states.ts';
@@ -31,6 +32,8 @@ export const InstanceAssignment = Type.Object({
   organization_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' })),
   /** the placement's epoch (issue 9): + 1 at every placement of this instance; echoed in instance_status */
   epoch: Type.Optional(Epoch()),
+  /** the organisation's login to the image's registry host (private registries): for the deploy, never logged or kept on disk */
+  registry_auth: Type.Optional(RegistryAuth),
 });
 
 const RequestId = () => Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' });

@@ -8,6 +8,7 @@ import { HealthState, InstanceState } from './states.ts';
 import { Microservice, Virtualization } from './sla.ts';
 import { InstanceAddresses } from './net.ts';
 import { GpuDevices } from './api.ts';
+import { RegistryAuth } from './registry.ts';
 
 export const DEFAULT_PORTS = {
   root: 10000,
@@ -186,6 +187,8 @@ export const DeployCommand = Type.Composite(
       overlay: Type.Optional(InstanceAddresses),
       /** the owning organisation (set by the root, never by the SLA): scope of named volumes */
       organization_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' })),
+      /** the organisation's login to the image's registry host, when it has one (never logged or kept) */
+      registry_auth: Type.Optional(RegistryAuth),
     }),
   ],
   { additionalProperties: true },

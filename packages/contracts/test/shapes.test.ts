@@ -87,6 +87,7 @@ interface OldDeployCommand extends Microservice {
   instance_number: number;
   overlay?: C.InstanceAddresses;
   organization_id?: string;
+  registry_auth?: C.RegistryAuth;
 }
 
 /** nodes/{id}/control/delete */
@@ -106,6 +107,7 @@ interface OldInstanceAssignment {
   overlay?: C.InstanceAddresses;
   epoch?: number;
   organization_id?: string;
+  registry_auth?: C.RegistryAuth;
 }
 
 type OldClusterToRoot =

@@ -52,6 +52,11 @@ export interface InstanceSpec {
    */
   gpus?: { index: number; uuid: string }[] | undefined;
   labels: Record<string, string>;
+  /**
+   * image virtualizations: the login for the image's registry host (private registries), used
+   * for the pull only; never logged, never written to disk, dropped after the start
+   */
+  registryAuth?: { host: string; username: string; password: string } | undefined;
 }
 
 export type RuntimeState = 'CREATING' | 'CREATED' | 'RUNNING' | 'COMPLETED' | 'FAILED';

@@ -114,6 +114,15 @@ export interface DB {
     last_used_at: string | null;
     uses: Generated<number>;
   };
+  registry_credentials: {
+    organization_id: string;
+    host: string;
+    username: string;
+    secret: string;
+    created_at: string;
+    created_by: string | null;
+    updated_at: string;
+  };
   audit: {
     seq: Generated<number>;
     at: string;

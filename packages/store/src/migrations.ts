@@ -218,6 +218,23 @@ export const MIGRATIONS: readonly Migration[] = [
       `alter table instances add column restarts integer not null default 0`,
     ],
   },
+  {
+    version: 7,
+    name: 'registry credentials',
+    up: () => [
+      // one login per organisation and registry host; `secret` is the AES-256-GCM ciphertext of the
+      // password (the root's key, never this table), so a copy of the database alone reveals nothing
+      `create table registry_credentials (
+        organization_id text not null references organizations(id),
+        host text not null,
+        username text not null,
+        secret text not null,
+        created_at text not null,
+        created_by text,
+        updated_at text not null,
+        primary key (organization_id, host))`,
+    ],
+  },
 ];
 
 /** Applies the missing migrations; returns the versions it applied. */

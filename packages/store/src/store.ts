@@ -24,6 +24,8 @@ import type {
   InstanceHistoryRow,
   JoinTokenRow,
   NewJoinToken,
+  NewRegistryCredential,
+  RegistryCredentialRow,
   InstancePatch,
   InstanceRow,
   IpamRecord,
@@ -239,6 +241,7 @@ export class KyselyStore implements Store {
           'delete its applications and users first',
         );
       }
+      await t.deleteFrom('registry_credentials').where('organization_id', '=', id).execute();
       await t.deleteFrom('organizations').where('id', '=', id).execute();
     });
   }
@@ -779,6 +782,56 @@ export class KyselyStore implements Store {
       .set((eb) => ({ uses: eb('uses', '+', 1), last_used_at: now() }))
       .where('id', '=', id)
       .execute();
+  }
+
+  // ---- registry credentials ----
+
+  async putRegistryCredential(c: NewRegistryCredential): Promise<{ row: RegistryCredentialRow; replaced: boolean }> {
+    return this.#tx(async (t) => {
+      const org = await t.selectFrom('organizations').select('id').where('id', '=', c.organization_id).executeTakeFirst();
+      if (!org) throw new NotFoundError('organization', c.organization_id);
+      const at = now();
+      const old = await t
+        .selectFrom('registry_credentials')
+        .selectAll()
+        .where('organization_id', '=', c.organization_id)
+        .where('host', '=', c.host)
+        .executeTakeFirst();
+      if (old) {
+        await t
+          .updateTable('registry_credentials')
+          .set({ username: c.username, secret: c.secret, updated_at: at })
+          .where('organization_id', '=', c.organization_id)
+          .where('host', '=', c.host)
+          .execute();
+        return { row: { ...old, username: c.username, secret: c.secret, updated_at: at }, replaced: true };
+      }
+      const row: RegistryCredentialRow = { ...c, created_at: at, updated_at: at };
+      await t.insertInto('registry_credentials').values(row).execute();
+      return { row, replaced: false };
+    });
+  }
+
+  async getRegistryCredential(organizationId: string, host: string): Promise<RegistryCredentialRow | undefined> {
+    return this.#db
+      .selectFrom('registry_credentials')
+      .selectAll()
+      .where('organization_id', '=', organizationId)
+      .where('host', '=', host)
+      .executeTakeFirst();
+  }
+
+  async listRegistryCredentials(organizationId: string): Promise<RegistryCredentialRow[]> {
+    return this.#db.selectFrom('registry_credentials').selectAll().where('organization_id', '=', organizationId).orderBy('host').execute();
+  }
+
+  async deleteRegistryCredential(organizationId: string, host: string): Promise<boolean> {
+    const r = await this.#db
+      .deleteFrom('registry_credentials')
+      .where('organization_id', '=', organizationId)
+      .where('host', '=', host)
+      .executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
   }
 
   // ---- audit ----

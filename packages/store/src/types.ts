@@ -180,6 +180,24 @@ export interface JoinTokenRow {
 
 export type NewJoinToken = Pick<JoinTokenRow, 'id' | 'kind' | 'name' | 'cluster' | 'secret_hash' | 'created_by' | 'expires_at'>;
 
+/**
+ * An organisation's login to one container registry (docs/security.md). `secret` is the
+ * ciphertext of the password as the root encrypted it; the store never sees the password.
+ */
+export interface RegistryCredentialRow {
+  organization_id: string;
+  /** registry host as in image references: `registry.example.com`, `127.0.0.1:5000` */
+  host: string;
+  username: string;
+  secret: string;
+  created_at: string;
+  /** user id of who stored it first */
+  created_by: string | null;
+  updated_at: string;
+}
+
+export type NewRegistryCredential = Pick<RegistryCredentialRow, 'organization_id' | 'host' | 'username' | 'secret' | 'created_by'>;
+
 /** One audited request or account event (the API document, defined once in contracts). */
 export type AuditEntry = AuditEntryDoc;
 export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'at'> & { at?: string };
@@ -352,6 +370,18 @@ export interface Store {
   bindJoinToken(id: string, name: string): Promise<JoinTokenRow | undefined>;
   /** uses + 1 and last_used_at = now */
   recordJoinTokenUse(id: string): Promise<void>;
+
+  /**
+   * Stores an organisation's login to a registry host, replacing the one it had there (created_at
+   * and created_by of the first login are kept); NotFoundError for an unknown organisation.
+   * Answers the row and whether it replaced one.
+   */
+  putRegistryCredential(c: NewRegistryCredential): Promise<{ row: RegistryCredentialRow; replaced: boolean }>;
+  getRegistryCredential(organizationId: string, host: string): Promise<RegistryCredentialRow | undefined>;
+  /** the organisation's logins, by host */
+  listRegistryCredentials(organizationId: string): Promise<RegistryCredentialRow[]>;
+  /** answers whether there was one */
+  deleteRegistryCredential(organizationId: string, host: string): Promise<boolean>;
 
   /** the IPAM row (version 0 and state null before the first change) */
   getIpam(): Promise<IpamRecord>;

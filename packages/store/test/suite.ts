@@ -695,6 +695,41 @@ export function storeSuite(b: Backend): void {
       assert.equal(await s.getSetting(k2), got[0]);
     });
 
+    it('registry credentials: put, replace, per organisation, list by host, delete, unknown organisation, persisted', async () => {
+      const a = await s.createOrganization(uniq('rega'));
+      const bOrg = await s.createOrganization(uniq('regb'));
+      const first = await s.putRegistryCredential({ organization_id: a.id, host: 'registry.example.com', username: 'alice', secret: 'v1.c1', created_by: 'u1' });
+      assert.equal(first.replaced, false);
+      assert.match(first.row.created_at, ISO);
+      assert.equal(first.row.created_at, first.row.updated_at);
+      await s.putRegistryCredential({ organization_id: a.id, host: '127.0.0.1:5000', username: 'bob', secret: 'v1.c2', created_by: 'u1' });
+      await s.putRegistryCredential({ organization_id: bOrg.id, host: 'registry.example.com', username: 'carol', secret: 'v1.c3', created_by: 'u2' });
+      await new Promise((r) => setTimeout(r, 3));
+      const again = await s.putRegistryCredential({ organization_id: a.id, host: 'registry.example.com', username: 'alice2', secret: 'v1.c4', created_by: 'u9' });
+      assert.equal(again.replaced, true);
+      assert.deepEqual([again.row.username, again.row.secret, again.row.created_by, again.row.created_at], ['alice2', 'v1.c4', 'u1', first.row.created_at]);
+      assert.ok(again.row.updated_at > first.row.updated_at);
+      assert.deepEqual(await s.getRegistryCredential(a.id, 'registry.example.com'), again.row);
+      assert.deepEqual((await s.listRegistryCredentials(a.id)).map((r) => [r.host, r.username]), [['127.0.0.1:5000', 'bob'], ['registry.example.com', 'alice2']]);
+      assert.deepEqual((await s.listRegistryCredentials(bOrg.id)).map((r) => [r.host, r.username, r.secret]), [['registry.example.com', 'carol', 'v1.c3']]);
+      assert.equal(await s.getRegistryCredential(bOrg.id, '127.0.0.1:5000'), undefined);
+      await assert.rejects(s.putRegistryCredential({ organization_id: 'nope', host: 'h', username: 'u', secret: 's', created_by: null }), isNotFound);
+      // persisted: another store object on the same database sees them
+      const other = await b.open();
+      try {
+        assert.deepEqual(await other.getRegistryCredential(a.id, 'registry.example.com'), again.row);
+      } finally {
+        await other.close();
+      }
+      assert.equal(await s.deleteRegistryCredential(a.id, 'registry.example.com'), true);
+      assert.equal(await s.deleteRegistryCredential(a.id, 'registry.example.com'), false);
+      assert.equal(await s.getRegistryCredential(a.id, 'registry.example.com'), undefined);
+      assert.equal((await s.listRegistryCredentials(bOrg.id)).length, 1, 'the other organisation keeps its own');
+      // an organisation without users or applications can be deleted with its logins
+      await s.deleteOrganization(a.id);
+      assert.deepEqual(await s.listRegistryCredentials(a.id), []);
+    });
+
     it('join tokens: create, list, bind once, record use, revoke, NotFound, Conflict', async () => {
       const id = uniq('t').slice(-8).padStart(8, 'a');
       const c = await s.createJoinToken({ id, kind: 'cluster', name: null, cluster: null, secret_hash: 'ab'.repeat(32), created_by: null, expires_at: null });

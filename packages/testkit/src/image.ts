@@ -22,6 +22,8 @@ export interface BusyboxImageOptions {
   env?: string[];
   /** extra files: path inside the image -> content */
   files?: Record<string, string>;
+  /** the registry's login (a registry started with `auth`): pushed with `skopeo --dest-creds` */
+  creds?: { username: string; password: string };
 }
 
 export const BUSYBOX_DEFAULT_CMD = ['sh', '-c', 'echo hello from busybox; sleep 3600'];
@@ -44,7 +46,8 @@ export async function buildBusyboxImage(registry: string | { url: string }, opts
   const url = typeof registry === 'string' ? registry : registry.url;
   const ref = `${url}/${opts.name ?? 'library/busybox'}:${opts.tag ?? '1'}`;
   const layout = await busyboxLayout(opts);
-  await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:${TAG}`, `docker://${ref}`], { timeoutMs: 60_000 });
+  const creds = opts.creds ? ['--dest-creds', `${opts.creds.username}:${opts.creds.password}`] : [];
+  await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', ...creds, `oci:${layout}:${TAG}`, `docker://${ref}`], { timeoutMs: 60_000 });
   return ref;
 }
 

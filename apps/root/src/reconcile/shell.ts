@@ -25,13 +25,14 @@
  * report finishes it too; a stopping row of a cluster that stays away is finished by the core.
  */
 import { OakError, TERMINAL_STATES, instanceName } from '@oak/contracts';
-import type { ClusterToRoot, InstanceState, RootToCluster } from '@oak/contracts';
+import type { ClusterToRoot, InstanceState, Microservice, RegistryAuth, RootToCluster } from '@oak/contracts';
 import { demandOf } from '@oak/scheduler';
 import type { InstancePatch, InstanceRow, ServiceRow, ServiceVersionRow, Store } from '@oak/store';
 import type { ControlPlane, LogOptions } from '../control.ts';
 import { instanceDoc } from '../docs.ts';
 import type { EventHub } from '../events.ts';
 import { overlayFor } from '../overlay.ts';
+import { registryAuthFor } from '../registries.ts';
 import { assignmentOf, clusterCandidates, holdsCluster } from '../placement.ts';
 import { silentLinkLog } from '../link/codec.ts';
 import type { LinkLog } from '../link/codec.ts';
@@ -126,6 +127,15 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
   const now = o.now ?? Date.now;
   const settleMs = o.settleMs ?? 1000;
   const overlay = overlayFor(store);
+  /** the organisation's login for the image's registry (private registries); a login that cannot be read is left out, and said */
+  const registryAuthOf = async (organizationId: string, sla: Microservice): Promise<RegistryAuth | undefined> => {
+    try {
+      return await registryAuthFor(store, organizationId, sla);
+    } catch (err) {
+      log.warn({ organization_id: organizationId, reason: err instanceof Error ? err.message : String(err) }, 'registry login could not be read; deploying without it');
+      return undefined;
+    }
+  };
   const reservations = new RootReservations();
   const relay = new LogRelay(link);
   let closed = false;
@@ -403,7 +413,9 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
         if (!next) return { changed: false, service: svc };
         reservations.reserve(reservationKey(s.id, r.instance_number), a.cluster_id, demandOf(withVersion(svc, next, versions).sla, svc.job_name), now());
         log.info({ instance: name(r.instance_number), cluster: names.get(a.cluster_id), epoch: a.epoch }, 'instance scheduled on a cluster');
-        link.send(a.cluster_id, { type: 'deploy', instance: { ...assignmentOf(withVersion(svc, next, versions), next), epoch: a.epoch } });
+        const assigned = assignmentOf(withVersion(svc, next, versions), next);
+        const auth = await registryAuthOf(svc.organization_id, assigned.service);
+        link.send(a.cluster_id, { type: 'deploy', instance: { ...assigned, epoch: a.epoch, ...(auth !== undefined ? { registry_auth: auth } : {}) } });
         return { changed: true, row: next, service: svc };
       }
       case 'wait': {
@@ -687,7 +699,9 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       const versions = list.some((r) => r.service_version !== s?.version) ? await store.listServiceVersions(s.id) : [];
       for (const r of addressed) {
         const adopt = [...keep].some((k) => k.service_id === r.service_id && k.instance_number === r.instance_number);
-        const a = assignmentOf(withVersion(s, r, versions), r);
+        const a0 = assignmentOf(withVersion(s, r, versions), r);
+        const auth = await registryAuthOf(s.organization_id, a0.service);
+        const a = auth !== undefined ? { ...a0, registry_auth: auth } : a0;
         instances.push(adopt ? { ...a, worker_id: null } : { ...a, ...(r.epoch > 0 ? { epoch: r.epoch } : {}) });
       }
     }

@@ -5,9 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { arch } from 'node:os';
 import type { ContainerdClient } from './grpc.ts';
 import type { ImageConfig } from './spec.ts';
+import { startAuthRelay, type RegistryLogin } from './auth-relay.ts';
 
 const INDEX_TYPES = new Set([
   'application/vnd.oci.image.index.v1+json',
@@ -83,9 +87,10 @@ export async function resolveImage(client: ContainerdClient, name: string, targe
 }
 
 /** `ctr images pull` (fetch + unpack into the default snapshotter) */
-export function ctrPull(socket: string, namespace: string, ref: string, plainHttp: boolean, timeoutMs = 300_000): Promise<void> {
+export function ctrPull(socket: string, namespace: string, ref: string, plainHttp: boolean, timeoutMs = 300_000, hostsDir?: string): Promise<void> {
   const args = ['-a', socket, '-n', namespace, 'images', 'pull'];
-  if (plainHttp) args.push('--plain-http');
+  if (hostsDir !== undefined) args.push('--hosts-dir', hostsDir);
+  else if (plainHttp) args.push('--plain-http');
   args.push(ref);
   return new Promise((resolve, reject) => {
     const child = spawn('ctr', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -95,8 +100,43 @@ export function ctrPull(socket: string, namespace: string, ref: string, plainHtt
     child.on('error', (e) => { clearTimeout(t); reject(e); });
     child.on('close', (code) => {
       clearTimeout(t);
-      if (code === 0) resolve();
-      else reject(new Error(`pulling ${ref} failed: ${err.trim().split('\n').pop() ?? `ctr exited with ${code}`}`));
+      if (code === 0) {
+        resolve();
+        return;
+      }
+      const last = err.trim().split('\n').pop() ?? `ctr exited with ${code}`;
+      if (hostsDir === undefined && /\b401\b|unauthorized|authorization failed|no basic auth credentials/i.test(err)) {
+        const host = registryHost(ref);
+        reject(new Error(`registry ${host} needs a login and this organisation has none for it: store one with \`oak registry login ${host}\` (${last})`));
+        return;
+      }
+      reject(new Error(`pulling ${ref} failed: ${last}`));
     });
   });
+}
+
+/**
+ * `ctr images pull` with a registry login: through an authenticating relay on 127.0.0.1
+ * (auth-relay.ts) named as the registry's server in a private hosts dir; the password is in
+ * neither the command line nor the hosts file. Everything is gone when this returns.
+ */
+export async function ctrPullWithLogin(socket: string, namespace: string, ref: string, plainHttp: boolean, login: RegistryLogin, timeoutMs = 300_000): Promise<void> {
+  const host = registryHost(ref);
+  const relay = await startAuthRelay(`${plainHttp ? 'http' : 'https'}://${host}`, login);
+  const dir = await mkdtemp(join(tmpdir(), 'oak-pull-'));
+  try {
+    // <hosts dir>/<host>/hosts.toml: the relay is the only place to pull and resolve from (the server line too, so
+    // nothing falls back to the registry without the login)
+    await mkdir(join(dir, host), { mode: 0o700 });
+    const toml = [`server = ${JSON.stringify(relay.url)}`, '', `[host.${JSON.stringify(`${relay.url}/v2`)}]`, '  capabilities = ["pull", "resolve"]', '  override_path = true', ''];
+    await writeFile(join(dir, host, 'hosts.toml'), toml.join('\n'), { mode: 0o600 });
+    await ctrPull(socket, namespace, ref, plainHttp, timeoutMs, dir);
+  } catch (err) {
+    const why = relay.denied();
+    if (why !== undefined) throw new Error(`registry ${host}: ${why}`, { cause: err });
+    throw err;
+  } finally {
+    await relay.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 }

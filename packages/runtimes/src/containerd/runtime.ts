@@ -23,7 +23,8 @@ import { RuntimeError } from '../types.ts';
 import type { InstanceExit, InstanceSpec, InstanceStats, InstanceStatus, LogOptions, ProbeResult, Runtime } from '../types.ts';
 import { ALREADY_EXISTS, ContainerdClient, DEFAULT_PROTO_ROOT, NOT_FOUND, grpcCode } from './grpc.ts';
 import type { Container, Process } from './grpc.ts';
-import { ctrPull, isPlainHttp, normalizeRef, resolveImage } from './image.ts';
+import type { RegistryLogin } from './auth-relay.ts';
+import { ctrPull, ctrPullWithLogin, isPlainHttp, registryHost, normalizeRef, resolveImage } from './image.ts';
 import type { ResolvedImage } from './image.ts';
 import { mappingsNeedingProxy, startPortProxy } from './ports.ts';
 import type { PortProxy } from './ports.ts';
@@ -171,7 +172,7 @@ export class ContainerdRuntime implements Runtime {
     const ref = normalizeRef(spec.code);
     let image: ResolvedImage;
     try {
-      image = await this.#ensureImage(ref);
+      image = await this.#ensureImage(ref, loginFor(ref, spec.registryAuth));
     } catch (e) {
       throw new RuntimeError('image_pull_failed', `cannot pull image ${spec.code}: ${(e as Error).message}`, { cause: e });
     }
@@ -274,7 +275,7 @@ export class ContainerdRuntime implements Runtime {
     return { id: spec.id, state: 'RUNNING', detail: `pid ${pid}`, pid, labels: { ...spec.labels } };
   }
 
-  async #ensureImage(ref: string): Promise<ResolvedImage> {
+  async #ensureImage(ref: string, login?: RegistryLogin): Promise<ResolvedImage> {
     const c = this.#c;
     const get = async (): Promise<{ digest: string; media_type: string } | undefined> => {
       try {
@@ -288,7 +289,7 @@ export class ContainerdRuntime implements Runtime {
     let target = await get();
     let pulled = false;
     if (!target) {
-      await this.#pull(ref);
+      await this.#pull(ref, login);
       pulled = true;
       target = await get();
       if (!target) throw new Error(`image ${ref} missing after pull`);
@@ -303,18 +304,23 @@ export class ContainerdRuntime implements Runtime {
         await c.call('snapshots.Stat', { snapshotter: this.#snapshotter, key: resolved.chainId });
       } catch (e) {
         if (grpcCode(e) !== NOT_FOUND) throw e;
-        await this.#pull(ref);
+        await this.#pull(ref, login);
       }
     }
     this.#images.set(key, resolved);
     return resolved;
   }
 
-  #pull(ref: string): Promise<void> {
-    let p = this.#pulls.get(ref);
+  #pull(ref: string, login?: RegistryLogin): Promise<void> {
+    // a pull with a login is not shared with one without (nor with another organisation's login)
+    const key = login === undefined ? ref : `${ref}\u0000${login.username}\u0000${login.password}`;
+    let p = this.#pulls.get(key);
     if (!p) {
-      p = ctrPull(this.socket, this.namespace, ref, isPlainHttp(ref, this.#plainHttp)).finally(() => this.#pulls.delete(ref));
-      this.#pulls.set(ref, p);
+      const plain = isPlainHttp(ref, this.#plainHttp);
+      p = (login === undefined ? ctrPull(this.socket, this.namespace, ref, plain) : ctrPullWithLogin(this.socket, this.namespace, ref, plain, login)).finally(() =>
+        this.#pulls.delete(key),
+      );
+      this.#pulls.set(key, p);
     }
     return p;
   }
@@ -718,4 +724,10 @@ async function findExecutable(name: string): Promise<string | undefined> {
     }
   }
   return undefined;
+}
+
+/** the login of a spec, when it is for the registry of `ref` */
+function loginFor(ref: string, auth: InstanceSpec['registryAuth']): RegistryLogin | undefined {
+  if (auth === undefined || auth.host !== registryHost(ref)) return undefined;
+  return { username: auth.username, password: auth.password };
 }
