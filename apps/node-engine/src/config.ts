@@ -53,6 +53,17 @@ export interface NodeEngineConfig {
   host?: string | undefined;
   /** cleanup of exited instances the cluster never deleted, default 10 minutes */
   exitedRetentionMs?: number | undefined;
+  /**
+   * the logs of ended (and undeployed) instances are kept in `<dataDir>/kept-logs` this long after
+   * the instance ended (default 24 h; 0 keeps none), at most `logKeepInstanceBytes` per instance
+   * (default 8 MiB, the newest part) and `logKeepTotalBytes` in all (default 256 MiB, the logs of
+   * the instances that ended first are dropped first)
+   */
+  logRetentionMs?: number | undefined;
+  logKeepInstanceBytes?: number | undefined;
+  logKeepTotalBytes?: number | undefined;
+  /** the clock of the kept logs (tests) */
+  now?: (() => number) | undefined;
   /** first and maximum delay between registration attempts (default 500 ms and 10 s) */
   registerBackoffMs?: { initial: number; max: number } | undefined;
   /** where progress lines go, default console */
@@ -124,6 +135,10 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     host: partial.host,
     exitedRetentionMs: partial.exitedRetentionMs,
     registerBackoffMs: partial.registerBackoffMs,
+    logRetentionMs: partial.logRetentionMs,
+    logKeepInstanceBytes: partial.logKeepInstanceBytes,
+    logKeepTotalBytes: partial.logKeepTotalBytes,
+    now: partial.now,
     log: partial.log,
     runAs: partial.runAs ?? (env['OAK_RUN_AS'] || undefined),
     allowPrivileged: partial.allowPrivileged,

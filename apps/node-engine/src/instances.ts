@@ -19,6 +19,8 @@ export interface Entry {
   exit_code?: number | undefined;
   /** a delete is under way: exits are expected and not reported */
   deleting: boolean;
+  /** epoch ms when it ended (COMPLETED/FAILED seen); its kept logs count their retention from here */
+  ended_at?: number | undefined;
 }
 
 export type DeployDecision =
