@@ -841,7 +841,7 @@ class Engine {
       const found = this.kept.lookup(id);
       const me = this.cfg.name === this.id ? this.id : `${this.cfg.name} (${this.id})`;
       if (found.kind !== 'kept') {
-        const error = found.kind === 'dropped' ? droppedReason(found.drop, me, this.kept) : `instance ${id} is not on worker ${me} and no logs of it are kept there`;
+        const error = found.kind === 'dropped' ? droppedReason(found.drop, me, this.kept) : `instance ${id} is not on this worker (${me}) and no logs of it are kept here`;
         this.sendLogs(req.request_id, { lines: [], end: true, error, gone: true });
         return;
       }
