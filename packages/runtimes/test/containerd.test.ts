@@ -202,7 +202,8 @@ test('stop with keepLog moves the log there (the NodeEngine keeps it), shutdown 
   assert.equal(existsSync(`${dir.path}/logs/${s.id}.log`), false, 'gone from the driver');
   const lines = readFileSync(kept, 'utf8').trim().split('\n');
   assert.equal(lines[0], 'up');
-  assert.equal(lines.at(-1), 'bye from the container', 'written after the stop began');
+  // stdout and stderr ("Terminated" of the shell) are copied separately: their order may vary
+  assert.ok(lines.includes('bye from the container'), 'written after the stop began');
   await rt.stop('never.started.instance.0', { keepLog: `${dir.path}/none.log` });
   assert.equal(existsSync(`${dir.path}/none.log`), false, 'nothing to keep: nothing written');
 });
