@@ -161,7 +161,7 @@ export const RootToCluster = Type.Union([
      * the instance ended: the worker that ran it (the root remembers it), asked even when the
      * cluster no longer tracks the instance; it answers from the logs it kept
      */
-    worker_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    worker_id: Type.Optional(Type.String({ pattern: '^[^/+#\\s]{1,200}$' })),
   }),
   Type.Object({ type: Type.Literal('logs_cancel'), request_id: Type.String({ minLength: 1 }) }),
   /** answer to subnet_request */
