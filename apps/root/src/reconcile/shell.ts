@@ -41,7 +41,7 @@ import type { LinkServer } from '../link/server.ts';
 import { RootReservations, reservationKey } from './accounting.ts';
 import { defaultReconcileConfig, policiesOf, reconcile } from './core.ts';
 import { judgeReport } from './intake.ts';
-import { LogRelay } from './logs.ts';
+import { ENDED_INSTANCE_MEMORY_MS, LogRelay } from './logs.ts';
 import { KeyedQueue } from './queue.ts';
 import type { Action, ClusterView, Plan, ReconcileConfig } from './types.ts';
 
@@ -127,7 +127,10 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
   const settleMs = o.settleMs ?? 1000;
   const overlay = overlayFor(store);
   const reservations = new RootReservations();
-  const relay = new LogRelay(link);
+  const relay = new LogRelay(link, {
+    name: async (id) => (await store.getCluster(id))?.name,
+    disconnectedSince: (id) => disconnectedSince.get(id),
+  });
   let closed = false;
 
   /** per cluster not connected: since when (ms); set for every stored cluster at start */
@@ -473,7 +476,9 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       case 'purge': {
         sentMap.delete(a.instance);
         try {
+          // where it ran is remembered (its worker keeps its logs); older such records go now
           await store.deleteInstance(s.id, a.instance);
+          await store.pruneEndedInstances(new Date(now() - ENDED_INSTANCE_MEMORY_MS).toISOString());
         } catch (err) {
           if (!(err instanceof OakError && err.code === 'OAK_NOT_FOUND')) throw err;
         }
@@ -814,7 +819,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     serviceChanged(id) {
       request(id);
     },
-    logs(service, instance, opts: LogOptions): AsyncIterable<string> {
+    logs(service, instance, opts: LogOptions): Promise<AsyncIterable<string>> {
       return relay.logs(service, instance, opts);
     },
     idle,
