@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { OakError } from '@oak/contracts';
 import type { InstanceState, OakEvent } from '@oak/contracts';
 import { instanceDoc, startRoot, type ControlPlane, type LogOptions, type RootContext, type RootHandle } from '@oak/root';
 import type { InstanceRow, ServiceRow } from '@oak/store';
@@ -210,8 +211,18 @@ export class FakeCluster implements ControlPlane {
     }
   }
 
-  async *logs(s: ServiceRow, i: InstanceRow, opts: LogOptions): AsyncIterable<string> {
+  async logs(s: ServiceRow, i: InstanceRow, opts: LogOptions): Promise<AsyncIterable<string>> {
     const name = `${s.job_name}.instance.${i.instance_number}`;
+    // a failed instance of a `fail` image: its worker dropped its logs (what the root then answers)
+    if (i.status === 'FAILED' && s.sla.code.includes('fail')) {
+      throw new OakError('OAK_LOGS_GONE', `the logs of ${name} (ended 2026-01-01T09:00:00Z) were dropped on worker worker-1 at 2026-01-02T09:00:00Z: this worker keeps the logs of ended instances for 24 h`, {
+        hint: 'workers keep the logs of ended instances for a while (NodeEngine --log-retention, default 24h)',
+      });
+    }
+    return this.lines(name, opts);
+  }
+
+  async *lines(name: string, opts: LogOptions): AsyncIterable<string> {
     const all = Array.from({ length: 5 }, (_, k) => `log line ${k + 1} of ${name}`);
     for (const l of opts.tail !== undefined ? all.slice(-opts.tail) : all) yield l;
     let k = all.length;

@@ -67,6 +67,11 @@ describe('oak --wait and logs, with a cluster placing instances', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^oak: broken\.default\.web\.default\.instance\.0 is FAILED: image registry\.local\/fail\/web:1 not found in the registry$/m);
     assert.match(r.stderr, /hint: see 'oak service inspect broken\.default\.web\.default'/);
+    // the hint's second step: its logs, which its worker no longer keeps here: said clearly, exit 1
+    const logs = await run(['service', 'logs', 'broken.web', '--instance', '0']);
+    assert.equal(logs.code, 1);
+    assert.equal(logs.stdout, '');
+    assert.match(logs.stderr, /^oak: the logs of broken\.default\.web\.default\.instance\.0 \(ended 2026-01-01T09:00:00Z\) were dropped on worker worker-1 at 2026-01-02T09:00:00Z: this worker keeps the logs of ended instances for 24 h\n {2}hint: workers keep the logs of ended instances for a while \(NodeEngine --log-retention, default 24h\)\n$/);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   });
 

@@ -383,6 +383,10 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     const relay = new LogRelay({
       workerOf: (job, n) => core.workerOf(job, n),
       isAlive: (id) => core.workers.get(id)?.alive === true,
+      workerFacts: (id) => {
+        const w = core.workers.get(id);
+        return w === undefined ? undefined : { name: w.name, alive: w.alive, since: w.diedAt ?? w.goneAt };
+      },
       publish,
       toRoot,
       log,

@@ -23,6 +23,8 @@ export interface LogRelayDeps {
   /** the worker an instance runs on, if any and alive */
   workerOf(jobName: string, n: number): string | null;
   isAlive(workerId: string): boolean;
+  /** what this cluster knows of a worker (for the answer when it cannot be asked); undefined: unknown here */
+  workerFacts?(workerId: string): { name: string; alive: boolean; since: number | null } | undefined;
   publish(topic: string, payload: LogRequest | LogCancel): void;
   toRoot(msg: ClusterToRoot): void;
   log: Logger;
@@ -48,9 +50,15 @@ export class LogRelay {
   }
 
   request(m: LogsMsg): void {
-    const worker = this.#d.workerOf(m.job_name, m.instance_number);
-    if (worker === null || !this.#d.isAlive(worker)) {
-      this.#d.toRoot({ type: 'logs_end', request_id: m.request_id, error: `${m.job_name}.instance.${m.instance_number} does not run on a live worker of this cluster` });
+    // an ended instance: the worker that ran it (the root remembers it), tracked here or not
+    const worker = m.worker_id ?? this.#d.workerOf(m.job_name, m.instance_number);
+    const name = `${m.job_name}.instance.${m.instance_number}`;
+    if (worker === null) {
+      this.#d.toRoot({ type: 'logs_end', request_id: m.request_id, error: `${name} does not run on a live worker of this cluster` });
+      return;
+    }
+    if (!this.#d.isAlive(worker)) {
+      this.#d.toRoot({ type: 'logs_end', request_id: m.request_id, error: this.#unreachable(name, worker, m.worker_id !== undefined) });
       return;
     }
     this.#end(m.request_id);
@@ -72,6 +80,14 @@ export class LogRelay {
     const req: LogRequest = { request_id: m.request_id, job_name: m.job_name, instance_number: m.instance_number, follow: m.follow };
     if (m.tail !== undefined && m.tail !== null) req.tail = m.tail;
     this.#d.publish(topics.logsRequest(worker), req);
+  }
+
+  #unreachable(instance: string, worker: string, ended: boolean): string {
+    const f = this.#d.workerFacts?.(worker);
+    const what = ended ? `the logs of ${instance} are kept on worker` : `${instance} runs on worker`;
+    if (f === undefined) return `${what} ${worker}, which this cluster does not know (it was removed, or has not registered again since this cluster started)`;
+    const since = f.since !== null ? ` since ${new Date(f.since).toISOString().replace(/\.\d{3}Z$/, 'Z')}` : '';
+    return `${what} ${f.name === worker ? worker : `${f.name} (${worker})`}, which is not connected to this cluster${since}`;
   }
 
   cancel(requestId: string): void {
@@ -102,7 +118,7 @@ export class LogRelay {
     if (lines.length > 0) this.#d.toRoot({ type: 'logs_data', request_id: requestId, lines });
     if (b.end === true || b.error !== undefined) {
       this.#end(requestId);
-      this.#d.toRoot(b.error !== undefined ? { type: 'logs_end', request_id: requestId, error: b.error } : { type: 'logs_end', request_id: requestId });
+      this.#d.toRoot(b.error !== undefined ? { type: 'logs_end', request_id: requestId, error: b.error, ...(b.gone === true ? { gone: true } : {}) } : { type: 'logs_end', request_id: requestId });
     }
   }
 

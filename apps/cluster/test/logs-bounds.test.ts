@@ -57,3 +57,35 @@ test('log sessions are capped per worker and in all: the next request ends at on
   assert.equal(r.size, 3);
   r.cancelAll();
 });
+
+test('an ended instance: asked of the worker the root names, even when this cluster no longer tracks it; gone passes through', () => {
+  const toRoot: ClusterToRoot[] = [];
+  const published: { topic: string; payload: unknown }[] = [];
+  const workers: Record<string, { name: string; alive: boolean; since: number | null }> = {
+    wa: { name: 'edge-a', alive: true, since: null },
+    wd: { name: 'edge-d', alive: false, since: Date.UTC(2026, 0, 2, 3, 4, 5) },
+  };
+  const r = new LogRelay({
+    workerOf: () => null,
+    isAlive: (id) => workers[id]?.alive === true,
+    workerFacts: (id) => workers[id],
+    publish: (topic, payload) => published.push({ topic, payload }),
+    toRoot: (m) => toRoot.push(m),
+    log: silentLogger,
+    timeoutMs: 60_000,
+  });
+  r.request({ type: 'logs', request_id: 'e1', job_name: 'a.x.y.z', instance_number: 3, follow: false, worker_id: 'wa' });
+  assert.equal(published[0]?.topic, 'nodes/wa/control/logs');
+  assert.deepEqual(published[0]?.payload, { request_id: 'e1', job_name: 'a.x.y.z', instance_number: 3, follow: false });
+  r.batch('wa', 'e1', { lines: [], end: true, error: 'the logs of a.x.y.z.instance.3 were dropped', gone: true });
+  assert.deepEqual(toRoot.at(-1), { type: 'logs_end', request_id: 'e1', error: 'the logs of a.x.y.z.instance.3 were dropped', gone: true });
+
+  r.request({ type: 'logs', request_id: 'e2', job_name: 'a.x.y.z', instance_number: 4, follow: false, worker_id: 'wd' });
+  assert.deepEqual(toRoot.at(-1), { type: 'logs_end', request_id: 'e2', error: 'the logs of a.x.y.z.instance.4 are kept on worker edge-d (wd), which is not connected to this cluster since 2026-01-02T03:04:05Z' });
+  r.request({ type: 'logs', request_id: 'e3', job_name: 'a.x.y.z', instance_number: 5, follow: false, worker_id: 'wx' });
+  assert.match((toRoot.at(-1) as { error?: string }).error ?? '', /^the logs of a\.x\.y\.z\.instance\.5 are kept on worker wx, which this cluster does not know/);
+  r.request({ type: 'logs', request_id: 'e4', job_name: 'a.x.y.z', instance_number: 6, follow: true });
+  assert.match((toRoot.at(-1) as { error?: string }).error ?? '', /does not run on a live worker of this cluster/);
+  assert.equal(published.length, 1, 'nothing was published for the workers that cannot answer');
+  assert.equal(r.size, 0);
+});

@@ -53,6 +53,17 @@ export interface NodeEngineConfig {
   host?: string | undefined;
   /** cleanup of exited instances the cluster never deleted, default 10 minutes */
   exitedRetentionMs?: number | undefined;
+  /**
+   * the logs of ended (and undeployed) instances are kept in `<dataDir>/kept-logs` this long after
+   * the instance ended (default 24 h; 0 keeps none), at most `logKeepInstanceBytes` per instance
+   * (default 8 MiB, the newest part) and `logKeepTotalBytes` in all (default 256 MiB, the logs of
+   * the instances that ended first are dropped first)
+   */
+  logRetentionMs?: number | undefined;
+  logKeepInstanceBytes?: number | undefined;
+  logKeepTotalBytes?: number | undefined;
+  /** the clock of the kept logs (tests) */
+  now?: (() => number) | undefined;
   /** first and maximum delay between registration attempts (default 500 ms and 10 s) */
   registerBackoffMs?: { initial: number; max: number } | undefined;
   /** first and maximum delay before a local restart of an instance (default 1 s doubling up to 30 s) */
@@ -131,6 +142,10 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     exitedRetentionMs: partial.exitedRetentionMs,
     registerBackoffMs: partial.registerBackoffMs,
     restartBackoffMs: partial.restartBackoffMs,
+    logRetentionMs: partial.logRetentionMs,
+    logKeepInstanceBytes: partial.logKeepInstanceBytes,
+    logKeepTotalBytes: partial.logKeepTotalBytes,
+    now: partial.now,
     log: partial.log,
     runAs: partial.runAs ?? (env['OAK_RUN_AS'] || undefined),
     allowPrivileged: partial.allowPrivileged,

@@ -15,6 +15,7 @@ import { OakError, decodeJson, instanceName, parseDeleteCommand, parseDeployComm
 import type { DeployCommand, InstanceState, JobResources, JobStatus, JoinToken, NetInstanceDeploy, NetRegister, NetRegisterAnswer, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
 import { DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, DEFAULT_WORKER_POOL, DEFAULT_WORKER_POOL_V6, bridgePlan, inPlan } from '@oak/net';
 import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trust/tls';
+import { readLines } from '@oak/runtimes';
 import type { InstanceExit, InstanceSpec, InstanceStatus, Runtime } from '@oak/runtimes';
 import { consoleLog, withDefaults } from './config.ts';
 import type { EngineLog, NodeEngineConfig } from './config.ts';
@@ -22,6 +23,7 @@ import { GpuInventory, HostSampler, registrationBody } from './host.ts';
 import { assignGpus, formatGpuLabel, gpuEnv, gpusNeeded, LABEL_GPUS } from './gpus.ts';
 import { applyState, decideDeploy, heldGpus, isSettledActive, planAdoption, runningNames } from './instances.ts';
 import type { Entry } from './instances.ts';
+import { KeptLogs, droppedReason, spoken, when } from './kept-logs.ts';
 import { logTopics, parseLogRequest, pumpLogs } from './logs.ts';
 import type { LogBatch } from './logs.ts';
 import { brokerUrl, isFinalRefusal, readNodeId, readNodeSecret, registerWithRetry, registrationUrl, writeNodeId, writeNodeSecret } from './register.ts';
@@ -73,6 +75,9 @@ class Engine {
   readonly logSessions = new Map<string, { instance: string; abort: AbortController }>();
   readonly closing = new AbortController();
   readonly sampler: HostSampler;
+  /** the logs of ended and undeployed instances (docs/operations.md "Logs of ended instances") */
+  readonly kept: KeptLogs;
+  keptTimer: NodeJS.Timeout | undefined;
   id = '';
   bus: Bus | undefined;
   reportTimer: NodeJS.Timeout | undefined;
@@ -121,6 +126,39 @@ class Engine {
     this.runtimes = runtimes;
     this.sampler = new HostSampler(cfg.dataDir, new GpuInventory(cfg.gpuReader));
     this.token = requireJoinToken(cfg.joinToken);
+    this.kept = new KeptLogs({
+      dir: join(cfg.dataDir, 'kept-logs'),
+      retentionMs: cfg.logRetentionMs,
+      perInstanceBytes: cfg.logKeepInstanceBytes,
+      totalBytes: cfg.logKeepTotalBytes,
+      now: cfg.now,
+      warn: (m) => this.log.warn(m),
+    });
+  }
+
+  get now(): number {
+    return (this.cfg.now ?? Date.now)();
+  }
+
+  /**
+   * Stops and removes an instance through its driver, which moves the log file to the keeper;
+   * the keeper then keeps it for the retention period (status: how the run ended).
+   */
+  async retire(runtime: Runtime | undefined, id: string, status: string, endedAt: number | undefined): Promise<void> {
+    if (runtime === undefined) return;
+    await runtime.stop(id, { keepLog: this.kept.incomingPath(id) });
+    await this.kept.take(id, status, endedAt ?? this.now).catch((err: unknown) => this.log.warn(`${id}: its logs could not be kept: ${err instanceof Error ? err.message : String(err)}`));
+  }
+
+  /** drops expired kept logs now, and again when the next one expires (at most a minute from now) */
+  sweepKept(): void {
+    clearTimeout(this.keptTimer);
+    void this.kept.sweep().then((next) => {
+      if (this.shuttingDown) return;
+      const ms = next === undefined ? 60_000 : Math.max(1000, Math.min(60_000, next - this.now));
+      this.keptTimer = setTimeout(() => this.sweepKept(), ms);
+      this.keptTimer.unref();
+    }, (err: unknown) => this.log.warn(`kept logs: ${err instanceof Error ? err.message : String(err)}`));
   }
 
   /** TLS options that trust the cluster's CA only (fetched and checked against the token once) */
@@ -133,6 +171,8 @@ class Engine {
 
   async start(signal: AbortSignal): Promise<void> {
     await this.secureDataDir();
+    await this.kept.load();
+    this.sweepKept();
     const overlay = this.cfg.useNetManager === true && this.cfg.netmanagerPort !== null;
     // with a NetManager the bridge is built on the subnet it gives, after the cluster registration
     if (!overlay) await this.startIsolation();
@@ -508,7 +548,7 @@ class Engine {
     for (const e of plan.keep) this.entries.set(e.id, e);
     for (const e of plan.finished) {
       this.publishJob(jobStatus(e, e.state, e.detail, e.exit_code));
-      await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
+      await this.retire(this.byVirt.get(e.virtualization), e.id, e.state, undefined).catch(() => {});
     }
     if (this.net !== undefined) {
       const keepIds = new Set(plan.keep.map((e) => e.id));
@@ -606,7 +646,9 @@ class Engine {
   }
 
   setState(e: Entry, state: InstanceState, detail: string, exitCode?: number): void {
-    if (applyState(e, state, detail, exitCode) && !e.deleting) this.reportEntry(e);
+    const changed = applyState(e, state, detail, exitCode);
+    if (changed && (state === 'COMPLETED' || state === 'FAILED')) e.ended_at = this.now;
+    if (changed && !e.deleting) this.reportEntry(e);
     if (state === 'COMPLETED' || state === 'FAILED') this.scheduleCleanup(e);
   }
 
@@ -619,7 +661,7 @@ class Engine {
       void this.enqueue(e.id, async () => {
         const cur = this.entries.get(e.id);
         if (cur !== e || (e.state !== 'COMPLETED' && e.state !== 'FAILED')) return;
-        await this.byVirt.get(e.virtualization)?.stop(e.id).catch(() => {});
+        await this.retire(this.byVirt.get(e.virtualization), e.id, e.state, e.ended_at).catch(() => {});
         await this.detachNet(e.id, e.job_name, e.instance_number).catch(() => {});
         await rm(filesDirOf(this.cfg.dataDir, e.id), { recursive: true, force: true }).catch(() => {});
         this.entries.delete(e.id);
@@ -675,7 +717,7 @@ class Engine {
       clearTimeout(this.retention.get(id));
       this.retention.delete(id);
       this.forgetRun(id);
-      await this.byVirt.get(old.virtualization)?.stop(id).catch(() => {});
+      await this.retire(this.byVirt.get(old.virtualization), id, old.state, old.ended_at).catch(() => {});
       await this.detachNet(id, old.job_name, old.instance_number).catch(() => {});
       await rm(filesDirOf(this.cfg.dataDir, id), { recursive: true, force: true }).catch(() => {});
       this.entries.delete(id);
@@ -949,7 +991,8 @@ class Engine {
     this.forgetRun(id);
     const runtime = this.byVirt.get(e?.virtualization ?? virt ?? 'process');
     try {
-      if (runtime !== undefined && (e !== undefined || jobNameProblem(job) === undefined)) await runtime.stop(id);
+      const ended = e !== undefined && (e.state === 'COMPLETED' || e.state === 'FAILED');
+      if (runtime !== undefined && (e !== undefined || jobNameProblem(job) === undefined)) await this.retire(runtime, id, ended ? e.state : 'UNDEPLOYED', ended ? e.ended_at : undefined);
       await this.detachNet(id, job, n);
       if (jobNameProblem(job) === undefined) await rm(filesDirOf(this.cfg.dataDir, id), { recursive: true, force: true });
     } catch (err) {
@@ -979,16 +1022,31 @@ class Engine {
     const id = instanceName(req.job_name, req.instance_number);
     const e = this.entries.get(id);
     const runtime = e === undefined ? undefined : this.byVirt.get(e.virtualization);
-    if (e === undefined || runtime === undefined || e.deleting) {
-      this.sendLogs(req.request_id, { lines: [], end: true, error: `instance ${id} is not on this worker` });
-      return;
+    let source: (signal: AbortSignal) => AsyncIterable<string>;
+    if (e !== undefined && runtime !== undefined && !e.deleting) {
+      const follow = req.follow && e.state !== 'COMPLETED' && e.state !== 'FAILED';
+      source = (signal) => runtime.logs(id, { follow, ...(req.tail !== undefined ? { tail: req.tail } : {}), signal });
+    } else {
+      // not (or no longer) here: what was kept of it, printed once (a follow ends after it)
+      const found = this.kept.lookup(id);
+      const me = this.cfg.name === this.id ? this.id : `${this.cfg.name} (${this.id})`;
+      if (found.kind !== 'kept') {
+        const error = found.kind === 'dropped' ? droppedReason(found.drop, me, this.kept) : `instance ${id} is not on this worker (${me}) and no logs of it are kept here`;
+        this.sendLogs(req.request_id, { lines: [], end: true, error, gone: true });
+        return;
+      }
+      const k = found.log;
+      const note = `# oak: ${id} ended ${when(k.ended_at)} (${k.status}); its logs are kept on worker ${me} until ${when(k.ended_at + this.kept.retentionMs)} (${spoken(this.kept.retentionMs)})`;
+      source = (signal) => (async function* () {
+        yield note;
+        yield* readLines(found.path, { ...(req.tail !== undefined ? { tail: req.tail } : {}), signal });
+      })();
     }
     this.logSessions.get(req.request_id)?.abort.abort();
     const abort = new AbortController();
     this.logSessions.set(req.request_id, { instance: id, abort });
-    const follow = req.follow && e.state !== 'COMPLETED' && e.state !== 'FAILED';
-    const source = runtime.logs(id, { follow, ...(req.tail !== undefined ? { tail: req.tail } : {}), signal: abort.signal });
-    void pumpLogs(source, (b) => this.sendLogs(req.request_id, b), abort.signal).finally(() => {
+    const lines = source(abort.signal);
+    void pumpLogs(lines, (b) => this.sendLogs(req.request_id, b), abort.signal).finally(() => {
       if (this.logSessions.get(req.request_id)?.abort === abort) this.logSessions.delete(req.request_id);
     });
   }
@@ -1026,6 +1084,7 @@ class Engine {
       await Promise.race([Promise.allSettled(pending), new Promise((r) => setTimeout(r, stopInstances ? 30_000 : 5000).unref())]);
       this.closing.abort(new Error('NodeEngine closed'));
       clearInterval(this.reportTimer);
+      clearTimeout(this.keptTimer);
       for (const t of this.retention.values()) clearTimeout(t);
       this.retention.clear();
       for (const id of [...this.runs.keys()]) this.forgetRun(id);
@@ -1056,6 +1115,8 @@ export async function startNodeEngine(config: NodeEngineOptions, deps: NodeEngin
     await engine.start(signal);
   } catch (err) {
     clearInterval(engine.reportTimer);
+    engine.shuttingDown = true;
+    clearTimeout(engine.keptTimer);
     await engine.nm?.close().catch(() => {});
     await engine.bus?.close().catch(() => {});
     await Promise.allSettled(engine.runtimes.map((r) => r.close()));

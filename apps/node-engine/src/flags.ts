@@ -43,6 +43,9 @@ const FLAGS: FlagDef[] = [
   { long: 'volume-allow', value: 'dir,...', help: 'host directories that volumes may bind-mount from', default: () => 'none' },
   { long: 'isolation', value: 'auto|on|off', help: 'each instance in its own network namespace behind the worker bridge, no access to the node\'s ports (env OAK_ISOLATION)', default: (env) => env['OAK_ISOLATION'] ?? 'auto: on when root with ip and nftables' },
   { long: 'bridge-subnet', value: 'cidr', help: 'IPv4 subnet of the instance bridge', default: () => '172.30.0.0/24 for namespace oak, 172.30.<n>.0/24 for others' },
+  { long: 'log-retention', value: 'duration', help: 'keep the logs of ended and undeployed instances this long after they ended (s, m, h or d, e.g. 90m; 0 keeps none)', default: () => '24h' },
+  { long: 'log-keep-instance-mb', value: 'MB', help: 'logs kept per ended instance (the newest part)', default: () => '8' },
+  { long: 'log-keep-total-mb', value: 'MB', help: 'logs of ended instances kept in all; the instances that ended first are dropped first', default: () => '256' },
   { short: 'h', long: 'help', help: 'print this help and exit', default: () => '' },
 ];
 
@@ -227,5 +230,29 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     }
     partial.bridgeSubnet = bs;
   }
+  const lr = values.get('log-retention');
+  if (lr !== undefined) {
+    const ms = parseRetention(lr);
+    if (ms === undefined) return { kind: 'error', message: `--log-retention ${JSON.stringify(lr)}: give a duration such as 3600s, 90m, 24h or 7d (at most 365d; 0 keeps none)` };
+    partial.logRetentionMs = ms;
+  }
+  for (const [flag, key] of [['log-keep-instance-mb', 'logKeepInstanceBytes'], ['log-keep-total-mb', 'logKeepTotalBytes']] as const) {
+    const v = values.get(flag);
+    if (v === undefined) continue;
+    const mb = intIn(v, 0, 1_048_576);
+    if (mb === undefined) return { kind: 'error', message: `--${flag} ${JSON.stringify(v)}: give whole megabytes between 0 and 1048576` };
+    partial[key] = mb * 1024 * 1024;
+  }
   return { kind: 'run', config: withDefaults(partial, env) };
+}
+
+/** `--log-retention`: 3600s, 90m, 24h, 7d (or 0); undefined when not one of these or over 365 days. */
+export function parseRetention(text: string): number | undefined {
+  const m = /^(\d{1,9})(s|m|h|d)?$/.exec(text.trim());
+  if (m === null) return undefined;
+  const n = Number(m[1]);
+  const unit = m[2] ?? (n === 0 ? 's' : undefined);
+  if (unit === undefined) return undefined;
+  const ms = n * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit as 's' | 'm' | 'h' | 'd'];
+  return ms <= 365 * 86_400_000 ? ms : undefined;
 }

@@ -28,6 +28,8 @@ export interface Entry {
   health?: HealthState | undefined;
   /** a local restart is pending or under way: the old copy's exit is expected and not reported */
   restarting?: boolean | undefined;
+  /** epoch ms when it ended (COMPLETED/FAILED seen); its kept logs count their retention from here */
+  ended_at?: number | undefined;
 }
 
 export type DeployDecision =

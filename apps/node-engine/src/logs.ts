@@ -21,6 +21,8 @@ export interface LogBatch {
   lines: string[];
   end?: boolean;
   error?: string;
+  /** with error: the logs are gone for good (expired, dropped, never kept here) */
+  gone?: boolean;
 }
 
 /** Validates a log request; a string says what is wrong (and `request_id` when one was readable). */

@@ -4,6 +4,7 @@
  * updates instances through the store and publishes what changed on the EventHub.
  */
 import type { InstanceRow, ServiceRow } from '@oak/store';
+import type { LogTarget } from './reconcile/logs.ts';
 
 export interface LogOptions {
   /** keep streaming new lines until `signal` aborts */
@@ -30,9 +31,10 @@ export interface ControlPlane {
   /**
    * Log lines of one instance (GET /api/service/{id}/instance/{n}/logs). Optional: without it the
    * API answers 503 OAK_UNAVAILABLE. The iterable ends when the logs end (follow=false) or when
-   * `signal` aborts (the client went away).
+   * `signal` aborts (the client went away). `instance` is its row, or what the store remembers of
+   * a removed one (ended_instances): ended instances are asked of the worker that ran them.
    */
-  logs?(service: ServiceRow, instance: InstanceRow, opts: LogOptions): AsyncIterable<string>;
+  logs?(service: ServiceRow, instance: LogTarget, opts: LogOptions): AsyncIterable<string> | Promise<AsyncIterable<string>>;
   close?(): Promise<void>;
 }
 

@@ -5,6 +5,7 @@ import type { ApplicationDoc, ClusterDoc, InstanceDoc, OrganizationDoc, ServiceD
 import { verify } from '@node-rs/argon2';
 import type { InstanceRow, ServiceRow } from '@oak/store';
 import type { ControlPlane, LogOptions } from '../src/control.ts';
+import type { LogTarget } from '../src/reconcile/logs.ts';
 import { ADMIN_PASSWORD, PASSWORD, createApp, sla, testRoot, type TestRoot } from './helpers.ts';
 
 describe('auth', () => {
@@ -387,6 +388,54 @@ describe('logs', () => {
       assert.equal(q.statusCode, 200);
       assert.equal(control.seen[1]?.follow, false);
       const other = await t.user('bob', 'orgB', ['Application_Provider']);
+      assert.equal((await t.req('GET', `/api/service/${sid}/instance/0/logs`, other)).statusCode, 403);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('logs of ended and removed instances', () => {
+  test('a removed instance is asked where it ran; one the root forgot is 410; numbers and paths out of range are refused', async () => {
+    const targets: LogTarget[] = [];
+    const control: ControlPlane = {
+      instancesRequested() {},
+      instancesUndeployed() {},
+      async *logs(_s: ServiceRow, instance: LogTarget) {
+        targets.push(instance);
+        yield 'kept line';
+      },
+    };
+    const t = await testRoot({ control });
+    try {
+      const tok = await t.user('carol', 'orgC', ['Application_Provider']);
+      const app = await createApp(t, tok, 'gone', ['w']);
+      const sid = app.microservices[0]!;
+      await t.req('POST', `/api/service/${sid}/instance`, tok);
+      await t.req('POST', `/api/service/${sid}/instance`, tok);
+      // 0 ran on worker w-9 of cluster c-9, FAILED, then was stopped and purged; 1 never ran
+      await t.store.updateInstance(sid, 0, { status: 'FAILED', status_detail: 'exited with code 3', cluster_id: 'c-9', worker_id: 'w-9' });
+      await t.store.deleteInstance(sid, 0);
+      await t.store.deleteInstance(sid, 1);
+      const r = await t.req('GET', `/api/service/${sid}/instance/0/logs?follow=1`, tok);
+      assert.equal(r.statusCode, 200);
+      assert.equal(r.body, 'kept line\n');
+      assert.deepEqual({ ...targets[0], status_at: '' }, { service_id: sid, instance_number: 0, status: 'FAILED', status_detail: 'exited with code 3', cluster_id: 'c-9', worker_id: 'w-9', ended_at: targets[0]?.status_at, removed_at: (targets[0] as { removed_at?: string }).removed_at, status_at: '', removed: true });
+      const forgotten = await t.req('GET', `/api/service/${sid}/instance/1/logs`, tok);
+      assert.equal(forgotten.statusCode, 410);
+      const body = forgotten.json() as { error: { code: string; message: string; hint?: string } };
+      assert.equal(body.error.code, 'OAK_LOGS_GONE');
+      assert.equal(body.error.message, 'gone.test.w.test.instance.1 was removed and the root no longer knows where it ran, so its logs cannot be asked for');
+      // never existed: 404; out of range or not a number: 400, nothing asked
+      assert.equal((await t.req('GET', `/api/service/${sid}/instance/2/logs`, tok)).statusCode, 404);
+      for (const bad of ['1000001', '-1', '99999999999999999999', '1.5', '..%2F..%2Fetc', '0%2F..']) {
+        const res = await t.req('GET', `/api/service/${sid}/instance/${bad}/logs`, tok);
+        assert.ok(res.statusCode === 400 || res.statusCode === 404, `${bad}: ${res.statusCode}`);
+      }
+      assert.equal((await t.req('GET', `/api/service/..%2F${sid}/instance/0/logs`, tok)).statusCode >= 400, true);
+      assert.equal(targets.length, 1, 'only the valid request reached the control plane');
+      // another organisation gets nothing of it
+      const other = await t.user('dave', 'orgD', ['Application_Provider']);
       assert.equal((await t.req('GET', `/api/service/${sid}/instance/0/logs`, other)).statusCode, 403);
     } finally {
       await t.close();

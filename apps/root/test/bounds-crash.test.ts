@@ -123,7 +123,7 @@ describe('a 250,000-line log batch', () => {
     await store.addInstance(svc.id, 'REQUESTED');
     const inst = await store.updateInstance(svc.id, 0, { status: 'RUNNING', cluster_id: c.id });
     const ac = new AbortController();
-    const lines = control.logs?.(svc, inst, { follow: true, signal: ac.signal });
+    const lines = await control.logs?.(svc, inst, { follow: true, signal: ac.signal });
     assert.ok(lines);
     const it = lines[Symbol.asyncIterator]();
     const first = it.next();

@@ -175,7 +175,7 @@ describe('root <-> cluster link', () => {
     assert.ok(svcRow && instRow && r.control.logs);
     const ac = new AbortController();
     const got: string[] = [];
-    for await (const line of r.control.logs(svcRow, instRow, { follow: true, signal: ac.signal })) {
+    for await (const line of await r.control.logs(svcRow, instRow, { follow: true, signal: ac.signal })) {
       got.push(line);
       if (got.length === 3) ac.abort();
     }

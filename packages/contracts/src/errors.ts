@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   OAK_LIMIT_EXCEEDED: 422,
   OAK_RATE_LIMITED: 429,
   OAK_TOO_MANY_STREAMS: 429,
+  /** the logs of an ended instance are no longer kept (expired, dropped for room, or never kept) */
+  OAK_LOGS_GONE: 410,
   OAK_UNAVAILABLE: 503,
   OAK_INTERNAL: 500,
 } as const;

@@ -101,7 +101,13 @@ export const ClusterToRoot = Type.Union([
   /** lines for a `logs` request, in order */
   Type.Object({ type: Type.Literal('logs_data'), request_id: Type.String({ minLength: 1 }), lines: Type.Array(Type.String()) }),
   /** a `logs` request is over (the instance's output ended, it was cancelled, or `error`) */
-  Type.Object({ type: Type.Literal('logs_end'), request_id: Type.String({ minLength: 1 }), error: Type.Optional(Type.String()) }),
+  Type.Object({
+    type: Type.Literal('logs_end'),
+    request_id: Type.String({ minLength: 1 }),
+    error: Type.Optional(Type.String()),
+    /** with `error`: the logs are gone for good (expired, dropped, never kept), not just unreachable now */
+    gone: Type.Optional(Type.Boolean()),
+  }),
 ]);
 export type ClusterToRoot = Static<typeof ClusterToRoot>;
 
@@ -156,6 +162,11 @@ export const RootToCluster = Type.Union([
     instance_number: Count(),
     follow: Type.Boolean(),
     tail: Type.Optional(Type.Union([Count(), Type.Null()])),
+    /**
+     * the instance ended: the worker that ran it (the root remembers it), asked even when the
+     * cluster no longer tracks the instance; it answers from the logs it kept
+     */
+    worker_id: Type.Optional(Type.String({ pattern: '^[^/+#\\s]{1,200}$' })),
   }),
   Type.Object({ type: Type.Literal('logs_cancel'), request_id: Type.String({ minLength: 1 }) }),
   /** answer to subnet_request */

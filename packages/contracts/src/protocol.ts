@@ -227,5 +227,7 @@ export const LogBatch = Type.Object({
   lines: Type.Array(Type.String()),
   end: Type.Optional(Type.Boolean()),
   error: Type.Optional(Type.String()),
+  /** with `error`: the logs are gone for good (expired, dropped for room, never kept), not just unreachable */
+  gone: Type.Optional(Type.Boolean()),
 });
 export type LogBatch = Static<typeof LogBatch>;

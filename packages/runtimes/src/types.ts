@@ -98,6 +98,14 @@ export interface LogOptions {
   signal?: AbortSignal;
 }
 
+export interface StopOptions {
+  /**
+   * move the instance's log file to this path instead of deleting it (the NodeEngine keeps the
+   * logs of ended and undeployed instances, docs/operations.md); nothing is moved when there is none
+   */
+  keepLog?: string | undefined;
+}
+
 export interface Runtime {
   readonly virtualization: Virtualization;
   /** can this host run this kind of instance? */
@@ -109,7 +117,7 @@ export interface Runtime {
    */
   start(spec: InstanceSpec): Promise<InstanceStatus>;
   /** stops and removes everything of the instance; idempotent (unknown id is fine) */
-  stop(id: string): Promise<void>;
+  stop(id: string, opts?: StopOptions): Promise<void>;
   /** every instance this driver still holds (running or exited), e.g. after a NodeEngine restart;
    * instances found are watched again, so their exits reach onExit */
   list(): Promise<InstanceStatus[]>;

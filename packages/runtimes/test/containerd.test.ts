@@ -193,6 +193,21 @@ test('stop removes task, container, snapshot and log; stop is idempotent', async
   assert.equal(exits.some((e) => e.id === s.id), false, 'a stop is not reported as an exit');
 });
 
+test('stop with keepLog moves the log there (the NodeEngine keeps it), shutdown lines included', async () => {
+  const s = spec({ cmd: ['sh', '-c', 'trap "echo bye from the container; exit 0" TERM; echo up; while true; do sleep 0.1; done'] });
+  await rt.start(s);
+  await waitFor(async () => (await logText(rt, s.id)).includes('up'), { timeoutMs: 10_000, message: 'up' });
+  const kept = `${dir.path}/kept-${n}.log`;
+  await rt.stop(s.id, { keepLog: kept });
+  assert.equal(existsSync(`${dir.path}/logs/${s.id}.log`), false, 'gone from the driver');
+  const lines = readFileSync(kept, 'utf8').trim().split('\n');
+  assert.equal(lines[0], 'up');
+  // stdout and stderr ("Terminated" of the shell) are copied separately: their order may vary
+  assert.ok(lines.includes('bye from the container'), 'written after the stop began');
+  await rt.stop('never.started.instance.0', { keepLog: `${dir.path}/none.log` });
+  assert.equal(existsSync(`${dir.path}/none.log`), false, 'nothing to keep: nothing written');
+});
+
 test('a SIGTERM-aware container stops within the grace period', async () => {
   const s = spec({ cmd: ['sh', '-c', 'trap "echo bye; exit 0" TERM; while true; do sleep 0.1; done'] });
   await rt.start(s);

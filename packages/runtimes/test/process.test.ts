@@ -208,6 +208,21 @@ test('logs follow until the instance exits, or until aborted', async () => {
   await rt.stop(long.id);
 });
 
+test('stop with keepLog moves the log out before the instance is removed: an ended one and a stopped one', async () => {
+  const { rt, dataDir, exitOf } = await setup();
+  const ended = await rt.start(spec({ code: '/bin/sh', cmd: ['-c', 'echo done; echo oops >&2; exit 2'] }));
+  await exitOf(ended.id);
+  await rt.stop(ended.id, { keepLog: join(dataDir, 'kept-ended.log') });
+  assert.equal(await readFile(join(dataDir, 'kept-ended.log'), 'utf8'), 'done\noops\n');
+  const svc = await rt.start(spec({ code: '/bin/sh', cmd: ['-c', 'trap "echo bye; exit 0" TERM; echo hi; while :; do sleep 0.05; done'] }));
+  await waitFor(async () => (await collect(rt.logs(svc.id))).includes('hi'));
+  await rt.stop(svc.id, { keepLog: join(dataDir, 'kept-svc.log') });
+  assert.equal(await rt.status(svc.id), undefined);
+  const text = await readFile(join(dataDir, 'kept-svc.log'), 'utf8');
+  assert.match(text, /^hi\n/);
+  assert.match(text, /bye\n$/, 'written after the stop began');
+});
+
 test('stop ends the whole process group and escapees in the cgroup; SIGKILL after the grace period', { skip: CG ? false : info.detail }, async () => {
   const { rt, dataDir } = await setup({ stopGraceMs: 300 });
   const s = spec({ code: '/bin/sh', cmd: ['-c', 'trap "" TERM; sleep 30 & setsid sleep 31 & sleep 32 & wait'] });

@@ -59,6 +59,16 @@ export interface DB {
     outcome: string | null;
   };
   leases: { name: string; holder: string; info: string | null; expires_at: string };
+  ended_instances: {
+    service_id: string;
+    instance_number: number;
+    status: string;
+    status_detail: string;
+    cluster_id: string;
+    worker_id: string | null;
+    ended_at: string;
+    removed_at: string;
+  };
   instances: {
     service_id: string;
     instance_number: number;

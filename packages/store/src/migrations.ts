@@ -235,6 +235,24 @@ export const MIGRATIONS: readonly Migration[] = [
         primary key (organization_id, host))`,
     ],
   },
+  {
+    version: 8,
+    name: 'where removed instances ran (their logs outlive them)',
+    up: () => [
+      // written by deleteInstance for a row that was placed: the worker keeps its logs for a while
+      `create table ended_instances (
+        service_id text not null references services(id) on delete cascade,
+        instance_number integer not null,
+        status text not null,
+        status_detail text not null,
+        cluster_id text not null,
+        worker_id text,
+        ended_at text not null,
+        removed_at text not null,
+        primary key (service_id, instance_number))`,
+      `create index ended_instances_removed on ended_instances (removed_at)`,
+    ],
+  },
 ];
 
 /** Applies the missing migrations; returns the versions it applied. */

@@ -21,6 +21,7 @@ import type {
   AuditFilter,
   NewAuditEntry,
   ClusterRow,
+  EndedInstanceRow,
   InstanceHistoryRow,
   JoinTokenRow,
   NewJoinToken,
@@ -679,13 +680,45 @@ export class KyselyStore implements Store {
   }
 
   async deleteInstance(serviceId: string, n: number): Promise<void> {
-    // its history goes with it (on delete cascade)
-    const r = await this.#db
-      .deleteFrom('instances')
-      .where('service_id', '=', serviceId)
-      .where('instance_number', '=', n)
-      .executeTakeFirst();
-    if (r.numDeletedRows === 0n) throw new NotFoundError('instance', instanceKey(serviceId, n));
+    await this.#tx(async (t) => {
+      const cur = await t
+        .selectFrom('instances')
+        .select(['status', 'status_detail', 'cluster_id', 'worker_id', 'status_at', 'updated_at'])
+        .where('service_id', '=', serviceId)
+        .where('instance_number', '=', n)
+        .$if(this.kind === 'postgres', (q) => q.forUpdate())
+        .executeTakeFirst();
+      if (!cur) throw new NotFoundError('instance', instanceKey(serviceId, n));
+      if (cur.cluster_id !== null) {
+        const row = {
+          service_id: serviceId,
+          instance_number: n,
+          status: cur.status,
+          status_detail: cur.status_detail,
+          cluster_id: cur.cluster_id,
+          worker_id: cur.worker_id,
+          ended_at: cur.status_at !== '' ? cur.status_at : cur.updated_at,
+          removed_at: now(),
+        };
+        await t
+          .insertInto('ended_instances')
+          .values(row)
+          .onConflict((oc) => oc.columns(['service_id', 'instance_number']).doUpdateSet({ status: row.status, status_detail: row.status_detail, cluster_id: row.cluster_id, worker_id: row.worker_id, ended_at: row.ended_at, removed_at: row.removed_at }))
+          .execute();
+      }
+      // its history goes with it (on delete cascade)
+      await t.deleteFrom('instances').where('service_id', '=', serviceId).where('instance_number', '=', n).execute();
+    });
+  }
+
+  async getEndedInstance(serviceId: string, n: number): Promise<EndedInstanceRow | undefined> {
+    const r = await this.#db.selectFrom('ended_instances').selectAll().where('service_id', '=', serviceId).where('instance_number', '=', n).executeTakeFirst();
+    return r && { ...r, instance_number: Number(r.instance_number), status: r.status as InstanceState };
+  }
+
+  async pruneEndedInstances(before: string): Promise<number> {
+    const r = await this.#db.deleteFrom('ended_instances').where('removed_at', '<', before).executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   async instanceHistory(serviceId: string, n: number): Promise<InstanceHistoryRow[]> {

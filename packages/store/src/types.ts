@@ -140,6 +140,23 @@ export interface InstanceRow {
   restarts: number;
 }
 
+/**
+ * Where a removed (purged) instance ran: kept after its row is deleted, so that its logs, which
+ * its worker keeps for a while, can still be asked for (issue 10 point 9).
+ */
+export interface EndedInstanceRow {
+  service_id: string;
+  instance_number: number;
+  /** its status when it was removed (UNDEPLOYED, or COMPLETED/FAILED) and the detail */
+  status: InstanceState;
+  status_detail: string;
+  cluster_id: string;
+  worker_id: string | null;
+  /** when its status last changed (it ended or was stopped) */
+  ended_at: string;
+  removed_at: string;
+}
+
 export interface InstanceHistoryRow {
   service_id: string;
   instance_number: number;
@@ -347,7 +364,12 @@ export interface Store {
   listInstances(filter?: { service_id?: string; cluster_id?: string; statuses?: InstanceState[]; desired?: DesiredState }): Promise<InstanceRow[]>;
   /** a change of status appends a history row with the same timestamp and sets status_at */
   updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow>;
+  /** removes the row and its history; a row that was placed leaves its EndedInstanceRow (same transaction) */
   deleteInstance(serviceId: string, n: number): Promise<void>;
+  /** where a removed instance ran, if it was placed */
+  getEndedInstance(serviceId: string, n: number): Promise<EndedInstanceRow | undefined>;
+  /** forgets where instances removed before `before` (ISO-8601) ran; returns how many */
+  pruneEndedInstances(before: string): Promise<number>;
   instanceHistory(serviceId: string, n: number): Promise<InstanceHistoryRow[]>;
 
   /** finds the cluster by name or creates it (INACTIVE, never seen); a non-null location replaces the stored one */

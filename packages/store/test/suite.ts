@@ -432,6 +432,36 @@ export function storeSuite(b: Backend): void {
       assert.deepEqual(await s.instanceHistory(id, 0), []);
     });
 
+    it('deleteInstance remembers where a placed instance ran (its logs outlive it); prune and service delete forget', async () => {
+      const f = await fixture();
+      const id = f.services[0]!.id;
+      const cl = uniq('cluster');
+      await s.addInstance(id, 'REQUESTED');
+      await s.addInstance(id, 'REQUESTED');
+      const failed = await s.updateInstance(id, 0, { status: 'FAILED', status_detail: 'exited with code 3', cluster_id: cl, worker_id: 'w-1' });
+      await s.updateInstance(id, 0, { desired: 'stop' });
+      const t0 = new Date().toISOString();
+      await s.deleteInstance(id, 0);
+      await s.deleteInstance(id, 1); // never placed: nothing to remember
+      const e = await s.getEndedInstance(id, 0);
+      assert.ok(e);
+      assert.deepEqual({ ...e, removed_at: '' }, { service_id: id, instance_number: 0, status: 'FAILED', status_detail: 'exited with code 3', cluster_id: cl, worker_id: 'w-1', ended_at: failed.status_at, removed_at: '' });
+      assert.ok(e.removed_at >= t0);
+      assert.equal(await s.getEndedInstance(id, 1), undefined);
+      assert.equal(await s.getEndedInstance(id, 7), undefined);
+      await s.pruneEndedInstances(t0);
+      assert.ok(await s.getEndedInstance(id, 0), 'removed after t0: kept');
+      assert.ok((await s.pruneEndedInstances(new Date(Date.now() + 1000).toISOString())) >= 1);
+      assert.equal(await s.getEndedInstance(id, 0), undefined);
+      // a service delete takes its records along
+      const n = (await s.addInstance(id, 'RUNNING')).instance_number;
+      await s.updateInstance(id, n, { cluster_id: cl, worker_id: null });
+      await s.deleteInstance(id, n);
+      assert.equal((await s.getEndedInstance(id, n))?.worker_id, null);
+      await s.deleteService(id);
+      assert.equal(await s.getEndedInstance(id, n), undefined);
+    });
+
     it('listInstances filters by service, cluster and statuses', async () => {
       const f = await fixture(['a', 'b']);
       const [a, b2] = [f.services[0]!.id, f.services[1]!.id];

@@ -297,7 +297,9 @@ Examples:
     .action(async (ref: string, opts: { instance?: number; follow?: boolean; tail?: number }, cmd: Command) => {
       const s = session(cmd);
       const d = await resolveService(s.api, ref);
-      const numbers = opts.instance !== undefined ? [opts.instance] : liveInstances(d).map((i) => i.instance_number);
+      // no live instance: the ended ones (their workers keep their logs for a while)
+      const live = liveInstances(d);
+      const numbers = opts.instance !== undefined ? [opts.instance] : (live.length > 0 ? live : d.instance_list).map((i) => i.instance_number);
       if (numbers.length === 0) throw new CliError(`${d.job_name} has no instances`, { hint: `deploy one with 'oak service deploy ${d.job_name}'` });
       await streamLogs(s, d, numbers, opts);
     });

@@ -18,6 +18,7 @@ import {
   InvalidSlaError,
   NotFoundError,
   OakError,
+  instanceName,
   validateMicroservice,
   validateServiceRequest,
   validationError,
@@ -26,6 +27,10 @@ import {
 import type { ApplicationRow, ServiceRow, ServiceVersionRow } from '@oak/store';
 import type { FastifyReply } from 'fastify';
 import { APP_ROLES, requireOrg, requireRole } from '../auth/principal.ts';
+import type { Principal } from '../auth/principal.ts';
+import type { RootContext } from '../context.ts';
+import { ENDED_INSTANCE_MEMORY_MS } from '../reconcile/logs.ts';
+import type { LogTarget } from '../reconcile/logs.ts';
 import { assertPrivilegedAllowed } from '../privileged.ts';
 import { instanceDoc, loadServiceDoc, serviceVersionDoc } from '../docs.ts';
 import {
@@ -395,7 +400,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
     async (req, reply) => {
       const p = who(req);
       requireRole(p, ...APP_ROLES);
-      const { service, instance } = await loadInstance(ctx, p, req.params.id, req.params.n);
+      const { service, instance } = await logTargetOf(ctx, p, req.params.id, req.params.n);
       const worker = instance.worker_id ?? `cluster:${instance.cluster_id ?? ''}`;
       const tooMany =
         logsByUser.get(p.user.id) >= limits.logStreamsPerUser
@@ -443,7 +448,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       const opts = { follow, signal: ac.signal, ...(req.query.tail !== undefined ? { tail: req.query.tail } : {}) };
       let source: AsyncIterable<string>;
       try {
-        source = logs.call(ctx.control, service, instance, opts);
+        source = await logs.call(ctx.control, service, instance, opts);
       } catch (err) {
         release();
         throw err;
@@ -493,3 +498,24 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
     },
   );
 };
+
+/**
+ * The instance of a log request: its row, or, once the row was removed, where it ran (the store's
+ * ended_instances). A number the service had but whose record is gone: 410 OAK_LOGS_GONE.
+ */
+async function logTargetOf(ctx: RootContext, p: Principal, id: string, n: number): Promise<{ service: ServiceRow; instance: LogTarget }> {
+  try {
+    return await loadInstance(ctx, p, id, n);
+  } catch (err) {
+    if (!(err instanceof OakError && err.code === 'OAK_NOT_FOUND')) throw err;
+    const { service } = await loadService(ctx, p, id);
+    const ended = await ctx.store.getEndedInstance(service.id, n);
+    if (ended !== undefined) return { service, instance: { ...ended, status_at: ended.ended_at, removed: true } };
+    if (n < service.next_instance) {
+      throw new OakError('OAK_LOGS_GONE', `${instanceName(service.job_name, n)} was removed and the root no longer knows where it ran, so its logs cannot be asked for`, {
+        hint: `the root remembers where removed instances ran for ${Math.round(ENDED_INSTANCE_MEMORY_MS / 86_400_000)} days; instances that were never placed have no logs`,
+      });
+    }
+    throw err;
+  }
+}

@@ -42,7 +42,7 @@ import type { LinkServer } from '../link/server.ts';
 import { RootReservations, reservationKey } from './accounting.ts';
 import { defaultReconcileConfig, policiesOf, reconcile } from './core.ts';
 import { judgeReport } from './intake.ts';
-import { LogRelay } from './logs.ts';
+import { ENDED_INSTANCE_MEMORY_MS, LogRelay } from './logs.ts';
 import { KeyedQueue } from './queue.ts';
 import type { Action, ClusterView, Plan, ReconcileConfig } from './types.ts';
 
@@ -137,7 +137,10 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     }
   };
   const reservations = new RootReservations();
-  const relay = new LogRelay(link);
+  const relay = new LogRelay(link, {
+    name: async (id) => (await store.getCluster(id))?.name,
+    disconnectedSince: (id) => disconnectedSince.get(id),
+  });
   let closed = false;
 
   /** per cluster not connected: since when (ms); set for every stored cluster at start */
@@ -485,7 +488,9 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       case 'purge': {
         sentMap.delete(a.instance);
         try {
+          // where it ran is remembered (its worker keeps its logs); older such records go now
           await store.deleteInstance(s.id, a.instance);
+          await store.pruneEndedInstances(new Date(now() - ENDED_INSTANCE_MEMORY_MS).toISOString());
         } catch (err) {
           if (!(err instanceof OakError && err.code === 'OAK_NOT_FOUND')) throw err;
         }
@@ -828,7 +833,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     serviceChanged(id) {
       request(id);
     },
-    logs(service, instance, opts: LogOptions): AsyncIterable<string> {
+    logs(service, instance, opts: LogOptions): Promise<AsyncIterable<string>> {
       return relay.logs(service, instance, opts);
     },
     idle,

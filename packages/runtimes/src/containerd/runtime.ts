@@ -17,10 +17,10 @@ import { createHash } from 'node:crypto';
 import { delimiter, join } from 'node:path';
 import { Cgroup, cgroupInfo } from '@oak/sysinfo';
 import type { PortMapping } from '@oak/contracts';
-import { readLines } from '../supervisor/logs.ts';
+import { keepLogFile, readLines } from '../supervisor/logs.ts';
 import { interpretExit } from '../supervisor/verdict.ts';
 import { RuntimeError } from '../types.ts';
-import type { InstanceExit, InstanceSpec, InstanceStats, InstanceStatus, LogOptions, ProbeResult, Runtime } from '../types.ts';
+import type { InstanceExit, InstanceSpec, InstanceStats, InstanceStatus, LogOptions, ProbeResult, Runtime, StopOptions } from '../types.ts';
 import { ALREADY_EXISTS, ContainerdClient, DEFAULT_PROTO_ROOT, NOT_FOUND, grpcCode } from './grpc.ts';
 import type { Container, Process } from './grpc.ts';
 import type { RegistryLogin } from './auth-relay.ts';
@@ -517,17 +517,17 @@ export class ContainerdRuntime implements Runtime {
 
   // ---------------------------------------------------------------- stop
 
-  stop(id: string): Promise<void> {
+  stop(id: string, opts: StopOptions = {}): Promise<void> {
     const cid = containerIdFor(id);
     let p = this.#stopping.get(cid);
     if (!p) {
-      p = this.#stop(cid).finally(() => this.#stopping.delete(cid));
+      p = this.#stop(cid, opts.keepLog).finally(() => this.#stopping.delete(cid));
       this.#stopping.set(cid, p);
     }
     return p;
   }
 
-  async #stop(cid: string): Promise<void> {
+  async #stop(cid: string, keepLog?: string): Promise<void> {
     const starting = this.#starting.get(cid);
     if (starting) await starting.catch(() => undefined);
     const c = this.#c;
@@ -545,7 +545,7 @@ export class ContainerdRuntime implements Runtime {
       }
     }
     this.#unwatch(cid);
-    await this.#remove(cid);
+    await this.#remove(cid, keepLog);
   }
 
   async #kill(cid: string, signal: number): Promise<void> {
@@ -566,7 +566,7 @@ export class ContainerdRuntime implements Runtime {
   }
 
   /** deletes task, container, snapshot, proxy and log; every step tolerates "not found" */
-  async #remove(cid: string): Promise<void> {
+  async #remove(cid: string, keepLog?: string): Promise<void> {
     const c = this.#c;
     const ignoreNotFound = (e: unknown): void => {
       if (grpcCode(e) !== NOT_FOUND) throw e;
@@ -584,7 +584,9 @@ export class ContainerdRuntime implements Runtime {
     this.#proxies.delete(cid);
     await proxy?.then((p) => p?.close()).catch(() => undefined);
     this.#cpu.delete(cid);
-    await rm(log ?? join(this.#dataDir, 'logs', `${cid}.log`), { force: true });
+    const logPath = log ?? join(this.#dataDir, 'logs', `${cid}.log`);
+    if (keepLog !== undefined) await keepLogFile(logPath, keepLog).catch(() => undefined);
+    await rm(logPath, { force: true });
   }
 
   // ---------------------------------------------------------------- logs, stats

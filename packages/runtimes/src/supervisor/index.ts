@@ -4,4 +4,4 @@ export type { Launch, LaunchContext, Launcher, RunAs } from './launcher.ts';
 export { interpretExit, signalName } from './verdict.ts';
 export type { ExitVerdict, RawExit } from './verdict.ts';
 export { WRAPPER_SCRIPT, wrapperArgs } from './wrapper.ts';
-export { readLines } from './logs.ts';
+export { keepLogFile, readLines } from './logs.ts';

@@ -2,7 +2,7 @@
  * Lines of an instance's log file: the last N (read backwards in chunks, so a big log costs only
  * what is shown), and following (poll the size, read what was appended) until told to stop.
  */
-import { open, stat } from 'node:fs/promises';
+import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
 
 const CHUNK = 64 * 1024;
 
@@ -104,4 +104,17 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/** Moves a log file to `dst` (the NodeEngine's kept logs); a copy across file systems; no file: nothing. */
+export async function keepLogFile(src: string, dst: string): Promise<void> {
+  try {
+    await rename(src, dst);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'EXDEV') throw err;
+    await copyFile(src, dst);
+    await rm(src, { force: true });
+  }
 }

@@ -34,10 +34,10 @@ import { join } from 'node:path';
 import { Cgroup, bootId, cgroupInfo, isSameProcessAlive, parseProcPidStat, procStat } from '@oak/sysinfo';
 import type { CgroupInfo, CgroupRef } from '@oak/sysinfo';
 import { RuntimeError } from '../types.ts';
-import type { InstanceExit, InstanceSpec, InstanceStats, InstanceStatus, LogOptions, ProbeResult, Runtime } from '../types.ts';
+import type { InstanceExit, InstanceSpec, InstanceStats, InstanceStatus, LogOptions, ProbeResult, Runtime, StopOptions } from '../types.ts';
 import { MINIMAL_PATH, resolveCode } from '../process/code.ts';
 import type { Launch, Launcher, RunAs } from './launcher.ts';
-import { readLines } from './logs.ts';
+import { keepLogFile, readLines } from './logs.ts';
 import { interpretExit } from './verdict.ts';
 import type { ExitVerdict, RawExit } from './verdict.ts';
 import { wrapperArgs } from './wrapper.ts';
@@ -563,7 +563,7 @@ export class SupervisedRuntime implements Runtime {
 
   // ---------------------------------------------------------------- stop
 
-  async stop(id: string): Promise<void> {
+  async stop(id: string, opts: StopOptions = {}): Promise<void> {
     const pending = this.#starting.get(id);
     if (pending !== undefined) await pending.catch(() => undefined);
     const t = await this.#get(id);
@@ -574,11 +574,11 @@ export class SupervisedRuntime implements Runtime {
       }
       return;
     }
-    t.stopping ??= this.#stop(t);
+    t.stopping ??= this.#stop(t, opts.keepLog);
     return t.stopping;
   }
 
-  async #stop(t: Tracked): Promise<void> {
+  async #stop(t: Tracked, keepLog: string | undefined): Promise<void> {
     t.watcher?.close();
     t.watcher = undefined;
     const { pid } = t.st;
@@ -614,6 +614,7 @@ export class SupervisedRuntime implements Runtime {
     await t.cgroup?.remove().catch(() => undefined);
     await this.#launcher.release?.(t.st.spec).catch(() => undefined);
     this.#tracked.delete(t.st.id);
+    if (keepLog !== undefined) await keepLogFile(join(t.dir, 'log'), keepLog).catch(() => undefined);
     await rm(t.dir, { recursive: true, force: true });
     await removeWorkDir(join(this.#workRoot, t.st.id));
   }
