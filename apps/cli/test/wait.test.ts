@@ -43,7 +43,7 @@ describe('oak --wait and logs, with a cluster placing instances', () => {
     assert.match(r.stdout, /clientsrvr\.test\.server\.test\s+.*\s2 RUNNING$/m);
     assert.match(r.stdout, /clientsrvr\.test\.client\.test\s+.*\s1 RUNNING$/m);
     const j = await run(['instance', 'ls', '--app', 'clientsrvr']);
-    assert.match(j.stdout, /^clientsrvr\.test\.server\.test\.instance\.0\s+RUNNING\s+-\s+fake\s+worker-1\s+10\.30\.\d+\.\d+\s+/m, 'IP: the virtual instance IP');
+    assert.match(j.stdout, /^clientsrvr\.test\.server\.test\.instance\.0\s+RUNNING\s+-\s+0\s+-\s+fake\s+worker-1\s+10\.30\.\d+\.\d+\s+/m, 'IP: the virtual instance IP (after HEALTH - and RESTARTS 0)');
   });
 
   it('app create --wait -o json: the final documents on stdout', async () => {
