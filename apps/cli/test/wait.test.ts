@@ -161,7 +161,7 @@ describe('oak --wait and logs, with a cluster placing instances', () => {
     const r = await run(['service', 'inspect', 'batch.report']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^one_shot:\s+yes$/m);
-    assert.match(r.stdout, /^batch\.jobs\.report\.jobs\.instance\.0\s+COMPLETED\s+exit code 0\s+fake\s+worker-1/m);
+    assert.match(r.stdout, /^batch\.jobs\.report\.jobs\.instance\.0\s+COMPLETED\s+-\s+0\s+exit code 0\s+fake\s+worker-1/m);
     assert.match(r.stdout, /^TIME\s+INSTANCE\s+TRANSITION\s+DETAIL$/m);
     assert.match(r.stdout, /^\S+Z\s+0\s+COMPLETED\s+exit code 0$/m);
   });
