@@ -119,6 +119,7 @@ export class SupervisedRuntime implements Runtime {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #cgUsable: { ok: boolean; detail: string } | undefined;
+  #cgProbe: Promise<{ ok: boolean; detail: string }> | undefined;
   #cgInfoCached: CgroupInfo | undefined;
   /** the instances dir and the work root exist (made at the first start) */
   #dirsReady = false;
@@ -155,7 +156,13 @@ export class SupervisedRuntime implements Runtime {
   }
 
   /** Can we create groups here? Checked once by creating and removing a probe group. */
-  async #cgroups(): Promise<{ ok: boolean; detail: string }> {
+  #cgroups(): Promise<{ ok: boolean; detail: string }> {
+    // one probe group at a time: concurrent first starts would create and remove the same group
+    this.#cgProbe ??= this.#probeCgroups();
+    return this.#cgProbe;
+  }
+
+  async #probeCgroups(): Promise<{ ok: boolean; detail: string }> {
     if (this.#cgUsable !== undefined) return this.#cgUsable;
     const info = this.#cgInfo();
     if (!info.writable) {
