@@ -4,12 +4,14 @@
  * `isa-debug-exit`, and a tap device in the instance's network namespace bridged to its veth.
  */
 import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { interpretExit } from '../supervisor/verdict.ts';
 import type { ExitVerdict, RawExit } from '../supervisor/verdict.ts';
 import { resolveCode } from '../process/code.ts';
 import type { ProbeResult } from '../types.ts';
+
+const SETPRIV = '/usr/bin/setpriv';
 
 export const QEMU = 'qemu-system-x86_64';
 /** the port the guest writes its exit value v to; qemu then exits with (v << 1) | 1 */
@@ -50,7 +52,9 @@ async function doProbe(): Promise<QemuHost | string> {
   // KVM set-up errors make qemu exit before its monitor prompt: a paused (-S) machine that shows
   // the prompt has KVM working (a deadline, not a guess: no prompt in 10 s reads as no KVM)
   const problem = await new Promise<string | undefined>((resolve) => {
-    const c = spawn(binary, ['-M', 'microvm', '-accel', 'kvm', '-display', 'none', '-nodefaults', '-no-user-config', '-monitor', 'stdio', '-serial', 'none', '-S', '-m', '8'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const args = ['-M', 'microvm', '-accel', 'kvm', '-display', 'none', '-nodefaults', '-no-user-config', '-monitor', 'stdio', '-serial', 'none', '-S', '-m', '8'];
+    // the paused probe VM dies with its prober (a NodeEngine killed mid-probe left it running)
+    const c = existsSync(SETPRIV) ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', binary, ...args], { stdio: ['pipe', 'pipe', 'pipe'] }) : spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let done = false;
