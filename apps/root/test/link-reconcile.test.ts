@@ -294,6 +294,28 @@ describe('the reconciler on the root link', () => {
     assert.deepEqual((await store.listInstances({ service_id: sid })).map((x) => x.instance_number), Array.from({ length: 50 }, (_, i) => i));
   });
 
+  test('rows told undeployed and deleted only after the pass ran (an application deleted through a follower) still lose their copies', { timeout: 60_000 }, async () => {
+    const store = await createStore({ sqlitePath: ':memory:' });
+    cleanups.push(() => store.close());
+    const r = await startTestRoot(store);
+    cleanups.push(() => r.close());
+    const c1 = await r.connect('c1', running);
+    const sid = await deploy(r, 'late', 4);
+    const job = jobOf('late');
+    await waitFor(async () => (await store.listInstances({ service_id: sid })).filter((x) => x.status === 'RUNNING').length === 4 || undefined, { message: '4 RUNNING' });
+    const s = await store.getService(sid);
+    assert.ok(s);
+    const copies = (): string[] => [...c1.running.keys()].filter((k) => k.startsWith(`${job}/`));
+    assert.equal(copies().length, 4);
+    // the leader hears of the undeploy (the rows as the follower saw them, still stored, desired=run)
+    // and its pass runs before the follower's delete commits
+    r.control.instancesUndeployed(s, (await store.listInstances({ service_id: sid })).map((x) => ({ ...x, desired: 'stop' as const })));
+    await r.control.idle();
+    await store.deleteApplication(s.application_id);
+    // nothing asks for a pass now: the periodic resync finds the service gone
+    await waitFor(() => copies().length === 0, { timeoutMs: 15_000, message: `no copy runs on the cluster (left: ${copies().join(' ')})` });
+  });
+
   test('a report of an older epoch (a stale copy) gets exactly one undeploy', { timeout: 60_000 }, async () => {
     const store = await createStore({ sqlitePath: ':memory:' });
     cleanups.push(() => store.close());

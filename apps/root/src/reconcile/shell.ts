@@ -303,13 +303,21 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     const rows = told.get(s.id);
     if (!rows) return false;
     told.delete(s.id);
+    const later: InstanceRow[] = [];
     for (const r of rows) {
       const cur = await store.getInstance(s.id, r.instance_number);
-      if (cur) continue; // still stored (desired=stop): the plan takes it
+      if (cur) {
+        // still stored: desired=stop rows are the plan's; a row still desired=run is about to be
+        // deleted (an application or service deleted, maybe through another root whose delete has
+        // not committed yet): it stays told, so that the pass after the delete sends its undeploy
+        if (cur.desired !== 'stop') later.push(r);
+        continue;
+      }
       reservations.release(reservationKey(s.id, r.instance_number));
       if (r.cluster_id !== null && leftOnCluster(r.status)) link.send(r.cluster_id, undeployMsg(s.job_name, r.instance_number, r.epoch));
       await overlay.releaseInstances(s.job_name, [r.instance_number]).catch((err: unknown) => log.error({ err, service: s.job_name }, 'releasing overlay addresses failed'));
     }
+    if (later.length > 0) told.set(s.id, [...later, ...(told.get(s.id) ?? [])]);
     return false;
   };
 
