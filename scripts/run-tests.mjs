@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every test file (**/test/**/*.test.ts outside node_modules) with node's test runner and tsx.
 // Extra arguments filter the files by substring: `npm test -- store root`.
-import { readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -25,8 +25,14 @@ if (selected.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.OAK_TEST_CONCURRENCY ?? '2';
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...selected], {
+// spec on the terminal; the time of each file to .e2e-tmp/test-times.txt (the suite's budget)
+mkdirSync(join(root, '.e2e-tmp'), { recursive: true });
+const reporters = ['--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${join(root, 'scripts/test-times-reporter.mjs')}`, `--test-reporter-destination=${join(root, '.e2e-tmp/test-times.txt')}`];
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...reporters, ...selected], {
   cwd: root,
   stdio: 'inherit',
 });
+try {
+  console.log(readFileSync(join(root, '.e2e-tmp/test-times.txt'), 'utf8').split('\n').slice(0, 16).join('\n'));
+} catch { /* no times: the runner did not start */ }
 process.exit(r.status ?? 1);
