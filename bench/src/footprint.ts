@@ -4,8 +4,9 @@
  * loopback: oak-root, oak-cluster (joined with a cluster token) and a NodeEngine (joined with a
  * worker token, no NetManager, no containerd), each idle after registration with nothing
  * deployed; against an empty Node.js process measured in the same window. RSS at the end of the
- * window, CPU over the window (the scheduler's run time of every thread, /proc/<pid>/schedstat).
- * The 1-DOC `oakd` idle figures are in the deploy bench.
+ * window (which starts after V8's memory reducer has run, 16-18 s after start), CPU over the window (the scheduler's run time of every thread, /proc/<pid>/schedstat).
+ * The 1-DOC `oakd` idle figures are in the deploy bench. OAK_BENCH_NODE_ENGINE=<file> measures
+ * another NodeEngine bundle (to compare build options).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -17,7 +18,7 @@ import { row, type BenchResult } from './types.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const PASSWORD = 'bench-footprint-1';
-const SETTLE_MS = Number(process.env.OAK_BENCH_IDLE_SETTLE_MS ?? 15_000);
+const SETTLE_MS = Number(process.env.OAK_BENCH_IDLE_SETTLE_MS ?? 25_000);
 const WINDOW_MS = Number(process.env.OAK_BENCH_IDLE_WINDOW_MS ?? 20_000);
 const NODE_FLAGS = ['--max-semi-space-size=2'];
 
@@ -74,7 +75,7 @@ export async function bench(): Promise<BenchResult> {
     const workerToken = (await api<{ token: string }>(base, 'POST', '/api/tokens', token, { kind: 'worker', cluster: 'fp' })).token;
     const cluster = start('cluster', [...NODE_FLAGS, join(repoRoot, 'apps/cluster/dist/oak-cluster.mjs'), '--host', '127.0.0.1', '-n', 'fp', '-r', `127.0.0.1:${linkPort}`, '-p', String(clusterPort), '--mqtt-port', String(mqttPort)], { OAK_JOIN_TOKEN: clusterToken });
     const worker = start('node-engine', [
-      ...NODE_FLAGS, join(repoRoot, 'apps/node-engine/dist/NodeEngine.mjs'), '-a', '127.0.0.1', '-p', String(clusterPort), '-n', '0', '--name', 'fp-w1',
+      ...NODE_FLAGS, process.env.OAK_BENCH_NODE_ENGINE ?? join(repoRoot, 'apps/node-engine/dist/NodeEngine.mjs'), '-a', '127.0.0.1', '-p', String(clusterPort), '-n', '0', '--name', 'fp-w1',
       '--data-dir', join(dir, 'worker'), '--containerd', join(dir, 'no-containerd.sock'), '--namespace', `oakfp${process.pid % 10000}`, '--isolation', 'off',
     ], { OAK_JOIN_TOKEN: workerToken });
     start('empty-node', ['-e', 'setInterval(() => {}, 1000)']);
