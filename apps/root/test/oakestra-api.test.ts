@@ -237,8 +237,8 @@ describe("an Oakestra client's session against the root", () => {
   let serviceId = '';
   test("POST /api/application (the Go CLI's path, no slash) with an Oakestra SLA: the list of created applications, warnings for the unhonoured fields", async () => {
     const r = await t.req('POST', '/api/application', token, oakestraSla('replay', { addresses: { rr_ip: '192.168.178.4' }, state: 'https://example.invalid/state.json' }));
-    // Oakestra answers 200 here; this root answers 201 Created (docs/api.md says so)
-    assert.equal(r.statusCode, 201, r.body);
+    // 200 as Oakestra: its Go and Python CLIs take any other code (201 too) for a failure
+    assert.equal(r.statusCode, 200, r.body);
     const docs = r.json() as (ApplicationDoc & { warnings?: { path: string; message: string }[] })[];
     assert.equal(docs.length, 1);
     const [a] = docs;
@@ -281,8 +281,8 @@ describe("an Oakestra client's session against the root", () => {
 
   test('POST /api/service/<id>/instance, DELETE /api/service/<id>/instance/<n>: deploy and undeploy one instance (no body)', async () => {
     const dep = await t.req('POST', `/api/service/${serviceId}/instance`, token);
-    // Oakestra answers 200 {"message": "ok"}; this root answers 201 with the instance document
-    assert.equal(dep.statusCode, 201, dep.body);
+    // 200 as Oakestra (whose body is {"message": "ok"}; ours is the instance document)
+    assert.equal(dep.statusCode, 200, dep.body);
     const inst = dep.json() as InstanceDoc;
     assert.equal(inst.instance_number, 0);
     assert.equal(inst.status, 'REQUESTED');
@@ -302,7 +302,7 @@ describe("an Oakestra client's session against the root", () => {
     app['applicationID'] = appId;
     (app['microservices'] as Record<string, unknown>[])[0]!['microservice_name'] = 'api';
     const r = await t.req('POST', '/api/service/', token, body);
-    assert.equal(r.statusCode, 201, r.body);
+    assert.equal(r.statusCode, 200, r.body);
     const created = r.json() as ServiceDoc | ServiceDoc[];
     const sid = (Array.isArray(created) ? created[0] : created)?.microserviceID ?? '';
     assert.match(sid, /^[0-9a-f]{24}$/);
@@ -343,13 +343,13 @@ describe("an Oakestra client's session against the root", () => {
 
   test('organisations and users: GET/POST /api/organization/, DELETE /api/organization/<id>, /api/user/<name>, /api/users/', async () => {
     const created = await t.req('POST', '/api/organization/', token, { name: 'replay-org' });
-    assert.equal(created.statusCode, 201, created.body);
+    assert.equal(created.statusCode, 200, created.body);
     const org = created.json() as { _id: string; name: string };
     assert.equal(org.name, 'replay-org');
     const orgs = (await t.req('GET', '/api/organization/', token)).json() as { _id: string; name: string }[];
     assert.ok(orgs.some((o) => o._id === org._id));
     const u = await t.req('POST', '/api/user/', token, { name: 'replayer', password: 'replay-pass-1', organization: 'replay-org' });
-    assert.equal(u.statusCode, 201, u.body);
+    assert.equal(u.statusCode, 201, u.body); // POST /api/user/ is ours (Oakestra adds users with PUT /api/user/<name>)
     const got = await t.req('GET', '/api/user/replayer', token);
     assert.equal(got.statusCode, 200);
     const doc = got.json() as UserDoc;
