@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
 import type { ApplicationDoc, ClusterDoc, InstanceDoc, ServiceDoc, TokenPair, UserDoc } from '@oak/contracts';
 import { SELF_REGISTRATIONS_PER_HOUR } from '../src/plugins/oakestra.ts';
 import { configFromArgs } from '../src/main.ts';
@@ -362,6 +363,30 @@ describe("an Oakestra client's session against the root", () => {
     assert.equal((await t.req('GET', '/api/user/replayer', token)).statusCode, 404);
     assert.equal((await t.req('DELETE', `/api/organization/${org._id}`, token)).statusCode, 200);
     assert.equal((await t.req('POST', '/api/organization/', token, { name: 'a b;drop' })).statusCode, 422, 'hostile organisation name');
+  });
+
+  test("Oakestra's test SLAs (our field-for-field fixtures): the valid ones are created and deployed, with warnings; the flawed ones 422 at their paths", async () => {
+    const dir = new URL('../../../packages/contracts/test/fixtures/oakestra/', import.meta.url);
+    const load = (f: string): unknown => JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as unknown;
+    for (const f of readdirSync(dir).filter((n) => n.startsWith('valid-')).sort()) {
+      const r = await t.req('POST', '/api/application/?deploy=true', token, load(f));
+      assert.equal(r.statusCode, 200, `${f}: ${r.body.slice(0, 400)}`);
+      const [a] = r.json() as ApplicationDoc[];
+      assert.ok(a, f);
+      for (const sid of a.microservices) {
+        const d = (await t.req('GET', `/api/service/${sid}`, token)).json() as ServiceDoc;
+        assert.equal(d.instance_list.length, 1, `${f}: one instance deployed`);
+        assert.match(d.service_ip ?? '', /^10\.30\.\d+\.\d+$/, `${f}: a service address of the range`);
+      }
+      assert.equal((await t.req('DELETE', `/api/application/${a.applicationID}`, token)).statusCode, 200);
+    }
+    for (const f of readdirSync(dir).filter((n) => n.startsWith('flawed-')).sort()) {
+      const r = await t.req('POST', '/api/application/?deploy=true', token, load(f));
+      assert.equal(r.statusCode, 422, `${f}: ${r.body.slice(0, 300)}`);
+      const details = (r.json() as { error: { details?: { path: string }[] } }).error.details ?? [];
+      assert.ok(details.length >= 1 && details.every((d) => typeof d.path === 'string'), f);
+    }
+    assert.deepEqual(((await t.req('GET', '/api/applications/', token)).json() as ApplicationDoc[]).map((a) => a.application_name), ['replay'], 'nothing of the flawed ones was stored');
   });
 
   test('PUT /api/application/<id> and DELETE /api/application/<id>: the application and its services go', async () => {
