@@ -91,3 +91,29 @@ test("Oakestra's flawed examples: refused, with an error at each flawed field", 
   const misspelt = validateSla(load('flawed-types'));
   assert.match(misspelt.warnings.find((w) => w.path === `${MS}.bandwith_out`)?.hint ?? '', /did you mean "bandwidth_out"/);
 });
+
+test('hostile values in the Oakestra fields: long strings are shown cut, junk addresses are errors or ignored, never a crash', () => {
+  const base = load('valid-plain') as { applications: { microservices: Record<string, unknown>[] }[] };
+  const ms = base.applications[0]?.microservices[0] as Record<string, unknown>;
+  Object.assign(ms, {
+    state: `https://x.example/${'s'.repeat(5000)}`,
+    target_node: 'n'.repeat(5000),
+    sla_violation_strategy: '\u0000\u001b[31mred',
+    addresses: { rr_ip: '999.1.1.1', rr_ip_v6: `${'f'.repeat(40)}::1`, closest_ip: 'not-an-ip', instances: [{ from: 1 }] },
+  });
+  const r = validateSla(base);
+  assert.equal(r.ok, false);
+  if (r.ok) return;
+  const paths = r.errors.map((e) => e.path);
+  assert.ok(paths.includes(`${MS}.addresses.rr_ip`), 'a junk rr_ip is an error');
+  assert.ok(paths.includes(`${MS}.addresses.rr_ip_v6`), 'a junk rr_ip_v6 is an error');
+  assert.ok(paths.includes(`${MS}.addresses.instances[0].from`), 'instances[].from must be a string');
+  for (const w of r.warnings) assert.ok(w.message.length < 600, `${w.path}: ${w.message.length} characters`);
+  assert.ok(r.warnings.some((w) => w.path === `${MS}.state` && w.message.includes('...')), 'the long state is shown cut');
+  // wrong types: errors at the field, as Oakestra's schema says
+  const typed = load('valid-plain') as { applications: { microservices: Record<string, unknown>[] }[] };
+  Object.assign(typed.applications[0]?.microservices[0] as Record<string, unknown>, { state: 5, vtpus: -1, bandwidth_in: 'fast', target_node: [], sla_violation_strategy: {} });
+  const t = validateSla(typed);
+  assert.equal(t.ok, false);
+  if (!t.ok) for (const k of ['state', 'vtpus', 'bandwidth_in', 'target_node', 'sla_violation_strategy']) assert.ok(t.errors.some((e) => e.path === `${MS}.${k}`), k);
+});
