@@ -137,11 +137,18 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (parsed.kind !== 'worker') return { kind: 'error', message: '-t: this is a cluster join token; a worker needs `oak token create worker --cluster <name>`' };
   partial.joinToken = token.trim();
   const a = values.get('clusterAddr');
+  let portOfA: string | undefined;
   if (a !== undefined) {
     if (a.trim() === '' || /[\s/]/.test(a)) return { kind: 'error', message: `-a ${JSON.stringify(a)}: give a host name or IP address without scheme, port or path` };
-    partial.clusterAddress = a;
+    // address:port as users write it (an IPv6 address with a port in brackets): the port is -p's
+    const hp = /^\[([^\]]+)\]:(\d{1,5})$/.exec(a) ?? /^([^:[\]]+):(\d{1,5})$/.exec(a);
+    partial.clusterAddress = hp?.[1] ?? a.replace(/^\[(.+)\]$/, '$1');
+    portOfA = hp?.[2];
   }
-  const p = values.get('clusterPort');
+  const p = values.get('clusterPort') ?? portOfA;
+  if (values.get('clusterPort') !== undefined && portOfA !== undefined && Number(values.get('clusterPort')) !== Number(portOfA)) {
+    return { kind: 'error', message: `-a ${JSON.stringify(a)} names port ${portOfA} but -p says ${JSON.stringify(values.get('clusterPort'))}; give the port once` };
+  }
   if (p !== undefined) {
     const n = intIn(p, 1, 65535);
     if (n === undefined) return { kind: 'error', message: `-p ${JSON.stringify(p)}: the cluster port must be a number between 1 and 65535` };

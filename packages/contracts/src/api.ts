@@ -105,6 +105,10 @@ export interface ServiceDoc extends Microservice {
   service_ip_v6?: string | null;
   closest_ip?: string | null;
   closest_ip_v6?: string | null;
+  /** Oakestra's names on a service document: application name and namespace, round-robin IP */
+  app_name?: string;
+  app_ns?: string;
+  RR_ip?: string | null;
   created_at: string;
   updated_at: string;
   /** the SLA's generation: + 1 at every change of the SLA and at every rollback (issue 9) */
@@ -171,6 +175,14 @@ export interface ClusterDoc {
   last_seen: string | null;
   resources: ClusterResources | null;
   created_at: string;
+  /** Oakestra's flat fields, read by its clients (CLI, dashboard) */
+  active?: boolean;
+  active_nodes?: number;
+  total_cpu_cores?: number;
+  memory_in_mb?: number;
+  virtualization?: string[];
+  /** seconds since the epoch of last_seen (0 when never seen) */
+  last_modified_timestamp?: number;
 }
 
 export interface TokenPair {

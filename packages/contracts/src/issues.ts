@@ -148,7 +148,7 @@ export const FIELD_INFO: Readonly<Record<string, FieldInfo>> = {
   privileged: { example: 'false' },
   addresses: { example: '{ "rr_ip": "10.30.55.55" }' },
   rr_ip: { example: '"10.30.55.55"' },
-  rr_ip_v6: { example: '"fdff:2000::55"' },
+  rr_ip_v6: { example: '"fdff::55"' },
   constraints: { example: '[{ "type": "direct", "cluster": "c1" }]' },
   connectivity: { example: '[]' },
   volumes: { example: '[{ "name": "data", "target": "/data" }]' },

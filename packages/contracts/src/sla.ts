@@ -143,8 +143,25 @@ export const Microservice = Type.Object(
     one_shot: Type.Optional(Type.Boolean()),
     privileged: Type.Optional(Type.Boolean()),
     addresses: Type.Optional(
-      Type.Object({ rr_ip: Type.Optional(Type.String()), rr_ip_v6: Type.Optional(Type.String()) }, { additionalProperties: true }),
+      Type.Object(
+        {
+          rr_ip: Type.Optional(Type.String()),
+          rr_ip_v6: Type.Optional(Type.String()),
+          /** Oakestra's: the closest IPs are the root's to give; a requested one is warned about */
+          closest_ip: Type.Optional(Type.String()),
+          closest_ip_v6: Type.Optional(Type.String()),
+          /** Oakestra's per-instance address ranges; warned about, not used */
+          instances: Type.Optional(Type.Array(Type.Object({ from: Type.Optional(Type.String()), to: Type.Optional(Type.String()), start: Type.Optional(Type.String()) }, { additionalProperties: true }))),
+        },
+        { additionalProperties: true },
+      ),
     ),
+    /** Oakestra's URL of a state file; kept, not fetched (a non-empty one is warned about) */
+    state: Type.Optional(Type.String()),
+    /** Oakestra's; kept, not used (warned about) */
+    sla_violation_strategy: Type.Optional(Type.String()),
+    /** Oakestra's; kept, not used for placement (warned about; a direct constraint places on a node) */
+    target_node: Type.Optional(Type.String()),
     constraints: Type.Optional(Type.Array(Constraint)),
     connectivity: Type.Optional(Type.Array(Type.Unknown())),
     volumes: Type.Optional(Type.Array(Type.Unknown())),

@@ -11,7 +11,8 @@ import { IssueList, childPath, schemaIssues, unknownFieldWarnings } from './issu
 import { LimitExceededError, SLA_JSON_LIMITS, findLimitViolation, type LimitViolation } from './limits.ts';
 import { Application, Microservice, NAME_PATTERN, Sla } from './sla.ts';
 import { parseAddedFiles, parseVolumeSpecs, storageNotEnforced } from './workload.ts';
-import { SERVICE_IP_SUBNET, ipv4InSubnet, isIPv6, locationProblem, parseIPv4, parsePorts } from './values.ts';
+import { imageUrlWarning, oakestraFieldWarnings } from './oakestra-fields.ts';
+import { isIPv6, locationProblem, parseIPv4, parsePorts } from './values.ts';
 
 /** The SLA version this validator understands. */
 export const SLA_VERSION = 'v2.0';
@@ -165,12 +166,12 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
     const rr = addresses['rr_ip'];
     if (typeof rr === 'string') {
       const p = childPath(ap, 'rr_ip');
+      // outside the service range: a warning (oakestra-fields.ts), the root picks an address of the range
       if (parseIPv4(rr) === undefined) add(errors, { path: p, message: `rr_ip ${JSON.stringify(rr)} is not an IPv4 address`, hint: 'write four numbers 0-255 joined by dots, inside 10.30.0.0/16, e.g. "10.30.55.55"' });
-      else if (!ipv4InSubnet(rr, SERVICE_IP_SUBNET)) add(errors, { path: p, message: `rr_ip ${rr} is outside the service range ${SERVICE_IP_SUBNET}`, hint: 'pick an address 10.30.x.y, e.g. "10.30.55.55", or leave rr_ip out to get one' });
     }
     const rr6 = addresses['rr_ip_v6'];
     if (typeof rr6 === 'string' && !isIPv6(rr6)) {
-      add(errors, { path: childPath(ap, 'rr_ip_v6'), message: `rr_ip_v6 ${JSON.stringify(rr6)} is not an IPv6 address`, hint: 'e.g. "fdff:2000::55", or leave it out' });
+      add(errors, { path: childPath(ap, 'rr_ip_v6'), message: `rr_ip_v6 ${JSON.stringify(rr6)} is not an IPv6 address`, hint: 'e.g. "fdff::55", or leave it out' });
     }
   }
   const constraints = ms['constraints'];
@@ -188,6 +189,8 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
     });
   }
   workloadSemantics(ms, path, errors, warnings);
+  oakestraFieldWarnings(ms, path, warnings);
+  imageUrlWarning(ms, path, warnings);
   const update = ms['update'];
   if (isRecord(update)) {
     // the schema checked each field; the rule across them: a rollout must be able to move
