@@ -23,6 +23,9 @@ const ConvergenceTime = () => Type.Optional(Type.Integer({ minimum: 0, maximum: 
 /** an addon label a worker or cluster offers (`image-builder`, `FLOps-learner`) */
 export const ADDON_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
 export const AddonName = Type.String({ pattern: ADDON_PATTERN, description: 'addon label' });
+/** the addons a worker (registration) or a cluster (aggregate) declares: at most this many */
+export const MAX_ADDONS = 64;
+export const AddonList = Type.Array(AddonName, { maxItems: MAX_ADDONS });
 
 export const DirectConstraint = Type.Object(
   {
