@@ -24,7 +24,7 @@ import type {
   WorkerSummary,
 } from '@oak/contracts';
 import { Ledger, demandOf, parseGeoPoint, pickWorker } from '@oak/scheduler';
-import type { Demand, GeoPoint, Strategy, WorkerCandidate } from '@oak/scheduler';
+import type { Demand, GeoPoint, PickWorkerOptions, RttLookup, Strategy, WorkerCandidate } from '@oak/scheduler';
 
 export type InstanceStatusMessage = Extract<ClusterToRoot, { type: 'instance_status' }>;
 
@@ -59,6 +59,10 @@ export interface CoreOptions {
   goneGraceMs: number;
   strategy: Strategy;
   clusterLocation: GeoPoint | null;
+  /** addon labels the cluster offers to all its workers (`--addons`, CLUSTER_ADDONS), for `addons` constraints */
+  clusterAddons: string[];
+  /** the overlay's measured RTTs between workers (NetCore), for connectivity rules; absent: none known */
+  rttMs?: RttLookup;
   /** a service instance FAILED after its local restarts is moved to another worker at most this often (default 2) */
   maxMoves: number;
 }
@@ -75,6 +79,8 @@ export function coreOptions(p: Partial<CoreOptions> = {}): CoreOptions {
     goneGraceMs: p.goneGraceMs ?? 200,
     strategy: p.strategy ?? 'least-loaded',
     clusterLocation: p.clusterLocation ?? null,
+    clusterAddons: p.clusterAddons ?? [],
+    ...(p.rttMs !== undefined ? { rttMs: p.rttMs } : {}),
     maxMoves: p.maxMoves ?? 2,
   };
 }
@@ -365,7 +371,7 @@ export class ClusterCore {
       if (d) {
         // the root's full set is its truth: its epoch (higher after a new placement) replaces ours
         d.assignment = a;
-        d.demand = demandOf(a.service, a.job_name);
+        d.demand = demandOf(a.service, a.job_name, a.peers);
         continue;
       }
       const fresh = this.newDesired(name, a);
@@ -410,7 +416,7 @@ export class ClusterCore {
       const had = d.assignment.epoch;
       if (had !== undefined && a.epoch !== undefined && a.epoch < had) return d.known ? [{ type: 'status', message: this.statusOf(d) }] : [];
       d.assignment = a;
-      d.demand = demandOf(a.service, a.job_name);
+      d.demand = demandOf(a.service, a.job_name, a.peers);
       return d.known ? [{ type: 'status', message: this.statusOf(d) }] : this.placePending(now);
     }
     this.desired.set(name, this.newDesired(name, a));
@@ -439,7 +445,7 @@ export class ClusterCore {
     return {
       name,
       assignment: a,
-      demand: demandOf(a.service, a.job_name),
+      demand: demandOf(a.service, a.job_name, a.peers),
       worker_id: null,
       status: 'CLUSTER_SCHEDULED',
       status_detail: '',
@@ -478,7 +484,7 @@ export class ClusterCore {
     for (const d of waiting) {
       const avoid = d.avoid;
       const cands = avoid === undefined ? base : base.filter((c) => !avoid.has(c.id));
-      const r = pickWorker(d.demand, this.ledger.applyAll(cands), { strategy: this.opts.strategy, clusterLocation: this.opts.clusterLocation });
+      const r = pickWorker(this.withLocalPeers(d.demand), this.ledger.applyAll(cands), this.pickOptions());
       if (!r.ok && d.moveNote !== undefined) {
         // moved after its local restarts, and no other worker here can take it: it stays FAILED
         d.status = 'FAILED';
@@ -491,7 +497,8 @@ export class ClusterCore {
       if (r.ok) {
         this.assign(d, r.target.id, now);
         d.status = 'NODE_SCHEDULED';
-        d.status_detail = d.moveNote ?? '';
+        // what the choice could not check (an RTT not measured) or left unmet (a preference) is said
+        d.status_detail = d.moveNote ?? (r.warnings ? r.warnings.join('; ').slice(0, 500) : '');
         d.moveNote = undefined;
         d.known = true;
         effects.push({ type: 'deploy', worker_id: r.target.id, command: this.deployCommand(d) });
@@ -507,6 +514,27 @@ export class ClusterCore {
       }
     }
     return effects;
+  }
+
+  private pickOptions(): PickWorkerOptions {
+    const o: PickWorkerOptions = { strategy: this.opts.strategy, clusterLocation: this.opts.clusterLocation };
+    if (this.opts.clusterAddons.length > 0) o.clusterAddons = this.opts.clusterAddons;
+    if (this.opts.rttMs !== undefined) o.rttMs = this.opts.rttMs;
+    return o;
+  }
+
+  /**
+   * The demand with each connectivity rule's workers brought up to date: the root's list (as of its
+   * deploy) plus the workers of this cluster that hold an instance of the target now.
+   */
+  private withLocalPeers(demand: Demand): Demand {
+    if (!demand.peers || demand.peers.length === 0) return demand;
+    const peers = demand.peers.map((p) => {
+      const workers = new Set(p.workers);
+      for (const o of this.desired.values()) if (o.worker_id !== null && o.assignment.job_name === p.target && !TERMINAL_STATES.has(o.status)) workers.add(o.worker_id);
+      return { ...p, workers: [...workers].sort() };
+    });
+    return { ...demand, peers };
   }
 
   private assign(d: DesiredInstance, workerId: string, now: number): void {
@@ -625,6 +653,7 @@ export class ClusterCore {
       virtualizations: info?.virtualizations ?? reg?.virtualizations ?? [],
       location: w.location,
       jobs,
+      ...(reg?.supported_addons && reg.supported_addons.length > 0 ? { supported_addons: [...reg.supported_addons] } : {}),
     };
   }
 
@@ -643,6 +672,7 @@ export class ClusterCore {
       workers: workers.length,
       worker_summary: summary,
     };
+    if (this.opts.clusterAddons.length > 0) r.supported_addons = [...this.opts.clusterAddons];
     for (const c of workers) {
       const cpuFree = round2(Math.max(0, c.cpu_cores_free));
       const memFree = round2(Math.max(0, c.memory_free_mb));
@@ -659,6 +689,7 @@ export class ClusterCore {
       const devices = rec?.info?.gpu_devices ?? rec?.registration?.gpu_devices ?? [];
       ws.gpus_free = Math.max(0, c.gpus_free);
       if (devices.length > 0) ws.gpus = devices.map((g) => ({ ...g }));
+      if (c.supported_addons) ws.supported_addons = [...c.supported_addons];
       summary.push(ws);
     }
     r.cpu_cores_free = round2(r.cpu_cores_free);

@@ -110,6 +110,8 @@ interface OldInstanceAssignment {
   epoch?: number;
   organization_id?: string;
   registry_auth?: C.RegistryAuth;
+  /** issue 12 */
+  peers?: { target: string; threshold_ms: number; rigidness: number; workers: string[] }[];
 }
 
 type OldClusterToRoot =
