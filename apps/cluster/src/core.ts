@@ -23,7 +23,7 @@ import type {
   Virtualization,
   WorkerSummary,
 } from '@oak/contracts';
-import { Ledger, demandOf, parseGeoPoint, pickWorker } from '@oak/scheduler';
+import { Ledger, compileConstraints, demandOf, parseGeoPoint, pickWorker, rigidnessOf, workerPenalty } from '@oak/scheduler';
 import type { Demand, GeoPoint, PickWorkerOptions, RttLookup, Strategy, WorkerCandidate } from '@oak/scheduler';
 
 export type InstanceStatusMessage = Extract<ClusterToRoot, { type: 'instance_status' }>;
@@ -131,6 +131,36 @@ export interface DesiredInstance {
   avoid?: Set<string>;
   /** why it is being moved (the detail of its next placement) */
   moveNote?: string | undefined;
+  /**
+   * since when its worker leaves a preference (rigidness below 1) unmet: after the service's
+   * convergence_time the cluster looks for a worker that meets more of them (converge())
+   */
+  unmetSince?: number | undefined;
+}
+
+/** Oakestra's default convergence_time: 300 s */
+export const CONVERGENCE_DEFAULT_S = 300;
+
+/**
+ * How long (ms) a preference of this demand may stay unmet before the instance is placed again:
+ * the smallest convergence_time (default 300 s) of its constraints with rigidness below 1;
+ * undefined when it has none. Connectivity preferences are only ranked (docs/sla.md).
+ */
+export function convergenceMs(demand: Demand): number | undefined {
+  let min: number | undefined;
+  for (const c of demand.constraints) {
+    const r = rigidnessOf(c);
+    if (r <= 0 || r >= 1) continue;
+    const s = typeof c.convergence_time === 'number' && c.convergence_time >= 0 ? c.convergence_time : CONVERGENCE_DEFAULT_S;
+    min = min === undefined ? s : Math.min(min, s);
+  }
+  return min === undefined ? undefined : min * 1000;
+}
+
+/** The weight of the demand's unmet preferences on `w` (constraints only, connectivity aside). */
+function preferencePenalty(demand: Demand, w: WorkerCandidate, opts: PickWorkerOptions): number {
+  const plain: Demand = { ...demand, peers: [] };
+  return workerPenalty(w, w.location ?? opts.clusterLocation ?? null, compileConstraints(plain), opts.clusterAddons);
 }
 
 /** A worker that has told us what it is (not only an id from the root's sync). */
@@ -335,7 +365,56 @@ export class ClusterCore {
     this.ledger.expire(now - this.opts.reservationTtlMs);
     for (const [k, at] of this.recentDeletes) if (now - at >= this.opts.missingGraceMs) this.recentDeletes.delete(k);
     effects.push(...this.placePending(now));
+    effects.push(...this.converge(now));
     return effects;
+  }
+
+  /**
+   * convergence_time (docs/sla.md#rigidness-and-convergence_time): a RUNNING instance whose worker
+   * has left a preference unmet for the service's convergence time is placed again when another
+   * worker (meeting every hard constraint, with room) leaves less preference weight unmet: it is
+   * stopped here and started there. One instance per tick, so replicas move one at a time; the
+   * penalty only goes down, so an instance never moves back and forth.
+   */
+  private converge(now: number): Effect[] {
+    for (const d of this.desired.values()) {
+      if (d.unmetSince === undefined || d.worker_id === null || d.status !== 'RUNNING') continue;
+      const window = convergenceMs(d.demand);
+      if (window === undefined) {
+        d.unmetSince = undefined;
+        continue;
+      }
+      if (now - d.unmetSince < window) continue;
+      d.unmetSince = now; // looked at now: next look one window later
+      const opts = this.pickOptions();
+      const cands = this.ledger.applyAll(this.candidates());
+      const from = cands.find((c) => c.id === d.worker_id);
+      if (!from) continue;
+      const penHere = preferencePenalty(d.demand, from, opts);
+      if (penHere <= 0) {
+        d.unmetSince = undefined;
+        continue;
+      }
+      const r = pickWorker(this.withLocalPeers(d.demand), cands.filter((c) => c.id !== from.id), opts);
+      if (!r.ok) continue;
+      const penThere = preferencePenalty(d.demand, r.target, opts);
+      if (penThere >= penHere) continue;
+      const effects: Effect[] = [{ type: 'delete', worker_id: from.id, command: this.deleteCommand(d.assignment.job_name, d.assignment.instance_number, d.assignment.service.virtualization) }];
+      this.recentDeletes.set(`${from.id} ${d.name}`, now);
+      this.ledger.release(d.name);
+      this.assign(d, r.target.id, now);
+      d.status = 'NODE_SCHEDULED';
+      d.status_detail = `moved from worker ${from.name} to ${r.target.name}: a preference was unmet there for ${Math.round(window / 1000)} s (convergence_time)`;
+      d.health = undefined;
+      d.restarts = undefined;
+      d.publicip = null;
+      d.known = true;
+      d.unmetSince = penThere > 0 ? now : undefined;
+      effects.push({ type: 'deploy', worker_id: r.target.id, command: this.deployCommand(d) });
+      effects.push({ type: 'status', message: this.statusOf(d) });
+      return effects;
+    }
+    return [];
   }
 
   private declareDead(w: WorkerRecord, now: number, why?: string): Effect[] {
@@ -496,6 +575,7 @@ export class ClusterCore {
       }
       if (r.ok) {
         this.assign(d, r.target.id, now);
+        d.unmetSince = convergenceMs(d.demand) !== undefined && preferencePenalty(d.demand, r.target, this.pickOptions()) > 0 ? now : undefined;
         d.status = 'NODE_SCHEDULED';
         // what the choice could not check (an RTT not measured) or left unmet (a preference) is said
         d.status_detail = d.moveNote ?? (r.warnings ? r.warnings.join('; ').slice(0, 500) : '');

@@ -74,3 +74,41 @@ test('--addons / CLUSTER_ADDONS: labels checked like the SLA\'s needs', () => {
   const flag = configFromArgs(['--addons', 'x,y'], {});
   assert.ok(flag !== 'help' && flag.addons?.length === 2);
 });
+
+test('convergence_time: a RUNNING instance whose preference is unmet moves after that time to a worker that meets it, once', () => {
+  const c = new ClusterCore({ reportIntervalMs: 1000, deadAfterMs: 1e9, placeholderGraceMs: 1e9 });
+  join(c, 'w1', registration('w1'), 0);
+  const a = withSla(assignment('a.a.pref.a', 0), { constraints: [{ type: 'addons', needs: ['image-builder'], rigidness: 0.8, convergence_time: 60 }] });
+  assert.deepEqual(placedOn(c.deploy(a, 1)), ['w1']);
+  const name = 'a.a.pref.a.instance.0';
+  c.jobStatus('w1', { job_name: 'a.a.pref.a', instance_number: 0, status: 'RUNNING', status_detail: '' }, 2);
+  c.information('w1', information([name]), 2);
+  // a worker with the addon comes: nothing moves before the 60 s are over
+  join(c, 'w2', { ...registration('w2'), supported_addons: ['image-builder'] }, 10);
+  assert.deepEqual(placedOn(c.tick(30_000)), []);
+  const moved = c.tick(61_000);
+  assert.deepEqual(placedOn(moved), ['w2']);
+  assert.deepEqual(moved.flatMap((e) => (e.type === 'delete' ? [e.worker_id] : [])), ['w1']);
+  assert.match(statuses(moved)[0]?.status_detail ?? '', /moved from worker w1 to w2: a preference was unmet there for 60 s \(convergence_time\)/);
+  // met now: it stays, however long
+  c.jobStatus('w2', { job_name: 'a.a.pref.a', instance_number: 0, status: 'RUNNING', status_detail: '' }, 62_000);
+  c.information('w2', information([name]), 62_000);
+  c.information('w1', information([]), 62_000);
+  assert.deepEqual(placedOn(c.tick(200_000)), []);
+  assert.deepEqual(placedOn(c.tick(400_000)), []);
+});
+
+test('convergence_time: no better worker, or a hard preference: the instance stays', () => {
+  const c = new ClusterCore({ reportIntervalMs: 1000, deadAfterMs: 1e9, placeholderGraceMs: 1e9 });
+  join(c, 'w1', registration('w1'), 0);
+  join(c, 'w2', registration('w2'), 0);
+  const a = withSla(assignment('a.a.p.a', 0), { constraints: [{ type: 'addons', needs: ['none-has-it'], rigidness: 0.5 }] });
+  const first = placedOn(c.deploy(a, 1));
+  assert.equal(first.length, 1);
+  const w = first[0] as string;
+  c.jobStatus(w, { job_name: 'a.a.p.a', instance_number: 0, status: 'RUNNING', status_detail: '' }, 2);
+  c.information(w, information(['a.a.p.a.instance.0']), 2);
+  // default 300 s; no worker meets it: nothing moves
+  assert.deepEqual(placedOn(c.tick(301_000)), []);
+  assert.deepEqual(placedOn(c.tick(700_000)), []);
+});

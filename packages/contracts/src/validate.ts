@@ -119,25 +119,26 @@ function notAnObject(path: string, what: string, example: string): FieldIssue {
 
 /**
  * `rigidness` and `convergence_time` of a constraint (or con_constraint): what is not acted on
- * is said (rigidness 0 weighs nothing; convergence_time of a preference does not move instances).
+ * is said (rigidness 0 weighs nothing; the convergence_time of a connectivity preference moves
+ * nothing: only preferences in `constraints` re-place an instance after it, docs/sla.md).
  */
-function checkRigidness(c: Record<string, unknown>, path: string, warnings: Issues): void {
+function checkRigidness(c: Record<string, unknown>, path: string, warnings: Issues, convergenceActedOn: boolean): void {
   const r = c['rigidness'];
   const soft = typeof r === 'number' && r >= 0 && r < 1;
   if (r === 0) {
     warnings.push({ path: childPath(path, 'rigidness'), message: 'rigidness 0 gives this constraint no weight: it changes no placement', hint: 'use 1 for a hard constraint, or a value between 0 and 1 for a preference' });
   }
-  if (soft && typeof c['convergence_time'] === 'number') {
+  if (soft && !convergenceActedOn && typeof c['convergence_time'] === 'number') {
     warnings.push({
       path: childPath(path, 'convergence_time'),
-      message: 'convergence_time is not acted on: an instance placed where this preference is unmet stays there (it is not moved when a better place appears)',
+      message: 'convergence_time is not acted on for connectivity: an instance placed where this preference is unmet stays there (it is not moved when a better place appears)',
       hint: 'the preference is scored at every placement; use rigidness 1 to make it a requirement',
     });
   }
 }
 
 function checkConstraint(c: Record<string, unknown>, path: string, errors: Issues, warnings: Issues): void {
-  checkRigidness(c, path, warnings);
+  checkRigidness(c, path, warnings, true);
   const type = c['type'];
   const location = c['location'];
   const locPath = childPath(path, 'location');
@@ -288,7 +289,7 @@ function checkConnectivity(ms: Record<string, unknown>, path: string, errors: Is
         });
         return;
       }
-      checkRigidness(cc, cp, warnings);
+      checkRigidness(cc, cp, warnings, false);
     });
   });
 }
