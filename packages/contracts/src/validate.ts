@@ -340,13 +340,14 @@ function duplicateServices(list: unknown[], path: string, errors: Issues): void 
   });
 }
 
-function servicesSemantics(list: unknown, path: string, errors: Issues, warnings: Issues): void {
+/** `wholeApp`: the list holds every service of the application (else targets may be stored ones). */
+function servicesSemantics(list: unknown, path: string, errors: Issues, warnings: Issues, wholeApp = true): void {
   if (!Array.isArray(list)) return;
   list.forEach((ms, i) => {
     if (isRecord(ms)) microserviceSemantics(ms, childPath(path, i), errors, warnings);
   });
   duplicateServices(list, path, errors);
-  connectivityTargets(list, path, warnings);
+  if (wholeApp) connectivityTargets(list, path, warnings);
 }
 
 function finish<T extends object>(errors: Issues, warnings: Issues, ok: T): (T & { ok: true; warnings: FieldIssue[] }) | Failed {
@@ -446,7 +447,8 @@ export function validateServiceRequest(input: unknown): ServiceRequestValidation
     const app = Array.isArray(apps) && isRecord(apps[0]) ? apps[0] : undefined;
     const target: ServiceTarget = {};
     if (app) {
-      servicesSemantics(app['microservices'], 'applications[0].microservices', errors, warnings);
+      // services added to a stored application: their targets may be services stored before
+      servicesSemantics(app['microservices'], 'applications[0].microservices', errors, warnings, false);
       for (const k of ['applicationID', 'application_name', 'application_namespace'] as const) {
         const v = app[k];
         if (typeof v === 'string') target[k] = v;

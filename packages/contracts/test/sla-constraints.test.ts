@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateMicroservice, validateSla, type FieldIssue } from '../src/index.ts';
+import { validateMicroservice, validateServiceRequest, validateSla, type FieldIssue } from '../src/index.ts';
 
 type Json = Record<string, unknown>;
 
@@ -161,4 +161,13 @@ test('a lone service (PUT /api/service) is checked the same, without the sibling
 test('an unknown constraint type still names every known one', () => {
   const i = issueAt(one({ constraints: [{ type: 'zone', allowed: ['a'] }] }), `${MS}.constraints[0].type`, /unknown/);
   for (const t of ['direct', 'geo', 'latency', 'clusters', 'addons']) assert.match(i.hint ?? '', new RegExp(t));
+});
+
+test('POST /api/service (services added to a stored application): targets are not looked up among the new ones only', () => {
+  const r = validateServiceRequest({ applications: [{ applicationID: 'x', microservices: [svc('front', { connectivity: [{ target_microservice_id: 'stored', con_constraints: [{ type: 'latency', threshold: 5 }] }] })] }] });
+  assert.ok(r.ok);
+  assert.deepEqual(r.warnings, []);
+  const bad = validateServiceRequest({ applications: [{ applicationID: 'x', microservices: [svc('front', { connectivity: [{ target_microservice_id: 'stored', con_constraints: [{ type: 'bandwidth', threshold: 5 }] }] })] }] });
+  assert.equal(bad.ok, false);
+  if (!bad.ok) assert.deepEqual(bad.errors.map((e) => e.path), ['applications[0].microservices[0].connectivity[0].con_constraints[0].type']);
 });
