@@ -101,12 +101,13 @@ test('the api is placed within 10 ms RTT of the db\'s worker, and its deploy car
       ],
     }],
   });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
+  // 201 before issue 12's API work, 200 (Oakestra's code) after
+  assert.ok(created.status === 200 || created.status === 201, JSON.stringify(created.body));
   const [dbId, apiId] = created.body[0]?.microservices ?? [];
   assert.ok(dbId && apiId);
-  assert.equal((await api('POST', `/api/service/${dbId}/instance`)).status, 201);
+  assert.ok([200, 201].includes((await api('POST', `/api/service/${dbId}/instance`)).status));
   await waitFor(async () => (await store.getInstance(dbId, 0))?.worker_id === 'db-w', { message: 'db RUNNING on db-w' });
-  assert.equal((await api('POST', `/api/service/${apiId}/instance`)).status, 201);
+  assert.ok([200, 201].includes((await api('POST', `/api/service/${apiId}/instance`)).status));
   const row = await waitFor(async () => {
     const r = await store.getInstance(apiId, 0);
     return r?.status === 'RUNNING' ? r : undefined;
