@@ -149,6 +149,9 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     deadAfterMs,
     strategy: config.strategy ?? 'least-loaded',
     clusterLocation: parseGeoPoint(config.location ?? null),
+    clusterAddons: config.addons ?? [],
+    // the NetCore below holds the RTTs the workers' NetManagers report
+    rttMs: (a, b) => net.rttMs(a, b),
   });
   const netView = (d: DesiredInstance): NetInstanceView => ({
     job_name: d.assignment.job_name,

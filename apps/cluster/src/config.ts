@@ -18,6 +18,8 @@ export interface ClusterConfig {
   name: string;
   /** CLUSTER_LOCATION: free text or lat,long[,radius] */
   location?: string | null;
+  /** CLUSTER_ADDONS / --addons: addon labels offered to all workers of the cluster (`addons` constraints) */
+  addons?: string[];
   /** HTTP listen address (default 0.0.0.0) */
   host?: string;
   /** HTTP port for worker registration (default 10100; 0 picks a free port) */

@@ -140,6 +140,8 @@ export interface FakeWorkerOptions {
   conn?: string;
   /** dial the broker here instead of the URL of the registration answer (a proxy in between) */
   mqttUrl?: string;
+  /** addon labels sent as supported_addons (NodeEngine --addons) */
+  addons?: string[];
 }
 
 export interface FakeWorker {
@@ -171,6 +173,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
     ...(opts.id !== undefined ? { id: opts.id } : {}),
     ...(opts.idProof !== undefined ? { id_proof: opts.idProof } : {}),
     ...(opts.conn !== undefined ? { conn: opts.conn } : {}),
+    ...(opts.addons !== undefined ? { supported_addons: opts.addons } : {}),
   };
   // a token of another CA (a real root's): pin that CA on first contact, as a NodeEngine does
   // a cluster that just started waits for its certificate from the root (503 or no TLS yet): retry a while

@@ -120,3 +120,18 @@ test('the binary: -h exits 0, an unknown flag exits 2 with a message', () => {
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /unknown flag --nope/);
 });
+
+test('--addons (or OAK_ADDONS): the addon labels sent as supported_addons; bad labels refused', async () => {
+  assert.equal(run([]).addons, undefined);
+  assert.deepEqual(run(['--addons', 'image-builder, FLOps-learner,image-builder']).addons, ['image-builder', 'FLOps-learner']);
+  const fromEnv = parseFlags([], { ...env, OAK_ADDONS: 'gpu-drv' });
+  assert.ok(fromEnv.kind === 'run' && fromEnv.config.addons?.[0] === 'gpu-drv');
+  assert.match(error(['--addons', 'ok,not ok']), /"not ok" is not an addon label/);
+  assert.match(error(['--addons', '-x']), /not an addon label/);
+  assert.match(error(['--addons', Array.from({ length: 65 }, (_, i) => `a${i}`).join(',')]), /at most 64/);
+  const { registrationBody } = await import('../src/host.ts');
+  const body = await registrationBody({ name: 'w', host: 'h', virtualizations: ['container'], netmanagerPort: null, dataDir: '/tmp', addons: ['image-builder'] });
+  assert.deepEqual(body.supported_addons, ['image-builder']);
+  const none = await registrationBody({ name: 'w', host: 'h', virtualizations: ['container'], netmanagerPort: null, dataDir: '/tmp' });
+  assert.equal(none.supported_addons, undefined);
+});

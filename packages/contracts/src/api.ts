@@ -5,7 +5,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FieldIssue } from './errors.ts';
 import type { HealthState, InstanceState } from './states.ts';
-import { Virtualization, type Microservice } from './sla.ts';
+import { AddonList, Virtualization, type Microservice } from './sla.ts';
 import { WorkerNet } from './net.ts';
 
 export const ROLES = ['Admin', 'Organization_Admin', 'Application_Provider', 'Infrastructure_Provider'] as const;
@@ -150,6 +150,8 @@ export const WorkerSummary = Type.Object({
   gpus: Type.Optional(GpuDevices),
   /** the worker's place in the overlay (subnet, tunnel endpoint, measured RTTs), when it runs a NetManager */
   net: Type.Optional(WorkerNet),
+  /** the addon labels the worker offers (NodeEngine `--addons`), Oakestra's field name */
+  supported_addons: Type.Optional(AddonList),
 });
 export type WorkerSummary = Static<typeof WorkerSummary>;
 
@@ -164,6 +166,8 @@ export const ClusterResources = Type.Object({
   workers: Type.Integer({ minimum: 0 }),
   /** per-worker summary, for constraints the root must judge (direct node, geo of a worker) */
   worker_summary: Type.Array(WorkerSummary),
+  /** the addon labels the cluster offers to all its workers (cluster `--addons`, CLUSTER_ADDONS) */
+  supported_addons: Type.Optional(AddonList),
 });
 export type ClusterResources = Static<typeof ClusterResources>;
 
