@@ -147,6 +147,15 @@ interface OldWorkerSummary {
   gpus_free?: number;
   gpus?: C.GpuDevice[];
   net?: C.WorkerNet;
+  // measured readings (issue 11), optional: older clusters do not send them
+  cpu_percent?: number;
+  cpu_cores_total?: number;
+  memory_total_mb?: number;
+  memory_available_mb?: number;
+  disk_free_mb?: number;
+  disk_total_mb?: number;
+  arch?: string;
+  os?: string;
 }
 interface OldClusterResources {
   cpu_cores_free: number;

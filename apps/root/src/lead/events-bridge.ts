@@ -84,6 +84,15 @@ export function parseEventPayload(text: string, maxBytes = NOTIFY_MAX_BYTES + 10
     case 'cluster':
       if (!ID(e.cluster_id) || typeof e.cluster_name !== 'string' || !['connected', 'disconnected', 'updated'].includes(String(e.action))) return 'bad cluster event';
       break;
+    case 'metrics': {
+      if (!ID(e.microserviceID) || !ID(e.applicationID) || typeof e.job_name !== 'string' || typeof e.at !== 'number' || !Number.isFinite(e.at) || !Array.isArray(e.instances) || e.instances.length > 1000) return 'bad metrics event';
+      const fine = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+      for (const r of e.instances as unknown[]) {
+        const i = r as Record<string, unknown> | null;
+        if (typeof i !== 'object' || i === null || !Number.isInteger(i.instance_number) || !fine(i.instance_number) || !fine(i.cpu_percent) || !fine(i.memory_mb)) return 'bad metrics event';
+      }
+      break;
+    }
     default:
       return 'unknown event type';
   }
