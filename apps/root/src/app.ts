@@ -19,6 +19,7 @@ import { registerErrorHandling } from './errors.ts';
 import { validatorCompiler } from './validation.ts';
 import { applicationRoutes } from './plugins/applications.ts';
 import { auditRoutes } from './plugins/audit.ts';
+import { defaultDashboardDir, registerDashboard } from './plugins/dashboard.ts';
 import { authRoutes } from './plugins/auth.ts';
 import { clusterRoutes } from './plugins/clusters.ts';
 import { eventRoutes } from './plugins/events.ts';
@@ -62,6 +63,8 @@ export interface RootAppOptions {
   audit?: AuditOptions;
   /** how often open streams re-check their user in the store (default 30 s) */
   streamRecheckMs?: number;
+  /** the built dashboard (index.html + assets/) served at `/`; default apps/dashboard/dist when built; false: not served */
+  dashboardDir?: string | false;
 }
 
 export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}): Promise<FastifyInstance> {
@@ -161,6 +164,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   await app.register(authRoutes, pluginOpts);
   await app.register(oakestraPublicRoutes, pluginOpts);
   for (const p of opts.publicPlugins ?? []) await app.register(p, pluginOpts);
+  if (opts.dashboardDir !== false) await registerDashboard(app, opts.dashboardDir ?? defaultDashboardDir());
 
   await app.register(async (api) => {
     api.addHook('onRequest', async (req) => {

@@ -1,0 +1,5 @@
+import type { ViewProps } from '../registry.ts';
+
+export default function View(_props: ViewProps) {
+  return <h1>logs</h1>;
+}

@@ -1,0 +1,31 @@
+/**
+ * The dashboard's views: one entry each, loaded on first visit (the first page stays small).
+ * A view lives in its own folder, src/views/<name>/, and default-exports a component taking
+ * ViewProps. `nav: false` routes without a nav entry (detail pages). `roles`: who sees it
+ * (Admin always does); absent: every logged-in user.
+ */
+import type { ComponentType } from 'react';
+import type { Role } from '../lib/api.ts';
+
+export interface ViewProps {
+  /** the `:name` parts of the path */
+  params: Record<string, string>;
+}
+
+export interface ViewDef {
+  path: string;
+  label: string;
+  load: () => Promise<{ default: ComponentType<ViewProps> }>;
+  roles?: Role[];
+  nav?: boolean;
+}
+
+const APP: Role[] = ['Organization_Admin', 'Application_Provider'];
+
+export const views: ViewDef[] = [
+  { path: '/applications', label: 'Applications', roles: APP, load: () => import('./applications/index.tsx') },
+  { path: '/applications/new', label: 'New application', roles: APP, nav: false, load: () => import('./applications/create.tsx') },
+  { path: '/applications/:id', label: 'Application', roles: APP, nav: false, load: () => import('./applications/detail.tsx') },
+  { path: '/services/:id/instances/:n/logs', label: 'Logs', roles: APP, nav: false, load: () => import('./applications/logs.tsx') },
+  // more views (infrastructure, administration) go here, one line each
+];
