@@ -82,7 +82,7 @@ export default function TokensView(_props: ViewProps) {
             Token <span className="mono">{secret.id}</span>, shown this once: copy it now.
           </p>
           <label>
-            Join token
+            The new token
             <input readOnly value={secret.token} className="mono" onFocus={(e) => e.currentTarget.select()} />
           </label>
           <div className="actions">
