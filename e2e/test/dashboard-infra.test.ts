@@ -128,6 +128,12 @@ before(async () => {
   });
   sid = apps[0]?.microservices[0] ?? '';
   await waitFor(() => w1.running.has(`${JOB}.instance.0`) || undefined, { message: 'instance on the worker' });
+  // a GPU worker joins after the placement (the instance stays on edge-a)
+  const w2 = await startFakeWorker(cluster.registrationUrl, 'gpu-b', {
+    token: (await workerJoinToken(root.ctx, 'munich')).token,
+    gpus: [{ index: 0, name: 'NVIDIA A2', memory_mb: 15360, uuid: 'GPU-00000000-0000-0000-0000-000000000001' }],
+  });
+  cleanups.push(() => w2.close());
   // playwright gives each launch a fresh user data dir of its own (and removes it at close)
   browser = await chromium.launch({
     executablePath: process.env.OAK_CHROMIUM ?? '/usr/bin/chromium',
@@ -152,6 +158,9 @@ describe('dashboard: infrastructure, readings, administration', () => {
     await page.getByRole('link', { name: 'Infrastructure' }).click();
     await page.getByRole('heading', { name: 'Infrastructure' }).waitFor();
     await page.getByRole('listitem', { name: 'worker edge-a' }).waitFor();
+    const gpuWorker = page.getByRole('listitem', { name: 'worker gpu-b' });
+    await gpuWorker.getByText('#0 NVIDIA A2, 15,360 MB').waitFor();
+    assert.ok(await gpuWorker.getByText('(1 of 1 free)').isVisible());
     assert.ok(await page.getByText('munich', { exact: false }).first().isVisible());
     assert.equal(await page.locator('.world-map circle.site-active').count(), 1, 'munich on the map');
     assert.ok((await page.locator('meter[aria-label^="CPU "]').count()) >= 1, 'a CPU bar');
