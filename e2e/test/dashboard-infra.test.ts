@@ -16,13 +16,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { silentLogger } from '@oak/bus';
-import { topics, type ApplicationDoc, type TokenPair } from '@oak/contracts';
+import { topics, type ApplicationDoc, type RootToCluster, type TokenPair } from '@oak/contracts';
 import { waitFor } from '@oak/testkit';
 import { startCluster, type ClusterHandle } from '../../apps/cluster/src/index.ts';
 import { startFakeWorker, type FakeWorker } from '../../apps/cluster/test/harness.ts';
 import { linkControl } from '../../apps/root/src/link/index.ts';
 import { startRoot, type RootHandle } from '../../apps/root/src/server.ts';
-import { clusterJoinToken, workerJoinToken } from '../../apps/root/test/join.ts';
+import { clusterJoinToken, rawLinkCall, workerJoinToken } from '../../apps/root/test/join.ts';
 import { createStore, type Store } from '../../packages/store/src/index.ts';
 
 const ADMIN = 'admin-secret-1';
@@ -134,6 +134,34 @@ before(async () => {
     gpus: [{ index: 0, name: 'NVIDIA A2', memory_mb: 15360, uuid: 'GPU-00000000-0000-0000-0000-000000000001' }],
   });
   cleanups.push(() => w2.close());
+  // a second cluster spoken by hand over the link: two overlay workers with subnets and RTTs
+  const raw = await rawLinkCall(root.ctx, link);
+  cleanups.push(async () => {
+    raw.call.cancel();
+    raw.client.close();
+  });
+  raw.call.on('error', () => {});
+  raw.call.on('data', (m: RootToCluster) => {
+    if (m.type === 'ping') raw.call.write({ type: 'pong', t: m.t });
+  });
+  raw.call.write({ type: 'hello', token: await clusterJoinToken(root.ctx, 'tokyo'), cluster_name: 'tokyo', cluster_location: '35.68,139.69', version: 'test' });
+  const overlayWorker = (id: string, name: string, subnet: string, peer: string, rtt: number) => ({
+    id,
+    name,
+    cpu_cores_free: 2,
+    memory_free_mb: 1000,
+    virtualizations: ['container'],
+    location: null,
+    net: { subnet, host_ip: '192.0.2.10', host_port: 50103, rtt: [{ worker_id: peer, rtt_ms: rtt }] },
+  });
+  await waitFor(async () => (await api<{ cluster_name: string; status: string }[]>('GET', '/api/clusters/', token)).some((c) => c.cluster_name === 'tokyo' && c.status === 'ACTIVE') || undefined, { message: 'tokyo ACTIVE' });
+  raw.call.write({
+    type: 'aggregate',
+    resources: {
+      cpu_cores_free: 4, cpu_cores_total: 4, memory_free_mb: 2000, memory_total_mb: 2000, gpus_free: 0, virtualizations: ['container'], workers: 2,
+      worker_summary: [overlayWorker('tk1', 'tokyo-1', '10.18.0.0/26', 'tk2', 1.25), overlayWorker('tk2', 'tokyo-2', '10.18.0.64/26', 'tk1', 1.5)],
+    },
+  });
   // playwright gives each launch a fresh user data dir of its own (and removes it at close)
   browser = await chromium.launch({
     executablePath: process.env.OAK_CHROMIUM ?? '/usr/bin/chromium',
@@ -161,8 +189,14 @@ describe('dashboard: infrastructure, readings, administration', () => {
     const gpuWorker = page.getByRole('listitem', { name: 'worker gpu-b' });
     await gpuWorker.getByText('#0 NVIDIA A2, 15,360 MB').waitFor();
     assert.ok(await gpuWorker.getByText('(1 of 1 free)').isVisible());
+    // the overlay: subnets and the measured round trips, peers by name
+    const tk1 = page.getByRole('listitem', { name: 'worker tokyo-1' });
+    await tk1.getByText('10.18.0.0/26').waitFor();
+    const rtt = tk1.getByRole('table', { name: 'Measured round trips from tokyo-1' });
+    assert.equal(await rtt.getByRole('cell', { name: 'tokyo-2 (tokyo)' }).count(), 1);
+    assert.equal(await rtt.getByRole('cell', { name: '1.3 ms' }).count(), 1);
     assert.ok(await page.getByText('munich', { exact: false }).first().isVisible());
-    assert.equal(await page.locator('.world-map circle.site-active').count(), 1, 'munich on the map');
+    assert.equal(await page.locator('.world-map circle.site-active').count(), 2, 'munich and tokyo on the map');
     assert.ok((await page.locator('meter[aria-label^="CPU "]').count()) >= 1, 'a CPU bar');
     const axeInfra = await axe(page);
     assert.deepEqual(axeInfra, [], 'axe on the infrastructure view');
