@@ -8,6 +8,7 @@ import { connection } from './lib/connection.ts';
 import { Link, match, navigate, usePath } from './lib/router.tsx';
 import { useStore } from './lib/store.ts';
 import { Login } from './login.tsx';
+import { ViewBoundary } from './components/boundary.tsx';
 import { views, type ViewDef, type ViewProps } from './views/registry.ts';
 
 const loaded = new Map<ViewDef, ComponentType<ViewProps>>();
@@ -117,9 +118,11 @@ export function App() {
       <Banner />
       <main id="main" tabIndex={-1}>
         {View !== undefined && found !== undefined ? (
-          <Suspense fallback={<p aria-busy="true">Loading…</p>}>
-            <View params={found.params} />
-          </Suspense>
+          <ViewBoundary key={found.v.path} onRetry={() => loaded.delete(found.v)}>
+            <Suspense fallback={<p aria-busy="true">Loading…</p>}>
+              <View params={found.params} />
+            </Suspense>
+          </ViewBoundary>
         ) : path === '/' ? (
           <p>{first === undefined ? 'Your roles give no view here; the CLI (oak) may still serve you.' : 'Loading…'}</p>
         ) : (

@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from 'react';
-import { login } from './lib/api.ts';
+import { login, logoutNotice } from './lib/api.ts';
+import { useStore } from './lib/store.ts';
 import { ErrorBox } from './components/error-box.tsx';
 
 export function Login() {
@@ -7,6 +8,7 @@ export function Login() {
   const [password, setPassword] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
+  const notice = useStore(logoutNotice);
   const submit = async (e: FormEvent): Promise<void> => {
     e.preventDefault();
     setBusy(true);
@@ -22,6 +24,11 @@ export function Login() {
   return (
     <main className="login" id="main">
       <h1>oak</h1>
+      {notice !== undefined && (
+        <p className="error" role="status">
+          {notice}
+        </p>
+      )}
       <form onSubmit={(e) => void submit(e)} aria-label="Log in">
         <label>
           User name

@@ -198,14 +198,20 @@ export async function login(username: string, password: string): Promise<Session
   return s;
 }
 
+/** What the login page tells after a logout the root could not be told of. */
+export const logoutNotice = store<string | undefined>(undefined);
+
 /** Revokes the refresh token on the root (every session of the user), then forgets it here. */
 export async function logout(): Promise<void> {
   const s = session.get();
+  logoutNotice.set(undefined);
   try {
     if (s !== null) {
       const res = await send('POST', '/api/auth/logout', { refresh_token: s.refresh_token }, undefined);
       if (!res.ok && res.status !== 401) throw await parseError(res);
     }
+  } catch (err) {
+    logoutNotice.set(`Logged out in this tab, but the root could not revoke the session (${describe(err).message}): log out again once it is reachable, or it expires by itself.`);
   } finally {
     session.set(null);
   }

@@ -81,7 +81,7 @@ function connect(): void {
         }
         const wait = backoff;
         backoff = Math.min(backoff * 2, 10_000);
-        if (!(err instanceof ApiError) || err.status === 0) connection.lost(Date.now() + wait);
+        if (!(err instanceof ApiError) || err.status === 0) connection.lost();
         schedule(ac, wait);
       },
     );
@@ -129,3 +129,7 @@ export function useEvents(handler: Handler): void {
 export function useEpoch(): number {
   return useStore(epoch);
 }
+// the root answers again (connection.ts probes it): reopen the stream now, not at the end of the backoff
+connection.state.subscribe(() => {
+  if (connection.state.get().up && abort === undefined) connect();
+});
