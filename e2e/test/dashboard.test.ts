@@ -90,6 +90,20 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     assert.deepEqual(serious, [], `axe on ${what}: ${JSON.stringify(serious, null, 1)}`);
   }
 
+  /** state and version of each instance row of the ticker service */
+  async function rows(): Promise<{ state: string; version: string }[]> {
+    return page.locator('[data-service="ticker"] tr[data-instance]').evaluateAll((trs) =>
+      trs.map((tr) => ({ state: tr.querySelector('[data-state]')?.getAttribute('data-state') ?? '', version: tr.querySelector('[data-label="Version"]')?.textContent ?? '' })),
+    );
+  }
+
+  async function rolledTo(version: string): Promise<void> {
+    await waitFor(async () => {
+      const r = await rows();
+      return r.length === 2 && r.every((x) => x.state === 'RUNNING' && x.version === version) ? true : undefined;
+    }, { timeoutMs: 45_000, message: `two RUNNING instances of version ${version}` });
+  }
+
   async function login(p: Page, name: string): Promise<void> {
     await p.goto(`${base}/`);
     // with the keyboard only: Tab to the user name, type, Tab, type, Enter
@@ -124,6 +138,7 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     for (const org of ['acme', 'globex']) await admin.call('POST', '/api/organization/', { name: org });
     await admin.call('POST', '/api/user/', { name: 'alice', password: PASSWORD, roles: ['Application_Provider'], organization: 'acme' });
     await admin.call('POST', '/api/user/', { name: 'bob', password: PASSWORD, roles: ['Application_Provider'], organization: 'globex' });
+    await admin.call('POST', '/api/user/', { name: 'carol', password: PASSWORD, roles: ['Infrastructure_Provider'], organization: 'acme' });
     await waitFor(async () => {
       const cs = await admin.call<{ resources: { workers: number } | null }[]>('GET', '/api/clusters/active');
       return cs[0]?.resources?.workers === 1 ? true : undefined;
@@ -201,7 +216,40 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     await page.locator('[data-service="ticker"]').waitFor();
   });
 
-  it('another organisation sees none of it', async () => {
+  it('rolls out an update checked as typed, then rolls it back', async () => {
+    await page.locator('[data-service="ticker"]').getByRole('button', { name: 'Update' }).click();
+    const editor = page.getByLabel('SLA of ticker (JSON)');
+    const current = await editor.inputValue();
+    assert.match(current, /"memory": 16/);
+    await editor.fill(current.replace('"memory": 16', '"memory": "many"'));
+    await page.locator('.issue.error[data-path="memory"]').waitFor();
+    await editor.fill(current.replace('"memory": 16', '"memory": 24'));
+    await page.getByRole('form', { name: /^Update / }).getByText('No problems: the SLA is valid.').waitFor();
+    await page.getByRole('button', { name: 'Apply (rolling update)' }).click();
+    await rolledTo('2');
+    await page.getByText(/^Versions \(/).click();
+    await page.getByLabel('Roll back to').selectOption({ label: 'version 1 (created)' });
+    await page.getByRole('button', { name: 'Roll back' }).click();
+    await rolledTo('3');
+    await page.getByRole('cell', { name: 'rollback to 1' }).waitFor();
+  });
+
+  it('another organisation sees none of it; a role without applications gets no such view', async () => {
+    const infra = await context.newPage();
+    infra.setDefaultTimeout(20_000);
+    watch(infra);
+    await infra.goto(`${base}/`);
+    await infra.getByLabel('User name').fill('carol');
+    await infra.getByLabel('Password').fill(PASSWORD);
+    await infra.getByRole('button', { name: 'Log in' }).click();
+    await infra.getByRole('button', { name: 'Log out' }).waitFor();
+    assert.equal(await infra.getByRole('link', { name: 'Applications' }).count(), 0, 'no Applications view for an Infrastructure_Provider');
+    await infra.goto(`${base}/applications`);
+    await infra.getByText('Nothing here.').waitFor();
+    await infra.getByRole('button', { name: 'Log out' }).click();
+    await infra.getByLabel('User name').waitFor();
+    await infra.close();
+
     const other = await context.newPage();
     other.setDefaultTimeout(20_000);
     watch(other);
