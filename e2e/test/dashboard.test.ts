@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { ApplicationDoc, ServiceDoc } from '@oak/contracts';
 import { freePort, tmpDir, waitFor, type TmpDir } from '@oak/testkit';
 import { Api, waitHealthy } from '../src/api.ts';
@@ -62,7 +62,6 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
   const procs = new Procs();
   let base = '';
   let admin: Api;
-  let browser: Browser;
   let context: BrowserContext;
   let page: Page;
   /** console errors and warnings, page errors; network failures the test causes on purpose are allowed while `expectFailures` */
@@ -143,20 +142,21 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
       const cs = await admin.call<{ resources: { workers: number } | null }[]>('GET', '/api/clusters/active');
       return cs[0]?.resources?.workers === 1 ? true : undefined;
     }, { timeoutMs: 30_000, message: 'the embedded cluster with its worker' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
-    // a fresh profile per run (launch() gives each context its own temporary user data dir)
-    context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-    page = await context.newPage();
+    // a fresh user data dir per run, removed with the test's directory
+    context = await chromium.launchPersistentContext(join(dir.path, 'chromium-profile'), { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 860 } });
+    page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(20_000);
     watch(page);
   });
 
   after(async () => {
     await page?.screenshot({ path: join(artefacts, 'last.png'), fullPage: true }).catch(() => undefined);
-    await browser?.close();
+    await context?.close();
     if (problems.length > 0 || process.exitCode) console.error(procs.logs());
     await procs.stopAll();
     await dir?.remove();
+    // the worker keeps process workloads' working directories next to its data dir
+    if (dir !== undefined) rmSync(`${dir.path}-work`, { recursive: true, force: true });
   });
 
   it('refuses a wrong password with the root\'s message, then logs in with the keyboard', async () => {
@@ -325,6 +325,28 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     assert.ok(!left.some((a) => a.application_name === 'ticker'));
     const services = await Promise.all(left.map((a) => admin.call<ServiceDoc[]>('GET', `/api/services/${a.applicationID}`)));
     assert.ok(services.flat().every((s) => s.microservice_name !== 'ticker' || s.application_name !== 'ticker'));
+  });
+
+  it('refreshes the session by itself: before the token expires, and once after a 401', async () => {
+    type Saved = { token: string; refresh_token: string; expiresAt: number };
+    const saved = async (): Promise<Saved> => JSON.parse((await page.evaluate<string | null>("sessionStorage.getItem('oak.session')")) ?? 'null') as Saved;
+    const put = (v: Saved): Promise<unknown> => page.evaluate(`sessionStorage.setItem('oak.session', ${JSON.stringify(JSON.stringify(v))})`);
+    // about to expire: traded for a new pair before it is used (no 401 on the way)
+    const first = await saved();
+    await put({ ...first, expiresAt: Date.now() + 1000 });
+    await page.reload();
+    await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor();
+    await waitFor(async () => ((await saved()).token !== first.token ? true : undefined), { timeoutMs: 10_000, message: 'a new access token' });
+    await page.getByText('No applications yet in your organisation.').or(page.locator('[data-app]').first()).waitFor();
+    // refused by the root (say, its secret changed): one refresh, then the same request again
+    const second = await saved();
+    expectFailures = true;
+    await put({ ...second, token: `${second.token.slice(0, -4)}AAAA` });
+    await page.reload();
+    await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor();
+    await waitFor(async () => ((await saved()).token !== `${second.token.slice(0, -4)}AAAA` ? true : undefined), { timeoutMs: 10_000, message: 'the refused token replaced' });
+    await page.locator('[data-app="hostile"]').waitFor();
+    expectFailures = false;
   });
 
   it('logs out, revoking the refresh token', async () => {
