@@ -306,6 +306,13 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     assert.ok(overflow <= 1, `the page is ${overflow}px wider than the phone screen`);
     await page.screenshot({ path: join(artefacts, 'application-phone.png'), fullPage: true });
     await axe(page, 'the application page on a phone');
+    // the dark theme follows the system, and keeps its contrast
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const bg = await page.evaluate<string>('getComputedStyle(document.body).backgroundColor');
+    assert.equal(bg, 'rgb(13, 17, 23)', 'the dark background');
+    await page.screenshot({ path: join(artefacts, 'application-phone-dark.png'), fullPage: true });
+    await axe(page, 'the application page on a phone, dark');
+    await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 1280, height: 860 });
   });
 
