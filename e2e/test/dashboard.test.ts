@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { ApplicationDoc, ServiceDoc } from '@oak/contracts';
 import { freePort, tmpDir, waitFor, type TmpDir } from '@oak/testkit';
 import { Api, waitHealthy } from '../src/api.ts';
@@ -62,7 +62,6 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
   const procs = new Procs();
   let base = '';
   let admin: Api;
-  let browser: Browser;
   let context: BrowserContext;
   let page: Page;
   /** console errors and warnings, page errors; network failures the test causes on purpose are allowed while `expectFailures` */
@@ -88,6 +87,20 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     const found = (await p.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 3) })))`)) as { id: string; impact: string; help: string; nodes: string[] }[];
     const serious = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
     assert.deepEqual(serious, [], `axe on ${what}: ${JSON.stringify(serious, null, 1)}`);
+  }
+
+  /** state and version of each instance row of the ticker service */
+  async function rows(): Promise<{ state: string; version: string }[]> {
+    return page.locator('[data-service="ticker"] tr[data-instance]').evaluateAll((trs) =>
+      trs.map((tr) => ({ state: tr.querySelector('[data-state]')?.getAttribute('data-state') ?? '', version: tr.querySelector('[data-label="Version"]')?.textContent ?? '' })),
+    );
+  }
+
+  async function rolledTo(version: string): Promise<void> {
+    await waitFor(async () => {
+      const r = await rows();
+      return r.length === 2 && r.every((x) => x.state === 'RUNNING' && x.version === version) ? true : undefined;
+    }, { timeoutMs: 45_000, message: `two RUNNING instances of version ${version}` });
   }
 
   async function login(p: Page, name: string): Promise<void> {
@@ -124,24 +137,26 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     for (const org of ['acme', 'globex']) await admin.call('POST', '/api/organization/', { name: org });
     await admin.call('POST', '/api/user/', { name: 'alice', password: PASSWORD, roles: ['Application_Provider'], organization: 'acme' });
     await admin.call('POST', '/api/user/', { name: 'bob', password: PASSWORD, roles: ['Application_Provider'], organization: 'globex' });
+    await admin.call('POST', '/api/user/', { name: 'carol', password: PASSWORD, roles: ['Infrastructure_Provider'], organization: 'acme' });
     await waitFor(async () => {
       const cs = await admin.call<{ resources: { workers: number } | null }[]>('GET', '/api/clusters/active');
       return cs[0]?.resources?.workers === 1 ? true : undefined;
     }, { timeoutMs: 30_000, message: 'the embedded cluster with its worker' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
-    // a fresh profile per run (launch() gives each context its own temporary user data dir)
-    context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-    page = await context.newPage();
+    // a fresh user data dir per run, removed with the test's directory
+    context = await chromium.launchPersistentContext(join(dir.path, 'chromium-profile'), { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 860 } });
+    page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(20_000);
     watch(page);
   });
 
   after(async () => {
     await page?.screenshot({ path: join(artefacts, 'last.png'), fullPage: true }).catch(() => undefined);
-    await browser?.close();
+    await context?.close();
     if (problems.length > 0 || process.exitCode) console.error(procs.logs());
     await procs.stopAll();
     await dir?.remove();
+    // the worker keeps process workloads' working directories next to its data dir
+    if (dir !== undefined) rmSync(`${dir.path}-work`, { recursive: true, force: true });
   });
 
   it('refuses a wrong password with the root\'s message, then logs in with the keyboard', async () => {
@@ -201,7 +216,40 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     await page.locator('[data-service="ticker"]').waitFor();
   });
 
-  it('another organisation sees none of it', async () => {
+  it('rolls out an update checked as typed, then rolls it back', async () => {
+    await page.locator('[data-service="ticker"]').getByRole('button', { name: 'Update' }).click();
+    const editor = page.getByLabel('SLA of ticker (JSON)');
+    const current = await editor.inputValue();
+    assert.match(current, /"memory": 16/);
+    await editor.fill(current.replace('"memory": 16', '"memory": "many"'));
+    await page.locator('.issue.error[data-path="memory"]').waitFor();
+    await editor.fill(current.replace('"memory": 16', '"memory": 24'));
+    await page.getByRole('form', { name: /^Update / }).getByText('No problems: the SLA is valid.').waitFor();
+    await page.getByRole('button', { name: 'Apply (rolling update)' }).click();
+    await rolledTo('2');
+    await page.getByText(/^Versions \(/).click();
+    await page.getByLabel('Roll back to').selectOption({ label: 'version 1 (created)' });
+    await page.getByRole('button', { name: 'Roll back' }).click();
+    await rolledTo('3');
+    await page.getByRole('cell', { name: 'rollback to 1' }).waitFor();
+  });
+
+  it('another organisation sees none of it; a role without applications gets no such view', async () => {
+    const infra = await context.newPage();
+    infra.setDefaultTimeout(20_000);
+    watch(infra);
+    await infra.goto(`${base}/`);
+    await infra.getByLabel('User name').fill('carol');
+    await infra.getByLabel('Password').fill(PASSWORD);
+    await infra.getByRole('button', { name: 'Log in' }).click();
+    await infra.getByRole('button', { name: 'Log out' }).waitFor();
+    assert.equal(await infra.getByRole('link', { name: 'Applications' }).count(), 0, 'no Applications view for an Infrastructure_Provider');
+    await infra.goto(`${base}/applications`);
+    await infra.getByText('Nothing here.').waitFor();
+    await infra.getByRole('button', { name: 'Log out' }).click();
+    await infra.getByLabel('User name').waitFor();
+    await infra.close();
+
     const other = await context.newPage();
     other.setDefaultTimeout(20_000);
     watch(other);
@@ -258,6 +306,13 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     assert.ok(overflow <= 1, `the page is ${overflow}px wider than the phone screen`);
     await page.screenshot({ path: join(artefacts, 'application-phone.png'), fullPage: true });
     await axe(page, 'the application page on a phone');
+    // the dark theme follows the system, and keeps its contrast
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const bg = await page.evaluate<string>('getComputedStyle(document.body).backgroundColor');
+    assert.equal(bg, 'rgb(13, 17, 23)', 'the dark background');
+    await page.screenshot({ path: join(artefacts, 'application-phone-dark.png'), fullPage: true });
+    await axe(page, 'the application page on a phone, dark');
+    await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 1280, height: 860 });
   });
 
@@ -277,6 +332,28 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     assert.ok(!left.some((a) => a.application_name === 'ticker'));
     const services = await Promise.all(left.map((a) => admin.call<ServiceDoc[]>('GET', `/api/services/${a.applicationID}`)));
     assert.ok(services.flat().every((s) => s.microservice_name !== 'ticker' || s.application_name !== 'ticker'));
+  });
+
+  it('refreshes the session by itself: before the token expires, and once after a 401', async () => {
+    type Saved = { token: string; refresh_token: string; expiresAt: number };
+    const saved = async (): Promise<Saved> => JSON.parse((await page.evaluate<string | null>("sessionStorage.getItem('oak.session')")) ?? 'null') as Saved;
+    const put = (v: Saved): Promise<unknown> => page.evaluate(`sessionStorage.setItem('oak.session', ${JSON.stringify(JSON.stringify(v))})`);
+    // about to expire: traded for a new pair before it is used (no 401 on the way)
+    const first = await saved();
+    await put({ ...first, expiresAt: Date.now() + 1000 });
+    await page.reload();
+    await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor();
+    await waitFor(async () => ((await saved()).token !== first.token ? true : undefined), { timeoutMs: 10_000, message: 'a new access token' });
+    await page.getByText('No applications yet in your organisation.').or(page.locator('[data-app]').first()).waitFor();
+    // refused by the root (say, its secret changed): one refresh, then the same request again
+    const second = await saved();
+    expectFailures = true;
+    await put({ ...second, token: `${second.token.slice(0, -4)}AAAA` });
+    await page.reload();
+    await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor();
+    await waitFor(async () => ((await saved()).token !== `${second.token.slice(0, -4)}AAAA` ? true : undefined), { timeoutMs: 10_000, message: 'the refused token replaced' });
+    await page.locator('[data-app="hostile"]').waitFor();
+    expectFailures = false;
   });
 
   it('logs out, revoking the refresh token', async () => {

@@ -76,7 +76,7 @@ function Instances({ s, ask }: { s: ServiceDoc; ask: (p: Pending) => void }) {
   if (list.length === 0) return <p className="muted">No instances. Deploy or scale up to start some.</p>;
   return (
     <div className="table-wrap">
-      <table>
+      <table className="stack">
         <caption className="muted">Instances of {s.microservice_name} (live)</caption>
         <thead>
           <tr>
@@ -94,27 +94,27 @@ function Instances({ s, ask }: { s: ServiceDoc; ask: (p: Pending) => void }) {
           {list.map((i) => (
             <Fragment key={i.instance_number}>
               <tr data-instance={i.instance_number}>
-                <td>{i.instance_number}</td>
-                <td>
+                <td data-label="#">{i.instance_number}</td>
+                <td data-label="State">
                   <span className={`state state-${i.status}`} data-state={i.status}>
                     {i.status}
                   </span>
                   {i.status_detail !== '' && <div className="muted">{i.status_detail}</div>}
                 </td>
-                <td>
+                <td data-label="Placement">
                   {i.cluster_name ?? i.cluster_id ?? '—'}
                   {i.worker_id !== null && <div className="muted mono">{i.worker_id}</div>}
                 </td>
-                <td>
+                <td data-label="Addresses">
                   <Addr label="public" v={i.publicip} />
                   <Addr label="instance" v={i.instance_ip} />
                   <Addr label="v6" v={i.instance_ip_v6} />
                   <Addr label="ns" v={i.nsip} />
                 </td>
-                <td>{i.health ?? '—'}</td>
-                <td>{i.restarts ?? 0}</td>
-                <td>{i.service_version ?? '—'}</td>
-                <td className="row-actions">
+                <td data-label="Health">{i.health ?? '—'}</td>
+                <td data-label="Restarts">{i.restarts ?? 0}</td>
+                <td data-label="Version">{i.service_version ?? '—'}</td>
+                <td className="row-actions" data-label="Actions">
                   <Link to={`/services/${enc(s.microserviceID)}/instances/${i.instance_number}/logs`}>Logs</Link>{' '}
                   <button type="button" aria-expanded={open === i.instance_number} onClick={() => setOpen(open === i.instance_number ? undefined : i.instance_number)}>
                     History
