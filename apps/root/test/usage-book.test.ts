@@ -77,3 +77,39 @@ test('metrics events across roots: well-formed ones pass, junk is refused', () =
     assert.equal(parseEventPayload(JSON.stringify({ v: 1, origin: 'r1', event: bad })), 'bad metrics event', JSON.stringify(bad).slice(0, 80));
   }
 });
+
+test('across roots, readings give way to state events when the bridge queue backs up', async () => {
+  const { EventBridge } = await import('../src/lead/events-bridge.ts');
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const sent: string[] = [];
+  const store = {
+    async notify(_c: string, p: string) {
+      await gate;
+      sent.push(p);
+    },
+    async listen() {
+      return async () => {};
+    },
+    async getService() {
+      return undefined;
+    },
+    async getInstance() {
+      return undefined;
+    },
+  };
+  const hub = new EventHub();
+  const noop = (): void => {};
+  const bridge = new EventBridge({ store: store as never, hub, origin: 'me', log: { debug: noop, info: noop, warn: noop, error: noop } as never, queueCap: 10 });
+  await bridge.start();
+  for (let i = 0; i < 100; i++) hub.publish(ev('s', i, 0, 1));
+  for (let i = 0; i < 4; i++) hub.publish({ type: 'cluster', action: 'updated', cluster_id: `c${i}`, cluster_name: `c${i}` });
+  release();
+  await bridge.flushed();
+  const kinds = sent.map((p) => (JSON.parse(p) as { event: OakEvent }).event.type);
+  assert.equal(kinds.filter((k) => k === 'cluster').length, 4, 'every state event got through');
+  assert.ok(kinds.filter((k) => k === 'metrics').length <= 6, `${kinds.length} sent`);
+  assert.equal(bridge.stats.dropped, 0, 'nothing pushed out');
+  assert.ok(bridge.stats.shed >= 94);
+  await bridge.close();
+});

@@ -31,6 +31,8 @@ export interface EventBridgeStats {
   dropped: number;
   /** too big and not referable, or notify failed */
   lost: number;
+  /** metrics events not sent because the queue was half full (state events keep the room) */
+  shed: number;
   /** others' events delivered here */
   received: number;
   /** payloads that were not ours */
@@ -100,7 +102,7 @@ export function parseEventPayload(text: string, maxBytes = NOTIFY_MAX_BYTES + 10
 }
 
 export class EventBridge {
-  readonly stats: EventBridgeStats = { sent: 0, refs: 0, dropped: 0, lost: 0, received: 0, ignored: 0 };
+  readonly stats: EventBridgeStats = { sent: 0, refs: 0, dropped: 0, lost: 0, shed: 0, received: 0, ignored: 0 };
   readonly #o: EventBridgeOptions;
   readonly #cap: number;
   readonly #max: number;
@@ -128,6 +130,12 @@ export class EventBridge {
   /** queues an event for the other roots (never blocks) */
   push(e: OakEvent): void {
     if (this.#closed) return;
+    // readings come again with the next aggregate: under a backlog they give way, so that they
+    // never push a state change (instance, service, application, cluster) out of the queue
+    if (e.type === 'metrics' && this.#queue.length >= this.#cap / 2) {
+      this.stats.shed++;
+      return;
+    }
     if (this.#queue.length >= this.#cap) {
       this.#queue.shift();
       this.stats.dropped++;
