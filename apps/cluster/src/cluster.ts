@@ -311,7 +311,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         const wn = net.workerNet(s.id);
         if (wn) s.net = wn;
       }
-      toRoot({ type: 'aggregate', resources });
+      const usage = core.usage();
+      toRoot(usage.length > 0 ? { type: 'aggregate', resources, usage } : { type: 'aggregate', resources });
     };
     const aggregateSoon = (): void => {
       if (aggSoon || closed) return;

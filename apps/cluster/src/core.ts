@@ -7,7 +7,7 @@
  * The cluster keeps no state of its own: after a restart it learns the desired set from the
  * root's `sync` and the actual set from the workers' registrations and reports.
  */
-import { ACTIVE_STATES, RESTART_MAX_DEFAULT, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
+import { ACTIVE_STATES, MAX_USAGE_READINGS, RESTART_MAX_DEFAULT, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
 import type {
   HealthState,
   ClusterResources,
@@ -16,6 +16,7 @@ import type {
   DeployCommand,
   InstanceAssignment,
   InstanceState,
+  InstanceUsage,
   JobResources,
   JobStatus,
   NodeInformation,
@@ -770,6 +771,21 @@ export class ClusterCore {
       ws.gpus_free = Math.max(0, c.gpus_free);
       if (devices.length > 0) ws.gpus = devices.map((g) => ({ ...g }));
       if (c.supported_addons) ws.supported_addons = [...c.supported_addons];
+      // measured readings for the dashboard's bars (issue 11), beside the reserved ones above
+      ws.cpu_percent = round2(Math.min(100, Math.max(0, c.cpu_percent)));
+      ws.cpu_cores_total = round2(Math.max(0, c.cpu_cores_total));
+      ws.memory_total_mb = round2(Math.max(0, c.memory_total_mb));
+      const info = rec?.info;
+      if (info) {
+        ws.memory_available_mb = round2(Math.max(0, info.memory_free_mb));
+        ws.disk_free_mb = round2(Math.max(0, info.disk_free_mb));
+      }
+      const reg = rec?.registration;
+      if (reg) {
+        if (reg.disk_mb !== undefined) ws.disk_total_mb = round2(Math.max(0, reg.disk_mb));
+        ws.arch = reg.arch.slice(0, 64);
+        ws.os = reg.os.slice(0, 128);
+      }
       summary.push(ws);
     }
     r.cpu_cores_free = round2(r.cpu_cores_free);
@@ -777,6 +793,26 @@ export class ClusterCore {
     r.virtualizations = [...virt].sort();
     summary.sort((a, b) => a.id.localeCompare(b.id));
     return r;
+  }
+
+  /**
+   * The live workers' last per-instance readings (issue 11), for the root's charts. A worker's
+   * reading counts only for an instance this cluster placed on that very worker: a worker cannot
+   * report (and so chart) instances it does not run, another organisation's least of all.
+   */
+  usage(): InstanceUsage[] {
+    const out: InstanceUsage[] = [];
+    for (const w of this.workers.values()) {
+      if (!w.alive || w.resources === null) continue;
+      for (const r of w.resources.instances) {
+        const d = this.desired.get(instanceName(r.job_name, r.instance_number));
+        if (!d || d.worker_id !== w.id || d.assignment.job_name !== r.job_name || d.assignment.instance_number !== r.instance_number) continue;
+        if (!Number.isFinite(r.cpu_percent) || !Number.isFinite(r.memory_mb)) continue;
+        out.push({ job_name: r.job_name, instance_number: r.instance_number, worker_id: w.id, cpu_percent: round2(Math.min(1_000_000, Math.max(0, r.cpu_percent))), memory_mb: round2(Math.min(1024 * 1024 * 1024, Math.max(0, r.memory_mb))) });
+        if (out.length >= MAX_USAGE_READINGS) return out;
+      }
+    }
+    return out;
   }
 
   statusOf(d: DesiredInstance): InstanceStatusMessage {

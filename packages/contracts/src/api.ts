@@ -152,8 +152,44 @@ export const WorkerSummary = Type.Object({
   net: Type.Optional(WorkerNet),
   /** the addon labels the worker offers (NodeEngine `--addons`), Oakestra's field name */
   supported_addons: Type.Optional(AddonList),
+  /** measured load of the whole machine at its last report, 0..100 (issue 11: the dashboard's bars); absent from older clusters */
+  cpu_percent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+  cpu_cores_total: Type.Optional(Free('cores')),
+  memory_total_mb: Type.Optional(Free('MB')),
+  /** memory the machine reports free (measured, not what instances reserved) */
+  memory_available_mb: Type.Optional(Free('MB')),
+  /** the NodeEngine's data dir file system */
+  disk_free_mb: Type.Optional(Free('MB')),
+  disk_total_mb: Type.Optional(Free('MB')),
+  arch: Type.Optional(Type.String({ maxLength: 64 })),
+  os: Type.Optional(Type.String({ maxLength: 128 })),
 });
 export type WorkerSummary = Static<typeof WorkerSummary>;
+
+/** the most per-instance readings one aggregate carries (more are cut off by the cluster) */
+export const MAX_USAGE_READINGS = 5000;
+
+/**
+ * One instance's measured CPU and memory, as its NodeEngine reported it (nodes/{id}/jobs/resources),
+ * passed on by its cluster in the aggregate (issue 11: per-instance charts).
+ */
+export const InstanceUsage = Type.Object({
+  job_name: Type.String({ minLength: 1, maxLength: 255 }),
+  instance_number: Type.Integer({ minimum: 0, maximum: 1_000_000 }),
+  worker_id: Type.String({ minLength: 1, maxLength: 200 }),
+  /** percent of one core (a container using two cores reads 200) */
+  cpu_percent: Type.Number({ minimum: 0, maximum: 1_000_000 }),
+  memory_mb: Type.Number({ minimum: 0, maximum: 1024 * 1024 * 1024 }),
+});
+export type InstanceUsage = Static<typeof InstanceUsage>;
+
+/** One reading of an instance kept by the root (GET /api/service/:id/metrics, metrics events). */
+export interface UsageSample {
+  /** ms since the epoch, when the root received it */
+  at: number;
+  cpu_percent: number;
+  memory_mb: number;
+}
 
 /** A cluster's aggregate, sent up the root link (SPEC §6). */
 export const ClusterResources = Type.Object({
@@ -200,7 +236,12 @@ export type OakEvent =
   | { type: 'instance'; microserviceID: string; applicationID: string; job_name: string; instance: InstanceDoc }
   | { type: 'application'; action: 'created' | 'updated' | 'deleted'; applicationID: string }
   | { type: 'service'; action: 'created' | 'updated' | 'deleted'; microserviceID: string; applicationID: string }
-  | { type: 'cluster'; action: 'connected' | 'disconnected' | 'updated'; cluster_id: string; cluster_name: string };
+  | { type: 'cluster'; action: 'connected' | 'disconnected' | 'updated'; cluster_id: string; cluster_name: string }
+  /**
+   * readings of some instances of one service (issue 11), at every aggregate of their cluster;
+   * only sent to streams that ask for them (`?types=metrics`)
+   */
+  | { type: 'metrics'; microserviceID: string; applicationID: string; job_name: string; at: number; instances: { instance_number: number; cpu_percent: number; memory_mb: number }[] };
 
 /** One audited request or account event. No request body, query string or secret is ever stored. */
 export interface AuditEntryDoc {

@@ -6,7 +6,7 @@
  */
 import { RegistryAuth } from './registry.ts';
 import { Type, type Static } from '@sinclair/typebox';
-import { ClusterResources } from './api.ts';
+import { ClusterResources, InstanceUsage, MAX_USAGE_READINGS } from './api.ts';
 import { HealthState, InstanceState } from './states.ts';
 import { Microservice } from './sla.ts';
 import { InstanceAddresses, OverlayPeer, ServiceTable } from './net.ts';
@@ -84,7 +84,12 @@ export const ClusterToRoot = Type.Union([
     /** the worker id the token is used for (recorded by the root) */
     worker_id: Type.Optional(Type.String({ maxLength: 200 })),
   }),
-  Type.Object({ type: Type.Literal('aggregate'), resources: ClusterResources }),
+  Type.Object({
+    type: Type.Literal('aggregate'),
+    resources: ClusterResources,
+    /** the workers' last per-instance readings (issue 11); absent from older clusters */
+    usage: Type.Optional(Type.Array(InstanceUsage, { maxItems: MAX_USAGE_READINGS })),
+  }),
   Type.Object({
     type: Type.Literal('instance_status'),
     job_name: Type.String({ minLength: 1 }),

@@ -153,6 +153,15 @@ interface OldWorkerSummary {
   net?: C.WorkerNet;
   /** issue 12 */
   supported_addons?: string[];
+  // measured readings (issue 11), optional: older clusters do not send them
+  cpu_percent?: number;
+  cpu_cores_total?: number;
+  memory_total_mb?: number;
+  memory_available_mb?: number;
+  disk_free_mb?: number;
+  disk_total_mb?: number;
+  arch?: string;
+  os?: string;
 }
 interface OldClusterResources {
   cpu_cores_free: number;
