@@ -67,15 +67,8 @@ export function printIssues(ui: Ui, name: string, errors: FieldIssue[], warnings
 /** The failure thrown after printIssues (exit 1, message already printed). */
 export class InvalidDocumentError extends ReportedError {}
 
-/** Fields of a ServiceDoc that the root adds; not part of the service's SLA. */
-export const SERVICE_DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version', 'warnings', 'app_name', 'app_ns', 'RR_ip'];
-
-/** A service as its SLA microservice entry (what the root adds left out). */
-export function serviceSla(d: ServiceDoc | Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...d };
-  for (const k of SERVICE_DOC_ONLY) delete out[k];
-  return out;
-}
+import { serviceSla } from '@oak/contracts';
+export { SERVICE_DOC_ONLY, serviceSla } from '@oak/contracts';
 
 /** An application and its services as an SLA v2.0 document that `oak app create -f` takes back. */
 export function applicationSla(a: ApplicationDoc, services: ServiceDoc[], customerID: string): Record<string, unknown> {

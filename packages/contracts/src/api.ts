@@ -117,6 +117,16 @@ export interface ServiceDoc extends Microservice {
   warnings?: FieldIssue[];
 }
 
+/** Fields of a ServiceDoc that the root adds: not part of the service's SLA (every key of ServiceDoc beyond Microservice). */
+export const SERVICE_DOC_ONLY: readonly (keyof ServiceDoc)[] = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version', 'warnings', 'app_name', 'app_ns', 'RR_ip'];
+
+/** A service document as its SLA microservice entry (what the root adds left out): what an update takes back. */
+export function serviceSla(d: ServiceDoc | Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...d };
+  for (const k of SERVICE_DOC_ONLY) delete out[k];
+  return out;
+}
+
 const Free = (description: string) => Type.Number({ minimum: 0, description });
 
 /** the most GPUs one worker reports (more are cut off by the worker) */

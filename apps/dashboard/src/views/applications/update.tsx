@@ -4,19 +4,10 @@
  * root rolls the instances over to the new version (follow it in Versions).
  */
 import { useCallback, useState } from 'react';
-import { validateMicroservice, type FieldIssue, type ServiceDoc } from '@oak/contracts';
+import { serviceSla, validateMicroservice, type FieldIssue, type ServiceDoc } from '@oak/contracts';
 import { api, ApiError } from '../../lib/api.ts';
 import { ErrorBox } from '../../components/error-box.tsx';
 import { SlaEditor, type Checked } from '../../components/sla-editor.tsx';
-
-/** Fields of a ServiceDoc that the root adds; not part of the service's SLA. */
-const DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version', 'warnings'];
-
-export function serviceSla(d: ServiceDoc): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...d };
-  for (const k of DOC_ONLY) delete out[k];
-  return out;
-}
 
 function check(doc: unknown): { errors: FieldIssue[]; warnings: FieldIssue[] } {
   const r = validateMicroservice(doc);
