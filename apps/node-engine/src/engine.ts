@@ -35,7 +35,7 @@ import { fetchAddedFiles, filesDirOf } from './files.ts';
 import { HealthMonitor, decideRestart, probeFor, probeSettings, restartSettings } from './health.ts';
 import type { EndCause, HealthView, RestartSettings } from './health.ts';
 import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
-import { deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
+import { LABEL_RESTARTS, deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
 
 export interface NodeEngineDeps {
   /** drivers to use instead of the default ones (containerd, process) */
@@ -547,7 +547,7 @@ class Engine {
     const plan = planAdoption(found);
     for (const e of plan.keep) this.entries.set(e.id, e);
     for (const e of plan.finished) {
-      this.publishJob(jobStatus(e, e.state, e.detail, e.exit_code));
+      this.reportEntry(e);
       await this.retire(this.byVirt.get(e.virtualization), e.id, e.state, undefined).catch(() => {});
     }
     if (this.net !== undefined) {
@@ -823,7 +823,7 @@ class Engine {
 
   // ---------------------------------------------------------------- health and local restarts
 
-  /** Takes up probing and restarts of an instance re-adopted after a NodeEngine restart (count from 0). */
+  /** Takes up probing and restarts of an instance re-adopted after a NodeEngine restart (its count kept in its labels). */
   async resumeRun(e: Entry, cmd: DeployCommand): Promise<void> {
     if (this.runs.has(e.id) || this.entries.get(e.id) !== e || e.deleting || e.state !== 'RUNNING') return;
     const spec = deployToSpec(cmd);
@@ -838,8 +838,9 @@ class Engine {
       const resolv = this.net?.resolvConf;
       if (resolv !== undefined) spec.spec.resolvConf = resolv;
     }
-    this.runs.set(e.id, { spec: spec.spec, cmd, restart: restartSettings(cmd), ip: a?.ip, netns: a?.path });
     e.restarts ??= 0;
+    spec.spec.labels[LABEL_RESTARTS] = String(e.restarts);
+    this.runs.set(e.id, { spec: spec.spec, cmd, restart: restartSettings(cmd), ip: a?.ip, netns: a?.path });
     this.startMonitor(e);
   }
 
@@ -934,6 +935,7 @@ class Engine {
     // the old copy's remains go; its network namespace (and address) stays
     await runtime.stop(e.id).catch(() => {});
     e.restarts = attempt;
+    run.spec.labels[LABEL_RESTARTS] = String(attempt);
     let st: InstanceStatus;
     try {
       st = await runtime.start(run.spec);

@@ -9,6 +9,17 @@ import type { InstanceExit, InstanceSpec, InstanceStatus } from '@oak/runtimes';
 export const LABEL_JOB = 'oak.job_name';
 export const LABEL_INSTANCE = 'oak.instance_number';
 export const LABEL_VIRTUALIZATION = 'oak.virtualization';
+/**
+ * local restarts so far (issue 10): set on the spec of each restarted copy, so every driver
+ * persists it with the instance (the supervisor's state file, containerd's labels) and a
+ * re-adopting NodeEngine counts on from it, with the backoff that follows from the count
+ */
+export const LABEL_RESTARTS = 'oak.restarts';
+
+/** the restart count a driver kept in its labels (0 when absent or not a count) */
+export function parseRestartsLabel(v: string | undefined): number {
+  return v !== undefined && /^\d{1,6}$/.test(v) ? Number(v) : 0;
+}
 
 export interface InstanceIdentity {
   /** `<job_name>.instance.<n>` */
