@@ -623,6 +623,7 @@ export class ClusterCore {
       gpus_free: gpus - usedGpus,
       cpu_percent: info?.cpu_percent ?? 0,
       virtualizations: info?.virtualizations ?? reg?.virtualizations ?? [],
+      ...(reg?.arch !== undefined && reg.arch !== '' ? { arch: reg.arch } : {}),
       location: w.location,
       jobs,
     };
@@ -654,6 +655,7 @@ export class ClusterCore {
       for (const v of c.virtualizations) virt.add(v);
       const rec = this.workers.get(c.id);
       const ws: WorkerSummary = { id: c.id, name: c.name, cpu_cores_free: cpuFree, memory_free_mb: memFree, virtualizations: [...c.virtualizations], location: rec?.registration?.location ?? null };
+      if (c.arch !== undefined) ws.arch = c.arch;
       // GPUs (issue 10): free ones for the root's check that one worker holds the instance, and the
       // devices (model, memory) for `oak node ls`; left out on workers without any
       const devices = rec?.info?.gpu_devices ?? rec?.registration?.gpu_devices ?? [];

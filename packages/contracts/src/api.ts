@@ -139,6 +139,8 @@ export const WorkerSummary = Type.Object({
   cpu_cores_free: Free('cores'),
   memory_free_mb: Free('MB'),
   virtualizations: Type.Array(Virtualization),
+  /** the worker's architecture (Go's names); absent from clusters that predate it */
+  arch: Type.Optional(Type.String({ maxLength: 64 })),
   location: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   /** GPUs not held by an instance (placed or reserved); absent from clusters that predate GPU accounting */
   gpus_free: Type.Optional(Free('GPUs')),

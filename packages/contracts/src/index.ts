@@ -14,3 +14,4 @@ export * from './validate.ts';
 export * from './wire.ts';
 export * from './workload.ts';
 export * from './registry.ts';
+export * from './arch.ts';

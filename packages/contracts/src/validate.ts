@@ -159,6 +159,15 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
   } else if (typeof code === 'string' && code.trim() === '') {
     add(errors, { path: childPath(path, 'code'), message: 'code must not be blank', hint: 'e.g. "code": "docker.io/library/nginx:latest"' });
   }
+  const arch = ms['arch'];
+  if (typeof code === 'string' && virt === 'unikernel' && code.includes(',')) {
+    // one URL per architecture, matched by index (Oakestra's rule)
+    const urls = code.split(',').length;
+    const n = Array.isArray(arch) ? arch.length : 0;
+    if (n !== urls) {
+      add(errors, { path: childPath(path, n === 0 ? 'code' : 'arch'), message: `code has ${urls} comma-separated URLs but arch lists ${n} architecture(s); they are matched by index`, hint: 'list one architecture per URL, e.g. "arch": ["amd64", "arm64"]' });
+    }
+  }
   const addresses = ms['addresses'];
   if (isRecord(addresses)) {
     const ap = childPath(path, 'addresses');

@@ -143,6 +143,7 @@ interface OldWorkerSummary {
   cpu_cores_free: number;
   memory_free_mb: number;
   virtualizations: Virtualization[];
+  arch?: string;
   location?: string | null;
   gpus_free?: number;
   gpus?: C.GpuDevice[];

@@ -25,6 +25,7 @@ export function demandOf(service: Microservice, jobName: string): Demand {
     // a GPU is never shared between instances: a fractional vgpus holds the next whole GPU
     gpus: wholeGpus(nonNeg(service.vgpus)),
     constraints: service.constraints ? [...service.constraints] : [],
+    ...(Array.isArray(service.arch) && service.arch.length > 0 ? { arch: [...service.arch] } : {}),
   };
 }
 

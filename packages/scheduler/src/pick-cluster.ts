@@ -16,7 +16,7 @@
  */
 import type { WorkerSummary } from '@oak/contracts';
 import { compileConstraints, describeAmounts, fmt, type CompiledConstraints } from './demand.ts';
-import { EPS, fits, geoDistanceKm, latencyMs, matchesAllRefs, matchesRef, supports, withinGeo, withinLatency } from './feasible.ts';
+import { EPS, describeOffer, fits, geoDistanceKm, latencyMs, matchesAllRefs, matchesRef, offers, supports, withinGeo, withinLatency } from './feasible.ts';
 import { formatGeoPoint, parseGeoPointCached } from './geo.ts';
 import { countJob, share } from './rank.ts';
 import { shortfall } from './pick-worker.ts';
@@ -34,7 +34,7 @@ export function clusterSatisfies(c: ClusterCandidate, cc: CompiledConstraints): 
 
 /** Whether the worker (from a cluster's summary) matches the service, resources aside. */
 export function summaryMatches(w: WorkerSummary, clusterLoc: GeoPoint | null, d: Demand, cc: CompiledConstraints): boolean {
-  if (!supports(w, d.virtualization)) return false;
+  if (!offers(w, d)) return false;
   if (cc.none) return true;
   if (!matchesAllRefs(w, cc.nodes)) return false;
   if (cc.geo.length > 0) {
@@ -170,7 +170,7 @@ function explainClusters(d: Demand, clusters: readonly ClusterCandidate[], cc: C
         return {
           ok: false,
           reason: 'NoClusterMatchesConstraints',
-          detail: `no worker of ${list(candidates.map((c) => c.name))} supports ${d.virtualization} and satisfies the constraints`,
+          detail: `no worker of ${list(candidates.map((c) => c.name))} supports ${describeOffer(d)} and satisfies the constraints`,
         };
       }
       const withGpus = d.gpus > 0;

@@ -13,6 +13,8 @@ export interface Demand {
   memory_mb: number;
   gpus: number;
   constraints: Constraint[];
+  /** the SLA's arch list: only workers of one of these architectures (absent or empty: any) */
+  arch?: string[] | undefined;
 }
 
 export interface GeoPoint {
@@ -33,6 +35,8 @@ export interface WorkerCandidate {
   /** current load 0-100, for least-loaded ranking */
   cpu_percent: number;
   virtualizations: Virtualization[];
+  /** the worker's architecture as it registered (Go's names: amd64, arm64, ...) */
+  arch?: string | undefined;
   location: GeoPoint | null;
   /** job names of the instances on this worker (replicas spread over workers) */
   jobs: string[];
