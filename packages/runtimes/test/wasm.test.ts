@@ -128,6 +128,29 @@ test('a one-shot module gets cmd as its arguments and only the SLA env; exit 0 -
   assert.doesNotMatch(log, /ExperimentalWarning/);
 });
 
+test('args follow cmd; added files land in the scratch dir the module sees; a file path out of it is refused', async () => {
+  const mod = join(dir, `files-${n}.wasm`);
+  await writeFile(mod, await buildWasiModule({ argsLine: ' <- args', env: true, open: ['conf/app.conf'] }));
+  const src = join(dir, `app-${n}.conf`);
+  const content = `added-file-content-${process.pid}`;
+  await writeFile(src, content);
+  const { rt, workRoot, exitOf } = await setup();
+  const s = spec({ code: mod, cmd: ['first'], args: ['--second', 'third'], env: ['MODE=prod'], one_shot: true, files: [{ source: src, target: 'conf/app.conf', mode: 0o600 }] });
+  await rt.start(s);
+  const e = await exitOf(s.id);
+  const log = await logOf(rt, s.id);
+  // the module prints a file it could open and exits 1 (its way of saying "opened")
+  assert.equal(e.exit_code, 1, `${e.detail}\n${log}`);
+  assert.match(log, /first --second third <- args/);
+  assert.match(log, /^MODE=prod$/m);
+  assert.ok(log.includes(content), `the module read its added file:\n${log}`);
+  assert.equal(await readFile(join(workRoot, s.id, 'scratch', 'conf', 'app.conf'), 'utf8'), content);
+
+  const bad = spec({ code: mod, one_shot: true, files: [{ source: src, target: '../runner.mjs', mode: 0o644 }] });
+  await assert.rejects(rt.start(bad), (err: unknown) => err instanceof RuntimeError && /leaves the work dir/.test(err.message));
+  assert.equal(existsSync(join(workRoot, bad.id)), false, 'nothing left of the refused start');
+});
+
 test('exit code 3 -> FAILED with the code', async () => {
   const { rt, exitOf } = await setup();
   const s = spec({ code: mods['exit3'] as string, one_shot: true });

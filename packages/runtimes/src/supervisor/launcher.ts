@@ -52,6 +52,12 @@ export interface Launch {
 
 export interface Launcher {
   readonly virtualization: Virtualization;
+  /**
+   * where below the work dir the SLA's added files go (made by the supervisor, owned by the
+   * workload user): the directory the workload sees, e.g. wasm's preopened `scratch`; default the
+   * work dir itself
+   */
+  readonly filesDir?: string | undefined;
   /** can this host run it? `host` is what the supervisor found (sh, cgroups, setpriv) */
   probe(host: { cgroups: boolean; detail: string }): Promise<ProbeResult>;
   /**

@@ -250,7 +250,16 @@ export class SupervisedRuntime implements Runtime {
       mkdirSync(work, { mode: 0o700 });
       if (runAs !== undefined) chownSync(work, runAs.uid, runAs.gid);
       if (spec.storage_mb !== undefined && spec.storage_mb > 0) await mountStorage(work, spec.storage_mb, runAs);
-      if (spec.files !== undefined && spec.files.length > 0) await placeFiles(work, spec.files, runAs);
+      if (spec.files !== undefined && spec.files.length > 0) {
+        const sub = this.#launcher.filesDir;
+        let into = work;
+        if (sub !== undefined) {
+          into = join(work, sub);
+          mkdirSync(into, { mode: 0o700 });
+          if (runAs !== undefined) chownSync(into, runAs.uid, runAs.gid);
+        }
+        await placeFiles(into, spec.files, runAs);
+      }
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
       await removeWorkDir(work);
