@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor } from '@oak/testkit';
 import type { Api } from '../src/api.ts';
-import { Matrix, copies, shellFixtures, type Deployed } from '../src/runtimes.ts';
+import { Matrix, copies, shellFixtures, wasmFixture, type Deployed } from '../src/runtimes.ts';
 import { Topology, type Worker } from '../src/topology.ts';
 
 interface Active {
@@ -36,8 +36,7 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
     await topo.cluster(ctl, '127.0.0.1', 'edge1');
     const workers: Worker[] = [await topo.worker(h1, ctl.ip), await topo.worker(h2, ctl.ip)];
     const cluster = await twoWorkers(api);
-    // wasm is not in this matrix yet: its service did not start on the M-DOC workers (issue 10 note)
-    const fixtures = shellFixtures(topo.image);
+    const fixtures = [...shellFixtures(topo.image), await wasmFixture(topo.dir.path)];
     for (const f of fixtures) assert.ok(cluster.resources?.virtualizations.includes(f.virtualization), `the workers offer ${f.virtualization}`);
     const byId = (id: string | null): Worker | undefined => {
       const name = cluster.resources?.worker_summary.find((w) => w.id === id)?.name;

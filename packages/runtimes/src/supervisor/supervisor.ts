@@ -41,7 +41,7 @@ import { keepLogFile, readLines } from './logs.ts';
 import { interpretExit } from './verdict.ts';
 import type { ExitVerdict, RawExit } from './verdict.ts';
 import { wrapperArgs } from './wrapper.ts';
-import { mountStorage, placeFiles, removeWorkDir } from './workdir.ts';
+import { mountStorage, placeFiles, removeWorkDir, unreachableBy } from './workdir.ts';
 
 export interface SupervisorOptions {
   /** instances, logs and downloaded executables live here */
@@ -194,7 +194,8 @@ export class SupervisedRuntime implements Runtime {
         return { available: false, detail: 'setpriv (util-linux) not found: cannot drop privileges' };
       }
     }
-    return this.#launcher.probe({ cgroups: cg.ok, detail: cg.detail });
+    const workDir = this.#runAs === undefined ? undefined : unreachableBy(this.#workRoot, this.#runAs);
+    return this.#launcher.probe({ cgroups: cg.ok, detail: cg.detail, workDir });
   }
 
   // ---------------------------------------------------------------- start

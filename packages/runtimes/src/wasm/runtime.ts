@@ -86,7 +86,9 @@ export class WasmLauncher implements Launcher {
     this.#maxBytes = opts.maxModuleBytes ?? MAX_MODULE_BYTES;
   }
 
-  async probe(host: { cgroups: boolean; detail: string }): Promise<ProbeResult> {
+  async probe(host: { cgroups: boolean; detail: string; workDir?: string | undefined }): Promise<ProbeResult> {
+    // the runner opens itself and the module by path as the workload user
+    if (host.workDir !== undefined) return { available: false, detail: `${host.workDir} (make it searchable, e.g. chmod o+x, or move the NodeEngine's --data-dir: the work dir is <data dir>-work)` };
     let dir: string | undefined;
     try {
       dir = await mkdtemp(join(tmpdir(), 'oak-wasm-probe-'));
