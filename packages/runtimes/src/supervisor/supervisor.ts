@@ -169,14 +169,23 @@ export class SupervisedRuntime implements Runtime {
       this.#cgUsable = { ok: false, detail: info.detail };
       return this.#cgUsable;
     }
-    try {
-      const cg = await Cgroup.create(`probe-${process.pid}`, { parent: this.#cgroupParent, info });
-      await cg.remove();
-      this.#cgUsable = { ok: true, detail: info.detail };
-    } catch (e) {
-      this.#cgUsable = { ok: false, detail: `cannot create a cgroup: ${(e as Error).message}` };
+    // The parent may be shared (the NodeEngine's namespace is containerd's too, whose cleanup can
+    // remove an empty /<ns> between our mkdirs: ENOENT), and every supervisor of the process probes
+    // it: a name of this supervisor's own, a few tries, and a failure that is not kept, so that
+    // one unlucky moment does not turn the limits off for the rest of the NodeEngine's life.
+    let last: Error | undefined;
+    for (let i = 0; i < 3; i++) {
+      try {
+        const cg = await Cgroup.create(`probe-${process.pid}-${this.virtualization}`, { parent: this.#cgroupParent, info });
+        await cg.remove();
+        this.#cgUsable = { ok: true, detail: info.detail };
+        return this.#cgUsable;
+      } catch (e) {
+        last = e as Error;
+      }
     }
-    return this.#cgUsable;
+    this.#cgProbe = undefined;
+    return { ok: false, detail: `cannot create a cgroup: ${last?.message ?? 'unknown error'}` };
   }
 
   async probe(): Promise<ProbeResult> {
