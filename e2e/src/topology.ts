@@ -4,6 +4,7 @@
  * each (its own namespace of containers), and the test talks to the root through the gateway.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
 import { buildBusyboxImage, createNetwork, run, startContainerd, startRegistry, tmpDir, waitFor, type ContainerdInstance, type NetHost, type TestNetwork } from '@oak/testkit';
 import { bridgePlan, tagOf } from '@oak/net';
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
@@ -50,6 +51,9 @@ export class Topology {
 
   async init(name: string): Promise<void> {
     this.dir = await tmpDir(`oak-e2e-${name}`);
+    // searchable (not readable) by others: the workers' work dirs are in it, and a wasm runner
+    // (dropped to oak-workload) opens its files there by path; the data dirs inside stay 0700
+    await chmod(this.dir.path, 0o711);
     this.cleanups.push(() => this.dir.remove());
     const reg = await startRegistry();
     this.cleanups.push(() => reg.stop());

@@ -1,15 +1,18 @@
 /**
- * The runtime matrix in an M-DOC (issue 10): a root+cluster host and two worker hosts (network
- * namespaces, the real binaries). For every virtualization both workers offer: a service RUNNING
+ * The runtime matrix in an M-DOC (issue 10; container, process, wasm, and unikernel where qemu
+ * works): a root+cluster host and two worker hosts (network namespaces, the real binaries). For every virtualization both workers offer: a service RUNNING
  * with its logs through root -> cluster -> worker, its worker's NodeEngine killed (-9) and started
  * again re-adopting it without a duplicate, a workload over its memory limit FAILED with the
  * reason, and a delete leaving no copy on either worker.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { waitFor } from '@oak/testkit';
+import { copyFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { probeQemu } from '@oak/runtimes';
+import { buildTestKernel, waitFor } from '@oak/testkit';
 import type { Api } from '../src/api.ts';
-import { Matrix, copies, shellFixtures, type Deployed } from '../src/runtimes.ts';
+import { Matrix, copies, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
 import { Topology, type Worker } from '../src/topology.ts';
 
 interface Active {
@@ -36,8 +39,14 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
     await topo.cluster(ctl, '127.0.0.1', 'edge1');
     const workers: Worker[] = [await topo.worker(h1, ctl.ip), await topo.worker(h2, ctl.ip)];
     const cluster = await twoWorkers(api);
-    // wasm is not in this matrix yet: its service did not start on the M-DOC workers (issue 10 note)
-    const fixtures = shellFixtures(topo.image);
+    const fixtures = [...shellFixtures(topo.image), await wasmFixture(topo.dir.path)];
+    if (typeof (await probeQemu()) !== 'string') {
+      // the unikernel: the testkit's kernel archive as a path on the workers (they share this
+      // machine's filesystem; `code` may be an absolute path on the worker)
+      const archive = join(topo.dir.path, 'uk.tar.gz');
+      await copyFile((await buildTestKernel()).archive, archive);
+      fixtures.push(unikernelFixture(archive));
+    }
     for (const f of fixtures) assert.ok(cluster.resources?.virtualizations.includes(f.virtualization), `the workers offer ${f.virtualization}`);
     const byId = (id: string | null): Worker | undefined => {
       const name = cluster.resources?.worker_summary.find((w) => w.id === id)?.name;

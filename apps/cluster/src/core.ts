@@ -732,6 +732,7 @@ export class ClusterCore {
       gpus_free: gpus - usedGpus,
       cpu_percent: info?.cpu_percent ?? 0,
       virtualizations: info?.virtualizations ?? reg?.virtualizations ?? [],
+      ...(reg?.arch !== undefined && reg.arch !== '' ? { arch: reg.arch } : {}),
       location: w.location,
       jobs,
       ...(reg?.supported_addons && reg.supported_addons.length > 0 ? { supported_addons: [...reg.supported_addons] } : {}),
@@ -765,6 +766,7 @@ export class ClusterCore {
       for (const v of c.virtualizations) virt.add(v);
       const rec = this.workers.get(c.id);
       const ws: WorkerSummary = { id: c.id, name: c.name, cpu_cores_free: cpuFree, memory_free_mb: memFree, virtualizations: [...c.virtualizations], location: rec?.registration?.location ?? null };
+      if (c.arch !== undefined) ws.arch = c.arch;
       // GPUs (issue 10): free ones for the root's check that one worker holds the instance, and the
       // devices (model, memory) for `oak node ls`; left out on workers without any
       const devices = rec?.info?.gpu_devices ?? rec?.registration?.gpu_devices ?? [];
@@ -783,7 +785,6 @@ export class ClusterCore {
       const reg = rec?.registration;
       if (reg) {
         if (reg.disk_mb !== undefined) ws.disk_total_mb = round2(Math.max(0, reg.disk_mb));
-        ws.arch = reg.arch.slice(0, 64);
         ws.os = reg.os.slice(0, 128);
       }
       summary.push(ws);

@@ -70,6 +70,25 @@ test('a worker without the virtualization gets nothing; the reason says so', () 
   assert.equal(statuses(e)[0]?.status_detail, 'NoWorkerWithVirtualization');
 });
 
+test('arch (issue 10): a service listing architectures goes only to a worker of one of them, and carries its list; the summary says each worker\'s', () => {
+  const c = new ClusterCore();
+  join(c, 'x86', registration('x86'), 0);
+  join(c, 'arm', { ...registration('arm'), arch: 'arm64' }, 0);
+  const a = assignment(JOB, 0);
+  a.service.arch = ['aarch64'];
+  const e = c.deploy(a, 1);
+  assert.deepEqual(deploys(e), [{ worker: 'arm', name: name(0) }]);
+  const cmd = e.find((x) => x.type === 'deploy');
+  assert.ok(cmd?.type === 'deploy');
+  assert.deepEqual(cmd.command.arch, ['aarch64'], 'the worker gets the list (a unikernel matches its code URLs to it)');
+  const b = assignment(JOB, 1);
+  b.service.arch = ['riscv64'];
+  const none = c.deploy(b, 1);
+  assert.deepEqual(deploys(none), []);
+  assert.equal(statuses(none)[0]?.status_detail, 'NoWorkerWithVirtualization');
+  assert.deepEqual(c.aggregate().worker_summary.map((w) => [w.id, w.arch]), [['arm', 'arm64'], ['x86', 'x86_64']]);
+});
+
 test('reservations are replaced by reports: no double counting', () => {
   const c = new ClusterCore({ reportIntervalMs: 100 });
   join(c, 'w1', registration('w1', 4, 4096), 0);

@@ -35,7 +35,7 @@ import { fetchAddedFiles, filesDirOf } from './files.ts';
 import { HealthMonitor, decideRestart, probeFor, probeSettings, restartSettings } from './health.ts';
 import type { EndCause, HealthView, RestartSettings } from './health.ts';
 import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
-import { deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
+import { LABEL_RESTARTS, deployToSpec, exitToJobStatus, jobNameProblem, jobStatus, unavailableReason } from './spec.ts';
 
 export interface NodeEngineDeps {
   /** drivers to use instead of the default ones (containerd, process) */
@@ -548,7 +548,7 @@ class Engine {
     const plan = planAdoption(found);
     for (const e of plan.keep) this.entries.set(e.id, e);
     for (const e of plan.finished) {
-      this.publishJob(jobStatus(e, e.state, e.detail, e.exit_code));
+      this.reportEntry(e);
       await this.retire(this.byVirt.get(e.virtualization), e.id, e.state, undefined).catch(() => {});
     }
     if (this.net !== undefined) {
@@ -760,7 +760,7 @@ class Engine {
     }
     if (policy.privileged) spec.spec.privileged = true;
     if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;
-    if (cmd.added_files !== undefined && cmd.added_files.length > 0 && (cmd.virtualization === 'container' || cmd.virtualization === 'process')) {
+    if (cmd.added_files !== undefined && cmd.added_files.length > 0 && cmd.virtualization !== 'microvm') {
       const files = await fetchAddedFiles(cmd.added_files, cmd.virtualization, filesDirOf(this.cfg.dataDir, id));
       if (!files.ok) {
         this.log.warn(`${id}: ${files.reason}`);
@@ -824,7 +824,7 @@ class Engine {
 
   // ---------------------------------------------------------------- health and local restarts
 
-  /** Takes up probing and restarts of an instance re-adopted after a NodeEngine restart (count from 0). */
+  /** Takes up probing and restarts of an instance re-adopted after a NodeEngine restart (its count kept in its labels). */
   async resumeRun(e: Entry, cmd: DeployCommand): Promise<void> {
     if (this.runs.has(e.id) || this.entries.get(e.id) !== e || e.deleting || e.state !== 'RUNNING') return;
     const spec = deployToSpec(cmd);
@@ -839,8 +839,9 @@ class Engine {
       const resolv = this.net?.resolvConf;
       if (resolv !== undefined) spec.spec.resolvConf = resolv;
     }
-    this.runs.set(e.id, { spec: spec.spec, cmd, restart: restartSettings(cmd), ip: a?.ip, netns: a?.path });
     e.restarts ??= 0;
+    spec.spec.labels[LABEL_RESTARTS] = String(e.restarts);
+    this.runs.set(e.id, { spec: spec.spec, cmd, restart: restartSettings(cmd), ip: a?.ip, netns: a?.path });
     this.startMonitor(e);
   }
 
@@ -935,6 +936,7 @@ class Engine {
     // the old copy's remains go; its network namespace (and address) stays
     await runtime.stop(e.id).catch(() => {});
     e.restarts = attempt;
+    run.spec.labels[LABEL_RESTARTS] = String(attempt);
     let st: InstanceStatus;
     try {
       st = await runtime.start(run.spec);

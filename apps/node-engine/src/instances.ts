@@ -5,7 +5,7 @@
 import { ACTIVE_STATES, TERMINAL_STATES } from '@oak/contracts';
 import type { HealthState, InstanceState, Virtualization } from '@oak/contracts';
 import type { InstanceStatus } from '@oak/runtimes';
-import { identityOf } from './spec.ts';
+import { LABEL_RESTARTS, identityOf, parseRestartsLabel } from './spec.ts';
 import { LABEL_GPUS, parseGpuLabel } from './gpus.ts';
 
 export interface Entry {
@@ -113,6 +113,7 @@ export function planAdoption(found: readonly { virtualization: Virtualization; s
       detail: ended ? status.detail : status.detail !== '' ? status.detail : 'running (re-adopted)',
       exit_code: ended ? status.exit_code : undefined,
       deleting: false,
+      restarts: parseRestartsLabel(status.labels[LABEL_RESTARTS]),
     };
     const gpus = parseGpuLabel(status.labels[LABEL_GPUS]);
     if (gpus.length > 0) entry.gpus = gpus;

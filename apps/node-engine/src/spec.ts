@@ -2,13 +2,27 @@
  * Pure mappings between the protocol and the runtime drivers: DeployCommand -> InstanceSpec,
  * driver status / exit -> JobStatus, and labels back to the instance identity (re-adoption).
  */
-import { instanceName, parseInstanceName, parsePorts } from '@oak/contracts';
+import { archAllowed, instanceName, parseInstanceName, parsePorts } from '@oak/contracts';
+import { arch as sysArch } from '@oak/sysinfo';
 import type { DeployCommand, InstanceState, JobStatus, Virtualization } from '@oak/contracts';
 import type { InstanceExit, InstanceSpec, InstanceStatus } from '@oak/runtimes';
 
 export const LABEL_JOB = 'oak.job_name';
 export const LABEL_INSTANCE = 'oak.instance_number';
 export const LABEL_VIRTUALIZATION = 'oak.virtualization';
+/** the SLA's arch list, comma-joined (the unikernel driver matches code URLs to it by index) */
+export const LABEL_ARCH = 'oak.arch';
+/**
+ * local restarts so far (issue 10): set on the spec of each restarted copy, so every driver
+ * persists it with the instance (the supervisor's state file, containerd's labels) and a
+ * re-adopting NodeEngine counts on from it, with the backoff that follows from the count
+ */
+export const LABEL_RESTARTS = 'oak.restarts';
+
+/** the restart count a driver kept in its labels (0 when absent or not a count) */
+export function parseRestartsLabel(v: string | undefined): number {
+  return v !== undefined && /^\d{1,6}$/.test(v) ? Number(v) : 0;
+}
 
 export interface InstanceIdentity {
   /** `<job_name>.instance.<n>` */
@@ -19,8 +33,14 @@ export interface InstanceIdentity {
 
 export type SpecResult = { ok: true; spec: InstanceSpec } | { ok: false; reason: string };
 
-/** Builds what a driver needs from a (validated) deploy command; a bad `port` string is a reason. */
-export function deployToSpec(cmd: DeployCommand): SpecResult {
+/**
+ * Builds what a driver needs from a (validated) deploy command; a bad `port` string is a reason,
+ * and so is an arch list without this worker's architecture (the schedulers never send one here).
+ */
+export function deployToSpec(cmd: DeployCommand, hostArch: string = sysArch()): SpecResult {
+  if (cmd.arch !== undefined && cmd.arch.length > 0 && !archAllowed(cmd.arch, hostArch)) {
+    return { ok: false, reason: `this worker is ${hostArch}; the service runs only on ${cmd.arch.join(', ')}` };
+  }
   let ports: InstanceSpec['ports'] = [];
   if (cmd.port !== undefined && cmd.port.trim() !== '') {
     try {
@@ -38,6 +58,8 @@ export function deployToSpec(cmd: DeployCommand): SpecResult {
     [LABEL_INSTANCE]: String(cmd.instance_number),
     [LABEL_VIRTUALIZATION]: cmd.virtualization,
   };
+  if (cmd.arch !== undefined && cmd.arch.length > 0) labels[LABEL_ARCH] = cmd.arch.join(',');
+  else delete labels[LABEL_ARCH];
   const spec: InstanceSpec = {
     id: instanceName(cmd.job_name, cmd.instance_number),
     job_name: cmd.job_name,

@@ -7,6 +7,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { DeployCommand } from '@oak/contracts';
@@ -22,6 +24,8 @@ import { FakeCluster, pidsWithArgv } from './helpers/cluster.ts';
 const RUN_AS = lookupUser('oak-workload') !== undefined ? undefined : 'nobody';
 const run = shortId(3);
 const sleepArg = `31.${Math.floor(Math.random() * 1e6)}`;
+/** the sleep of the restart-count test, apart from the others' */
+const keptArg = `32.${Math.floor(Math.random() * 1e6)}`;
 let cluster: FakeCluster;
 let dir: TmpDir;
 let engine: NodeEngineHandle;
@@ -76,7 +80,7 @@ before(async () => {
 after(async () => {
   await engine.shutdown({ stopInstances: true });
   await cluster.close();
-  for (const pid of pidsWithArgv(['/bin/sleep', sleepArg])) process.kill(pid, 'SIGKILL');
+  for (const a of [sleepArg, keptArg]) for (const pid of pidsWithArgv(['/bin/sleep', a])) process.kill(pid, 'SIGKILL');
   await removeInstanceNetwork({ namespace: `he${run}`, dataDir: dir.path });
   await dir.remove();
 });
@@ -160,4 +164,36 @@ test('a NodeEngine restart: the re-adopted instance is probed again once its dep
   assert.equal(back.payload['restarts'], 0);
   await cluster.publish(`nodes/${engine.id}/control/delete`, { job_name: cmd.job_name, instance_number: 0, virtualization: 'process' });
   await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${engine.id}/job` && m.at >= t0 && m.payload['job_name'] === cmd.job_name && m.payload['status'] === 'UNDEPLOYED'), { timeoutMs: 15_000 });
+});
+
+test('a NodeEngine restart keeps the restart count: the next restart is counted on from it', { timeout: 90_000 }, async () => {
+  // the first copy fails (restart 1), the second runs; the marker is outside the instance's work dir
+  const marks = await tmpDir('oak-he-mark');
+  chmodSync(marks.path, 0o777);
+  const mark = join(marks.path, 'first');
+  try {
+    const cmd = deploy('kept', { code: '/bin/sh', cmd: ['-c', `[ -e ${mark} ] || { : > ${mark}; exit 3; }; exec /bin/sleep ${keptArg}`], restart_max: 3, health: { type: 'exec', command: ['/bin/true'], ...PATIENT } });
+    await cluster.publish(`nodes/${engine.id}/control/deploy`, cmd);
+    await waitFor(() => cluster.jobs(engine.id, cmd.job_name).find((j) => j['status'] === 'RUNNING' && j['restarts'] === 1), { timeoutMs: 30_000, message: 'RUNNING after restart 1' });
+    await waitFor(() => pidsWithArgv(['/bin/sleep', keptArg]).length === 1 || undefined, { timeoutMs: 10_000, message: 'the second copy runs' });
+    await engine.close();
+    engine = await startEngine();
+    const t0 = Date.now();
+    const since = (pred: (p: Record<string, unknown>) => boolean): Record<string, unknown> | undefined =>
+      cluster.messages.find((m) => m.topic === `nodes/${engine.id}/job` && m.at >= t0 && m.payload['job_name'] === cmd.job_name && pred(m.payload))?.payload;
+    await cluster.publish(`nodes/${engine.id}/control/deploy`, cmd);
+    const back = await waitFor(() => since((p) => p['status'] === 'RUNNING'), { timeoutMs: 20_000, message: 'RUNNING after the NodeEngine restart' });
+    assert.equal(back['restarts'], 1, 'the count survived the NodeEngine restart');
+    // the deploy resumes its restart record and probe (queued behind the report): then the copy dies
+    await waitFor(() => since((p) => p['health'] === 'healthy'), { timeoutMs: 20_000, message: 'probed again' });
+    for (const pid of pidsWithArgv(['/bin/sleep', keptArg])) process.kill(pid, 'SIGKILL');
+    const next = await waitFor(() => since((p) => p['status'] === 'CREATING' && /^restart \d of 3/.test(String(p['status_detail']))), { timeoutMs: 20_000, message: 'restarted again' });
+    assert.match(String(next['status_detail']), /^restart 2 of 3 in 0\.2 s/, 'attempt 2, with the backoff of attempt 2');
+    const running = await waitFor(() => since((p) => p['status'] === 'RUNNING' && p['restarts'] === 2), { timeoutMs: 20_000, message: 'RUNNING after restart 2' });
+    assert.equal(running['restarts'], 2);
+    await cluster.publish(`nodes/${engine.id}/control/delete`, { job_name: cmd.job_name, instance_number: 0, virtualization: 'process' });
+    await waitFor(() => since((p) => p['status'] === 'UNDEPLOYED'), { timeoutMs: 15_000, message: 'undeployed' });
+  } finally {
+    await marks.remove();
+  }
 });

@@ -45,6 +45,12 @@ test('adoption keeps running instances and finishes ended ones', () => {
   assert.deepEqual(plan.unknown.map((s) => s.id), ['a.b.c.d.instance.0', 'stranger']);
 });
 
+test('adoption takes the restart count from the label of the driver; absent or hostile: 0', () => {
+  const st = (n: number, v: string | undefined) => ({ virtualization: 'process' as const, status: { id: `a.b.c.d.instance.${n}`, state: 'RUNNING' as const, detail: '', labels: (v === undefined ? {} : { 'oak.restarts': v }) as Record<string, string> } });
+  const plan = planAdoption([st(0, '2'), st(1, undefined), st(2, '-1'), st(3, '1e9'), st(4, '99999999'), st(5, ' 3')]);
+  assert.deepEqual(plan.keep.map((e) => e.restarts), [2, 0, 0, 0, 0, 0]);
+});
+
 test('registration backoff doubles up to the maximum', () => {
   assert.deepEqual([0, 1, 2, 3, 10, 100].map((a) => backoffDelay(a, 500, 10_000)), [500, 1000, 2000, 4000, 10_000, 10_000]);
 });

@@ -63,6 +63,20 @@ test('args and storage: args kept; storage becomes a tmpfs size for processes on
   assert.equal(c.spec.storage_mb, undefined);
 });
 
+test('arch: carried to the driver as the label oak.arch; a list without this worker is a reason', () => {
+  const uni: DeployCommand = { ...base, virtualization: 'unikernel', code: 'http://h/a.tgz,http://h/b.tgz', arch: ['x86_64', 'arm64'] };
+  const r = deployToSpec(uni, 'amd64');
+  assert.ok(r.ok);
+  assert.equal(r.spec.labels['oak.arch'], 'x86_64,arm64');
+  const no = deployToSpec(uni, 'riscv64');
+  assert.ok(!no.ok);
+  assert.match(no.reason, /this worker is riscv64; the service runs only on x86_64, arm64/);
+  // no list: any worker, and a label of the SLA's own cannot pose as one
+  const plain = deployToSpec({ ...base, labels: { 'oak.arch': 'evil' } }, 'riscv64');
+  assert.ok(plain.ok);
+  assert.equal(plain.spec.labels['oak.arch'], undefined);
+});
+
 test('bad port strings and environment entries are reasons', () => {
   const p = deployToSpec({ ...base, port: '80:abc' });
   assert.ok(!p.ok);

@@ -153,6 +153,8 @@ export const WorkerSummary = Type.Object({
   cpu_cores_free: Free('cores'),
   memory_free_mb: Free('MB'),
   virtualizations: Type.Array(Virtualization),
+  /** the worker's architecture (Go's names); absent from clusters that predate it */
+  arch: Type.Optional(Type.String({ maxLength: 64 })),
   location: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   /** GPUs not held by an instance (placed or reserved); absent from clusters that predate GPU accounting */
   gpus_free: Type.Optional(Free('GPUs')),
@@ -171,7 +173,6 @@ export const WorkerSummary = Type.Object({
   /** the NodeEngine's data dir file system */
   disk_free_mb: Type.Optional(Free('MB')),
   disk_total_mb: Type.Optional(Free('MB')),
-  arch: Type.Optional(Type.String({ maxLength: 64 })),
   os: Type.Optional(Type.String({ maxLength: 128 })),
 });
 export type WorkerSummary = Static<typeof WorkerSummary>;

@@ -15,3 +15,4 @@ export * from './oakestra-fields.ts';
 export * from './wire.ts';
 export * from './workload.ts';
 export * from './registry.ts';
+export * from './arch.ts';

@@ -134,6 +134,7 @@ export const FIELD_INFO: Readonly<Record<string, FieldInfo>> = {
   code: { example: '"docker.io/library/nginx:latest"' },
   cmd: { example: '["nginx", "-g", "daemon off;"]' },
   args: { example: '["--verbose"]' },
+  arch: { example: '["amd64", "arm64"]', hint: 'use architecture names such as amd64, arm64, arm, riscv64 (x86_64 and aarch64 are read as amd64 and arm64)' },
   added_files: { example: '["https://example.com/config.json"]' },
   environment: { example: '["KEY=value"]' },
   memory: { example: '100' },

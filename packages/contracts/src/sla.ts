@@ -3,6 +3,7 @@
  * TypeScript types, runtime validation (see validate.ts) and the OpenAPI document.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { ARCH_LIMITS, ARCH_PATTERN } from './arch.ts';
 
 export const NAME_PATTERN = '^[a-zA-Z0-9]{1,30}$';
 export const VIRTUALIZATIONS = ['container', 'unikernel', 'microvm', 'process', 'wasm'] as const;
@@ -201,6 +202,8 @@ export const Microservice = Type.Object(
     virtualization: Virtualization,
     code: Type.String({ minLength: 1, description: 'image reference, kernel URL, executable or .wasm module' }),
     cmd: Type.Optional(Type.Array(Type.String())),
+    /** Oakestra's: the architectures it runs on (placed only on such workers); a unikernel's comma-separated code URLs match it by index */
+    arch: Type.Optional(Type.Array(Type.String({ pattern: ARCH_PATTERN, description: 'amd64, arm64, ... (x86_64, aarch64 read as those)' }), { maxItems: ARCH_LIMITS.items_max })),
     /** appended to cmd (or to the image's entrypoint + cmd when there is no cmd) */
     args: Type.Optional(Type.Array(Type.String())),
     /** files fetched into the instance: URLs or { url, path, mode } (see workload.ts) */

@@ -181,6 +181,15 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
   } else if (typeof code === 'string' && code.trim() === '') {
     add(errors, { path: childPath(path, 'code'), message: 'code must not be blank', hint: 'e.g. "code": "docker.io/library/nginx:latest"' });
   }
+  const arch = ms['arch'];
+  if (typeof code === 'string' && virt === 'unikernel' && code.includes(',')) {
+    // one URL per architecture, matched by index (Oakestra's rule)
+    const urls = code.split(',').length;
+    const n = Array.isArray(arch) ? arch.length : 0;
+    if (n !== urls) {
+      add(errors, { path: childPath(path, n === 0 ? 'code' : 'arch'), message: `code has ${urls} comma-separated URLs but arch lists ${n} architecture(s); they are matched by index`, hint: 'list one architecture per URL, e.g. "arch": ["amd64", "arm64"]' });
+    }
+  }
   const addresses = ms['addresses'];
   if (isRecord(addresses)) {
     const ap = childPath(path, 'addresses');
@@ -247,8 +256,8 @@ function workloadSemantics(ms: Record<string, unknown>, path: string, errors: Is
   const virt = typeof ms['virtualization'] === 'string' ? ms['virtualization'] : undefined;
   const files = parseAddedFiles(ms['added_files'], childPath(path, 'added_files'), virt);
   for (const e of files.errors) add(errors, e);
-  if (files.items.length > 0 && virt !== undefined && virt !== 'container' && virt !== 'process') {
-    warnings.push({ path: childPath(path, 'added_files'), message: `added_files are not placed into ${virt} instances yet; they are ignored`, hint: 'use a container or process, or build the files into the image' });
+  if (files.items.length > 0 && virt === 'microvm') {
+    warnings.push({ path: childPath(path, 'added_files'), message: `added_files are not placed into ${virt} instances yet; they are ignored`, hint: 'use a container, process, wasm or unikernel, or build the files into the image' });
   }
   const vols = parseVolumeSpecs(ms['volumes'], childPath(path, 'volumes'));
   for (const e of vols.errors) add(errors, e);
@@ -262,8 +271,8 @@ function workloadSemantics(ms: Record<string, unknown>, path: string, errors: Is
     if (why !== undefined) warnings.push({ path: childPath(path, 'storage'), message: `storage ${storage} MB is not enforced for ${virt}: ${why}`, hint: 'the value is kept; size the workload\'s disk use yourself' });
   }
   const args = ms['args'];
-  if (Array.isArray(args) && args.length > 0 && virt !== undefined && virt !== 'container' && virt !== 'process') {
-    warnings.push({ path: childPath(path, 'args'), message: `args are not passed to ${virt} instances yet`, hint: 'for a unikernel put kernel arguments in "cmd"' });
+  if (Array.isArray(args) && args.length > 0 && virt === 'microvm') {
+    warnings.push({ path: childPath(path, 'args'), message: `args are not passed to ${virt} instances yet`, hint: 'put the arguments in "cmd"' });
   }
 }
 

@@ -147,6 +147,7 @@ interface OldWorkerSummary {
   cpu_cores_free: number;
   memory_free_mb: number;
   virtualizations: Virtualization[];
+  arch?: string;
   location?: string | null;
   gpus_free?: number;
   gpus?: C.GpuDevice[];
@@ -160,7 +161,6 @@ interface OldWorkerSummary {
   memory_available_mb?: number;
   disk_free_mb?: number;
   disk_total_mb?: number;
-  arch?: string;
   os?: string;
 }
 interface OldClusterResources {

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileNameOf, parseAddedFiles, parseVolumeSpecs, validateSla, type FieldIssue } from '../src/index.ts';
+import { archAllowed, fileNameOf, normalizeArch, parseAddedFiles, parseVolumeSpecs, validateSla, type FieldIssue } from '../src/index.ts';
 
 type Json = Record<string, unknown>;
 const MS = 'applications[0].microservices[0]';
@@ -128,4 +128,31 @@ test('storage: a warning naming why where it is not enforced (containers), none 
   assert.deepEqual(ok(sla({ storage: 0 })), []);
   assert.deepEqual(ok(sla({ virtualization: 'process', code: '/bin/sh', storage: 10 })), []);
   errorAt(sla({ storage: -1 }), `${MS}.storage`, /negative/);
+});
+
+test('arch: Oakestra\'s list is a known field; a unikernel\'s code URLs match it by index', () => {
+  const uni = { virtualization: 'unikernel', code: 'http://127.0.0.1:8080/x86.tar.gz,http://127.0.0.1:8080/arm.tar.gz' };
+  assert.deepEqual(ok(sla({ ...uni, arch: ['amd64', 'arm64'] })), []);
+  assert.deepEqual(ok(sla({ arch: ['amd64'] })), [], 'any virtualization may list architectures');
+  assert.deepEqual(ok(sla({ arch: [] })), [], 'an empty list: any');
+  errorAt(sla({ ...uni, arch: ['amd64'] }), `${MS}.arch`, /2 comma-separated URLs but arch lists 1/);
+  errorAt(sla(uni), `${MS}.code`, /arch lists 0/);
+});
+
+test('hostile arch lists are refused at their path', () => {
+  errorAt(sla({ arch: 'amd64' }), `${MS}.arch`);
+  errorAt(sla({ arch: ['amd64', 'x86 64'] }), `${MS}.arch[1]`);
+  errorAt(sla({ arch: ['a'.repeat(33)] }), `${MS}.arch[0]`);
+  errorAt(sla({ arch: ['../etc'] }), `${MS}.arch[0]`);
+  errorAt(sla({ arch: Array.from({ length: 17 }, () => 'amd64') }), `${MS}.arch`);
+});
+
+test('architecture names: the kernel\'s read as Go\'s; a worker that reported none matches no list', () => {
+  assert.deepEqual(['x86_64', 'AMD64', ' aarch64 ', 'armv7l', 'i686', 'mips'].map(normalizeArch), ['amd64', 'amd64', 'arm64', 'arm', '386', 'mips']);
+  assert.equal(archAllowed(['x86_64'], 'amd64'), true);
+  assert.equal(archAllowed(['arm64'], 'amd64'), false);
+  assert.equal(archAllowed(undefined, undefined), true);
+  assert.equal(archAllowed([], 'riscv64'), true);
+  assert.equal(archAllowed(['amd64'], undefined), false);
+  assert.equal(archAllowed(['amd64'], ''), false);
 });

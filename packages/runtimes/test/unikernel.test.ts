@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -155,6 +155,33 @@ test('a one-shot kernel: RUNNING, its console in the logs with cmd on the comman
   assert.ok(lines.some((l) => l.includes('oak-test-kernel: cmdline=') && l.includes('hello=world exit=0')), lines.join('\n'));
   await rt.stop(ok.id);
   await rt.stop(bad.id);
+});
+
+test('args follow cmd on the kernel command line; added files join the image\'s files/ in the instance\'s own 9p share', { skip }, async () => {
+  const dataDir = await newDir();
+  const { rt, exitOf } = setup(dataDir);
+  const one = await rt.start(spec({ cmd: ['hello=world'], args: ['exit=4', 'from-args'] }));
+  const e = await exitOf(one.id);
+  assert.equal(e.exit_code, 4, `exit=4 came from args: ${e.detail}`);
+  const lines = await collect(rt.logs(one.id));
+  assert.ok(lines.some((l) => l.includes('oak-test-kernel: cmdline=') && l.endsWith(' hello=world exit=4 from-args')), lines.join('\n'));
+  await rt.stop(one.id);
+
+  const src = join(dataDir, 'app.conf');
+  await writeFile(src, 'added\n');
+  const s = spec({ cmd: ['loop'], one_shot: false, files: [{ source: src, target: 'conf/app.conf', mode: 0o640 }] });
+  await rt.start(s);
+  const share = join(dataDir, 'work', s.id, 'share');
+  assert.equal(await readFile(join(share, 'conf', 'app.conf'), 'utf8'), 'added\n');
+  assert.equal(await readFile(join(share, 'hello.txt'), 'utf8'), 'hello from the share\n', 'the image\'s own files are there too');
+  await waitFor(() => qemuPids(`path=${share},`).length > 0);
+  // the cached image stays as it was (shared by every instance of it)
+  const cached = (await readdir(join(dataDir, 'cache', 'unikernel'))).filter((d) => /^[0-9a-f]{64}$/.test(d));
+  for (const d of cached) assert.equal(existsSync(join(dataDir, 'cache', 'unikernel', d, 'files', 'conf')), false);
+  await rt.stop(s.id);
+  assert.equal(existsSync(share), false, 'the share goes with the instance');
+  const bad = spec({ files: [{ source: src, target: '../../escape', mode: 0o644 }] });
+  await assert.rejects(rt.start(bad), /leaves the work dir/);
 });
 
 test('a looping kernel RUNS until stopped; the cgroup holds guest + qemu memory; stop leaves no process, cgroup or file', { skip }, async () => {

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { cgroupInfo, isSameProcessAlive } from '@oak/sysinfo';
 import { buildWasiModule, waitFor } from '@oak/testkit';
 import { RuntimeError, WasmRuntime, lookupUser } from '../src/index.ts';
+import { unreachableBy } from '../src/supervisor/workdir.ts';
 import type { InstanceExit, InstanceSpec, RunAs } from '../src/index.ts';
 
 const info = cgroupInfo();
@@ -126,6 +127,49 @@ test('a one-shot module gets cmd as its arguments and only the SLA env; exit 0 -
   assert.match(log, /^EMPTY=$/m);
   assert.doesNotMatch(log, /^(PATH|HOME|USER)=/m, 'the runner passes none of its own environment');
   assert.doesNotMatch(log, /ExperimentalWarning/);
+});
+
+test('args follow cmd; added files land in the scratch dir the module sees; a file path out of it is refused', async () => {
+  const mod = join(dir, `files-${n}.wasm`);
+  await writeFile(mod, await buildWasiModule({ argsLine: ' <- args', env: true, open: ['conf/app.conf'] }));
+  const src = join(dir, `app-${n}.conf`);
+  const content = `added-file-content-${process.pid}`;
+  await writeFile(src, content);
+  const { rt, workRoot, exitOf } = await setup();
+  const s = spec({ code: mod, cmd: ['first'], args: ['--second', 'third'], env: ['MODE=prod'], one_shot: true, files: [{ source: src, target: 'conf/app.conf', mode: 0o600 }] });
+  await rt.start(s);
+  const e = await exitOf(s.id);
+  const log = await logOf(rt, s.id);
+  // the module prints a file it could open and exits 1 (its way of saying "opened")
+  assert.equal(e.exit_code, 1, `${e.detail}\n${log}`);
+  assert.match(log, /first --second third <- args/);
+  assert.match(log, /^MODE=prod$/m);
+  assert.ok(log.includes(content), `the module read its added file:\n${log}`);
+  assert.equal(await readFile(join(workRoot, s.id, 'scratch', 'conf', 'app.conf'), 'utf8'), content);
+
+  const bad = spec({ code: mod, one_shot: true, files: [{ source: src, target: '../runner.mjs', mode: 0o644 }] });
+  await assert.rejects(rt.start(bad), (err: unknown) => err instanceof RuntimeError && /leaves the work dir/.test(err.message));
+  assert.equal(existsSync(join(workRoot, bad.id)), false, 'nothing left of the refused start');
+});
+
+test('probing is the truth: a work dir below a directory the workload user cannot search makes wasm unavailable, saying why', async () => {
+  const nobody = { name: 'nobody-test', uid: 65534, gid: 65534 };
+  const top = await mkdtemp(join(tmpdir(), 'oak-wasm-reach-'));
+  roots.push(top);
+  await mkdir(join(top, 'a'), { mode: 0o755 });
+  await chmod(top, 0o700);
+  assert.match(unreachableBy(join(top, 'a', 'work'), nobody) ?? '', new RegExp(`^${top} \\(mode 0700, owner \\d+\\) may not be searched by nobody-test`));
+  await chmod(top, 0o711);
+  assert.equal(unreachableBy(join(top, 'a', 'work'), nobody), undefined, 'searchable (not readable) is enough');
+  assert.equal(unreachableBy(join(top, 'not', 'made', 'yet'), nobody), undefined);
+  if (workload !== undefined) {
+    await chmod(top, 0o700);
+    const rt = new WasmRuntime({ dataDir: join(top, 'd'), workRoot: join(top, 'd-work'), cgroupParent: parent, runAs: workload });
+    runtimes.push(rt);
+    const p = await rt.probe();
+    assert.equal(p.available, false);
+    assert.match(p.detail, /may not be searched by .*cannot reach its work dir/);
+  }
 });
 
 test('exit code 3 -> FAILED with the code', async () => {

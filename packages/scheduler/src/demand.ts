@@ -25,6 +25,7 @@ export function demandOf(service: Microservice, jobName: string, peers?: readonl
     // a GPU is never shared between instances: a fractional vgpus holds the next whole GPU
     gpus: wholeGpus(nonNeg(service.vgpus)),
     constraints: service.constraints ? [...service.constraints] : [],
+    ...(Array.isArray(service.arch) && service.arch.length > 0 ? { arch: [...service.arch] } : {}),
   };
   if (peers && peers.length > 0) d.peers = peers.map((p) => ({ ...p, workers: [...p.workers] }));
   return d;

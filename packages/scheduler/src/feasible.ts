@@ -3,6 +3,7 @@
  * pickCluster in a single pass (no intermediate arrays) and, when nothing is feasible, by the
  * explain functions that turn the failure into a reason a user understands.
  */
+import { archAllowed } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
 import type { CompiledConstraints, GeoRule, LatencyRule } from './demand.ts';
 import { distanceToAreaKm, estimateRttMs } from './geo.ts';
@@ -29,6 +30,16 @@ export function matchesAllRefs(c: Named, refs: readonly string[]): boolean {
 export function supports(c: { virtualizations: readonly Virtualization[] }, v: Virtualization): boolean {
   const vs = c.virtualizations;
   return vs[0] === v || vs.includes(v);
+}
+
+/** The worker offers the demand's virtualization, on one of its architectures (when it lists any). */
+export function offers(w: { virtualizations: readonly Virtualization[]; arch?: string | undefined }, d: Pick<Demand, 'virtualization' | 'arch'>): boolean {
+  return supports(w, d.virtualization) && (d.arch === undefined || d.arch.length === 0 || archAllowed(d.arch, w.arch));
+}
+
+/** `unikernel`, or `unikernel on arm64/riscv64` when the service lists architectures */
+export function describeOffer(d: Pick<Demand, 'virtualization' | 'arch'>): string {
+  return d.arch !== undefined && d.arch.length > 0 ? `${d.virtualization} on ${d.arch.join('/')}` : d.virtualization;
 }
 
 export interface FreeAmounts {

@@ -19,7 +19,7 @@
  */
 import type { WorkerSummary } from '@oak/contracts';
 import { compileConstraints, describeAmounts, fmt, type CompiledConstraints } from './demand.ts';
-import { EPS, UNKNOWN_RTT_PENALTY, fits, geoDistanceKm, latencyMs, matchesAllRefs, matchesRef, offersAll, peerStatus, supports, unmeasuredPeer, withinGeo, withinLatency } from './feasible.ts';
+import { EPS, UNKNOWN_RTT_PENALTY, describeOffer, fits, geoDistanceKm, latencyMs, matchesAllRefs, matchesRef, offers, offersAll, peerStatus, supports, unmeasuredPeer, withinGeo, withinLatency } from './feasible.ts';
 import { formatGeoPoint, parseGeoPointCached } from './geo.ts';
 import { countJob, share } from './rank.ts';
 import { shortfall } from './pick-worker.ts';
@@ -40,7 +40,7 @@ export function clusterSatisfies(c: ClusterCandidate, cc: CompiledConstraints, r
 
 /** Whether the worker (from a cluster's summary) matches the service, resources aside. */
 export function summaryMatches(w: WorkerSummary, clusterLoc: GeoPoint | null, d: Demand, cc: CompiledConstraints, clusterAddons?: readonly string[], rtt?: RttLookup): boolean {
-  if (!supports(w, d.virtualization)) return false;
+  if (!offers(w, d)) return false;
   if (cc.none) return true;
   if (!matchesAllRefs(w, cc.nodes)) return false;
   if (cc.needs.length > 0 && !offersAll(w.supported_addons, clusterAddons, cc.needs)) return false;
@@ -236,7 +236,7 @@ function explainClusters(d: Demand, clusters: readonly ClusterCandidate[], cc: C
         return {
           ok: false,
           reason: 'NoClusterMatchesConstraints',
-          detail: `no worker of ${list(candidates.map((c) => c.name))} supports ${d.virtualization} and satisfies the constraints`,
+          detail: `no worker of ${list(candidates.map((c) => c.name))} supports ${describeOffer(d)} and satisfies the constraints`,
         };
       }
       const withGpus = d.gpus > 0;

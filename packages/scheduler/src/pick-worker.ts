@@ -12,7 +12,7 @@
  * furthest-getting worker failed at, with a detail naming the closest miss.
  */
 import { compileConstraints, describeAmounts, fmt, type CompiledConstraints } from './demand.ts';
-import { EPS, fits, geoDistanceKm, latencyMs, matchesRef, offersAll, peerStatus, supports, workerPenalty, workerSatisfies, workerWarnings } from './feasible.ts';
+import { EPS, describeOffer, fits, geoDistanceKm, latencyMs, matchesRef, offers, offersAll, peerStatus, workerPenalty, workerSatisfies, workerWarnings } from './feasible.ts';
 import { formatGeoPoint } from './geo.ts';
 import { compareKeys, workerKey, type RankKey } from './rank.ts';
 import type { Demand, GeoPoint, PickWorkerOptions, Placement, WorkerCandidate } from './types.ts';
@@ -27,7 +27,6 @@ export function pickWorkerIndex(demand: Demand, workers: readonly WorkerCandidat
   const strategy = opts.strategy ?? 'least-loaded';
   const clusterLoc = opts.clusterLocation ?? null;
   const cc = compileConstraints(demand);
-  const v = demand.virtualization;
   let best = -1;
   const addons = opts.clusterAddons;
   const rtt = opts.rttMs;
@@ -37,7 +36,7 @@ export function pickWorkerIndex(demand: Demand, workers: readonly WorkerCandidat
     const w = workers[i] as WorkerCandidate;
     // Cheap checks first; the constraint checks (trigonometry for geo and latency) only run for
     // a worker that would beat the best so far: the result is the same, the work much smaller.
-    if (!fits(w, demand) || !supports(w, v)) continue;
+    if (!fits(w, demand) || !offers(w, demand)) continue;
     workerKey(w, demand, strategy, key);
     key.penalty = cc.scored ? workerPenalty(w, effectiveLocation(w, clusterLoc), cc, addons, rtt) : 0;
     if (best >= 0) {
@@ -77,22 +76,24 @@ function explainWorkers(demand: Demand, workers: readonly WorkerCandidate[], opt
   let furthest = STAGE_VIRT;
   const atCapacity: WorkerCandidate[] = [];
   for (const w of workers) {
-    if (!supports(w, demand.virtualization)) continue;
+    if (!offers(w, demand)) continue;
     furthest = Math.max(furthest, STAGE_CONSTRAINTS);
     if (!workerSatisfies(w, effectiveLocation(w, clusterLoc), cc, true, opts.clusterAddons, opts.rttMs)) continue;
     furthest = STAGE_CAPACITY;
     atCapacity.push(w);
   }
   if (furthest === STAGE_VIRT) {
-    const offered = [...new Set(workers.flatMap((w) => w.virtualizations))].sort();
+    const withArch = demand.arch !== undefined && demand.arch.length > 0;
+    // with an arch list the workers' architectures are part of what they offer
+    const offered = [...new Set(workers.flatMap((w) => (withArch ? w.virtualizations.map((x) => `${x} on ${w.arch ?? 'an unknown architecture'}`) : w.virtualizations)))].sort();
     return {
       ok: false,
       reason: 'NoWorkerWithVirtualization',
-      detail: `no worker supports ${demand.virtualization} (${workers.length} worker${workers.length === 1 ? '' : 's'} offer: ${offered.join(', ') || 'nothing'})`,
+      detail: `no worker supports ${describeOffer(demand)} (${workers.length} worker${workers.length === 1 ? '' : 's'} offer: ${offered.join(', ') || 'nothing'})`,
     };
   }
   if (furthest === STAGE_CONSTRAINTS) {
-    const capable = workers.filter((w) => supports(w, demand.virtualization));
+    const capable = workers.filter((w) => offers(w, demand));
     return { ok: false, reason: 'NoWorkerMatchesConstraints', detail: diagnoseWorkerConstraints(demand, cc, workers, capable, clusterLoc, opts) };
   }
   // Closest miss: the smallest relative shortfall over vcpus, memory and GPUs.
@@ -127,7 +128,7 @@ function diagnoseWorkerConstraints(
   for (const ref of cc.nodes) {
     const named = all.find((w) => matchesRef(w, ref));
     if (!named) return `no worker named '${ref}' (or with that id) in this cluster`;
-    if (!supports(named, v)) return `worker ${named.name} does not support ${v}`;
+    if (!offers(named, demand)) return `worker ${named.name} does not support ${describeOffer(demand)}`;
   }
   let pool = capable.filter((w) => cc.nodes.every((r) => matchesRef(w, r)));
   if (cc.needs.length > 0) {

@@ -18,6 +18,8 @@ export interface Demand {
    * where its instances run): see PeerRule.
    */
   peers?: PeerRule[];
+  /** the SLA's arch list: only workers of one of these architectures (absent or empty: any) */
+  arch?: string[] | undefined;
 }
 
 /**
@@ -57,6 +59,8 @@ export interface WorkerCandidate {
   /** current load 0-100, for least-loaded ranking */
   cpu_percent: number;
   virtualizations: Virtualization[];
+  /** the worker's architecture as it registered (Go's names: amd64, arm64, ...) */
+  arch?: string | undefined;
   location: GeoPoint | null;
   /** job names of the instances on this worker (replicas spread over workers) */
   jobs: string[];

@@ -144,3 +144,24 @@ test('clusterCandidateOf reads a cluster document', () => {
   assert.equal(none.cpu_cores_free, 0);
   assert.equal(none.active, false);
 });
+
+test('arch: only a cluster with a worker of a listed architecture (that also holds the instance)', () => {
+  const cs = [
+    cluster('c1', { workers: [summary('c1-w1', { arch: 'amd64' })] }),
+    cluster('c2', { workers: [summary('c2-w1', { arch: 'arm64', cpu_cores_free: 0.5 }), summary('c2-w2', { arch: 'amd64' })] }),
+    cluster('c3', { workers: [summary('c3-w1')] }),
+  ];
+  // c2's arm64 worker is too small: the arm64 instance finds no place
+  const f = pickCluster(demand({ arch: ['aarch64'] }), cs);
+  assert.ok(!f.ok);
+  assert.match(f.detail, /no single worker holds it \(best: c2-w1 /, 'the closest worker is the arm64 one');
+  const none = pickCluster(demand({ arch: ['riscv64'] }), cs);
+  assert.ok(!none.ok);
+  assert.match(none.detail, /supports container on riscv64/);
+  const big = cs.map((c) => (c.id === 'c2' ? cluster('c2', { workers: [summary('c2-w1', { arch: 'arm64' })] }) : c));
+  const p = pickCluster(demand({ arch: ['arm64'] }), big);
+  assert.ok(p.ok && p.target.id === 'c2', JSON.stringify(p));
+  // a cluster whose workers report no architecture never gets a service that lists one
+  const q = pickCluster(demand({ arch: ['amd64'] }), [cs[2] as ClusterCandidate]);
+  assert.ok(!q.ok);
+});

@@ -26,6 +26,19 @@ test('virtualization filter: NoWorkerWithVirtualization names what is offered', 
   assert.equal(target(pickWorker(demand({ virtualization: 'process' }), ws)), 'w2');
 });
 
+test('arch filter: only workers of a listed architecture; the reason names what they offer', () => {
+  const ws = [worker('w1', { arch: 'amd64' }), worker('w2', { arch: 'arm64' }), worker('w3')];
+  assert.equal(target(pickWorker(demand({ arch: ['aarch64'] }), ws)), 'w2', 'aarch64 is arm64');
+  assert.equal(target(pickWorker(demand({ arch: ['x86_64', 'riscv64'] }), ws)), 'w1');
+  const f = failure(pickWorker(demand({ arch: ['riscv64'] }), ws));
+  assert.equal(f.reason, 'NoWorkerWithVirtualization');
+  assert.match(f.detail, /no worker supports container on riscv64 \(3 workers offer: container on amd64, container on an unknown architecture, container on arm64\)/);
+  // without an arch list a worker that reported none is as good as any
+  assert.ok(pickWorker(demand({ arch: [] }), [worker('w3')]).ok);
+  const named = failure(pickWorker(demand({ arch: ['arm64'], constraints: [{ type: 'direct', node: 'w1' }] }), ws));
+  assert.match(named.detail, /worker w1 does not support container on arm64/);
+});
+
 test('capacity filter: NO_WORKER_CAPACITY with the closest worker in the detail', () => {
   const ws = [worker('w1', { cpu_cores_free: 1, memory_free_mb: 300 }), worker('w2', { cpu_cores_free: 0.5, memory_free_mb: 100 })];
   const f = failure(pickWorker(demand({ vcpus: 2, memory_mb: 512 }), ws));

@@ -23,6 +23,15 @@ const PLACES = ['48.137,11.575', '52.52,13.405', '48.857,2.352', '40.4,-3.7', '4
 const virtArb = fc.constantFrom<Virtualization>(...VIRTUALIZATIONS);
 const virtsArb = fc.subarray([...VIRTUALIZATIONS], { minLength: 1 });
 const locArb = fc.option(fc.constantFrom(...PLACES), { nil: null });
+/** a worker's reported architecture (undefined: a worker that reported none) */
+const workerArchArb = fc.constantFrom<string | undefined>('amd64', 'amd64', 'arm64', 'riscv64', undefined);
+/** an SLA's arch list, in the names users write (undefined or []: any) */
+const slaArchArb = fc.option(fc.subarray(['amd64', 'x86_64', 'arm64', 'aarch64', 's390x'], { maxLength: 3 }), { nil: undefined });
+/** the oracle's own table: what each SLA name means */
+const SAME: Record<string, string> = { amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64', s390x: 's390x' };
+function archOk(list: string[] | undefined, a: string | undefined): boolean {
+  return list === undefined || list.length === 0 || (a !== undefined && list.some((x) => SAME[x] === a));
+}
 const amount = (max: number) => fc.oneof(fc.integer({ min: 0, max }), fc.double({ min: 0, max, noNaN: true }).map((x) => Math.round(x * 10) / 10));
 const strategyArb = fc.constantFrom<Strategy>('least-loaded', 'best-fit', 'spread');
 const JOB = 'app.ns.svc.ns';
@@ -37,6 +46,7 @@ const workerArb = (i: number) =>
       gpus: fc.integer({ min: 0, max: 2 }),
       pct: fc.integer({ min: 0, max: 100 }),
       virts: virtsArb,
+      arch: workerArchArb,
       loc: locArb,
       jobs: fc.array(fc.constantFrom(JOB, 'other.a.b.c'), { maxLength: 3 }),
     })
@@ -51,6 +61,7 @@ const workerArb = (i: number) =>
         gpus_free: r.gpus,
         cpu_percent: r.pct,
         virtualizations: r.virts,
+        ...(r.arch !== undefined ? { arch: r.arch } : {}),
         location: parseGeoPoint(r.loc),
         jobs: r.jobs,
       }),
@@ -72,11 +83,12 @@ const demandArb = (constraints: boolean): fc.Arbitrary<Demand> =>
     memory_mb: fc.integer({ min: 0, max: 4096 }),
     gpus: fc.constantFrom(0, 0, 0, 1),
     constraints: constraints ? fc.array(constraintArb, { maxLength: 2 }) : fc.constant([]),
+    arch: slaArchArb,
   });
 
 /** An independent oracle: does worker w satisfy the demand's constraints, virtualization, resources? */
 function feasible(w: WorkerCandidate, d: Demand): boolean {
-  if (!w.virtualizations.includes(d.virtualization)) return false;
+  if (!w.virtualizations.includes(d.virtualization) || !archOk(d.arch, w.arch)) return false;
   if (w.cpu_cores_free + EPS < d.vcpus || w.memory_free_mb + EPS < d.memory_mb || (d.gpus > 0 && w.gpus_free + EPS < d.gpus)) return false;
   return d.constraints.every((c) => {
     if (c.type === 'direct') return !c.node || c.node === w.id || c.node === w.name;
@@ -183,12 +195,13 @@ test('deterministic: same input, same answer; worker order does not change the t
 });
 
 const summaryArb = (c: number, i: number) =>
-  fc.record({ cpu: amount(8), mem: fc.integer({ min: 0, max: 8192 }), virts: virtsArb, loc: locArb }).map((r) => ({
+  fc.record({ cpu: amount(8), mem: fc.integer({ min: 0, max: 8192 }), virts: virtsArb, arch: workerArchArb, loc: locArb }).map((r) => ({
     id: `c${c}w${i}`,
     name: `c${c}w${i}`,
     cpu_cores_free: r.cpu,
     memory_free_mb: r.mem,
     virtualizations: r.virts,
+    ...(r.arch !== undefined ? { arch: r.arch } : {}),
     location: r.loc,
   }));
 
@@ -233,6 +246,7 @@ test('pickCluster honours active, direct, geo, virtualization and single-worker 
     memory_mb: fc.integer({ min: 0, max: 4096 }),
     gpus: fc.constantFrom(0, 0, 1),
     constraints: fc.array(clusterConstraintArb, { maxLength: 2 }),
+    arch: slaArchArb,
   });
   fc.assert(
     fc.property(demandC, clustersArb, (d, cs) => {
@@ -242,7 +256,7 @@ test('pickCluster honours active, direct, geo, virtualization and single-worker 
         if (c.cpu_cores_free + EPS < d.vcpus || c.memory_free_mb + EPS < d.memory_mb || (d.gpus > 0 && c.gpus_free < d.gpus)) return false;
         for (const k of d.constraints) if (k.type === 'direct' && k.cluster && k.cluster !== c.id && k.cluster !== c.name) return false;
         return c.workers.some((w) => {
-          if (!w.virtualizations.includes(d.virtualization)) return false;
+          if (!w.virtualizations.includes(d.virtualization) || !archOk(d.arch, w.arch)) return false;
           if (w.cpu_cores_free + EPS < d.vcpus || w.memory_free_mb + EPS < d.memory_mb) return false;
           return d.constraints.every((k) => {
             if (k.type === 'direct') return !k.node || k.node === w.id || k.node === w.name;

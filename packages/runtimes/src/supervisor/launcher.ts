@@ -52,8 +52,17 @@ export interface Launch {
 
 export interface Launcher {
   readonly virtualization: Virtualization;
-  /** can this host run it? `host` is what the supervisor found (sh, cgroups, setpriv) */
-  probe(host: { cgroups: boolean; detail: string }): Promise<ProbeResult>;
+  /**
+   * where below the work dir the SLA's added files go (made by the supervisor, owned by the
+   * workload user): the directory the workload sees, e.g. wasm's preopened `scratch`; default the
+   * work dir itself
+   */
+  readonly filesDir?: string | undefined;
+  /**
+   * can this host run it? `host` is what the supervisor found (sh, cgroups, setpriv; `workDir`:
+   * why the workload user cannot reach its work dir by path, when it cannot)
+   */
+  probe(host: { cgroups: boolean; detail: string; workDir?: string | undefined }): Promise<ProbeResult>;
   /**
    * Prepares the instance (download, unpack, tap device...) and says what to run. Throws
    * RuntimeError with a clear reason when it cannot. Everything it makes lives under ctx.dir /

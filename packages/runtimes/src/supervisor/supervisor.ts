@@ -41,7 +41,7 @@ import { keepLogFile, readLines } from './logs.ts';
 import { interpretExit } from './verdict.ts';
 import type { ExitVerdict, RawExit } from './verdict.ts';
 import { wrapperArgs } from './wrapper.ts';
-import { mountStorage, placeFiles, removeWorkDir } from './workdir.ts';
+import { mountStorage, placeFiles, removeWorkDir, unreachableBy } from './workdir.ts';
 
 export interface SupervisorOptions {
   /** instances, logs and downloaded executables live here */
@@ -169,14 +169,23 @@ export class SupervisedRuntime implements Runtime {
       this.#cgUsable = { ok: false, detail: info.detail };
       return this.#cgUsable;
     }
-    try {
-      const cg = await Cgroup.create(`probe-${process.pid}`, { parent: this.#cgroupParent, info });
-      await cg.remove();
-      this.#cgUsable = { ok: true, detail: info.detail };
-    } catch (e) {
-      this.#cgUsable = { ok: false, detail: `cannot create a cgroup: ${(e as Error).message}` };
+    // The parent may be shared (the NodeEngine's namespace is containerd's too, whose cleanup can
+    // remove an empty /<ns> between our mkdirs: ENOENT), and every supervisor of the process probes
+    // it: a name of this supervisor's own, a few tries, and a failure that is not kept, so that
+    // one unlucky moment does not turn the limits off for the rest of the NodeEngine's life.
+    let last: Error | undefined;
+    for (let i = 0; i < 3; i++) {
+      try {
+        const cg = await Cgroup.create(`probe-${process.pid}-${this.virtualization}`, { parent: this.#cgroupParent, info });
+        await cg.remove();
+        this.#cgUsable = { ok: true, detail: info.detail };
+        return this.#cgUsable;
+      } catch (e) {
+        last = e as Error;
+      }
     }
-    return this.#cgUsable;
+    this.#cgProbe = undefined;
+    return { ok: false, detail: `cannot create a cgroup: ${last?.message ?? 'unknown error'}` };
   }
 
   async probe(): Promise<ProbeResult> {
@@ -194,7 +203,8 @@ export class SupervisedRuntime implements Runtime {
         return { available: false, detail: 'setpriv (util-linux) not found: cannot drop privileges' };
       }
     }
-    return this.#launcher.probe({ cgroups: cg.ok, detail: cg.detail });
+    const workDir = this.#runAs === undefined ? undefined : unreachableBy(this.#workRoot, this.#runAs);
+    return this.#launcher.probe({ cgroups: cg.ok, detail: cg.detail, workDir });
   }
 
   // ---------------------------------------------------------------- start
@@ -250,7 +260,16 @@ export class SupervisedRuntime implements Runtime {
       mkdirSync(work, { mode: 0o700 });
       if (runAs !== undefined) chownSync(work, runAs.uid, runAs.gid);
       if (spec.storage_mb !== undefined && spec.storage_mb > 0) await mountStorage(work, spec.storage_mb, runAs);
-      if (spec.files !== undefined && spec.files.length > 0) await placeFiles(work, spec.files, runAs);
+      if (spec.files !== undefined && spec.files.length > 0) {
+        const sub = this.#launcher.filesDir;
+        let into = work;
+        if (sub !== undefined) {
+          into = join(work, sub);
+          mkdirSync(into, { mode: 0o700 });
+          if (runAs !== undefined) chownSync(into, runAs.uid, runAs.gid);
+        }
+        await placeFiles(into, spec.files, runAs);
+      }
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
       await removeWorkDir(work);

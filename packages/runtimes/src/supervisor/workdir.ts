@@ -4,8 +4,9 @@
  * count against the instance's memory cgroup too), and the SLA's added files copied in.
  */
 import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { chmod, chown, copyFile, lstat, mkdir, rm, stat } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { RuntimeError } from '../types.ts';
 import type { InstanceSpec } from '../types.ts';
@@ -37,6 +38,31 @@ export async function mountStorage(work: string, mb: number, runAs: RunAs | unde
     const why = ((e as { stderr?: string }).stderr ?? (e as Error).message).trim().split('\n')[0] ?? '';
     throw new RuntimeError('storage_unavailable', `cannot enforce storage ${mb} MB: mounting a tmpfs work dir failed (${why}); the NodeEngine must run as root`, { cause: e });
   }
+}
+
+/**
+ * Why `user` cannot reach `path` by name (a directory on the way it may not search), or
+ * undefined when it can. A workload dropped to that user opens its files by absolute path (the
+ * wasm runner, a downloaded executable), so a work root below a 0700 directory (a test's mkdtemp,
+ * root's home) starts nothing; its cwd alone would still work, which hid this. Owner, group and
+ * other bits only (setpriv clears the supplementary groups; ACLs are not read).
+ */
+export function unreachableBy(path: string, user: RunAs): string | undefined {
+  const parts = resolve(path).split('/').filter((p) => p !== '');
+  let dir = '/';
+  for (let i = 0; i <= parts.length; i++) {
+    let st;
+    try {
+      st = statSync(dir);
+    } catch {
+      return undefined; // not made yet: made by the supervisor (0711), its parents were searchable
+    }
+    const m = st.mode;
+    const ok = st.uid === user.uid ? (m & 0o100) !== 0 : st.gid === user.gid ? (m & 0o010) !== 0 : (m & 0o001) !== 0;
+    if (!ok) return `${dir} (mode ${(m & 0o7777).toString(8).padStart(4, '0')}, owner ${st.uid}) may not be searched by ${user.name}, so it cannot reach its work dir ${path}`;
+    if (i < parts.length) dir = join(dir, parts[i] as string);
+  }
+  return undefined;
 }
 
 /** Unmounts a tmpfs work dir if there is one, then removes the directory. */

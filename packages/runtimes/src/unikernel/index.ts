@@ -3,13 +3,13 @@
  * `kernel` (and optionally `initrd` and a `files/` folder shared with the guest over 9p), or of a
  * bare kernel image; comma-separated URLs are matched by index to the SLA's `arch` list (label
  * `oak.arch`). The kernel boots in qemu (../qemu) under the shared supervisor: the serial console is
- * the log, the guest's isa-debug-exit value is the exit code, `cmd` is appended to the kernel
- * command line, and in an instance network namespace the guest takes the instance's address
+ * the log, the guest's isa-debug-exit value is the exit code, `cmd` then `args` are appended to
+ * the kernel command line, the SLA's added files join the image's `files/` in the 9p share, and in an instance network namespace the guest takes the instance's address
  * (passed as `netdev.ipv4_addr=... netdev.ipv4_gw_addr=... netdev.ipv4_subnet_mask=...`).
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { open, lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, open, lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { arch as hostArch } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +113,8 @@ async function looksLikeKernel(p: string): Promise<boolean> {
 
 export class UnikernelLauncher implements Launcher {
   readonly virtualization = 'unikernel' as const;
+  /** the instance's own 9p share when the SLA has added files (the image's files/ copied beside them) */
+  readonly filesDir = 'share';
   readonly #netDir: string;
   readonly #opts: UnikernelOptions;
   readonly #pending = new Map<string, Promise<Image>>();
@@ -134,7 +136,15 @@ export class UnikernelLauncher implements Launcher {
     const memoryMb = spec.memory_mb !== undefined && spec.memory_mb > 0 ? Math.ceil(spec.memory_mb) : DEFAULT_UNIKERNEL_MB;
     const vcpus = Math.max(1, Math.min(64, Math.ceil(spec.vcpus ?? 1)));
     let net: GuestNet | undefined;
-    kernelCmdline(spec.cmd, undefined); // reject a bad cmd before touching the namespace
+    const words = [...(spec.cmd ?? []), ...(spec.args ?? [])];
+    kernelCmdline(words, undefined); // reject a bad cmd before touching the namespace
+    let share = image.share;
+    if (spec.files !== undefined && spec.files.length > 0) {
+      // the added files are in place (the supervisor put them there); the image's own files join
+      // them without replacing any, so a unikernel gets both in the one share it can mount
+      share = join(ctx.work, this.filesDir);
+      if (image.share !== undefined) await cp(image.share, share, { recursive: true, force: false, errorOnExist: false });
+    }
     if (spec.netns !== undefined) {
       const [nsenter, ip] = await Promise.all([ctx.tool('nsenter'), ctx.tool('ip')]);
       net = await setupGuestNet(nsenter, ip, spec.netns, async (n) => {
@@ -143,7 +153,7 @@ export class UnikernelLauncher implements Launcher {
       });
     }
     const mac = `52:54:00:${createHash('sha256').update(spec.id).digest('hex').slice(0, 6).replace(/(..)(?=.)/g, '$1:')}`;
-    const argv = qemuArgv(host, { kernel: image.kernel, initrd: image.initrd, share: image.share, append: kernelCmdline(spec.cmd, net), memoryMb, vcpus, tap: net?.tap, mac });
+    const argv = qemuArgv(host, { kernel: image.kernel, initrd: image.initrd, share, append: kernelCmdline(words, net), memoryMb, vcpus, tap: net?.tap, mac });
     return { argv, executable: host.binary, ownEnv: true, keepUser: true, noResolvConf: true, cgroupMemoryMb: memoryMb + qemuOverheadMb(memoryMb) };
   }
 

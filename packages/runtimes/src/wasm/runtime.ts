@@ -8,7 +8,8 @@
  * Per instance, in its work directory `<workRoot>/<id>/` (owned by the workload user):
  *   module.wasm  the module with its memory's maximum set to the SLA's memory (binary.ts)
  *   runner.mjs   the runner; env.json the SLA's env; wasm-end what a trap or OOM left
- *   scratch/     the one directory the module sees (preopened as `/`)
+ *   scratch/     the one directory the module sees (preopened as `/`), with the SLA's added files
+ * The module's arguments are `cmd` then `args`; its environment is the SLA's, nothing else.
  * Memory: the module's memory cannot grow past memory_mb (memory.grow returns -1; the runner
  * reports the trap that usually follows as out of memory), and the cgroup holds the runner to
  * memory_mb + the runner's own (RUNNER_OVERHEAD_MB) as a backstop.
@@ -70,6 +71,8 @@ export function runnerNodeFlags(): string[] {
 
 export class WasmLauncher implements Launcher {
   readonly virtualization = 'wasm' as const;
+  /** added files land where the module can see them */
+  readonly filesDir = 'scratch';
   readonly #workRoot: string;
   readonly #node: string;
   readonly #timeoutMs: number;
@@ -83,7 +86,9 @@ export class WasmLauncher implements Launcher {
     this.#maxBytes = opts.maxModuleBytes ?? MAX_MODULE_BYTES;
   }
 
-  async probe(host: { cgroups: boolean; detail: string }): Promise<ProbeResult> {
+  async probe(host: { cgroups: boolean; detail: string; workDir?: string | undefined }): Promise<ProbeResult> {
+    // the runner opens itself and the module by path as the workload user
+    if (host.workDir !== undefined) return { available: false, detail: `${host.workDir} (make it searchable, e.g. chmod o+x, or move the NodeEngine's --data-dir: the work dir is <data dir>-work)` };
     let dir: string | undefined;
     try {
       dir = await mkdtemp(join(tmpdir(), 'oak-wasm-probe-'));
@@ -112,9 +117,9 @@ export class WasmLauncher implements Launcher {
   }
 
   async launch(spec: InstanceSpec, ctx: LaunchContext): Promise<Launch> {
-    const cmd = spec.cmd ?? [];
-    if (cmd.length > MAX_CMD_ARGS) throw new RuntimeError('invalid_spec', `cmd has ${cmd.length} arguments, at most ${MAX_CMD_ARGS}`);
-    if (cmd.some((a) => a.includes('\0')) || spec.env.some((a) => a.includes('\0'))) throw new RuntimeError('invalid_spec', 'cmd and env must not contain NUL bytes');
+    const cmd = [...(spec.cmd ?? []), ...(spec.args ?? [])];
+    if (cmd.length > MAX_CMD_ARGS) throw new RuntimeError('invalid_spec', `cmd and args have ${cmd.length} arguments, at most ${MAX_CMD_ARGS}`);
+    if (cmd.some((a) => a.includes('\0')) || spec.env.some((a) => a.includes('\0'))) throw new RuntimeError('invalid_spec', 'cmd, args and env must not contain NUL bytes');
     const source = await this.#module(spec.code, ctx.cacheDir);
     const raw = await readFile(source);
     const memMb = spec.memory_mb ?? 0;
@@ -132,7 +137,8 @@ export class WasmLauncher implements Launcher {
     if (bad !== undefined) throw new RuntimeError('invalid_code', `${spec.code} imports ${bad.module}.${bad.name}; only WASI preview 1 (wasi_snapshot_preview1) is provided`);
 
     const scratch = join(ctx.work, 'scratch');
-    await mkdir(scratch, { mode: 0o700 });
+    // made already when the SLA has added files (the supervisor placed them in it)
+    await mkdir(scratch, { recursive: true, mode: 0o700 });
     const files: Array<[string, string | Uint8Array]> = [
       ['module.wasm', capped.bytes],
       ['runner.mjs', RUNNER_SOURCE],
