@@ -28,4 +28,11 @@ export const views: ViewDef[] = [
   { path: '/applications/:id', label: 'Application', roles: APP, nav: false, load: () => import('./applications/detail.tsx') },
   { path: '/services/:id/instances/:n/logs', label: 'Logs', roles: APP, nav: false, load: () => import('./applications/logs.tsx') },
   // more views (infrastructure, administration) go here, one line each
+  { path: '/infrastructure', label: 'Infrastructure', load: () => import('./infrastructure/index.tsx') },
+  { path: '/services/:id/metrics', label: 'Readings', roles: APP, nav: false, load: () => import('./metrics/index.tsx') },
+  { path: '/services/:id/instances/:n/metrics', label: 'Readings', roles: APP, nav: false, load: () => import('./metrics/index.tsx') },
+  { path: '/admin/users', label: 'Users', roles: ['Organization_Admin'], load: () => import('./admin/users.tsx') },
+  { path: '/admin/organizations', label: 'Organisations', roles: ['Organization_Admin'], load: () => import('./admin/organizations.tsx') },
+  { path: '/admin/tokens', label: 'Join tokens', roles: ['Infrastructure_Provider'], load: () => import('./admin/tokens.tsx') },
+  { path: '/admin/registries', label: 'Registries', roles: APP, load: () => import('./admin/registries.tsx') },
 ];

@@ -30,7 +30,8 @@ interface Bucket {
   failures: number;
 }
 
-class BoundedCounter {
+/** Counts events per key in a fixed window, at most `cap` keys (the least recently touched goes first). */
+export class BoundedCounter {
   private readonly map = new Map<string, Bucket>();
   constructor(
     private readonly max: number,
@@ -55,7 +56,8 @@ class BoundedCounter {
     return b.start + this.windowMs - now;
   }
 
-  fail(key: string, now: number): void {
+  /** counts one event of the key */
+  add(key: string, now: number): void {
     const b = this.current(key, now) ?? { start: now, failures: 0 };
     b.failures += 1;
     this.map.delete(key);
@@ -100,8 +102,8 @@ export class LoginLimiter {
 
   failed(user: string, address: string): void {
     const now = this.now();
-    this.users.fail(user, now);
-    this.addresses.fail(address, now);
+    this.users.add(user, now);
+    this.addresses.add(address, now);
   }
 
   succeeded(user: string): void {

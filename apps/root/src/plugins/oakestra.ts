@@ -17,13 +17,12 @@
  */
 import { Type } from '@sinclair/typebox';
 import { ForbiddenError, NotFoundError, OakError, UnauthorizedError } from '@oak/contracts';
-import type { ApplicationRow, UserRow } from '@oak/store';
-import { LoginLimiter } from '../auth/limiter.ts';
+import type { ApplicationRow } from '@oak/store';
+import { BoundedCounter, LoginLimiter } from '../auth/limiter.ts';
 import { APP_ROLES, authenticate, requireRole, type Principal } from '../auth/principal.ts';
-import { applicationDoc, loadServiceDoc, organizationDoc, userDoc } from '../docs.ts';
-import { ApplicationDocSchema, OrganizationDocSchema, RoleSchema, ServiceDocSchema, UserCreateBody, UserDocSchema, errors } from '../schemas.ts';
-import type { RootContext } from '../context.ts';
-import { createUser } from './users.ts';
+import { applicationDoc, loadServiceDoc, userDoc } from '../docs.ts';
+import { ApplicationDocSchema, RoleSchema, ServiceDocSchema, UserCreateBody, UserDocSchema, errors } from '../schemas.ts';
+import { createUser, userInReach } from './users.ts';
 import { who, type RootPlugin } from './types.ts';
 
 /** at most this many self-registrations per address and hour */
@@ -33,37 +32,11 @@ const UserIdParams = Type.Object({ userid: Type.String({ minLength: 1, maxLength
 const UsernameParams = Type.Object({ username: Type.String({ minLength: 1, maxLength: 128 }) });
 const OrgIdParams = Type.Object({ organization_id: Type.String({ minLength: 1, maxLength: 128 }) });
 
-/** the user `idOrName` names when `p` may look at it; undefined otherwise (missing or not allowed alike) */
-async function userInReach(ctx: RootContext, p: Principal, idOrName: string): Promise<UserRow | undefined> {
-  if (idOrName === p.user.id || idOrName === p.user.name) return p.user;
-  if (!p.isAdmin && !p.roles.has('Organization_Admin')) return undefined;
-  const u = (await ctx.store.getUser(idOrName)) ?? (await ctx.store.getUserByName(idOrName));
-  if (u === undefined || (!p.isAdmin && u.organization_id !== p.orgId)) return undefined;
-  return u;
-}
-
-/** Per-address counter of self-registrations in a sliding hour. */
-class RegistrationLimiter {
-  readonly #seen = new Map<string, number[]>();
-  /** seconds to wait, 0 when this address may register now (and it is counted) */
-  take(address: string, now = Date.now()): number {
-    const hour = 3_600_000;
-    const list = (this.#seen.get(address) ?? []).filter((t) => now - t < hour);
-    if (list.length >= SELF_REGISTRATIONS_PER_HOUR) {
-      this.#seen.set(address, list);
-      return Math.ceil((hour - (now - (list[0] ?? now))) / 1000);
-    }
-    list.push(now);
-    this.#seen.set(address, list);
-    if (this.#seen.size > 10_000) this.#seen.delete(this.#seen.keys().next().value as string);
-    return 0;
-  }
-}
-
 /** Oakestra's register, a public route: it authenticates by itself when a token comes along. */
 export const oakestraPublicRoutes: RootPlugin = async (app, { ctx }) => {
   ctx.loginLimiter ??= new LoginLimiter();
-  const selfLimiter = new RegistrationLimiter();
+  // self-registrations per address in an hour's window
+  const selfLimiter = new BoundedCounter(SELF_REGISTRATIONS_PER_HOUR, 3_600_000, 10_000);
   app.post(
     '/api/auth/register',
     {
@@ -87,7 +60,9 @@ export const oakestraPublicRoutes: RootPlugin = async (app, { ctx }) => {
         if (org === undefined) {
           throw new OakError('OAK_FORBIDDEN', 'self-registration is off on this root', { hint: 'ask an administrator for an account, or log in as one and send the bearer token' });
         }
-        const wait = selfLimiter.take(req.ip);
+        const now = Date.now();
+        const wait = Math.ceil(selfLimiter.blockedFor(req.ip, now) / 1000);
+        if (wait <= 0) selfLimiter.add(req.ip, now);
         if (wait > 0) {
           void reply.header('retry-after', String(wait));
           throw new OakError('OAK_RATE_LIMITED', 'too many registrations from this address: try again later', { hint: `wait ${wait} s (Retry-After)` });
@@ -194,21 +169,6 @@ export const oakestraRoutes: RootPlugin = async (app, { ctx }) => {
       // another organisation answers like a missing one
       if (o === undefined || (!p.isAdmin && o.id !== p.orgId)) throw new NotFoundError('organization', ref);
       return (await store.listUsers({ organization_id: o.id })).map((u) => userDoc(u, o.name));
-    },
-  );
-
-  app.get(
-    '/api/organization/',
-    {
-      schema: {
-        tags: ['organizations'],
-        summary: "Oakestra's list of organisations (the same as GET /api/organizations/)",
-        response: { 200: Type.Array(OrganizationDocSchema), ...errors() },
-      },
-    },
-    async (req) => {
-      const p = who(req);
-      return (await store.listOrganizations()).filter((o) => p.isAdmin || o.id === p.orgId).map(organizationDoc);
     },
   );
 };

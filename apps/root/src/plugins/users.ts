@@ -44,11 +44,19 @@ function roleNames(input: RoleInput[]): Role[] {
  * the users of its organisation (others are "not found", like missing ones); for anyone else
  * every other name is the same 403, so nothing tells whether it exists.
  */
-async function visibleUser(ctx: RootContext, p: Principal, idOrName: string): Promise<UserRow> {
+/** the user `idOrName` names when `p` may look at it (itself; Organization_Admin: its organisation; Admin: any); undefined otherwise, missing or not allowed alike */
+export async function userInReach(ctx: RootContext, p: Principal, idOrName: string): Promise<UserRow | undefined> {
   if (idOrName === p.user.id || idOrName === p.user.name) return p.user;
-  if (!p.isAdmin) requireRole(p, 'Organization_Admin');
+  if (!p.isAdmin && !p.roles.has('Organization_Admin')) return undefined;
   const u = (await ctx.store.getUser(idOrName)) ?? (await ctx.store.getUserByName(idOrName));
-  if (!u || (!p.isAdmin && u.organization_id !== p.orgId)) throw new NotFoundError('user', idOrName);
+  return u === undefined || (!p.isAdmin && u.organization_id !== p.orgId) ? undefined : u;
+}
+
+/** userInReach, or 403 (no role to look at others) / 404 */
+async function visibleUser(ctx: RootContext, p: Principal, idOrName: string): Promise<UserRow> {
+  if (idOrName !== p.user.id && idOrName !== p.user.name && !p.isAdmin) requireRole(p, 'Organization_Admin');
+  const u = await userInReach(ctx, p, idOrName);
+  if (!u) throw new NotFoundError('user', idOrName);
   return u;
 }
 
@@ -114,25 +122,27 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
   const orgNames = async (): Promise<Map<string, string>> => new Map((await ctx.store.listOrganizations()).map((o) => [o.id, o.name]));
 
   // ---- organisations
-  app.get(
-    '/api/organizations/',
-    { schema: { tags: ['organizations'], summary: 'organisations (Admin: all; others: their own)', response: { 200: Type.Array(OrganizationDocSchema), ...errors() } } },
-    async (req) => {
+  // GET /api/organization/ is Oakestra's spelling of the same list
+  for (const [path, summary] of [
+    ['/api/organizations/', 'organisations (Admin: all; others: their own)'],
+    ['/api/organization/', "Oakestra's list of organisations (the same as GET /api/organizations/)"],
+  ] as const) {
+    app.get(path, { schema: { tags: ['organizations'], summary, response: { 200: Type.Array(OrganizationDocSchema), ...errors() } } }, async (req) => {
       const p = who(req);
       const all = await ctx.store.listOrganizations();
       return all.filter((o) => p.isAdmin || o.id === p.orgId).map(organizationDoc);
-    },
-  );
+    });
+  }
 
   app.post(
     '/api/organization/',
-    { schema: { tags: ['organizations'], summary: 'create an organisation (Admin)', body: OrganizationBody, response: { 201: OrganizationDocSchema, ...errors(403, 409, 422) } } },
+    { schema: { tags: ['organizations'], summary: 'create an organisation (Admin)', body: OrganizationBody, response: { 200: OrganizationDocSchema, ...errors(403, 409, 422) } } },
     async (req, reply) => {
       const p = who(req);
       if (!p.isAdmin) throw new ForbiddenError('only an Admin may create organisations');
       if (await ctx.store.getOrganizationByName(req.body.name)) throw new ConflictError(`organisation ${req.body.name} already exists`);
       const o = await ctx.store.createOrganization(req.body.name);
-      return reply.code(201).send(organizationDoc(o));
+      return reply.code(200).send(organizationDoc(o));
     },
   );
 
