@@ -9,8 +9,8 @@ import { api, ApiError } from '../../lib/api.ts';
 import { ErrorBox } from '../../components/error-box.tsx';
 import { SlaEditor, type Checked } from '../../components/sla-editor.tsx';
 
-/** Fields of a ServiceDoc that the root adds; not part of the service's SLA. */
-const DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version', 'warnings'];
+/** Fields of a ServiceDoc that the root adds; not part of the service's SLA (as SERVICE_DOC_ONLY in apps/cli/src/sla.ts). */
+const DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version', 'warnings', 'app_name', 'app_ns', 'RR_ip'];
 
 export function serviceSla(d: ServiceDoc): Record<string, unknown> {
   const out: Record<string, unknown> = { ...d };
