@@ -6,6 +6,7 @@ import { api, ApiError, session } from '../../lib/api.ts';
 import { navigate } from '../../lib/router.tsx';
 import { ErrorBox } from '../../components/error-box.tsx';
 import { SlaEditor, type Checked } from '../../components/sla-editor.tsx';
+import { CommonForm } from './form.tsx';
 
 /** A small valid SLA to start from (customerID: the logged-in user). */
 export function exampleSla(customer: string): string {
@@ -43,7 +44,8 @@ function check(doc: unknown): { errors: FieldIssue[]; warnings: FieldIssue[] } {
 }
 
 export default function CreateApplication(_props: ViewProps) {
-  const example = exampleSla(session.get()?.user.name ?? 'Admin');
+  const customer = session.get()?.user.name ?? 'Admin';
+  const example = exampleSla(customer);
   const [text, setText] = useState(example);
   const [checked, setChecked] = useState<Checked>({ errors: [], warnings: [] });
   const [deploy, setDeploy] = useState(true);
@@ -74,7 +76,12 @@ export default function CreateApplication(_props: ViewProps) {
       <p className="muted">
         Write, paste or upload an SLA (v2.0, docs/sla.md). It is checked as you type by the same validator as <code>oak validate</code> and the root.
       </p>
+      <details className="card">
+        <summary>Or fill in the common fields</summary>
+        <CommonForm customer={customer} onSla={setText} />
+      </details>
       <form
+        aria-label="SLA"
         onSubmit={(e) => {
           e.preventDefault();
           void submit();
