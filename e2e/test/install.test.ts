@@ -140,7 +140,7 @@ test('install from the release artifacts: root+cluster, two workers, deploy, upg
     const token = async (body: Record<string, string>): Promise<string> => (await api.call<{ token: string }>('POST', '/api/tokens', body)).token;
 
     const cluster = await installSh('cluster', ['cluster', '--prefix', prefix('ctl'), '--root', ha.ip, '--name', 'c1', '--token', await token({ kind: 'cluster', name: 'c1' })]);
-    start('cluster', ha, (cluster.services[0] as Started).commandLine, { OAK_REPORT_INTERVAL_MS: '500' });
+    start('cluster', ha, (cluster.services[0] as Started).commandLine, { OAK_REPORT_INTERVAL_MS: '500', OAK_DEAD_AFTER_INTERVALS: '20' });
     await waitFor(() => canConnectTcp(ha.ip, 10100, 500), { timeoutMs: 30_000, intervalMs: 100, message: 'cluster listening' });
 
     const workerArgs = async (h: string): Promise<string[]> => {

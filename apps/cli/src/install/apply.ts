@@ -156,14 +156,16 @@ export function install(req: InstallRequest): InstallResult {
     createdUser = true;
     lines.push(`created the system user ${SYSTEM_USER}`);
   }
-  mkdirSync(l.dataDir, { recursive: true, mode: 0o700 });
-  chmodSync(l.dataDir, 0o700);
+  if (role !== 'cli') {
+    mkdirSync(l.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(l.dataDir, 0o700);
+    lines.push(`data dir ${l.dataDir} (mode 0700${before ? ', kept' : ''})`);
+  }
   if (wantsUser) {
     const uid = Number(execFileSync('id', ['-u', SYSTEM_USER], { encoding: 'utf8' }).trim());
     const gid = Number(execFileSync('id', ['-g', SYSTEM_USER], { encoding: 'utf8' }).trim());
     chownSync(l.dataDir, uid, gid);
   }
-  lines.push(`data dir ${l.dataDir} (mode 0700${before ? ', kept' : ''})`);
 
   // 3. environment file (the join token), units, the `oak` launcher
   mkdirSync(dirname(l.envFile), { recursive: true });
@@ -250,12 +252,15 @@ export function uninstall(role: Role, prefixIn: string, purge: boolean): Uninsta
   rmSync(l0.base, { recursive: true, force: true });
   lines.push(`removed ${l0.base}, ${inst.envFile}${inst.units.length ? `, ${inst.units.join(', ')}` : ''}${inst.bin ? `, ${inst.bin}` : ''}`);
   if (inst.role !== 'cli') {
+    // a worker's process instances work in <data dir>-work, outside the 0700 data dir
+    const work = `${inst.dataDir}-work`;
+    const state = [inst.dataDir, ...((inst.role === 'worker' || inst.role === 'full') && existsSync(work) ? [work] : [])];
     if (purge) {
-      rmSync(inst.dataDir, { recursive: true, force: true });
-      lines.push(`removed the data dir ${inst.dataDir}`);
+      for (const d of state) rmSync(d, { recursive: true, force: true });
+      lines.push(`removed the data dir ${state.join(' and ')}`);
     } else {
-      left.push(inst.dataDir);
-      lines.push(`left the data dir ${inst.dataDir} (identity and state: a new install reuses it; --purge removes it)`);
+      left.push(...state);
+      lines.push(`left the data dir ${state.join(' and ')} (identity and state: a new install reuses it; --purge removes it)`);
     }
   }
   if (inst.createdUser) {
