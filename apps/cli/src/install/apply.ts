@@ -205,7 +205,7 @@ export function install(req: InstallRequest): InstallResult {
   // 5. start it (or say how)
   const started = services.map((svc): Started => ({ unit: svc.unit, argv: svc.argv, env: { ...svc.env }, envFile: l.envFile, commandLine: commandLine(svc, l.envFile) }));
   if (services.length > 0) lines.push(...startLines(services, systemd, prefix, before !== undefined, started));
-  lines.push(`remove it with: oak uninstall ${role}${prefix === '/' ? '' : ` --prefix ${prefix}`} (or ${join(l.current, 'oak-install.mjs')} uninstall ${role})`);
+  lines.push(`remove it with: oak uninstall ${role}${prefix === '/' ? '' : ` --prefix ${prefix}`} (or node ${join(l.current, 'oak-install.mjs')} uninstall ${role})`);
   return { role, version: rel.version, ...(previous !== undefined ? { previous } : {}), upgrade: before !== undefined, dataDir: l.dataDir, units, services: started, lines };
 }
 
