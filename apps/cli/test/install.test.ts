@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runInstaller } from '../src/install/cli.ts';
+import { runOak } from './helpers.ts';
 import { compareVersions, InstallError, parseSettings, plain, ROLE_FLAGS, ROLES, servicesOf, unitText, layoutOf } from '../src/install/plan.ts';
 
 const WORKER_TOKEN = `oak1.w.abcd1234.${'s'.repeat(40)}.${'0'.repeat(64)}`;
@@ -182,5 +183,37 @@ describe('installer: install, upgrade, uninstall into an empty prefix', () => {
     assert.match(runInstaller(['install', 'worker', '--prefix', prefix, '--artifact-dir', art, '--bogus', 'x']).stderr, /Unknown option '--bogus'/);
     assert.match(runInstaller(['install', 'nodes', '--prefix', prefix]).stderr, /unknown role/);
     assert.deepEqual(readdirSync(prefix), []);
+  });
+});
+
+describe('oak install / oak uninstall (the CLI, from an artifact file)', () => {
+  it('unpacks --artifact, checks it against SHA256SUMS, installs, refuses hostile values (also under names of global options), uninstalls', async () => {
+    const art = fakeArtifact('cluster', 'cluster', '0.3.0', ['oak-cluster']);
+    const rel = tmp('release');
+    const file = join(rel, `oak-cluster-0.3.0-linux-${ARCH}.tar.gz`);
+    execFileSync('tar', ['-czf', file, '-C', join(art, '..'), `oak-cluster-0.3.0-linux-${ARCH}`]);
+    const sum = execFileSync('sha256sum', [file], { encoding: 'utf8' }).split(' ')[0] ?? '';
+    writeFileSync(join(rel, 'SHA256SUMS'), `${'0'.repeat(64)}  ${file.slice(rel.length + 1)}\n`);
+    const prefix = tmp('cli-prefix');
+    const args = ['install', 'cluster', '--artifact', file, '--prefix', prefix, '--no-systemd', '--name', 'c1', '--token', CLUSTER_TOKEN];
+    const damaged = await runOak([...args, '--root', '10.0.0.1']);
+    assert.equal(damaged.code, 1);
+    assert.match(damaged.stderr, /does not match its SHA256SUMS/);
+    assert.deepEqual(readdirSync(prefix), []);
+    writeFileSync(join(rel, 'SHA256SUMS'), `${sum}  ${file.slice(rel.length + 1)}\n`);
+    // --root is also a global option of oak: here it is the installer's, and validated as such
+    const hostile = await runOak([...args, '--root', '10.0.0.1\nExecStartPre=/bin/sh']);
+    assert.equal(hostile.code, 2);
+    assert.match(hostile.stderr, /--root .* is not valid/);
+    assert.deepEqual(readdirSync(prefix), []);
+    const ok = await runOak([...args, '--root', '10.0.0.1']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stderr, /checked .* against SHA256SUMS/);
+    assert.match(ok.stdout, /installed oak-cluster 0\.3\.0[\s\S]*--root 10\.0\.0\.1:50052 --name c1/);
+    const gone = await runOak(['uninstall', 'cluster', '--prefix', prefix, '--purge']);
+    assert.equal(gone.code, 0, gone.stderr);
+    assert.deepEqual(readdirSync(prefix), []);
+    const none = await runOak(['install', 'cluster', '--artifact', join(rel, 'nope.tar.gz')]);
+    assert.equal(none.code, 2);
   });
 });
