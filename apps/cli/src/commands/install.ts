@@ -16,6 +16,7 @@ import { runInstaller } from '../install/cli.ts';
 import { compareVersions, PROGRAM_OF, ROLES, type Role } from '../install/plan.ts';
 
 const ARCH = ({ x64: 'amd64', arm64: 'arm64' } as Partial<Record<string, string>>)[process.arch] ?? process.arch;
+const NAMES: [string, string] = ['oak install', 'oak uninstall'];
 const ARTIFACT_RE = /^oak-([a-z-]+?)-(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)-linux-([a-z0-9]+)\.tar\.gz$/;
 
 /** the newest artifact of `program` for this machine in a checkout's release/ (cwd first) */
@@ -83,7 +84,7 @@ export function registerInstall(program: Command): void {
         file = findCheckoutArtifact(PROGRAM_OF[role]);
         if (file === undefined) throw new UsageError(`no artifact of oak-${PROGRAM_OF[role]} for linux-${ARCH} found`, { hint: 'give --artifact <file>, or run `make dist` in the checkout first' });
       }
-      if (file === undefined) return print(runInstaller(args));
+      if (file === undefined) return print(runInstaller(args, { names: NAMES }));
       if (!existsSync(file)) throw new UsageError(`${file} does not exist`, { hint: 'give the path of a downloaded or copied artifact' });
       const m = ARTIFACT_RE.exec(basename(file));
       if (!m) throw new UsageError(`${basename(file)} is not named like an artifact (oak-<program>-<version>-linux-<arch>.tar.gz)`, { hint: 'use the file as `make dist` wrote it' });
@@ -94,7 +95,7 @@ export function registerInstall(program: Command): void {
         execFileSync('tar', ['-xzf', resolve(file), '-C', tmp, '--no-same-owner'], { stdio: ['ignore', 'ignore', 'pipe'] });
         const dir = join(tmp, basename(file).replace(/\.tar\.gz$/, ''));
         if (!existsSync(join(dir, 'oak-release.json'))) throw new CliError(`${file} holds no ${basename(dir)}/oak-release.json`, { hint: 'the file is not an oak artifact' });
-        print(runInstaller(args, { artifactDir: dir }));
+        print(runInstaller(args, { artifactDir: dir, names: NAMES }));
       } finally {
         rmSync(tmp, { recursive: true, force: true });
       }
@@ -106,6 +107,6 @@ export function registerInstall(program: Command): void {
     .helpOption(false)
     .allowUnknownOption()
     .action((_args: string[], _opts: unknown, cmd: Command) => {
-      print(runInstaller(['uninstall', ...rawArgsAfter(cmd, 'uninstall')]));
+      print(runInstaller(['uninstall', ...rawArgsAfter(cmd, 'uninstall')], { names: NAMES }));
     });
 }

@@ -6,9 +6,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { install, uninstall, type InstallResult, type UninstallResult } from './apply.ts';
 import { InstallError, ROLE_FLAGS, ROLES, type RawFlags, type Role } from './plan.ts';
 
-export const INSTALL_USAGE = `Usage:
-  install [worker|cluster|root|full|cli] [settings] [--prefix dir] [--no-systemd] [--allow-downgrade] [--json]
-  uninstall <role> [--prefix dir] [--purge] [--json]
+/** the help text; `install`/`uninstall` are how the caller spells the two commands */
+export function installUsage(install = './install.sh', uninstall = './install.sh uninstall'): string {
+  return `Usage: ${install} [worker|cluster|root|full|cli] [settings] [--prefix dir] [--no-systemd] [--allow-downgrade] [--json]
+       ${uninstall} <role> [--prefix dir] [--purge] [--json]
 
 Settings (validated; each one a flag of the program, the join token kept in a 0600 file):
   worker:  --cluster <host[:10100]> --token <oak1.w....> [--name n] [--location lat,long]
@@ -22,7 +23,15 @@ Settings (validated; each one a flag of the program, the join token kept in a 06
 Puts the program in <prefix>/opt/oak/<program>/<version> (link 'current'), the data dir (0700),
 a systemd unit (enabled and started) or, with --no-systemd, prints the command to run. Installing
 a newer artifact over an older one keeps the data dir and the settings; an older one is refused
-unless --allow-downgrade. Nothing is downloaded.`;
+unless --allow-downgrade. Nothing is downloaded.
+
+Examples:
+  $ ${install} worker --cluster 192.168.1.10 --token oak1.w.…
+  $ ${install} cluster --root 10.0.0.1 --name c1 --location 48.1,11.6 --token oak1.c.…
+  $ ${install} worker --no-systemd --prefix /tmp/oak-test --cluster 127.0.0.1 --token oak1.w.…
+  $ ${uninstall} worker --purge
+Docs: docs/deployment.md`;
+}
 
 const SHARED = ['prefix', 'no-systemd', 'allow-downgrade', 'json', 'purge', 'help', 'artifact-dir', 'node'];
 const BOOLEAN = new Set(['no-systemd', 'allow-downgrade', 'json', 'purge', 'help', 'netmanager']);
@@ -37,6 +46,8 @@ export interface InstallerOutput {
 export interface InstallerContext {
   /** where the unpacked artifact is (install.sh: its own directory; oak install: an extracted --artifact) */
   artifactDir?: string;
+  /** how the help spells the commands (default ./install.sh) */
+  names?: [install: string, uninstall: string];
 }
 
 const fail = (e: unknown, json: boolean): InstallerOutput => {
@@ -63,7 +74,7 @@ export function runInstaller(argv: string[], ctx: InstallerContext = {}): Instal
   }
   const v = parsed.values as Record<string, string | boolean | undefined>;
   const json = v.json === true;
-  if (v.help === true) return { code: 0, stdout: `${INSTALL_USAGE}\n`, stderr: '' };
+  if (v.help === true) return { code: 0, stdout: `${installUsage(...(ctx.names ?? []))}\n`, stderr: '' };
   const pos = [...parsed.positionals];
   const action = pos[0] === 'install' || pos[0] === 'uninstall' ? (pos.shift() as 'install' | 'uninstall') : 'install';
   const roleWord = pos.shift();
