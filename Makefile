@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 # a small young generation: about 25 MB less resident memory at idle, for small devices
 OAKD_NODE_FLAGS := --max-semi-space-size=2
-.PHONY: up test deps deps-runtime build lint typecheck unit bench clean
+.PHONY: up test deps deps-runtime build dist lint typecheck unit bench clean
 
 up: deps-runtime build
 	@apps/cli/bin/install-oak.sh
@@ -19,6 +19,10 @@ deps-runtime:
 build:
 	node scripts/build.mjs
 
+# release artifacts, one per program and architecture, plus SHA256SUMS (docs/deployment.md)
+dist: build
+	node scripts/dist.mjs
+
 lint:
 	npx eslint --max-warnings 0 .
 
@@ -33,4 +37,4 @@ bench: deps build
 	npm run bench
 
 clean:
-	rm -rf node_modules .e2e-tmp
+	rm -rf node_modules .e2e-tmp release

@@ -15,7 +15,9 @@ const programs = [
   ['apps/node-engine', 'NodeEngine'],
   ['apps/netmanager', 'NetManager'],
   ['apps/cli', 'oak'],
-].filter(([dir]) => existsSync(`${root}/${dir}/src/main.ts`));
+  // the installer inside every release artifact (scripts/dist.mjs): Node built-ins only
+  ['apps/cli', 'oak-install', 'src/install/main.ts'],
+].filter(([dir, , entry = 'src/main.ts']) => existsSync(`${root}/${dir}/${entry}`));
 
 const externalThirdParty = {
   name: 'external-third-party',
@@ -29,10 +31,10 @@ const externalThirdParty = {
 const started = Date.now();
 const dashboard = buildDashboard(root);
 await Promise.all(
-  programs.map(([dir, bin]) =>
+  programs.map(([dir, bin, entry = 'src/main.ts']) =>
     build({
       absWorkingDir: root,
-      entryPoints: [`${dir}/src/main.ts`],
+      entryPoints: [`${dir}/${entry}`],
       outfile: `${dir}/dist/${bin}.mjs`,
       bundle: true,
       platform: 'node',

@@ -7,6 +7,7 @@ import { registerCluster } from './commands/cluster.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerEvents } from './commands/events.ts';
+import { registerInstall } from './commands/install.ts';
 import { registerInstance, registerService } from './commands/service.ts';
 import { registerToken } from './commands/token.ts';
 import { registerRegistry } from './commands/registry.ts';
@@ -57,5 +58,6 @@ Docs: docs/cli.md`,
   registerDoctor(program);
   registerUser(program);
   registerAudit(program);
+  registerInstall(program);
   return program;
 }

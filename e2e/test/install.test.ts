@@ -1,0 +1,228 @@
+/**
+ * Issue 14: the release artifacts on their own. `scripts/dist.mjs` writes them (and a second
+ * node-engine build with a bumped version); the test copies the tarballs into an empty directory
+ * outside the repository (no node_modules of the project anywhere above it), unpacks them and runs
+ * each `install.sh` with the `node` of the PATH, `--no-systemd`, into one prefix per host. The
+ * printed command lines start the programs inside network namespaces: a root and a cluster on one
+ * host, two workers on two others, joined with tokens. A process application is deployed; the
+ * worker running it is upgraded to the newer build and restarted, and its instance keeps running
+ * (same process, re-adopted). Uninstall --purge leaves every prefix empty. Units written for the
+ * real artifacts pass `systemd-analyze verify` (where it is installed).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { canConnectTcp, createNetwork, tmpDir, waitFor, type NetHost } from '@oak/testkit';
+import { Api, waitHealthy } from '../src/api.ts';
+import { clustersActive, killMarked, processWorkload, removeCgroupParent, workloads } from '../src/faults.ts';
+import { workerRows } from '../src/overlay.ts';
+import { repoRoot } from '../src/procs.ts';
+import { sla } from '../src/sla.ts';
+
+const run = promisify(execFile);
+const PASSWORD = 'e2e-install-password';
+const V1 = '0.1.0';
+const V2 = '0.1.1';
+
+interface Started {
+  unit: string;
+  commandLine: string;
+}
+interface InstallOut {
+  version: string;
+  previous?: string;
+  upgrade: boolean;
+  dataDir: string;
+  services: Started[];
+}
+
+test('install from the release artifacts: root+cluster, two workers, deploy, upgrade without an instance restart, uninstall', { timeout: 240_000 }, async (t) => {
+  const dir = await tmpDir('oak-install-e2e');
+  const children = new Set<ChildProcess>();
+  const markers: string[] = [];
+  const namespaces: string[] = [];
+  const nets: Awaited<ReturnType<typeof createNetwork>>[] = [];
+  const logs: string[] = [];
+  t.after(async () => {
+    for (const c of children) stop(c, 'SIGKILL');
+    for (const m of markers) await killMarked(m);
+    for (const n of namespaces) removeCgroupParent(n);
+    for (const n of nets) await n.destroy();
+    await dir.remove();
+  });
+  const stop = (c: ChildProcess, sig: NodeJS.Signals = 'SIGTERM'): void => {
+    try {
+      if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) process.kill(-c.pid, sig);
+    } catch {
+      // gone
+    }
+  };
+  const stopped = async (c: ChildProcess): Promise<void> => {
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise<void>((r) => c.once('exit', () => r()));
+    const group = c.pid as number;
+    stop(c);
+    await gone;
+    // the shell goes first; the program it started (same process group) may still be shutting down
+    await waitFor(() => {
+      try {
+        process.kill(-group, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, { timeoutMs: 20_000, intervalMs: 50, message: `process group ${group} gone` });
+  };
+
+  // 1. the artifacts, written by `make dist` (here: the programs this test needs, amd64 or arm64 as the machine)
+  const relA = join(dir.path, 'build-a');
+  const relB = join(dir.path, 'build-b');
+  const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
+  await run(process.execPath, [join(repoRoot, 'scripts/build.mjs')], { cwd: repoRoot });
+  const distStarted = Date.now();
+  await Promise.all([
+    run(process.execPath, [join(repoRoot, 'scripts/dist.mjs'), '--out', relA, '--only', 'node-engine,cluster,root,cli', '--arch', arch, '--version', V1], { cwd: repoRoot }),
+    run(process.execPath, [join(repoRoot, 'scripts/dist.mjs'), '--out', relB, '--only', 'node-engine', '--arch', arch, '--version', V2], { cwd: repoRoot }),
+  ]);
+  t.diagnostic(`dist of 5 artifacts: ${Date.now() - distStarted} ms`);
+  const sums = readFileSync(join(relA, 'SHA256SUMS'), 'utf8');
+  for (const p of ['node-engine', 'cluster', 'root', 'cli']) assert.match(sums, new RegExp(`^[0-9a-f]{64}  oak-${p}-${V1}-linux-${arch}\\.tar\\.gz$`, 'm'));
+
+  // 2. an empty place with nothing of the repository: copy, check, unpack
+  const field = join(dir.path, 'device');
+  mkdirSync(field);
+  for (const f of readdirSync(relA)) copyFileSync(join(relA, f), join(field, f));
+  const upgradeTar = `oak-node-engine-${V2}-linux-${arch}.tar.gz`;
+  copyFileSync(join(relB, upgradeTar), join(field, upgradeTar));
+  await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: field });
+  for (const f of readdirSync(field).filter((x) => x.endsWith('.tar.gz'))) await run('tar', ['-xzf', f], { cwd: field });
+  let up = dirname(field);
+  while (up !== '/') {
+    assert.ok(!existsSync(join(up, 'node_modules')), `${up}/node_modules would let an artifact borrow packages`);
+    up = dirname(up);
+  }
+  const artifact = (p: string, v = V1): string => join(field, `oak-${p}-${v}-linux-${arch}`);
+  // node from the PATH only: the environment of a device, not of this test runner
+  const env = { PATH: `${dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin`, NO_COLOR: '1' };
+  const installSh = async (p: string, args: string[], v = V1): Promise<InstallOut> => {
+    const r = await run(join(artifact(p, v), 'install.sh'), [...args, '--no-systemd', '--json'], { cwd: field, env });
+    return JSON.parse(r.stdout) as InstallOut;
+  };
+  const prefix = (h: string): string => join(field, `host-${h}`);
+
+  // 3. hosts, and what runs on them: the printed command lines as they are, in a shell
+  const net = await createNetwork('inst', { gateway: true });
+  nets.push(net);
+  const [ha, hb, hc] = [await net.addHost('ctl'), await net.addHost('wa'), await net.addHost('wb')] as [NetHost, NetHost, NetHost];
+  const start = (name: string, host: NetHost, cmd: string, extraEnv: Record<string, string> = {}): ChildProcess => {
+    const logFile = join(dir.path, `${name}.log`);
+    logs.push(logFile);
+    const c = spawn('nsenter', [`--net=/run/netns/${host.ns}`, '--', 'sh', '-c', cmd], { cwd: field, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const out = createWriteStream(logFile, { flags: 'a' });
+    c.stdout?.pipe(out);
+    c.stderr?.pipe(out);
+    children.add(c);
+    c.once('exit', () => children.delete(c));
+    return c;
+  };
+  const logOf = (name: string): string => readFileSync(join(dir.path, `${name}.log`), 'utf8');
+
+  try {
+    const root = await installSh('root', ['root', '--prefix', prefix('ctl')]);
+    assert.equal(root.services.length, 1);
+    start('root', ha, (root.services[0] as Started).commandLine, { OAK_ADMIN_PASSWORD: PASSWORD });
+    const api = new Api(`http://${ha.ip}:10000`);
+    await waitHealthy(`http://${ha.ip}:10000/healthz`, 60_000);
+    await api.login('Admin', PASSWORD);
+    const token = async (body: Record<string, string>): Promise<string> => (await api.call<{ token: string }>('POST', '/api/tokens', body)).token;
+
+    const cluster = await installSh('cluster', ['cluster', '--prefix', prefix('ctl'), '--root', ha.ip, '--name', 'c1', '--token', await token({ kind: 'cluster', name: 'c1' })]);
+    start('cluster', ha, (cluster.services[0] as Started).commandLine, { OAK_REPORT_INTERVAL_MS: '500', OAK_DEAD_AFTER_INTERVALS: '20' });
+    await waitFor(() => canConnectTcp(ha.ip, 10100, 500), { timeoutMs: 30_000, intervalMs: 100, message: 'cluster listening' });
+
+    const workerArgs = async (h: string): Promise<string[]> => {
+      namespaces.push(`oakinst${h}`);
+      return ['worker', '--prefix', prefix(h), '--cluster', ha.ip, '--token', await token({ kind: 'worker', cluster: 'c1' }), '--name', h, '--runtimes', 'process', '--isolation', 'off', '--namespace', `oakinst${h}`, '--report-interval', '500'];
+    };
+    const wa = await installSh('node-engine', await workerArgs('wa'));
+    const wb = await installSh('node-engine', await workerArgs('wb'));
+    const engines: Record<string, ChildProcess> = {
+      wa: start('wa', hb, (wa.services[0] as Started).commandLine),
+      wb: start('wb', hc, (wb.services[0] as Started).commandLine),
+    };
+    await clustersActive(api, { c1: 2 });
+
+    // the cli artifact too: its `oak` runs from the prefix with nothing else
+    const cli = await run(join(artifact('cli'), 'install.sh'), ['cli', '--prefix', prefix('ctl'), '--json'], { cwd: field, env });
+    assert.equal(JSON.parse(cli.stdout).version, V1);
+    assert.match((await run(join(prefix('ctl'), 'usr/local/bin/oak'), ['--version'], { env })).stdout, /\d+\.\d+\.\d+/);
+
+    // 4. an application (process virtualization), one instance
+    const marker = `oakinst-${Date.now().toString(36)}`;
+    markers.push(marker);
+    const [app] = await api.createApps(sla({ app: 'instapp', ...processWorkload(marker) }));
+    assert.ok(app);
+    const [svc] = await api.services(app.applicationID);
+    assert.ok(svc);
+    await api.deployInstance(svc.microserviceID);
+    const running = await api.waitStatus(svc.microserviceID, 'RUNNING', 1, 60_000);
+    const inst = running.instance_list[0];
+    assert.ok(inst?.worker_id);
+    const rows = await workerRows(api);
+    const on = rows.find((r) => r.w.id === inst.worker_id)?.w.name;
+    assert.ok(on === 'wa' || on === 'wb', `instance on ${String(on)}`);
+    const [before] = workloads(marker);
+    assert.ok(before, 'the workload process runs');
+
+    // 5. upgrade that worker to the newer build: settings and data kept, restarted, instance re-adopted
+    const idFiles = readdirSync(on === 'wa' ? wa.dataDir : wb.dataDir).sort();
+    const upgraded = JSON.parse((await run(join(artifact('node-engine', V2), 'install.sh'), ['worker', '--prefix', prefix(on), '--no-systemd', '--json'], { cwd: field, env })).stdout) as InstallOut;
+    assert.deepEqual([upgraded.version, upgraded.previous, upgraded.upgrade], [V2, V1, true]);
+    assert.equal(upgraded.dataDir, on === 'wa' ? wa.dataDir : wb.dataDir);
+    assert.deepEqual(readdirSync(upgraded.dataDir).sort(), idFiles);
+    assert.ok(readFileSync(join(prefix(on), 'opt/oak/node-engine/current/oak-release.json'), 'utf8').includes(`"version": "${V2}"`));
+    // a downgrade is refused (exit 2), and changes nothing
+    const down = await run(join(artifact('node-engine'), 'install.sh'), ['worker', '--prefix', prefix(on), '--no-systemd'], { cwd: field, env }).then(() => 0, (e: { code: number; stderr: string }) => {
+      assert.match(e.stderr, /is older[\s\S]*--allow-downgrade/);
+      return e.code;
+    });
+    assert.equal(down, 2);
+    await stopped(engines[on] as ChildProcess);
+    assert.equal(workloads(marker)[0]?.pid, before.pid, 'the instance outlives its NodeEngine');
+    start(`${on}-v2`, on === 'wa' ? hb : hc, (upgraded.services[0] as Started).commandLine);
+    await waitFor(() => /re-adopted 1 running instance/.test(logOf(`${on}-v2`)), { timeoutMs: 30_000, intervalMs: 200, message: 're-adoption logged' });
+    await clustersActive(api, { c1: 2 });
+    const after = await api.waitStatus(svc.microserviceID, 'RUNNING', 1, 30_000);
+    assert.equal(after.instance_list[0]?.worker_id, inst.worker_id, 'same worker identity');
+    assert.deepEqual(workloads(marker).map((w) => w.pid), [before.pid], 'the same process: no restart, no second copy');
+    assert.equal(after.instance_list[0]?.restarts ?? 0, inst.restarts ?? 0);
+
+    // 6. the generated units of the real artifacts pass systemd's check
+    const staged = prefix('staged');
+    for (const [p, args] of [['root', ['root']], ['cluster', ['cluster', '--root', ha.ip, '--name', 'c1', '--token', await token({ kind: 'cluster', name: 'c9' })]], ['node-engine', ['worker', '--cluster', ha.ip, '--token', await token({ kind: 'worker', cluster: 'c1' }), '--netmanager']]] as const) {
+      await run(join(artifact(p), 'install.sh'), [...args, '--prefix', staged], { cwd: field, env });
+    }
+    const units = readdirSync(join(staged, 'etc/systemd/system')).sort();
+    assert.deepEqual(units, ['oak-cluster.service', 'oak-netmanager.service', 'oak-root.service', 'oak-worker.service']);
+    const analyze = await run('systemd-analyze', ['--version']).then(() => true, () => false);
+    if (analyze) for (const u of units) await run('systemd-analyze', ['verify', join(staged, 'etc/systemd/system', u)]);
+    else t.diagnostic('systemd-analyze is not installed: the units were written but not verified');
+
+    // 7. everything away: the application, the processes, then uninstall --purge leaves nothing
+    await api.call('DELETE', `/api/application/${app.applicationID}`);
+    await waitFor(() => workloads(marker).length === 0, { timeoutMs: 60_000, intervalMs: 250, message: 'workload gone' });
+    await Promise.all([...children].map(stopped));
+    const uninstall = async (role: string, h: string): Promise<string> =>
+      (await run('node', [join(prefix(h), 'opt/oak', role === 'worker' ? 'node-engine' : role, 'current/oak-install.mjs'), 'uninstall', role, '--prefix', prefix(h), '--purge'], { env })).stdout;
+    for (const [role, h] of [['worker', 'wa'], ['worker', 'wb'], ['cluster', 'ctl'], ['root', 'ctl'], ['cli', 'ctl'], ['worker', 'staged'], ['cluster', 'staged'], ['root', 'staged']] as const) {
+      assert.match(await uninstall(role, h), /nothing of it is left/);
+    }
+    for (const h of ['wa', 'wb', 'ctl', 'staged']) assert.deepEqual(readdirSync(prefix(h), { recursive: true }), [], `host-${h} is empty`);
+  } catch (err) {
+    for (const l of logs) if (existsSync(l)) console.log(`----- ${l}\n${readFileSync(l, 'utf8').slice(-3000)}`);
+    throw err;
+  }
+});
