@@ -104,3 +104,11 @@ test('the binary: -h exits 0, an unknown flag exits 2 with a message', () => {
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /unknown flag --nope/);
 });
+
+test('--microvm-kernel and OAK_MICROVM_KERNEL: an absolute directory, nothing else', () => {
+  assert.equal(run(['--microvm-kernel', '/srv/kernel']).microvmKernel, '/srv/kernel');
+  const e = parseFlags([], { ...env, OAK_MICROVM_KERNEL: '/opt/k' });
+  assert.equal(e.kind === 'run' ? e.config.microvmKernel : undefined, '/opt/k');
+  assert.equal(run([]).microvmKernel, undefined, 'the driver\'s default');
+  for (const bad of ['relative/dir', '/a/../etc', `/${'x'.repeat(2000)}`]) assert.match(error(['--microvm-kernel', bad]), /--microvm-kernel .*absolute directory path/);
+});

@@ -237,7 +237,7 @@ function workloadSemantics(ms: Record<string, unknown>, path: string, errors: Is
     if (why !== undefined) warnings.push({ path: childPath(path, 'storage'), message: `storage ${storage} MB is not enforced for ${virt}: ${why}`, hint: 'the value is kept; size the workload\'s disk use yourself' });
   }
   const args = ms['args'];
-  if (Array.isArray(args) && args.length > 0 && virt !== undefined && virt !== 'container' && virt !== 'process') {
+  if (Array.isArray(args) && args.length > 0 && virt !== undefined && virt !== 'container' && virt !== 'process' && virt !== 'microvm') {
     warnings.push({ path: childPath(path, 'args'), message: `args are not passed to ${virt} instances yet`, hint: 'for a unikernel put kernel arguments in "cmd"' });
   }
 }

@@ -57,6 +57,9 @@ export function tscArgs(cpuinfo: string): string {
 const EXIT_RE = /^oak-microvm: exit=(\d{1,3}) oom=(\d{1,9})\s*$/;
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** KVM test boots under way in this process, by kernel and host boot */
+const kvmTests = new Map<string, Promise<string | undefined>>();
+
 export interface MicrovmOptions {
   /** where `dpkg-deb -x linux-image-…-amd64.deb` was unpacked (default /var/cache/oak/microvm-kernel) */
   kernelDir?: string | undefined;
@@ -240,13 +243,25 @@ export class MicrovmLauncher implements Launcher {
     const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => 'none')).trim();
     const ks = await stat(kernel.vmlinuz);
     const key = createHash('sha256').update(JSON.stringify([boot, host.binary, kernel.vmlinuz, ks.size, ks.mtimeMs])).digest('hex').slice(0, 24);
-    const dir = join(this.#dataDir, 'cache', 'microvm');
-    const memo = join(dir, `kvm-${key}.json`);
-    try {
-      return (JSON.parse(await readFile(memo, 'utf8')) as { problem: string | null }).problem ?? undefined;
-    } catch {
-      /* not tried yet on this boot */
+    // kept beside the kernel (root's, like the kernel): every NodeEngine of this machine asks once per boot
+    const memos = [join(this.#kernelDir, `.oak-kvm-${key}.json`), join(this.#dataDir, 'cache', 'microvm', `kvm-${key}.json`)];
+    for (const memo of memos) {
+      try {
+        return (JSON.parse(await readFile(memo, 'utf8')) as { problem: string | null }).problem ?? undefined;
+      } catch {
+        /* not tried yet on this boot */
+      }
     }
+    let p = kvmTests.get(key);
+    if (p === undefined) {
+      p = this.#kvmTest(host, kernel, memos);
+      kvmTests.set(key, p);
+    }
+    return p;
+  }
+
+  async #kvmTest(host: QemuHost, kernel: MicrovmKernel, memos: string[]): Promise<string | undefined> {
+    const dir = join(this.#dataDir, 'cache', 'microvm');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const tmp = join(dir, `kvmtest-${randomBytes(6).toString('hex')}`);
     try {
@@ -275,7 +290,15 @@ export class MicrovmLauncher implements Launcher {
         c.on('error', (e) => finish(e.message));
         c.on('exit', () => finish(out.includes('oak-kvm-ok') ? undefined : 'Linux did not boot under KVM'));
       });
-      await writeFile(memo, JSON.stringify({ problem: problem ?? null }));
+      for (const memo of memos) {
+        try {
+          await mkdir(join(memo, '..'), { recursive: true, mode: 0o700 });
+          await writeFile(memo, JSON.stringify({ problem: problem ?? null }));
+          break;
+        } catch {
+          /* a read-only kernel directory: the data dir */
+        }
+      }
       return problem;
     } finally {
       await rm(tmp, { recursive: true, force: true });
