@@ -131,7 +131,7 @@ test('hostile specs are refused before anything boots', async () => {
   await assert.rejects(rt.start(spec({ memory_mb: 32 })), /memory >= 96 MB/);
   await assert.rejects(rt.start(spec({ code: 'bad ref;$(x)' })), /not valid/);
   await assert.rejects(rt.start(spec({ code: `${reg?.url ?? ''}/library/absent:1` })), /cannot pull image/);
-  await assert.rejects(rt.start(spec({ memory_mb: 128, registryAuth: { host: 'x', username: 'u', password: 'p' } })), /without registry logins/);
+  await assert.rejects(rt.start(spec({ memory_mb: 128, registryAuth: { host: reg?.url ?? '', username: 'u', password: 'p' } })), /without registry logins/);
   assert.deepEqual(await rt.list(), []);
 });
 

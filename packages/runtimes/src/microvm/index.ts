@@ -31,6 +31,7 @@ import { guestMac, releaseInstanceNet, setupInstanceNet } from '../qemu/tap.ts';
 import type { GuestNet } from '../qemu/tap.ts';
 import { qemuOverheadMb } from '../unikernel/index.ts';
 import { RootfsCache, packCpio } from './image.ts';
+import { normalizeRef, registryHost } from '../containerd/image.ts';
 import type { ImageRun } from './image.ts';
 
 const pexec = promisify(execFile);
@@ -334,7 +335,8 @@ export class MicrovmLauncher implements Launcher {
   async launch(spec: InstanceSpec, ctx: LaunchContext): Promise<Launch> {
     const ready = await this.#prepare();
     if (typeof ready === 'string') throw new RuntimeError('unavailable', ready);
-    if (spec.registryAuth !== undefined) throw new RuntimeError('unsupported', 'microvm images are pulled without registry logins so far; use a public or loopback registry, or a container');
+    // a login for the image's own registry (a login for another host is not this pull's business)
+    if (spec.registryAuth !== undefined && spec.registryAuth.host === registryHost(normalizeRef(spec.code))) throw new RuntimeError('unsupported', 'microvm images are pulled without registry logins so far; use a public or loopback registry, or a container');
     const memoryMb = spec.memory_mb !== undefined && spec.memory_mb > 0 ? Math.ceil(spec.memory_mb) : DEFAULT_MICROVM_MB;
     if (memoryMb < MIN_MICROVM_MB) throw new RuntimeError('invalid_spec', `a microvm needs memory >= ${MIN_MICROVM_MB} MB (its guest kernel and initramfs live in its RAM); the SLA asks for ${memoryMb} MB`);
     const vcpus = Math.max(1, Math.min(64, Math.ceil(spec.vcpus ?? 1)));
