@@ -24,6 +24,7 @@ lint:
 
 typecheck:
 	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p apps/dashboard/tsconfig.json --noEmit
 
 unit:
 	node scripts/run-tests.mjs

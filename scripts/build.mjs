@@ -4,6 +4,7 @@
 // third-party packages stay external and load from node_modules as usual.
 import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
+import { buildDashboard } from './build-dashboard.mjs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -26,6 +27,7 @@ const externalThirdParty = {
 };
 
 const started = Date.now();
+const dashboard = buildDashboard(root);
 await Promise.all(
   programs.map(([dir, bin]) =>
     build({
@@ -42,4 +44,6 @@ await Promise.all(
     }),
   ),
 );
+const dash = await dashboard;
 console.log(`built ${programs.map(([d, b]) => `${d}/dist/${b}.mjs`).join(', ')} in ${Date.now() - started} ms`);
+if (dash !== undefined) console.log(dash);

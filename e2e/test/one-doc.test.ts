@@ -74,6 +74,16 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
     assert.deepEqual(history.slice(0, 1), ['REQUESTED']);
     assert.ok(history.includes('RUNNING'));
 
+    // per-instance readings from the real NodeEngine (issue 11): jobs/resources -> cluster -> root
+    const usage = await waitFor(async () => {
+      const m = await api.call<{ instances: { instance_number: number; samples: { cpu_percent: number; memory_mb: number }[] }[] }>('GET', `/api/service/${svc.microserviceID}/metrics`);
+      return (m.instances[0]?.samples.length ?? 0) >= 2 ? m : undefined;
+    }, { timeoutMs: 30_000, message: "two readings of the container's CPU and memory at the root" });
+    assert.ok((usage.instances[0]?.samples[0]?.memory_mb ?? 0) > 0, 'the container uses some memory');
+    const worker = (await api.call<{ resources: { worker_summary: { cpu_percent?: number; memory_available_mb?: number; disk_free_mb?: number }[] } | null }[]>('GET', '/api/clusters/active'))[0]?.resources?.worker_summary[0];
+    assert.equal(typeof worker?.cpu_percent, 'number', 'the worker\'s measured load');
+    assert.ok((worker?.memory_available_mb ?? 0) > 0 && (worker?.disk_free_mb ?? 0) > 0);
+
     // logs through root -> cluster -> worker
     const logs = await fetch(`${base}/api/service/${svc.microserviceID}/instance/0/logs`, { headers: { authorization: `Bearer ${api.token}` } });
     assert.equal(logs.status, 200);

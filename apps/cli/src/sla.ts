@@ -68,7 +68,7 @@ export function printIssues(ui: Ui, name: string, errors: FieldIssue[], warnings
 export class InvalidDocumentError extends ReportedError {}
 
 /** Fields of a ServiceDoc that the root adds; not part of the service's SLA. */
-export const SERVICE_DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version', 'warnings'];
+export const SERVICE_DOC_ONLY = ['microserviceID', 'applicationID', 'job_name', 'application_name', 'application_namespace', 'organization_id', 'userId', 'instance_list', 'created_at', 'updated_at', 'service_ip', 'service_ip_v6', 'closest_ip', 'closest_ip_v6', 'version', 'warnings', 'app_name', 'app_ns', 'RR_ip'];
 
 /** A service as its SLA microservice entry (what the root adds left out). */
 export function serviceSla(d: ServiceDoc | Record<string, unknown>): Record<string, unknown> {

@@ -134,7 +134,7 @@ describe('accounts through oak', () => {
     const t = await run(admin, ['audit', '--since', '1h']);
     assert.equal(t.code, 0, t.stderr);
     assert.match(t.stdout, /TIME\s+USER\s+ACTION\s+TARGET\s+STATUS\s+FROM/);
-    assert.match(t.stdout, /Admin\s+POST \/api\/application\/\s+[0-9a-f]{24}\s+201\s+127\.0\.0\.1/);
+    assert.match(t.stdout, /Admin\s+POST \/api\/application\/\s+[0-9a-f]{24}\s+200\s+127\.0\.0\.1/);
     const j = await run(admin, ['audit', '--json', '--action', 'POST /api/application']);
     assert.equal(j.code, 0, j.stderr);
     const entries = JSON.parse(j.stdout) as { user_name: string; action: string; at: string; address: string; target: string }[];

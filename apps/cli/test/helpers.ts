@@ -8,7 +8,7 @@
  * cluster side, the root and the CLI stay real. The 1-DOC test (oakd) covers the real thing.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,45 @@ import { instanceDoc, startRoot, type ControlPlane, type LogOptions, type RootCo
 import type { InstanceRow, ServiceRow } from '@oak/store';
 
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-export const oakBin = join(repoRoot, 'apps/cli/bin/oak.mjs');
+/** newest modification time (ms) of the files below `dir` (0 when it is absent) */
+function newest(dir: string): number {
+  let max = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const n of names) {
+    const p = join(dir, n);
+    const st = statSync(p);
+    max = Math.max(max, st.isDirectory() ? newest(p) : st.mtimeMs);
+  }
+  return max;
+}
+
+/**
+ * The `oak` the tests run: the built bundle (what users run, and it starts in half the time of the
+ * tsx launcher: the CLI suites spawn it hundreds of times) when it is newer than every source it is
+ * built from; else the launcher on the sources, so that a test run right after an edit never tests a
+ * stale bundle. OAK_CLI_TEST_BIN=src|dist forces one.
+ */
+function pickOakBin(): string {
+  const dist = join(repoRoot, 'apps/cli/dist/oak.mjs');
+  const src = join(repoRoot, 'apps/cli/bin/oak.mjs');
+  const forced = process.env.OAK_CLI_TEST_BIN;
+  if (forced === 'src') return src;
+  if (forced === 'dist') return dist;
+  let built: number;
+  try {
+    built = statSync(dist).mtimeMs;
+  } catch {
+    return src;
+  }
+  const sources = [join(repoRoot, 'apps/cli/src'), ...readdirSync(join(repoRoot, 'packages')).map((p) => join(repoRoot, 'packages', p, 'src'))];
+  return sources.every((d) => newest(d) <= built) ? dist : src;
+}
+export const oakBin = pickOakBin();
 export const fixture = (name: string): string => join(repoRoot, 'apps/cli/test/fixtures', name);
 export const example = (name: string): string => join(repoRoot, 'examples', name);
 export const ADMIN_PASSWORD = 'cli-test-secret';

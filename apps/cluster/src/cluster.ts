@@ -149,6 +149,9 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     deadAfterMs,
     strategy: config.strategy ?? 'least-loaded',
     clusterLocation: parseGeoPoint(config.location ?? null),
+    clusterAddons: config.addons ?? [],
+    // the NetCore below holds the RTTs the workers' NetManagers report
+    rttMs: (a, b) => net.rttMs(a, b),
   });
   const netView = (d: DesiredInstance): NetInstanceView => ({
     job_name: d.assignment.job_name,
@@ -308,7 +311,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         const wn = net.workerNet(s.id);
         if (wn) s.net = wn;
       }
-      toRoot({ type: 'aggregate', resources });
+      const usage = core.usage();
+      toRoot(usage.length > 0 ? { type: 'aggregate', resources, usage } : { type: 'aggregate', resources });
     };
     const aggregateSoon = (): void => {
       if (aggSoon || closed) return;

@@ -18,6 +18,8 @@ export interface ClusterConfig {
   name: string;
   /** CLUSTER_LOCATION: free text or lat,long[,radius] */
   location?: string | null;
+  /** CLUSTER_ADDONS / --addons: addon labels offered to all workers of the cluster (`addons` constraints) */
+  addons?: string[];
   /** HTTP listen address (default 0.0.0.0) */
   host?: string;
   /** HTTP port for worker registration (default 10100; 0 picks a free port) */
@@ -71,8 +73,9 @@ export interface ClusterConfig {
 /**
  * The root's link address from SYSTEM_MANAGER_URL. Oakestra gives the root's host there; an
  * http(s) URL names the REST API, whose port is not the link's. The link port is, in order:
- * `linkPort` (OAK_ROOT_LINK_PORT), the port of a `grpc://host:port` or bare `host:port` value,
- * else 50052.
+ * `linkPort` (OAK_ROOT_LINK_PORT), the port of a `grpc://host:port` or bare `host:port` value
+ * (except 10000: that is the root's REST port, Oakestra's SYSTEM_MANAGER_PORT, which Oakestra
+ * users write next to the address), else 50052.
  */
 export function linkAddress(systemManagerUrl: string, linkPort?: string | number): string {
   const raw = systemManagerUrl.trim();
@@ -88,7 +91,7 @@ export function linkAddress(systemManagerUrl: string, linkPort?: string | number
     const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(raw) ?? /^([A-Za-z0-9._-]+)(?::(\d+))?$/.exec(raw);
     if (!m || m[1] === undefined) throw new Error(`SYSTEM_MANAGER_URL ${JSON.stringify(raw)} is not a host, host:port or URL`);
     host = m[1];
-    if (m[2] !== undefined) port = Number(m[2]);
+    if (m[2] !== undefined && Number(m[2]) !== DEFAULT_PORTS.root) port = Number(m[2]);
   }
   if (linkPort !== undefined && linkPort !== '') {
     const p = Number(linkPort);

@@ -7,7 +7,7 @@
  * The cluster keeps no state of its own: after a restart it learns the desired set from the
  * root's `sync` and the actual set from the workers' registrations and reports.
  */
-import { ACTIVE_STATES, RESTART_MAX_DEFAULT, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
+import { ACTIVE_STATES, MAX_USAGE_READINGS, RESTART_MAX_DEFAULT, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
 import type {
   HealthState,
   ClusterResources,
@@ -16,6 +16,7 @@ import type {
   DeployCommand,
   InstanceAssignment,
   InstanceState,
+  InstanceUsage,
   JobResources,
   JobStatus,
   NodeInformation,
@@ -23,8 +24,8 @@ import type {
   Virtualization,
   WorkerSummary,
 } from '@oak/contracts';
-import { Ledger, demandOf, parseGeoPoint, pickWorker } from '@oak/scheduler';
-import type { Demand, GeoPoint, Strategy, WorkerCandidate } from '@oak/scheduler';
+import { Ledger, compileConstraints, demandOf, parseGeoPoint, pickWorker, rigidnessOf, workerPenalty } from '@oak/scheduler';
+import type { Demand, GeoPoint, PickWorkerOptions, RttLookup, Strategy, WorkerCandidate } from '@oak/scheduler';
 
 export type InstanceStatusMessage = Extract<ClusterToRoot, { type: 'instance_status' }>;
 
@@ -59,6 +60,10 @@ export interface CoreOptions {
   goneGraceMs: number;
   strategy: Strategy;
   clusterLocation: GeoPoint | null;
+  /** addon labels the cluster offers to all its workers (`--addons`, CLUSTER_ADDONS), for `addons` constraints */
+  clusterAddons: string[];
+  /** the overlay's measured RTTs between workers (NetCore), for connectivity rules; absent: none known */
+  rttMs?: RttLookup;
   /** a service instance FAILED after its local restarts is moved to another worker at most this often (default 2) */
   maxMoves: number;
 }
@@ -75,6 +80,8 @@ export function coreOptions(p: Partial<CoreOptions> = {}): CoreOptions {
     goneGraceMs: p.goneGraceMs ?? 200,
     strategy: p.strategy ?? 'least-loaded',
     clusterLocation: p.clusterLocation ?? null,
+    clusterAddons: p.clusterAddons ?? [],
+    ...(p.rttMs !== undefined ? { rttMs: p.rttMs } : {}),
     maxMoves: p.maxMoves ?? 2,
   };
 }
@@ -125,6 +132,36 @@ export interface DesiredInstance {
   avoid?: Set<string>;
   /** why it is being moved (the detail of its next placement) */
   moveNote?: string | undefined;
+  /**
+   * since when its worker leaves a preference (rigidness below 1) unmet: after the service's
+   * convergence_time the cluster looks for a worker that meets more of them (converge())
+   */
+  unmetSince?: number | undefined;
+}
+
+/** Oakestra's default convergence_time: 300 s */
+export const CONVERGENCE_DEFAULT_S = 300;
+
+/**
+ * How long (ms) a preference of this demand may stay unmet before the instance is placed again:
+ * the smallest convergence_time (default 300 s) of its constraints with rigidness below 1;
+ * undefined when it has none. Connectivity preferences are only ranked (docs/sla.md).
+ */
+export function convergenceMs(demand: Demand): number | undefined {
+  let min: number | undefined;
+  for (const c of demand.constraints) {
+    const r = rigidnessOf(c);
+    if (r <= 0 || r >= 1) continue;
+    const s = typeof c.convergence_time === 'number' && c.convergence_time >= 0 ? c.convergence_time : CONVERGENCE_DEFAULT_S;
+    min = min === undefined ? s : Math.min(min, s);
+  }
+  return min === undefined ? undefined : min * 1000;
+}
+
+/** The weight of the demand's unmet preferences on `w` (constraints only, connectivity aside). */
+function preferencePenalty(demand: Demand, w: WorkerCandidate, opts: PickWorkerOptions): number {
+  const plain: Demand = { ...demand, peers: [] };
+  return workerPenalty(w, w.location ?? opts.clusterLocation ?? null, compileConstraints(plain), opts.clusterAddons);
 }
 
 /** A worker that has told us what it is (not only an id from the root's sync). */
@@ -329,7 +366,56 @@ export class ClusterCore {
     this.ledger.expire(now - this.opts.reservationTtlMs);
     for (const [k, at] of this.recentDeletes) if (now - at >= this.opts.missingGraceMs) this.recentDeletes.delete(k);
     effects.push(...this.placePending(now));
+    effects.push(...this.converge(now));
     return effects;
+  }
+
+  /**
+   * convergence_time (docs/sla.md#rigidness-and-convergence_time): a RUNNING instance whose worker
+   * has left a preference unmet for the service's convergence time is placed again when another
+   * worker (meeting every hard constraint, with room) leaves less preference weight unmet: it is
+   * stopped here and started there. One instance per tick, so replicas move one at a time; the
+   * penalty only goes down, so an instance never moves back and forth.
+   */
+  private converge(now: number): Effect[] {
+    for (const d of this.desired.values()) {
+      if (d.unmetSince === undefined || d.worker_id === null || d.status !== 'RUNNING') continue;
+      const window = convergenceMs(d.demand);
+      if (window === undefined) {
+        d.unmetSince = undefined;
+        continue;
+      }
+      if (now - d.unmetSince < window) continue;
+      d.unmetSince = now; // looked at now: next look one window later
+      const opts = this.pickOptions();
+      const cands = this.ledger.applyAll(this.candidates());
+      const from = cands.find((c) => c.id === d.worker_id);
+      if (!from) continue;
+      const penHere = preferencePenalty(d.demand, from, opts);
+      if (penHere <= 0) {
+        d.unmetSince = undefined;
+        continue;
+      }
+      const r = pickWorker(this.withLocalPeers(d.demand), cands.filter((c) => c.id !== from.id), opts);
+      if (!r.ok) continue;
+      const penThere = preferencePenalty(d.demand, r.target, opts);
+      if (penThere >= penHere) continue;
+      const effects: Effect[] = [{ type: 'delete', worker_id: from.id, command: this.deleteCommand(d.assignment.job_name, d.assignment.instance_number, d.assignment.service.virtualization) }];
+      this.recentDeletes.set(`${from.id} ${d.name}`, now);
+      this.ledger.release(d.name);
+      this.assign(d, r.target.id, now);
+      d.status = 'NODE_SCHEDULED';
+      d.status_detail = `moved from worker ${from.name} to ${r.target.name}: a preference was unmet there for ${Math.round(window / 1000)} s (convergence_time)`;
+      d.health = undefined;
+      d.restarts = undefined;
+      d.publicip = null;
+      d.known = true;
+      d.unmetSince = penThere > 0 ? now : undefined;
+      effects.push({ type: 'deploy', worker_id: r.target.id, command: this.deployCommand(d) });
+      effects.push({ type: 'status', message: this.statusOf(d) });
+      return effects;
+    }
+    return [];
   }
 
   private declareDead(w: WorkerRecord, now: number, why?: string): Effect[] {
@@ -365,7 +451,7 @@ export class ClusterCore {
       if (d) {
         // the root's full set is its truth: its epoch (higher after a new placement) replaces ours
         d.assignment = a;
-        d.demand = demandOf(a.service, a.job_name);
+        d.demand = demandOf(a.service, a.job_name, a.peers);
         continue;
       }
       const fresh = this.newDesired(name, a);
@@ -410,7 +496,7 @@ export class ClusterCore {
       const had = d.assignment.epoch;
       if (had !== undefined && a.epoch !== undefined && a.epoch < had) return d.known ? [{ type: 'status', message: this.statusOf(d) }] : [];
       d.assignment = a;
-      d.demand = demandOf(a.service, a.job_name);
+      d.demand = demandOf(a.service, a.job_name, a.peers);
       return d.known ? [{ type: 'status', message: this.statusOf(d) }] : this.placePending(now);
     }
     this.desired.set(name, this.newDesired(name, a));
@@ -439,7 +525,7 @@ export class ClusterCore {
     return {
       name,
       assignment: a,
-      demand: demandOf(a.service, a.job_name),
+      demand: demandOf(a.service, a.job_name, a.peers),
       worker_id: null,
       status: 'CLUSTER_SCHEDULED',
       status_detail: '',
@@ -478,7 +564,7 @@ export class ClusterCore {
     for (const d of waiting) {
       const avoid = d.avoid;
       const cands = avoid === undefined ? base : base.filter((c) => !avoid.has(c.id));
-      const r = pickWorker(d.demand, this.ledger.applyAll(cands), { strategy: this.opts.strategy, clusterLocation: this.opts.clusterLocation });
+      const r = pickWorker(this.withLocalPeers(d.demand), this.ledger.applyAll(cands), this.pickOptions());
       if (!r.ok && d.moveNote !== undefined) {
         // moved after its local restarts, and no other worker here can take it: it stays FAILED
         d.status = 'FAILED';
@@ -490,8 +576,10 @@ export class ClusterCore {
       }
       if (r.ok) {
         this.assign(d, r.target.id, now);
+        d.unmetSince = convergenceMs(d.demand) !== undefined && preferencePenalty(d.demand, r.target, this.pickOptions()) > 0 ? now : undefined;
         d.status = 'NODE_SCHEDULED';
-        d.status_detail = d.moveNote ?? '';
+        // what the choice could not check (an RTT not measured) or left unmet (a preference) is said
+        d.status_detail = d.moveNote ?? (r.warnings ? r.warnings.join('; ').slice(0, 500) : '');
         d.moveNote = undefined;
         d.known = true;
         effects.push({ type: 'deploy', worker_id: r.target.id, command: this.deployCommand(d) });
@@ -507,6 +595,27 @@ export class ClusterCore {
       }
     }
     return effects;
+  }
+
+  private pickOptions(): PickWorkerOptions {
+    const o: PickWorkerOptions = { strategy: this.opts.strategy, clusterLocation: this.opts.clusterLocation };
+    if (this.opts.clusterAddons.length > 0) o.clusterAddons = this.opts.clusterAddons;
+    if (this.opts.rttMs !== undefined) o.rttMs = this.opts.rttMs;
+    return o;
+  }
+
+  /**
+   * The demand with each connectivity rule's workers brought up to date: the root's list (as of its
+   * deploy) plus the workers of this cluster that hold an instance of the target now.
+   */
+  private withLocalPeers(demand: Demand): Demand {
+    if (!demand.peers || demand.peers.length === 0) return demand;
+    const peers = demand.peers.map((p) => {
+      const workers = new Set(p.workers);
+      for (const o of this.desired.values()) if (o.worker_id !== null && o.assignment.job_name === p.target && !TERMINAL_STATES.has(o.status)) workers.add(o.worker_id);
+      return { ...p, workers: [...workers].sort() };
+    });
+    return { ...demand, peers };
   }
 
   private assign(d: DesiredInstance, workerId: string, now: number): void {
@@ -625,6 +734,7 @@ export class ClusterCore {
       virtualizations: info?.virtualizations ?? reg?.virtualizations ?? [],
       location: w.location,
       jobs,
+      ...(reg?.supported_addons && reg.supported_addons.length > 0 ? { supported_addons: [...reg.supported_addons] } : {}),
     };
   }
 
@@ -643,6 +753,7 @@ export class ClusterCore {
       workers: workers.length,
       worker_summary: summary,
     };
+    if (this.opts.clusterAddons.length > 0) r.supported_addons = [...this.opts.clusterAddons];
     for (const c of workers) {
       const cpuFree = round2(Math.max(0, c.cpu_cores_free));
       const memFree = round2(Math.max(0, c.memory_free_mb));
@@ -659,6 +770,22 @@ export class ClusterCore {
       const devices = rec?.info?.gpu_devices ?? rec?.registration?.gpu_devices ?? [];
       ws.gpus_free = Math.max(0, c.gpus_free);
       if (devices.length > 0) ws.gpus = devices.map((g) => ({ ...g }));
+      if (c.supported_addons) ws.supported_addons = [...c.supported_addons];
+      // measured readings for the dashboard's bars (issue 11), beside the reserved ones above
+      ws.cpu_percent = round2(Math.min(100, Math.max(0, c.cpu_percent)));
+      ws.cpu_cores_total = round2(Math.max(0, c.cpu_cores_total));
+      ws.memory_total_mb = round2(Math.max(0, c.memory_total_mb));
+      const info = rec?.info;
+      if (info) {
+        ws.memory_available_mb = round2(Math.max(0, info.memory_free_mb));
+        ws.disk_free_mb = round2(Math.max(0, info.disk_free_mb));
+      }
+      const reg = rec?.registration;
+      if (reg) {
+        if (reg.disk_mb !== undefined) ws.disk_total_mb = round2(Math.max(0, reg.disk_mb));
+        ws.arch = reg.arch.slice(0, 64);
+        ws.os = reg.os.slice(0, 128);
+      }
       summary.push(ws);
     }
     r.cpu_cores_free = round2(r.cpu_cores_free);
@@ -666,6 +793,26 @@ export class ClusterCore {
     r.virtualizations = [...virt].sort();
     summary.sort((a, b) => a.id.localeCompare(b.id));
     return r;
+  }
+
+  /**
+   * The live workers' last per-instance readings (issue 11), for the root's charts. A worker's
+   * reading counts only for an instance this cluster placed on that very worker: a worker cannot
+   * report (and so chart) instances it does not run, another organisation's least of all.
+   */
+  usage(): InstanceUsage[] {
+    const out: InstanceUsage[] = [];
+    for (const w of this.workers.values()) {
+      if (!w.alive || w.resources === null) continue;
+      for (const r of w.resources.instances) {
+        const d = this.desired.get(instanceName(r.job_name, r.instance_number));
+        if (!d || d.worker_id !== w.id || d.assignment.job_name !== r.job_name || d.assignment.instance_number !== r.instance_number) continue;
+        if (!Number.isFinite(r.cpu_percent) || !Number.isFinite(r.memory_mb)) continue;
+        out.push({ job_name: r.job_name, instance_number: r.instance_number, worker_id: w.id, cpu_percent: round2(Math.min(1_000_000, Math.max(0, r.cpu_percent))), memory_mb: round2(Math.min(1024 * 1024 * 1024, Math.max(0, r.memory_mb))) });
+        if (out.length >= MAX_USAGE_READINGS) return out;
+      }
+    }
+    return out;
   }
 
   statusOf(d: DesiredInstance): InstanceStatusMessage {

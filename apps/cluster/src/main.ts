@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { consoleLogger } from '@oak/bus';
-import { DEFAULT_PORTS } from '@oak/contracts';
+import { ADDON_PATTERN, DEFAULT_PORTS, MAX_ADDONS } from '@oak/contracts';
 import type { Strategy } from '@oak/scheduler';
 import { startCluster } from './cluster.ts';
 import { linkAddress } from './config.ts';
@@ -32,6 +32,7 @@ const SETTINGS: Setting[] = [
   { flag: 'mqtt-port', env: 'OAK_MQTT_PORT', help: 'port of the embedded broker', def: String(DEFAULT_PORTS.clusterMqtt) },
   { flag: 'report-interval', env: 'OAK_REPORT_INTERVAL_MS', help: 'how often workers report, ms', def: '2000' },
   { flag: 'dead-after', env: 'OAK_DEAD_AFTER_INTERVALS', help: 'missed reports before a worker is dead', def: '3' },
+  { flag: 'addons', env: 'CLUSTER_ADDONS', help: 'addon labels this cluster offers to all its workers, for the SLA\'s addons constraints (comma list)' },
   { flag: 'strategy', env: 'OAK_WORKER_STRATEGY', help: 'worker ranking: least-loaded | best-fit | spread', def: 'least-loaded' },
 ];
 
@@ -59,6 +60,16 @@ function num(name: string, text: string, min: number, max: number): number {
   return n;
 }
 
+/** `--addons a,b`: unique addon labels (the pattern of the SLA's `needs`), at most MAX_ADDONS. */
+export function parseAddons(text: string): string[] {
+  const list = [...new Set(text.split(',').map((x) => x.trim()).filter((x) => x !== ''))];
+  const re = new RegExp(ADDON_PATTERN);
+  const bad = list.find((x) => !re.test(x));
+  if (bad !== undefined) throw new Error(`--addons: ${JSON.stringify(bad.slice(0, 80))} is not an addon label (a letter or digit, then up to 63 letters, digits, ".", "_" or "-")`);
+  if (list.length > MAX_ADDONS) throw new Error(`--addons: ${list.length} labels; at most ${MAX_ADDONS} are allowed`);
+  return list;
+}
+
 export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ClusterConfig | 'help' {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
   for (const s of SETTINGS) options[s.flag] = s.short ? { type: 'string', short: s.short } : { type: 'string' };
@@ -83,6 +94,8 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     deadAfterIntervals: num('dead-after', get('dead-after') ?? '', 1, 1000),
     strategy: strategy as Strategy,
   };
+  const addons = get('addons');
+  if (addons !== undefined) cfg.addons = parseAddons(addons);
   const mqttUrl = get('mqtt-url');
   if (mqttUrl !== undefined) cfg.mqttUrl = mqttUrl;
   const pub = get('mqtt-public-url');

@@ -590,7 +590,16 @@ export class NetCore {
     w.rtt = r.peers.slice(0, this.opts.maxRttPeers).map((p) => ({ worker_id: p.worker_id.slice(0, 200), rtt_ms: p.rtt_ms }));
   }
 
-  /** worker_summary[].net of the aggregate */
+  /** The RTT (ms) one of the two workers measured to the other, undefined when neither did (or the peer is silent). */
+  rttMs(a: string, b: string): number | undefined {
+    const find = (from: string, to: string): number | undefined => {
+      const e = this.workers.get(from)?.rtt.find((p) => p.worker_id === to);
+      return e && typeof e.rtt_ms === 'number' ? e.rtt_ms : undefined;
+    };
+    return find(a, b) ?? find(b, a);
+  }
+
+    /** worker_summary[].net of the aggregate */
   workerNet(worker: string): WorkerNet | undefined {
     const w = this.workers.get(worker);
     if (!w || (w.subnet === null && w.host_ip === null)) return undefined;

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { parseGeoPoint } from '@oak/scheduler';
 import { linkAddress } from '../src/config.ts';
 import { configFromArgs } from '../src/main.ts';
 
@@ -18,6 +19,33 @@ test('linkAddress: host, host:port, URLs, OAK_ROOT_LINK_PORT', () => {
   assert.throws(() => linkAddress(''), /empty/);
   assert.throws(() => linkAddress('a b c'), /not a host/);
   assert.throws(() => linkAddress('root', 'x'), /OAK_ROOT_LINK_PORT/);
+});
+
+test("the seed's SYSTEM_MANAGER_URL forms: an address, address:port (Oakestra's REST port 10000 too) or a URL", () => {
+  assert.equal(linkAddress('192.0.2.7'), '192.0.2.7:50052');
+  assert.equal(linkAddress(' 192.0.2.7 '), '192.0.2.7:50052', 'spaces around the value');
+  assert.equal(linkAddress('192.0.2.7:10000'), '192.0.2.7:50052', "10000 is the root's REST port, not the link's");
+  assert.equal(linkAddress('192.0.2.7:50052'), '192.0.2.7:50052');
+  assert.equal(linkAddress('192.0.2.7:6100'), '192.0.2.7:6100', 'another port is the link port');
+  assert.equal(linkAddress('http://192.0.2.7'), '192.0.2.7:50052');
+  assert.equal(linkAddress('http://192.0.2.7:10000/'), '192.0.2.7:50052');
+  assert.equal(linkAddress('192.0.2.7:10000', '7000'), '192.0.2.7:7000', 'OAK_ROOT_LINK_PORT wins');
+  for (const bad of ['192.0.2.7:', 'http://', '192.0.2.7:port', 'root;rm -rf /', 'x'.repeat(300) + ' y']) assert.throws(() => linkAddress(bad), Error, bad);
+});
+
+test("the seed's CLUSTER_LOCATION forms: free text, lat,long and lat,long,radius, kept as written", () => {
+  for (const loc of ['My_Awesome_Apartment', 'Garching lab 2', '48.262,11.668', '48.262, 11.668', '48.262,11.668,25']) {
+    const cfg = configFromArgs([], { CLUSTER_LOCATION: loc });
+    assert.ok(cfg !== 'help');
+    assert.equal(cfg.location, loc);
+  }
+  // what the schedulers read from them: free text places nowhere in particular, the others are points
+  assert.equal(parseGeoPoint('My_Awesome_Apartment'), null);
+  assert.deepEqual(parseGeoPoint('48.262, 11.668'), { lat: 48.262, long: 11.668 });
+  assert.deepEqual(parseGeoPoint('48.262,11.668,25'), { lat: 48.262, long: 11.668, radius_km: 25 });
+  const none = configFromArgs([], {});
+  assert.ok(none !== 'help');
+  assert.equal(none.location, null);
 });
 
 test('configFromArgs: environment variables and flags (flags win)', () => {

@@ -8,7 +8,7 @@ import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
 import { LINK_CONNECT_METHOD, formatJoinToken, instanceName, parseClusterToRoot, topics, tryParseJoinToken } from '@oak/contracts';
 import { CLUSTER_SERVICE_NAME, caFingerprint, createCa, fetchPinnedCa, issueIdentity, pinnedTlsOptions, type Ca } from '@oak/trust';
-import type { ClusterToRoot, DeployCommand, DeleteCommand, InstanceState, LogRequest, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
+import type { ClusterToRoot, DeployCommand, DeleteCommand, GpuDevice, InstanceState, LogRequest, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
 import { createTestJoin, postJson } from '@oak/testkit';
 import type { TestJoin } from '@oak/testkit';
 import { information, registration } from './fixtures.ts';
@@ -140,6 +140,10 @@ export interface FakeWorkerOptions {
   conn?: string;
   /** dial the broker here instead of the URL of the registration answer (a proxy in between) */
   mqttUrl?: string;
+  /** addon labels sent as supported_addons (NodeEngine --addons) */
+  addons?: string[];
+  /** NVIDIA GPUs it registers and reports */
+  gpus?: GpuDevice[];
 }
 
 export interface FakeWorker {
@@ -171,6 +175,8 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
     ...(opts.id !== undefined ? { id: opts.id } : {}),
     ...(opts.idProof !== undefined ? { id_proof: opts.idProof } : {}),
     ...(opts.conn !== undefined ? { conn: opts.conn } : {}),
+    ...(opts.addons !== undefined ? { supported_addons: opts.addons } : {}),
+    ...(opts.gpus !== undefined ? { gpus: opts.gpus.length, gpu_devices: opts.gpus } : {}),
   };
   // a token of another CA (a real root's): pin that CA on first contact, as a NodeEngine does
   // a cluster that just started waits for its certificate from the root (503 or no TLS yet): retry a while
@@ -224,7 +230,7 @@ export async function startFakeWorker(registrationUrl: string, name: string, opt
   const logCancels: string[] = [];
   const publishStatus = (job: string, n: number, status: InstanceState, detail = ''): Promise<void> =>
     bus.publishJson(topics.job(id), { job_name: job, instance_number: n, status, status_detail: detail, publicip: '127.0.0.1' });
-  const report = (): Promise<void> => bus.publishJson(topics.information(id), { ...information([...running].sort(), cores, memory), ...(opts.conn !== undefined ? { conn: opts.conn } : {}) });
+  const report = (): Promise<void> => bus.publishJson(topics.information(id), { ...information([...running].sort(), cores, memory), ...(opts.conn !== undefined ? { conn: opts.conn } : {}), ...(opts.gpus !== undefined ? { gpus: opts.gpus.length, gpu_devices: opts.gpus } : {}) });
   await bus.subscribe(topics.deploy(id), (_t, p) => {
     const cmd = JSON.parse(p.toString()) as DeployCommand;
     deploys.push(cmd);

@@ -449,4 +449,14 @@ describe('net core: peers and RTTs', () => {
     net.rttReport('nobody', { peers: [{ worker_id: 'w2', rtt_ms: 1 }] });
     assert.equal(net.workerNet('nobody'), undefined);
   });
+
+  test('rttMs answers the connectivity lookup: either direction, a silent peer is unknown', () => {
+    const { net } = setup();
+    giveSubnet(net, 'w1', '10.18.0.64/26', null);
+    net.rttReport('w1', { peers: [{ worker_id: 'w2', rtt_ms: 0.4 }, { worker_id: 'x9', rtt_ms: null }] });
+    assert.equal(net.rttMs('w1', 'w2'), 0.4);
+    assert.equal(net.rttMs('w2', 'w1'), 0.4);
+    assert.equal(net.rttMs('w1', 'x9'), undefined);
+    assert.equal(net.rttMs('w2', 'x9'), undefined);
+  });
 });

@@ -36,3 +36,14 @@ test('a registration nested 5,000 deep or too wide is refused with 422, a huge o
   const nodes = await fetch(`${cluster.httpUrl}/api/nodes`);
   assert.equal(nodes.status, 200);
 });
+
+test('supported_addons: a bad label or more than 64 are refused before anything is recorded', async () => {
+  const base = registration('w');
+  for (const addons of [['ok', 'not ok'], ['x'.repeat(65)], Array.from({ length: 65 }, (_, i) => `a${i}`), 'image-builder', [7]]) {
+    const r = await post(JSON.stringify({ ...base, supported_addons: addons }));
+    assert.ok(r.status === 400 || r.status === 422, `${JSON.stringify(addons).slice(0, 40)}: ${JSON.stringify(r)}`);
+  }
+  assert.equal(cluster.core.workers.size, 0, 'no worker was recorded');
+  const ok = await post(JSON.stringify({ ...base, supported_addons: ['image-builder'] }));
+  assert.ok(ok.status === 200 || ok.code === 'OAK_JOIN_TOKEN_INVALID' || ok.code === 'OAK_UNAUTHORIZED', JSON.stringify(ok));
+});

@@ -78,3 +78,16 @@ test('--clean and -h need no public address; help lists the defaults', () => {
   for (const s of ['-p, --port', 'default 6000', '/etc/netmanager/netcfg.json', '--clean', 'default 50103', 'default 10003', 'OAK_DATA_DIR', '--probe-interval-ms']) assert.ok(u.includes(s), s);
 });
 
+
+test("the seed's netcfg.json as written (1-DOC and M-DOC), every port as a string, and `NetManager -p 6000`", () => {
+  // 1-DOC: the cluster on this machine ("localhost"), the ports quoted as the seed writes them
+  const one = parseCli(['-p', '6000'], {}, files({ '/etc/netmanager/netcfg.json': '{\n  "NodePublicAddress": "192.0.2.21",\n  "NodePublicPort": "50103",\n  "ClusterUrl": "localhost",\n  "ClusterMqttPort": "10003"\n}\n' }));
+  assert.deepEqual([one.port, one.publicAddress, one.publicPort, one.clusterUrl, one.clusterMqttPort], [6000, '192.0.2.21', 50103, 'localhost', 10003]);
+  assert.equal(fallbackBrokerUrl(one), 'mqtt://localhost:10003');
+  // M-DOC: the cluster orchestrator's address; the same keys as numbers
+  const many = parseCli(['-p', '6000'], {}, files({ '/etc/netmanager/netcfg.json': '{"NodePublicAddress":"192.0.2.22","NodePublicPort":50103,"ClusterUrl":"192.0.2.1","ClusterMqttPort":10003}' }));
+  assert.deepEqual([many.publicPort, many.clusterMqttPort], [50103, 10003]);
+  assert.equal(fallbackBrokerUrl(many), 'mqtt://192.0.2.1:10003');
+  // the seed's placeholder left in is refused naming the key
+  refuses([], { '/etc/netmanager/netcfg.json': '{"NodePublicAddress":"192.0.2.21","NodePublicPort":"<PORT REACHABLE FROM OUTSIDE, use 50103 as default>"}' }, /NodePublicPort in \/etc\/netmanager\/netcfg\.json/);
+});

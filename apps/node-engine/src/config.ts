@@ -47,6 +47,8 @@ export interface NodeEngineConfig {
   location?: string | undefined;
   /** offer only these virtualizations (still probed) */
   runtimes?: Virtualization[] | undefined;
+  /** addon labels this worker offers (`--addons`, OAK_ADDONS), sent as `supported_addons` for `addons` constraints */
+  addons?: string[] | undefined;
   /** the broker URL instead of the one the cluster names (mainly for tests and NAT setups) */
   mqttUrl?: string | undefined;
   /** address of this worker reported as `host`; default the host name */
@@ -139,6 +141,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     reportIntervalMs: partial.reportIntervalMs,
     location: partial.location,
     runtimes: partial.runtimes,
+    addons: partial.addons,
     mqttUrl: partial.mqttUrl,
     host: partial.host,
     exitedRetentionMs: partial.exitedRetentionMs,

@@ -457,6 +457,7 @@ class Engine {
         location: this.cfg.location,
         dataDir: this.cfg.dataDir,
         gpus: await this.sampler.gpus.refresh(true),
+        addons: this.cfg.addons,
       });
       const backoff = this.cfg.registerBackoffMs ?? { initial: 500, max: 10_000 };
       const answer = await registerWithRetry(

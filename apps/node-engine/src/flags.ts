@@ -3,7 +3,7 @@
  * `--clusterAddr`, `--clusterPort`, `--netmanagerPort`) plus ours. Pure: argv and env in, a config,
  * the help text or an error message out.
  */
-import { DEFAULT_PORTS, VIRTUALIZATIONS, tryParseJoinToken } from '@oak/contracts';
+import { ADDON_PATTERN, DEFAULT_PORTS, MAX_ADDONS, VIRTUALIZATIONS, tryParseJoinToken } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
 import { bridgePlan } from '@oak/net';
 import { DEFAULT_CONTAINERD_SOCKET, DEFAULT_REPORT_INTERVAL_MS, defaultDataDir, isVirtualization, withDefaults } from './config.ts';
@@ -36,6 +36,7 @@ const FLAGS: FlagDef[] = [
   { long: 'namespace', value: 'name', help: 'containerd namespace and cgroup parent of this worker\'s instances (several workers on one machine need different ones)', default: () => 'oak' },
   { long: 'report-interval', value: 'ms', help: 'interval of resource reports to the cluster', default: () => `${DEFAULT_REPORT_INTERVAL_MS}, or what the cluster asks for` },
   { long: 'location', value: 'lat,long', help: 'geographic location of this worker, for geo constraints', default: () => 'none' },
+  { long: 'addons', value: 'list', help: 'addon labels this worker offers, for the SLA\'s addons constraints (comma list, e.g. image-builder,FLOps-learner; env OAK_ADDONS)', default: (env) => env['OAK_ADDONS'] ?? 'none' },
   { long: 'runtimes', value: 'list', help: `offer only these virtualizations (comma list of ${VIRTUALIZATIONS.join(', ')})`, default: () => 'all that are available' },
   { long: 'mqtt-url', value: 'url', help: 'MQTT broker to use instead of the one the cluster names', default: () => 'from the cluster' },
   { long: 'run-as', value: 'user', help: 'user that process workloads run as when the NodeEngine runs as root; "root" only when given explicitly (env OAK_RUN_AS)', default: (env) => env['OAK_RUN_AS'] ?? 'oak-workload' },
@@ -138,11 +139,18 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (parsed.kind !== 'worker') return { kind: 'error', message: '-t: this is a cluster join token; a worker needs `oak token create worker --cluster <name>`' };
   partial.joinToken = token.trim();
   const a = values.get('clusterAddr');
+  let portOfA: string | undefined;
   if (a !== undefined) {
     if (a.trim() === '' || /[\s/]/.test(a)) return { kind: 'error', message: `-a ${JSON.stringify(a)}: give a host name or IP address without scheme, port or path` };
-    partial.clusterAddress = a;
+    // address:port as users write it (an IPv6 address with a port in brackets): the port is -p's
+    const hp = /^\[([^\]]+)\]:(\d{1,5})$/.exec(a) ?? /^([^:[\]]+):(\d{1,5})$/.exec(a);
+    partial.clusterAddress = hp?.[1] ?? a.replace(/^\[(.+)\]$/, '$1');
+    portOfA = hp?.[2];
   }
-  const p = values.get('clusterPort');
+  const p = values.get('clusterPort') ?? portOfA;
+  if (values.get('clusterPort') !== undefined && portOfA !== undefined && Number(values.get('clusterPort')) !== Number(portOfA)) {
+    return { kind: 'error', message: `-a ${JSON.stringify(a)} names port ${portOfA} but -p says ${JSON.stringify(values.get('clusterPort'))}; give the port once` };
+  }
   if (p !== undefined) {
     const n = intIn(p, 1, 65535);
     if (n === undefined) return { kind: 'error', message: `-p ${JSON.stringify(p)}: the cluster port must be a number between 1 and 65535` };
@@ -188,6 +196,15 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     const problem = latLongProblem(loc);
     if (problem !== undefined) return { kind: 'error', message: `--location: ${problem}` };
     partial.location = loc.split(',').map((x) => x.trim()).join(',');
+  }
+  const addons = values.get('addons') ?? env['OAK_ADDONS'];
+  if (addons !== undefined && addons.trim() !== '') {
+    const list = [...new Set(addons.split(',').map((x) => x.trim()).filter((x) => x !== ''))];
+    const re = new RegExp(ADDON_PATTERN);
+    const bad = list.find((x) => !re.test(x));
+    if (bad !== undefined) return { kind: 'error', message: `--addons: ${JSON.stringify(bad.slice(0, 80))} is not an addon label (a letter or digit, then up to 63 letters, digits, ".", "_" or "-")` };
+    if (list.length > MAX_ADDONS) return { kind: 'error', message: `--addons: ${list.length} labels; at most ${MAX_ADDONS} are allowed` };
+    partial.addons = list;
   }
   const rts = values.get('runtimes');
   if (rts !== undefined) {

@@ -71,6 +71,8 @@ export interface RegistrationInput {
   dataDir: string;
   /** the worker's GPUs, as detected (none: []) */
   gpus?: readonly GpuDevice[] | undefined;
+  /** addon labels the worker offers (`--addons`) */
+  addons?: readonly string[] | undefined;
 }
 
 export async function registrationBody(i: RegistrationInput): Promise<NodeRegistration> {
@@ -96,6 +98,7 @@ export async function registrationBody(i: RegistrationInput): Promise<NodeRegist
   };
   if (i.gpus !== undefined && i.gpus.length > 0) body.gpu_devices = gpusWithin(i.gpus);
   if (i.id !== undefined) body.id = i.id;
+  if (i.addons !== undefined && i.addons.length > 0) body.supported_addons = [...i.addons];
   return body;
 }
 

@@ -41,6 +41,22 @@ test('seed flags, short, long and with =', () => {
   assert.equal(run(['-p10101']).clusterPort, 10101);
 });
 
+test("the seed's command lines: NodeEngine -n 6000 -p 10100 [-a <cluster address>]", () => {
+  const one = run(['-n', '6000', '-p', '10100']);
+  assert.deepEqual([one.clusterAddress, one.clusterPort, one.netmanagerPort, one.useNetManager], ['localhost', 10100, 6000, true]);
+  const many = run(['-n', '6000', '-p', '10100', '-a', '192.0.2.1']);
+  assert.deepEqual([many.clusterAddress, many.clusterPort, many.netmanagerPort], ['192.0.2.1', 10100, 6000]);
+  assert.equal(run(['-p', '10100', '-a', 'cluster.example']).clusterAddress, 'cluster.example');
+  assert.match(error(['-n', '6000', '-p', '10100', '-a', 'http://192.0.2.1:10100']), /without scheme, port or path/);
+  // address:port as users write it
+  const hp = run(['-n', '6000', '-a', '192.0.2.1:10200']);
+  assert.deepEqual([hp.clusterAddress, hp.clusterPort], ['192.0.2.1', 10200]);
+  assert.deepEqual([run(['-a', '[fd00::1]:10100']).clusterAddress, run(['-a', 'fd00::1']).clusterAddress, run(['-a', '[fd00::1]']).clusterAddress], ['fd00::1', 'fd00::1', 'fd00::1']);
+  assert.equal(run(['-a', '192.0.2.1:10100', '-p', '10100']).clusterPort, 10100, 'the same port twice is fine');
+  assert.match(error(['-a', '192.0.2.1:10200', '-p', '10100']), /give the port once/);
+  assert.match(error(['-a', '192.0.2.1:99999']), /between 1 and 65535/);
+});
+
 test('our flags', () => {
   const c = run(['--name', 'w1', '--data-dir', '/x', '--containerd', 'unix:///s.sock', '--report-interval', '500', '--location', '48.1, 11.5', '--runtimes', 'process,container,process', '--mqtt-url', 'mqtt://h:1883']);
   assert.equal(c.name, 'w1');
@@ -111,4 +127,19 @@ test('--microvm-kernel and OAK_MICROVM_KERNEL: an absolute directory, nothing el
   assert.equal(e.kind === 'run' ? e.config.microvmKernel : undefined, '/opt/k');
   assert.equal(run([]).microvmKernel, undefined, 'the driver\'s default');
   for (const bad of ['relative/dir', '/a/../etc', `/${'x'.repeat(2000)}`]) assert.match(error(['--microvm-kernel', bad]), /--microvm-kernel .*absolute directory path/);
+});
+
+test('--addons (or OAK_ADDONS): the addon labels sent as supported_addons; bad labels refused', async () => {
+  assert.equal(run([]).addons, undefined);
+  assert.deepEqual(run(['--addons', 'image-builder, FLOps-learner,image-builder']).addons, ['image-builder', 'FLOps-learner']);
+  const fromEnv = parseFlags([], { ...env, OAK_ADDONS: 'gpu-drv' });
+  assert.ok(fromEnv.kind === 'run' && fromEnv.config.addons?.[0] === 'gpu-drv');
+  assert.match(error(['--addons', 'ok,not ok']), /"not ok" is not an addon label/);
+  assert.match(error(['--addons', '-x']), /not an addon label/);
+  assert.match(error(['--addons', Array.from({ length: 65 }, (_, i) => `a${i}`).join(',')]), /at most 64/);
+  const { registrationBody } = await import('../src/host.ts');
+  const body = await registrationBody({ name: 'w', host: 'h', virtualizations: ['container'], netmanagerPort: null, dataDir: '/tmp', addons: ['image-builder'] });
+  assert.deepEqual(body.supported_addons, ['image-builder']);
+  const none = await registrationBody({ name: 'w', host: 'h', virtualizations: ['container'], netmanagerPort: null, dataDir: '/tmp' });
+  assert.equal(none.supported_addons, undefined);
 });

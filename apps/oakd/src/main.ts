@@ -24,6 +24,7 @@ async function main(): Promise<number> {
   const lines = [
     '',
     'oak 1-DOC is running: root + cluster + worker in one process.',
+    `  dashboard:  ${api}/`,
     `  API:        ${api}/api   (OpenAPI: ${api}/api/docs)`,
     `  health:     ${api}/healthz   metrics: ${api}/metrics`,
     `  cluster:    ${cfg.clusterName}, workers register at ${oakd.cluster.registrationUrl}, MQTT ${oakd.cluster.mqttUrl}`,

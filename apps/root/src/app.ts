@@ -13,11 +13,13 @@ import { LoginLimiter, type LoginLimitOptions } from './auth/limiter.ts';
 import { authenticate } from './auth/principal.ts';
 import { LOG_REDACT_QUERY } from './redact.ts';
 import { StreamRegistry } from './streams.ts';
+import { UsageBook } from './usage.ts';
 import type { RootContext } from './context.ts';
 import { registerErrorHandling } from './errors.ts';
 import { validatorCompiler } from './validation.ts';
 import { applicationRoutes } from './plugins/applications.ts';
 import { auditRoutes } from './plugins/audit.ts';
+import { defaultDashboardDir, registerDashboard } from './plugins/dashboard.ts';
 import { authRoutes } from './plugins/auth.ts';
 import { clusterRoutes } from './plugins/clusters.ts';
 import { eventRoutes } from './plugins/events.ts';
@@ -26,6 +28,7 @@ import { metricsPlugin } from './plugins/metrics.ts';
 import { oakestraPublicRoutes, oakestraRoutes } from './plugins/oakestra.ts';
 import { registryRoutes } from './plugins/registries.ts';
 import { serviceRoutes } from './plugins/services.ts';
+import { usageRoutes } from './plugins/usage.ts';
 import { tokenRoutes } from './plugins/tokens.ts';
 import { DEFAULT_STREAM_LIMITS, type PluginOpts, type StreamLimits } from './plugins/types.ts';
 import { userRoutes } from './plugins/users.ts';
@@ -60,6 +63,8 @@ export interface RootAppOptions {
   audit?: AuditOptions;
   /** how often open streams re-check their user in the store (default 30 s) */
   streamRecheckMs?: number;
+  /** the built dashboard (index.html + assets/) served at `/`; default apps/dashboard/dist when built; false: not served */
+  dashboardDir?: string | false;
 }
 
 export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}): Promise<FastifyInstance> {
@@ -93,11 +98,15 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   ctx.streams ??= new StreamRegistry(ctx.store, opts.streamRecheckMs === undefined ? {} : { recheckMs: opts.streamRecheckMs });
   ctx.audit ??= new AuditLog(ctx.store, (err) => log.error({ err }, 'audit write failed'), opts.audit);
   ctx.loginLimiter ??= new LoginLimiter(opts.loginLimit);
+  const ownUsage = ctx.usage === undefined;
+  ctx.usage ??= new UsageBook(ctx.events);
+  const usage = ctx.usage;
   const streams = ctx.streams;
   const audit = ctx.audit;
   void audit.prune();
   app.addHook('onClose', async () => {
     if (ownStreams) streams.close();
+    if (ownUsage) usage.close();
     await audit.idle();
   });
   app.setValidatorCompiler(validatorCompiler);
@@ -155,6 +164,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
   await app.register(authRoutes, pluginOpts);
   await app.register(oakestraPublicRoutes, pluginOpts);
   for (const p of opts.publicPlugins ?? []) await app.register(p, pluginOpts);
+  if (opts.dashboardDir !== false) await registerDashboard(app, opts.dashboardDir ?? defaultDashboardDir());
 
   await app.register(async (api) => {
     api.addHook('onRequest', async (req) => {
@@ -163,6 +173,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     await api.register(userRoutes, pluginOpts);
     await api.register(applicationRoutes, pluginOpts);
     await api.register(serviceRoutes, pluginOpts);
+    await api.register(usageRoutes, pluginOpts);
     await api.register(clusterRoutes, pluginOpts);
     await api.register(tokenRoutes, pluginOpts);
     await api.register(registryRoutes, pluginOpts);

@@ -10,6 +10,7 @@ import type { RootTrust } from './trust.ts';
 import type { AuditLog } from './audit.ts';
 import type { LoginLimiter } from './auth/limiter.ts';
 import type { StreamRegistry } from './streams.ts';
+import type { UsageBook } from './usage.ts';
 
 export interface AuthSettings {
   /** HMAC key for HS256 tokens; shared by every replica (store setting `jwt_secret`) */
@@ -36,6 +37,8 @@ export interface RootContext {
   tokenRevoked?: (row: JoinTokenRow) => void;
   /** open SSE and log-follow streams per user (set by buildRootApp when absent) */
   streams?: StreamRegistry;
+  /** per-instance CPU and memory readings kept in memory (usage.ts; set by buildRootApp when absent) */
+  usage?: UsageBook;
   /** the audit trail (set by buildRootApp when absent) */
   audit?: AuditLog;
   /** failed-login counters (set by buildRootApp when absent) */

@@ -69,6 +69,9 @@ export function serviceDoc(s: ServiceRow, app: ApplicationRow, instances: Instan
     service_ip_v6: s.service_ip_v6,
     closest_ip: s.closest_ip,
     closest_ip_v6: s.closest_ip_v6,
+    app_name: app.name,
+    app_ns: app.namespace,
+    RR_ip: s.service_ip,
     created_at: s.created_at,
     updated_at: s.updated_at,
     version: s.version,
@@ -102,6 +105,12 @@ export function clusterDoc(c: ClusterRow): ClusterDoc {
     last_seen: c.last_seen,
     resources: c.resources,
     created_at: c.created_at,
+    active: c.status === 'ACTIVE',
+    active_nodes: c.resources?.workers ?? 0,
+    total_cpu_cores: c.resources?.cpu_cores_total ?? 0,
+    memory_in_mb: c.resources?.memory_total_mb ?? 0,
+    virtualization: [...(c.resources?.virtualizations ?? [])],
+    last_modified_timestamp: c.last_seen !== null ? Math.floor(Date.parse(c.last_seen) / 1000) || 0 : 0,
   };
 }
 

@@ -20,7 +20,7 @@
  */
 import { OakError } from '@oak/contracts';
 import type { InstanceAddresses, Microservice } from '@oak/contracts';
-import { Ipam, IpamError } from '@oak/net';
+import { DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, Ipam, IpamError, contains, contains6, parseIPv4, parseIPv6, parseSubnet, parseSubnet6 } from '@oak/net';
 import type { IpamState, ServiceAddresses } from '@oak/net';
 import type { InstanceRow, IpamRecord, ServiceAddressesRow, ServiceRow, Store } from '@oak/store';
 
@@ -86,12 +86,30 @@ export function addressError(err: unknown, path = 'addresses.rr_ip'): unknown {
   }
 }
 
-/** the SLA's address request (only the fields that are strings) */
+const SERVICE_POOL = parseSubnet(DEFAULT_SERVICE_POOL);
+const SERVICE_POOL_V6 = parseSubnet6(DEFAULT_SERVICE_POOL_V6);
+
+/**
+ * True when a requested rr_ip / rr_ip_v6 lies outside the service range. Such a request is
+ * dropped (the service gets a free address of the range; the validator warns, naming the range):
+ * the workers' datapaths intercept only the service range, so an address outside it would be
+ * held by the service and reach nothing. Oakestra's own valid example asks for 192.168.178.4.
+ */
+export function outsideServiceRange(ip: string, family: 4 | 6): boolean {
+  if (family === 4) {
+    const n = ip.length <= 15 ? parseIPv4(ip) : undefined;
+    return n !== undefined && !contains(SERVICE_POOL, n);
+  }
+  const n = ip.length <= 64 ? parseIPv6(ip) : undefined;
+  return n !== undefined && !contains6(SERVICE_POOL_V6, n);
+}
+
+/** the SLA's address request (only the fields that are strings, inside the service range) */
 export function requestOf(sla: Pick<Microservice, 'addresses'>): AddressRequest {
   const a = sla.addresses;
   const r: AddressRequest = {};
-  if (typeof a?.rr_ip === 'string') r.rr_ip = a.rr_ip;
-  if (typeof a?.rr_ip_v6 === 'string') r.rr_ip_v6 = a.rr_ip_v6;
+  if (typeof a?.rr_ip === 'string' && !outsideServiceRange(a.rr_ip, 4)) r.rr_ip = a.rr_ip;
+  if (typeof a?.rr_ip_v6 === 'string' && !outsideServiceRange(a.rr_ip_v6, 6)) r.rr_ip_v6 = a.rr_ip_v6;
   return r;
 }
 

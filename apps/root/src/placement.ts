@@ -6,7 +6,7 @@
 import { TERMINAL_STATES } from '@oak/contracts';
 import type { InstanceAssignment, InstanceState } from '@oak/contracts';
 import { clusterCandidateOf } from '@oak/scheduler';
-import type { ClusterCandidate } from '@oak/scheduler';
+import type { ClusterCandidate, PeerRule } from '@oak/scheduler';
 import type { ClusterRow, InstanceRow, ServiceRow } from '@oak/store';
 import { clusterDoc } from './docs.ts';
 import { overlayOf } from './overlay.ts';
@@ -27,8 +27,8 @@ export function clusterCandidates(rows: readonly ClusterRow[], connected: (id: s
 
 export { RootReservations } from './reconcile/accounting.ts';
 
-export function assignmentOf(service: ServiceRow, row: InstanceRow): InstanceAssignment {
-  return {
+export function assignmentOf(service: ServiceRow, row: InstanceRow, peers?: readonly PeerRule[]): InstanceAssignment {
+  const a: InstanceAssignment = {
     microserviceID: service.id,
     job_name: service.job_name,
     instance_number: row.instance_number,
@@ -37,4 +37,7 @@ export function assignmentOf(service: ServiceRow, row: InstanceRow): InstanceAss
     overlay: overlayOf(service, row),
     organization_id: service.organization_id,
   };
+  // the cluster needs the connectivity rules for its worker pick (it knows the RTTs between its workers)
+  if (peers && peers.length > 0) a.peers = peers.slice(0, 100).map((p) => ({ target: p.target, threshold_ms: p.threshold_ms, rigidness: p.rigidness, workers: p.workers.slice(0, 1000) }));
+  return a;
 }

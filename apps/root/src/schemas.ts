@@ -152,6 +152,9 @@ export const ServiceDocSchema = Type.Composite(
       service_ip_v6: Type.Optional(Nullable(Type.String({ description: 'round-robin virtual IPv6 (fdff::/64)' }))),
       closest_ip: Type.Optional(Nullable(Type.String({ description: 'virtual IPv4 that reaches the closest instance (lowest RTT, same worker first)' }))),
       closest_ip_v6: Type.Optional(Nullable(Type.String())),
+      app_name: Type.Optional(Type.String({ description: "Oakestra's name of application_name on a service" })),
+      app_ns: Type.Optional(Type.String({ description: "Oakestra's name of application_namespace on a service" })),
+      RR_ip: Type.Optional(Nullable(Type.String({ description: "Oakestra's name of service_ip" }))),
       created_at: Type.String(),
       updated_at: Type.String(),
       version: Type.Optional(Type.Integer({ description: 'the SLA generation: + 1 at every change of the SLA and at every rollback' })),
@@ -202,6 +205,12 @@ export const ClusterDocSchema = Type.Object({
   last_seen: Nullable(Type.String()),
   resources: Nullable(ClusterResources),
   created_at: Type.String(),
+  active: Type.Optional(Type.Boolean({ description: "Oakestra's: status is ACTIVE" })),
+  active_nodes: Type.Optional(Type.Integer({ description: "Oakestra's: workers reported" })),
+  total_cpu_cores: Type.Optional(Type.Number({ description: "Oakestra's: resources.cpu_cores_total" })),
+  memory_in_mb: Type.Optional(Type.Number({ description: "Oakestra's: resources.memory_total_mb" })),
+  virtualization: Type.Optional(Type.Array(Type.String(), { description: "Oakestra's: resources.virtualizations" })),
+  last_modified_timestamp: Type.Optional(Type.Number({ description: "Oakestra's: last_seen in seconds since the epoch (0: never)" })),
 });
 
 // ---- params

@@ -133,7 +133,7 @@ describe('bounded input at the routes', () => {
   test('(f) unknown field names are echoed once and cut; the oak-warnings header stays under its cap, the body lists them', async () => {
     const long = `z${'q'.repeat(199)}`;
     const one = await t.req('POST', '/api/application/', tok, sla('warn1', ['server'], { [long]: 1 }));
-    assert.equal(one.statusCode, 201, one.body);
+    assert.equal(one.statusCode, 200, one.body);
     const h = String(one.headers['oak-warnings']);
     assert.equal(h.split('zqqq').length - 1, 1, h);
     assert.ok(h.length < 300, h);
@@ -142,7 +142,7 @@ describe('bounded input at the routes', () => {
     // a thousand long unknown names: created, the header capped with a count of what was left out
     const many = Object.fromEntries(Array.from({ length: 900 }, (_, i) => [`${i}${'w'.repeat(250)}`, i]));
     const r = await t.req('POST', '/api/application/', tok, sla('warn2', ['server'], many));
-    assert.equal(r.statusCode, 201, r.body.slice(0, 300));
+    assert.equal(r.statusCode, 200, r.body.slice(0, 300));
     const header = String(r.headers['oak-warnings']);
     assert.ok(Buffer.byteLength(header) <= WARNINGS_HEADER_MAX, `${Buffer.byteLength(header)} bytes`);
     const list = JSON.parse(header) as string[];

@@ -142,7 +142,7 @@ describe('three roots on one PostgreSQL', () => {
       const f1 = followers[0]!;
       const app = (await call<ApplicationDoc[]>(f1, 'POST', '/api/application/', sla('leadapp'))).body[0]!;
       const sid = app.microservices[0]!;
-      assert.equal((await call(f1, 'POST', `/api/service/${sid}/instance`)).status, 201);
+      assert.equal((await call(f1, 'POST', `/api/service/${sid}/instance`)).status, 200);
       const got = await waitFor(() => leader.controls[0]!.requested.find((x) => x.service.id === sid), { timeoutMs: 5000 });
       assert.deepEqual(got.instances.map((i) => i.instance_number), [0]);
       assert.equal(got.instances[0]?.status, 'REQUESTED');
@@ -157,7 +157,7 @@ describe('three roots on one PostgreSQL', () => {
       const stream = await fetch(`${f2.handle.url}/api/events?types=instance`, { headers: { authorization: `Bearer ${f2.token}` } });
       assert.equal(stream.status, 200);
       await new Promise((r) => setTimeout(r, 100)); // subscribed (the connected comment came)
-      assert.equal((await call(leader, 'POST', `/api/service/${sid}/instance`)).status, 201);
+      assert.equal((await call(leader, 'POST', `/api/service/${sid}/instance`)).status, 200);
       const e = await readEvents(stream, (x) => x.type === 'instance' && x.microserviceID === sid && x.instance.instance_number === 1);
       assert.ok(e, 'the follower streamed the leader event');
       // an SLA change on a follower: the leader's control plane is told, with the stored row

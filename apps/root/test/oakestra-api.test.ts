@@ -5,7 +5,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ApplicationDoc, ServiceDoc, TokenPair, UserDoc } from '@oak/contracts';
+import { readFileSync, readdirSync } from 'node:fs';
+import type { ApplicationDoc, ClusterDoc, InstanceDoc, ServiceDoc, TokenPair, UserDoc } from '@oak/contracts';
 import { SELF_REGISTRATIONS_PER_HOUR } from '../src/plugins/oakestra.ts';
 import { configFromArgs } from '../src/main.ts';
 import { ADMIN_PASSWORD, PASSWORD, createApp, testRoot, type TestRoot } from './helpers.ts';
@@ -156,4 +157,246 @@ test('--self-registration / OAK_SELF_REGISTRATION: an organisation name, checked
   assert.equal(cfg([], { OAK_SELF_REGISTRATION: 'guests' }).selfRegistration, 'guests');
   assert.equal(cfg([], {}).selfRegistration, undefined);
   assert.throws(() => cfg(['--self-registration', 'a b;rm'], {}), /organisation name/);
+});
+
+/**
+ * An Oakestra client's session replayed (issue 12): the requests Oakestra's Go CLI and dashboard
+ * send, in their order, with the paths as they write them (with and without the trailing
+ * slash), against a real root app; each answer's status and the fields those clients read.
+ */
+describe("an Oakestra client's session against the root", () => {
+  let t: TestRoot;
+  let token: string;
+  let refresh: string;
+  const oakestraSla = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+    sla_version: 'v2.0',
+    customerID: 'Admin',
+    applications: [{
+      applicationID: '',
+      application_name: name,
+      application_namespace: 'test',
+      application_desc: 'replayed',
+      microservices: [{
+        microserviceID: '',
+        microservice_name: 'web',
+        microservice_namespace: 'test',
+        virtualization: 'container',
+        cmd: [],
+        memory: 100,
+        vcpus: 1,
+        vgpus: 0,
+        vtpus: 0,
+        bandwidth_in: 0,
+        bandwidth_out: 0,
+        storage: 0,
+        code: 'docker.io/library/nginx:latest',
+        state: '',
+        port: '80:80',
+        added_files: [],
+        constraints: [],
+        connectivity: [],
+        ...extra,
+      }],
+    }],
+  });
+  before(async () => {
+    t = await testRoot();
+  });
+  after(() => t.close());
+
+  test('POST /api/auth/login {username, password}: 200 {token, refresh_token}; wrong password 401; refresh with the bearer refresh token', async () => {
+    const r = await t.req('POST', '/api/auth/login', undefined, { username: 'Admin', password: ADMIN_PASSWORD });
+    assert.equal(r.statusCode, 200);
+    const pair = r.json() as TokenPair;
+    assert.equal(typeof pair.token, 'string');
+    assert.equal(typeof pair.refresh_token, 'string');
+    token = pair.token;
+    refresh = pair.refresh_token;
+    assert.equal((await t.req('POST', '/api/auth/login', undefined, { username: 'Admin', password: 'not-the-password' })).statusCode, 401);
+    assert.equal((await t.req('POST', '/api/auth/login', undefined, { username: 'Admin' })).statusCode, 422, 'no password: refused, not a crash');
+    // flask_jwt_extended's refresh: the refresh token as bearer, no body
+    const viaHeader = await t.req('POST', '/api/auth/refresh', refresh);
+    assert.equal(viaHeader.statusCode, 200, viaHeader.body);
+    assert.equal(typeof (viaHeader.json() as TokenPair).token, 'string');
+    assert.equal((await t.req('POST', '/api/auth/refresh', token)).statusCode, 401, 'an access token is not a refresh token');
+    assert.equal((await t.req('POST', '/api/auth/refresh', 'garbage.token.here')).statusCode, 401);
+  });
+
+  test('GET /api/permission/Admin and the lists of an empty root: 200 with []', async () => {
+    assert.deepEqual((await t.req('GET', '/api/permission/Admin', token)).json(), { roles: ['Admin'] });
+    for (const path of ['/api/applications', '/api/applications/', '/api/services/', '/api/clusters/', '/api/clusters/active']) {
+      const r = await t.req('GET', path, token);
+      assert.equal(r.statusCode, 200, path);
+      assert.deepEqual(r.json(), [], path);
+    }
+    for (const path of ['/api/applications', '/api/services/', '/api/clusters/', '/api/organization/', '/api/users/']) {
+      assert.equal((await t.req('GET', path)).statusCode, 401, `${path} without a token`);
+    }
+  });
+
+  let appId = '';
+  let serviceId = '';
+  test("POST /api/application (the Go CLI's path, no slash) with an Oakestra SLA: the list of created applications, warnings for the unhonoured fields", async () => {
+    const r = await t.req('POST', '/api/application', token, oakestraSla('replay', { addresses: { rr_ip: '192.168.178.4' }, state: 'https://example.invalid/state.json' }));
+    // 200 as Oakestra: its Go and Python CLIs take any other code (201 too) for a failure
+    assert.equal(r.statusCode, 200, r.body);
+    const docs = r.json() as (ApplicationDoc & { warnings?: { path: string; message: string }[] })[];
+    assert.equal(docs.length, 1);
+    const [a] = docs;
+    assert.ok(a);
+    for (const k of ['applicationID', 'application_name', 'application_namespace', 'application_desc'] as const) assert.equal(typeof a[k], 'string', k);
+    assert.ok(Array.isArray(a.microservices) && a.microservices.every((m) => typeof m === 'string'), 'microservices are ids');
+    const warned = (a.warnings ?? []).map((w) => w.path);
+    assert.ok(warned.includes('applications[0].microservices[0].addresses.rr_ip'), JSON.stringify(a.warnings));
+    assert.ok(warned.includes('applications[0].microservices[0].state'));
+    appId = a.applicationID;
+    serviceId = a.microservices[0] ?? '';
+    // a flawed Oakestra SLA: 422 with the path of each problem
+    const bad = await t.req('POST', '/api/application/', token, { customerID: 'Admin', applications: [{ application_name: 'Bad Name', microservices: [{ microservice_name: 'x.y', virtualization: 'container', code: 'c' }] }] });
+    assert.equal(bad.statusCode, 422);
+    const paths = ((bad.json() as { error: { details?: { path: string }[] } }).error.details ?? []).map((d) => d.path);
+    for (const p of ['sla_version', 'applications[0].application_name', 'applications[0].application_namespace', 'applications[0].microservices[0].microservice_name', 'applications[0].microservices[0].microservice_namespace']) assert.ok(paths.includes(p), `${p} in ${paths.join(', ')}`);
+  });
+
+  test('GET /api/application/<id>, GET /api/applications, GET /api/services/<appid>, GET /api/service/<id>: the fields the Go CLI reads', async () => {
+    const one = await t.req('GET', `/api/application/${appId}`, token);
+    assert.equal(one.statusCode, 200);
+    assert.equal((one.json() as ApplicationDoc).application_name, 'replay');
+    const list = (await t.req('GET', '/api/applications', token)).json() as ApplicationDoc[];
+    assert.deepEqual(list.map((a) => a.applicationID), [appId]);
+    const svcs = (await t.req('GET', `/api/services/${appId}`, token)).json() as ServiceDoc[];
+    assert.equal(svcs.length, 1);
+    const s = svcs[0] as ServiceDoc & Record<string, unknown>;
+    for (const k of ['microserviceID', 'microservice_name', 'microservice_namespace', 'applicationID', 'application_name', 'application_namespace', 'code', 'virtualization', 'port']) assert.equal(typeof s[k], 'string', k);
+    assert.ok(Array.isArray(s.instance_list));
+    const d = (await t.req('GET', `/api/service/${serviceId}`, token)).json() as ServiceDoc & Record<string, unknown>;
+    assert.equal(d['app_name'], 'replay', "the detail's app_name");
+    assert.equal(d['app_ns'], 'test');
+    assert.match(String(d['RR_ip']), /^10\.30\.\d+\.\d+$/, 'RR_ip: an address of the range, not the SLA\'s 192.168.178.4');
+    assert.equal(d['RR_ip'], d.service_ip);
+    assert.equal(d.memory, 100);
+    assert.equal(d.vcpus, 1);
+    assert.equal((await t.req('GET', '/api/service/0123456789abcdef01234567', token)).statusCode, 404);
+    assert.equal((await t.req('GET', '/api/application/0123456789abcdef01234567', token)).statusCode, 404);
+  });
+
+  test('POST /api/service/<id>/instance, DELETE /api/service/<id>/instance/<n>: deploy and undeploy one instance (no body)', async () => {
+    const dep = await t.req('POST', `/api/service/${serviceId}/instance`, token);
+    // 200 as Oakestra (whose body is {"message": "ok"}; ours is the instance document)
+    assert.equal(dep.statusCode, 200, dep.body);
+    const inst = dep.json() as InstanceDoc;
+    assert.equal(inst.instance_number, 0);
+    assert.equal(inst.status, 'REQUESTED');
+    const d = (await t.req('GET', `/api/service/${serviceId}`, token)).json() as ServiceDoc;
+    const i = d.instance_list[0] as InstanceDoc & Record<string, unknown>;
+    for (const k of ['instance_number', 'status', 'status_detail', 'publicip', 'cluster_id', 'worker_id']) assert.ok(k in i, k);
+    const und = await t.req('DELETE', `/api/service/${serviceId}/instance/0`, token);
+    assert.equal(und.statusCode, 200, und.body);
+    assert.equal((await t.req('DELETE', `/api/service/${serviceId}/instance/99`, token)).statusCode, 404);
+    assert.equal((await t.req('POST', '/api/service/0123456789abcdef01234567/instance', token)).statusCode, 404);
+    assert.equal((await t.req('DELETE', `/api/service/${serviceId}/instance/-1`, token)).statusCode, 400, 'hostile: negative instance number');
+  });
+
+  test('POST /api/service/ in the SLA shape adds a service; PUT /api/service/<id> changes it; DELETE removes it', async () => {
+    const body = oakestraSla('replay');
+    const app = (body['applications'] as Record<string, unknown>[])[0] as Record<string, unknown>;
+    app['applicationID'] = appId;
+    (app['microservices'] as Record<string, unknown>[])[0]!['microservice_name'] = 'api';
+    const r = await t.req('POST', '/api/service/', token, body);
+    assert.equal(r.statusCode, 200, r.body);
+    const created = r.json() as ServiceDoc | ServiceDoc[];
+    const sid = (Array.isArray(created) ? created[0] : created)?.microserviceID ?? '';
+    assert.match(sid, /^[0-9a-f]{24}$/);
+    const put = await t.req('PUT', `/api/service/${sid}`, token, { memory: 200 });
+    assert.equal(put.statusCode, 200, put.body);
+    assert.equal(((await t.req('GET', `/api/service/${sid}`, token)).json() as ServiceDoc).memory, 200);
+    assert.equal((await t.req('DELETE', `/api/service/${sid}`, token)).statusCode, 200);
+    assert.equal((await t.req('GET', `/api/service/${sid}`, token)).statusCode, 404);
+  });
+
+  test('GET /api/clusters/ and /api/clusters/active: the flat fields Oakestra\'s clients read', async () => {
+    const row = await t.store.upsertCluster('edge1', '48.26,11.67,10');
+    await t.store.updateCluster(row.id, {
+      status: 'ACTIVE',
+      last_seen: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)).toISOString(),
+      resources: { cpu_cores_free: 3, cpu_cores_total: 4, memory_free_mb: 1000, memory_total_mb: 2048, gpus_free: 0, virtualizations: ['container', 'process'], workers: 2, worker_summary: [] },
+    });
+    await t.store.upsertCluster('edge2', 'Lab_Two');
+    const all = (await t.req('GET', '/api/clusters/', token)).json() as (ClusterDoc & Record<string, unknown>)[];
+    assert.deepEqual(all.map((c) => c.cluster_name).sort(), ['edge1', 'edge2']);
+    const c = all.find((x) => x.cluster_name === 'edge1');
+    assert.ok(c);
+    assert.equal(c._id, row.id);
+    assert.equal(c['active'], true);
+    assert.equal(c['active_nodes'], 2);
+    assert.equal(c['total_cpu_cores'], 4);
+    assert.equal(c['memory_in_mb'], 2048);
+    assert.deepEqual(c['virtualization'], ['container', 'process']);
+    assert.equal(c['last_modified_timestamp'], Date.UTC(2026, 0, 2, 3, 4, 5) / 1000);
+    assert.equal(c.cluster_location, '48.26,11.67,10');
+    const other = all.find((x) => x.cluster_name === 'edge2');
+    assert.equal(other?.['active'], false);
+    assert.equal(other?.['last_modified_timestamp'], 0);
+    assert.equal(other?.cluster_location, 'Lab_Two');
+    const active = (await t.req('GET', '/api/clusters/active', token)).json() as ClusterDoc[];
+    assert.deepEqual(active.map((x) => x.cluster_name), ['edge1']);
+  });
+
+  test('organisations and users: GET/POST /api/organization/, DELETE /api/organization/<id>, /api/user/<name>, /api/users/', async () => {
+    const created = await t.req('POST', '/api/organization/', token, { name: 'replay-org' });
+    assert.equal(created.statusCode, 200, created.body);
+    const org = created.json() as { _id: string; name: string };
+    assert.equal(org.name, 'replay-org');
+    const orgs = (await t.req('GET', '/api/organization/', token)).json() as { _id: string; name: string }[];
+    assert.ok(orgs.some((o) => o._id === org._id));
+    const u = await t.req('POST', '/api/user/', token, { name: 'replayer', password: 'replay-pass-1', organization: 'replay-org' });
+    assert.equal(u.statusCode, 201, u.body); // POST /api/user/ is ours (Oakestra adds users with PUT /api/user/<name>)
+    const got = await t.req('GET', '/api/user/replayer', token);
+    assert.equal(got.statusCode, 200);
+    const doc = got.json() as UserDoc;
+    assert.equal(doc.name, 'replayer');
+    assert.deepEqual(doc.roles, ['Application_Provider']);
+    assert.ok(!JSON.stringify(doc).includes('replay-pass-1') && !('password' in doc));
+    assert.ok(((await t.req('GET', '/api/users/', token)).json() as UserDoc[]).some((x) => x.name === 'replayer'));
+    assert.deepEqual(((await t.req('GET', `/api/users/${org._id}`, token)).json() as UserDoc[]).map((x) => x.name), ['replayer']);
+    assert.equal((await t.req('DELETE', '/api/user/replayer', token)).statusCode, 200);
+    assert.equal((await t.req('GET', '/api/user/replayer', token)).statusCode, 404);
+    assert.equal((await t.req('DELETE', `/api/organization/${org._id}`, token)).statusCode, 200);
+    assert.equal((await t.req('POST', '/api/organization/', token, { name: 'a b;drop' })).statusCode, 422, 'hostile organisation name');
+  });
+
+  test("Oakestra's test SLAs (our field-for-field fixtures): the valid ones are created and deployed, with warnings; the flawed ones 422 at their paths", async () => {
+    const dir = new URL('../../../packages/contracts/test/fixtures/oakestra/', import.meta.url);
+    const load = (f: string): unknown => JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as unknown;
+    for (const f of readdirSync(dir).filter((n) => n.startsWith('valid-')).sort()) {
+      const r = await t.req('POST', '/api/application/?deploy=true', token, load(f));
+      assert.equal(r.statusCode, 200, `${f}: ${r.body.slice(0, 400)}`);
+      const [a] = r.json() as ApplicationDoc[];
+      assert.ok(a, f);
+      for (const sid of a.microservices) {
+        const d = (await t.req('GET', `/api/service/${sid}`, token)).json() as ServiceDoc;
+        assert.equal(d.instance_list.length, 1, `${f}: one instance deployed`);
+        assert.match(d.service_ip ?? '', /^10\.30\.\d+\.\d+$/, `${f}: a service address of the range`);
+      }
+      assert.equal((await t.req('DELETE', `/api/application/${a.applicationID}`, token)).statusCode, 200);
+    }
+    for (const f of readdirSync(dir).filter((n) => n.startsWith('flawed-')).sort()) {
+      const r = await t.req('POST', '/api/application/?deploy=true', token, load(f));
+      assert.equal(r.statusCode, 422, `${f}: ${r.body.slice(0, 300)}`);
+      const details = (r.json() as { error: { details?: { path: string }[] } }).error.details ?? [];
+      assert.ok(details.length >= 1 && details.every((d) => typeof d.path === 'string'), f);
+    }
+    assert.deepEqual(((await t.req('GET', '/api/applications/', token)).json() as ApplicationDoc[]).map((a) => a.application_name), ['replay'], 'nothing of the flawed ones was stored');
+  });
+
+  test('PUT /api/application/<id> and DELETE /api/application/<id>: the application and its services go', async () => {
+    const put = await t.req('PUT', `/api/application/${appId}`, token, { application_desc: 'changed' });
+    assert.equal(put.statusCode, 200, put.body);
+    assert.equal(((await t.req('GET', `/api/application/${appId}`, token)).json() as ApplicationDoc).application_desc, 'changed');
+    const del = await t.req('DELETE', `/api/application/${appId}`, token);
+    assert.equal(del.statusCode, 200);
+    assert.equal((await t.req('GET', `/api/application/${appId}`, token)).statusCode, 404);
+    assert.equal((await t.req('GET', `/api/service/${serviceId}`, token)).statusCode, 404);
+    assert.deepEqual((await t.req('GET', '/api/applications/', token)).json(), []);
+  });
 });

@@ -23,7 +23,7 @@ interface ErrorAnswer {
 
 async function createApp(t: TestRoot, token: string, name: string, services: string[], extra: Record<string, unknown> = {}): Promise<{ app: ApplicationDoc; services: ServiceDoc[] }> {
   const r = await t.req('POST', '/api/application/', token, sla(name, services, extra));
-  assert.equal(r.statusCode, 201, r.body);
+  assert.equal(r.statusCode, 200, r.body);
   const [app] = r.json() as ApplicationDoc[];
   assert.ok(app);
   const docs: ServiceDoc[] = [];
@@ -82,9 +82,28 @@ describe('overlay addresses through the API', () => {
     assert.equal((svc.json() as ErrorAnswer).error.code, 'OAK_ADDRESS_CONFLICT');
     assert.equal(await snapshot(t.store), before, 'nothing was created by the refused requests');
     assert.equal((await t.store.getIpam()).version, ipamBefore.version, 'the IPAM state is untouched');
-    // an address in the worker pool is not a service address
-    const bad = await t.req('POST', '/api/application/', admin, sla('rr5', ['web'], { addresses: { rr_ip_v6: 'fdff:18::5' } }));
-    assert.equal(bad.statusCode, 422, bad.body);
+    // an address in the worker pool is not a service address: outside the range, so one of the range instead
+    const bad = await createApp(t, admin, 'rr5', ['web'], { addresses: { rr_ip_v6: 'fdff:18::5' } });
+    assert.match(bad.services[0]?.service_ip_v6 ?? '', V6);
+  });
+
+  test('an rr_ip outside 10.30.0.0/16 (Oakestra\'s example 192.168.178.4) is accepted with a warning naming the range; the service gets an address of the range', async () => {
+    const r = await t.req('POST', '/api/application/', admin, sla('outside', ['web'], { addresses: { rr_ip: '192.168.178.4', rr_ip_v6: '2001:db8::4' } }));
+    assert.equal(r.statusCode, 200, r.body);
+    const [app] = r.json() as (ApplicationDoc & { warnings?: { path: string; message: string }[] })[];
+    const paths = (app?.warnings ?? []).map((w) => w.path);
+    assert.ok(paths.includes('applications[0].microservices[0].addresses.rr_ip'), JSON.stringify(app?.warnings));
+    assert.ok(paths.includes('applications[0].microservices[0].addresses.rr_ip_v6'), JSON.stringify(app?.warnings));
+    assert.match(app?.warnings?.find((w) => w.path.endsWith('rr_ip'))?.message ?? '', /outside the service range 10\.30\.0\.0\/16/);
+    assert.match(r.headers['oak-warnings'] as string, /10\.30\.0\.0\/16/);
+    const svc = (await t.req('GET', `/api/service/${app?.microservices[0] ?? ''}`, admin)).json() as ServiceDoc;
+    assert.match(svc.service_ip ?? '', V4);
+    assert.match(svc.service_ip_v6 ?? '', V6);
+    assert.deepEqual(svc.addresses, { rr_ip: '192.168.178.4', rr_ip_v6: '2001:db8::4' }, 'the SLA is kept as written');
+    // two services asking for the same outside address do not conflict: neither gets it
+    const again = await createApp(t, admin, 'outside2', ['web'], { addresses: { rr_ip: '192.168.178.4' } });
+    assert.match(again.services[0]?.service_ip ?? '', V4);
+    assert.notEqual(again.services[0]?.service_ip, svc.service_ip);
   });
 
   test('PUT moves a service to a free rr_ip, refuses a taken one (409, unchanged)', async () => {
@@ -110,7 +129,7 @@ describe('overlay addresses through the API', () => {
     const s = services[0]!;
     const add = async (): Promise<InstanceDoc> => {
       const r = await t.req('POST', `/api/service/${s.microserviceID}/instance`, admin);
-      assert.equal(r.statusCode, 201, r.body);
+      assert.equal(r.statusCode, 200, r.body);
       return r.json() as InstanceDoc;
     };
     const i0 = await add();
@@ -168,7 +187,7 @@ describe('overlay addresses through the API', () => {
     const sid = services[0]!.id;
     assert.equal(((await t.req('GET', `/api/service/${sid}`, admin)).json() as ServiceDoc).service_ip, null);
     const r = await t.req('POST', `/api/service/${sid}/instance`, admin);
-    assert.equal(r.statusCode, 201, r.body);
+    assert.equal(r.statusCode, 200, r.body);
     assert.match((r.json() as InstanceDoc).instance_ip ?? '', V4);
     const doc = (await t.req('GET', `/api/service/${sid}`, admin)).json() as ServiceDoc;
     assert.match(doc.service_ip ?? '', V4);

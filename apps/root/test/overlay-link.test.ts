@@ -209,7 +209,7 @@ describe('overlay messages on the root link', () => {
   test('every deploy carries the overlay addresses the API shows', async () => {
     const mark = c1.got.length;
     const r = await api<ApplicationDoc[]>('POST', '/api/application/?deploy=true', sla('net', 2));
-    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.status, 200, JSON.stringify(r.body));
     sid = r.body[0]!.microservices[0]!;
     const d0 = await c1.wait('deploy', (m) => m.instance.job_name === JOB && m.instance.instance_number === 0, mark);
     const d1 = await c1.wait('deploy', (m) => m.instance.job_name === JOB && m.instance.instance_number === 1, mark);
@@ -294,15 +294,15 @@ describe('overlay messages on the root link', () => {
     c2.send({ type: 'interest_remove', job_name: JOB });
     await control.idle();
     mark = c2.got.length;
-    assert.equal((await api('POST', `/api/service/${sid}/instance`)).status, 201);
+    assert.equal((await api('POST', `/api/service/${sid}/instance`)).status, 200);
     await waitFor(async () => (await service(sid)).instance_list.some((i) => i.status === 'CLUSTER_SCHEDULED') || undefined, { message: 'new instance placed' });
-    assert.equal((await api('POST', `/api/service/${otherSid}/instance`)).status, 201);
+    assert.equal((await api('POST', `/api/service/${otherSid}/instance`)).status, 200);
     await c2.wait('table_update', (m) => m.table.job_name === 'other.test.web.test', mark);
     assert.equal(c2.got.slice(mark).some((m) => m.type === 'table_update' && m.table.job_name === JOB), false);
   });
 
   test('interest is bounded per link; the rate of requests too', async () => {
-    for (const a of ['lim1', 'lim2']) assert.equal((await api('POST', '/api/application/', sla(a, 1))).status, 201);
+    for (const a of ['lim1', 'lim2']) assert.equal((await api('POST', '/api/application/', sla(a, 1))).status, 200);
     assert.ok((await query(c2, { job_name: 'lim1.test.web.test' })).table); // 2 of 3
     assert.ok((await query(c2, { job_name: 'lim1.test.web.test' })).table, 'asking again costs nothing');
     c2.send({ type: 'interest_remove', job_name: 'no.such.job.at.all' });
@@ -344,11 +344,11 @@ describe('overlay messages on the root link', () => {
     await again.wait('peers');
     const mark = again.got.length;
     // another job's change that it asks about after the first: only that one arrives
-    assert.equal((await api('POST', `/api/service/${sid}/instance`)).status, 201);
+    assert.equal((await api('POST', `/api/service/${sid}/instance`)).status, 200);
     const ok = await query(again, { job_name: 'lim1.test.web.test' });
     assert.ok(ok.table);
     const lim = (await api<ServiceDoc[]>('GET', '/api/services/' + (await api<ApplicationDoc[]>('GET', '/api/applications/')).body.find((a) => a.application_name === 'lim1')?.applicationID)).body[0]!;
-    assert.equal((await api('POST', `/api/service/${lim.microserviceID}/instance`)).status, 201);
+    assert.equal((await api('POST', `/api/service/${lim.microserviceID}/instance`)).status, 200);
     await again.wait('table_update', (m) => m.table.job_name === 'lim1.test.web.test', mark);
     assert.equal(again.got.slice(mark).some((m) => m.type === 'table_update' && m.table.job_name === JOB), false);
   });

@@ -1076,3 +1076,42 @@ test('chaos: random reports, failures, disconnects, adds, stops and SLA changes 
     }
   }
 });
+
+// ------------------------------------------------------------------------------ connectivity (issue 12)
+
+test('connectivity: the root places within the RTT of the other service\'s workers, by the workers\' measured RTTs; unknown ones are said', () => {
+  const w = new World(sla(), [{ id: 'A', cpu: 16 }, { id: 'B', cpu: 2 }]);
+  w.add(1);
+  const views = (rtt: { a: number | null; b: number | null }): ClusterView[] =>
+    w.clusterViews().map((v) => {
+      const ms = v.id === 'A' ? rtt.a : rtt.b;
+      const worker = { ...v.candidate.workers[0]!, net: { subnet: null, rtt: ms === null ? [] : [{ worker_id: 'db-worker', rtt_ms: ms }] } };
+      return { ...v, candidate: { ...v.candidate, workers: [worker] } };
+    });
+  const input = (clusters: ClusterView[], threshold: number) => ({
+    service: w.service,
+    versions: w.versions,
+    instances: [...w.rows.values()],
+    clusters,
+    sent: new Map<number, { undeploy_at?: number }>(),
+    now: w.now,
+    config: w.config,
+    peers: [{ target: 'app.ns.db.ns', threshold_ms: threshold, rigidness: 1, workers: ['db-worker'] }],
+  });
+  const placeOf = (p: Plan) => p.actions.find((a): a is Extract<Action, { kind: 'place' }> => a.kind === 'place');
+  // best-fit alone would take the small cluster B; B's worker is 50 ms from the db, A's 3 ms
+  assert.equal(placeOf(reconcile({ ...input(views({ a: 3, b: 50 }), 10), peers: [] }))?.cluster_id, 'B');
+  const near = placeOf(reconcile(input(views({ a: 3, b: 50 }), 10)));
+  assert.equal(near?.cluster_id, 'A');
+  assert.equal(near?.note, undefined);
+  // nowhere within 1 ms: the instance waits with the reason
+  const none = reconcile(input(views({ a: 3, b: 50 }), 1));
+  assert.equal(placeOf(none), undefined);
+  const wait = none.actions.find((a) => a.kind === 'wait');
+  assert.equal(wait && 'reason' in wait ? wait.reason : '', 'NoClusterMatchesConstraints');
+  assert.ok(none.notes.some((n) => /within 1 ms RTT of every worker running app\.ns\.db\.ns/.test(n)), none.notes.join('\n'));
+  // A unmeasured, B too far: A, with the warning in its status detail
+  const unknown = placeOf(reconcile(input(views({ a: null, b: 50 }), 10)));
+  assert.equal(unknown?.cluster_id, 'A');
+  assert.match(unknown?.note ?? '', /connectivity to app\.ns\.db\.ns \(<= 10 ms\) not checked/);
+});

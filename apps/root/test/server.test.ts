@@ -58,7 +58,7 @@ async function fullFlow(root: RootHandle, password: string): Promise<void> {
   await c.login('Admin', password);
 
   const created = await c.call<ApplicationDoc[]>('POST', '/api/application/', sla('flow', ['api', 'worker']));
-  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.status, 200, JSON.stringify(created.body));
   const app = created.body[0]!;
   assert.equal(app.microservices.length, 2);
 
@@ -72,7 +72,7 @@ async function fullFlow(root: RootHandle, password: string): Promise<void> {
 
   const sid = app.microservices[0]!;
   const inst = await c.call<InstanceDoc>('POST', `/api/service/${sid}/instance`);
-  assert.equal(inst.status, 201);
+  assert.equal(inst.status, 200);
   assert.equal(inst.body.status, 'REQUESTED');
   const svc = await c.call<ServiceDoc>('GET', `/api/service/${sid}`);
   assert.deepEqual(svc.body.instance_list.map((i) => i.status), ['REQUESTED']);
@@ -250,8 +250,8 @@ describe('live surfaces', () => {
       assert.equal((await fetch(`${r.url}/api/events`)).status, 401);
 
       await new Promise((res) => setTimeout(res, 300)); // heartbeats flow meanwhile
-      assert.equal((await alice.call('POST', `/api/service/${appA.microservices[0]}/instance`)).status, 201);
-      assert.equal((await bob.call('POST', `/api/service/${appB.microservices[0]}/instance`)).status, 201);
+      assert.equal((await alice.call('POST', `/api/service/${appA.microservices[0]}/instance`)).status, 200);
+      assert.equal((await bob.call('POST', `/api/service/${appB.microservices[0]}/instance`)).status, 200);
 
       const aliceEvents = await readEvents(aliceStream, (e) => e.type === 'instance');
       const first = aliceEvents.find((e) => e.type === 'instance');
@@ -295,7 +295,7 @@ describe('live surfaces', () => {
       assert.equal(m.status, 200);
       assert.match(m.headers.get('content-type') ?? '', /text\/plain/);
       const text = await m.text();
-      assert.match(text, /oak_http_requests_total\{method="POST",route="\/api\/application\/",status="201"\} 1/);
+      assert.match(text, /oak_http_requests_total\{method="POST",route="\/api\/application\/",status="200"\} 1/);
       assert.match(text, /oak_http_requests_total\{method="GET",route="\/api\/application\/:id",status="404"\} 1/);
       assert.match(text, /oak_http_request_duration_seconds_bucket\{le="[^"]+",method="POST",route="\/api\/auth\/login"\}/);
       assert.match(text, /oak_instances\{status="REQUESTED"\} 1/);

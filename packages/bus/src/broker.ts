@@ -12,7 +12,6 @@
  * certificate exists (handshakes fail until `setSecureContext` gives one), so that a cluster can
  * listen at once and get its certificate from the root afterwards.
  */
-import { Aedes } from 'aedes';
 import type { Client } from 'aedes';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
@@ -77,6 +76,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     log.warn(msg);
   };
   const live = new Set<Client>();
+  // loaded here, not at import: the bus package is imported by every program, the broker runs in few
+  const { Aedes } = await import('aedes');
   const broker = await Aedes.createBroker(
     auth === undefined
       ? {}

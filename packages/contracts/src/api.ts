@@ -5,7 +5,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FieldIssue } from './errors.ts';
 import type { HealthState, InstanceState } from './states.ts';
-import { Virtualization, type Microservice } from './sla.ts';
+import { AddonList, Virtualization, type Microservice } from './sla.ts';
 import { WorkerNet } from './net.ts';
 
 export const ROLES = ['Admin', 'Organization_Admin', 'Application_Provider', 'Infrastructure_Provider'] as const;
@@ -105,6 +105,10 @@ export interface ServiceDoc extends Microservice {
   service_ip_v6?: string | null;
   closest_ip?: string | null;
   closest_ip_v6?: string | null;
+  /** Oakestra's names on a service document: application name and namespace, round-robin IP */
+  app_name?: string;
+  app_ns?: string;
+  RR_ip?: string | null;
   created_at: string;
   updated_at: string;
   /** the SLA's generation: + 1 at every change of the SLA and at every rollback (issue 9) */
@@ -146,8 +150,46 @@ export const WorkerSummary = Type.Object({
   gpus: Type.Optional(GpuDevices),
   /** the worker's place in the overlay (subnet, tunnel endpoint, measured RTTs), when it runs a NetManager */
   net: Type.Optional(WorkerNet),
+  /** the addon labels the worker offers (NodeEngine `--addons`), Oakestra's field name */
+  supported_addons: Type.Optional(AddonList),
+  /** measured load of the whole machine at its last report, 0..100 (issue 11: the dashboard's bars); absent from older clusters */
+  cpu_percent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+  cpu_cores_total: Type.Optional(Free('cores')),
+  memory_total_mb: Type.Optional(Free('MB')),
+  /** memory the machine reports free (measured, not what instances reserved) */
+  memory_available_mb: Type.Optional(Free('MB')),
+  /** the NodeEngine's data dir file system */
+  disk_free_mb: Type.Optional(Free('MB')),
+  disk_total_mb: Type.Optional(Free('MB')),
+  arch: Type.Optional(Type.String({ maxLength: 64 })),
+  os: Type.Optional(Type.String({ maxLength: 128 })),
 });
 export type WorkerSummary = Static<typeof WorkerSummary>;
+
+/** the most per-instance readings one aggregate carries (more are cut off by the cluster) */
+export const MAX_USAGE_READINGS = 5000;
+
+/**
+ * One instance's measured CPU and memory, as its NodeEngine reported it (nodes/{id}/jobs/resources),
+ * passed on by its cluster in the aggregate (issue 11: per-instance charts).
+ */
+export const InstanceUsage = Type.Object({
+  job_name: Type.String({ minLength: 1, maxLength: 255 }),
+  instance_number: Type.Integer({ minimum: 0, maximum: 1_000_000 }),
+  worker_id: Type.String({ minLength: 1, maxLength: 200 }),
+  /** percent of one core (a container using two cores reads 200) */
+  cpu_percent: Type.Number({ minimum: 0, maximum: 1_000_000 }),
+  memory_mb: Type.Number({ minimum: 0, maximum: 1024 * 1024 * 1024 }),
+});
+export type InstanceUsage = Static<typeof InstanceUsage>;
+
+/** One reading of an instance kept by the root (GET /api/service/:id/metrics, metrics events). */
+export interface UsageSample {
+  /** ms since the epoch, when the root received it */
+  at: number;
+  cpu_percent: number;
+  memory_mb: number;
+}
 
 /** A cluster's aggregate, sent up the root link (SPEC §6). */
 export const ClusterResources = Type.Object({
@@ -160,6 +202,8 @@ export const ClusterResources = Type.Object({
   workers: Type.Integer({ minimum: 0 }),
   /** per-worker summary, for constraints the root must judge (direct node, geo of a worker) */
   worker_summary: Type.Array(WorkerSummary),
+  /** the addon labels the cluster offers to all its workers (cluster `--addons`, CLUSTER_ADDONS) */
+  supported_addons: Type.Optional(AddonList),
 });
 export type ClusterResources = Static<typeof ClusterResources>;
 
@@ -171,6 +215,14 @@ export interface ClusterDoc {
   last_seen: string | null;
   resources: ClusterResources | null;
   created_at: string;
+  /** Oakestra's flat fields, read by its clients (CLI, dashboard) */
+  active?: boolean;
+  active_nodes?: number;
+  total_cpu_cores?: number;
+  memory_in_mb?: number;
+  virtualization?: string[];
+  /** seconds since the epoch of last_seen (0 when never seen) */
+  last_modified_timestamp?: number;
 }
 
 export interface TokenPair {
@@ -184,7 +236,12 @@ export type OakEvent =
   | { type: 'instance'; microserviceID: string; applicationID: string; job_name: string; instance: InstanceDoc }
   | { type: 'application'; action: 'created' | 'updated' | 'deleted'; applicationID: string }
   | { type: 'service'; action: 'created' | 'updated' | 'deleted'; microserviceID: string; applicationID: string }
-  | { type: 'cluster'; action: 'connected' | 'disconnected' | 'updated'; cluster_id: string; cluster_name: string };
+  | { type: 'cluster'; action: 'connected' | 'disconnected' | 'updated'; cluster_id: string; cluster_name: string }
+  /**
+   * readings of some instances of one service (issue 11), at every aggregate of their cluster;
+   * only sent to streams that ask for them (`?types=metrics`)
+   */
+  | { type: 'metrics'; microserviceID: string; applicationID: string; job_name: string; at: number; instances: { instance_number: number; cpu_percent: number; memory_mb: number }[] };
 
 /** One audited request or account event. No request body, query string or secret is ever stored. */
 export interface AuditEntryDoc {

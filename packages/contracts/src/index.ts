@@ -11,6 +11,7 @@ export * from './values.ts';
 export * from './issues.ts';
 export * from './limits.ts';
 export * from './validate.ts';
+export * from './oakestra-fields.ts';
 export * from './wire.ts';
 export * from './workload.ts';
 export * from './registry.ts';

@@ -148,9 +148,15 @@ export const FIELD_INFO: Readonly<Record<string, FieldInfo>> = {
   privileged: { example: 'false' },
   addresses: { example: '{ "rr_ip": "10.30.55.55" }' },
   rr_ip: { example: '"10.30.55.55"' },
-  rr_ip_v6: { example: '"fdff:2000::55"' },
+  rr_ip_v6: { example: '"fdff::55"' },
   constraints: { example: '[{ "type": "direct", "cluster": "c1" }]' },
-  connectivity: { example: '[]' },
+  connectivity: { example: '[{ "target_microservice_id": "db", "con_constraints": [{ "type": "latency", "threshold": 20 }] }]' },
+  target_microservice_id: { example: '"db"' },
+  con_constraints: { example: '[{ "type": "latency", "threshold": 20, "rigidness": 1 }]' },
+  rigidness: { example: '1', hint: 'use 1 (hard) or a value between 0 and 1 (a preference)' },
+  convergence_time: { example: '300' },
+  allowed: { example: '["c1", "c2"]', hint: 'list the cluster names (or ids) the service may be placed on' },
+  needs: { example: '["image-builder"]', hint: 'addon labels: a letter or digit, then up to 63 letters, digits, ".", "_" or "-"' },
   volumes: { example: '[{ "name": "data", "target": "/data" }]' },
   replicas: { example: '1' },
   health: { example: '{ "type": "tcp", "port": 80 }' },
@@ -322,7 +328,10 @@ function issueFor(err: ValueError, base: string, segments: PathSegment[], out: F
         }
         return;
       }
-      push(`${label} ${JSON.stringify(s)} does not match ${pattern ?? 'the expected form'}`, info?.hint ?? eg);
+      // an item of a list (`needs[1]`) takes the hint of its list
+      const listKey = typeof last === 'number' ? segments[segments.length - 2] : undefined;
+      const listHint = typeof listKey === 'string' ? FIELD_INFO[listKey]?.hint : undefined;
+      push(`${label} ${JSON.stringify(s)} does not match ${pattern ?? 'the expected form'}`, info?.hint ?? eg ?? listHint);
       return;
     }
     case ValueErrorType.StringMinLength:

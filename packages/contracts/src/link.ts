@@ -6,7 +6,7 @@
  */
 import { RegistryAuth } from './registry.ts';
 import { Type, type Static } from '@sinclair/typebox';
-import { ClusterResources } from './api.ts';
+import { ClusterResources, InstanceUsage, MAX_USAGE_READINGS } from './api.ts';
 import { HealthState, InstanceState } from './states.ts';
 import { Microservice } from './sla.ts';
 import { InstanceAddresses, OverlayPeer, ServiceTable } from './net.ts';
@@ -17,6 +17,19 @@ const Count = () => Type.Integer({ minimum: 0 });
 /** a placement epoch (issue 9): exact integer comparisons, so never above 2^53 - 1 */
 const Epoch = () => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const NullableString = () => Type.Union([Type.String(), Type.Null()]);
+
+/**
+ * A connectivity rule the root resolved for an instance (issue 12): the other service's job, the
+ * RTT threshold, its rigidness and the workers the other service ran on when the root sent it
+ * (the cluster adds the ones it knows itself). See PeerRule in @oak/scheduler.
+ */
+export const PeerRuleWire = Type.Object({
+  target: Type.String({ minLength: 1, maxLength: 512 }),
+  threshold_ms: Type.Number({ minimum: 0 }),
+  rigidness: Type.Number({ minimum: 0, maximum: 1 }),
+  workers: Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 1000 }),
+});
+export type PeerRuleWire = Static<typeof PeerRuleWire>;
 
 /** What a cluster must run: one instance of a service. */
 export const InstanceAssignment = Type.Object({
@@ -34,6 +47,8 @@ export const InstanceAssignment = Type.Object({
   epoch: Type.Optional(Epoch()),
   /** the organisation's login to the image's registry host (private registries): for the deploy, never logged or kept on disk */
   registry_auth: Type.Optional(RegistryAuth),
+  /** the service's connectivity rules, resolved by the root (absent without any) */
+  peers: Type.Optional(Type.Array(PeerRuleWire, { maxItems: 100 })),
 });
 
 const RequestId = () => Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' });
@@ -69,7 +84,12 @@ export const ClusterToRoot = Type.Union([
     /** the worker id the token is used for (recorded by the root) */
     worker_id: Type.Optional(Type.String({ maxLength: 200 })),
   }),
-  Type.Object({ type: Type.Literal('aggregate'), resources: ClusterResources }),
+  Type.Object({
+    type: Type.Literal('aggregate'),
+    resources: ClusterResources,
+    /** the workers' last per-instance readings (issue 11); absent from older clusters */
+    usage: Type.Optional(Type.Array(InstanceUsage, { maxItems: MAX_USAGE_READINGS })),
+  }),
   Type.Object({
     type: Type.Literal('instance_status'),
     job_name: Type.String({ minLength: 1 }),

@@ -5,7 +5,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { HealthState, InstanceState } from './states.ts';
-import { Microservice, Virtualization } from './sla.ts';
+import { AddonList, Microservice, Virtualization } from './sla.ts';
 import { InstanceAddresses } from './net.ts';
 import { GpuDevices } from './api.ts';
 import { RegistryAuth } from './registry.ts';
@@ -84,6 +84,8 @@ export const NodeRegistration = Type.Object({
   arch: Type.String(),
   os: Type.String(),
   virtualizations: Type.Array(Virtualization),
+  /** the addon labels this worker offers (`--addons`, config key `addons`), for `addons` constraints */
+  supported_addons: Type.Optional(AddonList),
   netmanager_port: Type.Optional(Nullable(PortNumber())),
   location: Type.Optional(Nullable(Type.String())),
   /** the worker join token (oak1.w....), see join-token.ts */

@@ -13,11 +13,27 @@ export const Virtualization = Type.Union(VIRTUALIZATIONS.map((v) => Type.Literal
 const Name = (description: string) => Type.String({ pattern: NAME_PATTERN, description });
 const NonNeg = (description: string) => Type.Number({ minimum: 0, description });
 
+/**
+ * Oakestra's `rigidness` and `convergence_time`, on every constraint (docs/sla.md#constraints):
+ * rigidness 1 (the default) makes the constraint hard, below 1 a preference weighted by it.
+ */
+export const CONVERGENCE_TIME_MAX_S = 30 * 86400;
+const Rigidness = () => Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: '1 = hard, below 1 = preference' }));
+const ConvergenceTime = () => Type.Optional(Type.Integer({ minimum: 0, maximum: CONVERGENCE_TIME_MAX_S, description: 'seconds' }));
+/** an addon label a worker or cluster offers (`image-builder`, `FLOps-learner`) */
+export const ADDON_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+export const AddonName = Type.String({ pattern: ADDON_PATTERN, description: 'addon label' });
+/** the addons a worker (registration) or a cluster (aggregate) declares: at most this many */
+export const MAX_ADDONS = 64;
+export const AddonList = Type.Array(AddonName, { maxItems: MAX_ADDONS });
+
 export const DirectConstraint = Type.Object(
   {
     type: Type.Literal('direct'),
     cluster: Type.Optional(Type.String({ minLength: 1 })),
     node: Type.Optional(Type.String({ minLength: 1 })),
+    rigidness: Rigidness(),
+    convergence_time: ConvergenceTime(),
   },
   { additionalProperties: true },
 );
@@ -26,6 +42,8 @@ export const GeoConstraint = Type.Object(
     type: Type.Literal('geo'),
     location: Type.String({ description: '"lat,long"' }),
     threshold: NonNeg('kilometres'),
+    rigidness: Rigidness(),
+    convergence_time: ConvergenceTime(),
   },
   { additionalProperties: true },
 );
@@ -35,14 +53,70 @@ export const LatencyConstraint = Type.Object(
     area: Type.Optional(Type.String()),
     location: Type.Optional(Type.String()),
     threshold: NonNeg('milliseconds'),
+    rigidness: Rigidness(),
+    convergence_time: ConvergenceTime(),
   },
   { additionalProperties: true },
 );
-export const Constraint = Type.Union([DirectConstraint, GeoConstraint, LatencyConstraint]);
+/** Oakestra's `clusters`: only the clusters named (name or id) in `allowed`. */
+export const ClustersConstraint = Type.Object(
+  {
+    type: Type.Literal('clusters'),
+    allowed: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { minItems: 1, maxItems: 100 }),
+    rigidness: Rigidness(),
+    convergence_time: ConvergenceTime(),
+  },
+  { additionalProperties: true },
+);
+/** Oakestra's `addons`: only workers offering every addon label in `needs`. */
+export const AddonsConstraint = Type.Object(
+  {
+    type: Type.Literal('addons'),
+    needs: Type.Array(AddonName, { minItems: 1, maxItems: 32 }),
+    rigidness: Rigidness(),
+    convergence_time: ConvergenceTime(),
+  },
+  { additionalProperties: true },
+);
+export const Constraint = Type.Union([DirectConstraint, GeoConstraint, LatencyConstraint, ClustersConstraint, AddonsConstraint]);
 export type Constraint = Static<typeof Constraint>;
 export type DirectConstraint = Static<typeof DirectConstraint>;
 export type GeoConstraint = Static<typeof GeoConstraint>;
 export type LatencyConstraint = Static<typeof LatencyConstraint>;
+export type ClustersConstraint = Static<typeof ClustersConstraint>;
+export type AddonsConstraint = Static<typeof AddonsConstraint>;
+
+/** A `con_constraints` entry of `connectivity`: the RTT between the two services' workers. */
+export const LatencyConConstraint = Type.Object(
+  {
+    type: Type.Literal('latency'),
+    threshold: NonNeg('milliseconds'),
+    rigidness: Rigidness(),
+    convergence_time: ConvergenceTime(),
+  },
+  { additionalProperties: true },
+);
+/** Oakestra's bandwidth kind: parsed so that it is refused with its reason (nothing measures bandwidth). */
+export const BandwidthConConstraint = Type.Object(
+  {
+    type: Type.Literal('bandwidth'),
+    threshold: NonNeg('kbit/s'),
+    rigidness: Rigidness(),
+    convergence_time: ConvergenceTime(),
+  },
+  { additionalProperties: true },
+);
+export const ConConstraint = Type.Union([LatencyConConstraint, BandwidthConConstraint]);
+export type ConConstraint = Static<typeof ConConstraint>;
+/** One `connectivity` entry: the other service (microserviceID or name) and the rules between both. */
+export const Connectivity = Type.Object(
+  {
+    target_microservice_id: Type.String({ minLength: 1, maxLength: 256 }),
+    con_constraints: Type.Array(ConConstraint, { maxItems: 100 }),
+  },
+  { additionalProperties: true },
+);
+export type Connectivity = Static<typeof Connectivity>;
 
 /** Bounds of the health probe fields (docs/sla.md). */
 export const HEALTH_LIMITS = {
@@ -143,10 +217,27 @@ export const Microservice = Type.Object(
     one_shot: Type.Optional(Type.Boolean()),
     privileged: Type.Optional(Type.Boolean()),
     addresses: Type.Optional(
-      Type.Object({ rr_ip: Type.Optional(Type.String()), rr_ip_v6: Type.Optional(Type.String()) }, { additionalProperties: true }),
+      Type.Object(
+        {
+          rr_ip: Type.Optional(Type.String()),
+          rr_ip_v6: Type.Optional(Type.String()),
+          /** Oakestra's: the closest IPs are the root's to give; a requested one is warned about */
+          closest_ip: Type.Optional(Type.String()),
+          closest_ip_v6: Type.Optional(Type.String()),
+          /** Oakestra's per-instance address ranges; warned about, not used */
+          instances: Type.Optional(Type.Array(Type.Object({ from: Type.Optional(Type.String()), to: Type.Optional(Type.String()), start: Type.Optional(Type.String()) }, { additionalProperties: true }))),
+        },
+        { additionalProperties: true },
+      ),
     ),
+    /** Oakestra's URL of a state file; kept, not fetched (a non-empty one is warned about) */
+    state: Type.Optional(Type.String()),
+    /** Oakestra's; kept, not used (warned about) */
+    sla_violation_strategy: Type.Optional(Type.String()),
+    /** Oakestra's; kept, not used for placement (warned about; a direct constraint places on a node) */
+    target_node: Type.Optional(Type.String()),
     constraints: Type.Optional(Type.Array(Constraint)),
-    connectivity: Type.Optional(Type.Array(Type.Unknown())),
+    connectivity: Type.Optional(Type.Array(Connectivity)),
     volumes: Type.Optional(Type.Array(Type.Unknown())),
     replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
     health: Type.Optional(HealthProbe),

@@ -11,7 +11,8 @@ import { IssueList, childPath, schemaIssues, unknownFieldWarnings } from './issu
 import { LimitExceededError, SLA_JSON_LIMITS, findLimitViolation, type LimitViolation } from './limits.ts';
 import { Application, Microservice, NAME_PATTERN, Sla } from './sla.ts';
 import { parseAddedFiles, parseVolumeSpecs, storageNotEnforced } from './workload.ts';
-import { SERVICE_IP_SUBNET, ipv4InSubnet, isIPv6, locationProblem, parseIPv4, parsePorts } from './values.ts';
+import { imageUrlWarning, oakestraFieldWarnings } from './oakestra-fields.ts';
+import { isIPv6, locationProblem, parseIPv4, parsePorts } from './values.ts';
 
 /** The SLA version this validator understands. */
 export const SLA_VERSION = 'v2.0';
@@ -117,7 +118,28 @@ function notAnObject(path: string, what: string, example: string): FieldIssue {
   return { path, message: `${what} must be a JSON object`, hint: `send an object such as ${example}` };
 }
 
-function checkConstraint(c: Record<string, unknown>, path: string, errors: Issues): void {
+/**
+ * `rigidness` and `convergence_time` of a constraint (or con_constraint): what is not acted on
+ * is said (rigidness 0 weighs nothing; the convergence_time of a connectivity preference moves
+ * nothing: only preferences in `constraints` re-place an instance after it, docs/sla.md).
+ */
+function checkRigidness(c: Record<string, unknown>, path: string, warnings: Issues, convergenceActedOn: boolean): void {
+  const r = c['rigidness'];
+  const soft = typeof r === 'number' && r >= 0 && r < 1;
+  if (r === 0) {
+    warnings.push({ path: childPath(path, 'rigidness'), message: 'rigidness 0 gives this constraint no weight: it changes no placement', hint: 'use 1 for a hard constraint, or a value between 0 and 1 for a preference' });
+  }
+  if (soft && !convergenceActedOn && typeof c['convergence_time'] === 'number') {
+    warnings.push({
+      path: childPath(path, 'convergence_time'),
+      message: 'convergence_time is not acted on for connectivity: an instance placed where this preference is unmet stays there (it is not moved when a better place appears)',
+      hint: 'the preference is scored at every placement; use rigidness 1 to make it a requirement',
+    });
+  }
+}
+
+function checkConstraint(c: Record<string, unknown>, path: string, errors: Issues, warnings: Issues): void {
+  checkRigidness(c, path, warnings, true);
   const type = c['type'];
   const location = c['location'];
   const locPath = childPath(path, 'location');
@@ -165,20 +187,21 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
     const rr = addresses['rr_ip'];
     if (typeof rr === 'string') {
       const p = childPath(ap, 'rr_ip');
+      // outside the service range: a warning (oakestra-fields.ts), the root picks an address of the range
       if (parseIPv4(rr) === undefined) add(errors, { path: p, message: `rr_ip ${JSON.stringify(rr)} is not an IPv4 address`, hint: 'write four numbers 0-255 joined by dots, inside 10.30.0.0/16, e.g. "10.30.55.55"' });
-      else if (!ipv4InSubnet(rr, SERVICE_IP_SUBNET)) add(errors, { path: p, message: `rr_ip ${rr} is outside the service range ${SERVICE_IP_SUBNET}`, hint: 'pick an address 10.30.x.y, e.g. "10.30.55.55", or leave rr_ip out to get one' });
     }
     const rr6 = addresses['rr_ip_v6'];
     if (typeof rr6 === 'string' && !isIPv6(rr6)) {
-      add(errors, { path: childPath(ap, 'rr_ip_v6'), message: `rr_ip_v6 ${JSON.stringify(rr6)} is not an IPv6 address`, hint: 'e.g. "fdff:2000::55", or leave it out' });
+      add(errors, { path: childPath(ap, 'rr_ip_v6'), message: `rr_ip_v6 ${JSON.stringify(rr6)} is not an IPv6 address`, hint: 'e.g. "fdff::55", or leave it out' });
     }
   }
   const constraints = ms['constraints'];
   if (Array.isArray(constraints)) {
     constraints.forEach((c, i) => {
-      if (isRecord(c)) checkConstraint(c, childPath(childPath(path, 'constraints'), i), errors);
+      if (isRecord(c)) checkConstraint(c, childPath(childPath(path, 'constraints'), i), errors, warnings);
     });
   }
+  checkConnectivity(ms, path, errors, warnings);
   const env = ms['environment'];
   if (Array.isArray(env)) {
     env.forEach((e, i) => {
@@ -188,6 +211,8 @@ function microserviceSemantics(ms: Record<string, unknown>, path: string, errors
     });
   }
   workloadSemantics(ms, path, errors, warnings);
+  oakestraFieldWarnings(ms, path, warnings);
+  imageUrlWarning(ms, path, warnings);
   const update = ms['update'];
   if (isRecord(update)) {
     // the schema checked each field; the rule across them: a rollout must be able to move
@@ -242,6 +267,63 @@ function workloadSemantics(ms: Record<string, unknown>, path: string, errors: Is
   }
 }
 
+/** `connectivity`: kinds that cannot be enforced are refused, a service may not name itself. */
+function checkConnectivity(ms: Record<string, unknown>, path: string, errors: Issues, warnings: Issues): void {
+  const list = ms['connectivity'];
+  if (!Array.isArray(list)) return;
+  const own = [ms['microserviceID'], ms['microservice_name']].filter((x): x is string => typeof x === 'string' && x !== '');
+  list.forEach((entry, i) => {
+    if (!isRecord(entry)) return;
+    const ep = childPath(childPath(path, 'connectivity'), i);
+    const target = entry['target_microservice_id'];
+    if (typeof target === 'string' && own.includes(target)) {
+      add(errors, { path: childPath(ep, 'target_microservice_id'), message: `target_microservice_id ${JSON.stringify(target)} is this service itself`, hint: 'name another service of the application (its microserviceID or microservice_name)' });
+    }
+    const cons = entry['con_constraints'];
+    if (!Array.isArray(cons)) return;
+    cons.forEach((cc, j) => {
+      if (!isRecord(cc)) return;
+      const cp = childPath(childPath(ep, 'con_constraints'), j);
+      if (cc['type'] === 'bandwidth') {
+        add(errors, {
+          path: childPath(cp, 'type'),
+          message: 'bandwidth connectivity constraints are refused: nothing here measures the bandwidth between workers, so it could not be kept',
+          hint: 'remove this entry, or use { "type": "latency", "threshold": <ms> } (the overlay measures RTTs)',
+        });
+        return;
+      }
+      checkRigidness(cc, cp, warnings, false);
+    });
+  });
+}
+
+/**
+ * Connectivity targets that name no service of the same list: a warning (the target may be a
+ * stored service of the application; until one matches, the rule constrains nothing).
+ */
+function connectivityTargets(list: unknown[], path: string, warnings: Issues): void {
+  const names = new Set<string>();
+  for (const ms of list) {
+    if (!isRecord(ms)) continue;
+    for (const k of ['microserviceID', 'microservice_name']) if (typeof ms[k] === 'string') names.add(ms[k]);
+  }
+  list.forEach((ms, i) => {
+    if (!isRecord(ms) || !Array.isArray(ms['connectivity'])) return;
+    ms['connectivity'].forEach((entry: unknown, j) => {
+      if (!isRecord(entry)) return;
+      const target = entry['target_microservice_id'];
+      if (typeof target !== 'string' || names.has(target)) return;
+      const cons = entry['con_constraints'];
+      if (!Array.isArray(cons) || cons.length === 0) return;
+      warnings.push({
+        path: childPath(childPath(childPath(childPath(path, i), 'connectivity'), j), 'target_microservice_id'),
+        message: `no service of this application here has microserviceID or microservice_name ${JSON.stringify(target)}; the rule constrains nothing until one does`,
+        hint: 'name the other service by its microservice_name (or the microserviceID the root gave it)',
+      });
+    });
+  });
+}
+
 /** Duplicate microservice names within one list of services. */
 function duplicateServices(list: unknown[], path: string, errors: Issues): void {
   const seen = new Map<string, number>();
@@ -261,12 +343,14 @@ function duplicateServices(list: unknown[], path: string, errors: Issues): void 
   });
 }
 
-function servicesSemantics(list: unknown, path: string, errors: Issues, warnings: Issues): void {
+/** `wholeApp`: the list holds every service of the application (else targets may be stored ones). */
+function servicesSemantics(list: unknown, path: string, errors: Issues, warnings: Issues, wholeApp = true): void {
   if (!Array.isArray(list)) return;
   list.forEach((ms, i) => {
     if (isRecord(ms)) microserviceSemantics(ms, childPath(path, i), errors, warnings);
   });
   duplicateServices(list, path, errors);
+  if (wholeApp) connectivityTargets(list, path, warnings);
 }
 
 function finish<T extends object>(errors: Issues, warnings: Issues, ok: T): (T & { ok: true; warnings: FieldIssue[] }) | Failed {
@@ -366,7 +450,8 @@ export function validateServiceRequest(input: unknown): ServiceRequestValidation
     const app = Array.isArray(apps) && isRecord(apps[0]) ? apps[0] : undefined;
     const target: ServiceTarget = {};
     if (app) {
-      servicesSemantics(app['microservices'], 'applications[0].microservices', errors, warnings);
+      // services added to a stored application: their targets may be services stored before
+      servicesSemantics(app['microservices'], 'applications[0].microservices', errors, warnings, false);
       for (const k of ['applicationID', 'application_name', 'application_namespace'] as const) {
         const v = app[k];
         if (typeof v === 'string') target[k] = v;

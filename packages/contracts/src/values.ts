@@ -137,3 +137,31 @@ export function isIPv6(s: string): boolean {
   if (!groups.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return false;
   return double.length === 2 ? count < 8 : count === 8;
 }
+
+/** The range IPv6 service IPs (`addresses.rr_ip_v6`) come from. */
+export const SERVICE_IP_SUBNET_V6 = 'fdff::/64';
+
+/** The eight 16-bit groups of an IPv6 address (undefined when it is not one). */
+function ipv6Groups(s: string): number[] | undefined {
+  if (s.length > 45 || !isIPv6(s)) return undefined;
+  let text = s;
+  const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (tail !== null) {
+    const v4 = parseIPv4(tail[1] ?? '');
+    if (v4 === undefined) return undefined;
+    text = `${text.slice(0, -(tail[1] ?? '').length)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`;
+  }
+  const [head = '', rest] = text.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const r = rest === undefined || rest === '' ? [] : rest.split(':');
+  const fill = rest === undefined ? 0 : 8 - h.length - r.length;
+  const groups = [...h, ...Array<string>(Math.max(0, fill)).fill('0'), ...r].map((g) => parseInt(g, 16));
+  return groups.length === 8 ? groups : undefined;
+}
+
+/** True inside fdff::/64, false outside, undefined when `s` is not an IPv6 address. */
+export function ipv6InServiceRange(s: string): boolean | undefined {
+  const g = ipv6Groups(s);
+  if (g === undefined) return undefined;
+  return g[0] === 0xfdff && g[1] === 0 && g[2] === 0 && g[3] === 0;
+}

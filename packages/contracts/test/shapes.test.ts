@@ -35,6 +35,8 @@ interface OldNodeRegistration {
   id_proof?: string;
   /** issue 9: the NodeEngine's connection nonce */
   conn?: string;
+  /** issue 12: addon labels for `addons` constraints */
+  supported_addons?: string[];
 }
 
 interface OldNodeRegistrationAnswer {
@@ -108,6 +110,8 @@ interface OldInstanceAssignment {
   epoch?: number;
   organization_id?: string;
   registry_auth?: C.RegistryAuth;
+  /** issue 12 */
+  peers?: { target: string; threshold_ms: number; rigidness: number; workers: string[] }[];
 }
 
 type OldClusterToRoot =
@@ -147,6 +151,17 @@ interface OldWorkerSummary {
   gpus_free?: number;
   gpus?: C.GpuDevice[];
   net?: C.WorkerNet;
+  /** issue 12 */
+  supported_addons?: string[];
+  // measured readings (issue 11), optional: older clusters do not send them
+  cpu_percent?: number;
+  cpu_cores_total?: number;
+  memory_total_mb?: number;
+  memory_available_mb?: number;
+  disk_free_mb?: number;
+  disk_total_mb?: number;
+  arch?: string;
+  os?: string;
 }
 interface OldClusterResources {
   cpu_cores_free: number;
@@ -157,6 +172,8 @@ interface OldClusterResources {
   virtualizations: Virtualization[];
   workers: number;
   worker_summary: OldWorkerSummary[];
+  /** issue 12 */
+  supported_addons?: string[];
 }
 
 test('schema types keep the shapes of the former interfaces', () => {

@@ -206,14 +206,19 @@ test('a latency constraint needs a threshold and an area or a location', () => {
   valid(sla((_d, _a, m) => (m['constraints'] = [{ type: 'latency', location: '48.1,11.5', threshold: 5 }])));
 });
 
-test('addresses.rr_ip must be an IPv4 address inside 10.30.0.0/16', () => {
-  issueAt(sla((_d, _a, m) => (m['addresses'] = { rr_ip: '10.31.0.1' })), `${MS}.addresses.rr_ip`, /outside the service range 10\.30\.0\.0\/16/);
-  issueAt(sla((_d, _a, m) => (m['addresses'] = { rr_ip: '192.168.1.1' })), `${MS}.addresses.rr_ip`, /outside/);
+test('addresses.rr_ip must be an IPv4 address; outside 10.30.0.0/16 it is a warning naming the range', () => {
+  for (const rr of ['10.31.0.1', '192.168.1.1']) {
+    const r = validateSla(sla((_d, _a, m) => (m['addresses'] = { rr_ip: rr })));
+    assert.ok(r.ok, rr);
+    const w = r.warnings.filter((x) => x.path === `${MS}.addresses.rr_ip`);
+    assert.equal(w.length, 1, rr);
+    assert.match(w[0]?.message ?? '', /outside the service range 10\.30\.0\.0\/16: the service gets a free address of 10\.30\.0\.0\/16 instead/);
+  }
   issueAt(sla((_d, _a, m) => (m['addresses'] = { rr_ip: '10.30.300.1' })), `${MS}.addresses.rr_ip`, /not an IPv4/);
   issueAt(sla((_d, _a, m) => (m['addresses'] = { rr_ip: 'ten' })), `${MS}.addresses.rr_ip`, /not an IPv4/);
   issueAt(sla((_d, _a, m) => (m['addresses'] = { rr_ip: 10 })), `${MS}.addresses.rr_ip`, /must be a string/);
   issueAt(sla((_d, _a, m) => (m['addresses'] = { rr_ip_v6: 'fdff::zz' })), `${MS}.addresses.rr_ip_v6`, /not an IPv6/);
-  valid(sla((_d, _a, m) => (m['addresses'] = { rr_ip: '10.30.255.254', rr_ip_v6: 'fdff:2000::1' })));
+  valid(sla((_d, _a, m) => (m['addresses'] = { rr_ip: '10.30.255.254', rr_ip_v6: 'fdff::1' })));
 });
 
 test('replicas is a whole number >= 0', () => {

@@ -176,6 +176,10 @@ test('parseClusterToRoot, every message type', () => {
   rejects(() => parseClusterToRoot({ type: 'hi' }), 'type', /"hi" is unknown/);
   rejects(() => parseClusterToRoot({ token: 't' }), 'type', /no "type"/);
   rejects(() => parseClusterToRoot({ type: 'aggregate', resources: { ...resources, workers: -1 } }), 'resources.workers');
+  // addons (issue 12): the pattern and the bound of the SLA's labels
+  assert.equal(parseClusterToRoot({ type: 'aggregate', resources: { ...resources, supported_addons: ['image-builder'] } }).type, 'aggregate');
+  rejects(() => parseClusterToRoot({ type: 'aggregate', resources: { ...resources, supported_addons: ['not a label'] } }), 'resources.supported_addons[0]');
+  rejects(() => parseClusterToRoot({ type: 'aggregate', resources: { ...resources, supported_addons: Array.from({ length: 65 }, (_, i) => `a${i}`) } }), 'resources.supported_addons');
   rejects(() => parseClusterToRoot({ type: 'aggregate', resources: { ...resources, worker_summary: [{ id: 'n1' }] } }), 'resources.worker_summary[0].name', /required/);
   rejects(() => parseClusterToRoot({ ...msgs[2], status: 'UP' }), 'status');
   rejects(() => parseClusterToRoot('hello'), '', /object/);
@@ -197,6 +201,17 @@ test('parseRootToCluster and parseInstanceAssignment', () => {
   rejects(() => parseRootToCluster({ type: 'sync', instances: [{ ...assignment, instance_number: 'one' }] }), 'instances[0].instance_number');
   rejects(() => parseRootToCluster({ type: 'welcome' }), 'cluster_id', /required/);
   rejects(() => parseInstanceAssignment({ ...assignment, microserviceID: undefined }), 'microserviceID', /required/);
+});
+
+test('connectivity rules on the link (issue 12): bounded, shaped, refused at their path otherwise', () => {
+  const peer = { target: 'a.b.db.d', threshold_ms: 10, rigidness: 1, workers: ['w1'] };
+  const assignment = { microserviceID: 'm1', job_name: 'clientsrvr.test.server.test', instance_number: 0, service, peers: [peer] };
+  assert.deepEqual(parseRootToCluster({ type: 'deploy', instance: assignment }), { type: 'deploy', instance: assignment });
+  rejects(() => parseRootToCluster({ type: 'deploy', instance: { ...assignment, peers: [{ ...peer, rigidness: 2 }] } }), 'instance.peers[0].rigidness');
+  rejects(() => parseRootToCluster({ type: 'deploy', instance: { ...assignment, peers: [{ ...peer, threshold_ms: -1 }] } }), 'instance.peers[0].threshold_ms');
+  rejects(() => parseRootToCluster({ type: 'deploy', instance: { ...assignment, peers: [{ ...peer, workers: Array.from({ length: 1001 }, (_, i) => `w${i}`) }] } }), 'instance.peers[0].workers');
+  rejects(() => parseRootToCluster({ type: 'deploy', instance: { ...assignment, peers: Array.from({ length: 101 }, () => peer) } }), 'instance.peers');
+  rejects(() => parseRootToCluster({ type: 'deploy', instance: { ...assignment, peers: [{ ...peer, target: '' }] } }), 'instance.peers[0].target');
 });
 
 test('makeParser exposes the schema and an issue finder', () => {

@@ -1,7 +1,7 @@
 /** Builds scheduler candidates from the documents the root keeps. */
-import type { ClusterDoc } from '@oak/contracts';
+import type { ClusterDoc, WorkerSummary } from '@oak/contracts';
 import { parseGeoPoint } from './geo.ts';
-import type { ClusterCandidate } from './types.ts';
+import type { ClusterCandidate, RttLookup } from './types.ts';
 
 /**
  * A cluster document as a candidate. A cluster without resources yet (never reported) has no
@@ -22,5 +22,19 @@ export function clusterCandidateOf(doc: ClusterDoc, jobs: string[] = [], latency
     jobs,
   };
   if (latency_ms) c.latency_ms = latency_ms;
+  if (r?.supported_addons && r.supported_addons.length > 0) c.supported_addons = [...r.supported_addons];
   return c;
+}
+
+/**
+ * The overlay's measured RTTs as a lookup, from the `net.rtt` lists of worker summaries (each
+ * worker's NetManager probes the others, those of other clusters too). Either direction counts;
+ * a silent peer (null) is unknown, not far.
+ */
+export function rttLookupOf(summaries: Iterable<WorkerSummary>): RttLookup {
+  const m = new Map<string, number>();
+  for (const w of summaries) {
+    for (const p of w.net?.rtt ?? []) if (typeof p.rtt_ms === 'number' && Number.isFinite(p.rtt_ms)) m.set(`${w.id}\u0000${p.worker_id}`, p.rtt_ms);
+  }
+  return (a, b) => m.get(`${a}\u0000${b}`) ?? m.get(`${b}\u0000${a}`);
 }

@@ -2,8 +2,9 @@
  * Cluster level: pick a worker from real-time worker reports.
  *
  * Pipeline (one pass over the workers, no intermediate arrays):
- *   virtualization -> constraints (direct node, geo, latency) -> resources (vcpus, memory, GPUs)
- *   -> rank (anti-affinity, then strategy; see rank.ts).
+ *   virtualization -> constraints (direct node, addons, geo, latency, connectivity) -> resources
+ *   (vcpus, memory, GPUs) -> rank (unmet preferences, anti-affinity, then strategy; see rank.ts).
+ * Constraints with rigidness below 1 never exclude a worker: they only add to its penalty.
  * The hot loop runs the checks cheapest first and the constraint checks lazily (only for a worker
  * that would rank above the best so far); the order matters only for the reason, which the
  * explain pass computes in pipeline order.
@@ -11,7 +12,7 @@
  * furthest-getting worker failed at, with a detail naming the closest miss.
  */
 import { compileConstraints, describeAmounts, fmt, type CompiledConstraints } from './demand.ts';
-import { EPS, fits, geoDistanceKm, latencyMs, matchesRef, supports, workerSatisfies } from './feasible.ts';
+import { EPS, fits, geoDistanceKm, latencyMs, matchesRef, offersAll, peerStatus, supports, workerPenalty, workerSatisfies, workerWarnings } from './feasible.ts';
 import { formatGeoPoint } from './geo.ts';
 import { compareKeys, workerKey, type RankKey } from './rank.ts';
 import type { Demand, GeoPoint, PickWorkerOptions, Placement, WorkerCandidate } from './types.ts';
@@ -28,19 +29,22 @@ export function pickWorkerIndex(demand: Demand, workers: readonly WorkerCandidat
   const cc = compileConstraints(demand);
   const v = demand.virtualization;
   let best = -1;
-  let bestKey: RankKey = { sameJob: 0, primary: 0, secondary: 0 };
-  let key: RankKey = { sameJob: 0, primary: 0, secondary: 0 };
+  const addons = opts.clusterAddons;
+  const rtt = opts.rttMs;
+  let bestKey: RankKey = { penalty: 0, sameJob: 0, primary: 0, secondary: 0 };
+  let key: RankKey = { penalty: 0, sameJob: 0, primary: 0, secondary: 0 };
   for (let i = 0; i < workers.length; i++) {
     const w = workers[i] as WorkerCandidate;
     // Cheap checks first; the constraint checks (trigonometry for geo and latency) only run for
     // a worker that would beat the best so far: the result is the same, the work much smaller.
     if (!fits(w, demand) || !supports(w, v)) continue;
     workerKey(w, demand, strategy, key);
+    key.penalty = cc.scored ? workerPenalty(w, effectiveLocation(w, clusterLoc), cc, addons, rtt) : 0;
     if (best >= 0) {
       const b = workers[best] as WorkerCandidate;
       if (compareKeys(key, w.id, w.name, bestKey, b.id, b.name) >= 0) continue;
     }
-    if (!cc.none && !workerSatisfies(w, effectiveLocation(w, clusterLoc), cc, true)) continue;
+    if (!cc.none && !workerSatisfies(w, effectiveLocation(w, clusterLoc), cc, true, addons, rtt)) continue;
     best = i;
     [bestKey, key] = [key, bestKey];
   }
@@ -50,15 +54,21 @@ export function pickWorkerIndex(demand: Demand, workers: readonly WorkerCandidat
 /** Picks the worker for one instance, or says why none fits. Pure; see the file comment. */
 export function pickWorker(demand: Demand, workers: readonly WorkerCandidate[], opts: PickWorkerOptions = {}): Placement<WorkerCandidate> {
   const i = pickWorkerIndex(demand, workers, opts);
-  if (i >= 0) return { ok: true, target: workers[i] as WorkerCandidate };
-  return explainWorkers(demand, workers, opts.clusterLocation ?? null);
+  if (i >= 0) {
+    const target = workers[i] as WorkerCandidate;
+    const cc = compileConstraints(demand);
+    const warnings = workerWarnings(target, effectiveLocation(target, opts.clusterLocation ?? null), cc, opts.clusterAddons, opts.rttMs);
+    return warnings.length > 0 ? { ok: true, target, warnings } : { ok: true, target };
+  }
+  return explainWorkers(demand, workers, opts);
 }
 
 const STAGE_VIRT = 0;
 const STAGE_CONSTRAINTS = 1;
 const STAGE_CAPACITY = 2;
 
-function explainWorkers(demand: Demand, workers: readonly WorkerCandidate[], clusterLoc: GeoPoint | null): Placement<WorkerCandidate> & { ok: false } {
+function explainWorkers(demand: Demand, workers: readonly WorkerCandidate[], opts: PickWorkerOptions): Placement<WorkerCandidate> & { ok: false } {
+  const clusterLoc = opts.clusterLocation ?? null;
   const cc = compileConstraints(demand);
   const need = describeAmounts(demand.vcpus, demand.memory_mb, demand.gpus, demand.gpus > 0);
   if (workers.length === 0) {
@@ -69,7 +79,7 @@ function explainWorkers(demand: Demand, workers: readonly WorkerCandidate[], clu
   for (const w of workers) {
     if (!supports(w, demand.virtualization)) continue;
     furthest = Math.max(furthest, STAGE_CONSTRAINTS);
-    if (!workerSatisfies(w, effectiveLocation(w, clusterLoc), cc, true)) continue;
+    if (!workerSatisfies(w, effectiveLocation(w, clusterLoc), cc, true, opts.clusterAddons, opts.rttMs)) continue;
     furthest = STAGE_CAPACITY;
     atCapacity.push(w);
   }
@@ -83,7 +93,7 @@ function explainWorkers(demand: Demand, workers: readonly WorkerCandidate[], clu
   }
   if (furthest === STAGE_CONSTRAINTS) {
     const capable = workers.filter((w) => supports(w, demand.virtualization));
-    return { ok: false, reason: 'NoWorkerMatchesConstraints', detail: diagnoseWorkerConstraints(demand, cc, workers, capable, clusterLoc) };
+    return { ok: false, reason: 'NoWorkerMatchesConstraints', detail: diagnoseWorkerConstraints(demand, cc, workers, capable, clusterLoc, opts) };
   }
   // Closest miss: the smallest relative shortfall over vcpus, memory and GPUs.
   let closest = atCapacity[0] as WorkerCandidate;
@@ -111,6 +121,7 @@ function diagnoseWorkerConstraints(
   all: readonly WorkerCandidate[],
   capable: readonly WorkerCandidate[],
   clusterLoc: GeoPoint | null,
+  opts: PickWorkerOptions,
 ): string {
   const v = demand.virtualization;
   for (const ref of cc.nodes) {
@@ -118,7 +129,20 @@ function diagnoseWorkerConstraints(
     if (!named) return `no worker named '${ref}' (or with that id) in this cluster`;
     if (!supports(named, v)) return `worker ${named.name} does not support ${v}`;
   }
-  const pool = capable.filter((w) => cc.nodes.every((r) => matchesRef(w, r)));
+  let pool = capable.filter((w) => cc.nodes.every((r) => matchesRef(w, r)));
+  if (cc.needs.length > 0) {
+    const next = pool.filter((w) => offersAll(w.supported_addons, opts.clusterAddons, cc.needs));
+    if (next.length === 0) {
+      const offered = [...new Set([...pool.flatMap((w) => w.supported_addons ?? []), ...(opts.clusterAddons ?? [])])].sort();
+      return `no ${v} worker offers the addons ${cc.needs.join(', ')} (offered here: ${offered.join(', ') || 'none'})`;
+    }
+    pool = next;
+  }
+  for (const p of cc.peers) {
+    const next = pool.filter((w) => peerStatus(w.id, p, opts.rttMs) !== 'violated');
+    if (next.length === 0) return `no ${v} worker is within ${fmt(p.threshold_ms)} ms RTT of every worker running ${p.target} (${p.workers.join(', ')})`;
+    pool = next;
+  }
   for (const g of cc.geo) {
     if (!g.point) return `cannot read geo location '${g.text}' (expected "lat,long")`;
     let nearest: WorkerCandidate | undefined;

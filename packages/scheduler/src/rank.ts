@@ -1,5 +1,7 @@
 /**
  * Ranking of feasible candidates. Every candidate gets a key (lower is better), compared in order:
+ *  0. penalty: the weights (rigidness) of the preferences it leaves unmet, plus half a rule's
+ *     weight per connectivity rule it cannot be checked against (RTT unknown); 0 without any;
  *  1. anti-affinity: how many instances of the same job it already holds (replicas spread; a
  *     candidate already holding one is chosen only when no candidate without one is feasible);
  *  2. the strategy's primary score;
@@ -15,6 +17,8 @@
 import type { Demand, Strategy, WorkerCandidate } from './types.ts';
 
 export interface RankKey {
+  /** see 0. above; set by the caller (workerKey leaves it as it is) */
+  penalty: number;
   sameJob: number;
   primary: number;
   secondary: number;
@@ -62,6 +66,7 @@ export function workerKey(w: WorkerCandidate, d: Demand, strategy: Strategy, out
 
 /** Negative when a ranks before b. */
 export function compareKeys(a: RankKey, aId: string, aName: string, b: RankKey, bId: string, bName: string): number {
+  if (a.penalty !== b.penalty) return a.penalty < b.penalty ? -1 : 1;
   if (a.sameJob !== b.sameJob) return a.sameJob - b.sameJob;
   if (a.primary !== b.primary) return a.primary < b.primary ? -1 : 1;
   if (a.secondary !== b.secondary) return a.secondary < b.secondary ? -1 : 1;

@@ -49,7 +49,7 @@ export function likelyWorker(c: ClusterCandidate, d: Demand): WorkerSummary | un
   const cc = compileConstraints(d);
   let best: WorkerSummary | undefined;
   for (const w of c.workers) {
-    if (!fits(w, d) || !summaryMatches(w, c.location, d, cc)) continue;
+    if (!fits(w, d) || !summaryMatches(w, c.location, d, cc, c.supported_addons)) continue;
     if (
       !best ||
       w.cpu_cores_free > best.cpu_cores_free ||

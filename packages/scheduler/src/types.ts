@@ -13,7 +13,31 @@ export interface Demand {
   memory_mb: number;
   gpus: number;
   constraints: Constraint[];
+  /**
+   * Connectivity rules resolved by the caller (the SLA names the other service; the caller knows
+   * where its instances run): see PeerRule.
+   */
+  peers?: PeerRule[];
 }
+
+/**
+ * A `connectivity` latency rule between this service and another one: every worker running an
+ * instance of `target` must be within `threshold_ms` RTT of the chosen worker (the same worker
+ * counts as 0 ms). RTTs come from the overlay (RttLookup); an unknown RTT is not a violation, it
+ * is ranked below a measured one and reported as a warning of the placement.
+ */
+export interface PeerRule {
+  /** the other service, for messages (its job name or SLA name) */
+  target: string;
+  threshold_ms: number;
+  /** 1: hard; below 1: a preference of that weight */
+  rigidness: number;
+  /** ids of the workers the target's instances run on now (empty: nothing to be near yet) */
+  workers: string[];
+}
+
+/** Measured RTT in ms between two workers (either direction), undefined when not known. */
+export type RttLookup = (a: string, b: string) => number | undefined;
 
 export interface GeoPoint {
   lat: number;
@@ -36,6 +60,8 @@ export interface WorkerCandidate {
   location: GeoPoint | null;
   /** job names of the instances on this worker (replicas spread over workers) */
   jobs: string[];
+  /** addon labels the worker offers (its NodeEngine's `--addons`), for `addons` constraints */
+  supported_addons?: string[];
   /**
    * Measured round-trip times in ms, keyed by a latency constraint's `area` or `location` text as
    * written in the SLA. When a key is missing the latency is estimated from the location (see geo.ts).
@@ -57,12 +83,15 @@ export interface ClusterCandidate {
   jobs: string[];
   /** measured round-trip times in ms by latency `area`/`location` text (see WorkerCandidate.latency_ms) */
   latency_ms?: Record<string, number>;
+  /** addon labels the cluster offers to every one of its workers (its `--addons` setting) */
+  supported_addons?: string[];
 }
 
 export type Strategy = 'least-loaded' | 'best-fit' | 'spread';
 
 export type Placement<T> =
-  | { ok: true; target: T }
+  /** warnings: what the choice could not check (an unknown RTT) or preferences it left unmet */
+  | { ok: true; target: T; warnings?: string[] }
   | { ok: false; reason: PendingReason; detail: string };
 
 export interface PickWorkerOptions {
@@ -73,9 +102,15 @@ export interface PickWorkerOptions {
    * location of their own (the same rule the root applies to a cluster's worker summary).
    */
   clusterLocation?: GeoPoint | null;
+  /** addons the cluster offers to all its workers (added to each worker's own) */
+  clusterAddons?: readonly string[];
+  /** the overlay's measured RTTs between workers, for connectivity rules */
+  rttMs?: RttLookup;
 }
 
 export interface PickClusterOptions {
   /** ranking of feasible clusters; default 'best-fit' (tie-break: fewer instances of the same job) */
   strategy?: Strategy;
+  /** the overlay's measured RTTs between workers (of every cluster), for connectivity rules */
+  rttMs?: RttLookup;
 }

@@ -80,6 +80,7 @@ function feasible(w: WorkerCandidate, d: Demand): boolean {
   if (w.cpu_cores_free + EPS < d.vcpus || w.memory_free_mb + EPS < d.memory_mb || (d.gpus > 0 && w.gpus_free + EPS < d.gpus)) return false;
   return d.constraints.every((c) => {
     if (c.type === 'direct') return !c.node || c.node === w.id || c.node === w.name;
+    if (c.type !== 'geo' && c.type !== 'latency') throw new Error(`the arbitrary makes no ${c.type} constraint`);
     const p = parseGeoPoint(c.location) as GeoPoint;
     if (!w.location) return false;
     const km = haversineKm(p, w.location);

@@ -31,7 +31,7 @@ async function servicesOf(api: Api, apps: ApplicationDoc[]): Promise<ServiceDoc[
 }
 
 interface CreateOptions {
-  file: string;
+  file?: string;
   /** false with --no-deploy; true or absent: deploy */
   deploy?: boolean;
   wait?: boolean;
@@ -41,6 +41,7 @@ interface CreateOptions {
 async function create(s: Session, opts: CreateOptions): Promise<void> {
   const timeoutMs = parseDuration(opts.timeout);
   if (opts.wait === true && opts.deploy === false) throw new UsageError('--wait needs instances to wait for; drop --no-deploy');
+  if (opts.file === undefined) throw new UsageError('create needs the SLA file', { hint: 'oak app create -f sla.json (or oak app create sla.json)' });
   const doc = await loadDocument(opts.file);
   const { validateSla } = await import('@oak/contracts');
   const v = validateSla(doc.value);
@@ -71,6 +72,19 @@ async function confirm(ui: Ui, question: string): Promise<boolean> {
   return true;
 }
 
+async function listApps(s: Session): Promise<void> {
+  const apps = await s.api.applications();
+  await emit(s.ui, apps, async () => {
+    if (apps.length === 0) return "no applications; create one with 'oak app create -f <sla.json>'";
+    const services = await servicesOf(s.api, apps);
+    const rows = apps.map((a) => {
+      const mine = services.filter((x) => x.applicationID === a.applicationID);
+      return [a.application_name, a.application_namespace, a.applicationID, String(mine.length), stateSummary(s.ui, mine.flatMap((x) => x.instance_list.map((i) => i.status))), age(a.created_at)];
+    });
+    return table(s.ui, ['NAME', 'NAMESPACE', 'ID', 'SERVICES', 'INSTANCES', 'AGE'], rows);
+  });
+}
+
 export function registerApp(program: Command): void {
   const app = program
     .command('app')
@@ -93,8 +107,10 @@ Examples:
 
   app
     .command('create')
+    .alias('c')
     .description('create the applications of an SLA file and deploy their services')
-    .requiredOption('-f, --file <sla>', 'SLA file (JSON, or YAML if .yaml/.yml; - for stdin)')
+    .argument('[sla]', "the SLA file, as -f (Oakestra's positional form)")
+    .option('-f, --file <sla>', 'SLA file (JSON, or YAML if .yaml/.yml; - for stdin)')
     .option('--no-deploy', 'only create; deploy later with oak service deploy')
     .option('-d, --deploy', "deploy the services (the default; Oakestra's flag, accepted)")
     .option('-w, --wait', 'wait until every instance is RUNNING (COMPLETED for one_shot) or one fails')
@@ -111,35 +127,30 @@ Examples:
   $ oak app create -f examples/client-server.json --wait --timeout 3m
   $ oak app create -f sla.json --no-deploy -o json | jq -r '.applications[0].applicationID'`,
     )
-    .action(async (opts: CreateOptions, cmd: Command) => create(session(cmd), opts));
+    .action(async (file: string | undefined, opts: CreateOptions, cmd: Command) => {
+      if (file !== undefined && opts.file !== undefined && file !== opts.file) throw new UsageError('give the SLA file once: as -f or as the argument');
+      await create(session(cmd), { ...opts, ...(file !== undefined ? { file } : {}) });
+    });
 
   app
     .command('ls')
     .alias('list')
     .description('list the applications you can see, with the state of their instances')
     .addHelpText('after', '\nExamples:\n  $ oak app ls\n  $ oak app ls -o json')
-    .action(async (_opts: unknown, cmd: Command) => {
-      const s = session(cmd);
-      const apps = await s.api.applications();
-      await emit(s.ui, apps, async () => {
-        if (apps.length === 0) return "no applications; create one with 'oak app create -f <sla.json>'";
-        const services = await servicesOf(s.api, apps);
-        const rows = apps.map((a) => {
-          const mine = services.filter((x) => x.applicationID === a.applicationID);
-          return [a.application_name, a.application_namespace, a.applicationID, String(mine.length), stateSummary(s.ui, mine.flatMap((x) => x.instance_list.map((i) => i.status))), age(a.created_at)];
-        });
-        return table(s.ui, ['NAME', 'NAMESPACE', 'ID', 'SERVICES', 'INSTANCES', 'AGE'], rows);
-      });
-    });
+    .action(async (_opts: unknown, cmd: Command) => listApps(session(cmd)));
 
   app
     .command('show')
     .alias('inspect')
-    .description('one application with its services')
-    .argument('<app>', 'application id, name, or name.namespace')
-    .addHelpText('after', '\nExamples:\n  $ oak app show clientsrvr\n  $ oak app show clientsrvr.test -o yaml')
-    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+    .description('one application with its services; without an argument every application (Oakestra\'s `application show`)')
+    .argument('[app]', 'application id, name, or name.namespace')
+    .addHelpText('after', '\nExamples:\n  $ oak app show clientsrvr\n  $ oak app show clientsrvr.test -o yaml\n  $ oak application show')
+    .action(async (ref: string | undefined, _opts: unknown, cmd: Command) => {
       const s = session(cmd);
+      if (ref === undefined) {
+        await listApps(s);
+        return;
+      }
       const a = await resolveApp(s.api, ref);
       await emit(s.ui, a, async () => {
         const services = await s.api.services(a.applicationID);
@@ -200,6 +211,9 @@ Examples:
   app
     .command('delete')
     .alias('rm')
+    // Oakestra's aliases
+    .alias('del')
+    .alias('d')
     .description('delete applications: undeploys every instance and deletes their services')
     .argument('<app...>', 'application ids, names, or name.namespace')
     .option('-y, --yes', 'do not ask (asked only on a terminal)')

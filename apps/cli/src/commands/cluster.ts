@@ -79,6 +79,7 @@ export function registerCluster(program: Command): void {
   const cluster = program
     .command('cluster')
     .alias('clusters')
+    .alias('cl')
     .description('clusters known to the root, with their aggregate resources')
     .addHelpText('after', '\nExamples:\n  $ oak cluster ls\n  $ oak cluster info edge1');
 
@@ -87,9 +88,11 @@ export function registerCluster(program: Command): void {
     .alias('list')
     .description('list clusters: state, location, workers, free CPU and memory')
     .option('--active', 'only the clusters connected now')
+    .option('-a, --all', "every registered cluster, connected or not (the default here; Oakestra's flag, accepted)")
     .addHelpText('after', '\nExamples:\n  $ oak cluster ls\n  $ oak cluster ls --active -o json')
-    .action(async (opts: { active?: boolean }, cmd: Command) => {
+    .action(async (opts: { active?: boolean; all?: boolean }, cmd: Command) => {
       const s = session(cmd);
+      if (opts.active === true && opts.all === true) throw new UsageError('give --active or --all, not both');
       const list = opts.active === true ? await s.api.request<ClusterDoc[]>('GET', '/api/clusters/active') : await s.api.clusters();
       await emit(s.ui, list, async () => {
         if (list.length === 0) return 'no clusters; start one (oak-cluster with SYSTEM_MANAGER_URL pointing at this root), or run the 1-DOC with \'oak up\'';
@@ -104,6 +107,7 @@ export function registerCluster(program: Command): void {
   cluster
     .command('info')
     .alias('show')
+    .alias('i')
     .description('one cluster with its resources and workers')
     .argument('<cluster>', 'cluster id or name')
     .addHelpText('after', '\nExamples:\n  $ oak cluster info edge1\n  $ oak cluster info edge1 -o yaml')

@@ -136,6 +136,83 @@ async function streamLogs(s: Session, service: ServiceDoc, numbers: number[], op
   }
 }
 
+/** Oakestra's positional instance number, or ours (-i); not both. */
+function instanceArg(positional: string | undefined, option: number | undefined): number | undefined {
+  if (positional === undefined) return option;
+  const n = nonNegativeInt('the instance number')(positional);
+  if (option !== undefined && option !== n) throw new UsageError('give the instance number once: as the argument or as --instance');
+  return n;
+}
+
+async function listServices(s: Session, app: string | undefined): Promise<void> {
+  const services = app !== undefined ? await s.api.services((await resolveApp(s.api, app)).applicationID) : await s.api.allServices();
+  await emit(s.ui, services, async () => (services.length === 0 ? 'no services' : servicesTable(s.ui, services, false)));
+}
+
+/** One service (or one of its instances) rendered; with follow, again every 5 s until Ctrl-C. */
+async function inspect(s: Session, ref: string, o: { instance?: number; follow?: boolean }): Promise<void> {
+  const once = async (): Promise<void> => {
+    const full = await resolveService(s.api, ref);
+    const d = o.instance === undefined ? full : { ...full, instance_list: full.instance_list.filter((i) => i.instance_number === o.instance) };
+    if (o.instance !== undefined && d.instance_list.length === 0) throw new CliError(`${full.job_name} has no instance ${o.instance}`, { hint: `oak service inspect ${full.job_name} lists its instances` });
+    await emit(s.ui, d, async () => {
+      const head = keyValues(s.ui, [
+        ['job', d.job_name],
+        ['id', d.microserviceID],
+        ['application', `${d.application_name}.${d.application_namespace} (${d.applicationID})`],
+        ['virtualization', d.virtualization],
+        ['code', d.code],
+        ['cmd', d.cmd !== undefined ? JSON.stringify(d.cmd) : undefined],
+        ['environment', d.environment?.join(' ')],
+        ['memory', d.memory !== undefined ? `${d.memory} MB` : undefined],
+        ['vcpus', d.vcpus],
+        ['vgpus', d.vgpus || undefined],
+        ['port', d.port],
+        ['replicas', d.replicas ?? 1],
+        ['version', d.version],
+        ['one_shot', d.one_shot === true ? 'yes' : undefined],
+        ['service ip', d.service_ip ?? d.addresses?.rr_ip],
+        ['service ip v6', d.service_ip_v6 ?? d.addresses?.rr_ip_v6],
+        ['closest ip', d.closest_ip],
+        ['closest ip v6', d.closest_ip_v6],
+        ['constraints', d.constraints !== undefined && d.constraints.length > 0 ? JSON.stringify(d.constraints) : undefined],
+        ['created', `${d.created_at} (${age(d.created_at)} ago)`],
+      ]);
+      const inst = d.instance_list.sort((a, b) => a.instance_number - b.instance_number);
+      const parts = [head, ''];
+      if (inst.length === 0) parts.push(`no instances; deploy one with 'oak service deploy ${d.job_name}'`);
+      else {
+        parts.push(await instancesTable(s.ui, inst.map((i) => ({ job: d.job_name, i })), await clusterNames(s.api)));
+        parts.push('', await addressesTable(s.ui, inst));
+      }
+      const history = inst
+        .flatMap((i) => (i.history ?? []).map((h) => ({ n: i.instance_number, ...h })))
+        .sort((a, b) => a.at.localeCompare(b.at))
+        .slice(-12);
+      if (history.length > 0) {
+        parts.push('', await table(s.ui, ['TIME', 'INSTANCE', 'TRANSITION', 'DETAIL'], history.map((h) => [h.at, String(h.n), status(s.ui.color, h.status), dash(h.status_detail)])));
+      }
+      return parts.join('\n');
+    });
+  };
+  await once();
+  if (o.follow !== true) return;
+  const stop = new AbortController();
+  const onSigint = (): void => stop.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    while (!stop.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5000);
+        stop.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+      });
+      if (!stop.signal.aborted) await once();
+    }
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
 export function registerService(program: Command): void {
   const svc = program
     .command('service')
@@ -163,73 +240,63 @@ Examples:
     .description('list services (of every application, or of one)')
     .option('-a, --app <app>', 'only the services of this application')
     .addHelpText('after', '\nExamples:\n  $ oak service ls\n  $ oak service ls --app clientsrvr -o json')
-    .action(async (opts: { app?: string }, cmd: Command) => {
+    .action(async (opts: { app?: string }, cmd: Command) => listServices(session(cmd), opts.app));
+
+  svc
+    .command('show')
+    .description("without a service: list services (Oakestra's `service show`, filtered by -i / -n); with one: as inspect")
+    .argument('[service]', SERVICE_REF)
+    .option('-i, --app-id <id>', 'only the services of the application with this id')
+    .option('-n, --app-name <name>', 'only the services of the application with this name')
+    .addHelpText('after', '\nExamples:\n  $ oak service show\n  $ oak s show -n clientsrvr\n  $ oak service show clientsrvr.server')
+    .action(async (ref: string | undefined, opts: { appId?: string; appName?: string }, cmd: Command) => {
       const s = session(cmd);
-      const services = opts.app !== undefined ? await s.api.services((await resolveApp(s.api, opts.app)).applicationID) : await s.api.allServices();
-      await emit(s.ui, services, async () => (services.length === 0 ? 'no services' : servicesTable(s.ui, services, false)));
+      if (ref !== undefined) {
+        if (opts.appId !== undefined || opts.appName !== undefined) throw new UsageError('-i / -n filter the list; leave them out when naming a service');
+        await inspect(s, ref, {});
+        return;
+      }
+      if (opts.appId !== undefined && opts.appName !== undefined) throw new UsageError('give -i or -n, not both');
+      await listServices(s, opts.appId ?? opts.appName);
     });
 
   svc
     .command('inspect')
-    .alias('show')
+    .alias('i')
     .description('one service: its SLA, its instances and their latest transitions')
     .argument('<service>', SERVICE_REF)
-    .addHelpText('after', '\nExamples:\n  $ oak service inspect clientsrvr.server\n  $ oak service inspect 6650f1c2a9b3e4d5f6a7b8c9 -o yaml')
-    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+    .argument('[instance]', "only this instance number (Oakestra's form)")
+    .option('-f, --follow', 'show it again every 5 seconds until Ctrl-C')
+    .addHelpText('after', '\nExamples:\n  $ oak service inspect clientsrvr.server\n  $ oak service inspect clientsrvr.server 0\n  $ oak service inspect 6650f1c2a9b3e4d5f6a7b8c9 -o yaml')
+    .action(async (ref: string, instance: string | undefined, opts: { follow?: boolean }, cmd: Command) => {
       const s = session(cmd);
-      const d = await resolveService(s.api, ref);
-      await emit(s.ui, d, async () => {
-        const head = keyValues(s.ui, [
-          ['job', d.job_name],
-          ['id', d.microserviceID],
-          ['application', `${d.application_name}.${d.application_namespace} (${d.applicationID})`],
-          ['virtualization', d.virtualization],
-          ['code', d.code],
-          ['cmd', d.cmd !== undefined ? JSON.stringify(d.cmd) : undefined],
-          ['environment', d.environment?.join(' ')],
-          ['memory', d.memory !== undefined ? `${d.memory} MB` : undefined],
-          ['vcpus', d.vcpus],
-          ['vgpus', d.vgpus || undefined],
-          ['port', d.port],
-          ['replicas', d.replicas ?? 1],
-          ['version', d.version],
-          ['one_shot', d.one_shot === true ? 'yes' : undefined],
-          ['service ip', d.service_ip ?? d.addresses?.rr_ip],
-          ['service ip v6', d.service_ip_v6 ?? d.addresses?.rr_ip_v6],
-          ['closest ip', d.closest_ip],
-          ['closest ip v6', d.closest_ip_v6],
-          ['constraints', d.constraints !== undefined && d.constraints.length > 0 ? JSON.stringify(d.constraints) : undefined],
-          ['created', `${d.created_at} (${age(d.created_at)} ago)`],
-        ]);
-        const inst = d.instance_list.sort((a, b) => a.instance_number - b.instance_number);
-        const parts = [head, ''];
-        if (inst.length === 0) parts.push(`no instances; deploy one with 'oak service deploy ${d.job_name}'`);
-        else {
-          parts.push(await instancesTable(s.ui, inst.map((i) => ({ job: d.job_name, i })), await clusterNames(s.api)));
-          parts.push('', await addressesTable(s.ui, inst));
-        }
-        const history = inst
-          .flatMap((i) => (i.history ?? []).map((h) => ({ n: i.instance_number, ...h })))
-          .sort((a, b) => a.at.localeCompare(b.at))
-          .slice(-12);
-        if (history.length > 0) {
-          parts.push('', await table(s.ui, ['TIME', 'INSTANCE', 'TRANSITION', 'DETAIL'], history.map((h) => [h.at, String(h.n), status(s.ui.color, h.status), dash(h.status_detail)])));
-        }
-        return parts.join('\n');
-      });
+      const only = instance !== undefined ? nonNegativeInt('the instance number')(instance) : undefined;
+      await inspect(s, ref, { ...(only !== undefined ? { instance: only } : {}), ...(opts.follow === true ? { follow: true } : {}) });
     });
 
   svc
     .command('deploy')
-    .description('deploy more instances of a service (default one)')
-    .argument('<service>', SERVICE_REF)
+    .alias('d')
+    .description('deploy more instances of a service (default one); --all: one more of every service')
+    .argument('[service]', SERVICE_REF)
     .option('-n, --count <n>', 'how many instances', nonNegativeInt('--count'), 1)
+    .option('--all', "one new instance of every service you can see (Oakestra's flag)")
     .option('-w, --wait', 'wait until they are RUNNING (COMPLETED for one_shot) or one fails')
     .option('--timeout <duration>', 'how long --wait waits', DEFAULT_TIMEOUT)
-    .addHelpText('after', '\nExamples:\n  $ oak service deploy clientsrvr.server\n  $ oak service deploy clientsrvr.client -n 2 --wait')
-    .action(async (ref: string, opts: WaitOpts & { count: number }, cmd: Command) => {
+    .addHelpText('after', '\nExamples:\n  $ oak service deploy clientsrvr.server\n  $ oak service deploy clientsrvr.client -n 2 --wait\n  $ oak service deploy --all')
+    .action(async (ref: string | undefined, opts: WaitOpts & { count: number; all?: boolean }, cmd: Command) => {
       const s = session(cmd);
       parseDuration(opts.timeout);
+      if (opts.all === true) {
+        if (ref !== undefined) throw new UsageError('--all deploys every service; leave the service out');
+        const said: string[] = [];
+        for (const d of await s.api.allServices()) {
+          for (const i of await deploy(s.api, d, 1)) said.push(`deployed ${d.job_name}.instance.${i.instance_number} (${i.status})`);
+        }
+        await emit(s.ui, { deployed: said.length }, () => (said.length === 0 ? 'no services' : said.join('\n')));
+        return;
+      }
+      if (ref === undefined) throw new UsageError('deploy needs the service', { hint: 'oak service deploy <service> [-n count], or oak service deploy --all' });
       const d = await resolveService(s.api, ref);
       const made = await deploy(s.api, d, opts.count);
       const said = made.map((i) => `deployed ${d.job_name}.instance.${i.instance_number} (${i.status})`);
@@ -238,14 +305,18 @@ Examples:
 
   svc
     .command('undeploy')
+    .alias('u')
+    .alias('down')
     .description('undeploy every instance of a service, or one of them (the service stays)')
     .argument('<service>', SERVICE_REF)
+    .argument('[instance]', "only this instance number (Oakestra's form of --instance)")
     .option('-i, --instance <n>', 'only this instance number', nonNegativeInt('--instance'))
-    .addHelpText('after', '\nExamples:\n  $ oak service undeploy clientsrvr.client\n  $ oak service undeploy clientsrvr.server --instance 1')
-    .action(async (ref: string, opts: { instance?: number }, cmd: Command) => {
+    .addHelpText('after', '\nExamples:\n  $ oak service undeploy clientsrvr.client\n  $ oak service undeploy clientsrvr.server --instance 1\n  $ oak s undeploy clientsrvr.server 1')
+    .action(async (ref: string, instance: string | undefined, opts: { instance?: number }, cmd: Command) => {
       const s = session(cmd);
+      const only = instanceArg(instance, opts.instance);
       const d = await resolveService(s.api, ref);
-      const numbers = opts.instance !== undefined ? [opts.instance] : liveInstances(d).map((i) => i.instance_number);
+      const numbers = only !== undefined ? [only] : liveInstances(d).map((i) => i.instance_number);
       await undeploy(s.api, d, numbers);
       const said = numbers.length === 0 ? ['nothing to undeploy'] : numbers.map((n) => `undeployed ${d.job_name}.instance.${n}`);
       await finish(s, d, 0, { timeout: DEFAULT_TIMEOUT }, said);
@@ -290,12 +361,15 @@ Examples:
     .command('logs')
     .description('print (and with -f follow) the log lines of a service\'s instances')
     .argument('<service>', SERVICE_REF)
+    .argument('[instance]', "only this instance number (Oakestra's form of --instance)")
     .option('-i, --instance <n>', 'only this instance number (default: all, each line prefixed with [n])', nonNegativeInt('--instance'))
     .option('-f, --follow', 'keep printing new lines until Ctrl-C')
     .option('--tail <lines>', 'start with the last N lines', nonNegativeInt('--tail'))
     .addHelpText('after', '\nExamples:\n  $ oak service logs clientsrvr.server\n  $ oak service logs clientsrvr.server -f --tail 20\n  $ oak service logs batch.job --instance 0')
-    .action(async (ref: string, opts: { instance?: number; follow?: boolean; tail?: number }, cmd: Command) => {
+    .action(async (ref: string, instance: string | undefined, given: { instance?: number; follow?: boolean; tail?: number }, cmd: Command) => {
       const s = session(cmd);
+      const only = instanceArg(instance, given.instance);
+      const opts = { ...given, ...(only !== undefined ? { instance: only } : {}) };
       const d = await resolveService(s.api, ref);
       // no live instance: the ended ones (their workers keep their logs for a while)
       const live = liveInstances(d);

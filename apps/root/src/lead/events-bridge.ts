@@ -31,6 +31,8 @@ export interface EventBridgeStats {
   dropped: number;
   /** too big and not referable, or notify failed */
   lost: number;
+  /** metrics events not sent because the queue was half full (state events keep the room) */
+  shed: number;
   /** others' events delivered here */
   received: number;
   /** payloads that were not ours */
@@ -84,6 +86,15 @@ export function parseEventPayload(text: string, maxBytes = NOTIFY_MAX_BYTES + 10
     case 'cluster':
       if (!ID(e.cluster_id) || typeof e.cluster_name !== 'string' || !['connected', 'disconnected', 'updated'].includes(String(e.action))) return 'bad cluster event';
       break;
+    case 'metrics': {
+      if (!ID(e.microserviceID) || !ID(e.applicationID) || typeof e.job_name !== 'string' || typeof e.at !== 'number' || !Number.isFinite(e.at) || !Array.isArray(e.instances) || e.instances.length > 1000) return 'bad metrics event';
+      const fine = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+      for (const r of e.instances as unknown[]) {
+        const i = r as Record<string, unknown> | null;
+        if (typeof i !== 'object' || i === null || !Number.isInteger(i.instance_number) || !fine(i.instance_number) || !fine(i.cpu_percent) || !fine(i.memory_mb)) return 'bad metrics event';
+      }
+      break;
+    }
     default:
       return 'unknown event type';
   }
@@ -91,7 +102,7 @@ export function parseEventPayload(text: string, maxBytes = NOTIFY_MAX_BYTES + 10
 }
 
 export class EventBridge {
-  readonly stats: EventBridgeStats = { sent: 0, refs: 0, dropped: 0, lost: 0, received: 0, ignored: 0 };
+  readonly stats: EventBridgeStats = { sent: 0, refs: 0, dropped: 0, lost: 0, shed: 0, received: 0, ignored: 0 };
   readonly #o: EventBridgeOptions;
   readonly #cap: number;
   readonly #max: number;
@@ -119,6 +130,12 @@ export class EventBridge {
   /** queues an event for the other roots (never blocks) */
   push(e: OakEvent): void {
     if (this.#closed) return;
+    // readings come again with the next aggregate: under a backlog they give way, so that they
+    // never push a state change (instance, service, application, cluster) out of the queue
+    if (e.type === 'metrics' && this.#queue.length >= this.#cap / 2) {
+      this.stats.shed++;
+      return;
+    }
     if (this.#queue.length >= this.#cap) {
       this.#queue.shift();
       this.stats.dropped++;

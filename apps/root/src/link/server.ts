@@ -21,6 +21,7 @@ import type { ClusterResources, ClusterToRoot, RootToCluster } from '@oak/contra
 import type { ClusterRow, Store } from '@oak/store';
 import { CLUSTER_SERVICE_NAME, checkPublicKeyPem, issueCert } from '@oak/trust';
 import type { EventHub } from '../events.ts';
+import { usageIntake } from '../usage.ts';
 import { checkJoinToken, clusterMqttSecret, tokenState, type RootTrust } from '../trust.ts';
 import { LINK_SERVER_OPTIONS, linkHosts, rootLinkCredentials, silentLinkLog, sizedLinkDefinition } from './codec.ts';
 import type { LinkLog } from './codec.ts';
@@ -117,6 +118,8 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
   const calls = new Set<Call>();
   let listener: LinkListener = {};
   let closing = false;
+  // per-instance readings of each aggregate → metrics events (usage.ts)
+  const usage = usageIntake({ store: o.store, events: o.events, log });
   // store writes about one cluster happen in order (a quick reconnect must not be overtaken by
   // the INACTIVE of the stream it replaces)
   const chains = new Map<string, Promise<void>>();
@@ -365,6 +368,7 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
       }
       case 'aggregate': {
         const resources = msg.resources;
+        if (msg.usage !== undefined) usage(s.cluster.id, msg.usage);
         void serial(s.cluster.id, async () => {
           if (s.ended) return;
           const changed = JSON.stringify(s.cluster.resources) !== JSON.stringify(resources);

@@ -46,7 +46,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
         description: 'Answers the created applications. `?deploy=true` also deploys `replicas` (default 1) instances of every service. Unknown SLA fields are kept and listed in the `oak-warnings` header.',
         querystring: DeployQuery,
         body: SlaBody,
-        response: { 201: Type.Array(ApplicationDocSchema), ...errors(400, 403, 409, 413, 415, 422) },
+        response: { 200: Type.Array(ApplicationDocSchema), ...errors(400, 403, 409, 413, 415, 422) },
       },
     },
     async (req, reply) => {
@@ -99,7 +99,8 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       }
       req.log.info({ user: p.user.name, applications: docs.map((d) => d.applicationID) }, 'applications created');
       sendWarnings(reply, v.warnings);
-      return reply.code(201).send(docs);
+      // 200 as Oakestra answers: its clients (Go and Python CLI) take any other code for a failure
+      return reply.code(200).send(docs);
     },
   );
 

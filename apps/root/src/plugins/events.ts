@@ -25,6 +25,9 @@ export const DEFAULT_STREAMS_PER_USER = 16;
 export const DEFAULT_STREAMS_TOTAL = 1000;
 
 const EVENT_TYPES = ['instance', 'application', 'service', 'cluster'] as const;
+/** sent only when asked for by name (`?types=metrics`): a reading per instance every few seconds is noise for `oak events` */
+const OPT_IN_TYPES = ['metrics'] as const;
+const KNOWN_TYPES = new Set<string>([...EVENT_TYPES, ...OPT_IN_TYPES]);
 
 export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { ctx, heartbeatMs, maxStreamsPerUser = DEFAULT_STREAMS_PER_USER, maxStreams = DEFAULT_STREAMS_TOTAL }) => {
   const open = new Set<ServerResponse>();
@@ -53,11 +56,12 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { 
       config: { queryToken: true },
       schema: {
         tags: ['events'],
-        summary: 'live events (text/event-stream): instance, application, service and cluster changes',
-        description: 'Each event: `event: <type>` and `data: <OakEvent JSON>`. `?types=instance,cluster` filters. Auth by bearer header or `?token=`.',
+        summary: 'live events (text/event-stream): instance, application, service and cluster changes; instance readings on request',
+        description:
+          'Each event: `event: <type>` and `data: <OakEvent JSON>`. `?types=instance,cluster` filters; `metrics` (per-instance CPU and memory, every aggregate) comes only when named. Auth by bearer header or `?token=`.',
         querystring: Type.Object({
           token: Type.Optional(Type.String()),
-          types: Type.Optional(Type.String({ description: 'comma-separated: instance, application, service, cluster' })),
+          types: Type.Optional(Type.String({ maxLength: 200, description: 'comma-separated: instance, application, service, cluster, metrics' })),
         }),
         response: errors(400, 429),
       },
@@ -68,7 +72,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventsOpts> = async (app, { 
         (req.query.types ?? EVENT_TYPES.join(','))
           .split(',')
           .map((t) => t.trim())
-          .filter((t) => t !== ''),
+          .filter((t) => KNOWN_TYPES.has(t)),
       );
       const uid = p.user.id;
       const mine = perUser.get(uid) ?? 0;

@@ -100,7 +100,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
           'or `application_name` + `application_namespace` (answers the list of ServiceDocs). `?deploy=true` also deploys `replicas` (default 1) instances.',
         querystring: DeployQuery,
         body: ServiceCreateBody,
-        response: { 201: Type.Union([ServiceDocSchema, Type.Array(ServiceDocSchema)]), ...errors(400, 403, 404, 409, 413, 415, 422) },
+        response: { 200: Type.Union([ServiceDocSchema, Type.Array(ServiceDocSchema)]), ...errors(400, 403, 404, 409, 413, 415, 422) },
       },
     },
     async (req, reply) => {
@@ -157,7 +157,8 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       sendWarnings(reply, v.warnings);
       const answer = slaShaped ? docs : docs[0];
       if (answer === undefined) throw new OakError('OAK_INVALID_SLA', 'no service given', { path: 'microservices' });
-      return reply.code(201).send(answer);
+      // 200 as Oakestra answers (its clients take any other code for a failure)
+      return reply.code(200).send(answer);
     },
   );
 
@@ -325,14 +326,14 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
         summary: 'deploy one more instance (scale up)',
         description: 'The instance is stored as REQUESTED and handed to the scheduler; follow it on GET /api/events or GET /api/service/{id}.',
         params: IdParams,
-        response: { 201: InstanceDocSchema, ...errors(403, 404) },
+        response: { 200: InstanceDocSchema, ...errors(403, 404) },
       },
     },
     async (req, reply) => {
       const { service } = await loadService(ctx, who(req), req.params.id);
       const [row] = await deployInstances(ctx, service, 1);
       if (!row) throw new OakError('OAK_INTERNAL', 'the instance was not stored');
-      return reply.code(201).send(instanceDoc(row, await store.instanceHistory(service.id, row.instance_number)));
+      return reply.code(200).send(instanceDoc(row, await store.instanceHistory(service.id, row.instance_number)));
     },
   );
 

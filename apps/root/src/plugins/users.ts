@@ -136,13 +136,13 @@ export const userRoutes: RootPlugin = async (app, { ctx }) => {
 
   app.post(
     '/api/organization/',
-    { schema: { tags: ['organizations'], summary: 'create an organisation (Admin)', body: OrganizationBody, response: { 201: OrganizationDocSchema, ...errors(403, 409, 422) } } },
+    { schema: { tags: ['organizations'], summary: 'create an organisation (Admin)', body: OrganizationBody, response: { 200: OrganizationDocSchema, ...errors(403, 409, 422) } } },
     async (req, reply) => {
       const p = who(req);
       if (!p.isAdmin) throw new ForbiddenError('only an Admin may create organisations');
       if (await ctx.store.getOrganizationByName(req.body.name)) throw new ConflictError(`organisation ${req.body.name} already exists`);
       const o = await ctx.store.createOrganization(req.body.name);
-      return reply.code(201).send(organizationDoc(o));
+      return reply.code(200).send(organizationDoc(o));
     },
   );
 

@@ -32,8 +32,8 @@
  */
 import { TERMINAL_STATES } from '@oak/contracts';
 import type { DisconnectPolicy, InstanceState, Microservice, UpdatePolicy } from '@oak/contracts';
-import { demandOf, pickCluster, reserveCluster } from '@oak/scheduler';
-import type { ClusterCandidate, Demand } from '@oak/scheduler';
+import { demandOf, pickCluster, reserveCluster, rttLookupOf } from '@oak/scheduler';
+import type { ClusterCandidate, Demand, PickClusterOptions } from '@oak/scheduler';
 import type { InstanceRow, ServiceVersionRow } from '@oak/store';
 import type { Action, ClusterView, Plan, ReconcileConfig, ReconcileInput } from './types.ts';
 
@@ -140,7 +140,7 @@ function emit(p: Pass, a: Action): void {
   const row = 'instance' in a ? p.rows.get(a.instance) : undefined;
   switch (a.kind) {
     case 'place':
-      if (row) set(row, { status: 'CLUSTER_SCHEDULED', status_detail: '', cluster_id: a.cluster_id, worker_id: null, epoch: a.epoch, status_at: at });
+      if (row) set(row, { status: 'CLUSTER_SCHEDULED', status_detail: a.note ?? '', cluster_id: a.cluster_id, worker_id: null, epoch: a.epoch, status_at: at });
       return;
     case 'wait':
       if (row) row.status_detail = a.reason;
@@ -487,11 +487,13 @@ function placement(p: Pass): void {
     let d = demands.get(version);
     if (!d) {
       const sla = p.input.versions.find((v) => v.version === version)?.sla ?? p.input.service.sla;
-      demands.set(version, (d = demandOf(sla, p.input.service.job_name)));
+      demands.set(version, (d = demandOf(sla, p.input.service.job_name, p.input.peers)));
     }
     return d;
   };
-  const opts = p.input.config.strategy ? { strategy: p.input.config.strategy } : {};
+  const opts: PickClusterOptions = p.input.config.strategy ? { strategy: p.input.config.strategy } : {};
+  // connectivity: the RTTs every cluster's workers measured (read only when a rule needs them)
+  if (p.input.peers && p.input.peers.length > 0) opts.rttMs = rttLookupOf(p.input.clusters.flatMap((c) => c.candidate.workers));
   for (const r of runRows(p)) {
     if (r.status !== 'REQUESTED' || r.virtual) continue;
     const demand = demandFor(r.service_version);
@@ -503,7 +505,8 @@ function placement(p: Pass): void {
       continue;
     }
     const target = pick.target;
-    emit(p, { kind: 'place', instance: r.instance_number, cluster_id: target.id, epoch: r.epoch + 1 });
+    const note = pick.warnings && pick.warnings.length > 0 ? pick.warnings.join('; ').slice(0, 500) : undefined;
+    emit(p, { kind: 'place', instance: r.instance_number, cluster_id: target.id, epoch: r.epoch + 1, ...(note !== undefined ? { note } : {}) });
     candidates = candidates.map((c) => (c.id === target.id ? reserveCluster(c, demand) : c));
   }
 }

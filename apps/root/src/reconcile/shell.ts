@@ -26,7 +26,7 @@
  */
 import { OakError, TERMINAL_STATES, instanceName } from '@oak/contracts';
 import type { ClusterToRoot, InstanceState, Microservice, RegistryAuth, RootToCluster } from '@oak/contracts';
-import { demandOf } from '@oak/scheduler';
+import { demandOf, type PeerRule } from '@oak/scheduler';
 import type { InstancePatch, InstanceRow, ServiceRow, ServiceVersionRow, Store } from '@oak/store';
 import type { ControlPlane, LogOptions } from '../control.ts';
 import { instanceDoc } from '../docs.ts';
@@ -34,6 +34,7 @@ import type { EventHub } from '../events.ts';
 import { overlayFor } from '../overlay.ts';
 import { registryAuthFor } from '../registries.ts';
 import { assignmentOf, clusterCandidates, holdsCluster } from '../placement.ts';
+import { hasConnectivity, peerRulesOf } from '../connectivity.ts';
 import { silentLinkLog } from '../link/codec.ts';
 import type { LinkLog } from '../link/codec.ts';
 import { createNetControl } from '../link/net-control.ts';
@@ -228,6 +229,26 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
   const undeployMsg = (job: string, n: number, epoch: number | undefined): RootToCluster =>
     epoch !== undefined && epoch > 0 ? { type: 'undeploy', job_name: job, instance_number: n, epoch } : { type: 'undeploy', job_name: job, instance_number: n };
 
+  /**
+   * The service's connectivity rules (connectivity.ts), with the workers the other services of its
+   * application run on now; [] (one read) when no service of the application declares any.
+   */
+  /** per service: the rules of its last pass, for the deploys of that pass */
+  const peersNow = new Map<string, PeerRule[]>();
+  const peersOf = async (s: ServiceRow): Promise<PeerRule[]> => {
+    const siblings = await store.listServices({ application_id: s.application_id });
+    if (!hasConnectivity(siblings)) return [];
+    const rules = peerRulesOf(s, siblings, () => []);
+    if (rules.length === 0) return [];
+    const workers = new Map<string, string[]>();
+    for (const other of siblings) {
+      if (other.id === s.id || !rules.some((r) => r.target === other.job_name)) continue;
+      const rows = await store.listInstances({ service_id: other.id, desired: 'run' });
+      workers.set(other.id, rows.filter((r) => r.worker_id !== null && holdsCluster(r.status)).map((r) => r.worker_id as string));
+    }
+    return peerRulesOf(s, siblings, (id) => workers.get(id) ?? []);
+  };
+
   // ------------------------------------------------------------------ one pass of one service
 
   const pass = async (serviceId: string): Promise<void> => {
@@ -254,7 +275,10 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       if (!v.connected && since !== undefined) v.disconnected_since = since;
       return v;
     });
-    const plan: Plan = reconcile({ service: s, versions, instances, clusters, sent: sentOf(s.id), now: t, config });
+    const peers = await peersOf(s);
+    if (peers.length > 0) peersNow.set(s.id, peers);
+    else peersNow.delete(s.id);
+    const plan: Plan = reconcile({ service: s, versions, instances, clusters, sent: sentOf(s.id), now: t, config, ...(peers.length > 0 ? { peers } : {}) });
     if (plan.actions.length > 0) log.debug({ service: s.job_name, version: s.version, actions: plan.actions, notes: plan.notes }, 'reconcile plan');
     changed = (await applyPlan(s, versions, instances, clusters, plan)) || changed;
     schedule(s.id, plan.next_at);
@@ -287,6 +311,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       }
     }
     told.delete(serviceId);
+    peersNow.delete(serviceId);
     for (const [job, id] of jobIds) if (id === serviceId) jobIds.delete(job);
     // reports about a deleted service's instances: their copies go
     for (const { clusterId, m } of reports.get(serviceId) ?? []) if (m.status !== 'UNDEPLOYED') link.send(clusterId, undeployMsg(m.job_name, m.instance_number, m.epoch));
@@ -420,11 +445,11 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
         }
         // placed back on the cluster it was lost with: no longer lost (its copy there, if any, takes the new epoch)
         const back = row.lost_at !== null && row.last_cluster_id === a.cluster_id;
-        const next = await update(svc, row, { status: 'CLUSTER_SCHEDULED', status_detail: '', cluster_id: a.cluster_id, worker_id: null, epoch: a.epoch, ...(back ? { lost_at: null } : {}) });
+        const next = await update(svc, row, { status: 'CLUSTER_SCHEDULED', status_detail: a.note ?? '', cluster_id: a.cluster_id, worker_id: null, epoch: a.epoch, ...(back ? { lost_at: null } : {}) });
         if (!next) return { changed: false, service: svc };
         reservations.reserve(reservationKey(s.id, r.instance_number), a.cluster_id, demandOf(withVersion(svc, next, versions).sla, svc.job_name), now());
         log.info({ instance: name(r.instance_number), cluster: names.get(a.cluster_id), epoch: a.epoch }, 'instance scheduled on a cluster');
-        const assigned = assignmentOf(withVersion(svc, next, versions), next);
+        const assigned = assignmentOf(withVersion(svc, next, versions), next, peersNow.get(s.id));
         const auth = await registryAuthOf(svc.organization_id, assigned.service);
         link.send(a.cluster_id, { type: 'deploy', instance: { ...assigned, epoch: a.epoch, ...(auth !== undefined ? { registry_auth: auth } : {}) } });
         return { changed: true, row: next, service: svc };
@@ -710,9 +735,10 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
         }
       }
       const versions = list.some((r) => r.service_version !== s?.version) ? await store.listServiceVersions(s.id) : [];
+      const peers = await peersOf(s);
       for (const r of addressed) {
         const adopt = [...keep].some((k) => k.service_id === r.service_id && k.instance_number === r.instance_number);
-        const a0 = assignmentOf(withVersion(s, r, versions), r);
+        const a0 = assignmentOf(withVersion(s, r, versions), r, peers);
         const auth = await registryAuthOf(s.organization_id, a0.service);
         const a = auth !== undefined ? { ...a0, registry_auth: auth } : a0;
         instances.push(adopt ? { ...a, worker_id: null } : { ...a, ...(r.epoch > 0 ? { epoch: r.epoch } : {}) });

@@ -13,7 +13,7 @@
  * applied plans nothing new).
  */
 import type { DisconnectPolicy, InstanceState, UpdatePolicy } from '@oak/contracts';
-import type { ClusterCandidate, Strategy } from '@oak/scheduler';
+import type { ClusterCandidate, PeerRule, Strategy } from '@oak/scheduler';
 import type { InstanceRow, ServiceRow, ServiceVersionRow } from '@oak/store';
 
 /** Defaults of the policies and deadlines (the shell passes them, tests override them). */
@@ -50,6 +50,8 @@ export interface ReconcileInput {
   /** every stored instance of the service, desired run and stop */
   instances: readonly InstanceRow[];
   clusters: readonly ClusterView[];
+  /** the service's connectivity rules with the workers of the other services (connectivity.ts); absent: none */
+  peers?: readonly PeerRule[];
   /**
    * What the shell knows of each instance that the store does not say, by instance_number:
    * when it last sent an undeploy (ms), the jobs on each cluster (anti-affinity) are in the candidates.
@@ -61,8 +63,8 @@ export interface ReconcileInput {
 
 /** The steps of a plan, applied in order by the shell (store write first, then the message). */
 export type Action =
-  /** REQUESTED (desired run) → CLUSTER_SCHEDULED on `cluster_id` with epoch + 1; the deploy goes out */
-  | { kind: 'place'; instance: number; cluster_id: string; epoch: number }
+  /** REQUESTED (desired run) → CLUSTER_SCHEDULED on `cluster_id` with epoch + 1; the deploy goes out; note: the placement's warnings (status_detail) */
+  | { kind: 'place'; instance: number; cluster_id: string; epoch: number; note?: string }
   /** it cannot be placed (or must wait): status_detail = reason, nothing else changes */
   | { kind: 'wait'; instance: number; reason: string }
   /**

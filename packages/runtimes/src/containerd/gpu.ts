@@ -14,7 +14,8 @@
 import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { RuntimeError } from '../types.ts';
 
 export const CDI_GPU_KIND = 'nvidia.com/gpu';
@@ -167,6 +168,11 @@ function parseEdits(v: unknown, what: string): CdiEdits {
   return { env, deviceNodes, mounts, hooks };
 }
 
+// the YAML parser loads with the first YAML CDI file (most workers have none)
+const load = createRequire(import.meta.url);
+let yamlModule: typeof Yaml | undefined;
+const yamlLib = (): typeof Yaml => (yamlModule ??= load('yaml') as typeof Yaml);
+
 /**
  * One CDI spec file (JSON or YAML). Throws with the file and the field when it does not read.
  * Only what oak uses is checked; unknown fields are ignored, as the CDI spec allows.
@@ -175,7 +181,7 @@ export function parseCdiSpec(text: string, file: string): CdiSpec {
   if (text.length > CDI_MAX_FILE_BYTES) throw new Error(`${file}: larger than ${CDI_MAX_FILE_BYTES} bytes`);
   let doc: unknown;
   try {
-    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 100 });
+    doc = file.endsWith('.json') ? JSON.parse(text) : yamlLib().parse(text, { maxAliasCount: 100 });
   } catch (e) {
     throw new Error(`${file}: not ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0] ?? ''}`);
   }
