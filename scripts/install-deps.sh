@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-test}
 
-runtime_pkgs=(containerd runc iproute2 nftables util-linux conntrack qemu-system-x86)
-test_pkgs=(containerd runc iproute2 nftables docker-registry apache2-utils busybox-static umoci skopeo mosquitto golang-github-containerd-containerd-dev iperf3 conntrack qemu-system-x86 gcc binutils chromium)
+runtime_pkgs=(containerd runc iproute2 nftables util-linux conntrack qemu-system-x86 skopeo umoci cpio busybox-static)
+test_pkgs=(containerd runc iproute2 nftables docker-registry apache2-utils busybox-static umoci skopeo mosquitto golang-github-containerd-containerd-dev iperf3 conntrack qemu-system-x86 gcc binutils chromium cpio curl)
 if [ "$mode" = runtime ]; then pkgs=("${runtime_pkgs[@]}"); else pkgs=("${test_pkgs[@]}"); fi
 
 missing=()
@@ -24,6 +24,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "note: missing Debian packages (${missing[*]}); run as root to install them, or install them yourself" >&2
   fi
+fi
+
+# the microvm driver's guest kernel (Debian's cloud kernel, unpacked into /var/cache/oak/microvm-kernel)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  scripts/microvm-kernel.sh || echo "note: no microvm kernel (see above); the NodeEngine will not offer microvm" >&2
 fi
 
 # process workloads run as this system user (NodeEngine --run-as): no login shell, no home

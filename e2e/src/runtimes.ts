@@ -3,7 +3,8 @@
  * prints a marker line and keeps running, a one-shot that prints and exits with a code, and a hog
  * that goes over its memory limit. The census finds an instance's copies on this machine by the
  * marker in their command lines (every namespace shares the pid namespace), whatever runs them: a
- * supervisor's wrapper (process, qemu, wasm) or a containerd shim.
+ * supervisor's wrapper (process, qemu, wasm) or a containerd shim; a microvm's command is inside
+ * its initramfs, so its qemu is found by the marker on its console.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -96,6 +97,35 @@ export function unikernelFixture(archiveUrl: string): RuntimeFixture {
   };
 }
 
+/**
+ * The microvm fixture: the busybox image booted as a VM (its console is the log). Guest RAM is
+ * the limit; the hog doubles a shell variable until the guest kernel's OOM killer ends it.
+ */
+export function microvmFixture(image: string): RuntimeFixture {
+  const w = (script: string, m: string, more: Partial<Workload> = {}): Workload => ({ virtualization: 'microvm', memory: 128, code: image, cmd: ['sh', '-c', script, m], ...more });
+  return {
+    virtualization: 'microvm',
+    // a boot under software emulation on a loaded machine: seconds to tens of seconds
+    startMs: 180_000,
+    service: (m) => w('echo "$0 up"; while :; do sleep 1; done', m),
+    oneShot: (m, code) => w(`echo "$0 done"; exit ${code}`, m, { one_shot: true }),
+    hog: (m) => w('echo "$0 hog"; x=aaaaaaaa; while :; do x=$x$x; done', m),
+  };
+}
+
+/** a qemu whose `-initrd` is a microvm instance's: its console (the log beside it) names the workload */
+function microvmConsoleHas(argv: string[], marker: string): boolean {
+  if (!(argv[0] ?? '').endsWith('qemu-system-x86_64')) return false;
+  const i = argv.indexOf('-initrd');
+  const initrd = i < 0 ? undefined : argv[i + 1];
+  if (initrd === undefined || !initrd.endsWith('/initrd')) return false;
+  try {
+    return readFileSync(`${initrd.slice(0, -'/initrd'.length)}/log`, 'utf8').includes(marker);
+  } catch {
+    return false;
+  }
+}
+
 function cmdline(pid: string): string[] | undefined {
   try {
     const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
@@ -124,7 +154,7 @@ export function copies(marker: string): number[] {
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
     const argv = cmdline(pid);
-    if (!argv?.some((a) => a.includes(marker))) continue;
+    if (argv === undefined || !(argv.some((a) => a.includes(marker)) || microvmConsoleHas(argv, marker))) continue;
     const parent = ppid(pid);
     if (parent !== undefined && cmdline(parent)?.some((a) => a.includes(marker)) === true) continue;
     out.push(Number(pid));

@@ -14,8 +14,8 @@ import { Procs, bins } from '../src/procs.ts';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { probeQemu } from '@oak/runtimes';
-import { Matrix, copies, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
+import { DEFAULT_MICROVM_KERNEL_DIR, findKernel, probeQemu } from '@oak/runtimes';
+import { Matrix, copies, microvmFixture, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
 
 const PASSWORD = 'e2e-runtimes-1';
 
@@ -46,6 +46,8 @@ test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by it
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
     t.after(() => srv.close());
     fixtures.push(unikernelFixture(`http://127.0.0.1:${(srv.address() as AddressInfo).port}/uk.tar.gz`));
+    // the microvm: the same busybox image with the kernel scripts/microvm-kernel.sh unpacked
+    if (typeof (await findKernel(DEFAULT_MICROVM_KERNEL_DIR)) !== 'string') fixtures.push(microvmFixture(image));
   }
 
   const port = await freePort();
@@ -72,7 +74,7 @@ test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by it
     for (const f of fixtures) services.push(await m.deploy(f, 'svc', f.service(m.marker(f, 'svc'))));
     for (const d of services) {
       await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING', d.fixture.startMs);
-      await m.waitLogs(d, `${d.marker} up`);
+      await m.waitLogs(d, `${d.marker} up`, d.fixture.startMs);
       assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
     }
 

@@ -94,6 +94,8 @@ export interface NodeEngineConfig {
   gpuReader?: (() => Promise<GpuDevice[]>) | undefined;
   /** CDI spec directories for containers' GPUs (default /etc/cdi, /var/run/cdi) */
   cdiDirs?: string[] | undefined;
+  /** the microvm guest kernel: a `dpkg-deb -x` of linux-image-*-cloud-amd64 (default /var/cache/oak/microvm-kernel) */
+  microvmKernel?: string | undefined;
   /** parent of the process workloads' working directories (default `<dataDir>-work`) */
   workDir?: string | undefined;
 }
@@ -158,6 +160,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     workDir: partial.workDir,
     gpuReader: partial.gpuReader,
     cdiDirs: partial.cdiDirs,
+    microvmKernel: partial.microvmKernel,
   };
 }
 

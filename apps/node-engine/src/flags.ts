@@ -42,6 +42,7 @@ const FLAGS: FlagDef[] = [
   { long: 'run-as', value: 'user', help: 'user that process workloads run as when the NodeEngine runs as root; "root" only when given explicitly (env OAK_RUN_AS)', default: (env) => env['OAK_RUN_AS'] ?? 'oak-workload' },
   { long: 'allow-privileged', bool: true, help: 'honour privileged: true (Admin services only); without it such instances fail', default: () => 'off' },
   { long: 'volume-allow', value: 'dir,...', help: 'host directories that volumes may bind-mount from', default: () => 'none' },
+  { long: 'microvm-kernel', value: 'dir', help: 'where `dpkg-deb -x` of Debian\'s linux-image-*-cloud-amd64 was unpacked (scripts/microvm-kernel.sh); without a kernel there, microvm is not offered (env OAK_MICROVM_KERNEL)', default: (env) => env['OAK_MICROVM_KERNEL'] ?? '/var/cache/oak/microvm-kernel' },
   { long: 'isolation', value: 'auto|on|off', help: 'each instance in its own network namespace behind the worker bridge, no access to the node\'s ports (env OAK_ISOLATION)', default: (env) => env['OAK_ISOLATION'] ?? 'auto: on when root with ip and nftables' },
   { long: 'bridge-subnet', value: 'cidr', help: 'IPv4 subnet of the instance bridge', default: () => '172.30.0.0/24 for namespace oak, 172.30.<n>.0/24 for others' },
   { long: 'log-retention', value: 'duration', help: 'keep the logs of ended and undeployed instances this long after they ended (s, m, h or d, e.g. 90m; 0 keeps none)', default: () => '24h' },
@@ -232,6 +233,11 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (bad !== undefined) return { kind: 'error', message: `--volume-allow: ${JSON.stringify(bad)} is not an absolute directory path` };
     if (dirs.includes('/')) return { kind: 'error', message: '--volume-allow: "/" would let workloads mount the whole host (data dirs, keys); name narrower directories' };
     partial.volumeAllow = dirs;
+  }
+  const mk = values.get('microvm-kernel') ?? env['OAK_MICROVM_KERNEL'];
+  if (mk !== undefined && mk !== '') {
+    if (!mk.startsWith('/') || mk.split('/').includes('..') || mk.length > 1024) return { kind: 'error', message: `--microvm-kernel ${JSON.stringify(mk.slice(0, 100))}: give an absolute directory path` };
+    partial.microvmKernel = mk;
   }
   const iso = values.get('isolation') ?? env['OAK_ISOLATION'];
   if (iso !== undefined && iso !== '') {

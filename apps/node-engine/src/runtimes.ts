@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { VIRTUALIZATIONS } from '@oak/contracts';
 import type { Virtualization } from '@oak/contracts';
-import { ContainerdRuntime, DEFAULT_RUN_AS, ProcessRuntime, UnikernelRuntime, WasmRuntime, createUserHint, lookupUser } from '@oak/runtimes';
+import { ContainerdRuntime, DEFAULT_RUN_AS, MicrovmRuntime, ProcessRuntime, UnikernelRuntime, WasmRuntime, createUserHint, lookupUser } from '@oak/runtimes';
 import type { ProbeResult, RunAs, Runtime } from '@oak/runtimes';
 import type { NodeEngineConfig } from './config.ts';
 
@@ -43,7 +43,8 @@ export function chooseVirtualizations(probes: readonly { virtualization: Virtual
 /**
  * The drivers a standalone NodeEngine uses: containerd (containers), native processes, WASI
  * modules (wasm, run as the same unprivileged user as processes, in the same work root) and
- * unikernels (qemu; its probe says unavailable without qemu-system-x86_64).
+ * unikernels and microVMs (qemu; their probes say unavailable without qemu-system-x86_64, and
+ * microvm also without its kernel, see --microvm-kernel).
  */
 export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
   const user = resolveRunAs(cfg.runAs);
@@ -63,6 +64,7 @@ export function createDefaultRuntimes(cfg: NodeEngineConfig): Runtime[] {
     process,
     wasm,
     new UnikernelRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'unikernel'), cgroupParent: cfg.namespace ?? 'oak' }),
+    new MicrovmRuntime({ dataDir: join(cfg.dataDir, 'runtimes', 'microvm'), cgroupParent: cfg.namespace ?? 'oak', kernelDir: cfg.microvmKernel }),
   ];
 }
 

@@ -121,6 +121,14 @@ test('the binary: -h exits 0, an unknown flag exits 2 with a message', () => {
   assert.match(bad.stderr, /unknown flag --nope/);
 });
 
+test('--microvm-kernel and OAK_MICROVM_KERNEL: an absolute directory, nothing else', () => {
+  assert.equal(run(['--microvm-kernel', '/srv/kernel']).microvmKernel, '/srv/kernel');
+  const e = parseFlags([], { ...env, OAK_MICROVM_KERNEL: '/opt/k' });
+  assert.equal(e.kind === 'run' ? e.config.microvmKernel : undefined, '/opt/k');
+  assert.equal(run([]).microvmKernel, undefined, 'the driver\'s default');
+  for (const bad of ['relative/dir', '/a/../etc', `/${'x'.repeat(2000)}`]) assert.match(error(['--microvm-kernel', bad]), /--microvm-kernel .*absolute directory path/);
+});
+
 test('--addons (or OAK_ADDONS): the addon labels sent as supported_addons; bad labels refused', async () => {
   assert.equal(run([]).addons, undefined);
   assert.deepEqual(run(['--addons', 'image-builder, FLOps-learner,image-builder']).addons, ['image-builder', 'FLOps-learner']);

@@ -270,10 +270,7 @@ function workloadSemantics(ms: Record<string, unknown>, path: string, errors: Is
     const why = storageNotEnforced(virt);
     if (why !== undefined) warnings.push({ path: childPath(path, 'storage'), message: `storage ${storage} MB is not enforced for ${virt}: ${why}`, hint: 'the value is kept; size the workload\'s disk use yourself' });
   }
-  const args = ms['args'];
-  if (Array.isArray(args) && args.length > 0 && virt === 'microvm') {
-    warnings.push({ path: childPath(path, 'args'), message: `args are not passed to ${virt} instances yet`, hint: 'put the arguments in "cmd"' });
-  }
+  // args reach every virtualization (containers, processes, wasm, unikernels, microVMs)
 }
 
 /** `connectivity`: kinds that cannot be enforced are refused, a service may not name itself. */

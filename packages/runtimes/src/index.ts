@@ -6,3 +6,5 @@ export * from './wasm/index.ts';
 export * from './unikernel/index.ts';
 export { probeQemu, qemuArgv, qemuVerdict, qemuProbeResult, QEMU } from './qemu/index.ts';
 export type { QemuHost, QemuVm } from './qemu/index.ts';
+export { MicrovmRuntime, MicrovmLauncher, DEFAULT_MICROVM_KERNEL_DIR, MIN_MICROVM_MB, findKernel, initScript, planRun, microvmVerdict, readExitLine, shq, tscArgs } from './microvm/index.ts';
+export type { MicrovmOptions, MicrovmRuntimeOptions, MicrovmKernel } from './microvm/index.ts';

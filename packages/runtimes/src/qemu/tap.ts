@@ -6,6 +6,9 @@
  * line. release() puts the address back on eth0, so the namespace is as the NodeEngine left it.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const pexec = promisify(execFile);
@@ -60,4 +63,38 @@ export async function releaseGuestNet(nsenter: string, ip: string, netns: string
     await quiet(['link', 'set', 'eth0', 'up']);
     if (net.gateway !== undefined) await quiet(['route', 'add', 'default', 'via', net.gateway]);
   }
+}
+
+/** a stable locally administered MAC per instance id */
+export function guestMac(id: string): string {
+  return `52:54:00:${createHash('sha256').update(id).digest('hex').slice(0, 6).replace(/(..)(?=.)/g, '$1:')}`;
+}
+
+function netFile(netDir: string, id: string): string {
+  return join(netDir, `${createHash('sha256').update(id).digest('hex').slice(0, 32)}.json`);
+}
+
+/**
+ * setupGuestNet for one instance, remembering what it changed in `<netDir>/<hash of id>.json`
+ * (written before the namespace is touched) so that releaseInstanceNet can undo it, also after a
+ * NodeEngine restart.
+ */
+export function setupInstanceNet(nsenter: string, ip: string, netns: string, netDir: string, id: string): Promise<GuestNet> {
+  return setupGuestNet(nsenter, ip, netns, async (n) => {
+    await mkdir(netDir, { recursive: true, mode: 0o700 });
+    await writeFile(netFile(netDir, id), JSON.stringify({ netns, net: n }));
+  });
+}
+
+/** Undoes setupInstanceNet of `id` (nothing when it made nothing); idempotent. */
+export async function releaseInstanceNet(netDir: string, id: string): Promise<void> {
+  const f = netFile(netDir, id);
+  let saved: { netns: string; net: GuestNet } | undefined;
+  try {
+    saved = JSON.parse(await readFile(f, 'utf8')) as { netns: string; net: GuestNet };
+  } catch {
+    return;
+  }
+  await releaseGuestNet('nsenter', 'ip', saved.netns, saved.net);
+  await rm(f, { force: true });
 }

@@ -22,7 +22,7 @@ import type { SupervisorOptions } from '../supervisor/supervisor.ts';
 import type { ExitVerdict, RawExit } from '../supervisor/verdict.ts';
 import { downloadFile } from '../supervisor/download.ts';
 import { probeQemu, qemuArgv, qemuProbeResult, qemuVerdict } from '../qemu/index.ts';
-import { releaseGuestNet, setupGuestNet } from '../qemu/tap.ts';
+import { guestMac, releaseInstanceNet, setupInstanceNet } from '../qemu/tap.ts';
 import type { GuestNet } from '../qemu/tap.ts';
 
 const pexec = promisify(execFile);
@@ -147,12 +147,9 @@ export class UnikernelLauncher implements Launcher {
     }
     if (spec.netns !== undefined) {
       const [nsenter, ip] = await Promise.all([ctx.tool('nsenter'), ctx.tool('ip')]);
-      net = await setupGuestNet(nsenter, ip, spec.netns, async (n) => {
-        await mkdir(this.#netDir, { recursive: true, mode: 0o700 });
-        await writeFile(this.#netFile(spec.id), JSON.stringify({ netns: spec.netns, net: n }));
-      });
+      net = await setupInstanceNet(nsenter, ip, spec.netns, this.#netDir, spec.id);
     }
-    const mac = `52:54:00:${createHash('sha256').update(spec.id).digest('hex').slice(0, 6).replace(/(..)(?=.)/g, '$1:')}`;
+    const mac = guestMac(spec.id);
     const argv = qemuArgv(host, { kernel: image.kernel, initrd: image.initrd, share, append: kernelCmdline(words, net), memoryMb, vcpus, tap: net?.tap, mac });
     return { argv, executable: host.binary, ownEnv: true, keepUser: true, noResolvConf: true, cgroupMemoryMb: memoryMb + qemuOverheadMb(memoryMb) };
   }
@@ -161,20 +158,8 @@ export class UnikernelLauncher implements Launcher {
     return qemuVerdict(raw);
   }
 
-  async release(spec: InstanceSpec): Promise<void> {
-    const f = this.#netFile(spec.id);
-    let saved: { netns: string; net: GuestNet } | undefined;
-    try {
-      saved = JSON.parse(await readFile(f, 'utf8')) as { netns: string; net: GuestNet };
-    } catch {
-      return;
-    }
-    await releaseGuestNet('nsenter', 'ip', saved.netns, saved.net);
-    await rm(f, { force: true });
-  }
-
-  #netFile(id: string): string {
-    return join(this.#netDir, `${createHash('sha256').update(id).digest('hex').slice(0, 32)}.json`);
+  release(spec: InstanceSpec): Promise<void> {
+    return releaseInstanceNet(this.#netDir, spec.id);
   }
 
   /** the kernel (and initrd, files/) of `url`, from the cache keyed by the content's sha256 */
