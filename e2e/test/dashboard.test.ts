@@ -229,6 +229,13 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     await page.locator('[data-service="ticker"]').waitFor();
   });
 
+  it('opens the CPU and memory readings of an instance from its row', async () => {
+    await page.locator('[data-instance="0"]').getByRole('link', { name: 'Readings (CPU and memory) of instance 0' }).click();
+    await page.getByRole('heading', { name: /^Readings/ }).waitFor();
+    await page.goBack();
+    await page.locator('[data-service="ticker"]').waitFor();
+  });
+
   it('rolls out an update checked as typed, then rolls it back', async () => {
     await page.locator('[data-service="ticker"]').getByRole('button', { name: 'Update' }).click();
     const editor = page.getByLabel('SLA of ticker (JSON)');

@@ -116,6 +116,7 @@ function Instances({ s, ask }: { s: ServiceDoc; ask: (p: Pending) => void }) {
                 <td data-label="Version">{i.service_version ?? '—'}</td>
                 <td className="row-actions" data-label="Actions">
                   <Link to={`/services/${enc(s.microserviceID)}/instances/${i.instance_number}/logs`}>Logs</Link>{' '}
+                  <Link to={`/services/${enc(s.microserviceID)}/instances/${i.instance_number}/metrics`} aria-label={`Readings (CPU and memory) of instance ${i.instance_number}`}>Readings</Link>{' '}
                   <button type="button" aria-expanded={open === i.instance_number} onClick={() => setOpen(open === i.instance_number ? undefined : i.instance_number)}>
                     History
                   </button>{' '}
