@@ -57,7 +57,7 @@ describe('oak without a root', () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command 'frobnicate'/],
       [['app', 'ls', '--bogus'], /unknown option '--bogus'/],
-      [['app', 'create'], /required option '-f, --file <sla>' not specified/],
+      [['app', 'create'], /create needs the SLA file/],
       [['service', 'scale', 'web'], /scale needs the count/],
       [['service', 'scale', 'up'], /scale up needs the service/],
       [['service', 'scale', 'web', 'three'], /the count must be a whole number >= 0, not "three"/],
