@@ -5,12 +5,18 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { CliError } from '../errors.ts';
 
-/** apps/oakd, next to apps/cli in the repository. */
+/**
+ * apps/oakd, next to apps/cli in the repository: three levels up from apps/cli/src/commands/up.ts,
+ * two from the bundle apps/cli/dist/oak.mjs. The first that holds oakd wins (the sources' path when
+ * neither does, for the message).
+ */
 export function oakdPaths(): { bin: string; main: string } {
-  return {
-    bin: fileURLToPath(new URL('../../../oakd/bin/oakd.mjs', import.meta.url)),
-    main: fileURLToPath(new URL('../../../oakd/src/main.ts', import.meta.url)),
-  };
+  const at = (up: string): { bin: string; main: string } => ({
+    bin: fileURLToPath(new URL(`${up}oakd/bin/oakd.mjs`, import.meta.url)),
+    main: fileURLToPath(new URL(`${up}oakd/src/main.ts`, import.meta.url)),
+  });
+  const candidates = [at('../../../'), at('../../')];
+  return candidates.find((c) => existsSync(c.bin) && existsSync(c.main)) ?? (candidates[0] as { bin: string; main: string });
 }
 
 export function registerUp(program: Command): void {
