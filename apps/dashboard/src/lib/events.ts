@@ -10,6 +10,7 @@ import { useEffect, useRef } from 'react';
 import type { OakEvent } from '@oak/contracts';
 import { ApiError, session, stream } from './api.ts';
 import { connection } from './connection.ts';
+import { readEventStream } from './sse.ts';
 import { store, useStore } from './store.ts';
 
 type Handler = (e: OakEvent) => void;
@@ -39,26 +40,7 @@ async function run(ac: AbortController): Promise<void> {
   backoff = 500;
   live.set(true);
   epoch.set(epoch.get() + 1);
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  let type = 'message';
-  let data: string[] = [];
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buf += value;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).replace(/\r$/, '');
-      buf = buf.slice(nl + 1);
-      if (line === '') {
-        if (data.length > 0) dispatch(type, data.join('\n'));
-        type = 'message';
-        data = [];
-      } else if (line.startsWith('event:')) type = line.slice(6).trim();
-      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-    }
-  }
+  await readEventStream(res.body, dispatch);
 }
 
 function connect(): void {

@@ -5,6 +5,7 @@
  */
 import type { OakEvent } from '@oak/contracts';
 import { ApiError, session, stream } from '../../lib/api.ts';
+import { readEventStream } from '../../lib/sse.ts';
 
 export type MetricsEvent = Extract<OakEvent, { type: 'metrics' }>;
 type Handler = (e: MetricsEvent) => void;
@@ -18,33 +19,16 @@ async function run(ac: AbortController): Promise<void> {
   const res = await stream('/api/events?types=metrics', ac.signal);
   if (res.body === null) throw new Error('no body');
   backoff = 500;
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  let type = 'message';
-  let data: string[] = [];
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buf += value;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).replace(/\r$/, '');
-      buf = buf.slice(nl + 1);
-      if (line === '') {
-        if (type === 'metrics' && data.length > 0) {
-          try {
-            const e = JSON.parse(data.join('\n')) as MetricsEvent;
-            for (const h of [...handlers]) h(e);
-          } catch {
-            // not JSON: skipped
-          }
-        }
-        type = 'message';
-        data = [];
-      } else if (line.startsWith('event:')) type = line.slice(6).trim();
-      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+  await readEventStream(res.body, (type, data) => {
+    if (type !== 'metrics') return;
+    let e: MetricsEvent;
+    try {
+      e = JSON.parse(data) as MetricsEvent;
+    } catch {
+      return; // not JSON: skipped
     }
-  }
+    for (const h of [...handlers]) h(e);
+  });
 }
 
 function connect(): void {
