@@ -11,7 +11,7 @@
  * `oak-microvm: exit=<code> oom=<guest OOM kills>` and resets the VM (qemu -no-reboot exits):
  * that line is the exit status (the cloud kernel has no /dev/port for isa-debug-exit).
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readSync, fstatSync } from 'node:fs';
 import { copyFile, chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -25,7 +25,7 @@ import type { SupervisorOptions } from '../supervisor/supervisor.ts';
 import { interpretExit } from '../supervisor/verdict.ts';
 import type { ExitVerdict, RawExit } from '../supervisor/verdict.ts';
 import { resolveCode } from '../process/code.ts';
-import { probeQemu, qemuArgv, qemuVerdict } from '../qemu/index.ts';
+import { probeQemu, qemuArgv, qemuVerdict, spawnProbeVm } from '../qemu/index.ts';
 import type { QemuHost } from '../qemu/index.ts';
 import { guestMac, releaseInstanceNet, setupInstanceNet } from '../qemu/tap.ts';
 import type { GuestNet } from '../qemu/tap.ts';
@@ -272,7 +272,7 @@ export class MicrovmLauncher implements Launcher {
       await packCpio(join(tmp, 'fs'), join(tmp, 'initrd'), true);
       const argv = qemuArgv({ ...host, kvm: true }, { kernel: kernel.vmlinuz, initrd: join(tmp, 'initrd'), append: APPEND, memoryMb: MIN_MICROVM_MB, vcpus: 1 });
       const problem = await new Promise<string | undefined>((resolve) => {
-        const c = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+        const c = spawnProbeVm(argv[0] as string, argv.slice(1));
         let out = '';
         let done = false;
         const finish = (v: string | undefined): void => {

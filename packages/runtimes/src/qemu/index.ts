@@ -3,7 +3,7 @@
  * and whether KVM works with `-M microvm`, else software emulation), the argv, the exit verdict of
  * `isa-debug-exit`, and a tap device in the instance's network namespace bridged to its veth.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { constants, existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { interpretExit } from '../supervisor/verdict.ts';
@@ -12,6 +12,14 @@ import { resolveCode } from '../process/code.ts';
 import type { ProbeResult } from '../types.ts';
 
 const SETPRIV = '/usr/bin/setpriv';
+
+/**
+ * A probe VM (KVM checks) that dies with its prober: under `setpriv --pdeathsig KILL` where setpriv
+ * is installed, so a NodeEngine killed mid-probe leaves no qemu behind (one did once).
+ */
+export function spawnProbeVm(binary: string, args: string[]): ChildProcessWithoutNullStreams {
+  return existsSync(SETPRIV) ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', binary, ...args], { stdio: 'pipe' }) : spawn(binary, args, { stdio: 'pipe' });
+}
 
 export const QEMU = 'qemu-system-x86_64';
 /** the port the guest writes its exit value v to; qemu then exits with (v << 1) | 1 */
@@ -54,7 +62,7 @@ async function doProbe(): Promise<QemuHost | string> {
   const problem = await new Promise<string | undefined>((resolve) => {
     const args = ['-M', 'microvm', '-accel', 'kvm', '-display', 'none', '-nodefaults', '-no-user-config', '-monitor', 'stdio', '-serial', 'none', '-S', '-m', '8'];
     // the paused probe VM dies with its prober (a NodeEngine killed mid-probe left it running)
-    const c = existsSync(SETPRIV) ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', binary, ...args], { stdio: ['pipe', 'pipe', 'pipe'] }) : spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const c = spawnProbeVm(binary, args);
     let out = '';
     let err = '';
     let done = false;
