@@ -3,7 +3,7 @@
  * for each complete event; resolves when the stream ends. Shared by the tab's event stream
  * (lib/events.ts) and the readings stream (views/metrics/live.ts).
  */
-export async function readEventStream(body: ReadableStream<Uint8Array>, onEvent: (type: string, data: string) => void): Promise<void> {
+export async function readEventStream(body: NonNullable<Response['body']>, onEvent: (type: string, data: string) => void): Promise<void> {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   let type = 'message';
