@@ -97,10 +97,15 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
   }
 
   async function rolledTo(version: string): Promise<void> {
+    // the replaced instances may stay listed UNDEPLOYED until the root purges them: the live rows count
+    let seen: { state: string; version: string }[] = [];
     await waitFor(async () => {
-      const r = await rows();
-      return r.length === 2 && r.every((x) => x.state === 'RUNNING' && x.version === version) ? true : undefined;
-    }, { timeoutMs: 45_000, message: `two RUNNING instances of version ${version}` });
+      seen = await rows();
+      const live = seen.filter((x) => x.state !== 'UNDEPLOYED');
+      return live.length === 2 && live.every((x) => x.state === 'RUNNING' && x.version === version) ? true : undefined;
+    }, { timeoutMs: 60_000, message: `two RUNNING instances of version ${version}` }).catch((err: unknown) => {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}; the page showed ${JSON.stringify(seen)}`);
+    });
   }
 
   async function login(p: Page, name: string): Promise<void> {
