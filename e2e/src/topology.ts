@@ -8,6 +8,7 @@ import { chmod } from 'node:fs/promises';
 import { buildBusyboxImage, createNetwork, run, startContainerd, startRegistry, tmpDir, waitFor, type ContainerdInstance, type NetHost, type TestNetwork } from '@oak/testkit';
 import { bridgePlan, tagOf } from '@oak/net';
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
+import type { ClusterDoc } from '@oak/contracts';
 import { Api, waitHealthy } from './api.ts';
 import { Procs, bins, type Proc } from './procs.ts';
 
@@ -207,4 +208,13 @@ export class Topology {
     // idempotent: a test may close early (to check what is left) and again in its after() hook
     for (const c of this.cleanups.splice(0).reverse()) await c().catch(() => undefined);
   }
+}
+
+/** The only active cluster once it reports `workers` workers (the M-DOC tests: one cluster, its workers). */
+export async function soleClusterWith(api: Api, workers: number): Promise<ClusterDoc> {
+  const cs = await waitFor(async () => {
+    const l = await api.call<ClusterDoc[]>('GET', '/api/clusters/active');
+    return l.length === 1 && l[0]?.resources?.workers === workers ? l : undefined;
+  }, { timeoutMs: 40_000, message: `one cluster with ${workers} workers` });
+  return cs[0] as ClusterDoc;
 }

@@ -11,21 +11,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { InstanceDoc } from '@oak/contracts';
 import { waitFor } from '@oak/testkit';
-import type { Api } from '../src/api.ts';
 import { Matrix, copies, shellFixtures } from '../src/runtimes.ts';
-import { Topology, type Worker } from '../src/topology.ts';
-
-interface Active {
-  resources: { workers: number; worker_summary: { id: string; name: string; virtualizations: string[] }[] } | null;
-}
-
-async function twoWorkers(api: Api): Promise<Active> {
-  const cs = await waitFor(async () => {
-    const l = await api.call<Active[]>('GET', '/api/clusters/active');
-    return l.length === 1 && l[0]?.resources?.workers === 2 ? l : undefined;
-  }, { timeoutMs: 40_000, message: 'one cluster with two workers' });
-  return cs[0]!;
-}
+import { Topology, soleClusterWith, type Worker } from '../src/topology.ts';
 
 test('M-DOC: a worker offers only what it can run (and says why); a failing health probe restarts, then moves the instance, then FAILS it', { timeout: 300_000 }, async (t) => {
   const topo = new Topology();
@@ -39,7 +26,7 @@ test('M-DOC: a worker offers only what it can run (and says why); a failing heal
     await topo.cluster(ctl, '127.0.0.1', 'edge1');
     const missing = `${topo.dir.path}/no-containerd.sock`;
     const workers: Worker[] = [await topo.worker(h1, ctl.ip), await topo.worker(h2, ctl.ip, undefined, { args: ['--containerd', missing] })];
-    const cluster = await twoWorkers(api);
+    const cluster = await soleClusterWith(api, 2);
     const summary = (name: string) => cluster.resources?.worker_summary.find((w) => w.name === name);
     assert.ok(summary('w1')?.virtualizations.includes('container'), 'w1 offers container');
     assert.ok(summary('w2')?.virtualizations.includes('process'), 'w2 offers process');

@@ -11,21 +11,8 @@ import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { probeQemu } from '@oak/runtimes';
 import { buildTestKernel, waitFor } from '@oak/testkit';
-import type { Api } from '../src/api.ts';
 import { Matrix, copies, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
-import { Topology, type Worker } from '../src/topology.ts';
-
-interface Active {
-  resources: { workers: number; virtualizations: string[]; worker_summary: { id: string; name: string }[] } | null;
-}
-
-async function twoWorkers(api: Api): Promise<Active> {
-  const cs = await waitFor(async () => {
-    const l = await api.call<Active[]>('GET', '/api/clusters/active');
-    return l.length === 1 && l[0]?.resources?.workers === 2 ? l : undefined;
-  }, { timeoutMs: 40_000, message: 'one cluster with two workers' });
-  return cs[0]!;
-}
+import { Topology, soleClusterWith, type Worker } from '../src/topology.ts';
 
 test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is re-adopted after a NodeEngine kill, fails by its limit, leaves nothing', { timeout: 600_000 }, async (t) => {
   const topo = new Topology();
@@ -38,7 +25,7 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
     const api = await topo.root(ctl);
     await topo.cluster(ctl, '127.0.0.1', 'edge1');
     const workers: Worker[] = [await topo.worker(h1, ctl.ip), await topo.worker(h2, ctl.ip)];
-    const cluster = await twoWorkers(api);
+    const cluster = await soleClusterWith(api, 2);
     const fixtures = [...shellFixtures(topo.image), await wasmFixture(topo.dir.path)];
     if (typeof (await probeQemu()) !== 'string') {
       // the unikernel: the testkit's kernel archive as a path on the workers (they share this
@@ -73,7 +60,7 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
       await w.proc.kill('SIGKILL');
       assert.equal(copies(d.marker).length, 1, `${d.marker} outlives its NodeEngine`);
       w.start();
-      await twoWorkers(api);
+      await soleClusterWith(api, 2);
       await m.waitLogs(d, `${d.marker} up`);
       const again = await m.one(d, (x) => x.status === 'RUNNING', 'RUNNING after its NodeEngine restarted', 30_000);
       assert.equal(again.worker_id, i.worker_id, `${d.marker}: still on the same worker`);
