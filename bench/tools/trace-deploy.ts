@@ -7,11 +7,11 @@
  *   git apply bench/tools/trace-points.patch
  *   node --import tsx bench/tools/trace-deploy.ts [rounds]     (TRACE_VERBOSE=1: every round)
  *   git apply -R bench/tools/trace-points.patch
- * (root: ops.ts, link/control.ts; cluster.ts; broker + bus; NodeEngine deploy; the process runtime
- * start is not in the patch: add marks there by hand when needed). Without the patch only the
- * total is printed. A round waits for the worker's UNDEPLOYED of the previous instance before the
- * next POST: instance numbers are reused before issue 9, and an UNDEPLOYED that arrives late lands
- * on the new row.
+ * (root: the reconciler's shell, reconcile/shell.ts; the cluster, cluster.ts; the NodeEngine's deploy,
+ * engine.ts; add marks elsewhere by hand when needed). Without the patch only the total is printed.
+ * TRACE_WINDOWS=1 prints the deploys' time windows (µs of the monotonic clock, the time base of
+ * --cpu-prof), to read a profile of the deploys alone. A round waits for the worker's UNDEPLOYED
+ * of the previous instance before the next POST.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -91,6 +91,8 @@ try {
   const bare: number[] = [];
   const cpus: number[] = [];
   const undeploys: number[] = [];
+  /** [start, end] of each measured deploy, µs of the monotonic clock (the time base of --cpu-prof) */
+  const windows: [number, number][] = [];
   let loopStart = 0n;
   for (let i = 0; i < ROUNDS; i++) {
     if (i === 2) loopStart = process.hrtime.bigint() / 1000n;
@@ -103,6 +105,7 @@ try {
     await new Promise((r) => setTimeout(r, 50));
     marks.length = 0;
     const cpu0 = process.cpuUsage();
+    const h0 = process.hrtime.bigint() / 1000n;
     const t0 = performance.now();
     let n = -1;
     const running = new Promise<void>((r) => { onRunning = (k) => { if (k === n || n === -1) r(); }; });
@@ -110,6 +113,7 @@ try {
     n = inst.instance_number;
     await Promise.race([running, new Promise((_, rej) => setTimeout(() => rej(new Error(`round ${i}: no RUNNING event within 20 s; marks: ${marks.map(([l]) => l).join(', ')}`)), 20_000))]);
     const t1 = performance.now();
+    if (i >= 2) windows.push([Number(h0), Number(process.hrtime.bigint() / 1000n)]);
     const cpu1 = process.cpuUsage(cpu0);
     if (i >= 2) cpus.push((cpu1.user + cpu1.system) / 1000);
     marks.push(['SSE RUNNING', t1]);
@@ -137,6 +141,7 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   console.log(`loop hrtime us ${loopStart} ${process.hrtime.bigint() / 1000n}`);
+  if (process.env.TRACE_WINDOWS) console.log(`windows ${JSON.stringify(windows)}`);
   const med = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
   const rows = [...table.entries()].map(([l, v]) => [l, med(v), v.length] as const).sort((a, b) => a[1] - b[1]);
   for (const [l, m, k] of rows) console.log(`${m.toFixed(1).padStart(7)} ms  ${l}${k < totals.length ? ` (${k}/${totals.length})` : ''}`);

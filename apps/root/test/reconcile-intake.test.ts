@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DisconnectPolicy, InstanceState } from '@oak/contracts';
 import type { InstanceRow } from '@oak/store';
-import { judgeReport } from '../src/reconcile/intake.ts';
+import { fastPathStatus, judgeReport } from '../src/reconcile/intake.ts';
 import type { InstanceStatusReport } from '../src/reconcile/intake.ts';
 
 const NOW = Date.parse('2026-01-01T00:10:00.000Z');
@@ -164,4 +164,20 @@ test('the root\'s service table (issue 10): an instance whose probe is not healt
   assert.equal(tableEntryOf({ ...base, health: 'healthy' })?.nsip, '10.18.0.66');
   assert.equal(tableEntryOf({ ...base, health: 'unhealthy' }), undefined);
   assert.equal(tableEntryOf({ ...base, health: 'starting' }), undefined);
+});
+
+test('fast path: only progress to NODE_SCHEDULED/CREATING of a current desired=run row skips the plan', () => {
+  const placed = row({ status: 'CLUSTER_SCHEDULED', worker_id: null });
+  assert.equal(fastPathStatus(placed, { status: 'NODE_SCHEDULED', worker_id: 'w1' }, 1), true);
+  assert.equal(fastPathStatus(row({ status: 'NODE_SCHEDULED' }), { status: 'CREATING' }, 1), true);
+  // RUNNING, ends and failures may change the plan (rollouts, replacements, restarts elsewhere)
+  for (const st of ['RUNNING', 'FAILED', 'DEAD', 'COMPLETED', 'UNDEPLOYED'] as const) assert.equal(fastPathStatus(placed, { status: st }, 1), false, st);
+  // a row of an older version (a rollout), a stopping row, a lost one: always planned
+  assert.equal(fastPathStatus(row({ status: 'CLUSTER_SCHEDULED', service_version: 1 }), { status: 'NODE_SCHEDULED' }, 2), false);
+  assert.equal(fastPathStatus(row({ status: 'CLUSTER_SCHEDULED', desired: 'stop' }), { status: 'NODE_SCHEDULED' }, 1), false);
+  assert.equal(fastPathStatus(row({ status: 'CLUSTER_SCHEDULED', lost_at: AT }), { status: 'NODE_SCHEDULED' }, 1), false);
+  // health or restarts changed, or no status change: planned
+  assert.equal(fastPathStatus(placed, { status: 'CREATING', health: 'unhealthy' }, 1), false);
+  assert.equal(fastPathStatus(placed, { status: 'CREATING', restarts: 1 }, 1), false);
+  assert.equal(fastPathStatus(placed, { status_detail: 'x' }, 1), false);
 });

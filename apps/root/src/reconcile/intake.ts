@@ -96,3 +96,18 @@ function sameNet(a: InstanceRow['net'], b: InstanceRow['net']): boolean {
   for (const k of keys) if ((a[k] ?? null) !== (b[k] ?? null)) return false;
   return true;
 }
+
+/** the states on the way to RUNNING, after a placement: reports of them change no plan */
+const PROGRESS_STATES: ReadonlySet<string> = new Set(['NODE_SCHEDULED', 'CREATING']);
+
+/**
+ * Whether an applied report was progress only: a desired=run row of the service's current version
+ * moved on to NODE_SCHEDULED or CREATING (with the worker it was given), its health and restarts
+ * unchanged. Such a report needs no reconcile pass of its service: no plan reacts to it, and the
+ * row's deadline is kept by the service's timer (set by the pass that placed it) and the resync.
+ */
+export function fastPathStatus(row: InstanceRow, patch: Extract<ReportVerdict, { kind: 'apply' }>['patch'], serviceVersion: number): boolean {
+  if (row.desired !== 'run' || row.service_version !== serviceVersion || row.lost_at !== null) return false;
+  if (patch.status === undefined || !PROGRESS_STATES.has(patch.status)) return false;
+  return patch.health === undefined && patch.restarts === undefined;
+}

@@ -42,7 +42,7 @@ import type { NetLimits } from '../link/net-control.ts';
 import type { LinkServer } from '../link/server.ts';
 import { RootReservations, reservationKey } from './accounting.ts';
 import { defaultReconcileConfig, policiesOf, reconcile } from './core.ts';
-import { judgeReport } from './intake.ts';
+import { fastPathStatus, judgeReport } from './intake.ts';
 import { ENDED_INSTANCE_MEMORY_MS, LogRelay } from './logs.ts';
 import { KeyedQueue } from './queue.ts';
 import type { Action, ClusterView, Plan, ReconcileConfig } from './types.ts';
@@ -180,9 +180,21 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
 
   const queue = new KeyedQueue({ run: (id) => pass(id), concurrency: o.concurrency ?? 4, log });
 
+  /**
+   * Services whose next pass must plan (requested by the API, a timer, a link event, the resync or
+   * a plan of their own). A pass requested only by reports that were progress on the way to
+   * RUNNING (fastPathStatus) applies them and plans nothing: the plan of a service cannot change
+   * with them, its deadlines are kept by its timer, and the resync heals anything else.
+   */
+  const planWanted = new Set<string>();
   const request = (serviceId: string): void => {
     if (closed) return;
     selfPasses.delete(serviceId);
+    planWanted.add(serviceId);
+    queue.request(serviceId);
+  };
+  const requestForReports = (serviceId: string): void => {
+    if (closed) return;
     queue.request(serviceId);
   };
 
@@ -261,7 +273,12 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     }
     for (const [job, id] of jobIds) if (id === serviceId && job !== s.job_name) jobIds.delete(job);
     jobIds.set(s.job_name, s.id);
-    let changed = await drainReports(s);
+    const mustPlan = planWanted.delete(serviceId);
+    const drained = await drainReports(s);
+    if (!mustPlan && !drained.plan && !told.has(s.id)) return;
+    // the events of the applied reports go out (SSE, other roots) before this pass reads and plans
+    if (drained.changed) await new Promise<void>((r) => setImmediate(r));
+    let changed = drained.changed;
     changed = (await sendTold(s)) || changed;
     const t = now();
     const [versions, instances, clusterRows] = await Promise.all([store.listServiceVersions(s.id), store.listInstances({ service_id: s.id }), store.listClusters()]);
@@ -285,6 +302,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     if (changed && !closed) {
       const n = (selfPasses.get(s.id) ?? 0) + 1;
       if (n <= MAX_SELF_PASSES) {
+        planWanted.add(s.id);
         queue.request(s.id);
         selfPasses.set(s.id, n);
       } else {
@@ -626,7 +644,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
         const list = reports.get(sid) ?? [];
         list.push({ clusterId, m });
         reports.set(sid, list);
-        request(sid);
+        requestForReports(sid);
       })
       .catch((err: unknown) => {
         backlog--;
@@ -634,24 +652,36 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       });
   };
 
-  /** the queued reports of a service, judged and applied in order; true when a status changed */
-  const drainReports = async (s: ServiceRow): Promise<boolean> => {
+  /**
+   * The queued reports of a service, judged and applied in order. changed: a status changed;
+   * plan: a report was more than progress (fastPathStatus), so the service's plan may change.
+   */
+  const drainReports = async (s: ServiceRow): Promise<{ changed: boolean; plan: boolean }> => {
     const list = reports.get(s.id);
-    if (!list) return false;
+    if (!list) return { changed: false, plan: false };
     reports.delete(s.id);
     backlog -= list.length;
     let changed = false;
+    let plan = false;
     for (const { clusterId, m } of list) {
       try {
-        changed = (await applyReport(s, clusterId, m)) || changed;
+        const r = await applyReport(s, clusterId, m);
+        changed = r.changed || changed;
+        plan = plan || !r.progress;
       } catch (err) {
+        plan = true;
         log.error({ err, cluster_id: clusterId, instance: instanceName(m.job_name, m.instance_number) }, 'reconcile: an instance_status failed');
       }
     }
-    return changed;
+    return { changed, plan };
   };
 
-  const applyReport = async (s: ServiceRow, clusterId: string, m0: InstanceStatusMessage): Promise<boolean> => {
+  const applyReport = async (s: ServiceRow, clusterId: string, m0: InstanceStatusMessage): Promise<{ changed: boolean; progress: boolean }> => {
+    const r = await judgeAndApply(s, clusterId, m0);
+    return typeof r === 'boolean' ? { changed: r, progress: false } : r;
+  };
+
+  const judgeAndApply = async (s: ServiceRow, clusterId: string, m0: InstanceStatusMessage): Promise<boolean | { changed: boolean; progress: boolean }> => {
     if (m0.job_name !== s.job_name) {
       // renamed since: the copy under the old name goes
       if (m0.status !== 'UNDEPLOYED') link.send(clusterId, undeployMsg(m0.job_name, m0.instance_number, m0.epoch));
@@ -673,7 +703,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
         }
         await update(s, row, v.patch);
         if (v.patch.status !== undefined && !holdsCluster(v.patch.status)) reservations.release(reservationKey(s.id, row.instance_number));
-        return v.patch.status !== undefined;
+        return { changed: v.patch.status !== undefined, progress: fastPathStatus(row, v.patch, s.version) };
       }
       case 'stale':
         log.info({ cluster_id: clusterId, instance: instanceName(m.job_name, m.instance_number), epoch: m.epoch, reason: v.reason }, 'stale copy: undeployed there');
