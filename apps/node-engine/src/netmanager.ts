@@ -10,7 +10,9 @@
  * (re-)registration, sends the pending undeploys and then a deploy for every instance that has a
  * namespace: the notices are idempotent, so a replay is always safe. A restarted NetManager is
  * noticed by a new key in the key file (and by a failed request); as a backstop the link
- * registers again every `refreshMs` (30 s) and replays.
+ * registers again every `refreshMs` (30 s) and replays. Failed registrations back off (doubling from
+ * `checkMs` up to 5 s while it is not reachable, up to `maxBackoffMs`, 30 s, while it answers with an
+ * error: each attempt then costs the NetManager a datapath setup); a new key is tried at once.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -31,10 +33,13 @@ export function keyPath(keyDir: string, port: number): string {
 /** The NetManager refused or did not answer; `down` when it is not reachable (retry later). */
 export class NetManagerError extends Error {
   readonly down: boolean;
-  constructor(message: string, down: boolean) {
+  /** the NetManager answered (with an error status): it runs, but its side failed */
+  readonly answered: boolean;
+  constructor(message: string, down: boolean, answered = false) {
     super(message);
     this.name = 'NetManagerError';
     this.down = down;
+    this.answered = answered;
   }
 }
 
@@ -74,8 +79,14 @@ export interface NetManagerLinkOptions {
   onAnswer: (a: NetRegisterAnswer) => Promise<void>;
   /** a deploy notice for every instance with a namespace (replayed after each registration) */
   current: () => NetInstanceDeploy[];
-  /** how often the key file is looked at, and the retry delay when down (default 1000 ms) */
+  /**
+   * How often the key file is looked at, and the first retry delay when down (default 1000 ms);
+   * failed registrations in a row double the delay, up to maxBackoffMs (a NetManager that answers
+   * but refuses, its datapath failing) or 5 s (not reachable yet), with jitter
+   */
   checkMs?: number | undefined;
+  /** the longest retry delay after refused registrations (default 30 s) */
+  maxBackoffMs?: number | undefined;
   /** backstop re-registration (default 30 s) */
   refreshMs?: number | undefined;
   /** per notice request (default 3000 ms) */
@@ -98,6 +109,13 @@ export class NetManagerLink {
   #closed = false;
   #lastProblem: string | undefined;
   #again = false;
+  /** failed registrations in a row, and when the next attempt is due (backoff) */
+  #failures = 0;
+  #nextAttemptAt = 0;
+  /** the last failed attempt got an answer (an error status) */
+  #lastAnswered = false;
+  /** the key file's content at the last failed attempt: a new key (a restarted NetManager) is tried at once */
+  #failedKey: string | undefined;
   /** the last accepted answer */
   answer: NetRegisterAnswer | undefined;
 
@@ -159,7 +177,7 @@ export class NetManagerLink {
     const key = await this.#readKey();
     const r = await this.#post('/register', this.#o.registration(), key, this.#o.registerTimeoutMs ?? 15_000);
     if (r.status === 401 || r.status === 403) throw new NetManagerError(`the NetManager refused the key (${r.status}); it may have restarted with a new one`, true);
-    if (r.status !== 200) throw new NetManagerError(`the NetManager refused the registration (${r.status}): ${r.text.slice(0, 300)}`, r.status >= 500);
+    if (r.status !== 200) throw new NetManagerError(`the NetManager refused the registration (${r.status}): ${r.text.slice(0, 300)}`, r.status >= 500, true);
     let json: unknown;
     try {
       json = JSON.parse(r.text) as unknown;
@@ -213,6 +231,7 @@ export class NetManagerLink {
   refresh(): void {
     if (this.#closed) return;
     this.#up = false;
+    this.#nextAttemptAt = 0;
     if (this.#busy !== undefined) this.#again = true;
     else void this.#tick();
   }
@@ -246,7 +265,11 @@ export class NetManagerLink {
             this.#up = false;
           }
         }
-        if (!this.#up) await this.#registerAndReplay();
+        if (!this.#up && (await this.#attemptDue())) {
+          const r = await this.#registerAndReplay();
+          if (r === 'ok') this.#failures = 0;
+          else this.#backoff(r === 'refused' || this.#lastAnswered);
+        }
         if (this.#up) await this.#flush();
       } finally {
         this.#busy = undefined;
@@ -259,12 +282,37 @@ export class NetManagerLink {
     return this.#busy;
   }
 
+  /** whether a registration attempt is due now: its backoff passed, or the NetManager's key changed since the last failure */
+  async #attemptDue(): Promise<boolean> {
+    if (this.#failures === 0 || Date.now() >= this.#nextAttemptAt) return true;
+    const key = await this.#readKey().catch(() => undefined);
+    return key !== undefined && key !== this.#failedKey;
+  }
+
+  /** answered: the NetManager runs and refused (its datapath failing: each attempt costs it work) */
+  #backoff(answered: boolean): void {
+    this.#failures++;
+    const first = this.#o.checkMs ?? 1000;
+    const cap = answered ? (this.#o.maxBackoffMs ?? 30_000) : Math.min(this.#o.maxBackoffMs ?? 30_000, 5000);
+    const delay = Math.min(cap, first * 2 ** Math.min(this.#failures - 1, 20));
+    // jitter: ±20 %, so that the workers of a host or a fleet do not retry in step
+    this.#nextAttemptAt = Date.now() + delay * (0.8 + Math.random() * 0.4);
+    void this.#readKey().then((k) => { this.#failedKey = k; }, () => { this.#failedKey = undefined; });
+  }
+
+  /** failed registrations in a row (tests, logs) */
+  get failures(): number {
+    return this.#failures;
+  }
+
   /** one registration attempt; on success the replay is queued and true returned */
   async #registerAndReplay(): Promise<'ok' | 'down' | 'refused'> {
     let answer: NetRegisterAnswer;
+    this.#lastAnswered = false;
     try {
       answer = await this.registerOnce();
     } catch (err) {
+      this.#lastAnswered = err instanceof NetManagerError && err.answered;
       this.#down(err);
       return 'down';
     }

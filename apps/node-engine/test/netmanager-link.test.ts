@@ -155,3 +155,29 @@ test('a NetManager on a port the Fetch standard calls "bad" (6000 is one) is rea
     await other.stop();
   }
 });
+
+test('a NetManager that keeps refusing the registration (500: its datapath fails) is asked ever less often; a new key is tried at once', async () => {
+  const lines: string[] = [];
+  const l = link(lines);
+  nm.requests.length = 0;
+  nm.override = (r) => (r.path === '/register' ? [500, '{"error":{"code":"OAK_INTERNAL","message":"the datapath could not be set up"}}'] : undefined);
+  try {
+    l.start();
+    // checkMs 50: without a backoff that is ~40 attempts in 2 s; doubling from 50 ms gives about 6
+    await new Promise((r) => setTimeout(r, 2000));
+    const tries = nm.of('/register').length;
+    assert.ok(tries >= 3 && tries <= 9, `${tries} registration attempts in 2 s`);
+    assert.ok(l.failures >= 3, `failures ${l.failures}`);
+    assert.equal(lines.filter((x) => /refused the registration \(500\)/.test(x)).length, 1, 'one line, not one per retry');
+    // the NetManager restarted (a new key): the next check tries at once, and succeeds
+    nm.override = undefined;
+    nm.requests.length = 0;
+    nm.key = 'n'.repeat(40);
+    await writeFile(keyPath(dir.path, nm.port), `${nm.key}\n`);
+    await waitFor(() => nm.of('/register').length > 0, { timeoutMs: 1000, message: 'registered at once after a key change' });
+    await waitFor(() => l.failures === 0, { timeoutMs: 1000, message: 'backoff reset after success' });
+  } finally {
+    nm.override = undefined;
+    await l.close();
+  }
+});
