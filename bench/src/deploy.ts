@@ -320,6 +320,8 @@ export const bench: Bench = async () => {
       '--host', '127.0.0.1', '--port', String(await freePort()), '--link-port', String(await freePort()),
       '--cluster-port', String(await freePort()), '--mqtt-port', String(await freePort()),
       '--data-dir', join(d.path, name), '--containerd', c.socket, '--namespace', `${c.namespace}-${name}`, '--log-level', 'warn',
+      // a tunnel port of its own: two overlays on one VNI and port cannot both set up their device
+      '--public-port', String(await freePort()),
     ];
     const bundleFlags = await idleFlags('idle-bundle');
     const tsxFlags = await idleFlags('idle-tsx');
@@ -357,7 +359,7 @@ export const bench: Bench = async () => {
       '--host', '127.0.0.1', '--port', String(port), '--link-port', String(await freePort()),
       '--cluster-port', String(await freePort()), '--mqtt-port', String(await freePort()),
       '--data-dir', join(dir.path, 'oakd'), '--containerd', c.socket, '--namespace', c.namespace,
-      '--report-interval', '500', '--log-level', 'warn',
+      '--report-interval', '500', '--log-level', 'warn', '--public-port', String(await freePort()),
     ], {});
     if (cfg === 'help') throw new Error('parseConfig answered help');
     cfg.adminPassword = PASSWORD;
