@@ -235,6 +235,25 @@ describe('the reconciler on the root link', () => {
     assert.equal((await store.getServiceVersion(sid, 2))?.outcome, 'complete');
   });
 
+  test('a finished row leaves the passes but is purged on time; a service with many finished rows plans from its live ones', { timeout: 60_000 }, async () => {
+    const store = await createStore({ sqlitePath: ':memory:' });
+    cleanups.push(() => store.close());
+    const r = await startTestRoot(store, { reconcile: { purgeAfterMs: 1500 } });
+    cleanups.push(() => r.close());
+    const c1 = await r.connect('c1', running);
+    const sid = await deploy(r, 'purge', 3);
+    await waitFor(async () => ((await store.listInstances({ service_id: sid })).filter((x) => x.status === 'RUNNING').length === 3 ? true : undefined), { message: '3 RUNNING' });
+    // scale down to 1: two rows finish (UNDEPLOYED, addresses released), then nothing else happens
+    for (const n of [0, 1]) assert.equal((await r.api('DELETE', `/api/service/${sid}/instance/${n}`)).status, 200);
+    await waitFor(async () => ((await store.listInstances({ service_id: sid, live: true })).map((x) => x.instance_number).join() === '2' ? true : undefined), { message: 'two rows finished' });
+    assert.equal((await store.listInstances({ service_id: sid })).length, 3, 'the finished rows are kept until their purge');
+    // the purge comes from the service's timer alone (no report, no API call, resync 5 s away)
+    const t0 = Date.now();
+    await waitFor(async () => ((await store.listInstances({ service_id: sid })).length === 1 ? true : undefined), { timeoutMs: 10_000, message: 'finished rows purged' });
+    assert.ok(Date.now() - t0 < 4500, `purged after ${Date.now() - t0} ms`);
+    assert.deepEqual([...c1.running.keys()].filter((k) => k.startsWith(`${jobOf('purge')}/`)), [`${jobOf('purge')}/2`]);
+  });
+
   test('CLUSTER_SCHEDULED past its deadline on a cluster that never answers is placed on the other cluster', { timeout: 60_000 }, async () => {
     const store = await createStore({ sqlitePath: ':memory:' });
     cleanups.push(() => store.close());

@@ -170,8 +170,12 @@ test('fast path: only progress to NODE_SCHEDULED/CREATING of a current desired=r
   const placed = row({ status: 'CLUSTER_SCHEDULED', worker_id: null });
   assert.equal(fastPathStatus(placed, { status: 'NODE_SCHEDULED', worker_id: 'w1' }, 1), true);
   assert.equal(fastPathStatus(row({ status: 'NODE_SCHEDULED' }), { status: 'CREATING' }, 1), true);
-  // RUNNING, ends and failures may change the plan (rollouts, replacements, restarts elsewhere)
+  // ends and failures may change the plan (replacements, restarts elsewhere); RUNNING only during a rollout
   for (const st of ['RUNNING', 'FAILED', 'DEAD', 'COMPLETED', 'UNDEPLOYED'] as const) assert.equal(fastPathStatus(placed, { status: st }, 1), false, st);
+  for (const st of ['FAILED', 'DEAD', 'COMPLETED', 'UNDEPLOYED'] as const) assert.equal(fastPathStatus(placed, { status: st }, 1, false), false, st);
+  assert.equal(fastPathStatus(placed, { status: 'RUNNING' }, 1, false), true, 'RUNNING with no rollout under way');
+  assert.equal(fastPathStatus(placed, { status: 'RUNNING' }, 1, true), false, 'RUNNING during a rollout');
+  assert.equal(fastPathStatus(row({ status: 'CREATING', replaces: 0, instance_number: 3 }), { status: 'RUNNING' }, 1, false), false, 'a successor');
   // a row of an older version (a rollout), a stopping row, a lost one: always planned
   assert.equal(fastPathStatus(row({ status: 'CLUSTER_SCHEDULED', service_version: 1 }), { status: 'NODE_SCHEDULED' }, 2), false);
   assert.equal(fastPathStatus(row({ status: 'CLUSTER_SCHEDULED', desired: 'stop' }), { status: 'NODE_SCHEDULED' }, 1), false);

@@ -6,8 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
-import type { Kysely, Selectable } from 'kysely';
-import { ConflictError, NotFoundError, OakError } from '@oak/contracts';
+import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
+import { ConflictError, NotFoundError, OakError, TERMINAL_STATES } from '@oak/contracts';
 import type { ClusterResources, HealthState, InstanceNet, InstanceState, Microservice, Role } from '@oak/contracts';
 import type { Backend, DB } from './db.ts';
 import { isPostgresUrl, openPostgres, openSqlite } from './db.ts';
@@ -151,6 +151,13 @@ const toJoinToken = (r: Row<'join_tokens'>): JoinTokenRow => ({
 });
 
 const instanceKey = (serviceId: string, n: number): string => `${serviceId}/${n}`;
+
+/** a finished row: stopped, confirmed UNDEPLOYED, its addresses back in the pool (it only waits for its purge) */
+const finishedRow = (eb: ExpressionBuilder<DB, 'instances'>) =>
+  eb.and([eb('desired', '=', 'stop'), eb('status', '=', 'UNDEPLOYED'), eb('instance_ip', 'is', null), eb('instance_ip_v6', 'is', null)]);
+
+/** the states in which no cluster holds a copy (the root's placement.ts holdsCluster is the rest) */
+const NOT_HELD_BY_CLUSTER: readonly InstanceState[] = [...TERMINAL_STATES, 'REQUESTED'];
 
 export class KyselyStore implements Store {
   readonly kind: Backend;
@@ -626,7 +633,7 @@ export class KyselyStore implements Store {
 
   /** An empty `statuses` list matches nothing. */
   async listInstances(
-    filter: { service_id?: string; cluster_id?: string; statuses?: InstanceState[]; desired?: DesiredState } = {},
+    filter: { service_id?: string; cluster_id?: string; statuses?: InstanceState[]; desired?: DesiredState; live?: boolean } = {},
   ): Promise<InstanceRow[]> {
     if (filter.statuses !== undefined && filter.statuses.length === 0) return [];
     let q = this.#db.selectFrom('instances').selectAll();
@@ -634,7 +641,41 @@ export class KyselyStore implements Store {
     if (filter.cluster_id !== undefined) q = q.where('cluster_id', '=', filter.cluster_id);
     if (filter.statuses !== undefined) q = q.where('status', 'in', filter.statuses);
     if (filter.desired !== undefined) q = q.where('desired', '=', filter.desired);
+    if (filter.live === true) q = q.where((eb) => eb.not(finishedRow(eb)));
     return (await q.orderBy('service_id').orderBy('instance_number').execute()).map(toInstance);
+  }
+
+  async finishedInstances(serviceId: string, dueAt: string, limit = 1000): Promise<{ due: InstanceRow[]; next: string | null }> {
+    const due = await this.#db
+      .selectFrom('instances')
+      .selectAll()
+      .where('service_id', '=', serviceId)
+      .where((eb) => finishedRow(eb))
+      .where('status_at', '<=', dueAt)
+      .orderBy('instance_number')
+      .limit(Math.max(1, Math.floor(limit)))
+      .execute();
+    const next = await this.#db
+      .selectFrom('instances')
+      .select((eb) => eb.fn.min<string>('status_at').as('next'))
+      .where('service_id', '=', serviceId)
+      .where((eb) => finishedRow(eb))
+      .where('status_at', '>', dueAt)
+      .executeTakeFirst();
+    return { due: due.map(toInstance), next: next?.next ?? null };
+  }
+
+  async listPlacements(): Promise<{ service_id: string; cluster_id: string }[]> {
+    const rows = await this.#db
+      .selectFrom('instances')
+      .select(['service_id', 'cluster_id'])
+      .where('desired', '=', 'run')
+      .where('cluster_id', 'is not', null)
+      .where('status', 'not in', [...NOT_HELD_BY_CLUSTER])
+      .orderBy('service_id')
+      .orderBy('instance_number')
+      .execute();
+    return rows.map((r) => ({ service_id: r.service_id, cluster_id: r.cluster_id as string }));
   }
 
   async updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow> {

@@ -360,8 +360,19 @@ export interface Store {
    */
   addInstance(serviceId: string, status: InstanceState, statusDetail?: string, opts?: NewInstanceOptions): Promise<InstanceRow>;
   getInstance(serviceId: string, n: number): Promise<InstanceRow | undefined>;
-  /** an empty `statuses` list matches nothing; ordered by service_id, instance_number */
-  listInstances(filter?: { service_id?: string; cluster_id?: string; statuses?: InstanceState[]; desired?: DesiredState }): Promise<InstanceRow[]>;
+  /**
+   * An empty `statuses` list matches nothing; ordered by service_id, instance_number. `live`: not
+   * the finished rows (desired=stop, UNDEPLOYED, addresses released), which only wait for their purge.
+   */
+  listInstances(filter?: { service_id?: string; cluster_id?: string; statuses?: InstanceState[]; desired?: DesiredState; live?: boolean }): Promise<InstanceRow[]>;
+  /**
+   * A service's finished rows (desired=stop, UNDEPLOYED, addresses released): those whose status_at
+   * is at or before `dueAt` (ISO-8601) in full, at most `limit` (default 1000), and the earliest
+   * status_at of the others (null: none).
+   */
+  finishedInstances(serviceId: string, dueAt: string, limit?: number): Promise<{ due: InstanceRow[]; next: string | null }>;
+  /** service and cluster of every desired=run instance placed on a cluster (status held there), without the rest of the rows */
+  listPlacements(): Promise<{ service_id: string; cluster_id: string }[]>;
   /** a change of status appends a history row with the same timestamp and sets status_at */
   updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow>;
   /** removes the row and its history; a row that was placed leaves its EndedInstanceRow (same transaction) */

@@ -377,6 +377,34 @@ export function storeSuite(b: Backend): void {
       assert.deepEqual(await snapshot(), before);
     });
 
+    it('live rows, finished rows due for their purge and the placements are read without the rest', async () => {
+      const f = await fixture();
+      const id = f.services[0]!.id;
+      const cid = (await s.upsertCluster(uniq('cluster'), null)).id;
+      const rows = [];
+      for (let k = 0; k < 5; k++) rows.push(await s.addInstance(id, 'REQUESTED'));
+      // 0 runs placed; 1 and 2 are finished (stopped, UNDEPLOYED, no addresses); 3 is stopping (still UNDEPLOYED with its address); 4 waits
+      await s.updateInstance(id, 0, { status: 'RUNNING', cluster_id: cid });
+      for (const n of [1, 2]) await s.updateInstance(id, n, { desired: 'stop', status: 'UNDEPLOYED' });
+      await s.updateInstance(id, 3, { desired: 'stop', status: 'UNDEPLOYED', instance_ip: '10.30.0.9' });
+      assert.deepEqual((await s.listInstances({ service_id: id, live: true })).map((r) => r.instance_number), [0, 3, 4]);
+      assert.deepEqual((await s.listInstances({ service_id: id })).map((r) => r.instance_number), [0, 1, 2, 3, 4]);
+      const t1 = (await s.getInstance(id, 1))!.status_at;
+      // nothing due before the first finish; then the earliest is named (1 finished first)
+      const none = await s.finishedInstances(id, '2000-01-01T00:00:00.000Z');
+      assert.deepEqual(none.due, []);
+      assert.equal(none.next, t1);
+      const all = await s.finishedInstances(id, '2999-01-01T00:00:00.000Z');
+      assert.deepEqual(all.due.map((r) => r.instance_number), [1, 2]);
+      assert.equal(all.next, null);
+      assert.deepEqual((await s.finishedInstances(id, '2999-01-01T00:00:00.000Z', 1)).due.map((r) => r.instance_number), [1]);
+      assert.deepEqual((await s.listPlacements()).filter((p) => p.service_id === id), [{ service_id: id, cluster_id: cid }]);
+      // a placed row that stops is no placement any more
+      await s.updateInstance(id, 0, { desired: 'stop' });
+      assert.deepEqual((await s.listPlacements()).filter((p) => p.service_id === id), []);
+      assert.deepEqual((await s.finishedInstances('missing', '2999-01-01T00:00:00.000Z')), { due: [], next: null });
+    });
+
     it('concurrent addInstance calls never share a number', async () => {
       const f = await fixture();
       const id = f.services[0]!.id;

@@ -102,12 +102,15 @@ const PROGRESS_STATES: ReadonlySet<string> = new Set(['NODE_SCHEDULED', 'CREATIN
 
 /**
  * Whether an applied report was progress only: a desired=run row of the service's current version
- * moved on to NODE_SCHEDULED or CREATING (with the worker it was given), its health and restarts
- * unchanged. Such a report needs no reconcile pass of its service: no plan reacts to it, and the
- * row's deadline is kept by the service's timer (set by the pass that placed it) and the resync.
+ * moved on to NODE_SCHEDULED or CREATING (with the worker it was given), or to RUNNING when no
+ * rollout is under way (`rolling` false) and the row replaces none, its health and restarts
+ * unchanged. Such a report needs no reconcile pass of its service: no plan reacts to it (only a
+ * rollout waits for a row to run), and the row's deadline is kept by the service's timer (set by
+ * the pass that placed it) and the resync.
  */
-export function fastPathStatus(row: InstanceRow, patch: Extract<ReportVerdict, { kind: 'apply' }>['patch'], serviceVersion: number): boolean {
+export function fastPathStatus(row: InstanceRow, patch: Extract<ReportVerdict, { kind: 'apply' }>['patch'], serviceVersion: number, rolling = true): boolean {
   if (row.desired !== 'run' || row.service_version !== serviceVersion || row.lost_at !== null) return false;
-  if (patch.status === undefined || !PROGRESS_STATES.has(patch.status)) return false;
-  return patch.health === undefined && patch.restarts === undefined;
+  if (patch.status === undefined) return false;
+  const progress = PROGRESS_STATES.has(patch.status) || (patch.status === 'RUNNING' && !rolling && row.replaces === null);
+  return progress && patch.health === undefined && patch.restarts === undefined;
 }

@@ -281,10 +281,28 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     let changed = drained.changed;
     changed = (await sendTold(s)) || changed;
     const t = now();
-    const [versions, instances, clusterRows] = await Promise.all([store.listServiceVersions(s.id), store.listInstances({ service_id: s.id }), store.listClusters()]);
-    // the jobs on each cluster (anti-affinity) matter only to a placement: read every instance only then
+    // the rows the plan needs: not the finished ones (stopped, UNDEPLOYED, addresses released) that
+    // only wait for their purge, except those due now and the predecessors of live rows; the
+    // earliest other purge becomes a wake-up (a service with a long history reads a few rows, not all)
+    const dueAt = new Date(t - config.purgeAfterMs).toISOString();
+    const [versions, live, finishedRows, clusterRows] = await Promise.all([
+      store.listServiceVersions(s.id),
+      store.listInstances({ service_id: s.id, live: true }),
+      store.finishedInstances(s.id, dueAt),
+      store.listClusters(),
+    ]);
+    const byNumber = new Map<number, InstanceRow>(live.map((r) => [r.instance_number, r]));
+    for (const r of finishedRows.due) byNumber.set(r.instance_number, r);
+    for (const r of live) {
+      if (r.replaces === null || byNumber.has(r.replaces)) continue;
+      const pred = await store.getInstance(s.id, r.replaces);
+      if (pred) byNumber.set(pred.instance_number, pred);
+    }
+    const instances = [...byNumber.values()].sort((a, b) => a.instance_number - b.instance_number);
+    const nextPurge = finishedRows.next === null ? undefined : Date.parse(finishedRows.next) + config.purgeAfterMs;
+    // the jobs on each cluster (anti-affinity) matter only to a placement: read the placements only then
     const mayPlace = instances.some((r) => r.desired === 'run' && (r.status === 'REQUESTED' || r.service_version !== s.version));
-    const jobsOf = mayPlace ? await jobsByCluster(await store.listInstances()) : new Map<string, string[]>();
+    const jobsOf = mayPlace ? await jobsByCluster(await store.listPlacements()) : new Map<string, string[]>();
     const candidates = reservations.apply(clusterCandidates(clusterRows, (id) => link.isConnected(id), jobsOf));
     const clusters: ClusterView[] = clusterRows.map((c, i) => {
       const v: ClusterView = { id: c.id, name: c.name, connected: link.isConnected(c.id), candidate: candidates[i]! };
@@ -298,7 +316,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     const plan: Plan = reconcile({ service: s, versions, instances, clusters, sent: sentOf(s.id), now: t, config, ...(peers.length > 0 ? { peers } : {}) });
     if (plan.actions.length > 0) log.debug({ service: s.job_name, version: s.version, actions: plan.actions, notes: plan.notes }, 'reconcile plan');
     changed = (await applyPlan(s, versions, instances, clusters, plan)) || changed;
-    schedule(s.id, plan.next_at);
+    schedule(s.id, plan.next_at === undefined ? nextPurge : nextPurge === undefined ? plan.next_at : Math.min(plan.next_at, nextPurge));
     if (changed && !closed) {
       const n = (selfPasses.get(s.id) ?? 0) + 1;
       if (n <= MAX_SELF_PASSES) {
@@ -364,12 +382,12 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     return false;
   };
 
-  const jobsByCluster = async (all: readonly InstanceRow[]): Promise<Map<string, string[]>> => {
+  /** the jobs placed on each cluster, from the placements of every service (store.listPlacements) */
+  const jobsByCluster = async (all: readonly { service_id: string; cluster_id: string }[]): Promise<Map<string, string[]>> => {
     const jobOf = new Map<string, string>();
     for (const [job, id] of jobIds) jobOf.set(id, job);
     const out = new Map<string, string[]>();
     for (const r of all) {
-      if (r.cluster_id === null || !holdsCluster(r.status) || r.desired === 'stop') continue;
       let job = jobOf.get(r.service_id);
       if (job === undefined) {
         const svc = await store.getService(r.service_id);
@@ -703,7 +721,9 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
         }
         await update(s, row, v.patch);
         if (v.patch.status !== undefined && !holdsCluster(v.patch.status)) reservations.release(reservationKey(s.id, row.instance_number));
-        return { changed: v.patch.status !== undefined, progress: fastPathStatus(row, v.patch, s.version) };
+        // a rollout under way: the current version (above 1: version 1 rolls nothing) has no outcome yet
+        const rolling = v.patch.status === 'RUNNING' && (s.version > 1 && ((await store.getServiceVersion(s.id, s.version))?.outcome ?? null) === null);
+        return { changed: v.patch.status !== undefined, progress: fastPathStatus(row, v.patch, s.version, rolling) };
       }
       case 'stale':
         log.info({ cluster_id: clusterId, instance: instanceName(m.job_name, m.instance_number), epoch: m.epoch, reason: v.reason }, 'stale copy: undeployed there');
