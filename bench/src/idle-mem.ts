@@ -8,12 +8,12 @@
  * container, its containerd shim and everything under it; per instance: their PSS (shared pages
  * split among their users) and RSS from /proc/<pid>/smaps_rollup, its cgroup's memory
  * (memory.usage_in_bytes on v1, memory.current on v2: anonymous memory plus page cache and kernel
- * memory charged to it), and this process's own RSS growth (after a full GC) divided by K: what
- * the driver keeps per instance.
+ * memory charged to it), and this process's own growth (V8 heap in use + external, after full
+ * GCs) divided by K: what the driver keeps per instance.
  * Baseline: the workload alone, started by hand, K at a time: `ctr run -d` of the same image
  * with the same memory limit, and for the others the argv the driver's own child runs (read from
  * /proc: /bin/sleep, the wasm runner, qemu with the same arguments), its files copied, spawned
- * as a bare detached child. Each side is measured alone (PSS depends on who else maps a page),
+ * as a bare detached child with the environment the driver gave it. Each side is measured alone (PSS depends on who else maps a page),
  * a few seconds after its workload said it was up.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -127,10 +127,16 @@ function cgroupKb(pid: number): number | undefined {
   }
 }
 
-function selfRssKb(): number {
+/**
+ * what this process holds for its instances (kB): V8's heap in use plus memory outside it that
+ * V8 tracks (buffers), after full GCs; its RSS moves by megabytes as V8 gives pages back and is
+ * no measure of a few objects per instance
+ */
+function selfHeldKb(): number {
   gc();
   gc();
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0);
+  const m = process.memoryUsage();
+  return (m.heapUsed + m.external) / 1024;
 }
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, SETTLE_MS));
@@ -145,7 +151,7 @@ interface Measured {
   workload: string;
   baselineName: string;
   ours: Side;
-  /** this process's RSS growth per instance (MB) */
+  /** this process's growth per instance (MB): V8 heap + external */
   driverMb: number;
   bare: Side;
 }
@@ -187,14 +193,20 @@ async function supervised(s: Supervised, scratch: string): Promise<Measured> {
   const wpid = await startOurs(warm);
   const leaf = await waitFor(() => sessionOf(wpid).find((p) => p !== wpid && !argvOf(p)[0]?.endsWith('sh')), { timeoutMs: 10_000, message: `${warm}: its workload process` });
   const byHand = await copyArgv(argvOf(leaf), [s.dataDir], join(scratch, s.virtualization));
+  // and its environment (the supervisor's minimal one, HOME made anew), not this process's
+  const env = Object.fromEntries(readFileSync(`/proc/${leaf}/environ`, 'utf8').split('\0').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  if (env['HOME'] !== undefined) {
+    env['HOME'] = join(scratch, s.virtualization, 'home');
+    await mkdir(env['HOME'], { recursive: true });
+  }
   await s.rt.stop(warm);
 
-  const before = selfRssKb();
+  const before = selfHeldKb();
   const ids = Array.from({ length: K }, (_, i) => `bench.idle.${s.virtualization}.x.instance.${i}`);
   const pids: number[] = [];
   for (const id of ids) pids.push(await startOurs(id));
   await settle();
-  const after = selfRssKb();
+  const after = selfHeldKb();
   const ours = pids.map((p) => {
     const session = sessionOf(p);
     return memOf(session, session.find((x) => x !== p) ?? p);
@@ -203,7 +215,7 @@ async function supervised(s: Supervised, scratch: string): Promise<Measured> {
 
   const children: ChildProcess[] = [];
   try {
-    for (let i = 0; i < K; i++) children.push(await spawnByHand(byHand, s.upLine));
+    for (let i = 0; i < K; i++) children.push(await spawnByHand(byHand, env, s.upLine));
     await settle();
     const bare = children.map((c) => memOf(sessionOf(c.pid as number), undefined));
     return {
@@ -241,8 +253,8 @@ async function copyArgv(argv: string[], roots: string[], into: string): Promise<
   return out;
 }
 
-async function spawnByHand(argv: string[], upLine: string | undefined): Promise<ChildProcess> {
-  const c = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+async function spawnByHand(argv: string[], env: Record<string, string>, upLine: string | undefined): Promise<ChildProcess> {
+  const c = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
   let out = '';
   const collect = (d: Buffer): void => {
     out = (out + d.toString()).slice(-8192);
@@ -288,14 +300,14 @@ async function containers(image: string, ctd: ContainerdInstance, dataDir: strin
     await ctd.ctr(['run', '-d', '--net-host', image, 'idle-raw-warm', 'sleep', '3600']);
     await removeRaw(ctd, 'idle-raw-warm');
 
-    const before = selfRssKb();
+    const before = selfHeldKb();
     const ids = Array.from({ length: K }, (_, i) => `bench.idle.container.x.instance.${i}`);
     for (const id of ids) {
       const st = await rt.start(spec(id));
       if (st.state !== 'RUNNING') throw new Error(`${id} is ${st.state}: ${st.detail}`);
     }
     await settle();
-    const after = selfRssKb();
+    const after = selfHeldKb();
     const ours = ids.map((id) => measureContainer(containerIdFor(id)));
     for (const id of ids) await rt.stop(id);
 
@@ -406,12 +418,13 @@ export const bench: Bench = async () => {
   const rows: BenchRow[] = [];
   for (const m of results) {
     rows.push(row(`${m.virtualization}: idle PSS of its processes (MB)`, m.ours.pssMb, m.bare.pssMb, m.baselineName, 'MB'));
+    rows.push(row(`${m.virtualization}: idle RSS of its processes (MB)`, m.ours.rssMb, m.bare.rssMb, m.baselineName, 'MB'));
     rows.push(row(`${m.virtualization}: idle memory on the worker, PSS + driver growth (MB)`, m.ours.pssMb + Math.max(0, m.driverMb), m.bare.pssMb, m.baselineName, 'MB'));
     if (m.ours.cgroupMb !== undefined && m.bare.cgroupMb !== undefined) rows.push(row(`${m.virtualization}: idle memory of its cgroup (MB)`, m.ours.cgroupMb, m.bare.cgroupMb, m.baselineName, 'MB'));
   }
   return {
     name: 'idle-mem',
-    description: `memory of one idle instance per virtualization (mean of ${K} started together, measured ${SETTLE_MS} ms after up): PSS of its processes (supervisor wrapper or containerd shim included), plus the driver's own RSS growth per instance in this process; against the same workload started by hand ${K} at a time`,
+    description: `memory of one idle instance per virtualization (mean of ${K} started together, measured ${SETTLE_MS} ms after up): PSS of its processes (supervisor wrapper or containerd shim included), plus the driver's own growth per instance in this process (V8 heap + external after GC); against the same workload started by hand ${K} at a time`,
     rows,
     extra: {
       k: K,
