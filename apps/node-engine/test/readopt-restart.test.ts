@@ -4,19 +4,23 @@
  * has none; a process gets it as CUDA_VISIBLE_DEVICES) runs; the NodeEngine restarts and re-adopts
  * it; its copy dies; the local restart starts it with its files in its new work dir and its GPU in
  * its environment, because both were kept on disk (the run record) before the first start.
- * The real NodeEngine, the real process runtime (as root: in its own network namespace).
+ * The real NodeEngine, the real process runtime (as root: in its own network namespace); then the
+ * same for a container (a private containerd, the fake GPU's device node given through a CDI spec
+ * whose node is a stand-in, /dev/zero), skipped without containerd/runc/root.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { DeployCommand, GpuDevice } from '@oak/contracts';
-import { lookupUser } from '@oak/runtimes';
-import { shortId, tmpDir, waitFor } from '@oak/testkit';
-import type { TmpDir } from '@oak/testkit';
+import { ContainerdRuntime, containerIdFor, lookupUser } from '@oak/runtimes';
+import { buildBusyboxImage, shortId, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
+import type { ContainerdInstance, RegistryInstance, TmpDir } from '@oak/testkit';
 import { silentLog } from '../src/config.ts';
 import { startNodeEngine } from '../src/engine.ts';
 import { filesDirOf } from '../src/files.ts';
@@ -127,4 +131,73 @@ test('after a NodeEngine restart, a local restart starts the re-adopted instance
   await waitFor(() => since((p) => p['status'] === 'UNDEPLOYED'), { timeoutMs: 15_000, message: 'undeployed' });
   await waitFor(() => pidsWithArgv(['/bin/sleep', sleepArg]).length === 0 || undefined, { timeoutMs: 10_000, message: 'nothing left running' });
   assert.throws(() => readFileSync(join(filesDirOf(dir.path, `${cmd.job_name}.instance.0`), RUN_RECORD)), /ENOENT/, 'the record goes with the instance');
+});
+
+const missing = ['containerd', 'runc', 'ctr'].filter((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+const skipCtd = missing.length > 0 ? `not installed: ${missing.join(', ')}` : process.getuid?.() !== 0 ? 'needs root' : false;
+
+test('the same for a container: after a NodeEngine restart its local restart has its added file and its GPU device', { skip: skipCtd, timeout: 180_000 }, async () => {
+  let ctd: ContainerdInstance | undefined;
+  let reg: RegistryInstance | undefined;
+  const cdir = await tmpDir('oak-ra-ctd');
+  let e: NodeEngineHandle | undefined;
+  try {
+    ctd = await startContainerd();
+    reg = await startRegistry();
+    const image = await buildBusyboxImage(reg);
+    await mkdir(join(cdir.path, 'cdi'));
+    await writeFile(join(cdir.path, 'cdi', 'nvidia.yaml'), 'cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n  - name: "0"\n    containerEdits: { deviceNodes: [{ path: /dev/nvidia0, hostPath: /dev/zero }] }\n');
+    const c = ctd;
+    const start = (): Promise<NodeEngineHandle> => startNodeEngine(
+      {
+        clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir: cdir.path, reportIntervalMs: 300,
+        registerBackoffMs: { initial: 50, max: 200 }, restartBackoffMs: { initial: 100, max: 400 }, log: silentLog, joinToken: cluster.token,
+        namespace: c.namespace, isolation: 'off', gpuReader: () => Promise.resolve([GPU]),
+      },
+      { runtimes: [new ContainerdRuntime({ socket: c.socket, namespace: c.namespace, dataDir: join(cdir.path, 'ctd'), portBindAddress: '127.0.0.1', stopGraceMs: 500, cdiDirs: [join(cdir.path, 'cdi')], nvidiaHookPaths: [] })] },
+    );
+    e = await start();
+    const tag = String(3_000_000 + Math.floor(Math.random() * 1e6));
+    const cmd: DeployCommand = {
+      microservice_name: 'cfiles', microservice_namespace: 'test', virtualization: 'container', code: image,
+      cmd: ['sh', '-c', `[ -f /etc/app/conf.txt ] || exit 7; [ -e /dev/nvidia0 ] || exit 8; echo "up $(cat /etc/app/conf.txt) $(cat /proc/sys/kernel/random/uuid)"; exec sleep ${tag}`],
+      job_name: `ra${run}.test.cfiles.test`, instance_number: 0, memory: 64,
+      added_files: [{ url: `${base}/conf.txt`, path: '/etc/app/conf.txt' }], vgpus: 1, restart_max: 2,
+      health: { type: 'exec', command: ['true'], interval_s: 0.2, timeout_s: 1, failure_threshold: 25 },
+    };
+    const log = (): Promise<string> => readFile(join(cdir.path, 'ctd', 'logs', `${containerIdFor(`${cmd.job_name}.instance.0`)}.log`), 'utf8').catch(() => '');
+    /** the copies that came up with their file and GPU (each says so with its own uuid) */
+    const ups = async (): Promise<string[]> => (await log()).split('\n').filter((l) => l.includes(`up conf-${run} `)).map((l) => l.slice(l.lastIndexOf(' ') + 1));
+    await cluster.publish(`nodes/${e.id}/control/deploy`, cmd);
+    await cluster.waitJob(e.id, cmd.job_name, 'RUNNING', 60_000);
+    const [firstUp] = await waitFor(async () => ((await ups()).length === 1 ? ups() : undefined), { timeoutMs: 20_000, message: 'the first copy is up with its file and GPU' });
+    const firstPid = await waitFor(() => pidsWithArgv(['sleep', tag])[0], { timeoutMs: 10_000, message: 'its sleep' });
+
+    await e.close();
+    e = await start();
+    const eid = e.id;
+    const t0 = Date.now();
+    const since = (pred: (p: Record<string, unknown>) => boolean): Record<string, unknown> | undefined =>
+      cluster.messages.find((m) => m.topic === `nodes/${eid}/job` && m.at >= t0 && m.payload['job_name'] === cmd.job_name && pred(m.payload))?.payload;
+    await cluster.publish(`nodes/${eid}/control/deploy`, cmd);
+    await waitFor(() => since((p) => p['status'] === 'RUNNING' && p['health'] === 'healthy'), { timeoutMs: 30_000, message: 'RUNNING and probed again after the NodeEngine restart' });
+    assert.deepEqual(pidsWithArgv(['sleep', tag]), [firstPid], 're-adopted, not restarted');
+
+    process.kill(firstPid, 'SIGKILL');
+    const again = await waitFor(() => since((p) => (p['status'] === 'RUNNING' && p['restarts'] === 1) || p['status'] === 'FAILED'), { timeoutMs: 60_000, message: 'restarted locally' });
+    assert.equal(again['status'], 'RUNNING', `restarted, not ${String(again['status'])}: ${String(again['status_detail'])}`);
+    await waitFor(async () => (await ups()).some((u) => u !== firstUp) || undefined, { timeoutMs: 20_000, message: 'the second copy is up with its file and GPU' }).catch(async (err: unknown) => {
+      throw new Error(`${String(err)}; its log: ${await log()}`);
+    });
+    const now = pidsWithArgv(['sleep', tag]);
+    assert.equal(now.length, 1, 'one copy runs');
+    assert.notEqual(now[0], firstPid);
+    await cluster.publish(`nodes/${eid}/control/delete`, { job_name: cmd.job_name, instance_number: 0, virtualization: 'container' });
+    await waitFor(() => since((p) => p['status'] === 'UNDEPLOYED'), { timeoutMs: 20_000, message: 'undeployed' });
+  } finally {
+    await e?.shutdown({ stopInstances: true }).catch(() => {});
+    await ctd?.stop();
+    await reg?.stop();
+    await cdir.remove();
+  }
 });
