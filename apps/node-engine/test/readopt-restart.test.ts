@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -77,6 +77,8 @@ after(async () => {
   await removeInstanceNetwork({ namespace: `ra${run}`, dataDir: dir.path });
   await new Promise<void>((r) => files.close(() => r()));
   await dir.remove();
+  // the process instances' work root beside the data dir
+  await rm(`${dir.path}-work`, { recursive: true, force: true });
 });
 
 /** the one copy of the workload: its pid, the file in its work dir, its GPU variable */
