@@ -42,9 +42,11 @@ function table(results: BenchResult[]): string {
 }
 
 async function main(): Promise<void> {
-  const wanted = process.argv.slice(2);
+  // `--table`: only rebuild the README table from the stored results (after a merge)
+  const tableOnly = process.argv.includes('--table');
+  const wanted = tableOnly ? [] : process.argv.slice(2);
   const all = await discover();
-  const names = wanted.length > 0 ? wanted : [...all.keys()];
+  const names = tableOnly ? [] : wanted.length > 0 ? wanted : [...all.keys()];
   mkdirSync(resultsDir, { recursive: true });
   let failed = 0;
   for (const name of names) {

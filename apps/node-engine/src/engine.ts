@@ -20,7 +20,7 @@ import type { InstanceExit, InstanceSpec, InstanceStatus, Runtime } from '@oak/r
 import { consoleLog, withDefaults } from './config.ts';
 import type { EngineLog, NodeEngineConfig } from './config.ts';
 import { GpuInventory, HostSampler, registrationBody } from './host.ts';
-import { assignGpus, formatGpuLabel, gpuEnv, gpusNeeded, LABEL_GPUS } from './gpus.ts';
+import { assignGpus, giveGpus, gpusNeeded } from './gpus.ts';
 import { applyState, decideDeploy, heldGpus, isSettledActive, planAdoption, runningNames } from './instances.ts';
 import type { Entry } from './instances.ts';
 import { KeptLogs, droppedReason, spoken, when } from './kept-logs.ts';
@@ -32,6 +32,7 @@ import type { Attachment } from './network.ts';
 import { DEFAULT_NETMANAGER_KEY_DIR, NetManagerLink, planOfAnswer, readOverlayState, sameAnswer, writeOverlayState } from './netmanager.ts';
 import { applyPolicy } from './policy.ts';
 import { fetchAddedFiles, filesDirOf } from './files.ts';
+import { needsRunRecord, restartExtras, writeRunRecord } from './run-record.ts';
 import { HealthMonitor, decideRestart, probeFor, probeSettings, restartSettings } from './health.ts';
 import type { EndCause, HealthView, RestartSettings } from './health.ts';
 import { chooseVirtualizations, createDefaultRuntimes, probeAll } from './runtimes.ts';
@@ -748,11 +749,9 @@ class Engine {
         return;
       }
       e.gpus = got.indices;
-      spec.spec.labels[LABEL_GPUS] = formatGpuLabel(got.indices);
-      spec.spec.gpus = got.indices.map((index) => ({ index, uuid: devices.find((d) => d.index === index)?.uuid ?? '' }));
-      if (cmd.virtualization === 'process') spec.spec.env.push(...gpuEnv(got.indices, devices));
+      giveGpus(spec.spec, got.indices.map((index) => ({ index, uuid: devices.find((d) => d.index === index)?.uuid ?? '' })));
     }
-    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [], volumesDir: join(this.cfg.dataDir, 'volumes') });
+    const policy = await applyPolicy(cmd, this.policyOptions());
     if (!policy.ok) {
       this.log.warn(`${id}: ${policy.reason}`);
       this.setState(e, 'FAILED', policy.reason);
@@ -768,6 +767,21 @@ class Engine {
         return;
       }
       if (files.files.length > 0) spec.spec.files = files.files;
+    }
+    // what a later local restart needs beyond the command, on disk before the start: a restart
+    // after a NodeEngine restart (re-adoption) reads it back and starts the same instance
+    if (needsRunRecord(spec.spec)) {
+      const dir = filesDirOf(this.cfg.dataDir, id);
+      try {
+        await mkdir(dir, { recursive: true, mode: 0o755 });
+        await writeRunRecord(dir, spec.spec);
+      } catch (err) {
+        const reason = `could not keep the instance's restart record: ${err instanceof Error ? err.message : String(err)}`;
+        this.log.warn(`${id}: ${reason}`);
+        await rm(dir, { recursive: true, force: true }).catch(() => {});
+        this.setState(e, 'FAILED', reason);
+        return;
+      }
     }
     let address = '';
     let attached: Attachment | undefined;
@@ -829,10 +843,20 @@ class Engine {
     if (this.runs.has(e.id) || this.entries.get(e.id) !== e || e.deleting || e.state !== 'RUNNING') return;
     const spec = deployToSpec(cmd);
     if (!spec.ok) return;
-    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [] });
+    const policy = await applyPolicy(cmd, this.policyOptions());
     if (!policy.ok) return;
     if (policy.privileged) spec.spec.privileged = true;
     if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;
+    // its fetched files and GPUs, as its first start had them (kept in its run record)
+    const rec = await restartExtras(filesDirOf(this.cfg.dataDir, e.id), e.gpus !== undefined && e.gpus.length > 0);
+    if (!rec.ok) {
+      // without them a restart would start a different instance: its end goes to the cluster
+      this.log.warn(`${e.id}: re-adopted without local restarts: ${rec.reason}`);
+      return;
+    }
+    if (rec.record.files !== undefined) spec.spec.files = rec.record.files;
+    giveGpus(spec.spec, rec.record.gpus ?? []);
+    if (this.runs.has(e.id) || this.entries.get(e.id) !== e || e.deleting || e.state !== 'RUNNING') return;
     const a = this.net?.get(e.id);
     if (a !== undefined) {
       spec.spec.netns = a.path;
@@ -843,6 +867,11 @@ class Engine {
     spec.spec.labels[LABEL_RESTARTS] = String(e.restarts);
     this.runs.set(e.id, { spec: spec.spec, cmd, restart: restartSettings(cmd), ip: a?.ip, netns: a?.path });
     this.startMonitor(e);
+  }
+
+  /** what applyPolicy checks a command against on this worker (deploy and re-adoption alike) */
+  policyOptions(): Parameters<typeof applyPolicy>[1] {
+    return { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [], volumesDir: join(this.cfg.dataDir, 'volumes') };
   }
 
   /** Starts the instance's health probe (when its SLA has one). */

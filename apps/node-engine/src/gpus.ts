@@ -6,6 +6,7 @@
  * file), so a restarted NodeEngine reads it back when it re-adopts the instance. Pure, no I/O.
  */
 import type { GpuDevice, Virtualization } from '@oak/contracts';
+import type { InstanceSpec } from '@oak/runtimes';
 
 export const LABEL_GPUS = 'oak.gpus';
 /** virtualizations that can be given GPUs */
@@ -57,8 +58,20 @@ export function parseGpuLabel(text: string | undefined): number[] {
  * The environment a process instance gets for its GPUs: CUDA and NVIDIA's tools see only
  * those, by UUID when known (indices can be renumbered by CUDA_DEVICE_ORDER), else by index.
  */
-export function gpuEnv(indices: readonly number[], devices: readonly GpuDevice[]): string[] {
+export function gpuEnv(indices: readonly number[], devices: readonly Pick<GpuDevice, 'index' | 'uuid'>[]): string[] {
   if (indices.length === 0) return [];
   const ids = indices.map((i) => devices.find((d) => d.index === i)?.uuid || String(i)).join(',');
   return [`CUDA_VISIBLE_DEVICES=${ids}`, `NVIDIA_VISIBLE_DEVICES=${ids}`];
+}
+
+/**
+ * Gives `spec` its GPUs: the label the drivers keep, the devices (containers), the environment
+ * (processes). The same at the first start and at a restart after re-adoption (from the run record).
+ */
+export function giveGpus(spec: InstanceSpec, gpus: readonly { index: number; uuid: string }[]): void {
+  if (gpus.length === 0) return;
+  const indices = gpus.map((g) => g.index);
+  spec.labels[LABEL_GPUS] = formatGpuLabel(indices);
+  spec.gpus = gpus.map((g) => ({ index: g.index, uuid: g.uuid }));
+  if (spec.virtualization === 'process') spec.env.push(...gpuEnv(indices, gpus));
 }

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { archAllowed, fileNameOf, normalizeArch, parseAddedFiles, parseVolumeSpecs, validateSla, type FieldIssue } from '../src/index.ts';
+import { archAllowed, fileNameOf, goArchOf, normalizeArch, parseAddedFiles, parseVolumeSpecs, validateSla, type FieldIssue } from '../src/index.ts';
 
 type Json = Record<string, unknown>;
 const MS = 'applications[0].microservices[0]';
@@ -149,6 +149,10 @@ test('hostile arch lists are refused at their path', () => {
 
 test('architecture names: the kernel\'s read as Go\'s; a worker that reported none matches no list', () => {
   assert.deepEqual(['x86_64', 'AMD64', ' aarch64 ', 'armv7l', 'i686', 'mips'].map(normalizeArch), ['amd64', 'amd64', 'arm64', 'arm', '386', 'mips']);
+  // Node's names (the drivers read process.arch through the same table)
+  assert.deepEqual(['x64', 'ia32', 'mipsel', 'loongarch64'].map(normalizeArch), ['amd64', '386', 'mipsle', 'loong64']);
+  assert.deepEqual(['ppc64', 'x64', 'ppc64le'].map(goArchOf), ['ppc64le', 'amd64', 'ppc64le']);
+  assert.equal(normalizeArch('ppc64'), 'ppc64', 'an SLA\'s ppc64 is Go\'s big-endian one');
   assert.equal(archAllowed(['x86_64'], 'amd64'), true);
   assert.equal(archAllowed(['arm64'], 'amd64'), false);
   assert.equal(archAllowed(undefined, undefined), true);

@@ -1,7 +1,8 @@
 /**
  * Test unikernels without internet: a multiboot ELF kernel built with gcc/as/ld that prints
  * `oak-test-kernel: cmdline=<its command line>` to COM1 and then, when its command line has
- * `loop`, prints `oak-test-kernel: tick` forever; otherwise it exits through isa-debug-exit
+ * `loop`, prints `oak-test-kernel: tick` forever; with `idle`, prints `oak-test-kernel: idle` and
+ * halts with interrupts off (an idle guest: its vCPU sleeps); otherwise it exits through isa-debug-exit
  * (port 0xf4) with the value of `exit=N` (default 0). Packed as a `.tar.gz` with `kernel` (and a
  * `files/hello.txt` share), cached under the temp dir by the source's hash.
  */
@@ -43,11 +44,13 @@ void kmain(unsigned magic, unsigned *mbi) {
   const char *cmd = "";
   if (magic == 0x2BADB002 && (mbi[0] & 4)) cmd = (const char *)mbi[4];
   puts("oak-test-kernel: cmdline="); puts(cmd); puts("\\n");
-  int code = 0, loop = 0;
+  int code = 0, loop = 0, idle = 0;
   for (const char *s = cmd; *s; s++) {
     if ((s == cmd || s[-1] == ' ') && starts(s, "exit=")) { code = 0; for (s += 5; *s >= '0' && *s <= '9'; s++) code = code * 10 + (*s - '0'); s--; }
     else if ((s == cmd || s[-1] == ' ') && starts(s, "loop")) loop = 1;
+    else if ((s == cmd || s[-1] == ' ') && starts(s, "idle")) idle = 1;
   }
+  if (idle) { puts("oak-test-kernel: idle\\n"); for (;;) __asm__ volatile("cli; hlt"); }
   if (loop) { puts("oak-test-kernel: looping\\n"); for (;;) { for (volatile unsigned i = 0; i < 50000000u; i++) {} puts("oak-test-kernel: tick\\n"); } }
   puts("oak-test-kernel: exiting\\n");
   outb(0xf4, (unsigned char)code);

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { arch } from 'node:os';
+import { goArchOf } from '@oak/contracts';
 import type { ContainerdClient } from './grpc.ts';
 import type { ImageConfig } from './spec.ts';
 import { startAuthRelay, type RegistryLogin } from './auth-relay.ts';
@@ -50,9 +51,9 @@ export function chainId(diffIds: string[]): string {
   return chain;
 }
 
+/** this host's architecture as OCI platforms name it (Go's names, the contracts' one table) */
 export function goArch(): string {
-  const a = arch();
-  return a === 'x64' ? 'amd64' : a === 'ia32' ? '386' : a;
+  return goArchOf(arch());
 }
 
 export interface ResolvedImage {

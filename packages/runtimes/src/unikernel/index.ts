@@ -14,6 +14,7 @@ import { arch as hostArch } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { goArchOf, normalizeArch } from '@oak/contracts';
 import { RuntimeError } from '../types.ts';
 import type { InstanceSpec, ProbeResult } from '../types.ts';
 import type { Launch, LaunchContext, Launcher } from '../supervisor/launcher.ts';
@@ -45,9 +46,11 @@ export function qemuOverheadMb(guestMb: number): number {
   return 96 + Math.ceil(guestMb / 8);
 }
 
-const ARCH_NAMES: Record<string, string[]> = { x64: ['amd64', 'x86_64', 'x86-64', 'x64'], arm64: ['arm64', 'aarch64'] };
-
-/** The one URL of `code` for this host: by index in the arch list when there are several. */
+/**
+ * The one URL of `code` for this host: by index in the arch list when there are several, the
+ * list's names read through the contracts' one architecture table (`x86_64` is `amd64`). `host`
+ * is Node's name (`process.arch`: `x64`) or Go's (`amd64`).
+ */
 export function pickUrl(code: string, archList: string[] | undefined, host: string = hostArch()): string {
   if (code.length > MAX_CODE_LENGTH) throw new RuntimeError('invalid_code', `code is longer than ${MAX_CODE_LENGTH} characters`);
   const urls = code.split(',').map((u) => u.trim());
@@ -55,9 +58,9 @@ export function pickUrl(code: string, archList: string[] | undefined, host: stri
   if (urls.length === 1) return urls[0] as string;
   if (archList === undefined || archList.length === 0) throw new RuntimeError('invalid_code', `code has ${urls.length} URLs but the SLA has no arch list to match them to`);
   if (archList.length !== urls.length) throw new RuntimeError('invalid_code', `code has ${urls.length} URLs but the arch list has ${archList.length} entries`);
-  const names = ARCH_NAMES[host] ?? [host];
-  const i = archList.findIndex((a) => names.includes(a.trim().toLowerCase()));
-  if (i < 0) throw new RuntimeError('unsupported_arch', `no URL for this worker's architecture (${names[0] ?? host}) in the arch list ${JSON.stringify(archList)}`);
+  const want = goArchOf(host);
+  const i = archList.findIndex((a) => normalizeArch(a) === want);
+  if (i < 0) throw new RuntimeError('unsupported_arch', `no URL for this worker's architecture (${want}) in the arch list ${JSON.stringify(archList)}`);
   return urls[i] as string;
 }
 
