@@ -254,14 +254,24 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
           throw new Error('with a NATS users file (--nats-users-file), MQTT_URL must carry the cluster\'s NATS user: mqtt://<user>:<password>@host:port');
         }
         busUser = { user: external.username, password: external.password };
-        nats = await NatsAuthProvisioner.open({ ...config.natsAuth, log }, busUser);
+        const probeUrl = external.url;
+        const probe = async (user: string, password: string): Promise<boolean> => {
+          try {
+            const b = await connectBus(probeUrl, { clientId: `oak-probe-${randomBytes(6).toString('hex')}`, username: user, password, reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
+            await b.close();
+            return true;
+          } catch (err) {
+            if ((err as { code?: unknown }).code === 5 || (err as { code?: unknown }).code === 4) return false;
+            throw err;
+          }
+        };
+        nats = await NatsAuthProvisioner.open({ ...config.natsAuth, log, probe }, busUser);
         cleanups.push(async () => nats?.close());
         natsDots = nats.info?.dotsInTopics ?? false;
         if (nats.info === undefined) {
           log.warn('cluster: NATS without its monitoring URL (--nats-monitor-url): its version and JetStream are not checked, reloads are not confirmed (a worker may need a retry to connect), and MQTT topics holding "." are not published (as before NATS 2.10)');
-        } else if (!nats.info.jetstream) {
-          throw new Error(`the NATS server (${nats.info.version}) runs without JetStream: its MQTT mode needs it (sessions, QoS 1, retained messages, last wills); add \`jetstream {}\` to its config`);
         }
+        log.warn('cluster: NATS does not bind MQTT client ids to users: one worker\'s credentials can take over another worker\'s connection by using its client id (no topic of the other becomes readable or writable, but the other is disconnected until it reconnects); Mosquitto and the embedded broker refuse that');
         if (!natsDots) {
           log.warn(`cluster: NATS${nats.info ? ` ${nats.info.version}` : ''} refuses MQTT topics holding "." (before 2.10; a publish there closes the connection): service table updates (jobs/<job>/updates_available; job names hold dots) are not published, NetManagers get tables by their queries only, and worker ids must be letters, digits, "_" and "-"`);
         }

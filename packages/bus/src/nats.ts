@@ -14,11 +14,12 @@
  *
  * Limits of NATS's MQTT, which the cluster states at start: before 2.10 a topic holding `.` or a
  * space is refused (a publish closes the connection), so `jobs/<job>/updates_available` (job
- * names hold dots) cannot be used there; the file holds the passwords in clear (mode 0600), and
+ * names hold dots) cannot be used there; the file holds the passwords in clear (it keeps the
+ * owner, group and mode of the file it replaces, at most 0640; a new one is 0600), and
  * every server of a NATS cluster needs the same file (see docs/operations.md).
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { chown, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { NETMANAGER_CLIENT_SUFFIX, WORKER_READ_ONLY, WORKER_SUBSCRIBE_BRANCHES } from './acl.ts';
 import { silentLogger } from './log.ts';
 import type { Logger } from './log.ts';
@@ -33,8 +34,15 @@ export interface NatsAuthOptions {
   log?: Logger;
   /** changes within this window go out in one reload (default 50 ms) */
   batchMs?: number;
-  /** how long a reload may take to show in the monitoring endpoint (default 5 s) */
+  /** how long a reload may take to show (default 5 s) */
   reloadTimeoutMs?: number;
+  /**
+   * tries an MQTT connection with these credentials (true: accepted, false: refused); after a
+   * reload that added or changed workers, one of them is probed until the server accepts it, so
+   * that a registration is answered only once its credentials work (the monitoring endpoint's
+   * reload time alone can come a moment early)
+   */
+  probe?: (user: string, password: string) => Promise<boolean>;
 }
 
 /** what the monitoring endpoint told at start */
@@ -106,7 +114,9 @@ export class NatsAuthError extends Error {
 }
 
 export class NatsAuthProvisioner {
-  readonly #o: Required<Omit<NatsAuthOptions, 'monitorUrl'>> & { monitorUrl?: string };
+  readonly #o: Required<Omit<NatsAuthOptions, 'monitorUrl' | 'probe'>> & Pick<NatsAuthOptions, 'monitorUrl' | 'probe'>;
+  /** a worker added or changed since the last write: probed after the reload */
+  #changed: string | undefined;
   readonly #admin: { user: string; password: string };
   readonly #workers = new Map<string, Entry>();
   #written = '';
@@ -128,7 +138,10 @@ export class NatsAuthProvisioner {
     if (!isNatsSafeId(admin.user)) throw new NatsAuthError(`the MQTT_URL user ${JSON.stringify(admin.user)} cannot be a NATS user of the users file (letters, digits, "_" and "-" only)`);
     if (!SAFE_SECRET.test(admin.password)) throw new NatsAuthError('the MQTT_URL password cannot be written into the NATS users file (printable ASCII without `"` and `\\`, at most 500 characters)');
     const p = new NatsAuthProvisioner(o, admin);
-    if (o.monitorUrl !== undefined) p.info = await p.#serverInfo();
+    if (o.monitorUrl !== undefined) {
+      p.info = await p.#serverInfo();
+      if (!p.info.jetstream) throw new NatsAuthError(`the NATS server (${p.info.version}) runs without JetStream: its MQTT mode needs it (sessions, QoS 1, retained messages); add \`jetstream {}\` to its config`);
+    }
     let old = '';
     try {
       old = await readFile(o.file, 'utf8');
@@ -187,14 +200,21 @@ export class NatsAuthProvisioner {
     if (!isNatsSafeId(workerId)) throw new NatsAuthError(`worker id ${JSON.stringify(workerId.slice(0, 200))} cannot be a NATS user (letters, digits, "_" and "-" only)`);
     if (!SAFE_SECRET.test(password)) throw new NatsAuthError('the worker password cannot be written into the NATS users file');
     if (tokenId !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(tokenId)) throw new NatsAuthError('the token id cannot be written into the NATS users file');
+    const had = this.#workers.get(workerId);
     this.#workers.set(workerId, { password, ...(tokenId !== undefined ? { tokenId } : {}) });
+    if (had?.password !== password) this.#changed = workerId;
     await this.#schedule();
   }
 
-  /** removes a worker's users (the reload disconnects them); an unknown one is fine */
+  /**
+   * removes a worker's users (the reload disconnects them); an unknown one is fine. Not batched:
+   * a re-registration right after must not cancel the disconnection out.
+   */
   async removeWorker(workerId: string): Promise<void> {
     if (!this.#workers.delete(workerId)) return;
-    await this.#schedule();
+    const run = this.#chain.then(() => this.#apply());
+    this.#chain = run.catch(() => undefined);
+    await run;
   }
 
   /** the file as it would be written now */
@@ -231,12 +251,24 @@ export class NatsAuthProvisioner {
     const text = this.render();
     if (text === this.#written) return;
     const tmp = `${this.#o.file}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, text, { mode: 0o600 });
+    // the server may run as another user (Debian's runs as `nats`): an existing file keeps its
+    // owner, group and group read bit (never more than 0640)
+    const was = await stat(this.#o.file).catch(() => undefined);
+    await writeFile(tmp, text, { mode: was ? was.mode & 0o640 : 0o600 });
+    if (was) {
+      await chown(tmp, was.uid, was.gid).catch((err: unknown) => {
+        this.#o.log.warn(`nats: ${this.#o.file} written with this process's owner, not its former one: ${err instanceof Error ? err.message : String(err)}`);
+      });
+    }
     await rename(tmp, this.#o.file);
     this.#written = text;
+    const probe = this.#changed;
+    this.#changed = undefined;
     try {
       await this.#reload();
+      if (probe !== undefined) await this.#probe(probe);
     } catch (err) {
+      if (probe !== undefined && this.#changed === undefined) this.#changed = probe;
       // not applied: the next change (or a retry of this one) writes and reloads again
       this.#written = '';
       throw err;
@@ -266,6 +298,17 @@ export class NatsAuthProvisioner {
       await new Promise((r) => setTimeout(r, 20));
     }
     this.#o.log.debug(`nats: ${this.#workers.size} worker(s) in ${this.#o.file}, server reloaded`);
+  }
+
+  async #probe(workerId: string): Promise<void> {
+    const e = this.#workers.get(workerId);
+    if (!this.#o.probe || !e) return;
+    const deadline = Date.now() + this.#o.reloadTimeoutMs;
+    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+      if (await this.#o.probe(workerId, e.password)) return;
+      if (Date.now() > deadline) throw new NatsAuthError(`the NATS server still refuses worker ${workerId} ${this.#o.reloadTimeoutMs} ms after the reload of ${this.#o.file} (see its log)`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 
   /** stops a pending batch (its waiters are told) */

@@ -27,8 +27,13 @@ describe('NATS users file (real nats-server, MQTT + JetStream)', () => {
 
   before(async () => {
     n = await startNats({ adminUser: admin.user, adminPassword: admin.password });
-    p = await NatsAuthProvisioner.open({ file: n.usersFile, pidFile: n.pidFile, monitorUrl: n.monitorUrl }, admin);
+    p = await NatsAuthProvisioner.open({ file: n.usersFile, pidFile: n.pidFile, monitorUrl: n.monitorUrl, probe }, admin);
   });
+  let probes = 0;
+  const probe = async (user: string, password: string): Promise<boolean> => {
+    probes++;
+    return connectBus(n.url, { clientId: `probe-${probes}`, username: user, password, reconnectPeriodMs: 0 }).then(async (b) => { await b.close(); return true; }, () => false);
+  };
   after(async () => {
     for (const b of buses) await b.close().catch(() => undefined);
     p?.close();
@@ -52,7 +57,8 @@ describe('NATS users file (real nats-server, MQTT + JetStream)', () => {
 
   test('workers work on their own topics only; wills; removal disconnects', async () => {
     await Promise.all([p.upsertWorker('w1', 'pw-one-1', 'tok11111'), p.upsertWorker('w2', 'pw-two-2', 'tok22222')]);
-    assert.equal((await stat(n.usersFile)).mode & 0o777, 0o600);
+    assert.ok(probes >= 1, 'the new credentials were probed before the change was answered');
+    assert.equal((await stat(n.usersFile)).mode & 0o777, 0o600, 'the mode of the file it replaced, never wider');
     const cluster = await bus('oak-cluster-t', admin.user, admin.password);
     const heard: string[] = [];
     await cluster.subscribe('nodes/+/information', (t, pl) => heard.push(`${t} ${pl.toString()}`));
