@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
 import { startNats, waitFor } from '@oak/testkit';
 import type { NatsInstance } from '@oak/testkit';
@@ -131,6 +131,39 @@ describe('NATS users file (real nats-server, MQTT + JetStream)', () => {
       await assert.rejects(bad.upsertWorker('w9', 'pw-nine'), /pid file/, 'a retry reloads again (not "unchanged")');
     } finally {
       bad.close();
+    }
+  });
+});
+
+describe('a refused resubscription is retried (NATS refuses QoS 1 subscriptions while JetStream recovers)', () => {
+  test('subscriptions queued offline, refused at connect, granted later: the bus retries and then hears', async () => {
+    const n = await startNats({ adminUser: 'adm', adminPassword: 'adm-secret' });
+    const users = (allow: string[]): string => `users = [\n  ${JSON.stringify({ user: 'adm', password: 'adm-secret', permissions: { publish: '>', subscribe: '>' } })}\n  ${JSON.stringify({ user: 'late', password: 'late-pw', permissions: { publish: { allow: ['late.>'] }, subscribe: { allow: [...allow, '$MQTT.sub.>'] } } })}\n]\n`;
+    const reload = async (text: string): Promise<void> => {
+      const before = ((await (await fetch(`${n.monitorUrl}/varz`)).json()) as { config_load_time: string }).config_load_time;
+      await writeFile(n.usersFile, text);
+      process.kill(Number((await readFile(n.pidFile, 'utf8')).trim()), 'SIGHUP');
+      await waitFor(async () => ((await (await fetch(`${n.monitorUrl}/varz`)).json()) as { config_load_time: string }).config_load_time !== before, { timeoutMs: 5000, message: 'reloaded' });
+    };
+    const warned: string[] = [];
+    const log = { debug: () => {}, info: (m: string) => warned.push(m), warn: (m: string) => warned.push(m), error: (m: string) => warned.push(m) };
+    let b: Bus | undefined;
+    let admin: Bus | undefined;
+    try {
+      await reload(users(['other.>']));
+      b = await connectBus(n.url, { clientId: 'late', username: 'late', password: 'late-pw', waitForConnect: false, log });
+      const got: string[] = [];
+      await b.subscribe('late/news/#', (t) => got.push(t));
+      await waitFor(() => warned.some((w) => /resubscribe failed; retrying/.test(w)), { timeoutMs: 5000, message: 'the refusal' });
+      await reload(users(['late.>', 'late.news']));
+      await waitFor(() => warned.some((w) => /resubscribed after/.test(w)), { timeoutMs: 15_000, message: 'the retry' });
+      admin = await connectBus(n.url, { clientId: 'adm', username: 'adm', password: 'adm-secret', reconnectPeriodMs: 0 });
+      await admin.publishJson('late/news/1', { x: 1 });
+      await waitFor(() => got.includes('late/news/1'), { timeoutMs: 5000, message: 'the message after the retry' });
+    } finally {
+      await admin?.close();
+      await b?.close();
+      await n.stop();
     }
   });
 });
