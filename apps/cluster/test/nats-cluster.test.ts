@@ -80,7 +80,7 @@ describe('cluster on NATS MQTT (users file, reload)', () => {
     root.send({ type: 'sync', instances: [assignment('n.n.n.n', 0)] });
     await waitFor(() => root.statuses('n.n.n.n', 0).some((s) => s.status === 'RUNNING'), { message: 'RUNNING via NATS' });
     const seen: string[] = [];
-    await spy.subscribe('nodes/phantom/#', (t) => seen.push(t));
+    await spy.subscribe('nodes/phantom/#', (t) => { seen.push(t); });
     await worker.bus.publishJson('nodes/phantom/information', { cpu_percent: 1 }).catch(() => undefined);
     await spy.publishJson('nodes/phantom/control/probe', {});
     await waitFor(() => seen.includes('nodes/phantom/control/probe'), { timeoutMs: 3000, message: 'probe' });

@@ -61,18 +61,18 @@ describe('NATS users file (real nats-server, MQTT + JetStream)', () => {
     assert.equal((await stat(n.usersFile)).mode & 0o777, 0o600, 'the mode of the file it replaced, never wider');
     const cluster = await bus('oak-cluster-t', admin.user, admin.password);
     const heard: string[] = [];
-    await cluster.subscribe('nodes/+/information', (t, pl) => heard.push(`${t} ${pl.toString()}`));
-    await cluster.subscribe('nodes/+/gone', (t, pl) => heard.push(`${t} ${pl.toString()}`));
+    await cluster.subscribe('nodes/+/information', (t, pl) => { heard.push(`${t} ${pl.toString()}`); });
+    await cluster.subscribe('nodes/+/gone', (t, pl) => { heard.push(`${t} ${pl.toString()}`); });
 
     const w2 = await bus('w2', 'w2', 'pw-two-2');
     const w2got: string[] = [];
-    await w2.subscribe('nodes/w2/control/#', (t, pl) => w2got.push(`${t} ${pl.toString()}`));
+    await w2.subscribe('nodes/w2/control/#', (t, pl) => { w2got.push(`${t} ${pl.toString()}`); });
 
     // w1 with its own will, and a second w1 client (its NetManager user) with a forged one
     const w1 = await bus('w1', 'w1', 'pw-one-1', { will: { topic: 'nodes/w1/gone', payload: 'w1 will', qos: 1, retain: false } });
     const forger = await mqtt.connectAsync(n.url, { clientId: 'w1-net', username: 'w1-net', password: 'pw-one-1', reconnectPeriod: 0, will: { topic: 'nodes/w2/gone', payload: Buffer.from('forged will'), qos: 1, retain: false } });
     const w1got: string[] = [];
-    await w1.subscribe('nodes/w1/control/#', (t, pl) => w1got.push(`${t} ${pl.toString()}`));
+    await w1.subscribe('nodes/w1/control/#', (t, pl) => { w1got.push(`${t} ${pl.toString()}`); });
 
     // wrong password, unknown user
     await assert.rejects(connectBus(n.url, { clientId: 'x1', username: 'w1', password: 'pw-two-2', reconnectPeriodMs: 0 }));
@@ -80,7 +80,7 @@ describe('NATS users file (real nats-server, MQTT + JetStream)', () => {
 
     // hostile: another worker's topics, wildcards over everyone, NATS internals
     for (const f of ['nodes/w2/control/#', 'nodes/+/control/#', '#', 'nodes/#', '$MQTT/sub/#', '$JS/#']) {
-      await assert.rejects(w1.subscribe(f, () => w1got.push(`LEAK ${f}`)), Error, `subscribe ${f}`);
+      await assert.rejects(w1.subscribe(f, () => { w1got.push(`LEAK ${f}`); }), Error, `subscribe ${f}`);
     }
     await w1.publishJson('nodes/w2/information', { forged: true }, 1).catch(() => undefined);
     await w1.publishJson('nodes/w2/control/deploy', { forged: true }, 1).catch(() => undefined);
@@ -153,7 +153,7 @@ describe('a refused resubscription is retried (NATS refuses QoS 1 subscriptions 
       await reload(users(['other.>']));
       b = await connectBus(n.url, { clientId: 'late', username: 'late', password: 'late-pw', waitForConnect: false, log });
       const got: string[] = [];
-      await b.subscribe('late/news/#', (t) => got.push(t));
+      await b.subscribe('late/news/#', (t) => { got.push(t); });
       await waitFor(() => warned.some((w) => /resubscribe failed; retrying/.test(w)), { timeoutMs: 5000, message: 'the refusal' });
       await reload(users(['late.>', 'late.news']));
       await waitFor(() => warned.some((w) => /resubscribed after/.test(w)), { timeoutMs: 15_000, message: 'the retry' });
