@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { connectBus } from '@oak/bus';
+import { netTopics } from '@oak/contracts';
+import type { ClusterToRoot } from '@oak/contracts';
 import type { Bus, Logger } from '@oak/bus';
 import { freePort, startNats, waitFor } from '@oak/testkit';
 import type { NatsInstance } from '@oak/testkit';
@@ -119,6 +121,50 @@ describe('cluster on NATS MQTT (users file, reload)', () => {
     } finally {
       await c.close();
     }
+  });
+});
+
+describe('cluster on NATS before 2.10: topics holding "." are not published (NATS would close the connection)', () => {
+  test('a service table update for a dotted job name is dropped with a warning; the cluster stays connected and working', async (t) => {
+    const JOB = 'app.ns.web.ns';
+    const n = await startNats({ adminUser: 'oak-c', adminPassword: 'nats-cluster-secret' });
+    t.after(() => n.stop());
+    const root = await startFakeRoot();
+    t.after(() => root.close());
+    root.onMessage((m: ClusterToRoot) => {
+      if (m.type === 'subnet_request') root.send({ type: 'subnet_result', request_id: m.request_id, subnet: '10.18.0.64/26', subnet_v6: null });
+      else if (m.type === 'table_query') root.send({ type: 'table_result', request_id: m.request_id, table: { job_name: m.job_name, service_ip: '10.30.0.10', instances: [] } });
+    });
+    const log = capture();
+    const cluster = await startCluster(config(n, root, log));
+    t.after(() => cluster.close());
+    const dots = log.lines.some((l) => /refuses MQTT topics holding "\."/.test(l));
+    if (!dots) {
+      t.skip('this NATS takes dots in topics (2.10 or later)');
+      return;
+    }
+    await waitFor(() => cluster.rootConnected);
+    root.send({ type: 'sync', instances: [] });
+    const w = await startFakeWorker(cluster.registrationUrl, 'd1');
+    t.after(() => w.close());
+    const nm = await connectBus(n.url, { clientId: `${w.id}-net`, username: `${w.id}-net`, password: w.answer.mqtt_password ?? '', reconnectPeriodMs: 0 });
+    t.after(() => nm.close());
+    const results: string[] = [];
+    await nm.subscribe(`nodes/${w.id}/net/#`, (topic) => { results.push(topic); });
+    // NATS itself refuses the NetManager's subscription to the dotted topic
+    await assert.rejects(nm.subscribe(`jobs/${JOB}/updates_available`, () => {}));
+    // a table query makes the cluster follow the job; an instance of it reported makes the table change
+    await nm.publishJson(netTopics.tableQueryRequest(w.id), { request_id: 'q1', job_name: JOB });
+    await waitFor(() => results.includes(netTopics.tableQueryResult(w.id)), { message: 'table query answered' });
+    const overlay = { service_ip: '10.30.0.10', service_ip_v6: 'fdff::a', closest_ip: '10.30.0.11', instance_ip: '10.30.1.0', instance_ip_v6: 'fdff::1:0' };
+    root.send({ type: 'deploy', instance: { ...assignment(JOB, 0), overlay } });
+    await waitFor(() => root.statuses(JOB, 0).some((s) => s.status === 'RUNNING'), { message: 'RUNNING' });
+    await nm.publishJson(netTopics.serviceDeployed(w.id), { job_name: JOB, instance_number: 0, nsip: '10.18.0.70', host_ip: '127.0.0.2', host_port: 50103, subnet: '10.18.0.64/26' });
+    await waitFor(() => log.lines.some((l) => l.includes(`jobs/${JOB}/updates_available not published`)), { timeoutMs: 5000, message: 'the dropped update' });
+    // still connected and working: another deploy reaches RUNNING
+    root.send({ type: 'deploy', instance: assignment('other.ns.x.ns', 0) });
+    await waitFor(() => root.statuses('other.ns.x.ns', 0).some((s) => s.status === 'RUNNING'), { message: 'RUNNING after the dropped update' });
+    assert.ok(nm.connected && w.bus.connected);
   });
 });
 
