@@ -133,7 +133,7 @@ describe('cluster on NATS before 2.10: topics holding "." are not published (NAT
     t.after(() => root.close());
     root.onMessage((m: ClusterToRoot) => {
       if (m.type === 'subnet_request') root.send({ type: 'subnet_result', request_id: m.request_id, subnet: '10.18.0.64/26', subnet_v6: null });
-      else if (m.type === 'table_query') root.send({ type: 'table_result', request_id: m.request_id, table: { job_name: m.job_name, service_ip: '10.30.0.10', instances: [] } });
+      else if (m.type === 'table_query') root.send({ type: 'table_result', request_id: m.request_id, table: { job_name: m.job_name ?? JOB, service_ip: '10.30.0.10', instances: [] } });
     });
     const log = capture();
     const cluster = await startCluster(config(n, root, log));
