@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-test}
 
 runtime_pkgs=(containerd runc iproute2 nftables util-linux conntrack qemu-system-x86 skopeo umoci cpio busybox-static)
-test_pkgs=(containerd runc iproute2 nftables docker-registry apache2-utils busybox-static umoci skopeo mosquitto golang-github-containerd-containerd-dev iperf3 conntrack qemu-system-x86 gcc binutils chromium cpio curl)
+test_pkgs=(containerd runc iproute2 nftables docker-registry apache2-utils busybox-static umoci skopeo mosquitto nats-server golang-github-containerd-containerd-dev iperf3 conntrack qemu-system-x86 gcc binutils chromium cpio curl)
 if [ "$mode" = runtime ]; then pkgs=("${runtime_pkgs[@]}"); else pkgs=("${test_pkgs[@]}"); fi
 
 missing=()

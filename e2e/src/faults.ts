@@ -69,6 +69,8 @@ export interface ClusterOptions {
   /** an external broker instead of the embedded one */
   broker?: Broker;
   location?: string;
+  /** more environment of the cluster process (e.g. the NATS users file settings) */
+  env?: Record<string, string>;
 }
 
 /**
@@ -165,6 +167,7 @@ export class FaultLab {
       OAK_DEAD_AFTER_INTERVALS: '8',
       ...(opts.location ? { CLUSTER_LOCATION: opts.location } : {}),
       ...(opts.broker ? { MQTT_URL: opts.broker.url, OAK_MQTT_PUBLIC_URL: opts.broker.publicUrl } : {}),
+      ...opts.env,
     };
     const start = (): Proc => this.procs.spawn(`cluster-${name}`, bins.cluster, [], { dir: this.dir.path, netns: host.ns, env });
     // ready: its worker registration port answers inside its namespace

@@ -8,7 +8,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
-import { DynsecProvisioner, connectBus, consoleLogger, isTopicSafeId, provisionClusterClient, startEmbeddedBroker, workerOfClient } from '@oak/bus';
+import { DynsecProvisioner, NatsAuthProvisioner, connectBus, consoleLogger, isNatsSafeId, isTopicSafeId, provisionClusterClient, startEmbeddedBroker, workerOfClient } from '@oak/bus';
 import type { BrokerPrincipal, EmbeddedBroker, Logger } from '@oak/bus';
 import {
   DEFAULT_PORTS,
@@ -240,17 +240,48 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     let mqttPort: number;
     let busUser = self;
     let external: { url: string; username?: string; password?: string } | undefined;
+    let nats: NatsAuthProvisioner | undefined;
+    /** may topics hold "." (false on NATS before 2.10, which closes a connection that publishes one) */
+    let natsDots = true;
     if (config.mqttUrl) {
       external = splitBrokerUrl(config.mqttUrl);
       mqttUrl = external.url;
       const u = new URL(external.url);
       mqttPort = u.port === '' ? (u.protocol === 'mqtts:' ? 8883 : 1883) : Number(u.port);
-      if (external.username !== undefined && external.password !== undefined) {
+      if (config.natsAuth) {
+        // NATS server's MQTT mode: the users file is ours (the cluster's own user first), no dynsec
+        if (external.username === undefined || external.password === undefined) {
+          throw new Error('with a NATS users file (--nats-users-file), MQTT_URL must carry the cluster\'s NATS user: mqtt://<user>:<password>@host:port');
+        }
+        busUser = { user: external.username, password: external.password };
+        const probeUrl = external.url;
+        const probe = async (user: string, password: string): Promise<boolean> => {
+          try {
+            const b = await connectBus(probeUrl, { clientId: `oak-probe-${randomBytes(6).toString('hex')}`, username: user, password, reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
+            await b.close();
+            return true;
+          } catch (err) {
+            if ((err as { code?: unknown }).code === 5 || (err as { code?: unknown }).code === 4) return false;
+            throw err;
+          }
+        };
+        nats = await NatsAuthProvisioner.open({ ...config.natsAuth, log, probe }, busUser);
+        cleanups.push(async () => nats?.close());
+        natsDots = nats.info?.dotsInTopics ?? false;
+        if (nats.info === undefined) {
+          log.warn('cluster: NATS without its monitoring URL (--nats-monitor-url): its version and JetStream are not checked, reloads are not confirmed (a worker may need a retry to connect), and MQTT topics holding "." are not published (as before NATS 2.10)');
+        }
+        log.warn('cluster: NATS does not bind MQTT client ids to users: one worker\'s credentials can take over another worker\'s connection by using its client id (no topic of the other becomes readable or writable, but the other is disconnected until it reconnects); Mosquitto and the embedded broker refuse that');
+        if (!natsDots) {
+          log.warn(`cluster: NATS${nats.info ? ` ${nats.info.version}` : ''} refuses MQTT topics holding "." (before 2.10; a publish there closes the connection): service table updates (jobs/<job>/updates_available; job names hold dots) are not published, NetManagers get tables by their queries only, and worker ids must be letters, digits, "_" and "-"`);
+        }
+        log.info(`cluster: NATS MQTT${nats.info ? ` ${nats.info.version}` : ''}: worker users in ${config.natsAuth.file}, reload through ${config.natsAuth.pidFile}`);
+      } else if (external.username !== undefined && external.password !== undefined) {
         busUser = { user: external.username, password: external.password };
         try {
           await provisionClusterClient(external.url, external.username, external.password, { log });
         } catch (err) {
-          log.warn(`cluster: could not give ${external.username} the cluster role on the broker (is its dynamic-security plugin loaded?): ${err instanceof Error ? err.message : String(err)}`);
+          log.warn(`cluster: could not give ${external.username} the cluster role on the broker (is its dynamic-security plugin loaded? NATS server's MQTT has none: give --nats-users-file and --nats-pid-file): ${err instanceof Error ? err.message : String(err)}`);
         }
       } else {
         log.warn('cluster: MQTT_URL carries no admin credentials: worker clients and ACLs are not provisioned on that broker (give mqtt://<dynsec admin>:<password>@host:port)');
@@ -282,20 +313,33 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       waitForConnect: !(broker?.tls === true && !tlsReady),
     });
     cleanups.push(() => connectedBus.close());
-    let dynsec: DynsecProvisioner | undefined;
-    if (external?.username !== undefined) {
+    let dynsec: Pick<DynsecProvisioner, 'upsertWorker' | 'removeWorker'> | undefined;
+    if (nats) {
+      dynsec = nats;
+      for (const [id, tokenId] of nats.workerTokens()) if (isTopicSafeId(id)) creds.set(id, tokenId);
+      if (creds.size > 0) log.info(`cluster: ${creds.size} worker(s) in the NATS users file from before; they are asked to register again when they report`);
+    } else if (external?.username !== undefined) {
       try {
-        dynsec = await DynsecProvisioner.attach(connectedBus, { log });
+        const d = await DynsecProvisioner.attach(connectedBus, { log });
+        dynsec = d;
         // the broker remembers the workers a former run of this cluster provisioned: a token
         // revocation reaches them before they register again
-        for (const [id, tokenId] of await dynsec.workerTokens()) if (isTopicSafeId(id)) creds.set(id, tokenId);
+        for (const [id, tokenId] of await d.workerTokens()) if (isTopicSafeId(id)) creds.set(id, tokenId);
         if (creds.size > 0) log.info(`cluster: ${creds.size} worker(s) known to the broker from before; they are asked to register again when they report`);
       } catch (err) {
         log.warn('cluster: dynamic-security answers cannot be received', err);
       }
     }
 
+    const refusedTopics = new Set<string>();
     const publish = (topic: string, payload: unknown, retain = false): void => {
+      if (!natsDots && /[. ]/.test(topic)) {
+        // NATS before 2.10 would close our connection: said at start, dropped here
+        const kind = topic.split('/')[0] ?? '';
+        if (!refusedTopics.has(kind)) log.warn(`cluster: ${topic.slice(0, 200)} not published: this NATS refuses topics holding "." (the first such ${kind}/ topic; later ones are dropped silently)`);
+        refusedTopics.add(kind);
+        return;
+      }
       connectedBus.publishJson(topic, payload, 1, retain ? { retain: true } : {}).catch((err: unknown) => log.warn(`cluster: publish to ${topic} failed`, err));
     };
     const toRoot = (msg: ClusterToRoot): void => {
@@ -602,7 +646,8 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         throw unavailable('this cluster is not connected to its root yet (no certificate and MQTT key)', 'try again in a few seconds; check the cluster log for the root link');
       }
       // keep the id only for its owner (who proves it with the password it was given)
-      const id = reg.id !== undefined && proves(reg.id, reg.id_proof) ? reg.id : randomBytes(12).toString('hex');
+      // (on NATS an id must also be a plain user name; else the worker gets a new one)
+      const id = reg.id !== undefined && proves(reg.id, reg.id_proof) && (!nats || isNatsSafeId(reg.id)) ? reg.id : randomBytes(12).toString('hex');
       let verdict: WorkerTokenResult;
       try {
         verdict = await check(reg.token ?? '', id);
@@ -623,7 +668,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
           await dynsec.upsertWorker(id, password, verdict.tokenId);
         } catch (err) {
           log.error(`cluster: could not provision worker ${id} on the broker`, err);
-          throw unavailable('the MQTT broker did not accept the worker\'s credentials', 'check that the broker runs the dynamic-security plugin and that MQTT_URL names its admin');
+          throw unavailable('the MQTT broker did not accept the worker\'s credentials', nats ? 'check the NATS server log (its users file and reload) and the cluster log' : 'check that the broker runs the dynamic-security plugin and that MQTT_URL names its admin');
         }
       }
       creds.set(id, verdict.tokenId);

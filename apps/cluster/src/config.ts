@@ -30,6 +30,14 @@ export interface ClusterConfig {
    * client and role per worker there (docs/security.md); without, the broker's ACLs are yours.
    */
   mqttUrl?: string;
+  /**
+   * With mqttUrl naming NATS server's MQTT listener (credentials: the cluster's NATS user): the
+   * users file its config includes inside `authorization { }`, which the cluster rewrites with
+   * one user per worker (and NetManager) and the ACL of docs/security.md; the server's pid file
+   * (reloaded with SIGHUP after each change); its monitoring URL, to check its version and
+   * JetStream at start and to confirm each reload (docs/operations.md, "Which broker").
+   */
+  natsAuth?: { file: string; pidFile: string; monitorUrl?: string };
   /** the broker URL handed to workers when it differs from mqttUrl (external broker behind NAT) */
   mqttPublicUrl?: string;
   /** embedded broker port (default 10003; 0 picks a free port) */

@@ -29,6 +29,9 @@ const SETTINGS: Setting[] = [
   { flag: 'host', env: 'OAK_CLUSTER_HOST', help: 'address to listen on', def: '0.0.0.0' },
   { flag: 'mqtt-url', env: 'MQTT_URL', help: 'an external MQTT broker (e.g. mqtt://127.0.0.1:1883) instead of the embedded one' },
   { flag: 'mqtt-public-url', env: 'OAK_MQTT_PUBLIC_URL', help: 'broker URL handed to workers when it differs from --mqtt-url' },
+  { flag: 'nats-users-file', env: 'OAK_NATS_USERS_FILE', help: 'with --mqtt-url on NATS server\'s MQTT: the users file its config includes in authorization {} (the cluster rewrites it)' },
+  { flag: 'nats-pid-file', env: 'OAK_NATS_PID_FILE', help: 'the NATS server\'s pid_file (SIGHUP reloads the users file); required with --nats-users-file' },
+  { flag: 'nats-monitor-url', env: 'OAK_NATS_MONITOR_URL', help: 'the NATS server\'s monitoring URL (http://host:8222): version and JetStream checked, reloads confirmed' },
   { flag: 'mqtt-port', env: 'OAK_MQTT_PORT', help: 'port of the embedded broker', def: String(DEFAULT_PORTS.clusterMqtt) },
   { flag: 'report-interval', env: 'OAK_REPORT_INTERVAL_MS', help: 'how often workers report, ms', def: '2000' },
   { flag: 'dead-after', env: 'OAK_DEAD_AFTER_INTERVALS', help: 'missed reports before a worker is dead', def: '3' },
@@ -98,6 +101,15 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (addons !== undefined) cfg.addons = parseAddons(addons);
   const mqttUrl = get('mqtt-url');
   if (mqttUrl !== undefined) cfg.mqttUrl = mqttUrl;
+  const natsFile = get('nats-users-file');
+  const natsPid = get('nats-pid-file');
+  const natsMonitor = get('nats-monitor-url');
+  if (natsFile !== undefined || natsPid !== undefined || natsMonitor !== undefined) {
+    if (natsFile === undefined || natsPid === undefined) throw new Error('--nats-users-file and --nats-pid-file go together (the file the NATS config includes, and the pid to reload)');
+    if (mqttUrl === undefined) throw new Error('--nats-users-file needs --mqtt-url (the NATS server\'s MQTT listener, with the cluster\'s NATS user: mqtt://<user>:<password>@host:port)');
+    if (natsMonitor !== undefined && !/^https?:\/\/[^\s]+$/.test(natsMonitor)) throw new Error(`--nats-monitor-url must be an http(s) URL, not ${JSON.stringify(natsMonitor)}`);
+    cfg.natsAuth = { file: natsFile, pidFile: natsPid, ...(natsMonitor !== undefined ? { monitorUrl: natsMonitor } : {}) };
+  }
   const pub = get('mqtt-public-url');
   if (pub !== undefined) cfg.mqttPublicUrl = pub;
   const root = get('root');

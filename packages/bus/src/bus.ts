@@ -107,18 +107,41 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
     const stream = (client as unknown as { stream?: { setNoDelay?: (on: boolean) => void } }).stream;
     stream?.setNoDelay?.(true);
   });
+  /** counts connections, so that a resubscribe retry for an older one stops */
+  let connection = 0;
   client.on('connect', () => {
+    connection++;
     const reconnect = connectedOnce;
     connectedOnce = true;
     log.debug(`bus ${clientId} connected to ${url}${reconnect ? ' (reconnect)' : ''}`);
     const patterns = [...new Set([...subs].map((s) => s.pattern))];
     const restored = patterns.length > 0 ? client.subscribeAsync(patterns, { qos: 1 }) : Promise.resolve([]);
     restored
-      .catch((err: unknown) => log.warn('bus resubscribe failed', err))
+      .catch((err: unknown) => {
+        // e.g. a NATS cluster that lost a server refuses subscriptions until JetStream recovers:
+        // retried on this connection (a new one resubscribes anyway), else this client is deaf
+        log.warn('bus resubscribe failed; retrying', err);
+        retryResubscribe(connection, 1);
+      })
       .finally(() => {
         for (const h of hooks) runHook(h, reconnect);
       });
   });
+  const retryResubscribe = (conn: number, attempt: number): void => {
+    const t = setTimeout(() => {
+      if (closed || !client.connected || conn !== connection) return;
+      const patterns = [...new Set([...subs].map((s) => s.pattern))];
+      if (patterns.length === 0) return;
+      client.subscribeAsync(patterns, { qos: 1 }).then(
+        () => log.info(`bus ${clientId}: resubscribed after ${attempt} retr${attempt === 1 ? 'y' : 'ies'}`),
+        (err: unknown) => {
+          log.debug(`bus ${clientId}: resubscribe retry ${attempt} failed: ${err instanceof Error ? err.message : String(err)}`);
+          retryResubscribe(conn, attempt + 1);
+        },
+      );
+    }, Math.min(500 * 2 ** (attempt - 1), 10_000));
+    t.unref();
+  };
   client.on('error', (err) => {
     log.debug(`bus ${clientId} error: ${err.message}`);
     const code = (err as { code?: unknown }).code;

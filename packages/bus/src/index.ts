@@ -9,3 +9,5 @@ export { CLUSTER_DYNSEC_ACLS, NETMANAGER_CLIENT_SUFFIX, WORKER_READ_ONLY, WORKER
 export type { BrokerPrincipal, DynsecAcl } from './acl.ts';
 export { CLUSTER_ROLE, DYNSEC_RESPONSE_TOPIC, DYNSEC_TOPIC, DynsecError, DynsecProvisioner, provisionClusterClient, workerRoleName } from './dynsec.ts';
 export type { DynsecAnswer } from './dynsec.ts';
+export { NatsAuthError, NatsAuthProvisioner, isNatsSafeId, natsSubject, natsWorkerPermissions } from './nats.ts';
+export type { NatsAuthOptions, NatsPermissions, NatsServerInfo } from './nats.ts';

@@ -17,3 +17,5 @@ export { buildWasiModule, wasiModuleWat, watToWasm } from './wasm.ts';
 export type { WasiModuleOptions } from './wasm.ts';
 export { buildTestKernel } from './kernel.ts';
 export type { TestKernel } from './kernel.ts';
+export { startNats } from './nats.ts';
+export type { NatsInstance, StartNatsOptions } from './nats.ts';
