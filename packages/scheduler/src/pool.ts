@@ -35,20 +35,20 @@
  * The random order comes from a seeded generator: the same sequence of calls gives the same answers.
  */
 import type { Virtualization } from '@oak/contracts';
-import { archAllowed } from '@oak/contracts';
+import { archAllowed, normalizeArch } from '@oak/contracts';
 import { compileConstraints, type CompiledConstraints, type GeoRule } from './demand.ts';
-import { EPS, fits, matchesRef, offers, workerPenalty, workerSatisfies, workerWarnings, withinGeo } from './feasible.ts';
+import { EPS, fits, matchesRef, workerPenalty, workerSatisfies, workerWarnings, withinGeo } from './feasible.ts';
 import { pickWorker } from './pick-worker.ts';
 import { compareKeys, workerKey, type RankKey } from './rank.ts';
 import { reserveWorker } from './reserve.ts';
-import type { Demand, GeoPoint, PickWorkerOptions, Placement, WorkerCandidate } from './types.ts';
+import type { Demand, GeoPoint, PickWorkerOptions, Placement, RttLookup, Strategy, WorkerCandidate } from './types.ts';
 
 export interface WorkerPoolOptions {
   /** seed of the random visiting order (default fixed: runs are reproducible) */
   seed?: number;
   /** candidates of the best class to rank before stopping, by pool size; default max(8, ceil(log2 n)) */
   limit?: (n: number) => number;
-  /** visits after which a walk that found a feasible worker stops anyway; default max(256, 16 * limit) */
+  /** visits after which a walk that found a feasible worker stops anyway; default max(128, 8 * limit) */
   budget?: (limit: number) => number;
   /** a candidate set smaller than this is visited whole (exact answer); default 64 */
   exactBelow?: number;
@@ -71,8 +71,32 @@ export interface PickStats {
   index: 'node' | 'capacity' | 'addon' | 'geo';
 }
 
+/** The state of one decision's walk (or two: preferences first). */
+interface Walk {
+  demand: Demand;
+  cc: CompiledConstraints;
+  strategy: Strategy;
+  clusterLoc: GeoPoint | null;
+  addons: readonly string[] | undefined;
+  rtt: RttLookup | undefined;
+  exclude: ((id: string) => boolean) | undefined;
+  /** the demand's architectures, normalised (undefined: any) */
+  archs: Set<string> | undefined;
+  limit: number;
+  budget: number;
+  floorJob: number;
+  best: WorkerCandidate | undefined;
+  bestKey: RankKey;
+  key: RankKey;
+  good: number;
+  feasible: number;
+  visited: number;
+}
+
 interface Entry {
   w: WorkerCandidate;
+  /** the worker's architecture, normalised ('' when it reported none: no arch list admits it) */
+  arch: string;
   /** the bags it is in, and its position in each (parallel arrays) */
   bags: Bag[];
   pos: number[];
@@ -195,7 +219,7 @@ export class WorkerPool {
   constructor(workers: Iterable<WorkerCandidate> = [], opts: WorkerPoolOptions = {}) {
     this.#rand = mulberry32(opts.seed ?? 0x5eed);
     this.#limit = opts.limit ?? defaultLimit;
-    this.#budget = opts.budget ?? ((l) => Math.max(256, 16 * l));
+    this.#budget = opts.budget ?? ((l) => Math.max(128, 8 * l));
     this.#exactBelow = opts.exactBelow ?? 64;
     for (const w of workers) this.upsert(w);
   }
@@ -239,13 +263,14 @@ export class WorkerPool {
       }
       this.#unfile(e);
       e.w = w;
+      e.arch = archOf(w);
       e.capKey = capKey;
       e.geoKey = geoKey;
       this.#file(e);
       return;
     }
     this.#countJobs(w.jobs, 1);
-    const fresh: Entry = { w, bags: [], pos: [], capKey, geoKey };
+    const fresh: Entry = { w, arch: archOf(w), bags: [], pos: [], capKey, geoKey };
     this.#byId.set(w.id, fresh);
     this.#file(fresh);
   }
@@ -291,56 +316,83 @@ export class WorkerPool {
     const cc = compileConstraints(demand);
     const set = this.#candidateSet(demand, cc, opts);
     const n = set.total;
-    const strategy = opts.strategy ?? 'least-loaded';
-    const clusterLoc = opts.clusterLocation ?? null;
-    const addons = opts.clusterAddons;
-    const rtt = opts.rttMs;
-    const exclude = opts.exclude;
-    const limit = n < this.#exactBelow ? Infinity : this.#limit(this.size);
-    const budget = n < this.#exactBelow ? Infinity : this.#budget(limit);
-    let best: WorkerCandidate | undefined;
-    let bestKey: RankKey = { penalty: 0, sameJob: 0, primary: 0, secondary: 0 };
-    let key: RankKey = { penalty: 0, sameJob: 0, primary: 0, secondary: 0 };
-    // the best anti-affinity key any worker has: a feasible worker there is as good as it gets
-    const floorJob = this.minSameJob(demand.job_name);
-    let good = 0;
-    let feasible = 0;
-    let visited = 0;
-    if (n > 0) {
-      const start = Math.floor(this.#rand() * n);
-      let stride = 1;
-      if (n > 2) {
-        do stride = 1 + Math.floor(this.#rand() * (n - 1));
-        while (gcd(stride, n) !== 1);
+    const exact = n < this.#exactBelow;
+    const limit = exact ? Infinity : this.#limit(this.size);
+    const walk: Walk = {
+      demand,
+      cc,
+      strategy: opts.strategy ?? 'least-loaded',
+      clusterLoc: opts.clusterLocation ?? null,
+      addons: opts.clusterAddons,
+      rtt: opts.rttMs,
+      exclude: opts.exclude,
+      archs: demand.arch !== undefined && demand.arch.length > 0 ? new Set(demand.arch.map(normalizeArch)) : undefined,
+      limit,
+      budget: exact ? Infinity : this.#budget(limit),
+      // the best anti-affinity key any worker has: a feasible worker there is as good as it gets
+      floorJob: this.minSameJob(demand.job_name),
+      best: undefined,
+      bestKey: { penalty: 0, sameJob: 0, primary: 0, secondary: 0 },
+      key: { penalty: 0, sameJob: 0, primary: 0, secondary: 0 },
+      good: 0,
+      feasible: 0,
+      visited: 0,
+    };
+    // Preferences: the workers that meet them all are in the index set of each one; when such a
+    // set is smaller than the candidate set, it is walked first (its members then count as good).
+    if (!exact && cc.soft.length > 0) {
+      let pref: CandidateSet | undefined;
+      for (const s of cc.soft) {
+        const ps = this.#indexSet(s.cc, opts);
+        if (ps !== undefined && ps.total < (pref?.total ?? n)) pref = ps;
       }
-      const { bags, ends } = set;
-      let g = start;
-      while (visited < n) {
-        if (visited > 0) {
-          g += stride;
-          if (g >= n) g -= n;
-        }
-        visited++;
-        const w = memberAt(bags, ends, g).w;
-        if ((exclude === undefined || !exclude(w.id)) && fits(w, demand) && offers(w, demand)) {
-          const loc = w.location ?? clusterLoc;
-          if (cc.none || workerSatisfies(w, loc, cc, true, addons, rtt)) {
-            feasible++;
-            workerKey(w, demand, strategy, key);
-            key.penalty = cc.scored ? workerPenalty(w, loc, cc, addons, rtt) : 0;
-            if (key.penalty === 0 && key.sameJob <= floorJob) good++;
-            if (best === undefined || compareKeys(key, w.id, w.name, bestKey, best.id, best.name) < 0) {
-              best = w;
-              [bestKey, key] = [key, bestKey];
-            }
-            if (good >= limit) break;
-          }
-        }
-        if (best !== undefined && visited >= budget) break;
-      }
+      if (pref !== undefined) this.#walk(pref, walk);
     }
-    this.lastPick = { candidates: n, visited, feasible, index: set.index };
-    return best;
+    if (walk.good < walk.limit && !(walk.best !== undefined && walk.visited >= walk.budget)) this.#walk(set, walk);
+    this.lastPick = { candidates: n, visited: walk.visited, feasible: walk.feasible, index: set.index };
+    return walk.best;
+  }
+
+  /** Visits `set` in a random order, updating the walk's best, until it is good enough (see the file comment). */
+  #walk(set: CandidateSet, st: Walk): void {
+    const n = set.total;
+    if (n === 0) return;
+    const start = Math.floor(this.#rand() * n);
+    let stride = 1;
+    if (n > 2) {
+      do stride = 1 + Math.floor(this.#rand() * (n - 1));
+      while (gcd(stride, n) !== 1);
+    }
+    const { bags, ends } = set;
+    const { demand, cc, exclude, addons, rtt, archs } = st;
+    const v = demand.virtualization;
+    let g = start;
+    for (let i = 0; i < n; i++) {
+      if (i > 0) {
+        g += stride;
+        if (g >= n) g -= n;
+      }
+      st.visited++;
+      const e = memberAt(bags, ends, g);
+      const w = e.w;
+      if ((exclude === undefined || !exclude(w.id)) && fits(w, demand) && (w.virtualizations[0] === v || w.virtualizations.includes(v)) && (archs === undefined || (e.arch !== '' && archs.has(e.arch)))) {
+        const loc = w.location ?? st.clusterLoc;
+        if (cc.none || workerSatisfies(w, loc, cc, true, addons, rtt)) {
+          st.feasible++;
+          const key = workerKey(w, demand, st.strategy, st.key);
+          key.penalty = cc.scored ? workerPenalty(w, loc, cc, addons, rtt) : 0;
+          if (key.penalty === 0 && key.sameJob <= st.floorJob) st.good++;
+          const best = st.best;
+          if (best === undefined || compareKeys(key, w.id, w.name, st.bestKey, best.id, best.name) < 0) {
+            st.best = w;
+            st.key = st.bestKey;
+            st.bestKey = key;
+          }
+          if (st.good >= st.limit) return;
+        }
+      }
+      if (st.best !== undefined && st.visited >= st.budget) return;
+    }
   }
 
   // ---------------------------------------------------------------- indexes
@@ -356,9 +408,18 @@ export class WorkerPool {
 
   #countJobs(jobs: readonly string[], sign: 1 | -1): void {
     if (jobs.length === 0) return;
+    if (jobs.length === 1) {
+      this.#countJob(jobs[0] as string, 1, sign);
+      return;
+    }
     const seen = new Map<string, number>();
     for (const j of jobs) seen.set(j, (seen.get(j) ?? 0) + 1);
-    for (const [j, k] of seen) {
+    for (const [j, k] of seen) this.#countJob(j, k, sign);
+  }
+
+  /** one worker holding k instances of job j comes (sign 1) or goes (-1) */
+  #countJob(j: string, k: number, sign: 1 | -1): void {
+    {
       let h = this.#jobHist.get(j);
       if (!h) {
         h = new Map();
@@ -442,6 +503,24 @@ export class WorkerPool {
 
   /** The smallest set the indexes give that holds every feasible worker (see the file comment). */
   #candidateSet(d: Demand, cc: CompiledConstraints, opts: PoolPickOptions): CandidateSet {
+    const capBags: Bag[] = [];
+    for (const b of this.#capByVirt.get(d.virtualization) ?? []) {
+      if (b.items.length === 0) continue;
+      // members hold free + EPS < upper, and fitting needs free + EPS >= demand
+      if (b.cpuUpper <= d.vcpus || b.memUpper <= d.memory_mb || (d.gpus > 0 && b.gpuUpper <= d.gpus)) continue;
+      if (d.arch !== undefined && d.arch.length > 0 && !archAllowed(d.arch, b.arch)) continue;
+      capBags.push(b);
+    }
+    const cap = setOf(capBags, 'capacity');
+    const other = this.#indexSet(cc, opts);
+    return other !== undefined && other.total < cap.total ? other : cap;
+  }
+
+  /**
+   * The smallest set the node, addon and geo indexes give for the constraints (every worker that
+   * satisfies them is in it), or undefined when they give none.
+   */
+  #indexSet(cc: CompiledConstraints, opts: PoolPickOptions): CandidateSet | undefined {
     // a direct node rule names one worker (by id or name): only it can be chosen
     if (cc.nodes.length > 0) {
       const ref = cc.nodes[0] as string;
@@ -461,24 +540,16 @@ export class WorkerPool {
       }
       return setOf(bags, 'node');
     }
-    const capBags: Bag[] = [];
-    for (const b of this.#capByVirt.get(d.virtualization) ?? []) {
-      if (b.items.length === 0) continue;
-      // members hold free + EPS < upper, and fitting needs free + EPS >= demand
-      if (b.cpuUpper <= d.vcpus || b.memUpper <= d.memory_mb || (d.gpus > 0 && b.gpuUpper <= d.gpus)) continue;
-      if (d.arch !== undefined && d.arch.length > 0 && !archAllowed(d.arch, b.arch)) continue;
-      capBags.push(b);
-    }
-    let best = setOf(capBags, 'capacity');
+    let best: CandidateSet | undefined;
     for (const label of cc.needs) {
       if (opts.clusterAddons?.includes(label)) continue;
       const b = this.#addons.get(label);
       const s = setOf(b ? [b] : [], 'addon');
-      if (s.total < best.total) best = s;
+      if (best === undefined || s.total < best.total) best = s;
     }
     for (const g of cc.geo) {
       const s = this.#geoSet(g, opts.clusterLocation ?? null);
-      if (s !== undefined && s.total < best.total) best = s;
+      if (s !== undefined && (best === undefined || s.total < best.total)) best = s;
     }
     return best;
   }
@@ -533,6 +604,10 @@ export class WorkerPool {
     }
     return undefined;
   }
+}
+
+function archOf(w: WorkerCandidate): string {
+  return w.arch === undefined || w.arch === '' ? '' : normalizeArch(w.arch);
 }
 
 /** longitude in [0, 360) */

@@ -134,10 +134,14 @@ test('exact mode: the pool answers what pickWorker answers, after upserts and re
       assert.equal(pool.misses, 0);
       assert.equal(got.ok, want.ok);
       if (got.ok && want.ok) assert.equal(got.target.id, want.target.id);
-      if (!got.ok && !want.ok) assert.deepEqual(got, want);
+      if (!got.ok && !want.ok) {
+        assert.equal(got.reason, want.reason);
+        // the detail may name the first of several workers: the full scan over the pool's order
+        assert.deepEqual(got, pickWorker(d, pool.values(), opts));
+      }
       assert.equal(pool.size, list.length);
     }),
-    { numRuns: 600 },
+    { numRuns: Number(process.env.POOL_RUNS ?? 600) },
   );
 });
 
@@ -154,14 +158,14 @@ test('sampling mode: succeeds iff pickWorker does, the target is feasible, its p
       if (!got.ok || !want.ok) return;
       // feasible: pickWorker over that one worker places it
       assert.ok(pickWorker(d, [got.target], opts).ok, 'target infeasible');
-      if (pool.lastPick.visited >= 256) return; // the budget ran out (never with 160 workers)
+      if (pool.lastPick.visited >= 128) return; // the budget ran out
       const cc = compileConstraints(d);
-      const pen = (w: WorkerCandidate) => workerPenalty(w, w.location ?? opts.clusterLocation ?? null, cc, opts.clusterAddons, opts.rttMs);
+      const pen = (w: WorkerCandidate) => workerPenalty(w, w.location ?? opts.clusterLocation ?? null, cc, opts.clusterAddons);
       const same = (w: WorkerCandidate) => w.jobs.filter((j) => j === d.job_name).length;
       assert.ok(pen(got.target) <= pen(want.target) + 1e-12, 'a preference left unmet that the full scan meets');
       if (pen(got.target) === pen(want.target)) assert.ok(same(got.target) <= same(want.target), 'anti-affinity worse than the full scan');
     }),
-    { numRuns: 500 },
+    { numRuns: Number(process.env.POOL_RUNS ?? 500) },
   );
 });
 
