@@ -256,33 +256,54 @@ interface WorkerRates {
  * chosen worker, and by one fresh report (worker i mod n goes back to its reported state, as when
  * its next report arrives): every worker reports once per n decisions and the fleet never runs
  * dry. Ours twice: pickWorker (a full scan per decision) and WorkerPool.pick (indexes + a sample).
+ * Returns one measurement round: call it again for the next (rounds interleave the sizes, so that
+ * load from elsewhere and the JIT's warm-up hit every size alike; the best round counts).
  */
-function workerRates(n: number, budgetMs: number): WorkerRates {
+function workerBench(n: number): (budgetMs: number) => WorkerRates {
   const raw = rawWorkers(n, n);
   const initial = raw.map(candidateOf);
   const mix = serviceMix(n);
   const pool = new WorkerPool(initial);
-  const viaPool = rate((i) => {
-    const d = (mix[i % mix.length] as { demand: Demand }).demand;
-    const w = pool.pickCandidate(d);
-    if (w) pool.reserve(w.id, d);
-    pool.upsert(initial[i % n] as WorkerCandidate);
-  }, budgetMs);
   const current = [...initial];
-  const full = rate((i) => {
-    const d = (mix[i % mix.length] as { demand: Demand }).demand;
-    const k = pickWorkerIndex(d, current);
-    if (k >= 0) current[k] = reserveWorker(current[k] as WorkerCandidate, d);
-    current[i % n] = initial[i % n] as WorkerCandidate;
-  }, budgetMs);
-  const naive = rate((i) => {
-    naivePickWorker((mix[i % mix.length] as { raw: RawJob }).raw, raw);
-  }, budgetMs);
-  return { n, pool: viaPool, full, naive };
+  let i0 = 0;
+  let i1 = 0;
+  return (budgetMs) => {
+    const viaPool = rate(() => {
+      const i = i0++;
+      const d = (mix[i % mix.length] as { demand: Demand }).demand;
+      const w = pool.pickCandidate(d);
+      if (w) pool.reserve(w.id, d);
+      pool.upsert(initial[i % n] as WorkerCandidate);
+    }, budgetMs);
+    const full = rate(() => {
+      const i = i1++;
+      const d = (mix[i % mix.length] as { demand: Demand }).demand;
+      const k = pickWorkerIndex(d, current);
+      if (k >= 0) current[k] = reserveWorker(current[k] as WorkerCandidate, d);
+      current[i % n] = initial[i % n] as WorkerCandidate;
+    }, budgetMs);
+    const naive = rate((i) => {
+      naivePickWorker((mix[i % mix.length] as { raw: RawJob }).raw, raw);
+    }, budgetMs);
+    return { n, pool: viaPool, full, naive };
+  };
 }
 
+const ROUNDS = 3;
+
 function workerRows(budgetMs: number): BenchRow[] {
-  const rates = [100, 1_000, 10_000].map((n) => workerRates(n, budgetMs));
+  const sizes = [100, 1_000, 10_000];
+  const benches = sizes.map(workerBench);
+  const rates: WorkerRates[] = sizes.map((n) => ({ n, pool: 0, full: 0, naive: 0 }));
+  for (let r = 0; r < ROUNDS; r++) {
+    benches.forEach((b, k) => {
+      const got = b(budgetMs);
+      const best = rates[k] as WorkerRates;
+      best.pool = Math.max(best.pool, got.pool);
+      best.full = Math.max(best.full, got.full);
+      best.naive = Math.max(best.naive, got.naive);
+    });
+  }
   const rows: BenchRow[] = [];
   for (const r of rates) {
     const n = r.n.toLocaleString('en');

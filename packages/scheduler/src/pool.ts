@@ -30,7 +30,8 @@
  * candidates; here the index first removes what cannot fit, and the limit counts only candidates
  * of the best class, so anti-affinity and preferences keep their exact meaning (a replica lands on
  * a worker without another replica whenever the sample can find one). With fewer than `exactBelow`
- * candidates in the chosen set the walk sees all of them: the answer is pickWorker's, exactly.
+ * candidates in the chosen set the walk sees all of them, and a pool of fewer than `scanBelow`
+ * workers is scanned whole: the answer is then pickWorker's, exactly.
  *
  * The random order comes from a seeded generator: the same sequence of calls gives the same answers.
  */
@@ -52,6 +53,8 @@ export interface WorkerPoolOptions {
   budget?: (limit: number) => number;
   /** a candidate set smaller than this is visited whole (exact answer); default 64 */
   exactBelow?: number;
+  /** a pool smaller than this is scanned whole without its indexes (exact answer); default 128 */
+  scanBelow?: number;
 }
 
 export interface PoolPickOptions extends PickWorkerOptions {
@@ -65,10 +68,10 @@ export interface PickStats {
   candidates: number;
   /** members of it visited */
   visited: number;
-  /** feasible workers among them */
+  /** feasible workers among them (in a walk that sees every candidate: those that became the best so far) */
   feasible: number;
   /** which index the set came from */
-  index: 'node' | 'capacity' | 'addon' | 'geo';
+  index: 'node' | 'capacity' | 'addon' | 'geo' | 'all';
 }
 
 /** The state of one decision's walk (or two: preferences first). */
@@ -211,6 +214,7 @@ export class WorkerPool {
   readonly #limit: (n: number) => number;
   readonly #budget: (limit: number) => number;
   readonly #exactBelow: number;
+  readonly #scanBelow: number;
   /** statistics of the last pick */
   lastPick: PickStats = { candidates: 0, visited: 0, feasible: 0, index: 'capacity' };
   /** picks where the pool found nothing and the full scan found a worker (a bug if ever above 0) */
@@ -221,6 +225,7 @@ export class WorkerPool {
     this.#limit = opts.limit ?? defaultLimit;
     this.#budget = opts.budget ?? ((l) => Math.max(128, 8 * l));
     this.#exactBelow = opts.exactBelow ?? 64;
+    this.#scanBelow = opts.scanBelow ?? 128;
     for (const w of workers) this.upsert(w);
   }
 
@@ -314,9 +319,10 @@ export class WorkerPool {
   /** The chosen worker, or undefined when none is feasible. */
   pickCandidate(demand: Demand, opts: PoolPickOptions = {}): WorkerCandidate | undefined {
     const cc = compileConstraints(demand);
-    const set = this.#candidateSet(demand, cc, opts);
+    // a small pool costs less to scan than to look up
+    const set = this.size < this.#scanBelow ? setOf([this.#all], 'all') : this.#candidateSet(demand, cc, opts);
     const n = set.total;
-    const exact = n < this.#exactBelow;
+    const exact = n < this.#exactBelow || set.index === 'all';
     const limit = exact ? Infinity : this.#limit(this.size);
     const walk: Walk = {
       demand,
@@ -366,6 +372,7 @@ export class WorkerPool {
     const { bags, ends } = set;
     const { demand, cc, exclude, addons, rtt, archs } = st;
     const v = demand.virtualization;
+    const lazy = st.limit === Infinity && st.budget === Infinity;
     let g = start;
     for (let i = 0; i < n; i++) {
       if (i > 0) {
@@ -377,7 +384,19 @@ export class WorkerPool {
       const w = e.w;
       if ((exclude === undefined || !exclude(w.id)) && fits(w, demand) && (w.virtualizations[0] === v || w.virtualizations.includes(v)) && (archs === undefined || (e.arch !== '' && archs.has(e.arch)))) {
         const loc = w.location ?? st.clusterLoc;
-        if (cc.none || workerSatisfies(w, loc, cc, true, addons, rtt)) {
+        if (lazy) {
+          // a walk that sees everything needs no counts: as pickWorker, the constraint checks run
+          // only for a worker that would rank above the best so far
+          const key = workerKey(w, demand, st.strategy, st.key);
+          key.penalty = cc.scored ? workerPenalty(w, loc, cc, addons, rtt) : 0;
+          const best = st.best;
+          if ((best === undefined || compareKeys(key, w.id, w.name, st.bestKey, best.id, best.name) < 0) && (cc.none || workerSatisfies(w, loc, cc, true, addons, rtt))) {
+            st.feasible++;
+            st.best = w;
+            st.key = st.bestKey;
+            st.bestKey = key;
+          }
+        } else if (cc.none || workerSatisfies(w, loc, cc, true, addons, rtt)) {
           st.feasible++;
           const key = workerKey(w, demand, st.strategy, st.key);
           key.penalty = cc.scored ? workerPenalty(w, loc, cc, addons, rtt) : 0;

@@ -115,7 +115,7 @@ test('exact mode: the pool answers what pickWorker answers, after upserts and re
   fc.assert(
     fc.property(workersArb(40), demandArb, optsArb, fc.array(changeArb(40), { maxLength: 8 }), (ws0, d, o, changes) => {
       const opts = clean(o);
-      const pool = new WorkerPool(ws0, { exactBelow: Infinity });
+      const pool = new WorkerPool(ws0, { exactBelow: Infinity, scanBelow: 0 });
       const cur = new Map(ws0.map((w) => [w.id, w]));
       for (const c of changes) {
         const id = `w${c.i}`;
@@ -140,6 +140,12 @@ test('exact mode: the pool answers what pickWorker answers, after upserts and re
         assert.deepEqual(got, pickWorker(d, pool.values(), opts));
       }
       assert.equal(pool.size, list.length);
+      // a small pool is scanned whole by default: the same answer
+      const small = new WorkerPool(pool.values());
+      const s2 = small.pick(d, opts);
+      assert.equal(small.lastPick.index, 'all');
+      assert.equal(s2.ok, want.ok);
+      if (s2.ok && want.ok) assert.equal(s2.target.id, want.target.id);
     }),
     { numRuns: Number(process.env.POOL_RUNS ?? 600) },
   );
@@ -150,7 +156,7 @@ test('sampling mode: succeeds iff pickWorker does, the target is feasible, its p
     fc.property(workersArb(160), demandArb, optsArb, fc.integer(), (ws, d, o, seed) => {
       const opts = clean(o);
       // a small limit and threshold so that the sample is much smaller than the pool
-      const pool = new WorkerPool(ws, { seed, exactBelow: 4, limit: () => 2 });
+      const pool = new WorkerPool(ws, { seed, exactBelow: 4, scanBelow: 0, limit: () => 2 });
       const want = pickWorker(d, ws, opts);
       const got = pool.pick(d, opts);
       assert.equal(pool.misses, 0);
