@@ -169,7 +169,7 @@ const DEG = 180 / Math.PI;
 const FINE_DEG = 1;
 const COARSE_DEG = 10;
 /** a geo rule whose cells would be more than this many is not looked up in that grid */
-const MAX_CELLS = 64;
+const MAX_CELLS = 160;
 
 function cellKey(latIdx: number, longIdx: number): number {
   return (latIdx + 1000) * 4000 + (longIdx + 2000);
