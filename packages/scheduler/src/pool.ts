@@ -256,14 +256,15 @@ export class WorkerPool {
         this.#countJobs(e.w.jobs, -1);
         this.#countJobs(w.jobs, 1);
       }
-      if (
-        e.capKey === capKey &&
-        e.geoKey === geoKey &&
-        e.w.name === w.name &&
-        sameList(e.w.supported_addons, w.supported_addons) &&
-        (e.w.location?.radius_km ?? 0) === (w.location?.radius_km ?? 0)
-      ) {
-        e.w = w;
+      if (e.geoKey === geoKey && e.w.name === w.name && sameList(e.w.supported_addons, w.supported_addons) && (e.w.location?.radius_km ?? 0) === (w.location?.radius_km ?? 0)) {
+        // only its capacity (or kind) may have changed: the other bags stay
+        if (e.capKey !== capKey) {
+          this.#unfileCap(e);
+          e.w = w;
+          e.arch = archOf(w);
+          e.capKey = capKey;
+          this.#fileCap(e);
+        } else e.w = w;
         return;
       }
       this.#unfile(e);
@@ -460,15 +461,9 @@ export class WorkerPool {
     return `${w.virtualizations.join(',')}|${w.arch ?? ''}|${classOf(w.cpu_cores_free + EPS, CPU_UNIT)}|${classOf(w.memory_free_mb + EPS, MEM_UNIT)}|${gpuClass(w.gpus_free + EPS)}`;
   }
 
-  #file(e: Entry): void {
+  /** files the entry in its capacity bags (one per virtualization it offers) */
+  #fileCap(e: Entry): void {
     const w = e.w;
-    this.#all.add(e);
-    let named = this.#byName.get(w.name);
-    if (!named) {
-      named = new Bag();
-      this.#byName.set(w.name, named);
-    }
-    named.add(e);
     const cpuC = classOf(w.cpu_cores_free + EPS, CPU_UNIT);
     const memC = classOf(w.memory_free_mb + EPS, MEM_UNIT);
     const gpuC = gpuClass(w.gpus_free + EPS);
@@ -487,6 +482,29 @@ export class WorkerPool {
       }
       b.add(e);
     }
+  }
+
+  /** takes the entry out of its capacity bags only */
+  #unfileCap(e: Entry): void {
+    for (let k = e.bags.length - 1; k >= 0; k--) {
+      const b = e.bags[k] as Bag;
+      if (!(b instanceof CapBag)) continue;
+      b.removeAt(e.pos[k] as number);
+      e.bags.splice(k, 1);
+      e.pos.splice(k, 1);
+    }
+  }
+
+  #file(e: Entry): void {
+    const w = e.w;
+    this.#all.add(e);
+    let named = this.#byName.get(w.name);
+    if (!named) {
+      named = new Bag();
+      this.#byName.set(w.name, named);
+    }
+    named.add(e);
+    this.#fileCap(e);
     for (const a of new Set(w.supported_addons ?? [])) {
       let b = this.#addons.get(a);
       if (!b) {

@@ -105,7 +105,13 @@ const optsArb = fc.record({
 
 /** A change of a worker's report: it moves, fills up, changes its kind or its addons, or leaves. */
 const changeArb = (n: number) =>
-  fc.record({ i: fc.integer({ min: 0, max: Math.max(0, n - 1) }), w: workerArb(0), remove: fc.boolean() });
+  fc.record({
+    i: fc.integer({ min: 0, max: Math.max(0, n - 1) }),
+    w: workerArb(0),
+    remove: fc.boolean(),
+    /** only the free amounts change (a reservation, a report): the other indexes stay */
+    capacityOnly: fc.option(fc.record({ cpu: fc.double({ min: -1, max: 16, noNaN: true }), mem: fc.integer({ min: -100, max: 16384 }), gpus: fc.constantFrom(0, 1, 3) }), { nil: undefined }),
+  });
 
 function clean<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -113,7 +119,7 @@ function clean<T extends object>(o: T): T {
 
 test('exact mode: the pool answers what pickWorker answers, after upserts and removals', () => {
   fc.assert(
-    fc.property(workersArb(40), demandArb, optsArb, fc.array(changeArb(40), { maxLength: 8 }), (ws0, d, o, changes) => {
+    fc.property(workersArb(40), demandArb, optsArb, fc.array(changeArb(40), { maxLength: 12 }), (ws0, d, o, changes) => {
       const opts = clean(o);
       const pool = new WorkerPool(ws0, { exactBelow: Infinity, scanBelow: 0 });
       const cur = new Map(ws0.map((w) => [w.id, w]));
@@ -122,6 +128,12 @@ test('exact mode: the pool answers what pickWorker answers, after upserts and re
         if (c.remove) {
           pool.remove(id);
           cur.delete(id);
+        } else if (c.capacityOnly !== undefined) {
+          const old = cur.get(id);
+          if (!old) continue;
+          const w = { ...old, cpu_cores_free: c.capacityOnly.cpu, memory_free_mb: c.capacityOnly.mem, gpus_free: c.capacityOnly.gpus };
+          pool.upsert(w);
+          cur.set(id, w);
         } else {
           const w = { ...c.w, id };
           pool.upsert(w);
