@@ -14,3 +14,4 @@ export { reserve, release, reserveWorker, releaseWorker, reserveCluster, release
 export { Ledger, type Reservation } from './ledger.ts';
 export { placeMany, type PlaceManyResult } from './place-many.ts';
 export { clusterCandidateOf, rttLookupOf } from './adapt.ts';
+export { WorkerPool, defaultLimit, type WorkerPoolOptions, type PoolPickOptions, type PickStats } from './pool.ts';

@@ -25,6 +25,12 @@ export interface Reservation {
 export class Ledger {
   readonly #byInstance = new Map<string, Reservation>();
   readonly #byWorker = new Map<string, Map<string, Reservation>>();
+  readonly #onChange: ((workerId: string) => void) | undefined;
+
+  /** `onChange` is told the worker whenever a reservation on it is made or dropped (to keep a WorkerPool up to date). */
+  constructor(onChange?: (workerId: string) => void) {
+    this.#onChange = onChange;
+  }
 
   /** Reserves `demand` for `instance` on worker `workerId` (moving any earlier reservation of it). */
   reserve(workerId: string, instance: string, demand: Demand, at = 0): Reservation {
@@ -37,6 +43,7 @@ export class Ledger {
       this.#byWorker.set(workerId, m);
     }
     m.set(instance, r);
+    this.#onChange?.(workerId);
     return r;
   }
 
@@ -48,6 +55,7 @@ export class Ledger {
     const m = this.#byWorker.get(r.worker_id);
     m?.delete(instance);
     if (m && m.size === 0) this.#byWorker.delete(r.worker_id);
+    this.#onChange?.(r.worker_id);
     return true;
   }
 
