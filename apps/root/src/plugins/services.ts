@@ -35,6 +35,7 @@ import { assertPrivilegedAllowed } from '../privileged.ts';
 import { instanceDoc, loadServiceDoc, serviceVersionDoc } from '../docs.ts';
 import {
   addressRequest,
+  rangeWarnings,
   assertJobNamesFree,
   assignServices,
   checkAddresses,
@@ -108,6 +109,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       requireRole(p, ...APP_ROLES);
       const v = validateServiceRequest(req.body);
       if (!v.ok) throw validationError(v);
+      v.warnings = rangeWarnings(ctx, v.warnings, req.body);
       assertPrivilegedAllowed(p, v.microservices, (i) => (typeof req.body === 'object' && req.body !== null && 'applications' in req.body ? `applications[0].microservices[${i}]` : ''));
       const slaShaped = typeof req.body === 'object' && req.body !== null && 'applications' in req.body;
       let target: ApplicationRow | undefined;
@@ -204,6 +206,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       delete merged.applicationID;
       const v = validateMicroservice(merged);
       if (!v.ok) throw validationError(v);
+      v.warnings = rangeWarnings(ctx, v.warnings, merged);
       assertPrivilegedAllowed(p, [v.microservice], () => '');
       const ms = v.microservice;
       if (ms.microservice_name !== service.name || ms.microservice_namespace !== service.namespace) {
@@ -294,6 +297,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       delete sla.applicationID;
       const v = validateMicroservice(sla);
       if (!v.ok) throw validationError(v);
+      v.warnings = rangeWarnings(ctx, v.warnings, sla);
       assertPrivilegedAllowed(p, [v.microservice], () => '');
       const ns = newService(a.name, a.namespace, v.microservice);
       await checkAddresses(ctx, [{ job: ns.job_name, request: addressRequest(v.microservice), current: service.job_name }]);
