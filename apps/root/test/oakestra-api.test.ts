@@ -385,6 +385,12 @@ describe("an Oakestra client's session against the root", () => {
       assert.equal(r.statusCode, 422, `${f}: ${r.body.slice(0, 300)}`);
       const details = (r.json() as { error: { details?: { path: string }[] } }).error.details ?? [];
       assert.ok(details.length >= 1 && details.every((d) => typeof d.path === 'string'), f);
+      if (f === 'flawed-connectivity.json') {
+        // only the connectivity is wrong: the answer's path is the faulty threshold itself
+        const e = (r.json() as { error: { path?: string } }).error;
+        assert.equal(e.path, 'applications[0].microservices[0].connectivity[0].con_constraints[0].threshold', r.body);
+        assert.deepEqual(details.map((d) => d.path), ['applications[0].microservices[0].connectivity[0].con_constraints[0].threshold', 'applications[0].microservices[0].connectivity[1].target_microservice_id']);
+      }
     }
     assert.deepEqual(((await t.req('GET', '/api/applications/', token)).json() as ApplicationDoc[]).map((a) => a.application_name), ['replay'], 'nothing of the flawed ones was stored');
   });
