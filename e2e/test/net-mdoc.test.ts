@@ -310,7 +310,7 @@ test('overlay on an M-DOC: service IP, instance IP, DNS, inspect, round robin, f
       );
     });
 
-    await step(t, `(l) an rr_ip in the widened range ${WIDE_RANGE} (root --extra-service-ranges) is the service IP, reached from w1 on w2`, async () => {
+    await step(t, `(m) an rr_ip in the widened range ${WIDE_RANGE} (root --extra-service-ranges) is the service IP, reached from w1 on w2`, async () => {
       const wide = await deploy(api, withRrIp(sla({ app: 'wide', svc: 'wide', code: topo.image, cmd: whoamiServer(80), constraints: pinned('w2') }), WIDE_IP), 1);
       assert.equal(wide.service_ip, WIDE_IP, 'the requested address outside 10.30.0.0/16 is the service IP');
       // the first packet to it is trapped on w1 (the range came with the subnet), the table asked for, then translated
