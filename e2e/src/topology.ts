@@ -63,11 +63,12 @@ export class Topology {
     this.cleanups.push(() => this.net.destroy());
   }
 
-  async root(host: NetHost): Promise<Api> {
+  /** `env`: more settings of the root (e.g. OAK_EXTRA_SERVICE_RANGES) */
+  async root(host: NetHost, env: Record<string, string> = {}): Promise<Api> {
     this.procs.spawn(`root-${host.name}`, bins.root, ['--data-dir', `${this.dir.path}/root-${host.name}`, '--log-level', 'warn'], {
       dir: this.dir.path,
       netns: host.ns,
-      env: { OAK_ADMIN_PASSWORD: PASSWORD },
+      env: { ...env, OAK_ADMIN_PASSWORD: PASSWORD },
     });
     const base = `http://${host.ip}:10000`;
     await waitHealthy(`${base}/healthz`);

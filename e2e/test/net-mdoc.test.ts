@@ -105,7 +105,8 @@ test('overlay on an M-DOC: service IP, instance IP, DNS, inspect, round robin, f
     const ctl = await topo.net.addHost('ctl');
     const h1 = await topo.net.addHost('w1');
     const h2 = await topo.net.addHost('w2');
-    const api = await topo.root(ctl);
+    // the operator widened the service range (issue 12): Oakestra's example address is honoured
+    const api = await topo.root(ctl, { OAK_EXTRA_SERVICE_RANGES: WIDE_RANGE });
     await topo.cluster(ctl, '127.0.0.1', 'edge1');
     const w1 = await topo.worker(h1, ctl.ip, undefined, { net: true });
     const w2 = await topo.worker(h2, ctl.ip, undefined, { net: true });
@@ -309,6 +310,14 @@ test('overlay on an M-DOC: service IP, instance IP, DNS, inspect, round robin, f
       );
     });
 
+    await step(t, `(m) an rr_ip in the widened range ${WIDE_RANGE} (root --extra-service-ranges) is the service IP, reached from w1 on w2`, async () => {
+      const wide = await deploy(api, withRrIp(sla({ app: 'wide', svc: 'wide', code: topo.image, cmd: whoamiServer(80), constraints: pinned('w2') }), WIDE_IP), 1);
+      assert.equal(wide.service_ip, WIDE_IP, 'the requested address outside 10.30.0.0/16 is the service IP');
+      // the first packet to it is trapped on w1 (the range came with the subnet), the table asked for, then translated
+      assert.equal(await waitReach(cliNs, url(WIDE_IP)), wide.instance_list[0]?.nsip, 'the answer comes from the replica on w2');
+      assert.ok((await netStatus(w1)).interest.includes(wide.job_name), 'w1 learned the service from the trapped address');
+    });
+
     await step(t, '(e) undeploy releases the addresses and they are reused', async () => {
       const first = await deploy(api, sla({ app: 'tmp', svc: 'tmp', code: topo.image, cmd: whoamiServer(80), constraints: pinned('w2') }), 1);
       const addrs = { svc: first.service_ip, inst: first.instance_list[0]?.instance_ip };
@@ -365,6 +374,9 @@ test('overlay on an M-DOC: service IP, instance IP, DNS, inspect, round robin, f
     if (failed || process.env.OAK_E2E_LOGS) console.error(topo.procs.logs());
   }
 });
+
+const WIDE_RANGE = '192.168.178.0/24';
+const WIDE_IP = '192.168.178.4';
 
 function withRrIp(body: Record<string, unknown>, rrIp: string): Record<string, unknown> {
   const apps = body.applications as { microservices: Record<string, unknown>[] }[];

@@ -222,6 +222,8 @@ export class NetCore {
   /** instances whose net info went up to the root (a later status without it says null) */
   private readonly reportedNet = new Set<string>();
   private seq = 0;
+  /** the root's extra IPv4 service ranges (from its last subnet_result), passed on in every SubnetResult */
+  private serviceRanges: string[] = [];
   private readonly tag = Math.floor(Math.random() * 36 ** 6).toString(36);
   clusterId: string | null = null;
   linkUp = false;
@@ -304,7 +306,7 @@ export class NetCore {
       out.push({ type: 'aggregate' });
     }
     if (w.subnet !== null) {
-      out.push({ type: 'publish', topic: netTopics.subnetResult(worker), payload: { subnet: w.subnet, subnet_v6: w.subnet_v6 } satisfies SubnetResult });
+      out.push({ type: 'publish', topic: netTopics.subnetResult(worker), payload: this.subnetPayload(w.subnet, w.subnet_v6) });
       return out;
     }
     out.push(...this.askSubnet(worker, now, true));
@@ -326,6 +328,10 @@ export class NetCore {
     return [{ type: 'link', message: { type: 'subnet_request', request_id, worker_id: worker } }];
   }
 
+  private subnetPayload(subnet: string, subnet_v6: string | null): SubnetResult {
+    return { subnet, subnet_v6, ...(this.serviceRanges.length > 0 ? { service_ranges: [...this.serviceRanges] } : {}) };
+  }
+
   /** the root's subnet_result */
   subnetResult(msg: SubnetResultMsg, now: number): NetEffect[] {
     const ask = this.subnetAsks.get(msg.request_id);
@@ -341,6 +347,11 @@ export class NetCore {
       if (ask.answer) out.push({ type: 'publish', topic, payload: { error: why.slice(0, 1000) } satisfies SubnetResult });
       return out;
     }
+    if (msg.service_ranges !== undefined) {
+      const ranges = msg.service_ranges.slice(0, 15).map((r) => normalSubnet(r, false));
+      if (ranges.every((r): r is string => r !== null)) this.serviceRanges = ranges;
+      else out.push({ type: 'log', level: 'warn', message: 'net: the root sent service ranges that are not IPv4 subnets; kept the previous ones' });
+    }
     if (!this.view.workerKnown(ask.worker)) return out;
     const w = this.worker(ask.worker);
     if (w.subnet !== v4 || w.subnet_v6 !== v6) {
@@ -349,7 +360,7 @@ export class NetCore {
       this.markPeers(now);
       out.push({ type: 'aggregate' });
     }
-    if (ask.answer) out.push({ type: 'publish', topic, payload: { subnet: v4, subnet_v6: v6 } satisfies SubnetResult });
+    if (ask.answer) out.push({ type: 'publish', topic, payload: this.subnetPayload(v4, v6) });
     out.push(...this.retryHeld(ask.worker, now));
     return out;
   }

@@ -80,6 +80,27 @@ describe('net core: worker subnets', () => {
     assert.deepEqual(net.workerNet('w1'), { subnet: '10.18.0.64/26', subnet_v6: 'fdff:18:0:1::/64', host_ip: '192.0.2.10', host_port: 50103, rtt: [] });
   });
 
+  test("the root's extra service ranges ride along with every subnet result; junk from the root keeps the previous ones", () => {
+    const { net, view } = setup();
+    view.known.add('w3');
+    const ask = (worker: string, now: number): string => {
+      const m = links(net.subnetRequest(worker, { host_ip: '192.0.2.10', host_port: 50103 }, now)).find((x) => x.type === 'subnet_request');
+      assert.ok(m && m.type === 'subnet_request');
+      return m.request_id;
+    };
+    const first = pubs(net.subnetResult({ type: 'subnet_result', request_id: ask('w1', T0), subnet: '10.18.0.64/26', service_ranges: ['192.168.178.0/24'] }, T0));
+    assert.deepEqual(first.map((p) => p.payload), [{ subnet: '10.18.0.64/26', subnet_v6: null, service_ranges: ['192.168.178.0/24'] }]);
+    // the worker asks again (a reconnect): the cached answer carries the ranges too
+    assert.deepEqual(pubs(net.subnetRequest('w1', { host_ip: '192.0.2.10', host_port: 50103 }, T0 + 1)).map((p) => p.payload), [{ subnet: '10.18.0.64/26', subnet_v6: null, service_ranges: ['192.168.178.0/24'] }]);
+    // a hostile or broken root: not subnets -> a warning, the previous ranges stay
+    const bad = net.subnetResult({ type: 'subnet_result', request_id: ask('w2', T0 + 2), subnet: '10.18.0.128/26', service_ranges: ['192.168.178.4; drop', '10.0.0.0/33'] }, T0 + 2);
+    assert.ok(logs(bad).some((l) => /service ranges that are not IPv4 subnets/.test(l)), JSON.stringify(logs(bad)));
+    assert.deepEqual(pubs(bad).map((p) => p.payload), [{ subnet: '10.18.0.128/26', subnet_v6: null, service_ranges: ['192.168.178.0/24'] }]);
+    // the root dropped the setting: an empty list clears them
+    const cleared = pubs(net.subnetResult({ type: 'subnet_result', request_id: ask('w3', T0 + 3), subnet: '10.18.0.192/26', service_ranges: [] }, T0 + 3));
+    assert.deepEqual(cleared.map((p) => p.payload), [{ subnet: '10.18.0.192/26', subnet_v6: null }]);
+  });
+
   test('two requests while the root thinks: one root request, both answered', () => {
     const { net } = setup();
     const a = net.subnetRequest('w1', { host_ip: '192.0.2.10', host_port: 50103 }, T0);

@@ -17,7 +17,7 @@ import type {
   InterestRemove, NetInstanceDeploy, NetInstanceUndeploy, OverlayPeer, RttReport, ServiceDeployed, ServiceTable, ServiceUndeployed,
   SubnetRequest, SubnetResult, TableEntry, TableQueryRequest, TableQueryResult,
 } from '@oak/contracts';
-import { contains, contains6, formatIPv4, formatIPv6, parseIPv4, parseIPv6, parseSubnet, parseSubnet6 } from '@oak/net';
+import { contains, contains6, formatIPv4, formatIPv6, formatSubnet, parseIPv4, parseIPv6, parseSubnet, parseSubnet6 } from '@oak/net';
 import type { DatapathService } from './ports.ts';
 import { inZone, parseOverlayName, pickClosest } from '@oak/net';
 
@@ -32,7 +32,7 @@ export type Effect =
   /** an instance left (here or in a table): drop its conntrack entries, after `services` */
   | { type: 'forget'; nsip: string; nsip_v6: string | null }
   /** the cluster gave (or changed) this worker's subnet: persist it, then answer /register */
-  | { type: 'subnet'; subnet: string; subnet_v6: string | null; changed: boolean }
+  | { type: 'subnet'; subnet: string; subnet_v6: string | null; changed: boolean; service_ranges: string[] }
   | { type: 'subnet-error'; error: string }
   /** local instances or interest changed: persist the snapshot before going on */
   | { type: 'persist' }
@@ -203,7 +203,11 @@ export class NetCore {
     const changed = !first && (this.subnet !== msg.subnet || this.subnet_v6 !== v6);
     this.subnet = msg.subnet;
     this.subnet_v6 = v6;
-    const fx: Effect[] = [{ type: 'subnet', subnet: msg.subnet, subnet_v6: v6, changed }];
+    const ranges: string[] = [];
+    for (const r of msg.service_ranges ?? []) {
+      try { ranges.push(formatSubnet(parseSubnet(r))); } catch { /* not an IPv4 subnet: left out (the cluster checked them) */ }
+    }
+    const fx: Effect[] = [{ type: 'subnet', subnet: msg.subnet, subnet_v6: v6, changed, service_ranges: ranges }];
     if (first) for (const l of this.local.values()) fx.push(this.deployedMessage(l));
     return fx;
   }

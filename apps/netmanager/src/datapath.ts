@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline';
 import type { OverlayPeer } from '@oak/contracts';
 import {
   canonicalIp, desiredPeerState, diffPeerState, parseKernelState, serviceRuleset, serviceTable, serviceTableDelete,
-  trapAddress, tunnelDevice, vtepMac, gatewayOf, parseSubnet, parseSubnet6,
+  trapAddress, tunnelDevice, vtepMac, gatewayOf, formatSubnet, parseSubnet, parseSubnet6,
 } from '@oak/net';
 import type { DesiredService } from '@oak/net';
 
@@ -65,6 +65,8 @@ export interface DatapathOptions {
   vni: number;
   /** trapped virtual ranges (default 10.30.0.0/16 and fdff::/64) */
   virtualPools?: { v4: string; v6: string };
+  /** the root's extra IPv4 service ranges (--extra-service-ranges), trapped too; setServiceRanges changes them */
+  serviceRanges?: readonly string[];
   log: DatapathLog;
   /**
    * a prefix for every command, e.g. `['ip', 'netns', 'exec', 'ns1']` or
@@ -114,6 +116,9 @@ export class Datapath {
   private localEndpoint = false;
   private closed = false;
   private lastRules: string | undefined;
+  private serviceRanges: string[];
+  /** the services of the last setServices (re-rendered when the service ranges change) */
+  private lastServices: readonly DesiredService[] | undefined;
   private svcPending: { services: readonly DesiredService[]; waiters: { resolve: (r: ServicesResult) => void; reject: (e: unknown) => void }[] } | undefined;
   private svcRunning = false;
   private monitor: ChildProcess | undefined;
@@ -133,6 +138,11 @@ export class Datapath {
     if (!Number.isInteger(opts.publicPort) || opts.publicPort < 1 || opts.publicPort > 65535) throw new DatapathError('bad-option', `public port ${opts.publicPort} is not 1..65535`, 'NodePublicPort in netcfg.json');
     if (!Number.isInteger(opts.vni) || opts.vni < 1 || opts.vni > 0xffffff) throw new DatapathError('bad-option', `vni ${opts.vni} is not 1..16777215`);
     this.opts = { ...opts, publicAddress: canonicalIp(opts.publicAddress)?.ip as string };
+    try {
+      const r = opts.serviceRanges ?? [];
+      if (!Array.isArray(r) || r.length > 15) throw new Error('give at most 15 IPv4 subnets');
+      this.serviceRanges = r.map((c) => formatSubnet(parseSubnet(c)));
+    } catch (e) { throw new DatapathError('bad-option', `service ranges: ${(e as Error).message}`); }
     this.dev = tunnelDevice(opts.namespace);
     this.table = serviceTable(opts.namespace);
     this.mac = vtepMac(opts.subnet);
@@ -317,6 +327,7 @@ export class Datapath {
    * when a set at least as new as this one is in the kernel.
    */
   setServices(services: readonly DesiredService[]): Promise<ServicesResult> {
+    this.lastServices = services;
     return new Promise((resolve, reject) => {
       if (this.closed) { reject(new DatapathError('closed', 'the datapath is closed')); return; }
       if (!this.svcPending) this.svcPending = { services, waiters: [] };
@@ -324,6 +335,24 @@ export class Datapath {
       this.svcPending.waiters.push({ resolve, reject });
       if (!this.svcRunning) void this.serviceLoop();
     });
+  }
+
+  /**
+   * The root's extra IPv4 service ranges: traffic to them that has no translation yet is trapped
+   * (and asked for) like traffic to 10.30.0.0/16. Re-applies the rules when they changed; a bad
+   * CIDR is a DatapathError and changes nothing.
+   */
+  setServiceRanges(ranges: readonly string[]): Promise<ServicesResult | undefined> {
+    let norm: string[];
+    try {
+      if (!Array.isArray(ranges) || ranges.length > 15) throw new Error('give at most 15 IPv4 subnets');
+      norm = ranges.map((r) => formatSubnet(parseSubnet(r)));
+    } catch (e) {
+      return Promise.reject(new DatapathError('bad-option', `service ranges: ${(e as Error).message}`));
+    }
+    if (norm.join(',') === this.serviceRanges.join(',')) return Promise.resolve(undefined);
+    this.serviceRanges = norm;
+    return this.setServices(this.lastServices ?? []);
   }
 
   private async serviceLoop(): Promise<void> {
@@ -352,6 +381,7 @@ export class Datapath {
     const rules = serviceRuleset(services, {
       table: this.table, bridge: this.opts.bridge, subnet: this.opts.subnet, subnet_v6: this.opts.subnet_v6,
       ...(this.opts.virtualPools ? { virtualPools: this.opts.virtualPools } : {}),
+      ...(this.serviceRanges.length > 0 ? { extraVirtual4: this.serviceRanges } : {}),
     });
     for (const p of rules.problems) this.opts.log.warn(`datapath: ${p}`);
     if (rules.text === this.lastRules) return { changed: false, programmed: rules.programmed, problems: rules.problems };

@@ -114,6 +114,8 @@ class NetManager {
   readonly subs = new Map<string, () => Promise<void>>();
   readonly subnetWaiters = new Set<() => void>();
   readonly lookupWaiters = new Map<string, Set<() => void>>();
+  /** the root's extra IPv4 service ranges (subnet result, persisted), given to the datapath */
+  private serviceRanges: string[] = [];
   lastSubnetError: string | undefined;
   readonly loggedInvalid = new Set<string>();
   /** where the resolver listens (port 0 resolved) */
@@ -140,6 +142,7 @@ class NetManager {
     await secureDir(this.opts.dataDir);
     this.state = await readState(this.opts.dataDir, (m) => this.log.warn(m));
     const s = this.state;
+    this.serviceRanges = s?.service_ranges ?? [];
     if (s !== undefined) {
       this.run(this.core.attach(s.worker_id, s.subnet === null ? undefined : { subnet: s.subnet, subnet_v6: s.subnet_v6 }));
       this.core.restore(snapshotOf(s), this.now());
@@ -273,8 +276,13 @@ class NetManager {
         this.lastSubnetError = undefined;
         if (e.changed) this.log.warn(`the cluster gave subnet ${e.subnet} instead of ${this.state?.subnet ?? '?'}: the NodeEngine must re-create its bridge`);
         if (this.state !== undefined) {
-          this.state = { ...this.state, subnet: e.subnet, subnet_v6: e.subnet_v6 };
+          this.state = { ...this.state, subnet: e.subnet, subnet_v6: e.subnet_v6, service_ranges: e.service_ranges };
           await this.persist();
+        }
+        if (this.serviceRanges.join(',') !== e.service_ranges.join(',')) {
+          this.serviceRanges = e.service_ranges;
+          if (e.service_ranges.length > 0) this.log.info(`extra service ranges from the root: ${e.service_ranges.join(', ')}`);
+          if (this.active?.datapath.setServiceRanges) this.problems('service ranges', await this.active.datapath.setServiceRanges(e.service_ranges));
         }
         this.log.info(`subnet ${e.subnet}${e.subnet_v6 !== null ? ` + ${e.subnet_v6}` : ''}`);
         for (const w of this.subnetWaiters) w();
@@ -398,7 +406,7 @@ class NetManager {
 
   private datapathOptions(namespace: string, bridge: string, subnet: string, subnet_v6: string | null): Parameters<DatapathFactory>[0] {
     return {
-      namespace, bridge, subnet, subnet_v6,
+      namespace, bridge, subnet, subnet_v6, serviceRanges: this.serviceRanges,
       publicAddress: this.opts.publicAddress, publicPort: this.publicPort, vni: this.opts.vni ?? DEFAULT_VNI, log: this.log,
     };
   }

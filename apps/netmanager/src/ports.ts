@@ -39,6 +39,8 @@ export interface DatapathPort {
   setPeers(peers: OverlayPeer[]): unknown;
   /** may resolve `{ problems: string[] }` (services refused, logged) */
   setServices(services: DatapathService[]): unknown;
+  /** the root's extra IPv4 service ranges (trapped like 10.30.0.0/16); re-applies the rules when they changed */
+  setServiceRanges?(ranges: readonly string[]): unknown;
   /** an instance left: its conntrack entries go */
   forgetInstance(nsip: string, nsip_v6?: string | null): unknown;
   /** traffic from the bridge to a virtual address that has no translation yet */

@@ -13,6 +13,8 @@ export interface PersistedState {
   worker_id: string;
   subnet: string | null;
   subnet_v6: string | null;
+  /** the root's extra IPv4 service ranges from the last subnet result (absent in older files) */
+  service_ranges?: string[];
   namespace: string;
   bridge: string;
   mqtt: { url: string; username?: string; password?: string; ca?: string };
@@ -42,7 +44,8 @@ export async function readState(dataDir: string, warn: (msg: string) => void): P
     const okInstances = Array.isArray(s.instances) && s.instances.every((i) => str(i?.job_name, 255) && Number.isInteger(i.instance_number) && str(i.nsip, 64) && (i.nsip_v6 === null || str(i.nsip_v6, 64)));
     if (s.version !== 1 || !str(s.worker_id, 200) || !(s.subnet === null || str(s.subnet, 64)) || !(s.subnet_v6 === null || str(s.subnet_v6, 64))
       || !str(s.namespace, 63) || !str(s.bridge, 15) || typeof m !== 'object' || m === null || !str(m.url, 1000) || !okInstances
-      || !Array.isArray(s.interest) || !s.interest.every((j) => str(j, 255))) {
+      || !Array.isArray(s.interest) || !s.interest.every((j) => str(j, 255))
+      || !(s.service_ranges === undefined || (Array.isArray(s.service_ranges) && s.service_ranges.length <= 15 && s.service_ranges.every((r) => str(r, 64))))) {
       warn(`${path} is not a NetManager state of this version; starting without it (the NodeEngine registers again)`);
       return undefined;
     }

@@ -44,7 +44,10 @@ test('register: subnet request on connect, repeated until answered, then the sub
   assert.equal(core.tick(1999).length, 0);
   assert.equal(publishes(core.tick(2000), netTopics.subnet('w1')).length, 1);
   const got = core.subnetResult({ subnet: '10.18.0.64/26', subnet_v6: null }, 2100);
-  assert.deepEqual(got, [{ type: 'subnet', subnet: '10.18.0.64/26', subnet_v6: null, changed: false }]);
+  assert.deepEqual(got, [{ type: 'subnet', subnet: '10.18.0.64/26', subnet_v6: null, changed: false, service_ranges: [] }]);
+  // the root's extra service ranges ride along, normalised; a bad one is left out
+  const wide = core.subnetResult({ subnet: '10.18.0.64/26', subnet_v6: null, service_ranges: ['192.168.178.0/24', 'x/99'] }, 2200);
+  assert.deepEqual(wide, [{ type: 'subnet', subnet: '10.18.0.64/26', subnet_v6: null, changed: false, service_ranges: ['192.168.178.0/24'] }]);
   assert.equal(core.tick(10_000).length, 0);
   assert.equal(core.registered, true);
   assert.deepEqual(core.subnetResult({ error: 'pool exhausted' }, 1)[0], { type: 'subnet-error', error: 'pool exhausted' });

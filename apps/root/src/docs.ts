@@ -1,5 +1,5 @@
 /** Store rows -> API documents (Oakestra field names, SPEC §3). */
-import type { ApplicationDoc, ClusterDoc, InstanceDoc, OrganizationDoc, ServiceDoc, ServiceVersionDoc, UserDoc } from '@oak/contracts';
+import type { ApplicationDoc, ClusterDoc, InstanceDoc, OrganizationDoc, ServiceDoc, ServiceVersionDoc, UsageSample, UserDoc } from '@oak/contracts';
 import type { ApplicationRow, ClusterRow, InstanceHistoryRow, InstanceRow, OrganizationRow, ServiceRow, ServiceVersionRow, Store, UserRow } from '@oak/store';
 
 export function organizationDoc(o: OrganizationRow): OrganizationDoc {
@@ -27,7 +27,47 @@ export function applicationDoc(a: ApplicationRow, serviceIds: string[]): Applica
   };
 }
 
-export function instanceDoc(i: InstanceRow, history?: InstanceHistoryRow[]): InstanceDoc {
+/** What an instance document needs beyond its row for Oakestra's usage and location fields. */
+export interface InstanceExtras {
+  /** the UsageBook's readings of the instance, oldest first */
+  samples: readonly UsageSample[];
+  /** the SLA's memory in MB (memory_percent's base), 0/undefined: none */
+  memoryMb?: number | undefined;
+  /** the location of the instance's cluster */
+  clusterLocation?: string | null | undefined;
+}
+
+/** Oakestra keeps the last 100 readings per instance */
+export const OAKESTRA_HISTORY = 100;
+
+const round2 = (v: number): number => Math.round(v * 100) / 100;
+
+/**
+ * Oakestra's instance fields (issue 12 point 2) from what the root has: the readings book for
+ * cpu/memory and their histories, the worker's tunnel endpoint (else publicip) for host_ip /
+ * host_port, the cluster's location; `disk` and `logs` have no source and keep Oakestra's empty
+ * shape (null, "").
+ */
+export function oakestraInstanceFields(i: InstanceRow, x?: InstanceExtras): Pick<InstanceDoc, 'cpu_percent' | 'memory_percent' | 'disk' | 'cpu_history' | 'memory_history' | 'logs' | 'host_ip' | 'host_port' | 'cluster_location'> {
+  const samples = (x?.samples ?? []).slice(-OAKESTRA_HISTORY);
+  const mem = x?.memoryMb !== undefined && x.memoryMb > 0 ? x.memoryMb : undefined;
+  const memPercent = (mb: number): number | null => (mem === undefined ? null : round2((mb / mem) * 100));
+  const last = samples[samples.length - 1];
+  const at = (ms: number): string => new Date(ms).toISOString();
+  return {
+    cpu_percent: last === undefined ? null : round2(last.cpu_percent),
+    memory_percent: last === undefined ? null : memPercent(last.memory_mb),
+    disk: null,
+    cpu_history: samples.map((u) => ({ value: round2(u.cpu_percent), timestamp: at(u.at) })),
+    memory_history: mem === undefined ? [] : samples.map((u) => ({ value: memPercent(u.memory_mb) as number, timestamp: at(u.at) })),
+    logs: '',
+    host_ip: i.net?.host_ip ?? i.publicip,
+    host_port: i.net?.host_port ?? null,
+    cluster_location: i.cluster_id === null ? null : (x?.clusterLocation ?? null),
+  };
+}
+
+export function instanceDoc(i: InstanceRow, history?: InstanceHistoryRow[], extras?: InstanceExtras): InstanceDoc {
   const d: InstanceDoc = {
     instance_number: i.instance_number,
     status: i.status,
@@ -47,6 +87,7 @@ export function instanceDoc(i: InstanceRow, history?: InstanceHistoryRow[]): Ins
     replaces: i.replaces,
     health: i.health,
     restarts: i.restarts,
+    ...oakestraInstanceFields(i, extras),
   };
   if (history) d.history = history.map((h) => ({ status: h.status, status_detail: h.status_detail, at: h.at }));
   return d;
@@ -114,11 +155,36 @@ export function clusterDoc(c: ClusterRow): ClusterDoc {
   };
 }
 
-/** A service with its instances and their history, read from the store. */
-export async function loadServiceDoc(store: Store, s: ServiceRow, app: ApplicationRow): Promise<ServiceDoc> {
+/** Where instance documents get their readings (the root's UsageBook) */
+export interface UsageSource {
+  history(serviceId: string, n: number): UsageSample[];
+}
+
+/** The extras of instances of one service: readings, the SLA's memory, the clusters' locations (read once per cluster). */
+export function extrasLoader(store: Store, s: ServiceRow, usage?: UsageSource): (r: InstanceRow) => Promise<InstanceExtras> {
+  const locations = new Map<string, Promise<string | null>>();
+  const memory = typeof s.sla.memory === 'number' ? s.sla.memory : undefined;
+  return async (r) => {
+    let loc: Promise<string | null> | undefined;
+    if (r.cluster_id !== null) {
+      loc = locations.get(r.cluster_id);
+      if (loc === undefined) locations.set(r.cluster_id, (loc = store.getCluster(r.cluster_id).then((c) => (c?.location ? c.location : null))));
+    }
+    return { samples: usage?.history(s.id, r.instance_number) ?? [], memoryMb: memory, clusterLocation: loc === undefined ? null : await loc };
+  };
+}
+
+/** One instance's document with its history and Oakestra's usage fields. */
+export async function loadInstanceDoc(store: Store, s: ServiceRow, r: InstanceRow, usage?: UsageSource): Promise<InstanceDoc> {
+  return instanceDoc(r, await store.instanceHistory(s.id, r.instance_number), await extrasLoader(store, s, usage)(r));
+}
+
+/** A service with its instances and their history, read from the store (`usage`: the readings for Oakestra's usage fields). */
+export async function loadServiceDoc(store: Store, s: ServiceRow, app: ApplicationRow, usage?: UsageSource): Promise<ServiceDoc> {
   const rows = listed(await store.listInstances({ service_id: s.id }));
   rows.sort((a, b) => a.instance_number - b.instance_number);
-  const docs = await Promise.all(rows.map(async (r) => instanceDoc(r, await store.instanceHistory(s.id, r.instance_number))));
+  const extras = extrasLoader(store, s, usage);
+  const docs = await Promise.all(rows.map(async (r) => instanceDoc(r, await store.instanceHistory(s.id, r.instance_number), await extras(r))));
   return serviceDoc(s, app, docs);
 }
 

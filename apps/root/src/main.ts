@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { OakError } from '@oak/contracts';
 import { linkControl } from './link/index.ts';
 import { leadFromLink } from './lead/index.ts';
+import { checkExtraServiceRanges } from './overlay.ts';
 import { DEFAULT_ROOT_PORT, defaultDataDir, startRoot, type RootConfig } from './server.ts';
 
 interface Setting {
@@ -38,6 +39,7 @@ const SETTINGS: Setting[] = [
   { flag: 'creating-deadline', env: 'OAK_CREATING_DEADLINE_S', help: 'seconds an instance may stay CREATING before it is placed again', def: () => '600' },
   { flag: 'advertise-link', env: 'OAK_ADVERTISE_LINK', help: 'host:port clusters dial to reach this root when it leads (several roots on one PostgreSQL)', def: () => undefined },
   { flag: 'self-registration', env: 'OAK_SELF_REGISTRATION', help: "organisation (name or id) that users registering themselves (Oakestra's POST /api/auth/register without a token) join; unset: off", def: () => undefined },
+  { flag: 'extra-service-ranges', env: 'OAK_EXTRA_SERVICE_RANGES', help: 'IPv4 CIDRs (comma separated, at most 15) besides 10.30.0.0/16 where a requested rr_ip is honoured; workers route them too', def: () => undefined },
   { flag: 'resync', env: 'OAK_RESYNC_MS', help: 'every service is reconciled this often (ms), besides on every change', def: () => '5000' },
 ];
 
@@ -106,6 +108,16 @@ export function configFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (selfOrg !== undefined) {
     if (!/^[A-Za-z0-9_.-]{1,128}$/.test(selfOrg)) throw new Error(`--self-registration takes an organisation name or id, not ${JSON.stringify(selfOrg.slice(0, 40))}`);
     cfg.selfRegistration = selfOrg;
+  }
+  const ranges = get('extra-service-ranges');
+  if (ranges !== undefined) {
+    if (ranges.length > 1000) throw new Error('--extra-service-ranges is longer than 1000 characters');
+    const list = ranges.split(',').map((r) => r.trim()).filter((r) => r !== '');
+    try {
+      cfg.extraServiceRanges = checkExtraServiceRanges(list);
+    } catch (e) {
+      throw new Error(`--extra-service-ranges: ${(e as Error).message.replace(/^extra service ranges: /, '')}`);
+    }
   }
   if (db !== undefined) {
     // several roots may share this database: the one holding the lease leads (lead/)

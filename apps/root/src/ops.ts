@@ -2,12 +2,13 @@
  * Operations shared by the application and service routes: access checks that load a resource,
  * deploying and undeploying instances (persist first, then tell the control plane, then publish).
  */
-import { ConflictError, NotFoundError, instanceName, type Microservice } from '@oak/contracts';
+import { ConflictError, NotFoundError, instanceName, type FieldIssue, type Microservice } from '@oak/contracts';
+import { withoutHonouredAddresses } from './warnings.ts';
 import type { ApplicationRow, InstanceRow, NewService, ServiceRow } from '@oak/store';
 import { APP_ROLES, requireOrg, requireRole, type Principal } from './auth/principal.ts';
 import type { RootContext } from './context.ts';
 import { instanceDoc } from './docs.ts';
-import { overlayFor, requestOf } from './overlay.ts';
+import { askedAddresses, overlayFor } from './overlay.ts';
 import type { AddressRequest } from './overlay.ts';
 
 /** applicationID -> organisation id, for filtering events of applications that are already gone. */
@@ -150,7 +151,14 @@ export async function checkAddresses(ctx: RootContext, services: { job: string; 
   await overlayFor(ctx.store).check(services);
 }
 
-export const addressRequest = requestOf;
+/** `warnings` without those about an rr_ip this root honours (inside its extra service ranges); `doc` is what was validated */
+export function rangeWarnings(ctx: RootContext, warnings: FieldIssue[], doc: unknown): FieldIssue[] {
+  const overlay = overlayFor(ctx.store);
+  return overlay.extraServiceRanges.length === 0 ? warnings : withoutHonouredAddresses(warnings, doc, (ip) => overlay.honours(ip));
+}
+
+/** the SLA's requested addresses as written (RootOverlay.check keeps only those inside the root's ranges) */
+export const addressRequest = (ms: Pick<Microservice, 'addresses'>): AddressRequest => askedAddresses(ms);
 
 /** Gives stored services their addresses (moved from `previousJob` on a rename); answers the rows with them. */
 export async function assignServices(ctx: RootContext, rows: ServiceRow[], previousJob?: ReadonlyMap<string, string>): Promise<ServiceRow[]> {

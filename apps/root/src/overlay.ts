@@ -90,27 +90,50 @@ const SERVICE_POOL = parseSubnet(DEFAULT_SERVICE_POOL);
 const SERVICE_POOL_V6 = parseSubnet6(DEFAULT_SERVICE_POOL_V6);
 
 /**
- * True when a requested rr_ip / rr_ip_v6 lies outside the service range. Such a request is
- * dropped (the service gets a free address of the range; the validator warns, naming the range):
- * the workers' datapaths intercept only the service range, so an address outside it would be
- * held by the service and reach nothing. Oakestra's own valid example asks for 192.168.178.4.
+ * True when a requested rr_ip / rr_ip_v6 lies outside the service range and outside the
+ * operator's extra service ranges (`extra`, IPv4 CIDRs of --extra-service-ranges). Such a
+ * request is dropped (the service gets a free address of the range; the validator warns, naming
+ * the range): the workers' datapaths intercept only those ranges, so an address outside them
+ * would be held by the service and reach nothing. Oakestra's own valid example asks for
+ * 192.168.178.4, which an operator can honour with --extra-service-ranges 192.168.178.0/24.
  */
-export function outsideServiceRange(ip: string, family: 4 | 6): boolean {
+export function outsideServiceRange(ip: string, family: 4 | 6, extra: readonly string[] = []): boolean {
   if (family === 4) {
     const n = ip.length <= 15 ? parseIPv4(ip) : undefined;
-    return n !== undefined && !contains(SERVICE_POOL, n);
+    return n !== undefined && !contains(SERVICE_POOL, n) && !extra.some((c) => contains(parseSubnet(c), n));
   }
   const n = ip.length <= 64 ? parseIPv6(ip) : undefined;
   return n !== undefined && !contains6(SERVICE_POOL_V6, n);
 }
 
-/** the SLA's address request (only the fields that are strings, inside the service range) */
-export function requestOf(sla: Pick<Microservice, 'addresses'>): AddressRequest {
+/** the SLA's requested addresses as written (the fields that are strings, wherever they lie) */
+export function askedAddresses(sla: Pick<Microservice, 'addresses'>): AddressRequest {
   const a = sla.addresses;
   const r: AddressRequest = {};
-  if (typeof a?.rr_ip === 'string' && !outsideServiceRange(a.rr_ip, 4)) r.rr_ip = a.rr_ip;
-  if (typeof a?.rr_ip_v6 === 'string' && !outsideServiceRange(a.rr_ip_v6, 6)) r.rr_ip_v6 = a.rr_ip_v6;
+  if (typeof a?.rr_ip === 'string') r.rr_ip = a.rr_ip;
+  if (typeof a?.rr_ip_v6 === 'string') r.rr_ip_v6 = a.rr_ip_v6;
   return r;
+}
+
+/** the SLA's address request (only the fields that are strings, inside the service range or an extra one) */
+export function requestOf(sla: Pick<Microservice, 'addresses'>, extra: readonly string[] = []): AddressRequest {
+  const a = askedAddresses(sla);
+  const r: AddressRequest = {};
+  if (a.rr_ip !== undefined && !outsideServiceRange(a.rr_ip, 4, extra)) r.rr_ip = a.rr_ip;
+  if (a.rr_ip_v6 !== undefined && !outsideServiceRange(a.rr_ip_v6, 6)) r.rr_ip_v6 = a.rr_ip_v6;
+  return r;
+}
+
+/**
+ * Checks the operator's extra service ranges (--extra-service-ranges): normalised CIDRs, or a
+ * readable Error (bad CIDR, overlap with the worker or service pool or each other, too many).
+ */
+export function checkExtraServiceRanges(ranges: readonly string[]): string[] {
+  try {
+    return [...new Ipam({}, { extraServicePools: ranges }).extraServicePools];
+  } catch (e) {
+    throw new Error(`extra service ranges: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 /** what the assignment's `overlay` carries for one instance */
@@ -139,17 +162,35 @@ export class RootOverlay {
   readonly store: Store;
   #cache: { version: number; loaded: Loaded } | undefined;
 
-  constructor(store: Store) {
+  /** the operator's extra IPv4 service ranges (--extra-service-ranges), normalised; a setting, not stored */
+  readonly extraServiceRanges: readonly string[];
+
+  constructor(store: Store, extraServiceRanges: readonly string[] = []) {
     this.store = store;
+    this.extraServiceRanges = Object.freeze(checkExtraServiceRanges(extraServiceRanges));
+  }
+
+  /** true when a requested IPv4 rr_ip is given as asked here (inside 10.30.0.0/16 or an extra range) */
+  honours(ip: string): boolean {
+    return parseIPv4(ip.slice(0, 15)) !== undefined && !outsideServiceRange(ip, 4, this.extraServiceRanges);
+  }
+
+  /** the SLA's address request under this root's ranges */
+  requestOf(sla: Pick<Microservice, 'addresses'>): AddressRequest {
+    return requestOf(sla, this.extraServiceRanges);
+  }
+
+  #options(): { extraServicePools: readonly string[] } {
+    return { extraServicePools: this.extraServiceRanges };
   }
 
   #load(rec: IpamRecord): Loaded {
-    if (rec.state === null || rec.state === undefined) return { ipam: new Ipam(), owners: new Map() };
+    if (rec.state === null || rec.state === undefined) return { ipam: new Ipam({}, this.#options()), owners: new Map() };
     const s = rec.state as Partial<StoredOverlay>;
     if (typeof s !== 'object' || s.version !== 1) throw new OakError('OAK_INTERNAL', 'the stored IPAM state has an unknown shape');
     const owners = new Map<string, string>();
     for (const [w, c] of Object.entries(s.owners ?? {})) if (typeof c === 'string') owners.set(w, c);
-    return { ipam: Ipam.load(s.ipam), owners };
+    return { ipam: Ipam.load(s.ipam, this.#options()), owners };
   }
 
   #stored(l: Loaded): StoredOverlay {
@@ -187,8 +228,10 @@ export class RootOverlay {
   /** Throws (OAK_ADDRESS_CONFLICT, OAK_INVALID_SLA) if these services could not get their requested addresses; changes nothing. */
   async check(services: { job: string; request: AddressRequest; current?: string }[]): Promise<void> {
     const l = await this.view();
-    const probe = Ipam.load(l.ipam.serialize());
-    for (const [i, s] of services.entries()) {
+    const probe = Ipam.load(l.ipam.serialize(), this.#options());
+    for (const [i, raw] of services.entries()) {
+      // the request as asked (ops.addressRequest); an address outside this root's ranges is dropped here
+      const s = { ...raw, request: this.requestOf({ addresses: raw.request }) };
       try {
         const prev = s.current ?? s.job;
         if (this.#needsReaddress(probe, prev, s.request) || prev !== s.job) {
@@ -233,7 +276,7 @@ export class RootOverlay {
       for (const e of state.instances) if (e.job === from) e.job = to;
     }
     try {
-      return { ipam: Ipam.load(state), owners: l.owners };
+      return { ipam: Ipam.load(state, this.#options()), owners: l.owners };
     } catch (err) {
       const why = err instanceof Error ? err.message.replace(/^IPAM state refused: /, '') : String(err);
       throw new IpamError('invalid-address', `the requested addresses cannot be used: ${why}`);
@@ -245,7 +288,7 @@ export class RootOverlay {
    * job name changed from `previousJob`), written to its row; answers the columns.
    */
   async assignService(s: ServiceRow, previousJob?: string): Promise<ServiceAddressesRow> {
-    const req = requestOf(s.sla);
+    const req = this.requestOf(s.sla);
     try {
       return await this.#change((l) => {
         let cur = l;
@@ -278,7 +321,7 @@ export class RootOverlay {
    */
   async assignInstances(s: ServiceRow, rows: InstanceRow[]): Promise<{ service: ServiceRow; rows: InstanceRow[] }> {
     if (rows.length === 0 && s.service_ip !== null) return { service: s, rows };
-    const req = requestOf(s.sla);
+    const req = this.requestOf(s.sla);
     try {
       return await this.#change((l) => {
         let changed = false;
@@ -400,9 +443,15 @@ export class RootOverlay {
 
 const overlays = new WeakMap<Store, RootOverlay>();
 
-/** the one RootOverlay of a store (the API and the link control plane share it) */
-export function overlayFor(store: Store): RootOverlay {
+/**
+ * The one RootOverlay of a store (the API and the link control plane share it). The root's
+ * start gives the extra service ranges once (`extraServiceRanges`); later calls without them get
+ * the same overlay.
+ */
+export function overlayFor(store: Store, extraServiceRanges?: readonly string[]): RootOverlay {
   let o = overlays.get(store);
-  if (!o) overlays.set(store, (o = new RootOverlay(store)));
+  if (!o || (extraServiceRanges !== undefined && o.extraServiceRanges.join(',') !== checkExtraServiceRanges(extraServiceRanges).join(','))) {
+    overlays.set(store, (o = new RootOverlay(store, extraServiceRanges)));
+  }
   return o;
 }

@@ -113,6 +113,8 @@ export const ApplicationDocSchema = Type.Object({
   warnings: Type.Optional(Type.Array(FieldIssueSchema, { description: 'fields accepted but not used (create/update answers only)' })),
 });
 
+const UsagePoint = Type.Object({ value: Type.Number(), timestamp: Type.String() });
+
 export const InstanceDocSchema = Type.Object({
   instance_number: Type.Integer(),
   status: InstanceStateSchema,
@@ -134,6 +136,15 @@ export const InstanceDocSchema = Type.Object({
   replaces: Type.Optional(Nullable(Type.Integer({ description: 'the instance this one replaces (rolling update, lost cluster)' }))),
   health: Type.Optional(Nullable(Type.Union([Type.Literal('starting'), Type.Literal('healthy'), Type.Literal('unhealthy')], { description: "the health probe's verdict on its worker (null: no probe)" }))),
   restarts: Type.Optional(Type.Integer({ minimum: 0, description: 'local restarts of the current copy on its worker' })),
+  cpu_percent: Type.Optional(Nullable(Type.Number({ description: "Oakestra's field: the last CPU reading in percent of one core (null before one arrived)" }))),
+  memory_percent: Type.Optional(Nullable(Type.Number({ description: "Oakestra's field: the last memory reading in percent of the SLA's memory (null without a reading or without memory in the SLA)" }))),
+  disk: Type.Optional(Nullable(Type.Number({ description: "Oakestra's field; no source here: null" }))),
+  cpu_history: Type.Optional(Type.Array(UsagePoint, { description: "Oakestra's field: the CPU readings the root holds, oldest first (at most 100)" })),
+  memory_history: Type.Optional(Type.Array(UsagePoint, { description: "Oakestra's field: memory_percent of the same readings" })),
+  logs: Type.Optional(Type.String({ description: "Oakestra's field: always \"\" here (GET /api/service/{id}/instance/{n}/logs streams the logs)" })),
+  host_ip: Type.Optional(Nullable(Type.String({ description: "the worker's public address (NetManager NodePublicAddress), else publicip" }))),
+  host_port: Type.Optional(Nullable(Type.Integer({ description: "the worker's public port (NetManager NodePublicPort); null without the overlay" }))),
+  cluster_location: Type.Optional(Nullable(Type.String({ description: "the location of the instance's cluster (CLUSTER_LOCATION)" }))),
 });
 
 export const ServiceDocSchema = Type.Composite(

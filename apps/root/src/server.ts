@@ -16,6 +16,7 @@ import { noControlPlane, type ControlPlane } from './control.ts';
 import { EventHub } from './events.ts';
 import { loadRootTrust } from './trust.ts';
 import { LOG_REDACT } from './redact.ts';
+import { overlayFor } from './overlay.ts';
 import { DEFAULT_HTTPS_PORT, startHttps, type HttpsListener, type RootTlsConfig } from './https.ts';
 import { prepareLeadership, type LeadConfig, type Leadership } from './lead/index.ts';
 
@@ -24,6 +25,11 @@ export const DEFAULT_ROOT_PORT = 10000;
 export interface RootConfig {
   /** the organisation self-registered users join (POST /api/auth/register without a token); undefined: off */
   selfRegistration?: string | undefined;
+  /**
+   * IPv4 CIDRs besides 10.30.0.0/16 in which a requested rr_ip is honoured (Oakestra SLAs ask for
+   * e.g. 192.168.178.4); the workers trap and translate them too (docs/operations.md)
+   */
+  extraServiceRanges?: readonly string[] | undefined;
   /** default 0.0.0.0 */
   host?: string;
   /** default 10000; 0 picks a free port */
@@ -128,6 +134,8 @@ export async function startRoot(config: RootConfig = {}): Promise<RootHandle> {
     } else if (bootstrap.created) {
       log.info({ user: bootstrap.admin.name }, 'created the Admin user with the password from OAK_ADMIN_PASSWORD');
     }
+    // the overlay of this store, with the operator's ranges (before the API or the link use it)
+    overlayFor(store, config.extraServiceRanges ?? []);
     const trustLoad = loadRootTrust(store, caDir !== undefined ? { caDir } : {});
     const ctx: RootContext = {
       store,

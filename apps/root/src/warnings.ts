@@ -47,3 +47,26 @@ export function warningsUnder(warnings: readonly FieldIssue[], prefix: string, i
   const out = warnings.filter((w) => (prefix === '' ? true : w.path === prefix || w.path.startsWith(`${prefix}.`) || w.path.startsWith(`${prefix}[`) || (includeTop && !w.path.startsWith('applications['))));
   return out.length > 0 ? out : undefined;
 }
+
+/** the value at a validator path such as `applications[0].microservices[1].addresses.rr_ip` in `doc` */
+function valueAt(doc: unknown, path: string): unknown {
+  let cur: unknown = doc;
+  for (const part of path.match(/[^.[\]]+/g) ?? []) {
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    cur = /^\d+$/.test(part) && Array.isArray(cur) ? cur[Number(part)] : (cur as Record<string, unknown>)[part];
+  }
+  return cur;
+}
+
+/**
+ * The warnings without those about an `addresses.rr_ip` that this root honours after all: the
+ * validator (which knows only 10.30.0.0/16) warns about every rr_ip outside it, but an address
+ * inside the operator's extra service ranges (`honoured(ip)`) is given exactly as asked.
+ */
+export function withoutHonouredAddresses(warnings: FieldIssue[], doc: unknown, honoured: (ip: string) => boolean): FieldIssue[] {
+  return warnings.filter((w) => {
+    if (!/(^|\.)addresses\.rr_ip$/.test(w.path)) return true;
+    const v = valueAt(doc, w.path);
+    return !(typeof v === 'string' && honoured(v));
+  });
+}

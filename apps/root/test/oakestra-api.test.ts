@@ -290,6 +290,31 @@ describe("an Oakestra client's session against the root", () => {
     const d = (await t.req('GET', `/api/service/${serviceId}`, token)).json() as ServiceDoc;
     const i = d.instance_list[0] as InstanceDoc & Record<string, unknown>;
     for (const k of ['instance_number', 'status', 'status_detail', 'publicip', 'cluster_id', 'worker_id']) assert.ok(k in i, k);
+    // Oakestra's usage fields in their empty shape before the instance is placed or read
+    assert.deepEqual(
+      { cpu: i.cpu_percent, mem: i.memory_percent, disk: i.disk, ch: i.cpu_history, mh: i.memory_history, logs: i.logs, hip: i.host_ip, hport: i.host_port, loc: i.cluster_location },
+      { cpu: null, mem: null, disk: null, ch: [], mh: [], logs: '', hip: null, hport: null, loc: null },
+    );
+    // placed on a cluster at "48.26,11.67,10" on a worker whose NetManager is 192.0.2.7:50103, with two readings
+    const cl = await t.store.upsertCluster('edge1', '48.26,11.67,10');
+    await t.store.updateInstance(serviceId, 0, { cluster_id: cl.id, worker_id: 'w-replay', publicip: '192.0.2.7', status: 'RUNNING', net: { nsip: '10.18.0.2', host_ip: '192.0.2.7', host_port: 50103, subnet: '10.18.0.0/26' } });
+    const svcRow = await t.store.getService(serviceId);
+    for (const [at, cpu, mb] of [[1_700_000_000_000, 12.345, 25], [1_700_000_005_000, 40, 50]] as const) {
+      t.ctx.events.publish({ type: 'metrics', microserviceID: serviceId, applicationID: appId, job_name: svcRow?.job_name ?? '', at, instances: [{ instance_number: 0, cpu_percent: cpu, memory_mb: mb }] });
+    }
+    for (const url of [`/api/service/${serviceId}/instance/0`, `/api/service/${serviceId}`]) {
+      const r = (await t.req('GET', url, token)).json() as InstanceDoc & ServiceDoc;
+      const got = (url.endsWith('/0') ? r : r.instance_list[0]) as InstanceDoc;
+      assert.equal(got.cpu_percent, 40, url);
+      assert.equal(got.memory_percent, 50, `${url}: 50 of the SLA's 100 MB`);
+      assert.deepEqual(got.cpu_history, [{ value: 12.35, timestamp: '2023-11-14T22:13:20.000Z' }, { value: 40, timestamp: '2023-11-14T22:13:25.000Z' }], url);
+      assert.deepEqual(got.memory_history?.map((h) => h.value), [25, 50], url);
+      assert.equal(got.disk, null);
+      assert.equal(got.logs, '');
+      assert.equal(got.host_ip, '192.0.2.7');
+      assert.equal(got.host_port, 50103);
+      assert.equal(got.cluster_location, '48.26,11.67,10');
+    }
     const und = await t.req('DELETE', `/api/service/${serviceId}/instance/0`, token);
     assert.equal(und.statusCode, 200, und.body);
     assert.equal((await t.req('DELETE', `/api/service/${serviceId}/instance/99`, token)).statusCode, 404);
@@ -385,6 +410,12 @@ describe("an Oakestra client's session against the root", () => {
       assert.equal(r.statusCode, 422, `${f}: ${r.body.slice(0, 300)}`);
       const details = (r.json() as { error: { details?: { path: string }[] } }).error.details ?? [];
       assert.ok(details.length >= 1 && details.every((d) => typeof d.path === 'string'), f);
+      if (f === 'flawed-connectivity.json') {
+        // only the connectivity is wrong: the answer's path is the faulty threshold itself
+        const e = (r.json() as { error: { path?: string } }).error;
+        assert.equal(e.path, 'applications[0].microservices[0].connectivity[0].con_constraints[0].threshold', r.body);
+        assert.deepEqual(details.map((d) => d.path), ['applications[0].microservices[0].connectivity[0].con_constraints[0].threshold', 'applications[0].microservices[0].connectivity[1].target_microservice_id']);
+      }
     }
     assert.deepEqual(((await t.req('GET', '/api/applications/', token)).json() as ApplicationDoc[]).map((a) => a.application_name), ['replay'], 'nothing of the flawed ones was stored');
   });

@@ -72,6 +72,21 @@ export interface InstanceDoc {
   health?: HealthState | null;
   /** local restarts on its worker (issue 10) */
   restarts?: number;
+  /** Oakestra's usage fields (issue 12; docs/api.md): the last reading, null before one arrived */
+  cpu_percent?: number | null;
+  memory_percent?: number | null;
+  /** no source here: always null */
+  disk?: number | null;
+  /** the readings the root keeps (oldest first, at most 100), `timestamp` ISO 8601 */
+  cpu_history?: { value: number; timestamp: string }[];
+  memory_history?: { value: number; timestamp: string }[];
+  /** always "" (read logs with GET /api/service/{id}/instance/{n}/logs) */
+  logs?: string;
+  /** the worker's tunnel endpoint (NetManager NodePublicAddress / NodePublicPort), else publicip / null */
+  host_ip?: string | null;
+  host_port?: number | null;
+  /** the location of the instance's cluster (CLUSTER_LOCATION), null while unplaced or unknown */
+  cluster_location?: string | null;
 }
 
 /** One version of a service's SLA (GET /api/service/{id}/history). */

@@ -195,6 +195,8 @@ export const RootToCluster = Type.Union([
     request_id: Type.String({ minLength: 1 }),
     subnet: Type.Optional(Type.String()),
     subnet_v6: Type.Optional(NullableString()),
+    /** the root's extra IPv4 service ranges (--extra-service-ranges), passed on to the worker */
+    service_ranges: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 15 })),
     error: Type.Optional(Type.String()),
   }),
   /** answer to table_query (`error` when no service has that name or address) */

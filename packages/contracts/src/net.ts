@@ -88,6 +88,8 @@ export type SubnetRequest = Static<typeof SubnetRequest>;
 export const SubnetResult = Type.Object({
   subnet: Type.Optional(Addr()),
   subnet_v6: Type.Optional(Nullable(Addr())),
+  /** the operator's extra IPv4 service ranges (root --extra-service-ranges): the worker traps them like 10.30.0.0/16 */
+  service_ranges: Type.Optional(Type.Array(Addr(), { maxItems: 15 })),
   /** set instead of the subnets when none could be given (pool exhausted, root unreachable) */
   error: Type.Optional(Type.String({ maxLength: 1000 })),
 });

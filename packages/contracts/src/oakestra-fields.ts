@@ -50,7 +50,7 @@ export function oakestraFieldWarnings(ms: Record<string, unknown>, path: string,
   const ap = at('addresses');
   const rr = addresses['rr_ip'];
   if (typeof rr === 'string' && rrIpOutsideRange(rr)) {
-    warnings.push({ path: childPath(ap, 'rr_ip'), message: `rr_ip ${rr} is outside the service range ${SERVICE_IP_SUBNET}: the service gets a free address of ${SERVICE_IP_SUBNET} instead (workers route only that range to services)`, hint: 'pick an address 10.30.x.y to get exactly that one, or leave rr_ip out' });
+    warnings.push({ path: childPath(ap, 'rr_ip'), message: `rr_ip ${rr} is outside the service range ${SERVICE_IP_SUBNET}: the service gets a free address of ${SERVICE_IP_SUBNET} instead (workers route only that range to services, unless the root's operator widened it with --extra-service-ranges)`, hint: 'pick an address 10.30.x.y to get exactly that one, or leave rr_ip out; an operator can honour it with oak-root --extra-service-ranges <CIDR>' });
   }
   const rr6 = addresses['rr_ip_v6'];
   if (typeof rr6 === 'string' && ipv6InServiceRange(rr6) === false) {

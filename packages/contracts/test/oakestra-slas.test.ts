@@ -83,7 +83,14 @@ test("Oakestra's flawed examples: refused, with an error at each flawed field", 
   assert.ok(!types.includes('sla_version'));
   assert.deepEqual(errorPaths('flawed-empty'), ['sla_version', 'customerID', 'applications']);
   const con = errorPaths('flawed-con-constraint');
-  for (const p of [`${A}.application_name`, `${MS}.microservice_name`]) assert.ok(con.includes(p), `${p} in ${con.join(', ')}`);
+  for (const p of [`${A}.application_name`, `${MS}.microservice_name`, `${MS}.connectivity[0].con_constraints[0].type`]) assert.ok(con.includes(p), `${p} in ${con.join(', ')}`);
+  // the connectivity faults are reported at their own paths, not only at the names before them
+  for (const p of [`${MS}.connectivity[0].target_microservice_id`, `${MS}.connectivity[1].target_microservice_id`]) assert.ok(noVersion.includes(p), `${p} in ${noVersion.join(', ')}`);
+  assert.deepEqual(errorPaths('flawed-connectivity'), [`${MS}.connectivity[0].con_constraints[0].threshold`, `${MS}.connectivity[1].target_microservice_id`]);
+  const conn = validateSla(load('flawed-connectivity'));
+  assert.ok(!conn.ok);
+  assert.match(conn.errors[0]?.message ?? '', /threshold must be a number, not the string "40ms"/);
+  assert.match(conn.errors[1]?.message ?? '', /target_microservice_id must be a string, not the number 12/);
   assert.deepEqual(errorPaths('flawed-dotted-name'), [`${MS}.microservice_name`]);
   const r = validateSla(load('flawed-dotted-name'));
   assert.ok(!r.ok && /contains "\."/.test(r.errors[0]?.message ?? ''));

@@ -10,9 +10,9 @@ export type { PortRule, RuleState, Protocol } from './rules.ts';
 export { parseIPv6, formatIPv6, parseSubnet6, formatSubnet6, contains6, maskOf6 } from './ipv6.ts';
 export type { Subnet6 } from './ipv6.ts';
 export {
-  Ipam, IpamError, DEFAULT_WORKER_POOL, DEFAULT_WORKER_PREFIX, DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, DEFAULT_WORKER_POOL_V6, MAX_KEY_LENGTH, MAX_INSTANCE,
+  Ipam, IpamError, DEFAULT_WORKER_POOL, DEFAULT_WORKER_PREFIX, DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, DEFAULT_WORKER_POOL_V6, MAX_KEY_LENGTH, MAX_INSTANCE, MAX_EXTRA_POOLS,
 } from './ipam.ts';
-export type { IpamConfig, IpamState, IpamErrorCode, ServiceAddresses, InstanceAddresses } from './ipam.ts';
+export type { IpamConfig, IpamOptions, IpamState, IpamErrorCode, ServiceAddresses, InstanceAddresses } from './ipam.ts';
 export { tunnelDevice, serviceTable, vtepMac, gatewayOf, gatewayOf6, canonicalIp, desiredPeerState, parseKernelState, diffPeerState } from './overlay.ts';
 export type { RouteEntry, NeighEntry, FdbEntry, PeerState, OwnOverlay, DesiredPeers, PeerCommands } from './overlay.ts';
 export { serviceRuleset, serviceTableDelete, trapAddress, TRAP_COMMENT, MAX_BACKENDS, MAX_SERVICES } from './services.ts';

@@ -22,6 +22,11 @@
  *   named if not; outside the pool it is accepted with `outsidePool: true` (Oakestra's example
  *   uses 192.168.178.4) and still checked against other services; inside a worker pool, or an
  *   unspecified, loopback, link-local, multicast or broadcast address, it is refused.
+ * - Extra service ranges (`IpamOptions.extraServicePools`, the operator's widened range, issue 12):
+ *   IPv4 CIDRs besides the pool in which a requested rr_ip is honoured as it is (`outsidePool:
+ *   false`, `inExtraPool: true`); nothing is ever allocated from them on its own. They are a
+ *   setting, not state: `serialize()` does not write them, `Ipam.load(state, { extraServicePools })`
+ *   takes them again. They may not overlap the worker pool, the service pool or each other.
  */
 import { formatIPv4, formatSubnet, parseIPv4, parseSubnet, overlaps, contains } from './ipv4.ts';
 import type { Subnet } from './ipv4.ts';
@@ -56,8 +61,19 @@ export interface IpamConfig {
   workerPoolV6: string;
 }
 
+/** Settings of an Ipam that are not part of its state (given again on every load). */
+export interface IpamOptions {
+  /** IPv4 CIDRs (at most MAX_EXTRA_POOLS) where a requested rr_ip is honoured besides the service pool */
+  extraServicePools?: readonly string[];
+}
+
+/** the most extra service ranges (the workers' trap takes the pool plus these) */
+export const MAX_EXTRA_POOLS = 15;
+
 export interface ServiceAddresses {
   rr_ip: string;
+  /** true when the rr_ip lies in one of the extra service ranges (honoured, not outside) */
+  inExtraPool?: boolean;
   rr_ip_v6: string;
   /** true when the requested rr_ip / rr_ip_v6 lies outside its pool (a warning, not an error) */
   outsidePool: boolean;
@@ -228,8 +244,11 @@ export class Ipam {
   private readonly instances = new Map<string, Map<number, { v4: bigint; v6: bigint }>>();
   /** rr_ips outside the pools, by `4:` / `6:` + address number */
   private readonly outside = new Map<string, string>();
+  private readonly extra4: Subnet[] = [];
+  /** the extra service ranges, normalised (IpamOptions) */
+  readonly extraServicePools: readonly string[];
 
-  constructor(config: Partial<IpamConfig> = {}) {
+  constructor(config: Partial<IpamConfig> = {}, options: IpamOptions = {}) {
     const c: IpamConfig = {
       workerPool: config.workerPool ?? DEFAULT_WORKER_POOL,
       workerPrefix: config.workerPrefix ?? DEFAULT_WORKER_PREFIX,
@@ -264,6 +283,23 @@ export class Ipam {
     this.blocks = new Slots(0n, (1n << BigInt(c.workerPrefix - this.workerPool.prefix)) - 1n);
     this.slots4 = new Slots(1n, (1n << BigInt(32 - this.pool4.prefix)) - 2n);
     this.slots6 = new Slots(1n, (1n << BigInt(128 - this.pool6.prefix)) - 2n);
+    const extra = options.extraServicePools ?? [];
+    if (!Array.isArray(extra) || extra.length > MAX_EXTRA_POOLS) throw new IpamError('invalid-pool', `extra service ranges: give at most ${MAX_EXTRA_POOLS} IPv4 CIDRs`);
+    for (const text of extra) {
+      const e = v4Pool('extra service range', text, 8, 30);
+      if (unusableV4(e.network) || unusableV4(e.network + 2 ** (32 - e.prefix) - 1)) throw poolError('extra service range', text, 'lies in an unusable range (0/8, 127/8, 169.254/16, multicast or above)');
+      for (const [what, other] of [['the worker pool', this.workerPool], ['the service pool', this.pool4], ...this.extra4.map((x) => ['another extra range', x] as const)] as const) {
+        if (overlaps(e, other)) throw poolError('extra service range', text, `overlaps ${what} ${formatSubnet(other)}`);
+      }
+      this.extra4.push(e);
+    }
+    this.extraServicePools = Object.freeze(this.extra4.map(formatSubnet));
+  }
+
+  /** true when `ip` (IPv4 text) lies in the service pool or an extra service range: a request for it is honoured */
+  inServiceRanges(ip: string): boolean {
+    const n = typeof ip === 'string' && ip.length <= 15 ? parseIPv4(ip) : undefined;
+    return n !== undefined && (contains(this.pool4, n) || this.extra4.some((e) => contains(e, n)));
   }
 
   // ---- workers ----
@@ -328,7 +364,9 @@ export class Ipam {
   private addresses(job: string): ServiceAddresses | undefined {
     const s = this.services.get(job);
     if (!s) return undefined;
-    const a: ServiceAddresses = { rr_ip: this.v4(s.v4, s.out4), rr_ip_v6: this.v6(s.v6, s.out6), outsidePool: s.out4, outsidePoolV6: s.out6 };
+    const extra = s.out4 && this.extra4.some((e) => contains(e, Number(s.v4)));
+    const a: ServiceAddresses = { rr_ip: this.v4(s.v4, s.out4), rr_ip_v6: this.v6(s.v6, s.out6), outsidePool: s.out4 && !extra, outsidePoolV6: s.out6 };
+    if (extra) a.inExtraPool = true;
     if (s.c4 !== undefined && s.c6 !== undefined) {
       a.closest_ip = this.v4(s.c4, false);
       a.closest_ip_v6 = this.v6(s.c6, false);
@@ -353,6 +391,10 @@ export class Ipam {
       const owner = this.slots4.owner(slot);
       if (owner !== undefined) throw new IpamError('conflict', `rr_ip ${formatIPv4(ip)} is taken by ${owner}`, owner);
       return { slot, out: false };
+    }
+    const inExtra = this.extra4.find((e) => contains(e, ip));
+    if (inExtra !== undefined && (ip === inExtra.network || ip === inExtra.network + 2 ** (32 - inExtra.prefix) - 1)) {
+      throw new IpamError('invalid-address', `rr_ip ${formatIPv4(ip)} is the network or broadcast address of the extra service range ${formatSubnet(inExtra)}`);
     }
     const owner = this.outside.get(`4:${ip}`);
     if (owner !== undefined) throw new IpamError('conflict', `rr_ip ${formatIPv4(ip)} is taken by ${owner}`, owner);
@@ -540,9 +582,9 @@ export class Ipam {
   }
 
   /** rebuilds an Ipam from `serialize()`'s output; anything malformed or contradictory is an `invalid-state` IpamError */
-  static load(state: unknown, options: { closest?: boolean } = {}): Ipam {
+  static load(state: unknown, options: { closest?: boolean } & IpamOptions = {}): Ipam {
     try {
-      const ipam = Ipam.loadUnchecked(state);
+      const ipam = Ipam.loadUnchecked(state, options.extraServicePools === undefined ? {} : { extraServicePools: options.extraServicePools });
       if (options.closest === true) {
         // a full pool leaves the rest without closest IPs rather than refusing the whole state
         for (const job of [...ipam.services.keys()].sort()) {
@@ -557,7 +599,7 @@ export class Ipam {
     }
   }
 
-  private static loadUnchecked(state: unknown): Ipam {
+  private static loadUnchecked(state: unknown, options: IpamOptions): Ipam {
     const obj = (v: unknown, what: string): Record<string, unknown> => {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${what} is not an object`);
       return v as Record<string, unknown>;
@@ -574,7 +616,7 @@ export class Ipam {
     const ipam = new Ipam({
       workerPool: c.workerPool as string, workerPrefix: c.workerPrefix as number,
       servicePool: c.servicePool as string, servicePoolV6: c.servicePoolV6 as string, workerPoolV6: c.workerPoolV6 as string,
-    });
+    }, options);
     for (const w of list(s.workers, 'workers')) {
       const o = obj(w, 'worker entry');
       ipam.claimWorker(o.worker as string, o.subnet);

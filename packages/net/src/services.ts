@@ -61,6 +61,8 @@ export interface ServiceRuleOptions {
   subnet_v6?: string | null;
   /** still-untranslated destinations in these ranges are trapped; default 10.30.0.0/16 and fdff::/64 */
   virtualPools?: { v4: string; v6: string };
+  /** the operator's extra IPv4 service ranges (root --extra-service-ranges), trapped too; at most 15 */
+  extraVirtual4?: readonly string[];
 }
 
 export interface ServiceRules {
@@ -101,12 +103,14 @@ interface Checked {
 }
 
 /** Validates options; throws a readable Error (a programming error of the caller). */
-function checkOptions(o: ServiceRuleOptions): { subnet: Subnet; subnet6?: Subnet6; pool4: Subnet; pool6: Subnet6 } {
+function checkOptions(o: ServiceRuleOptions): { subnet: Subnet; subnet6?: Subnet6; pool4: Subnet[]; pool6: Subnet6 } {
   if (typeof o.table !== 'string' || !/^[A-Za-z][A-Za-z0-9_]{0,30}$/.test(o.table)) throw new Error(`bad table name ${show(o.table)}`);
   if (typeof o.bridge !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(o.bridge)) throw new Error(`bad bridge name ${show(o.bridge)}`);
   const subnet = parseSubnet(o.subnet);
   const subnet6 = o.subnet_v6 ? parseSubnet6(o.subnet_v6.toLowerCase()) : undefined;
-  const pool4 = parseSubnet(o.virtualPools?.v4 ?? DEFAULT_SERVICE_POOL);
+  const extra = o.extraVirtual4 ?? [];
+  if (!Array.isArray(extra) || extra.length > 15) throw new Error('extraVirtual4: give at most 15 IPv4 subnets');
+  const pool4 = [parseSubnet(o.virtualPools?.v4 ?? DEFAULT_SERVICE_POOL), ...extra.map((c: string) => parseSubnet(c))];
   const pool6 = parseSubnet6(o.virtualPools?.v6 ?? DEFAULT_SERVICE_POOL_V6);
   return { subnet, subnet6, pool4, pool6 };
 }
@@ -223,7 +227,7 @@ export function serviceRuleset(desired: readonly DesiredService[], options: Serv
 
 const numgenMap = (targets: string[]): string => `numgen inc mod ${targets.length} map { ${targets.map((t, i) => `${i} : ${t}`).join(', ')} }`;
 
-function render(services: Checked[], table: string, bridge: string, subnet: Subnet, subnet6: Subnet6 | undefined, pool4: Subnet, pool6: Subnet6): string {
+function render(services: Checked[], table: string, bridge: string, subnet: Subnet, subnet6: Subnet6 | undefined, pool4: Subnet[], pool6: Subnet6): string {
   const br = q(bridge);
   // one chain per round-robin address, reached through a verdict map (one lookup, however many services)
   const chains: string[] = [];
@@ -256,6 +260,8 @@ function render(services: Checked[], table: string, bridge: string, subnet: Subn
   v6map.sort(by6);
   const elements = (l: string[]): string[] => (l.length > 0 ? [`    elements = { ${l.join(', ')} }`] : []);
   const local4 = formatSubnet(subnet);
+  // one range: as before; several (extra service ranges): an anonymous set
+  const trap4 = pool4.length === 1 ? formatSubnet(pool4[0] as Subnet) : `{ ${pool4.map(formatSubnet).join(', ')} }`;
   const lines = [
     `table inet ${table}`,
     `delete table inet ${table}`,
@@ -298,9 +304,9 @@ function render(services: Checked[], table: string, bridge: string, subnet: Subn
     '  }',
     '  chain trap {',
     '    type filter hook prerouting priority 0; policy accept;',
-    `    iifname ${br} ip daddr ${formatSubnet(pool4)} limit rate 20/second meta nftrace set 1`,
+    `    iifname ${br} ip daddr ${trap4} limit rate 20/second meta nftrace set 1`,
     `    iifname ${br} ip6 daddr ${formatSubnet6(pool6)} limit rate 20/second meta nftrace set 1`,
-    `    iifname ${br} ip daddr ${formatSubnet(pool4)} counter drop comment ${q(TRAP_COMMENT)}`,
+    `    iifname ${br} ip daddr ${trap4} counter drop comment ${q(TRAP_COMMENT)}`,
     `    iifname ${br} ip6 daddr ${formatSubnet6(pool6)} counter drop comment ${q(TRAP_COMMENT)}`,
     '  }',
     '}',

@@ -153,3 +153,17 @@ test('trapAddress: the destination of a trapped packet in our table, nothing els
     assert.equal(trapAddress(bad, 'oakn'), undefined, String(bad).slice(0, 40));
   }
 });
+
+test('extra service ranges (root --extra-service-ranges): trapped with 10.30.0.0/16, a service IP inside one is translated; bad ones throw', () => {
+  const opts = { table: 'oakn', bridge: 'oak0', subnet: '10.18.0.0/26', extraVirtual4: ['192.168.178.0/24'] };
+  const r = serviceRuleset([{ job_name: 'a.ns.web.ns', service_ip: '192.168.178.4', instances: [{ instance_number: 0, nsip: '10.18.0.70' }] }], opts);
+  assert.deepEqual(r.problems, []);
+  assert.ok(r.text.includes('ip daddr { 10.30.0.0/16, 192.168.178.0/24 } limit rate 20/second meta nftrace set 1'), r.text);
+  assert.ok(r.text.includes(`ip daddr { 10.30.0.0/16, 192.168.178.0/24 } counter drop comment "${TRAP_COMMENT}"`), r.text);
+  assert.ok(r.text.includes('192.168.178.4 : jump rr4_0'), r.text);
+  // without extra ranges the text is what it always was
+  const plain = serviceRuleset([], { table: 'oakn', bridge: 'oak0', subnet: '10.18.0.0/26' });
+  assert.ok(plain.text.includes('ip daddr 10.30.0.0/16 counter drop'), plain.text);
+  assert.throws(() => serviceRuleset([], { ...opts, extraVirtual4: ['192.168.178.4; drop'] }));
+  assert.throws(() => serviceRuleset([], { ...opts, extraVirtual4: Array.from({ length: 16 }, (_, i) => `172.16.${i}.0/24`) }), /at most 15/);
+});

@@ -94,7 +94,10 @@ export function createNetControl(o: NetControlOptions): NetControl {
     try {
       const r = await overlay.allocateWorker(clusterId, m.worker_id);
       log.debug({ cluster_id: clusterId, worker: m.worker_id, subnet: r.subnet }, 'overlay: worker subnet');
-      link.send(clusterId, { type: 'subnet_result', request_id: m.request_id, subnet: r.subnet, subnet_v6: r.subnet_v6 });
+      link.send(clusterId, {
+        type: 'subnet_result', request_id: m.request_id, subnet: r.subnet, subnet_v6: r.subnet_v6,
+        ...(overlay.extraServiceRanges.length > 0 ? { service_ranges: [...overlay.extraServiceRanges] } : {}),
+      });
     } catch (err) {
       log.warn({ cluster_id: clusterId, worker: m.worker_id, err: errorText(err) }, 'overlay: subnet refused');
       link.send(clusterId, { type: 'subnet_result', request_id: m.request_id, error: errorText(err) });

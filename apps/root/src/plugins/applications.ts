@@ -16,6 +16,7 @@ import { APP_ROLES, requireRole } from '../auth/principal.ts';
 import { applicationDoc, loadApplicationDoc } from '../docs.ts';
 import {
   addressRequest,
+  rangeWarnings,
   announceUndeploy,
   unfinished,
   assertJobNamesFree,
@@ -54,6 +55,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       requireRole(p, ...APP_ROLES);
       const v = validateSla(req.body);
       if (!v.ok) throw validationError(v);
+      v.warnings = rangeWarnings(ctx, v.warnings, req.body);
       v.sla.applications.forEach((a, ai) => assertPrivilegedAllowed(p, a.microservices, (i) => `applications[${ai}].microservices[${i}]`));
       const existing = await store.listApplications({ organization_id: p.orgId });
       v.sla.applications.forEach((a, i) => {
@@ -152,6 +154,7 @@ export const applicationRoutes: RootPlugin = async (app, { ctx }) => {
       const a = await loadApp(ctx, p, req.params.id);
       const v = validateApplicationPatch(req.body);
       if (!v.ok) throw validationError(v);
+      v.warnings = rangeWarnings(ctx, v.warnings, req.body);
       assertPrivilegedAllowed(p, v.patch.microservices ?? [], (i) => `microservices[${i}]`);
       const patch = v.patch;
       const name = patch.application_name ?? a.name;

@@ -145,7 +145,7 @@ export const oakestraRoutes: RootPlugin = async (app, { ctx }) => {
       const docs = [];
       for (const s of services) {
         const a = byId.get(s.application_id);
-        if (a !== undefined) docs.push(await loadServiceDoc(store, s, a));
+        if (a !== undefined) docs.push(await loadServiceDoc(store, s, a, ctx.usage));
       }
       return docs;
     },

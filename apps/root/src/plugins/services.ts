@@ -32,9 +32,10 @@ import type { RootContext } from '../context.ts';
 import { ENDED_INSTANCE_MEMORY_MS } from '../reconcile/logs.ts';
 import type { LogTarget } from '../reconcile/logs.ts';
 import { assertPrivilegedAllowed } from '../privileged.ts';
-import { instanceDoc, loadServiceDoc, serviceVersionDoc } from '../docs.ts';
+import { loadInstanceDoc, loadServiceDoc, serviceVersionDoc } from '../docs.ts';
 import {
   addressRequest,
+  rangeWarnings,
   assertJobNamesFree,
   assignServices,
   checkAddresses,
@@ -108,6 +109,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       requireRole(p, ...APP_ROLES);
       const v = validateServiceRequest(req.body);
       if (!v.ok) throw validationError(v);
+      v.warnings = rangeWarnings(ctx, v.warnings, req.body);
       assertPrivilegedAllowed(p, v.microservices, (i) => (typeof req.body === 'object' && req.body !== null && 'applications' in req.body ? `applications[0].microservices[${i}]` : ''));
       const slaShaped = typeof req.body === 'object' && req.body !== null && 'applications' in req.body;
       let target: ApplicationRow | undefined;
@@ -150,7 +152,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       if (req.query.deploy === true) for (const s of created) await deployInstances(ctx, s, s.sla.replicas ?? 1);
       const docs: ServiceDoc[] = [];
       for (const [i, s] of created.entries()) {
-        const doc = await loadServiceDoc(store, s, target);
+        const doc = await loadServiceDoc(store, s, target, ctx.usage);
         const w = slaShaped ? warningsUnder(v.warnings, `applications[0].microservices[${i}]`, i === 0) : warningsUnder(v.warnings, '');
         docs.push(w ? { ...doc, warnings: w } : doc);
       }
@@ -167,7 +169,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
     { schema: { tags: ['services'], summary: 'one service with its instances', params: IdParams, response: { 200: ServiceDocSchema, ...errors(403, 404) } } },
     async (req) => {
       const { service, app: a } = await loadService(ctx, who(req), req.params.id);
-      return loadServiceDoc(store, service, a);
+      return loadServiceDoc(store, service, a, ctx.usage);
     },
   );
 
@@ -177,7 +179,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
     async (req) => {
       const a = await loadApp(ctx, who(req), req.params.appId);
       const services = await store.listServices({ application_id: a.id });
-      return Promise.all(services.map((s) => loadServiceDoc(store, s, a)));
+      return Promise.all(services.map((s) => loadServiceDoc(store, s, a, ctx.usage)));
     },
   );
 
@@ -204,6 +206,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       delete merged.applicationID;
       const v = validateMicroservice(merged);
       if (!v.ok) throw validationError(v);
+      v.warnings = rangeWarnings(ctx, v.warnings, merged);
       assertPrivilegedAllowed(p, [v.microservice], () => '');
       const ms = v.microservice;
       if (ms.microservice_name !== service.name || ms.microservice_namespace !== service.namespace) {
@@ -221,7 +224,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       ctx.events.publish({ type: 'service', action: 'updated', microserviceID: row.id, applicationID: a.id });
       tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
       sendWarnings(reply, v.warnings);
-      const doc = await loadServiceDoc(store, row, a);
+      const doc = await loadServiceDoc(store, row, a, ctx.usage);
       return v.warnings.length > 0 ? { ...doc, warnings: v.warnings } : doc;
     },
   );
@@ -294,6 +297,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       delete sla.applicationID;
       const v = validateMicroservice(sla);
       if (!v.ok) throw validationError(v);
+      v.warnings = rangeWarnings(ctx, v.warnings, sla);
       assertPrivilegedAllowed(p, [v.microservice], () => '');
       const ns = newService(a.name, a.namespace, v.microservice);
       await checkAddresses(ctx, [{ job: ns.job_name, request: addressRequest(v.microservice), current: service.job_name }]);
@@ -303,7 +307,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       tell(ctx, 'serviceUpdated', () => ctx.control.serviceUpdated?.(row));
       req.log.info({ user: p.user.name, service: row.job_name, to: target.version, version: row.version }, 'service rolled back');
       sendWarnings(reply, v.warnings);
-      return loadServiceDoc(store, row, a);
+      return loadServiceDoc(store, row, a, ctx.usage);
     },
   );
 
@@ -333,7 +337,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
       const { service } = await loadService(ctx, who(req), req.params.id);
       const [row] = await deployInstances(ctx, service, 1);
       if (!row) throw new OakError('OAK_INTERNAL', 'the instance was not stored');
-      return reply.code(200).send(instanceDoc(row, await store.instanceHistory(service.id, row.instance_number)));
+      return reply.code(200).send(await loadInstanceDoc(store, service, row, ctx.usage));
     },
   );
 
@@ -350,7 +354,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
     async (req) => {
       const { service, instance } = await loadInstance(ctx, who(req), req.params.id, req.params.n);
       const [row = instance] = await stopInstances(ctx, service, [instance]);
-      return instanceDoc(row, await store.instanceHistory(service.id, row.instance_number));
+      return loadInstanceDoc(store, service, row, ctx.usage);
     },
   );
 
@@ -366,7 +370,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
     },
     async (req) => {
       const { service, app: a } = await loadService(ctx, who(req), req.params.id);
-      return (await loadServiceDoc(store, service, a)).instance_list;
+      return (await loadServiceDoc(store, service, a, ctx.usage)).instance_list;
     },
   );
 
@@ -382,7 +386,7 @@ export const serviceRoutes: RootPlugin = async (app, { ctx, limits = DEFAULT_STR
     },
     async (req) => {
       const { service, instance } = await loadInstance(ctx, who(req), req.params.id, req.params.n);
-      return instanceDoc(instance, await store.instanceHistory(service.id, instance.instance_number));
+      return loadInstanceDoc(store, service, instance, ctx.usage);
     },
   );
 

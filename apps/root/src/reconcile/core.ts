@@ -32,7 +32,7 @@
  */
 import { TERMINAL_STATES } from '@oak/contracts';
 import type { DisconnectPolicy, InstanceState, Microservice, UpdatePolicy } from '@oak/contracts';
-import { demandOf, pickCluster, reserveCluster, rttLookupOf } from '@oak/scheduler';
+import { clusterSatisfies, compileConstraints, demandOf, pickCluster, reserveCluster, rigidnessOf, rttLookupOf } from '@oak/scheduler';
 import type { ClusterCandidate, Demand, PickClusterOptions } from '@oak/scheduler';
 import type { InstanceRow, ServiceVersionRow } from '@oak/store';
 import type { Action, ClusterView, Plan, ReconcileConfig, ReconcileInput } from './types.ts';
@@ -472,6 +472,92 @@ function startSuccessors(p: Pass): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 3b. convergence_time across clusters
+
+/** Oakestra's default convergence_time: 300 s */
+export const CONVERGENCE_DEFAULT_S = 300;
+
+/**
+ * How long (ms) an instance may run where a preference (rigidness below 1) of its service is
+ * unmet: the smallest convergence_time of those constraints (default 300 s); undefined when the
+ * service has none. The same rule as the cluster's (apps/cluster/src/core.ts convergenceMs).
+ */
+export function convergenceWindowMs(demand: Demand): number | undefined {
+  let min: number | undefined;
+  for (const c of demand.constraints) {
+    const r = rigidnessOf(c);
+    if (r <= 0 || r >= 1) continue;
+    const t = typeof c.convergence_time === 'number' && c.convergence_time >= 0 ? c.convergence_time : CONVERGENCE_DEFAULT_S;
+    min = min === undefined ? t : Math.min(min, t);
+  }
+  return min === undefined ? undefined : min * 1000;
+}
+
+/**
+ * The preferences a cluster leaves unmet whatever worker of it runs the instance (judged on the
+ * cluster alone: its id/name, its location and its workers' locations, its latency; capacity
+ * aside, since the instance already holds its share there): the weight and the texts.
+ */
+function clusterUnmet(c: ClusterCandidate, demand: Demand): { weight: number; texts: string[] } {
+  const cc = compileConstraints(demand);
+  let weight = 0;
+  const texts: string[] = [];
+  for (const rule of cc.soft) {
+    if (clusterSatisfies(c, rule.cc)) continue;
+    weight += rule.weight;
+    texts.push(rule.text);
+  }
+  return { weight, texts };
+}
+
+/**
+ * convergence_time across clusters: a RUNNING instance of the current version, on a connected
+ * cluster that leaves a preference unmet (rigidness below 1, judged on the cluster: direct
+ * cluster, geo, latency) for at least the service's convergence time, is placed again when
+ * another active cluster (meeting every hard constraint, with room) leaves less preference
+ * weight unmet. It is requeued (its copy gets an undeploy, the reason goes to its history) and
+ * placement puts it on that cluster in the same pass. Only when every instance of the service
+ * runs, and one instance per pass, so replicas move one at a time; the unmet weight only goes
+ * down, so nothing moves back and forth. A preference a worker of the same cluster can meet is
+ * the cluster's business (its own convergence, docs/sla.md).
+ */
+function converge(p: Pass): void {
+  const rows = runRows(p);
+  if (rows.length === 0 || rows.some((r) => r.status !== 'RUNNING' || !isCurrent(p, r))) return;
+  const demand = demandOf(p.input.service.sla, p.input.service.job_name, p.input.peers);
+  const window = convergenceWindowMs(demand);
+  if (window === undefined) return;
+  const candidates = candidatesOf(p);
+  const opts: PickClusterOptions = p.input.config.strategy ? { strategy: p.input.config.strategy } : {};
+  if (p.input.peers && p.input.peers.length > 0) opts.rttMs = rttLookupOf(p.input.clusters.flatMap((c) => c.candidate.workers));
+  for (const r of rows) {
+    if (r.cluster_id === null || clusterState(p, r.cluster_id) !== 'up') continue;
+    const here = candidates.find((c) => c.id === r.cluster_id);
+    if (!here) continue;
+    const unmet = clusterUnmet(here, demand);
+    if (unmet.weight <= 0) continue;
+    const since = ms(r.status_at);
+    const due = since + window;
+    if (p.now < due) {
+      p.wake.push(due);
+      continue;
+    }
+    const others = candidates.filter((c) => c.id !== here.id);
+    const pick = others.length > 0 ? pickCluster(demand, others, opts) : undefined;
+    const better = pick?.ok === true && clusterUnmet(pick.target, demand).weight < unmet.weight ? pick.target : undefined;
+    if (better === undefined) {
+      // nowhere better now: look again one convergence time later
+      p.wake.push(p.now + window);
+      continue;
+    }
+    const reason = `moved to cluster ${better.name}: on cluster ${clusterName(p, here.id)} the preference ${unmet.texts.join('; ').slice(0, 300)} was unmet for ${Math.round((p.now - since) / 1000)} s (convergence_time ${Math.round(window / 1000)} s)`;
+    p.notes.push(`instance ${r.instance_number}: ${reason}`);
+    emit(p, { kind: 'requeue', instance: r.instance_number, from_cluster: here.id, reason, lost: false });
+    return;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // 4. placement
 
 /** The candidate list as pickCluster sees it: only clusters whose link is up are active. */
@@ -580,6 +666,7 @@ export function reconcile(input: ReconcileInput): Plan {
   lost(p);
   deadlines(p);
   rollout(p);
+  converge(p);
   placement(p);
   stopping(p);
   // rows created by this plan are placed by the next pass: at once
