@@ -156,7 +156,7 @@ describe('root <-> cluster link', () => {
       return s.instance_list.length === 2 && s.instance_list.every((i) => i.status === 'RUNNING') ? s : undefined;
     }, { message: 'two RUNNING instances' });
     assert.ok(doc.instance_list.every((i) => i.cluster_id === c?._id));
-    assert.deepEqual(new Set(doc.instance_list.map((i) => i.worker_id)), new Set([w1.id, w2.id]));
+    assert.deepEqual(new Set(doc.instance_list.map((i) => i.worker_id)), new Set([w1.id, w2.id]), JSON.stringify(doc.instance_list.map((i) => ({ n: i.instance_number, w: i.worker_id, h: i.history }))));
     const history = (await r.api<ServiceDoc>('GET', `/api/service/${sid}`)).body.instance_list[0]?.history?.map((h) => h.status);
     assert.deepEqual(history?.slice(0, 2), ['REQUESTED', 'CLUSTER_SCHEDULED']);
     assert.ok(history?.includes('RUNNING'));
