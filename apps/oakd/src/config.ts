@@ -3,8 +3,11 @@
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_PORTS } from '@oak/contracts';
+import { checkExtraServiceRanges } from '@oak/root';
 
 export interface OakdConfig {
+  /** IPv4 ranges besides 10.30.0.0/16 where a requested rr_ip is honoured (the root's --extra-service-ranges) */
+  extraServiceRanges?: string[];
   host: string;
   port: number;
   linkPort: number;
@@ -70,6 +73,7 @@ const SETTINGS: Setting[] = [
   { flag: 'netmanager-port', env: 'OAK_NETMANAGER_PORT', help: 'local API port of the built-in NetManager (0: any free one)', def: String(DEFAULT_PORTS.netmanager) },
   { flag: 'public-address', env: 'OAK_PUBLIC_ADDRESS', help: 'NodePublicAddress: the address other workers reach this device at (overlay tunnel)', def: '--host when specific, else the first non-loopback IPv4' },
   { flag: 'public-port', env: 'OAK_PUBLIC_PORT', help: 'NodePublicPort: UDP port of the overlay tunnel', def: '50103' },
+  { flag: 'extra-service-ranges', env: 'OAK_EXTRA_SERVICE_RANGES', help: 'IPv4 CIDRs (comma separated, at most 15) besides 10.30.0.0/16 where a requested rr_ip is honoured (docs/operations.md)' },
   { flag: 'no-worker', help: 'run root and cluster only (workers join with NodeEngine -a <this device>)', boolean: true },
   { flag: 'log-level', env: 'OAK_LOG_LEVEL', help: 'fatal | error | warn | info | debug', def: 'info' },
 ];
@@ -130,7 +134,18 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (pub !== undefined && (pub.trim() === '' || /[\s/]/.test(pub) || pub.length > 255)) throw new UsageError(`--public-address ${JSON.stringify(pub)}: give an IP address or host name without scheme, port or path`);
   const publicPort = port('public-port', 50103);
   if (publicPort === 0) throw new UsageError('--public-port must be a port number (1-65535)');
+  const rangesText = get('extra-service-ranges');
+  let extraServiceRanges: string[] | undefined;
+  if (rangesText !== undefined && rangesText.trim() !== '') {
+    if (rangesText.length > 1000) throw new UsageError('--extra-service-ranges is longer than 1000 characters');
+    try {
+      extraServiceRanges = checkExtraServiceRanges(rangesText.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+    } catch (err) {
+      throw new UsageError(`--extra-service-ranges: ${(err as Error).message.replace(/^extra service ranges: /, '')}`);
+    }
+  }
   return {
+    ...(extraServiceRanges !== undefined ? { extraServiceRanges } : {}),
     netmanager: nmText === 'on',
     netmanagerExplicit: get('netmanager') !== undefined,
     netmanagerPort: port('netmanager-port', DEFAULT_PORTS.netmanager),

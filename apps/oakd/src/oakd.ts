@@ -50,6 +50,7 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
       logLevel: cfg.logLevel,
       ...(cfg.databaseUrl ? { databaseUrl: cfg.databaseUrl } : {}),
       ...(cfg.adminPassword ? { adminPassword: cfg.adminPassword } : {}),
+      ...(cfg.extraServiceRanges !== undefined ? { extraServiceRanges: cfg.extraServiceRanges } : {}),
       control: async (ctx) => {
         link = await startRootLink(ctx, { host: cfg.host, port: cfg.linkPort });
         return link.control;

@@ -25,3 +25,4 @@ export { AuditLog, type AuditOptions } from './audit.ts';
 export { LoginLimiter, type LoginLimitOptions } from './auth/limiter.ts';
 export { StreamRegistry } from './streams.ts';
 export { MIN_PASSWORD_LENGTH, checkPassword } from './auth/passwords.ts';
+export { checkExtraServiceRanges } from './overlay.ts';
