@@ -34,6 +34,9 @@ let store: Store;
 let root: RootHandle;
 let cluster: ClusterHandle;
 let w1: FakeWorker;
+let w2: FakeWorker;
+/** the hand-spoken cluster 'tokyo' */
+let tokyo: { cancel(): void };
 let browser: Browser;
 let sid = '';
 const consoleProblems: string[] = [];
@@ -129,7 +132,7 @@ before(async () => {
   sid = apps[0]?.microservices[0] ?? '';
   await waitFor(() => w1.running.has(`${JOB}.instance.0`) || undefined, { message: 'instance on the worker' });
   // a GPU worker joins after the placement (the instance stays on edge-a)
-  const w2 = await startFakeWorker(cluster.registrationUrl, 'gpu-b', {
+  w2 = await startFakeWorker(cluster.registrationUrl, 'gpu-b', {
     token: (await workerJoinToken(root.ctx, 'munich')).token,
     gpus: [{ index: 0, name: 'NVIDIA A2', memory_mb: 15360, uuid: 'GPU-00000000-0000-0000-0000-000000000001' }],
   });
@@ -141,6 +144,7 @@ before(async () => {
     raw.client.close();
   });
   raw.call.on('error', () => {});
+  tokyo = { cancel: () => raw.call.cancel() };
   raw.call.on('data', (m: RootToCluster) => {
     if (m.type === 'ping') raw.call.write({ type: 'pong', t: m.t });
   });
@@ -180,6 +184,21 @@ describe('dashboard: infrastructure, readings, administration', () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
     cleanups.push(() => ctx.close());
     const page = await newPage(ctx);
+    // every GET /api/events of the tab, and whether it has ended
+    const streamUrls: { url: string; done: boolean }[] = [];
+    const byRequest = new Map<unknown, { url: string; done: boolean }>();
+    page.on('request', (r) => {
+      if (!r.url().includes('/api/events')) return;
+      const e = { url: r.url(), done: false };
+      byRequest.set(r, e);
+      streamUrls.push(e);
+    });
+    const finish = (r: unknown): void => {
+      const e = byRequest.get(r);
+      if (e) e.done = true;
+    };
+    page.on('requestfinished', finish);
+    page.on('requestfailed', finish);
     await logIn(page, 'Admin', ADMIN);
 
     // infrastructure: root -> cluster -> worker, with a bar and the cluster on the map
@@ -202,17 +221,61 @@ describe('dashboard: infrastructure, readings, administration', () => {
     assert.deepEqual(axeInfra, [], 'axe on the infrastructure view');
     await shots(page, 'infrastructure');
 
+    // a worker that stops reporting stays, marked dead since when, until it is removed
+    const before = Date.now();
+    await w2.close();
+    await gpuWorker.locator('[data-worker-state="dead"]').waitFor({ timeout: 15_000 });
+    const since = await gpuWorker.locator('time').first().getAttribute('datetime');
+    assert.ok(since !== null && Date.parse(since) >= before - 1000 && Date.parse(since) <= Date.now(), `dead since ${since}`);
+    assert.ok(await gpuWorker.getByText(/since .* ago\)/).first().isVisible(), 'since when, in words');
+    assert.ok(await page.getByText(/1 worker, 1 dead/).first().isVisible(), 'the cluster counts it as dead, not as a worker');
+    // a cluster that goes away stays, unreachable, its workers as last reported
+    tokyo.cancel();
+    const tokyoCluster = page.locator('li.cluster', { has: page.getByRole('heading', { name: /tokyo/ }) });
+    await tokyoCluster.locator('[data-cluster-state="unreachable"]').waitFor({ timeout: 15_000 });
+    assert.ok(await tokyoCluster.getByText(/unreachable, last heard from/).first().isVisible());
+    await tk1.locator('[data-worker-state="unreachable"]').waitFor();
+    assert.ok(await tk1.getByText(/with its cluster, last known/).first().isVisible());
+    assert.equal(await page.locator('.world-map circle.site-inactive').count(), 1, 'tokyo is hollow on the map');
+    assert.deepEqual(await axe(page), [], 'axe on the infrastructure view with a dead worker and a lost cluster');
+    await shots(page, 'infrastructure-dead');
+    // removed: then it goes
+    await page.getByRole('button', { name: 'Remove worker gpu-b' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Remove worker' }).click();
+    await gpuWorker.waitFor({ state: 'detached', timeout: 15_000 });
+    await page.getByRole('listitem', { name: 'worker edge-a' }).waitFor();
+
+    // one event stream for the tab, carrying the readings while a chart is shown (no second one)
+    const tabStreams = (): number => streamUrls.filter((u) => !u.done).length;
+    await waitFor(() => tabStreams() === 1 || undefined, { message: 'one event stream' });
+    assert.equal(root.ctx.streams?.count(), 1, 'the root serves one event stream');
+    assert.ok(!streamUrls.some((u) => /metrics/.test(u.url)), 'no readings before a chart is shown');
+    const opened = streamUrls.length;
+
     // readings: the history, then a live reading without a reload
     await w1.bus.publishJson(topics.jobResources(w1.id), { instances: [{ job_name: JOB, instance_number: 0, cpu_percent: 12.5, memory_mb: 42 }] });
-    await page.goto(`${root.url}/services/${sid}/instances/0/metrics`);
+    const marker = (await page.evaluate('window.__mark = 7')) as number;
+    // moved to within the page (no load): the tab's stream is switched to one with readings
+    await page.evaluate(`history.pushState(null, '', '/services/${sid}/instances/0/metrics'); dispatchEvent(new PopStateEvent('popstate'))`);
     await page.getByRole('heading', { name: 'Instance 0' }).waitFor();
     await page.getByText('12.5 % of a core').waitFor({ timeout: 15_000 });
-    const marker = (await page.evaluate('window.__mark = 7')) as number;
     await w1.bus.publishJson(topics.jobResources(w1.id), { instances: [{ job_name: JOB, instance_number: 0, cpu_percent: 87, memory_mb: 64 }] });
     await page.getByText('87.0 % of a core').waitFor({ timeout: 15_000 });
     await page.getByText('64.0 MB').waitFor();
     assert.equal(await page.evaluate('window.__mark'), marker, 'no reload');
     assert.ok((await page.locator('polyline.spark-line').count()) === 2);
+    await waitFor(() => tabStreams() === 1 || undefined, { message: 'the replaced stream closed' });
+    assert.equal(root.ctx.streams?.count(), 1, 'the root serves one event stream');
+    assert.equal(streamUrls.length, opened + 1, `one switch: ${JSON.stringify(streamUrls)}`);
+    assert.match(streamUrls.at(-1)?.url ?? '', /types=[a-z,]*metrics/);
+    // away from the chart and back: still the same stream (readings are kept a while), no reconnect
+    await page.getByRole('link', { name: 'Infrastructure' }).click();
+    await page.getByRole('listitem', { name: 'worker edge-a' }).waitFor();
+    await page.goBack();
+    await page.getByText('87.0 % of a core').waitFor();
+    assert.equal(streamUrls.length, opened + 1, 'no reconnection moving between views');
+    assert.equal(tabStreams(), 1);
+    assert.equal(root.ctx.streams?.count(), 1);
     assert.deepEqual(await axe(page), [], 'axe on the readings view');
     await shots(page, 'readings');
 

@@ -12,6 +12,8 @@
  *   between views never makes a storm of reconnections. A switch opens the new stream before
  *   the old one goes (nothing is missed, so no epoch bump): for OVERLAP_MS both are read, and an
  *   event that comes on both is handed to the views once.
+ * - A stream no view listens to is closed IDLE_MS later, so a view change (one view unmounts
+ *   before the next one has loaded) keeps it.
  */
 import { useEffect, useRef } from 'react';
 import type { OakEvent } from '@oak/contracts';
@@ -29,6 +31,8 @@ const STATE_TYPES = 'instance,application,service,cluster';
 export const LINGER_MS = 30_000;
 /** both streams are read this long after a switch */
 export const OVERLAP_MS = 2_000;
+/** a stream nobody listens to is closed this long after (a view change unmounts one view before the next one mounts) */
+export const IDLE_MS = 5_000;
 
 const handlers = new Set<Handler>();
 const metricsHandlers = new Set<MetricsHandler>();
@@ -54,14 +58,15 @@ let seen = new Set<string>();
 let drainTimer: ReturnType<typeof setTimeout> | undefined;
 let retryTimer: ReturnType<typeof setTimeout> | undefined;
 let lingerTimer: ReturnType<typeof setTimeout> | undefined;
+let idleTimer: ReturnType<typeof setTimeout> | undefined;
 let backoff = 500;
 
 function wantsMetrics(): boolean {
   return metricsHandlers.size > 0 || lingerTimer !== undefined;
 }
 
-function needed(): boolean {
-  return (handlers.size > 0 || metricsHandlers.size > 0) && session.get() !== null;
+function listened(): boolean {
+  return handlers.size > 0 || metricsHandlers.size > 0;
 }
 
 function deliver(c: Conn, type: string, data: string): void {
@@ -166,6 +171,8 @@ function ended(c: Conn, err: unknown): void {
 
 function closeAll(): void {
   clearTimeout(retryTimer);
+  clearTimeout(idleTimer);
+  idleTimer = undefined;
   for (const c of [current, next]) c?.ac.abort();
   current = undefined;
   next = undefined;
@@ -175,10 +182,19 @@ function closeAll(): void {
 
 /** Opens, switches or closes the stream to fit what the mounted views want. */
 function ensure(): void {
-  if (!needed()) {
+  if (session.get() === null) {
     closeAll();
     return;
   }
+  if (!listened()) {
+    idleTimer ??= setTimeout(() => {
+      idleTimer = undefined;
+      if (!listened()) closeAll();
+    }, IDLE_MS);
+    return;
+  }
+  clearTimeout(idleTimer);
+  idleTimer = undefined;
   const want = wantsMetrics();
   if (current === undefined) {
     clearTimeout(retryTimer);
