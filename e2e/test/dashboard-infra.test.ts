@@ -11,10 +11,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { silentLogger } from '@oak/bus';
 import { topics, type ApplicationDoc, type RootToCluster, type TokenPair } from '@oak/contracts';
 import { waitFor } from '@oak/testkit';
@@ -24,10 +23,10 @@ import { linkControl } from '../../apps/root/src/link/index.ts';
 import { startRoot, type RootHandle } from '../../apps/root/src/server.ts';
 import { clusterJoinToken, rawLinkCall, workerJoinToken } from '../../apps/root/test/join.ts';
 import { createStore, type Store } from '../../packages/store/src/index.ts';
+import { axe, eventStreams, launchChromium, logIn as logInAt, watchedPage } from '../src/browser.ts';
 
 const ADMIN = 'admin-secret-1';
 const ARTEFACTS = fileURLToPath(new URL('../../.e2e-tmp/dashboard/', import.meta.url));
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const JOB = 'charted.test.web.test';
 
 let store: Store;
@@ -53,33 +52,7 @@ async function api<T>(method: string, path: string, token: string, body?: unknow
   return JSON.parse(text) as T;
 }
 
-async function newPage(ctx: BrowserContext): Promise<Page> {
-  const page = await ctx.newPage();
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') consoleProblems.push(`${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => consoleProblems.push(`pageerror: ${e.message}`));
-  return page;
-}
-
-async function logIn(page: Page, user: string, password: string): Promise<void> {
-  await page.goto(`${root.url}/`);
-  await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByRole('button', { name: 'Log out' }).waitFor();
-}
-
-/** axe-core in the page: the serious and critical violations (ids and targets) */
-async function axe(page: Page): Promise<string[]> {
-  await page.addScriptTag({ path: AXE });
-  // the page's code as text: this file is type-checked without the DOM library
-  const found = (await page.evaluate(`(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id + ': ' + v.nodes.map((n) => JSON.stringify(n.target)).join(' '));
-  })()`)) as string[];
-  return found;
-}
+const logIn = (page: Page, user: string, password: string): Promise<void> => logInAt(page, root.url, user, password);
 
 async function shots(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(ARTEFACTS, `${name}-desktop.png`), fullPage: true });
@@ -166,11 +139,7 @@ before(async () => {
       worker_summary: [overlayWorker('tk1', 'tokyo-1', '10.18.0.0/26', 'tk2', 1.25), overlayWorker('tk2', 'tokyo-2', '10.18.0.64/26', 'tk1', 1.5)],
     },
   });
-  // playwright gives each launch a fresh user data dir of its own (and removes it at close)
-  browser = await chromium.launch({
-    executablePath: process.env.OAK_CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
   cleanups.push(() => browser.close());
 });
 
@@ -183,22 +152,10 @@ describe('dashboard: infrastructure, readings, administration', () => {
     // bypassCSP: only for injecting axe-core; the app itself runs under the root's CSP otherwise
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
     cleanups.push(() => ctx.close());
-    const page = await newPage(ctx);
+    const page = await watchedPage(ctx, consoleProblems);
     // every GET /api/events of the tab, and whether it has ended
-    const streamUrls: { url: string; done: boolean }[] = [];
-    const byRequest = new Map<unknown, { url: string; done: boolean }>();
-    page.on('request', (r) => {
-      if (!r.url().includes('/api/events')) return;
-      const e = { url: r.url(), done: false };
-      byRequest.set(r, e);
-      streamUrls.push(e);
-    });
-    const finish = (r: unknown): void => {
-      const e = byRequest.get(r);
-      if (e) e.done = true;
-    };
-    page.on('requestfinished', finish);
-    page.on('requestfailed', finish);
+    const streams = eventStreams(page);
+    const streamUrls = streams.list;
     await logIn(page, 'Admin', ADMIN);
 
     // infrastructure: root -> cluster -> worker, with a bar and the cluster on the map
@@ -246,7 +203,7 @@ describe('dashboard: infrastructure, readings, administration', () => {
     await page.getByRole('listitem', { name: 'worker edge-a' }).waitFor();
 
     // one event stream for the tab, carrying the readings while a chart is shown (no second one)
-    const tabStreams = (): number => streamUrls.filter((u) => !u.done).length;
+    const tabStreams = streams.open;
     await waitFor(() => tabStreams() === 1 || undefined, { message: 'one event stream' });
     assert.equal(root.ctx.streams?.count(), 1, 'the root serves one event stream');
     assert.ok(!streamUrls.some((u) => /metrics/.test(u.url)), 'no readings before a chart is shown');
@@ -324,7 +281,7 @@ describe('dashboard: infrastructure, readings, administration', () => {
     // carol (acme, Application_Provider) sees no admin pages and not the Admin's readings
     const ctx2 = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     cleanups.push(() => ctx2.close());
-    const p2 = await newPage(ctx2);
+    const p2 = await watchedPage(ctx2, consoleProblems);
     await logIn(p2, 'carol', 'carol-password-1');
     assert.equal(await p2.getByRole('link', { name: 'Join tokens' }).count(), 0);
     assert.equal(await p2.getByRole('link', { name: 'Users' }).count(), 0);
