@@ -43,6 +43,13 @@ async function token(url: string): Promise<string> {
 }
 
 before(async () => {
+  // dropped last, once no root uses it
+  cleanups.push(async () => {
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    await c.query(`drop schema if exists "${SCHEMA}" cascade`);
+    await c.end();
+  });
   const ports = [await freePort(), await freePort()];
   // the first one to start leads (and creates the schema); the second follows
   const mk = (port: number): Promise<RootHandle> =>
@@ -61,12 +68,6 @@ before(async () => {
   cleanups.push(() => leader.close());
   follower = await mk(ports[1]!);
   cleanups.push(() => follower.close());
-  cleanups.push(async () => {
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    await c.query(`drop schema if exists "${SCHEMA}" cascade`);
-    await c.end();
-  });
   assert.equal(leader.lead?.role, 'leader');
   assert.equal(follower.lead?.role, 'follower');
   // the cluster dials the follower, which sends it on to the leader's link
