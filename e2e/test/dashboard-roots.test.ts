@@ -114,6 +114,8 @@ describe('dashboard on a follower root', () => {
   test('a chart opened on the follower shows the readings that reach the leader, live', { timeout: 120_000 }, async () => {
     // the cluster's link is the leader's (redirected), so every reading arrives there
     await waitFor(async () => (await leader.ctx.store.listClusters()).some((c) => c.name === 'bridged' && c.status === 'ACTIVE') || undefined, { message: 'the cluster linked' });
+    assert.ok((follower.lead?.redirectLink?.stats.redirected ?? 0) >= 1, 'the follower sent the cluster on to the leader');
+    assert.equal(follower.lead?.role, 'follower');
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
     cleanups.push(() => ctx.close());
     const page = await watchedPage(ctx, problems);
