@@ -230,9 +230,20 @@ session.subscribe(() => {
 addEventListener('online', () => {
   if (current === undefined) ensure();
 });
-// the root answers again (connection.ts probes it): reopen the stream now, not at the end of the backoff
+// the root answers again (connection.ts probes it): reopen the stream now, not at the end of the
+// backoff; a stream that outlived the outage (the browser kept its connection) missed nothing, but
+// the views' requests failed meanwhile: they reload
+let wasDown = false;
 connection.state.subscribe(() => {
-  if (connection.state.get().up && current === undefined) ensure();
+  const up = connection.state.get().up;
+  if (!up) {
+    wasDown = true;
+    return;
+  }
+  if (!wasDown) return;
+  wasDown = false;
+  if (current === undefined) ensure();
+  else if (current.live) epoch.set(epoch.get() + 1);
 });
 
 /** Calls `handler` for every live event (but readings) while the component is mounted. */
