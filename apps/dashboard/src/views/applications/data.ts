@@ -9,9 +9,10 @@
  * (updated_at), so a late answer never turns a RUNNING instance back into NODE_SCHEDULED.
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
-import type { ApplicationDoc, InstanceDoc, OakEvent, ServiceDoc } from '@oak/contracts';
+import type { ApplicationDoc, InstanceDoc, ServiceDoc } from '@oak/contracts';
 import { api, ApiError } from '../../lib/api.ts';
 import { useEpoch, useEvents } from '../../lib/events.ts';
+import { applyInstance, replayInstances, type InstanceEvent, type Received } from './merge.ts';
 
 export interface AppsState {
   apps: ApplicationDoc[] | undefined;
@@ -28,19 +29,6 @@ export function liveInstances(s: ServiceDoc): InstanceDoc[] {
   return s.instance_list.filter((i) => i.status !== 'UNDEPLOYED' && i.desired !== 'stop').sort((a, b) => a.instance_number - b.instance_number);
 }
 
-type InstanceEvent = Extract<OakEvent, { type: 'instance' }>;
-
-/** The services with one instance replaced by the event's, unless what they hold is newer. */
-export function applyInstance(list: ServiceDoc[], e: InstanceEvent): ServiceDoc[] {
-  return list.map((svc) => {
-    if (svc.microserviceID !== e.microserviceID) return svc;
-    const had = svc.instance_list.find((i) => i.instance_number === e.instance.instance_number);
-    if (had !== undefined && had.updated_at > e.instance.updated_at) return svc;
-    const others = svc.instance_list.filter((i) => i.instance_number !== e.instance.instance_number);
-    return { ...svc, instance_list: [...others, e.instance].sort((a, b) => a.instance_number - b.instance_number) };
-  });
-}
-
 /** instance events kept to be applied again on lists that were on their way meanwhile */
 const RECENT_MS = 60_000;
 const RECENT_MAX = 2000;
@@ -49,14 +37,10 @@ export function useApplications(only?: string): AppsState & { reload: () => void
   const [state, setState] = useState<AppsState>({ apps: undefined, services: {}, error: undefined, gone: false });
   const epoch = useEpoch();
   const gen = useRef(0);
-  const recent = useRef<{ at: number; e: InstanceEvent }[]>([]);
+  const recent = useRef<Received[]>([]);
 
   /** `list` (of application `appId`, asked for at `since`) with the instance events received since */
-  const settle = useCallback((appId: string, list: ServiceDoc[], since: number): ServiceDoc[] => {
-    let out = list;
-    for (const r of recent.current) if (r.at >= since && r.e.applicationID === appId) out = applyInstance(out, r.e);
-    return out;
-  }, []);
+  const settle = useCallback((appId: string, list: ServiceDoc[], since: number): ServiceDoc[] => replayInstances(list, recent.current, appId, since), []);
 
   const loadServices = useCallback(async (appId: string): Promise<void> => {
     try {
@@ -94,7 +78,7 @@ export function useApplications(only?: string): AppsState & { reload: () => void
     if (e.type === 'instance') {
       const now = Date.now();
       const kept = recent.current.filter((r) => now - r.at < RECENT_MS);
-      kept.push({ at: now, e });
+      kept.push({ at: now, e: e satisfies InstanceEvent });
       recent.current = kept.slice(-RECENT_MAX);
       setState((s) => {
         const list = s.services[e.applicationID];
