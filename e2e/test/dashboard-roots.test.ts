@@ -64,12 +64,16 @@ before(async () => {
       control: linkControl({ host: '127.0.0.1', port, graceMs: 5000, retryMs: 500, pingIntervalMs: 200, pingTimeoutMs: 2000 }),
       lead: { linkUrl: `127.0.0.1:${port}`, redirectListen: { host: '127.0.0.1', port } },
     });
-  leader = await mk(ports[0]!);
-  cleanups.push(() => leader.close());
-  follower = await mk(ports[1]!);
-  cleanups.push(() => follower.close());
-  assert.equal(leader.lead?.role, 'leader');
-  assert.equal(follower.lead?.role, 'follower');
+  const a = await mk(ports[0]!);
+  cleanups.push(() => a.close());
+  const b = await mk(ports[1]!);
+  cleanups.push(() => b.close());
+  // normally the first one leads; under load the lease may go either way: one leads, the other follows
+  const first = await waitFor(() => [a, b].find((r) => r.lead?.role === 'leader'), { timeoutMs: 15_000, message: 'a leader' });
+  leader = first;
+  follower = first === a ? b : a;
+  const followerPort = first === a ? ports[1] : ports[0];
+  await waitFor(() => follower.lead?.role === 'follower' || undefined, { timeoutMs: 15_000, message: 'a follower' });
   // the cluster dials the follower, which sends it on to the leader's link
   cluster = await startCluster({
     name: 'bridged',
@@ -81,7 +85,7 @@ before(async () => {
     linkMaxBackoffMs: 300,
     linkSilenceTimeoutMs: 3000,
     log: silentLogger,
-    root: { address: `127.0.0.1:${ports[1]}`, token: await clusterJoinToken(leader.ctx, 'bridged') },
+    root: { address: `127.0.0.1:${followerPort}`, token: await clusterJoinToken(leader.ctx, 'bridged') },
   });
   cleanups.push(() => cluster.close());
   worker = await startFakeWorker(cluster.registrationUrl, 'edge-f', { token: (await workerJoinToken(leader.ctx, 'bridged')).token, cores: 4 });
