@@ -11,10 +11,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { silentLogger } from '@oak/bus';
 import { topics, type ApplicationDoc, type RootToCluster, type TokenPair } from '@oak/contracts';
 import { waitFor } from '@oak/testkit';
@@ -24,16 +23,19 @@ import { linkControl } from '../../apps/root/src/link/index.ts';
 import { startRoot, type RootHandle } from '../../apps/root/src/server.ts';
 import { clusterJoinToken, rawLinkCall, workerJoinToken } from '../../apps/root/test/join.ts';
 import { createStore, type Store } from '../../packages/store/src/index.ts';
+import { axe, eventStreams, launchChromium, logIn as logInAt, watchedPage } from '../src/browser.ts';
 
 const ADMIN = 'admin-secret-1';
 const ARTEFACTS = fileURLToPath(new URL('../../.e2e-tmp/dashboard/', import.meta.url));
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const JOB = 'charted.test.web.test';
 
 let store: Store;
 let root: RootHandle;
 let cluster: ClusterHandle;
 let w1: FakeWorker;
+let w2: FakeWorker;
+/** the hand-spoken cluster 'tokyo' */
+let tokyo: { cancel(): void };
 let browser: Browser;
 let sid = '';
 const consoleProblems: string[] = [];
@@ -50,33 +52,7 @@ async function api<T>(method: string, path: string, token: string, body?: unknow
   return JSON.parse(text) as T;
 }
 
-async function newPage(ctx: BrowserContext): Promise<Page> {
-  const page = await ctx.newPage();
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') consoleProblems.push(`${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => consoleProblems.push(`pageerror: ${e.message}`));
-  return page;
-}
-
-async function logIn(page: Page, user: string, password: string): Promise<void> {
-  await page.goto(`${root.url}/`);
-  await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByRole('button', { name: 'Log out' }).waitFor();
-}
-
-/** axe-core in the page: the serious and critical violations (ids and targets) */
-async function axe(page: Page): Promise<string[]> {
-  await page.addScriptTag({ path: AXE });
-  // the page's code as text: this file is type-checked without the DOM library
-  const found = (await page.evaluate(`(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id + ': ' + v.nodes.map((n) => JSON.stringify(n.target)).join(' '));
-  })()`)) as string[];
-  return found;
-}
+const logIn = (page: Page, user: string, password: string): Promise<void> => logInAt(page, root.url, user, password);
 
 async function shots(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(ARTEFACTS, `${name}-desktop.png`), fullPage: true });
@@ -129,7 +105,7 @@ before(async () => {
   sid = apps[0]?.microservices[0] ?? '';
   await waitFor(() => w1.running.has(`${JOB}.instance.0`) || undefined, { message: 'instance on the worker' });
   // a GPU worker joins after the placement (the instance stays on edge-a)
-  const w2 = await startFakeWorker(cluster.registrationUrl, 'gpu-b', {
+  w2 = await startFakeWorker(cluster.registrationUrl, 'gpu-b', {
     token: (await workerJoinToken(root.ctx, 'munich')).token,
     gpus: [{ index: 0, name: 'NVIDIA A2', memory_mb: 15360, uuid: 'GPU-00000000-0000-0000-0000-000000000001' }],
   });
@@ -141,6 +117,7 @@ before(async () => {
     raw.client.close();
   });
   raw.call.on('error', () => {});
+  tokyo = { cancel: () => raw.call.cancel() };
   raw.call.on('data', (m: RootToCluster) => {
     if (m.type === 'ping') raw.call.write({ type: 'pong', t: m.t });
   });
@@ -162,11 +139,7 @@ before(async () => {
       worker_summary: [overlayWorker('tk1', 'tokyo-1', '10.18.0.0/26', 'tk2', 1.25), overlayWorker('tk2', 'tokyo-2', '10.18.0.64/26', 'tk1', 1.5)],
     },
   });
-  // playwright gives each launch a fresh user data dir of its own (and removes it at close)
-  browser = await chromium.launch({
-    executablePath: process.env.OAK_CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
   cleanups.push(() => browser.close());
 });
 
@@ -179,7 +152,10 @@ describe('dashboard: infrastructure, readings, administration', () => {
     // bypassCSP: only for injecting axe-core; the app itself runs under the root's CSP otherwise
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
     cleanups.push(() => ctx.close());
-    const page = await newPage(ctx);
+    const page = await watchedPage(ctx, consoleProblems);
+    // every GET /api/events of the tab, and whether it has ended
+    const streams = eventStreams(page);
+    const streamUrls = streams.list;
     await logIn(page, 'Admin', ADMIN);
 
     // infrastructure: root -> cluster -> worker, with a bar and the cluster on the map
@@ -202,17 +178,61 @@ describe('dashboard: infrastructure, readings, administration', () => {
     assert.deepEqual(axeInfra, [], 'axe on the infrastructure view');
     await shots(page, 'infrastructure');
 
+    // a worker that stops reporting stays, marked dead since when, until it is removed
+    const before = Date.now();
+    await w2.close();
+    await gpuWorker.locator('[data-worker-state="dead"]').waitFor({ timeout: 15_000 });
+    const since = await gpuWorker.locator('time').first().getAttribute('datetime');
+    assert.ok(since !== null && Date.parse(since) >= before - 1000 && Date.parse(since) <= Date.now(), `dead since ${since}`);
+    assert.ok(await gpuWorker.getByText(/since .* ago\)/).first().isVisible(), 'since when, in words');
+    assert.ok(await page.getByText(/1 worker, 1 dead/).first().isVisible(), 'the cluster counts it as dead, not as a worker');
+    // a cluster that goes away stays, unreachable, its workers as last reported
+    tokyo.cancel();
+    const tokyoCluster = page.locator('li.cluster', { has: page.getByRole('heading', { name: /tokyo/ }) });
+    await tokyoCluster.locator('[data-cluster-state="unreachable"]').waitFor({ timeout: 15_000 });
+    assert.ok(await tokyoCluster.getByText(/unreachable, last heard from/).first().isVisible());
+    await tk1.locator('[data-worker-state="unreachable"]').waitFor();
+    assert.ok(await tk1.getByText(/with its cluster, last known/).first().isVisible());
+    assert.equal(await page.locator('.world-map circle.site-inactive').count(), 1, 'tokyo is hollow on the map');
+    assert.deepEqual(await axe(page), [], 'axe on the infrastructure view with a dead worker and a lost cluster');
+    await shots(page, 'infrastructure-dead');
+    // removed: then it goes
+    await page.getByRole('button', { name: 'Remove worker gpu-b' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Remove worker' }).click();
+    await gpuWorker.waitFor({ state: 'detached', timeout: 15_000 });
+    await page.getByRole('listitem', { name: 'worker edge-a' }).waitFor();
+
+    // one event stream for the tab, carrying the readings while a chart is shown (no second one)
+    const tabStreams = streams.open;
+    await waitFor(() => tabStreams() === 1 || undefined, { message: 'one event stream' });
+    assert.equal(root.ctx.streams?.count(), 1, 'the root serves one event stream');
+    assert.ok(!streamUrls.some((u) => /metrics/.test(u.url)), 'no readings before a chart is shown');
+    const opened = streamUrls.length;
+
     // readings: the history, then a live reading without a reload
     await w1.bus.publishJson(topics.jobResources(w1.id), { instances: [{ job_name: JOB, instance_number: 0, cpu_percent: 12.5, memory_mb: 42 }] });
-    await page.goto(`${root.url}/services/${sid}/instances/0/metrics`);
+    const marker = (await page.evaluate('window.__mark = 7')) as number;
+    // moved to within the page (no load): the tab's stream is switched to one with readings
+    await page.evaluate(`history.pushState(null, '', '/services/${sid}/instances/0/metrics'); dispatchEvent(new PopStateEvent('popstate'))`);
     await page.getByRole('heading', { name: 'Instance 0' }).waitFor();
     await page.getByText('12.5 % of a core').waitFor({ timeout: 15_000 });
-    const marker = (await page.evaluate('window.__mark = 7')) as number;
     await w1.bus.publishJson(topics.jobResources(w1.id), { instances: [{ job_name: JOB, instance_number: 0, cpu_percent: 87, memory_mb: 64 }] });
     await page.getByText('87.0 % of a core').waitFor({ timeout: 15_000 });
     await page.getByText('64.0 MB').waitFor();
     assert.equal(await page.evaluate('window.__mark'), marker, 'no reload');
     assert.ok((await page.locator('polyline.spark-line').count()) === 2);
+    await waitFor(() => tabStreams() === 1 || undefined, { message: 'the replaced stream closed' });
+    assert.equal(root.ctx.streams?.count(), 1, 'the root serves one event stream');
+    assert.equal(streamUrls.length, opened + 1, `one switch: ${JSON.stringify(streamUrls)}`);
+    assert.match(streamUrls.at(-1)?.url ?? '', /types=[a-z,]*metrics/);
+    // away from the chart and back: still the same stream (readings are kept a while), no reconnect
+    await page.getByRole('link', { name: 'Infrastructure' }).click();
+    await page.getByRole('listitem', { name: 'worker edge-a' }).waitFor();
+    await page.goBack();
+    await page.getByText('87.0 % of a core').waitFor();
+    assert.equal(streamUrls.length, opened + 1, 'no reconnection moving between views');
+    assert.equal(tabStreams(), 1);
+    assert.equal(root.ctx.streams?.count(), 1);
     assert.deepEqual(await axe(page), [], 'axe on the readings view');
     await shots(page, 'readings');
 
@@ -261,7 +281,7 @@ describe('dashboard: infrastructure, readings, administration', () => {
     // carol (acme, Application_Provider) sees no admin pages and not the Admin's readings
     const ctx2 = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     cleanups.push(() => ctx2.close());
-    const p2 = await newPage(ctx2);
+    const p2 = await watchedPage(ctx2, consoleProblems);
     await logIn(p2, 'carol', 'carol-password-1');
     assert.equal(await p2.getByRole('link', { name: 'Join tokens' }).count(), 0);
     assert.equal(await p2.getByRole('link', { name: 'Users' }).count(), 0);

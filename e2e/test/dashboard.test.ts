@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import type { ApplicationDoc, ServiceDoc } from '@oak/contracts';
+import type { ApplicationDoc, ClusterDoc, ServiceDoc } from '@oak/contracts';
 import { freePort, tmpDir, waitFor, type TmpDir } from '@oak/testkit';
 import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins, repoRoot } from '../src/procs.ts';
@@ -218,6 +218,16 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     await page.getByLabel('Instances').fill('2');
     await page.getByRole('button', { name: 'Scale' }).click();
     await waitFor(async () => ((await page.locator('[data-service="ticker"] [data-state="RUNNING"]').count()) === 2 ? true : undefined), { timeoutMs: 30_000, message: 'two RUNNING instances on the page' });
+    // placement by name (the ids as secondary text and tooltip)
+    const [cluster] = await admin.call<ClusterDoc[]>('GET', '/api/clusters/active');
+    const worker = cluster?.resources?.worker_summary[0];
+    assert.ok(cluster && worker);
+    const placement = page.locator('[data-service="ticker"] tr[data-instance="0"] [data-label="Placement"]');
+    await placement.locator('.placement-cluster', { hasText: cluster.cluster_name }).waitFor();
+    assert.equal(await placement.locator('.placement-cluster').getAttribute('title'), `cluster id ${cluster._id}`);
+    assert.equal((await placement.locator('.placement-worker').innerText()).trim(), `on ${worker.name}`);
+    assert.equal(await placement.locator('.placement-worker').getAttribute('title'), `worker id ${worker.id}`);
+    assert.match(await placement.locator('.ids').innerText(), new RegExp(`${cluster._id} / ${worker.id}`));
     await axe(page, 'the application page');
   });
 

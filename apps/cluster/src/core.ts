@@ -7,11 +7,12 @@
  * The cluster keeps no state of its own: after a restart it learns the desired set from the
  * root's `sync` and the actual set from the workers' registrations and reports.
  */
-import { ACTIVE_STATES, MAX_USAGE_READINGS, RESTART_MAX_DEFAULT, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
+import { ACTIVE_STATES, MAX_DEAD_WORKERS, MAX_USAGE_READINGS, RESTART_MAX_DEFAULT, TERMINAL_STATES, instanceName, parseInstanceName } from '@oak/contracts';
 import type {
   HealthState,
   ClusterResources,
   ClusterToRoot,
+  DeadWorker,
   DeleteCommand,
   DeployCommand,
   InstanceAssignment,
@@ -50,7 +51,7 @@ export interface CoreOptions {
   missingGraceMs: number;
   /** reservations not confirmed by a report within this time are dropped */
   reservationTtlMs: number;
-  /** dead workers are forgotten after this long */
+  /** dead workers are forgotten after this long (default never: they stay listed as dead until removed; at most MAX_DEAD_WORKERS, the oldest go first) */
   forgetDeadAfterMs: number;
   /**
    * a worker whose connection is gone (its last will, connectionLost) is declared lost this long
@@ -76,7 +77,7 @@ export function coreOptions(p: Partial<CoreOptions> = {}): CoreOptions {
     placeholderGraceMs: p.placeholderGraceMs ?? Math.max(2 * (p.deadAfterMs ?? 3 * reportIntervalMs), 5000),
     missingGraceMs: p.missingGraceMs ?? Math.max(3 * reportIntervalMs, 3000),
     reservationTtlMs: p.reservationTtlMs ?? Math.max(30_000, 10 * reportIntervalMs),
-    forgetDeadAfterMs: p.forgetDeadAfterMs ?? 10 * 60_000,
+    forgetDeadAfterMs: p.forgetDeadAfterMs ?? Number.POSITIVE_INFINITY,
     goneGraceMs: p.goneGraceMs ?? 200,
     strategy: p.strategy ?? 'least-loaded',
     clusterLocation: p.clusterLocation ?? null,
@@ -101,6 +102,8 @@ export interface WorkerRecord {
   /** registered, first report not yet in: it may not listen to its command topics yet */
   awaitingReport: boolean;
   diedAt: number | null;
+  /** why it was declared dead (the aggregate's dead_workers) */
+  deadWhy?: string;
   /** the connection nonce of its NodeEngine (from its registration or last report), null: none sent */
   conn: string | null;
   /** when its connection was reported gone (its last will); cleared by any sign of life */
@@ -368,7 +371,10 @@ export class ClusterCore {
       const limit = isReal(w) ? this.opts.deadAfterMs : this.opts.placeholderGraceMs;
       if (w.alive && w.goneAt !== null && now - w.goneAt >= this.opts.goneGraceMs) effects.push(...this.declareDead(w, now, 'lost its connection to the broker'));
       else if (w.alive && now - w.lastSeen > limit) effects.push(...this.declareDead(w, now));
-      else if (!w.alive && w.diedAt !== null && now - w.diedAt > this.opts.forgetDeadAfterMs) this.workers.delete(w.id);
+      else if (!w.alive && w.diedAt !== null && now - w.diedAt > this.opts.forgetDeadAfterMs) {
+        this.workers.delete(w.id);
+        this.stale.add(w.id);
+      }
     }
     this.ledger.expire(now - this.opts.reservationTtlMs);
     for (const [k, at] of this.recentDeletes) if (now - at >= this.opts.missingGraceMs) this.recentDeletes.delete(k);
@@ -430,8 +436,10 @@ export class ClusterCore {
     const silentS = Math.round((now - w.lastSeen) / 100) / 10;
     w.alive = false;
     w.diedAt = now;
+    w.deadWhy = why ?? `no report for ${silentS} s`;
     w.goneAt = null;
     this.stale.add(w.id);
+    this.forgetOldestDead();
     this.ledger.forgetWorker(w.id);
     for (const d of this.desired.values()) {
       if (d.worker_id !== w.id || TERMINAL_STATES.has(d.status)) continue;
@@ -767,6 +775,34 @@ export class ClusterCore {
     };
   }
 
+  /** Keeps at most MAX_DEAD_WORKERS dead records: the ones dead longest are forgotten first. */
+  private forgetOldestDead(): void {
+    const dead = [...this.workers.values()].filter((w) => !w.alive && w.diedAt !== null);
+    if (dead.length <= MAX_DEAD_WORKERS) return;
+    dead.sort((a, b) => (a.diedAt ?? 0) - (b.diedAt ?? 0));
+    for (const w of dead.slice(0, dead.length - MAX_DEAD_WORKERS)) {
+      this.workers.delete(w.id);
+      this.stale.add(w.id);
+    }
+  }
+
+  /** Workers declared dead and not removed, longest dead first (the aggregate's dead_workers). */
+  deadWorkers(): DeadWorker[] {
+    const out: DeadWorker[] = [];
+    for (const w of this.workers.values()) {
+      if (w.alive || w.diedAt === null) continue;
+      out.push({
+        id: w.id.slice(0, 200),
+        name: w.name.slice(0, 255),
+        location: w.registration?.location?.slice(0, 255) ?? null,
+        dead_since: new Date(w.diedAt).toISOString(),
+        last_seen: new Date(w.lastSeen).toISOString(),
+        reason: (w.deadWhy ?? 'lost').slice(0, 200),
+      });
+    }
+    return out.sort((a, b) => a.dead_since.localeCompare(b.dead_since) || a.id.localeCompare(b.id)).slice(0, MAX_DEAD_WORKERS);
+  }
+
   /** The aggregate for the root: live workers, reservations subtracted, never negative. */
   aggregate(): ClusterResources {
     const workers = this.ledger.applyAll(this.candidates(false));
@@ -821,6 +857,8 @@ export class ClusterCore {
     r.memory_free_mb = round2(r.memory_free_mb);
     r.virtualizations = [...virt].sort();
     summary.sort((a, b) => a.id.localeCompare(b.id));
+    const dead = this.deadWorkers();
+    if (dead.length > 0) r.dead_workers = dead;
     return r;
   }
 

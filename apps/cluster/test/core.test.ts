@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClusterCore } from '../src/core.ts';
 import type { Effect, InstanceStatusMessage } from '../src/core.ts';
-import type { NodeRegistration } from '@oak/contracts';
+import { MAX_DEAD_WORKERS, type NodeRegistration } from '@oak/contracts';
 import { assignment, information, registration } from './fixtures.ts';
 
 const JOB = 'app.ns.web.ns';
@@ -125,6 +125,55 @@ test('a silent worker is declared dead: DEAD reported, instance rescheduled, wor
   assert.deepEqual(deletes(back), [{ worker: 'w1', name: name(0) }]);
   assert.equal(c.workerOf(JOB, 0), 'w2');
   assert.equal(c.aggregate().workers, 2);
+});
+
+test('a dead worker stays listed as dead (since when, why) until it comes back or is removed; never as capacity', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  join(c, 'w1', registration('w1'), 0);
+  join(c, 'w2', registration('w2'), 0);
+  c.information('w1', information([]), 10);
+  for (let t = 20; t <= 300; t += 20) c.information('w2', information([]), t);
+  assert.equal(c.aggregate().dead_workers, undefined, 'no dead worker yet');
+  c.tick(320);
+  let a = c.aggregate();
+  assert.deepEqual(a.worker_summary.map((w) => w.id), ['w2']);
+  assert.deepEqual(a.dead_workers, [{ id: 'w1', name: 'w1', location: null, dead_since: new Date(320).toISOString(), last_seen: new Date(10).toISOString(), reason: 'no report for 0.3 s' }]);
+  // still there much later (no forgetting by age)
+  for (let t = 340; t <= 3_600_000; t += 60_000) {
+    c.information('w2', information([]), t);
+    c.tick(t + 1);
+  }
+  assert.deepEqual(c.aggregate().dead_workers?.map((w) => w.id), ['w1']);
+  // back: alive again, no longer dead
+  c.information('w1', information([]), 3_600_010);
+  a = c.aggregate();
+  assert.equal(a.dead_workers, undefined);
+  assert.deepEqual(a.worker_summary.map((w) => w.id), ['w1', 'w2']);
+  // lost its broker connection, then removed: gone from both lists
+  const ce = new ClusterCore({ reportIntervalMs: 100, goneGraceMs: 0 });
+  join(ce, 'w3', registration('w3'), 0);
+  ce.information('w3', information([]), 10);
+  ce.connectionLost('w3', undefined, 20);
+  assert.equal(ce.aggregate().dead_workers?.[0]?.reason, 'lost its connection to the broker');
+  ce.removeWorker('w3', 30);
+  assert.equal(ce.aggregate().dead_workers, undefined);
+  assert.equal(ce.aggregate().workers, 0);
+});
+
+test('at most MAX_DEAD_WORKERS dead workers are kept: the ones dead longest are forgotten first', () => {
+  const c = new ClusterCore({ reportIntervalMs: 100 });
+  const n = MAX_DEAD_WORKERS + 5;
+  // worker i joins at i s, the one before it is declared dead then (silent for 1 s)
+  for (let i = 0; i < n; i++) {
+    c.tick(i * 1000);
+    const id = `d${String(i).padStart(5, '0')}`;
+    join(c, id, registration(id), i * 1000);
+  }
+  c.tick(n * 1000);
+  const dead = c.aggregate().dead_workers ?? [];
+  assert.equal(dead.length, MAX_DEAD_WORKERS);
+  assert.equal(c.workers.size, MAX_DEAD_WORKERS);
+  assert.ok(!dead.some((w) => w.id === 'd00000'), 'the first dead is forgotten');
 });
 
 test('a dead worker whose instance found no other place gets it back when it returns', () => {

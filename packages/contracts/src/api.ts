@@ -192,6 +192,28 @@ export const WorkerSummary = Type.Object({
 });
 export type WorkerSummary = Static<typeof WorkerSummary>;
 
+/** the most dead workers one aggregate lists (the cluster forgets the oldest beyond) */
+export const MAX_DEAD_WORKERS = 1000;
+
+/**
+ * A worker its cluster declared dead (silent, or its broker connection lost) that nobody removed
+ * (issue 11: the dashboard shows it as dead, not gone). It leaves the list when it comes back,
+ * when it is removed (DELETE /api/cluster/:id/node/:nodeId, its token revoked), or when its
+ * cluster restarts.
+ */
+export const DeadWorker = Type.Object({
+  id: Type.String({ maxLength: 200 }),
+  name: Type.String({ maxLength: 255 }),
+  location: Type.Optional(Type.Union([Type.String({ maxLength: 255 }), Type.Null()])),
+  /** when its cluster declared it dead (ISO 8601, the cluster's clock) */
+  dead_since: Type.String({ maxLength: 40 }),
+  /** its last registration or report before that (ISO 8601) */
+  last_seen: Type.String({ maxLength: 40 }),
+  /** why, e.g. `no report for 6 s`, `lost its connection to the broker` */
+  reason: Type.String({ maxLength: 200 }),
+});
+export type DeadWorker = Static<typeof DeadWorker>;
+
 /** the most per-instance readings one aggregate carries (more are cut off by the cluster) */
 export const MAX_USAGE_READINGS = 5000;
 
@@ -230,6 +252,8 @@ export const ClusterResources = Type.Object({
   worker_summary: Type.Array(WorkerSummary),
   /** the addon labels the cluster offers to all its workers (cluster `--addons`, CLUSTER_ADDONS) */
   supported_addons: Type.Optional(AddonList),
+  /** workers declared dead and not removed (not capacity: never in worker_summary); absent from older clusters */
+  dead_workers: Type.Optional(Type.Array(DeadWorker, { maxItems: MAX_DEAD_WORKERS })),
 });
 export type ClusterResources = Static<typeof ClusterResources>;
 

@@ -174,6 +174,8 @@ interface OldClusterResources {
   worker_summary: OldWorkerSummary[];
   /** issue 12 */
   supported_addons?: string[];
+  /** issue 11 */
+  dead_workers?: { id: string; name: string; location?: string | null; dead_since: string; last_seen: string; reason: string }[];
 }
 
 test('schema types keep the shapes of the former interfaces', () => {

@@ -1,7 +1,7 @@
 /**
  * Reads a text/event-stream body (what GET /api/events answers) and calls `onEvent(type, data)`
- * for each complete event; resolves when the stream ends. Shared by the tab's event stream
- * (lib/events.ts) and the readings stream (views/metrics/live.ts).
+ * for each complete event; resolves when the stream ends. Used by the tab's one event stream
+ * (lib/events.ts).
  */
 export async function readEventStream(body: NonNullable<Response['body']>, onEvent: (type: string, data: string) => void): Promise<void> {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();

@@ -2,11 +2,17 @@
  * Applications and their services, kept live: loaded once (and again after the event stream
  * reconnects, for what it missed), then changed by /api/events: instance events replace the
  * instance in place, application and service events reload what they name. No polling.
+ *
+ * A list read from the root may be older than instance events that arrived while it was on its
+ * way (a rolling update sends many at once): the events received since the request started are
+ * applied again on top of it, each only where it is not older than what the list says
+ * (updated_at), so a late answer never turns a RUNNING instance back into NODE_SCHEDULED.
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { ApplicationDoc, InstanceDoc, ServiceDoc } from '@oak/contracts';
 import { api, ApiError } from '../../lib/api.ts';
 import { useEpoch, useEvents } from '../../lib/events.ts';
+import { applyInstance, replayInstances, type InstanceEvent, type Received } from './merge.ts';
 
 export interface AppsState {
   apps: ApplicationDoc[] | undefined;
@@ -23,30 +29,40 @@ export function liveInstances(s: ServiceDoc): InstanceDoc[] {
   return s.instance_list.filter((i) => i.status !== 'UNDEPLOYED' && i.desired !== 'stop').sort((a, b) => a.instance_number - b.instance_number);
 }
 
+/** instance events kept to be applied again on lists that were on their way meanwhile */
+const RECENT_MS = 60_000;
+const RECENT_MAX = 2000;
+
 export function useApplications(only?: string): AppsState & { reload: () => void } {
   const [state, setState] = useState<AppsState>({ apps: undefined, services: {}, error: undefined, gone: false });
   const epoch = useEpoch();
   const gen = useRef(0);
+  const recent = useRef<Received[]>([]);
+
+  /** `list` (of application `appId`, asked for at `since`) with the instance events received since */
+  const settle = useCallback((appId: string, list: ServiceDoc[], since: number): ServiceDoc[] => replayInstances(list, recent.current, appId, since), []);
 
   const loadServices = useCallback(async (appId: string): Promise<void> => {
     try {
+      const since = Date.now();
       const list = await api.get<ServiceDoc[]>(`/api/services/${enc(appId)}`);
-      setState((s) => ({ ...s, services: { ...s.services, [appId]: list } }));
+      setState((s) => ({ ...s, services: { ...s.services, [appId]: settle(appId, list, since) } }));
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) return;
       setState((s) => ({ ...s, error: err }));
     }
-  }, []);
+  }, [settle]);
 
   const reload = useCallback((): void => {
     const mine = ++gen.current;
+    const since = Date.now();
     void (async () => {
       try {
         const apps = only === undefined ? await api.get<ApplicationDoc[]>('/api/applications/') : [await api.get<ApplicationDoc>(`/api/application/${enc(only)}`)];
         const lists = await Promise.all(apps.map((a) => api.get<ServiceDoc[]>(`/api/services/${enc(a.applicationID)}`).catch(() => [] as ServiceDoc[])));
         if (mine !== gen.current) return;
         const services: Record<string, ServiceDoc[]> = {};
-        apps.forEach((a, i) => (services[a.applicationID] = lists[i] ?? []));
+        apps.forEach((a, i) => (services[a.applicationID] = settle(a.applicationID, lists[i] ?? [], since)));
         setState({ apps, services, error: undefined, gone: false });
       } catch (err) {
         if (mine !== gen.current) return;
@@ -54,21 +70,20 @@ export function useApplications(only?: string): AppsState & { reload: () => void
         else setState((s) => ({ ...s, error: err }));
       }
     })();
-  }, [only]);
+  }, [only, settle]);
 
   useEffect(reload, [reload, epoch]);
 
   useEvents((e) => {
     if (e.type === 'instance') {
+      const now = Date.now();
+      const kept = recent.current.filter((r) => now - r.at < RECENT_MS);
+      kept.push({ at: now, e: e satisfies InstanceEvent });
+      recent.current = kept.slice(-RECENT_MAX);
       setState((s) => {
         const list = s.services[e.applicationID];
         if (list === undefined) return s;
-        const next = list.map((svc) => {
-          if (svc.microserviceID !== e.microserviceID) return svc;
-          const others = svc.instance_list.filter((i) => i.instance_number !== e.instance.instance_number);
-          return { ...svc, instance_list: [...others, e.instance].sort((a, b) => a.instance_number - b.instance_number) };
-        });
-        return { ...s, services: { ...s.services, [e.applicationID]: next } };
+        return { ...s, services: { ...s.services, [e.applicationID]: applyInstance(list, e) } };
       });
     } else if (e.type === 'service') {
       if (only !== undefined && only !== e.applicationID) return;

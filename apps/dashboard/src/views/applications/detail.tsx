@@ -9,6 +9,7 @@ import { api } from '../../lib/api.ts';
 import { Link, navigate } from '../../lib/router.tsx';
 import { ErrorBox } from '../../components/error-box.tsx';
 import { Confirm } from '../../components/confirm.tsx';
+import { usePlacementNames, type Names } from '../../lib/names.ts';
 import { liveInstances, useApplications } from './data.ts';
 import { ServiceUpdate } from './update.tsx';
 
@@ -70,9 +71,35 @@ function InstanceHistory({ s, n }: { s: ServiceDoc; n: number }) {
   );
 }
 
+/** where an instance runs: cluster and worker by name, their ids as secondary text (and tooltip) */
+function Placement({ i, names }: { i: InstanceDoc; names: Names }) {
+  if (i.cluster_id === null) return <span className="muted">not placed</span>;
+  const cluster = i.cluster_name ?? names.clusters.get(i.cluster_id);
+  const worker = i.worker_id === null ? undefined : names.workers.get(i.worker_id);
+  return (
+    <>
+      <span className="placement-cluster" title={`cluster id ${i.cluster_id}`}>
+        {cluster ?? <span className="mono">{i.cluster_id}</span>}
+      </span>
+      {i.worker_id !== null && (
+        <div className="placement-worker" title={`worker id ${i.worker_id}`}>
+          on {worker ?? <span className="mono">{i.worker_id}</span>}
+        </div>
+      )}
+      {(cluster !== undefined || worker !== undefined) && (
+        <div className="muted mono ids">
+          {i.cluster_id}
+          {i.worker_id !== null && ` / ${i.worker_id}`}
+        </div>
+      )}
+    </>
+  );
+}
+
 function Instances({ s, ask }: { s: ServiceDoc; ask: (p: Pending) => void }) {
   const [open, setOpen] = useState<number>();
   const list = liveInstances(s);
+  const names = usePlacementNames(list);
   if (list.length === 0) return <p className="muted">No instances. Deploy or scale up to start some.</p>;
   return (
     <div className="table-wrap">
@@ -102,8 +129,7 @@ function Instances({ s, ask }: { s: ServiceDoc; ask: (p: Pending) => void }) {
                   {i.status_detail !== '' && <div className="muted">{i.status_detail}</div>}
                 </td>
                 <td data-label="Placement">
-                  {i.cluster_name ?? i.cluster_id ?? '—'}
-                  {i.worker_id !== null && <div className="muted mono">{i.worker_id}</div>}
+                  <Placement i={i} names={names} />
                 </td>
                 <td data-label="Addresses">
                   <Addr label="public" v={i.publicip} />

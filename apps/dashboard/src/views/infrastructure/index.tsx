@@ -6,8 +6,10 @@
  */
 import './views.css';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import type { ClusterDoc, WorkerSummary } from '@oak/contracts';
-import { api } from '../../lib/api.ts';
+import type { ClusterDoc, DeadWorker, WorkerSummary } from '@oak/contracts';
+import { api, hasRole, session } from '../../lib/api.ts';
+import { useStore } from '../../lib/store.ts';
+import { Confirm } from '../../components/confirm.tsx';
 import { useEpoch, useEvents } from '../../lib/events.ts';
 import { ErrorBox } from '../../components/error-box.tsx';
 import type { ViewProps } from '../registry.ts';
@@ -39,7 +41,74 @@ function num(v: number): string {
   return v >= 100 ? Math.round(v).toLocaleString() : (Math.round(v * 10) / 10).toString();
 }
 
-function Worker({ w, names }: { w: WorkerSummary; names: Map<string, string> }) {
+/** `12 s ago`, `3 min ago`, `2 h ago`, `4 d ago` */
+export function ago(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (!Number.isFinite(s)) return '';
+  if (s < 90) return `${s} s ago`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min ago`;
+  if (s < 36 * 3600) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+/** a time as text and machine-readable, with how long ago */
+function When({ iso }: { iso: string }) {
+  return (
+    <time dateTime={iso} title={iso}>
+      {new Date(iso).toLocaleString()} ({ago(iso)})
+    </time>
+  );
+}
+
+/** a worker its cluster declared dead: listed until it comes back or is removed */
+function Dead({ w, c, canRemove }: { w: DeadWorker; c: ClusterDoc; canRemove: boolean }) {
+  const [asking, setAsking] = useState(false);
+  const unreachable = c.status !== 'ACTIVE';
+  return (
+    <li className="worker card dead" aria-label={`worker ${w.name}`}>
+      <h4>
+        {w.name} <small className="mono">{w.id}</small>
+      </h4>
+      <dl className="facts">
+        <dt>Status</dt>
+        <dd>
+          <span className="state state-DEAD" data-worker-state="dead">
+            dead
+          </span>{' '}
+          since <When iso={w.dead_since} />
+        </dd>
+        <dt>Why</dt>
+        <dd>{w.reason}</dd>
+        <dt>Last seen</dt>
+        <dd>
+          <When iso={w.last_seen} />
+        </dd>
+        <dt>Location</dt>
+        <dd>{w.location ?? <span className="muted">none</span>}</dd>
+      </dl>
+      <p className="muted">Its instances were moved to other workers. It stays listed until it reports again or is removed.</p>
+      {canRemove && (
+        <button type="button" disabled={unreachable} title={unreachable ? 'its cluster is not connected' : undefined} onClick={() => setAsking(true)} aria-label={`Remove worker ${w.name}`}>
+          Remove
+        </button>
+      )}
+      {asking && (
+        <Confirm
+          title={`Remove worker ${w.name} from ${c.cluster_name}?`}
+          confirmLabel="Remove worker"
+          onConfirm={async () => {
+            await api.del(`/api/cluster/${encodeURIComponent(c._id)}/node/${encodeURIComponent(w.id)}`);
+          }}
+          onClose={() => setAsking(false)}
+        >
+          <p>Its cluster drops its credentials: it cannot come back without a new join token.</p>
+        </Confirm>
+      )}
+    </li>
+  );
+}
+
+function Worker({ w, names, lost }: { w: WorkerSummary; names: Map<string, string>; lost: ClusterDoc | undefined }) {
   const loc = w.location ?? null;
   const cores = w.cpu_cores_total;
   const memTotal = w.memory_total_mb;
@@ -53,7 +122,24 @@ function Worker({ w, names }: { w: WorkerSummary; names: Map<string, string> }) 
       </h4>
       <dl className="facts">
         <dt>Status</dt>
-        <dd className="state state-RUNNING">alive</dd>
+        {lost === undefined ? (
+          <dd>
+            <span className="state state-RUNNING" data-worker-state="alive">
+              alive
+            </span>
+          </dd>
+        ) : (
+          <dd>
+            <span className="state state-DEAD" data-worker-state="unreachable">
+              unreachable
+            </span>{' '}
+            with its cluster{lost.last_seen !== null && (
+              <>
+                , last known <When iso={lost.last_seen} />
+              </>
+            )}
+          </dd>
+        )}
         <dt>Location</dt>
         <dd>{loc ?? <span className="muted">none</span>}</dd>
         <dt>Runs</dt>
@@ -121,19 +207,31 @@ function Worker({ w, names }: { w: WorkerSummary; names: Map<string, string> }) 
   );
 }
 
-function Cluster({ c, names }: { c: ClusterDoc; names: Map<string, string> }) {
+function Cluster({ c, names, canRemove }: { c: ClusterDoc; names: Map<string, string>; canRemove: boolean }) {
   const r = c.resources;
   const workers = r?.worker_summary ?? [];
+  const dead = r?.dead_workers ?? [];
+  const lost = c.status !== 'ACTIVE' ? c : undefined;
   return (
     <li className="cluster">
       <details open>
         <summary>
           <h3>
-            {c.cluster_name} <span className={`state ${c.status === 'ACTIVE' ? 'state-RUNNING' : 'state-FAILED'}`}>{c.status}</span>
+            {c.cluster_name}{' '}
+            <span className={`state ${c.status === 'ACTIVE' ? 'state-RUNNING' : 'state-FAILED'}`} data-cluster-state={c.status === 'ACTIVE' ? 'connected' : 'unreachable'}>
+              {c.status === 'ACTIVE' ? 'connected' : 'unreachable'}
+            </span>
           </h3>
           <span className="muted">
             {c.cluster_location ?? 'no location'} · {r?.workers ?? 0} worker{r?.workers === 1 ? '' : 's'}
-            {c.last_seen !== null ? ` · last seen ${new Date(c.last_seen).toLocaleTimeString()}` : ''}
+            {dead.length > 0 ? `, ${dead.length} dead` : ''}
+            {c.last_seen !== null && (
+              <>
+                {' '}
+                · {lost !== undefined ? 'unreachable, last heard from' : 'last seen'} <When iso={c.last_seen} />
+              </>
+            )}
+            {c.last_seen === null && lost !== undefined ? ' · never connected' : ''}
           </span>
         </summary>
         {r !== null && (
@@ -143,12 +241,16 @@ function Cluster({ c, names }: { c: ClusterDoc; names: Map<string, string> }) {
             <p className="muted">Runs: {r.virtualizations.join(', ') || 'nothing'}{r.gpus_free > 0 ? ` · ${r.gpus_free} GPUs free` : ''}</p>
           </div>
         )}
-        {workers.length === 0 ? (
+        {lost !== undefined && workers.length + dead.length > 0 && <p className="muted">Not connected: its workers as it last reported them.</p>}
+        {workers.length + dead.length === 0 ? (
           <p className="muted">{c.status === 'ACTIVE' ? 'No worker has joined yet.' : 'Not connected: its workers are not known now.'}</p>
         ) : (
           <ul className="workers plain" aria-label={`workers of ${c.cluster_name}`}>
             {workers.map((w) => (
-              <Worker key={w.id} w={w} names={names} />
+              <Worker key={w.id} w={w} names={names} lost={lost} />
+            ))}
+            {dead.map((w) => (
+              <Dead key={w.id} w={w} c={c} canRemove={canRemove} />
             ))}
           </ul>
         )}
@@ -161,6 +263,13 @@ export default function InfrastructureView(_props: ViewProps) {
   const [clusters, setClusters] = useState<ClusterDoc[]>();
   const [error, setError] = useState<unknown>();
   const epoch = useEpoch();
+  const canRemove = hasRole(useStore(session), 'Infrastructure_Provider');
+  // the "… ago" texts move on even when no event comes (a lost cluster sends none)
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const t = setInterval(() => setTick((n) => n + 1), 10_000);
+    return () => clearInterval(t);
+  }, []);
   const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const last = useRef(0);
   const load = useCallback(() => {
@@ -187,7 +296,7 @@ export default function InfrastructureView(_props: ViewProps) {
   });
   const names = useMemo(() => {
     const m = new Map<string, string>();
-    for (const c of clusters ?? []) for (const w of c.resources?.worker_summary ?? []) m.set(w.id, `${w.name} (${c.cluster_name})`);
+    for (const c of clusters ?? []) for (const w of [...(c.resources?.worker_summary ?? []), ...(c.resources?.dead_workers ?? [])]) m.set(w.id, `${w.name} (${c.cluster_name})`);
     return m;
   }, [clusters]);
   const points = useMemo<MapPoint[]>(() => {
@@ -214,7 +323,7 @@ export default function InfrastructureView(_props: ViewProps) {
           ) : (
             <ul className="clusters plain" aria-label="clusters">
               {clusters.map((c) => (
-                <Cluster key={c._id} c={c} names={names} />
+                <Cluster key={c._id} c={c} names={names} canRemove={canRemove} />
               ))}
             </ul>
           )}

@@ -8,7 +8,7 @@ import { useEffect, useState } from 'react';
 import type { UsageSample } from '@oak/contracts';
 import { api } from '../../lib/api.ts';
 import { ErrorBox } from '../../components/error-box.tsx';
-import { onMetrics } from './live.ts';
+import { onMetrics } from '../../lib/events.ts';
 
 const W = 240;
 const H = 60;
