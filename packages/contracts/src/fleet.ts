@@ -79,6 +79,8 @@ export interface RolloutWorker {
   conn_before: string | null;
   /** ms since the epoch */
   sent_at: number | null;
+  /** the last time the command went out (resent while the worker says nothing about it) */
+  last_sent_at: number | null;
   done_at: number | null;
 }
 
@@ -104,6 +106,8 @@ export interface RolloutDoc {
   batches: number;
   /** why it failed, or what it did */
   outcome: string | null;
+  /** the first failure of the current batch (the rollout is rolling that batch back while set and running) */
+  failure: string | null;
   workers: RolloutWorker[];
   created_at: string;
   created_by: string | null;
