@@ -11,136 +11,46 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
-import { canConnectTcp, createNetwork, tmpDir, waitFor, type NetHost } from '@oak/testkit';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { canConnectTcp, waitFor, type NetHost } from '@oak/testkit';
 import { Api, waitHealthy } from '../src/api.ts';
-import { clustersActive, killMarked, processWorkload, removeCgroupParent, workloads } from '../src/faults.ts';
+import { clustersActive, processWorkload, workloads } from '../src/faults.ts';
+import { installField, run, V1, V2, type InstallOut, type Started } from '../src/install.ts';
 import { workerRows } from '../src/overlay.ts';
-import { repoRoot } from '../src/procs.ts';
 import { sla } from '../src/sla.ts';
+import type { ChildProcess } from 'node:child_process';
 
-const run = promisify(execFile);
 const PASSWORD = 'e2e-install-password';
-const V1 = '0.1.0';
-const V2 = '0.1.1';
-
-interface Started {
-  unit: string;
-  commandLine: string;
-}
-interface InstallOut {
-  version: string;
-  previous?: string;
-  upgrade: boolean;
-  dataDir: string;
-  services: Started[];
-}
 
 test('install from the release artifacts: root+cluster, two workers, deploy, upgrade without an instance restart, uninstall', { timeout: 240_000 }, async (t) => {
-  const dir = await tmpDir('oak-install-e2e');
+  // 1-2. the artifacts, written by `make dist`, copied to an empty place, checked, unpacked
+  const f = await installField('install', ['node-engine', 'cluster', 'root', 'cli'], (m) => t.diagnostic(m));
+  t.after(() => f.close());
+  const { field, env, installSh, prefix, start, stopped, artifact, markers, namespaces } = f;
+  const logOf = f.logOf;
   const children = new Set<ChildProcess>();
-  const markers: string[] = [];
-  const namespaces: string[] = [];
-  const nets: Awaited<ReturnType<typeof createNetwork>>[] = [];
-  const logs: string[] = [];
-  t.after(async () => {
-    for (const c of children) stop(c, 'SIGKILL');
-    for (const m of markers) await killMarked(m);
-    for (const n of namespaces) removeCgroupParent(n);
-    for (const n of nets) await n.destroy();
-    await dir.remove();
-  });
-  const stop = (c: ChildProcess, sig: NodeJS.Signals = 'SIGTERM'): void => {
-    try {
-      if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) process.kill(-c.pid, sig);
-    } catch {
-      // gone
-    }
-  };
-  const stopped = async (c: ChildProcess): Promise<void> => {
-    if (c.exitCode !== null || c.signalCode !== null) return;
-    const gone = new Promise<void>((r) => c.once('exit', () => r()));
-    const group = c.pid as number;
-    stop(c);
-    await gone;
-    // the shell goes first; the program it started (same process group) may still be shutting down
-    await waitFor(() => {
-      try {
-        process.kill(-group, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, { timeoutMs: 20_000, intervalMs: 50, message: `process group ${group} gone` });
-  };
-
-  // 1. the artifacts, written by `make dist` (here: the programs this test needs, amd64 or arm64 as the machine)
-  const relA = join(dir.path, 'build-a');
-  const relB = join(dir.path, 'build-b');
-  const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
-  await run(process.execPath, [join(repoRoot, 'scripts/build.mjs')], { cwd: repoRoot });
-  const distStarted = Date.now();
-  await Promise.all([
-    run(process.execPath, [join(repoRoot, 'scripts/dist.mjs'), '--out', relA, '--only', 'node-engine,cluster,root,cli', '--arch', arch, '--version', V1], { cwd: repoRoot }),
-    run(process.execPath, [join(repoRoot, 'scripts/dist.mjs'), '--out', relB, '--only', 'node-engine', '--arch', arch, '--version', V2], { cwd: repoRoot }),
-  ]);
-  t.diagnostic(`dist of 5 artifacts: ${Date.now() - distStarted} ms`);
-  const sums = readFileSync(join(relA, 'SHA256SUMS'), 'utf8');
-  for (const p of ['node-engine', 'cluster', 'root', 'cli']) assert.match(sums, new RegExp(`^[0-9a-f]{64}  oak-${p}-${V1}-linux-${arch}\\.tar\\.gz$`, 'm'));
-
-  // 2. an empty place with nothing of the repository: copy, check, unpack
-  const field = join(dir.path, 'device');
-  mkdirSync(field);
-  for (const f of readdirSync(relA)) copyFileSync(join(relA, f), join(field, f));
-  const upgradeTar = `oak-node-engine-${V2}-linux-${arch}.tar.gz`;
-  copyFileSync(join(relB, upgradeTar), join(field, upgradeTar));
-  await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: field });
-  for (const f of readdirSync(field).filter((x) => x.endsWith('.tar.gz'))) await run('tar', ['-xzf', f], { cwd: field });
-  let up = dirname(field);
-  while (up !== '/') {
-    assert.ok(!existsSync(join(up, 'node_modules')), `${up}/node_modules would let an artifact borrow packages`);
-    up = dirname(up);
-  }
-  const artifact = (p: string, v = V1): string => join(field, `oak-${p}-${v}-linux-${arch}`);
-  // node from the PATH only: the environment of a device, not of this test runner
-  const env = { PATH: `${dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin`, NO_COLOR: '1' };
-  const installSh = async (p: string, args: string[], v = V1): Promise<InstallOut> => {
-    const r = await run(join(artifact(p, v), 'install.sh'), [...args, '--no-systemd', '--json'], { cwd: field, env });
-    return JSON.parse(r.stdout) as InstallOut;
-  };
-  const prefix = (h: string): string => join(field, `host-${h}`);
-
-  // 3. hosts, and what runs on them: the printed command lines as they are, in a shell
-  const net = await createNetwork('inst', { gateway: true });
-  nets.push(net);
-  const [ha, hb, hc] = [await net.addHost('ctl'), await net.addHost('wa'), await net.addHost('wb')] as [NetHost, NetHost, NetHost];
-  const start = (name: string, host: NetHost, cmd: string, extraEnv: Record<string, string> = {}): ChildProcess => {
-    const logFile = join(dir.path, `${name}.log`);
-    logs.push(logFile);
-    const c = spawn('nsenter', [`--net=/run/netns/${host.ns}`, '--', 'sh', '-c', cmd], { cwd: field, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const out = createWriteStream(logFile, { flags: 'a' });
-    c.stdout?.pipe(out);
-    c.stderr?.pipe(out);
+  const track = (c: ChildProcess): ChildProcess => {
     children.add(c);
     c.once('exit', () => children.delete(c));
     return c;
   };
-  const logOf = (name: string): string => readFileSync(join(dir.path, `${name}.log`), 'utf8');
+
+  // 3. hosts, and what runs on them: the printed command lines as they are, in a shell
+  const net = f.net;
+  const [ha, hb, hc] = [await net.addHost('ctl'), await net.addHost('wa'), await net.addHost('wb')] as [NetHost, NetHost, NetHost];
 
   try {
     const root = await installSh('root', ['root', '--prefix', prefix('ctl')]);
     assert.equal(root.services.length, 1);
-    start('root', ha, (root.services[0] as Started).commandLine, { OAK_ADMIN_PASSWORD: PASSWORD });
+    track(start('root', ha, (root.services[0] as Started).commandLine, { OAK_ADMIN_PASSWORD: PASSWORD }));
     const api = new Api(`http://${ha.ip}:10000`);
     await waitHealthy(`http://${ha.ip}:10000/healthz`, 60_000);
     await api.login('Admin', PASSWORD);
     const token = async (body: Record<string, string>): Promise<string> => (await api.call<{ token: string }>('POST', '/api/tokens', body)).token;
 
     const cluster = await installSh('cluster', ['cluster', '--prefix', prefix('ctl'), '--root', ha.ip, '--name', 'c1', '--token', await token({ kind: 'cluster', name: 'c1' })]);
-    start('cluster', ha, (cluster.services[0] as Started).commandLine, { OAK_REPORT_INTERVAL_MS: '500', OAK_DEAD_AFTER_INTERVALS: '20' });
+    track(start('cluster', ha, (cluster.services[0] as Started).commandLine, { OAK_REPORT_INTERVAL_MS: '500', OAK_DEAD_AFTER_INTERVALS: '20' }));
     await waitFor(() => canConnectTcp(ha.ip, 10100, 500), { timeoutMs: 30_000, intervalMs: 100, message: 'cluster listening' });
 
     const workerArgs = async (h: string): Promise<string[]> => {
@@ -150,8 +60,8 @@ test('install from the release artifacts: root+cluster, two workers, deploy, upg
     const wa = await installSh('node-engine', await workerArgs('wa'));
     const wb = await installSh('node-engine', await workerArgs('wb'));
     const engines: Record<string, ChildProcess> = {
-      wa: start('wa', hb, (wa.services[0] as Started).commandLine),
-      wb: start('wb', hc, (wb.services[0] as Started).commandLine),
+      wa: track(start('wa', hb, (wa.services[0] as Started).commandLine)),
+      wb: track(start('wb', hc, (wb.services[0] as Started).commandLine)),
     };
     await clustersActive(api, { c1: 2 });
 
@@ -192,7 +102,7 @@ test('install from the release artifacts: root+cluster, two workers, deploy, upg
     assert.equal(down, 2);
     await stopped(engines[on] as ChildProcess);
     assert.equal(workloads(marker)[0]?.pid, before.pid, 'the instance outlives its NodeEngine');
-    start(`${on}-v2`, on === 'wa' ? hb : hc, (upgraded.services[0] as Started).commandLine);
+    track(start(`${on}-v2`, on === 'wa' ? hb : hc, (upgraded.services[0] as Started).commandLine));
     await waitFor(() => /re-adopted 1 running instance/.test(logOf(`${on}-v2`)), { timeoutMs: 30_000, intervalMs: 200, message: 're-adoption logged' });
     await clustersActive(api, { c1: 2 });
     const after = await api.waitStatus(svc.microserviceID, 'RUNNING', 1, 30_000);
@@ -222,7 +132,7 @@ test('install from the release artifacts: root+cluster, two workers, deploy, upg
     }
     for (const h of ['wa', 'wb', 'ctl', 'staged']) assert.deepEqual(readdirSync(prefix(h), { recursive: true }), [], `host-${h} is empty`);
   } catch (err) {
-    for (const l of logs) if (existsSync(l)) console.log(`----- ${l}\n${readFileSync(l, 'utf8').slice(-3000)}`);
+    f.dumpLogs();
     throw err;
   }
 });

@@ -12,6 +12,9 @@ import { CliError, UnreachableError } from './errors.ts';
 
 export interface RequestOptions {
   body?: unknown;
+  /** a body of bytes (an artifact upload), sent as `contentType` instead of JSON */
+  bytes?: Uint8Array;
+  contentType?: string;
   /** send the bearer token (default true) */
   auth?: boolean;
   /** give up after this long (default 30 s); 0 = never (streams) */
@@ -145,6 +148,7 @@ export class Api {
     const token = this.token;
     if (opts.auth !== false && token !== undefined) headers.authorization = `Bearer ${token}`;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    if (opts.bytes !== undefined) headers['content-type'] = opts.contentType ?? 'application/octet-stream';
     const signals: AbortSignal[] = [];
     const timeout = opts.timeoutMs ?? 30_000;
     if (timeout > 0) signals.push(AbortSignal.timeout(timeout));
@@ -153,7 +157,7 @@ export class Api {
       const init: RequestInit & { dispatcher?: Agent } = {
         method,
         headers,
-        body: opts.body === undefined ? null : JSON.stringify(opts.body),
+        body: opts.bytes !== undefined ? opts.bytes : opts.body === undefined ? null : JSON.stringify(opts.body),
         ...(signals.length > 0 ? { signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals) } : {}),
       };
       const dispatcher = await this.#pinnedDispatcher();

@@ -7,6 +7,7 @@ import { registerCluster } from './commands/cluster.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerEvents } from './commands/events.ts';
+import { registerFleet } from './commands/fleet.ts';
 import { registerInstall } from './commands/install.ts';
 import { registerInstance, registerService } from './commands/service.ts';
 import { registerToken } from './commands/token.ts';
@@ -59,5 +60,6 @@ Docs: docs/cli.md`,
   registerUser(program);
   registerAudit(program);
   registerInstall(program);
+  registerFleet(program);
   return program;
 }

@@ -35,9 +35,11 @@ import {
   parseTableQueryRequest,
   topics,
 } from '@oak/contracts';
-import type { ClusterToRoot, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
+import type { ClusterToRoot, NodeInformation, NodeRegistrationAnswer, RootToCluster } from '@oak/contracts';
 import { parseGeoPoint } from '@oak/scheduler';
 import { CLUSTER_VERSION } from './config.ts';
+import { ArtifactCache } from './artifacts.ts';
+import { releaseVersion } from '@oak/sysinfo';
 import type { ClusterConfig, WorkerTokenChecker, WorkerTokenResult } from './config.ts';
 import { ClusterCore } from './core.ts';
 import type { Effect } from './core.ts';
@@ -345,15 +347,47 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     const toRoot = (msg: ClusterToRoot): void => {
       link?.send(msg);
     };
+    // fleet upgrades (issue 14): artifacts from the root, for this cluster's workers only
+    const version = releaseVersion(CLUSTER_VERSION);
+    const artifacts = new ArtifactCache({ send: (m) => link?.send(m) ?? false });
+    const passUpgrade = (msg: Extract<RootToCluster, { type: 'worker_upgrade' }>): void => {
+      const c = msg.command;
+      if (!creds.has(msg.worker_id)) {
+        log.warn(`cluster: fleet upgrade for ${msg.worker_id}, which is not registered here: dropped (the root sends it again)`);
+        return;
+      }
+      if (c.action === 'rollback') {
+        publish(topics.upgrade(msg.worker_id), c);
+        return;
+      }
+      if (c.sha256 === undefined || c.size === undefined) return;
+      artifacts.fetch(c.sha256, c.size).then(
+        () => {
+          log.info(`fleet upgrade of worker ${msg.worker_id} to ${c.version} (rollout ${c.rollout_id})`);
+          publish(topics.upgrade(msg.worker_id), c);
+        },
+        (err: unknown) => log.warn(`cluster: could not fetch artifact ${c.sha256} from the root: ${err instanceof Error ? err.message : String(err)} (the root sends the command again)`),
+      );
+    };
 
     // ---------------------------------------------------------------- effects
     const sendAggregate = (): void => {
       clearTimeout(aggSoon);
       aggSoon = undefined;
       const resources = core.aggregate();
+      resources.version = version;
       for (const s of resources.worker_summary) {
         const wn = net.workerNet(s.id);
         if (wn) s.net = wn;
+        // versions and fleet-upgrade state: the latest of its registration and its last report
+        const w = core.workers.get(s.id);
+        const src = { ...(w?.registration ?? {}), ...(w?.info ?? {}) } as Partial<NodeInformation>;
+        if (src.version !== undefined) s.version = src.version;
+        if (src.netmanager_version !== undefined) s.netmanager_version = src.netmanager_version;
+        if (src.self_upgrade_blocker !== undefined) s.self_upgrade_blocker = src.self_upgrade_blocker;
+        if (src.upgrade !== undefined) s.upgrade = src.upgrade;
+        if (w?.conn) s.conn = w.conn;
+        if (w) s.reported_at = w.lastSeen;
       }
       const usage = core.usage();
       toRoot(usage.length > 0 ? { type: 'aggregate', resources, usage } : { type: 'aggregate', resources });
@@ -745,6 +779,16 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
     http.get('/api/instances', { onRequest: loopbackOnly }, async () =>
       [...core.desired.values()].map((d) => ({ name: d.name, worker_id: d.worker_id, status: d.status, status_detail: d.status_detail, publicip: d.publicip })),
     );
+    // fleet upgrades (issue 14): a registered worker fetches the artifact it was told to install,
+    // with its own credentials (HTTP basic: worker id, its MQTT password), over this HTTPS port
+    http.get<{ Params: { sha256: string } }>('/api/node/artifact/:sha256', async (req, reply) => {
+      const m = /^Basic ([A-Za-z0-9+/=]{1,1024})$/.exec(req.headers.authorization ?? '');
+      const [id, pw] = m ? (Buffer.from(m[1] as string, 'base64').toString('utf8').split(/:(.*)/s) as [string, string?]) : ['', undefined];
+      if (!creds.has(id) || !proves(id, pw)) throw new OakError('OAK_UNAUTHORIZED', 'a registered worker\'s credentials are required', { hint: 'the NodeEngine sends its worker id and MQTT password' });
+      const data = /^[0-9a-f]{64}$/.test(req.params.sha256) ? artifacts.get(req.params.sha256) : undefined;
+      if (!data) throw new OakError('OAK_NOT_FOUND', `artifact ${req.params.sha256.slice(0, 64)} is not on this cluster`, { hint: 'it comes with a fleet upgrade command from the root' });
+      return reply.code(200).header('content-type', 'application/gzip').send(data);
+    });
     http.get('/healthz', async () => ({
       status: 'ok',
       cluster_name: config.name,
@@ -765,7 +809,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         token: config.root.token,
         clusterName: config.name,
         clusterLocation: config.location ?? null,
-        version: CLUSTER_VERSION,
+        version,
         log,
         ...(config.linkSilenceTimeoutMs !== undefined ? { silenceTimeoutMs: config.linkSilenceTimeoutMs } : {}),
         ...(config.linkMaxBackoffMs !== undefined ? { maxBackoffMs: config.linkMaxBackoffMs } : {}),
@@ -811,6 +855,12 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
               case 'logs_cancel':
                 relay.cancel(msg.request_id);
                 break;
+              case 'worker_upgrade':
+                passUpgrade(msg);
+                break;
+              case 'artifact_chunk':
+                artifacts.onChunk(msg);
+                break;
               case 'revoke_workers': {
                 const r: { token_id?: string; worker_ids?: string[] } = {};
                 if (msg.token_id !== undefined) r.token_id = msg.token_id;
@@ -824,6 +874,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
           },
           onDown: () => {
             relay.cancelAll();
+            artifacts.linkDown();
             runNet(net.linkLost(Date.now()));
           },
         },

@@ -45,6 +45,8 @@ export interface NodeEngineConfig {
   reportIntervalMs?: number | undefined;
   /** `lat,long` (or free text) sent with the registration */
   location?: string | undefined;
+  /** fleet upgrades: an executable run after restarting into a new version (non-zero: the upgrade failed) */
+  upgradeCheck?: string | undefined;
   /** offer only these virtualizations (still probed) */
   runtimes?: Virtualization[] | undefined;
   /** addon labels this worker offers (`--addons`, OAK_ADDONS), sent as `supported_addons` for `addons` constraints */
@@ -140,6 +142,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     namespace: partial.namespace,
     reportIntervalMs: partial.reportIntervalMs,
     location: partial.location,
+    upgradeCheck: partial.upgradeCheck,
     runtimes: partial.runtimes,
     addons: partial.addons,
     mqttUrl: partial.mqttUrl,

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { connectBus } from '@oak/bus';
 import type { Bus } from '@oak/bus';
 import type { ConnectionOptions } from 'node:tls';
-import { OakError, decodeJson, instanceName, parseDeleteCommand, parseDeployCommand, tryParseJoinToken, topics } from '@oak/contracts';
+import { OakError, decodeJson, instanceName, parseDeleteCommand, parseDeployCommand, parseWorkerUpgradeCommand, tryParseJoinToken, topics } from '@oak/contracts';
+import { arch as hostArch, releaseVersion } from '@oak/sysinfo';
+import { Upgrader, downloadArtifact, type SelfUpgradeDeps } from './upgrade.ts';
 import type { DeployCommand, InstanceState, JobResources, JobStatus, JoinToken, NetInstanceDeploy, NetRegister, NetRegisterAnswer, NodeRegistrationAnswer, Virtualization } from '@oak/contracts';
 import { DEFAULT_SERVICE_POOL, DEFAULT_SERVICE_POOL_V6, DEFAULT_WORKER_POOL, DEFAULT_WORKER_POOL_V6, bridgePlan, inPlan } from '@oak/net';
 import { CLUSTER_SERVICE_NAME, fetchPinnedCa, pinnedTlsOptions } from '@oak/trust/tls';
@@ -43,6 +45,8 @@ export interface NodeEngineDeps {
   runtimes?: Runtime[];
   /** aborts a start that still waits for the cluster */
   signal?: AbortSignal;
+  /** fleet upgrades (issue 14): the install it runs from and how it restarts (NodeEngine's main only) */
+  selfUpgrade?: SelfUpgradeDeps;
 }
 
 export interface NodeEngineHandle {
@@ -59,6 +63,9 @@ export interface NodeEngineHandle {
 export type NodeEngineOptions = Partial<NodeEngineConfig>;
 
 const VALID_ID = /^[^/+#\s]{1,200}$/;
+
+/** the build's version (a release's oak-release.json says better: releaseVersion) */
+export const NODE_ENGINE_VERSION = '0.1.0';
 
 class Engine {
   readonly cfg: NodeEngineConfig;
@@ -120,6 +127,16 @@ class Engine {
   adopted = false;
   /** isolation is off (by config or because the machine cannot): no bridge to move */
   isolationUnavailable = false;
+  /** this NodeEngine's version (its release's manifest) */
+  readonly version = releaseVersion(NODE_ENGINE_VERSION);
+  /** fleet upgrades (issue 14) */
+  upgrader: Upgrader | undefined;
+
+  /** versions and upgrade state, in every registration and report */
+  versionFields(): { version: string; self_upgrade_blocker: string | null; upgrade?: NonNullable<Upgrader['state']> } {
+    const u = this.upgrader?.state;
+    return { version: this.version, self_upgrade_blocker: this.upgrader === undefined ? 'fleet upgrades are not set up' : this.upgrader.blocker, ...(u !== undefined ? { upgrade: u } : {}) };
+  }
 
   constructor(cfg: NodeEngineConfig, runtimes: Runtime[]) {
     this.cfg = cfg;
@@ -237,6 +254,8 @@ class Engine {
     this.publishAllStatuses();
     await this.report();
     this.reportTimer = setInterval(() => void this.report(), this.reportIntervalMs);
+    // a fleet upgrade or rollback that restarted us: check and confirm it
+    void this.upgrader?.afterStart();
   }
 
   /** the data dir (node id, instance state with the SLAs' env, keys) is root's alone: 0700 */
@@ -463,7 +482,7 @@ class Engine {
       const backoff = this.cfg.registerBackoffMs ?? { initial: 500, max: 10_000 };
       const answer = await registerWithRetry(
         url,
-        () => ({ ...body, token: this.cfg.joinToken ?? '', conn: this.conn, ...(id !== undefined ? { id } : {}), ...(id !== undefined && proof !== undefined ? { id_proof: proof } : {}) }),
+        () => ({ ...body, ...this.versionFields(), token: this.cfg.joinToken ?? '', conn: this.conn, ...(id !== undefined ? { id } : {}), ...(id !== undefined && proof !== undefined ? { id_proof: proof } : {}) }),
         () => this.tls(),
         {
           initialMs: backoff.initial,
@@ -587,6 +606,17 @@ class Engine {
     this.unsubscribe.push(await bus.subscribe(topics.delete(this.id), handle('delete', (p) => this.onDelete(p))));
     this.unsubscribe.push(await bus.subscribe(logTopics.request(this.id), handle('logs', (p) => this.onLogs(p))));
     this.unsubscribe.push(await bus.subscribe(logTopics.cancel(this.id), handle('logs cancel', (p) => this.onLogsCancel(p))));
+    this.unsubscribe.push(await bus.subscribe(topics.upgrade(this.id), handle('upgrade', (p) => {
+      if (this.shuttingDown) return;
+      let cmd;
+      try {
+        cmd = parseWorkerUpgradeCommand(p);
+      } catch (err) {
+        this.log.warn(`upgrade: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      void this.upgrader?.handle(cmd);
+    })));
     // the cluster does not know us (it restarted behind an external broker, or dropped us)
     this.unsubscribe.push(await bus.subscribe(topics.registerRequest(this.id), () => {
       if (Date.now() - this.lastRegistration > 5000) void this.reregister('the cluster asked this worker to register');
@@ -618,7 +648,7 @@ class Engine {
     this.reporting = true;
     try {
       const info = await this.sampler.information(this.offered, runningNames(this.entries.values()));
-      await bus.publishJson(topics.information(this.id), { ...info, conn: this.conn }, 1);
+      await bus.publishJson(topics.information(this.id), { ...info, conn: this.conn, ...this.versionFields() }, 1);
       const res: JobResources = { instances: [] };
       for (const e of this.entries.values()) {
         if (e.deleting || e.state !== 'RUNNING') continue;
@@ -1140,6 +1170,18 @@ class Engine {
 export async function startNodeEngine(config: NodeEngineOptions, deps: NodeEngineDeps = {}): Promise<NodeEngineHandle> {
   const cfg = withDefaults(config);
   const engine = new Engine(cfg, deps.runtimes ?? createDefaultRuntimes(cfg));
+  engine.upgrader = new Upgrader({
+    dataDir: cfg.dataDir,
+    version: engine.version,
+    arch: hostArch(),
+    self: deps.selfUpgrade,
+    check: cfg.upgradeCheck,
+    // from its own cluster only: HTTPS pinned to the cluster CA, its own worker credentials
+    download: async (sha, size) =>
+      downloadArtifact(`${registrationUrl(cfg.clusterAddress, cfg.clusterPort).replace(/\/api\/node\/register$/, '')}/api/node/artifact/${sha}`, await engine.tls(), engine.id, engine.password ?? '', size),
+    changed: () => void engine.report(),
+    log: engine.log,
+  });
   // drivers given by the embedder (test fakes) get no namespaces unless the config asks for them
   if (deps.runtimes !== undefined) engine.isolationDefault = 'off';
   const signal = deps.signal === undefined ? engine.closing.signal : AbortSignal.any([deps.signal, engine.closing.signal]);

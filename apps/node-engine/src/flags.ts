@@ -48,6 +48,7 @@ const FLAGS: FlagDef[] = [
   { long: 'log-retention', value: 'duration', help: 'keep the logs of ended and undeployed instances this long after they ended (s, m, h or d, e.g. 90m; 0 keeps none)', default: () => '24h' },
   { long: 'log-keep-instance-mb', value: 'MB', help: 'logs kept per ended instance (the newest part)', default: () => '8' },
   { long: 'log-keep-total-mb', value: 'MB', help: 'logs of ended instances kept in all; the instances that ended first are dropped first', default: () => '256' },
+  { long: 'upgrade-check', value: 'executable', help: 'after a fleet upgrade restarted this NodeEngine into a new version, run this; a non-zero exit fails the upgrade and the rollout rolls it back (env OAK_UPGRADE_CHECK)', default: (env) => env['OAK_UPGRADE_CHECK'] ?? 'none' },
   { short: 'h', long: 'help', help: 'print this help and exit', default: () => '' },
 ];
 
@@ -265,6 +266,11 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     const mb = intIn(v, 0, 1_048_576);
     if (mb === undefined) return { kind: 'error', message: `--${flag} ${JSON.stringify(v)}: give whole megabytes between 0 and 1048576` };
     partial[key] = mb * 1024 * 1024;
+  }
+  const uc = values.get('upgrade-check') ?? env['OAK_UPGRADE_CHECK'];
+  if (uc !== undefined && uc !== '') {
+    if (!uc.startsWith('/') || uc.split('/').includes('..') || uc.length > 1024) return { kind: 'error', message: `--upgrade-check ${JSON.stringify(uc.slice(0, 100))}: give the absolute path of an executable` };
+    partial.upgradeCheck = uc;
   }
   return { kind: 'run', config: withDefaults(partial, env) };
 }

@@ -22,6 +22,7 @@ import { auditRoutes } from './plugins/audit.ts';
 import { defaultDashboardDir, registerDashboard } from './plugins/dashboard.ts';
 import { authRoutes } from './plugins/auth.ts';
 import { clusterRoutes } from './plugins/clusters.ts';
+import { fleetRoutes } from './plugins/fleet.ts';
 import { eventRoutes } from './plugins/events.ts';
 import { healthRoutes } from './plugins/health.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
@@ -177,6 +178,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     await api.register(clusterRoutes, pluginOpts);
     await api.register(tokenRoutes, pluginOpts);
     await api.register(registryRoutes, pluginOpts);
+    await api.register(fleetRoutes, pluginOpts);
     await api.register(eventRoutes, {
       ...pluginOpts,
       heartbeatMs: opts.heartbeatMs ?? 15_000,

@@ -43,6 +43,10 @@ export interface RootContext {
   audit?: AuditLog;
   /** failed-login counters (set by buildRootApp when absent) */
   loginLimiter?: LoginLimiter;
+  /** fleet upgrades (issue 14): the link they use and a step now (set by startRootLink) */
+  fleet?: { link: import('./fleet/shell.ts').FleetLink; tick(): Promise<void> };
+  /** the largest artifact POST /api/fleet/artifacts takes (default MAX_ARTIFACT_BYTES, 256 MiB) */
+  fleetArtifactLimit?: number;
   /** removes workers of a connected cluster (revoke_workers by id); false when it is not connected */
   removeWorkers?: (clusterId: string, workerIds: string[]) => boolean;
   /**

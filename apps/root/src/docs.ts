@@ -152,6 +152,7 @@ export function clusterDoc(c: ClusterRow): ClusterDoc {
     memory_in_mb: c.resources?.memory_total_mb ?? 0,
     virtualization: [...(c.resources?.virtualizations ?? [])],
     last_modified_timestamp: c.last_seen !== null ? Math.floor(Date.parse(c.last_seen) / 1000) || 0 : 0,
+    version: c.resources?.version ?? null,
   };
 }
 

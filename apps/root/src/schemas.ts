@@ -222,6 +222,7 @@ export const ClusterDocSchema = Type.Object({
   memory_in_mb: Type.Optional(Type.Number({ description: "Oakestra's: resources.memory_total_mb" })),
   virtualization: Type.Optional(Type.Array(Type.String(), { description: "Oakestra's: resources.virtualizations" })),
   last_modified_timestamp: Type.Optional(Type.Number({ description: "Oakestra's: last_seen in seconds since the epoch (0: never)" })),
+  version: Type.Optional(Nullable(Type.String({ description: "the cluster orchestrator's version (its last aggregate)" }))),
 });
 
 // ---- params

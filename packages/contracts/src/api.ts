@@ -7,6 +7,7 @@ import type { FieldIssue } from './errors.ts';
 import type { HealthState, InstanceState } from './states.ts';
 import { AddonList, Virtualization, type Microservice } from './sla.ts';
 import { WorkerNet } from './net.ts';
+import { WorkerVersionFields } from './fleet.ts';
 
 export const ROLES = ['Admin', 'Organization_Admin', 'Application_Provider', 'Infrastructure_Provider'] as const;
 export type Role = (typeof ROLES)[number];
@@ -189,6 +190,11 @@ export const WorkerSummary = Type.Object({
   disk_free_mb: Type.Optional(Free('MB')),
   disk_total_mb: Type.Optional(Free('MB')),
   os: Type.Optional(Type.String({ maxLength: 128 })),
+  /** NodeEngine and NetManager versions, whether it can upgrade itself, its last upgrade (issue 14) */
+  ...WorkerVersionFields,
+  /** its NodeEngine process's connection nonce (a new one: it restarted) and its last report, ms since the epoch */
+  conn: Type.Optional(Type.String({ maxLength: 64 })),
+  reported_at: Type.Optional(Type.Number({ minimum: 0 })),
 });
 export type WorkerSummary = Static<typeof WorkerSummary>;
 
@@ -254,6 +260,8 @@ export const ClusterResources = Type.Object({
   supported_addons: Type.Optional(AddonList),
   /** workers declared dead and not removed (not capacity: never in worker_summary); absent from older clusters */
   dead_workers: Type.Optional(Type.Array(DeadWorker, { maxItems: MAX_DEAD_WORKERS })),
+  /** the cluster orchestrator's version (issue 14) */
+  version: Type.Optional(Type.String({ maxLength: 64 })),
 });
 export type ClusterResources = Static<typeof ClusterResources>;
 
@@ -273,6 +281,8 @@ export interface ClusterDoc {
   virtualization?: string[];
   /** seconds since the epoch of last_seen (0 when never seen) */
   last_modified_timestamp?: number;
+  /** the cluster orchestrator's version (its last aggregate) */
+  version?: string | null;
 }
 
 export interface TokenPair {

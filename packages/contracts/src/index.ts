@@ -16,3 +16,4 @@ export * from './wire.ts';
 export * from './workload.ts';
 export * from './registry.ts';
 export * from './arch.ts';
+export * from './fleet.ts';

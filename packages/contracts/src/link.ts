@@ -10,6 +10,7 @@ import { ClusterResources, InstanceUsage, MAX_USAGE_READINGS } from './api.ts';
 import { HealthState, InstanceState } from './states.ts';
 import { Microservice } from './sla.ts';
 import { InstanceAddresses, OverlayPeer, ServiceTable } from './net.ts';
+import { Sha256Hex, WorkerUpgradeCommand } from './fleet.ts';
 
 export const LINK_SERVICE_PATH = '/oak.ClusterLink/Connect';
 
@@ -118,6 +119,8 @@ export const ClusterToRoot = Type.Union([
   /** no worker of this cluster needs this job's table any more: stop sending table_update for it */
   Type.Object({ type: Type.Literal('interest_remove'), job_name: Type.String({ minLength: 1, maxLength: 255 }) }),
   Type.Object({ type: Type.Literal('pong'), t: Type.Number() }),
+  /** bytes of a release artifact the root sent a worker_upgrade for (issue 14); answered by artifact_chunk */
+  Type.Object({ type: Type.Literal('artifact_request'), request_id: RequestId(), sha256: Sha256Hex(), offset: Count() }),
   /** lines for a `logs` request, in order */
   Type.Object({ type: Type.Literal('logs_data'), request_id: Type.String({ minLength: 1 }), lines: Type.Array(Type.String()) }),
   /** a `logs` request is over (the instance's output ended, it was cancelled, or `error`) */
@@ -174,6 +177,18 @@ export const RootToCluster = Type.Union([
     epoch: Type.Optional(Epoch()),
   }),
   Type.Object({ type: Type.Literal('ping'), t: Type.Number() }),
+  /** fleet upgrade (issue 14): pass this command to the worker (the cluster fetches the artifact first) */
+  Type.Object({ type: Type.Literal('worker_upgrade'), worker_id: Type.String({ pattern: '^[^/+#\\s]{1,200}$' }), command: WorkerUpgradeCommand }),
+  /** answer to artifact_request: base64 bytes from `offset` (at most ARTIFACT_CHUNK_BYTES), the total size; or `error` */
+  Type.Object({
+    type: Type.Literal('artifact_chunk'),
+    request_id: Type.String({ minLength: 1, maxLength: 128 }),
+    sha256: Sha256Hex(),
+    offset: Count(),
+    total: Count(),
+    data: Type.String({ maxLength: 6 * 1024 * 1024 }),
+    error: Type.Optional(Type.String({ maxLength: 1000 })),
+  }),
   /** send an instance's log lines as logs_data messages, then logs_end */
   Type.Object({
     type: Type.Literal('logs'),

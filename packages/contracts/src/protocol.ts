@@ -9,6 +9,7 @@ import { AddonList, Microservice, Virtualization } from './sla.ts';
 import { InstanceAddresses } from './net.ts';
 import { GpuDevices } from './api.ts';
 import { RegistryAuth } from './registry.ts';
+import { WorkerVersionFields } from './fleet.ts';
 
 export const DEFAULT_PORTS = {
   root: 10000,
@@ -34,6 +35,8 @@ export const topics = {
   logsRequest: (id: string) => `nodes/${id}/control/logs`,
   /** cluster -> worker: stop a log request (LogCancel) */
   logsCancel: (id: string) => `nodes/${id}/control/logs/cancel`,
+  /** cluster -> worker: install this NodeEngine release, or go back to the previous one (WorkerUpgradeCommand, issue 14) */
+  upgrade: (id: string) => `nodes/${id}/control/upgrade`,
   /** cluster -> worker: you are not registered here (any more): register again (e.g. after a cluster restart) */
   registerRequest: (id: string) => `nodes/${id}/control/register`,
   /** worker -> cluster: batches of lines for one request (LogBatch) */
@@ -97,6 +100,8 @@ export const NodeRegistration = Type.Object({
   id_proof: Type.Optional(Type.String({ maxLength: 256 })),
   /** the NodeEngine's connection nonce (the one in its last will, NodeGone.conn) */
   conn: Type.Optional(ConnNonce()),
+  /** versions and fleet-upgrade state (issue 14) */
+  ...WorkerVersionFields,
 });
 export type NodeRegistration = Static<typeof NodeRegistration>;
 
@@ -130,6 +135,8 @@ export const NodeInformation = Type.Object({
   timestamp: Type.Number(),
   /** the NodeEngine's connection nonce (the one in its last will, NodeGone.conn) */
   conn: Type.Optional(ConnNonce()),
+  /** versions and fleet-upgrade state (issue 14) */
+  ...WorkerVersionFields,
 });
 export type NodeInformation = Static<typeof NodeInformation>;
 

@@ -10,6 +10,7 @@ import { OakError, type FieldIssue } from './errors.ts';
 import { schemaIssues } from './issues.ts';
 import { JSON_LIMITS, LimitExceededError, findLimitViolation, type JsonLimits } from './limits.ts';
 import { ClusterToRoot, InstanceAssignment, LINK_SERVICE_PATH, RootToCluster } from './link.ts';
+import { WorkerUpgradeCommand } from './fleet.ts';
 import {
   InterestRemove, NetInstanceDeploy, NetInstanceUndeploy, NetRegister, NetRegisterAnswer, PeerList, RttReport, ServiceDeployed, ServiceTable,
   ServiceUndeployed, SubnetRequest, SubnetResult, TableQueryRequest, TableQueryResult,
@@ -107,6 +108,7 @@ export const parseDeleteCommand = makeParser(DeleteCommand, 'delete command');
 export const parseInstanceAssignment = makeParser(InstanceAssignment, 'instance assignment');
 export const parseClusterToRoot = makeParser(ClusterToRoot, 'cluster-to-root link message');
 export const parseRootToCluster = makeParser(RootToCluster, 'root-to-cluster link message');
+export const parseWorkerUpgradeCommand = makeParser(WorkerUpgradeCommand, 'worker upgrade command');
 export const parseSubnetRequest = makeParser(SubnetRequest, 'subnet request');
 export const parseSubnetResult = makeParser(SubnetResult, 'subnet result');
 export const parseTableQueryRequest = makeParser(TableQueryRequest, 'table query request');

@@ -35,6 +35,11 @@ interface OldNodeRegistration {
   id_proof?: string;
   /** issue 9: the NodeEngine's connection nonce */
   conn?: string;
+  /** issue 14 */
+  version?: string;
+  netmanager_version?: string | null;
+  self_upgrade_blocker?: string | null;
+  upgrade?: C.WorkerUpgradeState;
   /** issue 12: addon labels for `addons` constraints */
   supported_addons?: string[];
 }
@@ -64,6 +69,11 @@ interface OldNodeInformation {
   running_instances: string[];
   timestamp: number;
   conn?: string;
+  /** issue 14 */
+  version?: string;
+  netmanager_version?: string | null;
+  self_upgrade_blocker?: string | null;
+  upgrade?: C.WorkerUpgradeState;
 }
 
 /** nodes/{id}/job: an instance changed state. */
@@ -162,6 +172,13 @@ interface OldWorkerSummary {
   disk_free_mb?: number;
   disk_total_mb?: number;
   os?: string;
+  /** issue 14 */
+  version?: string;
+  netmanager_version?: string | null;
+  self_upgrade_blocker?: string | null;
+  upgrade?: C.WorkerUpgradeState;
+  conn?: string;
+  reported_at?: number;
 }
 interface OldClusterResources {
   cpu_cores_free: number;
@@ -176,6 +193,8 @@ interface OldClusterResources {
   supported_addons?: string[];
   /** issue 11 */
   dead_workers?: { id: string; name: string; location?: string | null; dead_since: string; last_seen: string; reason: string }[];
+  /** issue 14 */
+  version?: string;
 }
 
 test('schema types keep the shapes of the former interfaces', () => {
@@ -189,8 +208,8 @@ test('schema types keep the shapes of the former interfaces', () => {
   ok<Same<C.InstanceAssignment, OldInstanceAssignment>>();
   ok<Same<C.WorkerSummary, OldWorkerSummary>>();
   ok<Same<ClusterResources, OldClusterResources>>();
-  ok<Equal<C.ClusterToRoot['type'], OldClusterToRoot['type'] | 'logs_data' | 'logs_end' | 'token_check' | 'subnet_request' | 'table_query' | 'interest_remove'>>();
-  ok<Equal<C.RootToCluster['type'], OldRootToCluster['type'] | 'logs' | 'logs_cancel' | 'token_result' | 'revoke_workers' | 'subnet_result' | 'table_result' | 'table_update' | 'peers' | 'redirect'>>();
+  ok<Equal<C.ClusterToRoot['type'], OldClusterToRoot['type'] | 'logs_data' | 'logs_end' | 'token_check' | 'subnet_request' | 'table_query' | 'interest_remove' | 'artifact_request'>>();
+  ok<Equal<C.RootToCluster['type'], OldRootToCluster['type'] | 'logs' | 'logs_cancel' | 'token_result' | 'revoke_workers' | 'subnet_result' | 'table_result' | 'table_update' | 'peers' | 'redirect' | 'worker_upgrade' | 'artifact_chunk'>>();
   ok<Same<Extract<C.ClusterToRoot, { type: 'instance_status' }>, Extract<OldClusterToRoot, { type: 'instance_status' }>>>();
   ok<Same<Extract<C.ClusterToRoot, { type: 'hello' }>, Extract<OldClusterToRoot, { type: 'hello' }>>>();
   ok<Same<Extract<C.RootToCluster, { type: 'sync' }>, Extract<OldRootToCluster, { type: 'sync' }>>>();

@@ -110,6 +110,8 @@ export interface DB {
     created_at: string;
   };
   settings: { key: string; value: string; created_at: string };
+  fleet_artifacts: { sha256: string; program: string; version: string; arch: string; size: number; data: Buffer; uploaded_at: string; uploaded_by: string | null };
+  fleet_rollouts: { id: string; status: string; state: string; created_at: string; updated_at: string };
   overlay_ipam: { id: number; version: number; state: string; updated_at: string };
   join_tokens: {
     id: string;

@@ -253,6 +253,29 @@ export const MIGRATIONS: readonly Migration[] = [
       `create index ended_instances_removed on ended_instances (removed_at)`,
     ],
   },
+  {
+    version: 9,
+    name: 'fleet upgrades: release artifacts and rollouts (issue 14)',
+    up: (b) => [
+      // the artifact's bytes live in the store so that every root replica on one database can serve them
+      `create table fleet_artifacts (
+        sha256 text primary key,
+        program text not null,
+        version text not null,
+        arch text not null,
+        size integer not null,
+        data ${b === 'sqlite' ? 'blob' : 'bytea'} not null,
+        uploaded_at text not null,
+        uploaded_by text)`,
+      // one row per rollout, its whole state as JSON (written before each step is acted on)
+      `create table fleet_rollouts (
+        id text primary key,
+        status text not null,
+        state text not null,
+        created_at text not null,
+        updated_at text not null)`,
+    ],
+  },
 ];
 
 /** Applies the missing migrations; returns the versions it applied. */

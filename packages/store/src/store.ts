@@ -26,6 +26,7 @@ import type {
   JoinTokenRow,
   NewJoinToken,
   NewRegistryCredential,
+  FleetArtifactRow,
   RegistryCredentialRow,
   InstancePatch,
   InstanceRow,
@@ -1044,6 +1045,55 @@ export class KyselyStore implements Store {
 
   async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
     return this.#notifier.listen(channel, onPayload);
+  }
+
+  // ---- fleet upgrades (issue 14) ----
+
+  async putFleetArtifact(row: FleetArtifactRow, data: Buffer): Promise<boolean> {
+    const r = await this.#db
+      .insertInto('fleet_artifacts')
+      .values({ ...row, data })
+      .onConflict((oc) => oc.column('sha256').doNothing())
+      .executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0n) > 0;
+  }
+
+  async listFleetArtifacts(): Promise<FleetArtifactRow[]> {
+    return this.#db.selectFrom('fleet_artifacts').select(['sha256', 'program', 'version', 'arch', 'size', 'uploaded_at', 'uploaded_by']).orderBy('uploaded_at', 'desc').execute();
+  }
+
+  async getFleetArtifact(sha256: string): Promise<FleetArtifactRow | undefined> {
+    return this.#db.selectFrom('fleet_artifacts').select(['sha256', 'program', 'version', 'arch', 'size', 'uploaded_at', 'uploaded_by']).where('sha256', '=', sha256).executeTakeFirst();
+  }
+
+  async readFleetArtifact(sha256: string, offset: number, length: number): Promise<Buffer | undefined> {
+    // one code path on both backends: the whole value, cut here (artifacts are a few MB)
+    const r = await this.#db.selectFrom('fleet_artifacts').select('data').where('sha256', '=', sha256).executeTakeFirst();
+    if (!r) return undefined;
+    const data = Buffer.isBuffer(r.data) ? r.data : Buffer.from(r.data as Uint8Array);
+    return data.subarray(offset, offset + length);
+  }
+
+  async deleteFleetArtifact(sha256: string): Promise<boolean> {
+    const r = await this.#db.deleteFrom('fleet_artifacts').where('sha256', '=', sha256).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async putFleetRollout(id: string, status: string, state: string, createdAt: string): Promise<void> {
+    const at = now();
+    await this.#db
+      .insertInto('fleet_rollouts')
+      .values({ id, status, state, created_at: createdAt, updated_at: at })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ status, state, updated_at: at }))
+      .execute();
+  }
+
+  async getFleetRollout(id: string): Promise<{ id: string; status: string; state: string } | undefined> {
+    return this.#db.selectFrom('fleet_rollouts').select(['id', 'status', 'state']).where('id', '=', id).executeTakeFirst();
+  }
+
+  async listFleetRollouts(limit: number): Promise<{ id: string; status: string; state: string }[]> {
+    return this.#db.selectFrom('fleet_rollouts').select(['id', 'status', 'state']).orderBy('created_at', 'desc').limit(limit).execute();
   }
 
   // ---- settings ----

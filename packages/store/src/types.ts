@@ -213,6 +213,17 @@ export interface RegistryCredentialRow {
   updated_at: string;
 }
 
+/** a fleet-upgrade artifact (issue 14): metadata; the bytes come with getFleetArtifactData */
+export interface FleetArtifactRow {
+  sha256: string;
+  program: string;
+  version: string;
+  arch: string;
+  size: number;
+  uploaded_at: string;
+  uploaded_by: string | null;
+}
+
 export type NewRegistryCredential = Pick<RegistryCredentialRow, 'organization_id' | 'host' | 'username' | 'secret' | 'created_by'>;
 
 /** One audited request or account event (the API document, defined once in contracts). */
@@ -443,6 +454,19 @@ export interface Store {
   notify(channel: string, payload: string): Promise<void>;
   /** answers a function that stops listening */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+
+  /** fleet upgrades (issue 14): a release artifact, stored once per sha256 (answers false when it was there) */
+  putFleetArtifact(row: FleetArtifactRow, data: Buffer): Promise<boolean>;
+  listFleetArtifacts(): Promise<FleetArtifactRow[]>;
+  getFleetArtifact(sha256: string): Promise<FleetArtifactRow | undefined>;
+  /** `length` bytes from `offset` of the artifact's data (fewer at its end) */
+  readFleetArtifact(sha256: string, offset: number, length: number): Promise<Buffer | undefined>;
+  deleteFleetArtifact(sha256: string): Promise<boolean>;
+  /** a rollout's state (JSON of a RolloutDoc), written whole */
+  putFleetRollout(id: string, status: string, state: string, createdAt: string): Promise<void>;
+  getFleetRollout(id: string): Promise<{ id: string; status: string; state: string } | undefined>;
+  /** newest first */
+  listFleetRollouts(limit: number): Promise<{ id: string; status: string; state: string }[]>;
 
   /** small persistent settings shared by every replica of the root (JWT secret, link token) */
   getSetting(key: string): Promise<string | undefined>;

@@ -753,6 +753,31 @@ export function storeSuite(b: Backend): void {
       assert.equal(await s.getSetting(k2), got[0]);
     });
 
+    it('fleet artifacts and rollouts (migration 9): bytes round-trip, kept once per sha256, chunked reads, rollout state replaced, persisted', async () => {
+      const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 251));
+      const sha = uniq('sha').padEnd(64, '0').slice(0, 64);
+      const row = { sha256: sha, program: 'node-engine', version: '0.2.0', arch: 'amd64', size: data.length, uploaded_at: new Date().toISOString(), uploaded_by: null };
+      assert.equal(await s.putFleetArtifact(row, data), true);
+      assert.equal(await s.putFleetArtifact(row, Buffer.from('other')), false, 'the same sha256 is kept once');
+      assert.deepEqual(await s.getFleetArtifact(sha), row);
+      assert.ok((await s.listFleetArtifacts()).some((a) => a.sha256 === sha));
+      assert.deepEqual(await s.readFleetArtifact(sha, 0, 5000), data);
+      assert.deepEqual(await s.readFleetArtifact(sha, 4000, 4096), data.subarray(4000));
+      assert.equal(await s.readFleetArtifact('f'.repeat(64), 0, 10), undefined);
+      const id = uniq('r').replace(/[^a-z0-9]/g, '').slice(0, 40);
+      await s.putFleetRollout(id, 'running', '{"step":1}', new Date().toISOString());
+      await s.putFleetRollout(id, 'failed', '{"step":2}', new Date().toISOString());
+      const other = await b.open();
+      try {
+        assert.deepEqual(await other.getFleetRollout(id), { id, status: 'failed', state: '{"step":2}' });
+        assert.ok((await other.listFleetRollouts(100)).some((r) => r.id === id));
+      } finally {
+        await other.close();
+      }
+      assert.equal(await s.deleteFleetArtifact(sha), true);
+      assert.equal(await s.getFleetArtifact(sha), undefined);
+    });
+
     it('registry credentials: put, replace, per organisation, list by host, delete, unknown organisation, persisted', async () => {
       const a = await s.createOrganization(uniq('rega'));
       const bOrg = await s.createOrganization(uniq('regb'));

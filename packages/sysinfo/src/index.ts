@@ -7,3 +7,4 @@ export type { CpuTimes, ProcPidStat, CgroupMount } from './parse.ts';
 export { unixSocketAnswers } from './sockets.ts';
 export { detectGpus, parseNvidiaSmi, parseNvidiaProcInformation, NVIDIA_SMI_ARGS, MAX_GPUS, MAX_GPU_NAME } from './gpu.ts';
 export type { GpuDevice, GpuDetectOptions } from './gpu.ts';
+export { releaseManifest, releaseVersion } from './release.ts';

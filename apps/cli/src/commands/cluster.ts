@@ -55,15 +55,25 @@ export function rttText(w: WorkerSummary, names: ReadonlyMap<string, string> = n
   return text.length <= RTT_WIDTH ? text : `${text.slice(0, RTT_WIDTH - 1)}…`;
 }
 
+/** the NodeEngine's version, with a fleet upgrade under way or failed, or `(no self-upgrade)` */
+export function versionText(w: WorkerSummary): string {
+  const v = w.version ?? '-';
+  const u = w.upgrade;
+  if (u !== undefined && u.phase !== 'done') return `${v} (${u.action} to ${u.version}: ${u.phase})`;
+  return w.self_upgrade_blocker ? `${v} (no self-upgrade)` : v;
+}
+
 async function workersTable(ui: Ui, rows: { cluster: string; w: WorkerSummary }[], withCluster: boolean): Promise<string> {
   const names = new Map(rows.map(({ w }) => [w.id, w.name]));
   return table(
     ui,
-    ['NODE', 'ID', ...(withCluster ? ['CLUSTER'] : []), 'CPU FREE', 'MEMORY FREE (MB)', 'GPUS FREE/TOTAL', 'VIRTUALIZATIONS', 'LOCATION', 'SUBNET', 'RTT'],
+    ['NODE', 'ID', ...(withCluster ? ['CLUSTER'] : []), 'VERSION', 'NETMANAGER', 'CPU FREE', 'MEMORY FREE (MB)', 'GPUS FREE/TOTAL', 'VIRTUALIZATIONS', 'LOCATION', 'SUBNET', 'RTT'],
     rows.map(({ cluster, w }) => [
       w.name,
       w.id,
       ...(withCluster ? [cluster] : []),
+      versionText(w),
+      dash(w.netmanager_version ?? undefined),
       round(w.cpu_cores_free),
       String(Math.round(w.memory_free_mb)),
       gpuText(w),
@@ -98,8 +108,8 @@ export function registerCluster(program: Command): void {
         if (list.length === 0) return 'no clusters; start one (oak-cluster with SYSTEM_MANAGER_URL pointing at this root), or run the 1-DOC with \'oak up\'';
         return table(
           s.ui,
-          ['NAME', 'ID', 'STATUS', 'LOCATION', 'WORKERS', 'CPU FREE/TOTAL', 'MEMORY FREE/TOTAL (MB)', 'LAST SEEN'],
-          list.map((c) => [c.cluster_name, c._id, status(s.ui.color, c.status), dash(c.cluster_location), String(c.resources?.workers ?? 0), cpu(c), mem(c), c.last_seen ? `${age(c.last_seen)} ago` : '-']),
+          ['NAME', 'ID', 'STATUS', 'VERSION', 'LOCATION', 'WORKERS', 'CPU FREE/TOTAL', 'MEMORY FREE/TOTAL (MB)', 'LAST SEEN'],
+          list.map((c) => [c.cluster_name, c._id, status(s.ui.color, c.status), dash(c.version ?? c.resources?.version), dash(c.cluster_location), String(c.resources?.workers ?? 0), cpu(c), mem(c), c.last_seen ? `${age(c.last_seen)} ago` : '-']),
         );
       });
     });
@@ -120,6 +130,7 @@ export function registerCluster(program: Command): void {
           ['name', c.cluster_name],
           ['id', c._id],
           ['status', status(s.ui.color, c.status)],
+          ['version', c.version ?? c.resources?.version],
           ['location', c.cluster_location],
           ['last seen', c.last_seen ? `${c.last_seen} (${age(c.last_seen)} ago)` : '-'],
           ['workers', r?.workers ?? 0],

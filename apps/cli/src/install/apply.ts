@@ -45,6 +45,8 @@ export interface InstallRequest {
   prefix: string;
   flags: RawFlags;
   noSystemd: boolean;
+  /** enable but do not (re)start the units (the NodeEngine of a fleet upgrade restarts itself) */
+  noRestart?: boolean;
   allowDowngrade: boolean;
   node: string;
 }
@@ -204,12 +206,12 @@ export function install(req: InstallRequest): InstallResult {
 
   // 5. start it (or say how)
   const started = services.map((svc): Started => ({ unit: svc.unit, argv: svc.argv, env: { ...svc.env }, envFile: l.envFile, commandLine: commandLine(svc, l.envFile) }));
-  if (services.length > 0) lines.push(...startLines(services, systemd, prefix, before !== undefined, started));
+  if (services.length > 0) lines.push(...startLines(services, systemd, prefix, before !== undefined, started, req.noRestart === true));
   lines.push(`remove it with: oak uninstall ${role}${prefix === '/' ? '' : ` --prefix ${prefix}`} (or node ${join(l.current, 'oak-install.mjs')} uninstall ${role})`);
   return { role, version: rel.version, ...(previous !== undefined ? { previous } : {}), upgrade: before !== undefined, dataDir: l.dataDir, units, services: started, lines };
 }
 
-function startLines(services: Service[], systemd: boolean, prefix: string, restart: boolean, started: Started[]): string[] {
+function startLines(services: Service[], systemd: boolean, prefix: string, restart: boolean, started: Started[], noRestart = false): string[] {
   const names = services.map((s) => s.unit);
   if (!systemd) {
     return [
@@ -221,6 +223,7 @@ function startLines(services: Service[], systemd: boolean, prefix: string, resta
   if (!onRealSystem(prefix)) return [`units written to ${join(prefix, 'etc/systemd/system')} (a staged prefix: systemctl was not called)`];
   run('systemctl', ['daemon-reload']);
   run('systemctl', ['enable', ...names]);
+  if (noRestart) return [`enabled ${names.join(', ')}; not restarted (--no-restart): the running version stays until they restart`];
   // restart starts a stopped unit, and moves a running one to the new version (instances stay)
   for (const n of names) run('systemctl', ['restart', n]);
   return [`enabled and ${restart ? 'restarted' : 'started'} ${names.join(', ')}`, `check it: systemctl status ${names.join(' ')}; journalctl -u ${names[names.length - 1] ?? ''} -f`];

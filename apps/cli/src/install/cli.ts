@@ -19,6 +19,7 @@ Settings (validated; each one a flag of the program, the join token kept in a 06
   root:    [--port 10000] [--tls auto]
   full:    [--name worker] [--location lat,long] [--public-address ip] [--port 10000]
   any:     [--data-dir /var/lib/oak/<role>] [--node /usr/bin/node]
+           [--no-restart]: write and enable everything, restart nothing (a fleet upgrade restarts itself)
 
 Puts the program in <prefix>/opt/oak/<program>/<version> (link 'current'), the data dir (0700),
 a systemd unit (enabled and started) or, with --no-systemd, prints the command to run. Installing
@@ -33,8 +34,8 @@ Examples:
 Docs: docs/deployment.md`;
 }
 
-const SHARED = ['prefix', 'no-systemd', 'allow-downgrade', 'json', 'purge', 'help', 'artifact-dir', 'node'];
-const BOOLEAN = new Set(['no-systemd', 'allow-downgrade', 'json', 'purge', 'help', 'netmanager']);
+const SHARED = ['prefix', 'no-systemd', 'no-restart', 'allow-downgrade', 'json', 'purge', 'help', 'artifact-dir', 'node'];
+const BOOLEAN = new Set(['no-systemd', 'no-restart', 'allow-downgrade', 'json', 'purge', 'help', 'netmanager']);
 
 export interface InstallerOutput {
   code: number;
@@ -102,6 +103,7 @@ export function runInstaller(argv: string[], ctx: InstallerContext = {}): Instal
       prefix,
       flags,
       noSystemd: v['no-systemd'] === true,
+      noRestart: v['no-restart'] === true,
       allowDowngrade: v['allow-downgrade'] === true,
       node: typeof v.node === 'string' ? v.node : process.execPath,
     });

@@ -9,6 +9,7 @@ import { rootTrust } from '../trust.ts';
 import { createLinkControlPlane } from './control.ts';
 import type { LinkControlPlane, NetLimits } from './control.ts';
 import { startLinkServer } from './server.ts';
+import { startFleetShell } from '../fleet/shell.ts';
 import type { LinkServer } from './server.ts';
 import type { LinkLog } from './codec.ts';
 import type { ReconcilerConfigPatch } from '../reconcile/shell.ts';
@@ -96,7 +97,17 @@ export async function startRootLink(ctx: RootContext, settings: LinkControlSetti
     ...(settings.netLimits !== undefined ? { netLimits: settings.netLimits } : {}),
     ...(settings.reconcile !== undefined ? { reconcile: settings.reconcile } : {}),
   });
-  return { control, link, port: link.port, address: link.address, caHash: trust.caHash, close: () => control.close() };
+  // fleet upgrades (issue 14) run where the link runs
+  const fleet = startFleetShell({ store: ctx.store, link, log });
+  ctx.fleet = { link, tick: () => fleet.tick() };
+  return {
+    control, link, port: link.port, address: link.address, caHash: trust.caHash,
+    close: () => {
+      fleet.close();
+      if (ctx.fleet?.link === link) delete ctx.fleet;
+      return control.close();
+    },
+  };
 }
 
 /** For startRoot({ control: linkControl({...}) }): the control plane of startRootLink. */

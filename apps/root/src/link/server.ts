@@ -14,6 +14,7 @@
  * `pingTimeoutMs` or whose stream ends is set INACTIVE at once. What arrives is validated; the
  * placement side (control.ts) listens through LinkListener.
  */
+import { artifactChunk } from '../fleet/shell.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { parseClusterToRoot } from '@oak/contracts';
@@ -362,6 +363,24 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
               s.call.write(answer);
             } catch {
               // the stream is going; the cluster's check times out
+            }
+          });
+        return;
+      }
+      case 'artifact_request': {
+        // fleet upgrades (issue 14): one chunk of an artifact from the store
+        const m = msg;
+        artifactChunk(o.store, m)
+          .catch((err: unknown): RootToCluster => {
+            log.error({ err, cluster: s.cluster.name }, 'link: artifact read failed');
+            return { type: 'artifact_chunk', request_id: m.request_id, sha256: m.sha256, offset: m.offset, total: 0, data: '', error: 'the root could not read the artifact' };
+          })
+          .then((answer) => {
+            if (s.ended) return;
+            try {
+              s.call.write(answer);
+            } catch {
+              // the stream is going; the cluster asks again
             }
           });
         return;
