@@ -118,7 +118,7 @@ test('hostile volumes are refused with path-precise errors', () => {
   errorAt(sla({ volumes: [{ volume_id: 'v', csi_driver: 'x', mount_path: 'rel' }] }), `${MS}.volumes[0].mount_path`);
   errorAt(sla({ volumes: [{ name: 'a', target: '/x' }, { name: 'b', target: '/x/' }] }), `${MS}.volumes[1]`, /two volumes/);
   errorAt(sla({ volumes: [7] }), `${MS}.volumes[0]`);
-  errorAt(sla({ virtualization: 'process', code: '/bin/sh', volumes: [{ name: 'd', target: '/d' }] }), `${MS}.volumes`, /containers only/);
+  errorAt(sla({ virtualization: 'process', code: '/bin/sh', volumes: [{ name: 'd', target: '/d' }] }), `${MS}.volumes`, /containers and microVMs only/);
 });
 
 test('storage: a warning naming why where it is not enforced (containers), none for processes', () => {

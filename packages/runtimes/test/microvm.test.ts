@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { buildBusyboxImage, startRegistry, waitFor } from '@oak/testkit';
 import type { RegistryInstance } from '@oak/testkit';
 import { DEFAULT_MICROVM_KERNEL_DIR, MicrovmRuntime, initScript, microvmVerdict, planRun, readExitLine, shq, tscArgs } from '../src/index.ts';
+import { resolveUser, startScript } from '../src/microvm/index.ts';
 import type { InstanceExit, InstanceSpec } from '../src/index.ts';
 import { writeFileSync } from 'node:fs';
 
@@ -118,6 +119,38 @@ test('pure: command and env as for containers, quoting, the exit line and its ve
   assert.equal(tscArgs('no such line'), '');
 });
 
+test('pure: the image User resolved as Docker does, and /init drops to it; files, volumes, start.sh', () => {
+  const passwd = 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321:app:/home/app:/bin/sh\n# comment\nnohome:x:7:8::relative:/bin/sh\n';
+  const group = 'root:x:0:\nstaff:x:50:app\n';
+  assert.deepEqual(resolveUser('', passwd, group), { uid: 0, gid: 0, home: '/root' });
+  assert.deepEqual(resolveUser('app', passwd, group), { uid: 1234, gid: 4321, home: '/home/app' });
+  assert.deepEqual(resolveUser('app:staff', passwd, group), { uid: 1234, gid: 50, home: '/home/app' });
+  assert.deepEqual(resolveUser('1234', passwd, group), { uid: 1234, gid: 4321, home: '/home/app' });
+  assert.deepEqual(resolveUser('999', passwd, group), { uid: 999, gid: 0, home: '/' });
+  assert.deepEqual(resolveUser('999:77', passwd, group), { uid: 999, gid: 77, home: '/' });
+  assert.deepEqual(resolveUser('nohome', passwd, group), { uid: 7, gid: 8, home: '/' });
+  assert.match(resolveUser('ghost', passwd, group) as string, /"ghost" is not in its \/etc\/passwd/);
+  assert.match(resolveUser('app:ghosts', passwd, group) as string, /group "ghosts" is not in its \/etc\/group/);
+  assert.match(resolveUser('a:b:c', passwd, group) as string, /not user\[:group\]/);
+  assert.match(resolveUser('app', undefined, undefined) as string, /not in its \/etc\/passwd/);
+  const base = { argv: ['id'], env: ['PATH=/bin'], workdir: '/srv/app', hostname: 'h' };
+  assert.ok(!initScript(base).includes('nsenter'), 'root: no drop');
+  assert.ok(!initScript({ ...base, user: { uid: 0, gid: 0 } }).includes('nsenter'));
+  const init = initScript({ ...base, user: { uid: 1234, gid: 4321 }, files: [{ target: "/etc/it's.conf", mode: 0o640 }], volumes: [{ target: '/data', readonly: false }, { target: '/ro', readonly: true }] });
+  assert.ok(init.includes("'PATH=/bin' /.oak/busybox nsenter -F -G 4321 -S 1234 -- 'id'"), init);
+  assert.ok(init.includes("$B mkdir -p '/srv/app' 2>/dev/null; cd '/srv/app'"));
+  assert.ok(init.includes("$B mv -f /.oak/files/0 '/etc/it'\\''s.conf' && $B chmod 640 '/etc/it'\\''s.conf'"), init);
+  assert.ok(init.includes("mount -t virtiofs vol0 '/data'") && init.includes("mount -t virtiofs -o ro vol1 '/ro'"));
+  assert.ok(init.includes('fuse virtiofs') && !init.includes('virtio_net'), 'the virtiofs modules, no network ones without a network');
+  // the setup steps come before the workload
+  assert.ok(init.indexOf('virtiofs vol1') < init.indexOf('nsenter -F') && init.indexOf('/.oak/files/0') < init.indexOf('nsenter -F'));
+  const sh = startScript([{ source: '/v/a b', readonly: false, socket: '/i/vfs0.sock' }, { source: "/v/it's", readonly: true, socket: '/i/vfs1.sock' }], ['/usr/bin/qemu', '-m', '128'], { virtiofsd: '/usr/lib/qemu/virtiofsd', unshare: '/usr/bin/unshare', mount: '/usr/bin/mount' });
+  assert.ok(sh.includes("'/usr/lib/qemu/virtiofsd' --socket-path='/i/vfs0.sock' -o 'source=/v/a b' -o sandbox=namespace -o log_level=err &"), sh);
+  assert.match(sh, /'\/usr\/bin\/unshare' --mount --propagation private -- \/bin\/sh -c '.*remount,bind,ro.*' sh '\/v\/it'\\''s' '\/usr\/lib\/qemu\/virtiofsd'/);
+  assert.ok(sh.includes("until [ -S '/i/vfs0.sock' ] && [ -S '/i/vfs1.sock' ]"));
+  assert.ok(sh.trimEnd().endsWith("exec '/usr/bin/qemu' '-m' '128'"));
+});
+
 test('probe: no kernel, no microvm, and it says where to get one', async () => {
   const rt = new MicrovmRuntime({ dataDir: await newDir(), cgroupParent: parent, kernelDir: '/nonexistent/kernel' });
   runtimes.push(rt);
@@ -131,7 +164,13 @@ test('hostile specs are refused before anything boots', async () => {
   await assert.rejects(rt.start(spec({ memory_mb: 32 })), /memory >= 96 MB/);
   await assert.rejects(rt.start(spec({ code: 'bad ref;$(x)' })), /not valid/);
   await assert.rejects(rt.start(spec({ code: `${reg?.url ?? ''}/library/absent:1` })), /cannot pull image/);
-  await assert.rejects(rt.start(spec({ memory_mb: 128, registryAuth: { host: reg?.url ?? '', username: 'u', password: 'p' } })), /without registry logins/);
+  // volumes: directories only, absolute targets, a source that exists
+  const d = await newDir();
+  writeFileSync(join(d, 'file'), 'x');
+  await assert.rejects(rt.start(spec({ memory_mb: 128, mounts: [{ source: join(d, 'file'), target: '/f', readonly: false }] })), /is a file: a microvm shares directories only/);
+  await assert.rejects(rt.start(spec({ memory_mb: 128, mounts: [{ source: d, target: 'rel', readonly: false }] })), /not an absolute path/);
+  await assert.rejects(rt.start(spec({ memory_mb: 128, mounts: [{ source: join(d, 'none'), target: '/n', readonly: false }] })), /does not exist/);
+  await assert.rejects(rt.start(spec({ memory_mb: 128, files: [{ source: join(d, 'file'), target: '../etc/x', mode: 0o644 }] })), /not an absolute path without/);
   assert.deepEqual(await rt.list(), []);
 });
 
