@@ -1,6 +1,6 @@
 /**
- * The runtime matrix in an M-DOC (issue 10; container, process, wasm, and unikernel where qemu
- * works): a root+cluster host and two worker hosts (network namespaces, the real binaries). For every virtualization both workers offer: a service RUNNING
+ * The runtime matrix in an M-DOC (issue 10; container, process, wasm, and unikernel and microvm
+ * where qemu works and the microvm kernel is unpacked): a root+cluster host and two worker hosts (network namespaces, the real binaries). For every virtualization both workers offer: a service RUNNING
  * with its logs through root -> cluster -> worker, its worker's NodeEngine killed (-9) and started
  * again re-adopting it without a duplicate, a workload over its memory limit FAILED with the
  * reason, and a delete leaving no copy on either worker.
@@ -9,9 +9,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { probeQemu } from '@oak/runtimes';
+import { DEFAULT_MICROVM_KERNEL_DIR, findKernel, probeQemu } from '@oak/runtimes';
 import { buildTestKernel, waitFor } from '@oak/testkit';
-import { Matrix, copies, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
+import { Matrix, copies, microvmFixture, registryIntoHosts, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
 import { Topology, soleClusterWith, type Worker } from '../src/topology.ts';
 
 test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is re-adopted after a NodeEngine kill, fails by its limit, leaves nothing', { timeout: 600_000 }, async (t) => {
@@ -33,6 +33,12 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
       const archive = join(topo.dir.path, 'uk.tar.gz');
       await copyFile((await buildTestKernel()).archive, archive);
       fixtures.push(unikernelFixture(archive));
+      // the microvm: the topology's busybox image, pulled by the workers' NodeEngines themselves
+      // (skopeo) through relays of the loopback registry into their namespaces
+      if (typeof (await findKernel(DEFAULT_MICROVM_KERNEL_DIR)) !== 'string') {
+        await registryIntoHosts(topo.procs, topo.dir.path, topo.image, topo.net.gatewayIp as string, [h1, h2]);
+        fixtures.push(microvmFixture(topo.image));
+      }
     }
     for (const f of fixtures) assert.ok(cluster.resources?.virtualizations.includes(f.virtualization), `the workers offer ${f.virtualization}`);
     const byId = (id: string | null): Worker | undefined => {
