@@ -140,7 +140,7 @@ test('pure: the image User resolved as Docker does, and /init drops to it; files
   assert.ok(init.includes("'PATH=/bin' /.oak/busybox nsenter -F -G 4321 -S 1234 -- 'id'"), init);
   assert.ok(init.includes("$B mkdir -p '/srv/app' 2>/dev/null; cd '/srv/app'"));
   assert.ok(init.includes("$B mv -f /.oak/files/0 '/etc/it'\\''s.conf' && $B chmod 640 '/etc/it'\\''s.conf'"), init);
-  assert.ok(init.includes("mount -t virtiofs vol0 '/data'") && init.includes("mount -t virtiofs -o ro vol1 '/ro'"));
+  assert.ok(init.includes("mount -t virtiofs -o nosuid,nodev vol0 '/data'") && init.includes("mount -t virtiofs -o ro,nosuid,nodev vol1 '/ro'"), init);
   assert.ok(init.includes('fuse virtiofs') && !init.includes('virtio_net'), 'the virtiofs modules, no network ones without a network');
   // the setup steps come before the workload
   assert.ok(init.indexOf('virtiofs vol1') < init.indexOf('nsenter -F') && init.indexOf('/.oak/files/0') < init.indexOf('nsenter -F'));

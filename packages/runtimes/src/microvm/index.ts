@@ -226,7 +226,7 @@ export function initScript(p: InitPlan): string {
   }
   vols.forEach((v, i) => {
     const t = shq(v.target);
-    l.push(`$B mkdir -p ${t} && $B mount -t virtiofs ${v.readonly ? '-o ro ' : ''}vol${i} ${t} || fail ${shq(`cannot mount volume ${i} at ${v.target}`)}`);
+    l.push(`$B mkdir -p ${t} && $B mount -t virtiofs -o ${v.readonly ? 'ro,' : ''}nosuid,nodev vol${i} ${t} || fail ${shq(`cannot mount volume ${i} at ${v.target}`)}`);
   });
   (p.files ?? []).forEach((f, i) => {
     const t = shq(f.target);
