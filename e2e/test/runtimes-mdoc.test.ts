@@ -54,7 +54,7 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
     for (const f of fixtures) services.push(await m.deploy(f, 'svc', { ...f.service(m.marker(f, 'svc')), extra: pin }));
     for (const d of services) {
       await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING', d.fixture.startMs);
-      await m.waitLogs(d, `${d.marker} up`);
+      await m.waitLogs(d, `${d.marker} up`, d.fixture.startMs);
       assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
     }
 

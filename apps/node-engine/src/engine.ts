@@ -829,7 +829,8 @@ class Engine {
     if (this.runs.has(e.id) || this.entries.get(e.id) !== e || e.deleting || e.state !== 'RUNNING') return;
     const spec = deployToSpec(cmd);
     if (!spec.ok) return;
-    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [] });
+    // named volumes too (without their directory a re-adopted instance with one got no probes)
+    const policy = await applyPolicy(cmd, { allowPrivileged: this.cfg.allowPrivileged === true, volumeAllow: this.cfg.volumeAllow ?? [], volumesDir: join(this.cfg.dataDir, 'volumes') });
     if (!policy.ok) return;
     if (policy.privileged) spec.spec.privileged = true;
     if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;

@@ -204,6 +204,9 @@ test('added files: size caps and deadlines hold, nothing is left behind', async 
   assert.ok(ok.ok);
   assert.deepEqual(ok.files.map((f) => [f.target, f.mode]), [['/oak/files/conf.txt', 0o644], ['/opt/h.txt', 0o755]]);
   assert.equal(readFileSync(ok.files[0]?.source ?? '', 'utf8'), 'conf-from-url\n');
+  // a microvm's files land at absolute paths in its own root, as a container's
+  const vm = await fetchAddedFiles([`${base}/conf.txt`, { url: `${base}/hello.txt`, path: '/opt/h.txt' }], 'microvm', d);
+  assert.deepEqual(vm.ok ? vm.files.map((f) => f.target) : vm, ['/oak/files/conf.txt', '/opt/h.txt']);
   assert.match(JSON.stringify(await fetchAddedFiles(['file:///etc/passwd'], 'process', d)), /only http and https/);
   assert.match(JSON.stringify(await fetchAddedFiles('x', 'process', d)), /must be a list/);
 });
