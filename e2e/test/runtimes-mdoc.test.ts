@@ -46,6 +46,20 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
       return workers.find((w) => w.host.name === name);
     };
     const m = new Matrix(api, `rtmd${process.pid}`);
+    // a failed run leaves no workload behind (supervised children outlive their killed NodeEngine)
+    t.after(() => {
+      for (const d of m.deployed) {
+        for (const pid of copies(d.marker)) {
+          for (const target of [-pid, pid]) {
+            try {
+              process.kill(target, 'SIGKILL');
+            } catch {
+              /* not a group leader, or gone */
+            }
+          }
+        }
+      }
+    });
 
     // pinned to w1 (a direct constraint): a killed NodeEngine's worker is lost at once (its MQTT last
     // will), and an unpinned instance would be placed on w2; pinned, it must be re-adopted on w1
