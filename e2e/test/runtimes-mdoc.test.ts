@@ -7,6 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_MICROVM_KERNEL_DIR, findKernel, probeQemu } from '@oak/runtimes';
@@ -46,10 +47,20 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
       return workers.find((w) => w.host.name === name);
     };
     const m = new Matrix(api, `rtmd${process.pid}`);
-    // a failed run leaves no workload behind (supervised children outlive their killed NodeEngine)
+    // a failed run leaves no workload behind (supervised children outlive their killed NodeEngine):
+    // the copies by marker, and whatever runs from the topology's directory (a microvm's qemu and
+    // virtiofsd: its console, by which copies() knows it, may already be gone with the directory)
+    const root = topo.dir.path;
     t.after(() => {
+      const fromRoot = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid).filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${root}/worker-`);
+        } catch {
+          return false;
+        }
+      }).map(Number);
       for (const d of m.deployed) {
-        for (const pid of copies(d.marker)) {
+        for (const pid of [...copies(d.marker), ...fromRoot]) {
           for (const target of [-pid, pid]) {
             try {
               process.kill(target, 'SIGKILL');
