@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { InstanceDoc, ServiceDoc, Virtualization } from '@oak/contracts';
 import { buildWasiModule, waitFor } from '@oak/testkit';
 import type { Api } from './api.ts';
+import type { Procs } from './procs.ts';
 import { sla } from './sla.ts';
 
 export interface Workload {
@@ -111,6 +112,25 @@ export function microvmFixture(image: string): RuntimeFixture {
     oneShot: (m, code) => w(`echo "$0 done"; exit ${code}`, m, { one_shot: true }),
     hog: (m) => w('echo "$0 hog"; x=aaaaaaaa; while :; do x=$x$x; done', m),
   };
+}
+
+/** a TCP relay (node, no dependency): `node -e FORWARD <listen host> <port> <to host> <port>` prints `ready` once it listens */
+const FORWARD = "const net=require('node:net');const [lh,lp,th,tp]=process.argv.slice(1);"
+  + "net.createServer((c)=>{const u=net.connect(Number(tp),th);c.pipe(u).pipe(c);u.on('error',()=>c.destroy());c.on('error',()=>u.destroy());})"
+  + ".listen(Number(lp),lh,()=>console.log('ready'));";
+
+/**
+ * The topology's registry (on the machine's loopback, which a host namespace cannot reach) at the
+ * same `127.0.0.1:<port>` inside each of `hosts`: a relay on the network's gateway address and one
+ * on each host's loopback to it. A microvm pulls its image itself (skopeo in the NodeEngine), so
+ * the image the containers get ahead of time must be pullable from the workers.
+ */
+export async function registryIntoHosts(procs: Procs, dir: string, image: string, gatewayIp: string, hosts: { name: string; ns: string }[]): Promise<void> {
+  const port = /^127\.0\.0\.1:(\d+)\//.exec(image)?.[1];
+  if (port === undefined) throw new Error(`${image} is not on the loopback registry`);
+  const started = [procs.spawn('registry-gw', '-e', [FORWARD, gatewayIp, port, '127.0.0.1', port], { dir })];
+  for (const h of hosts) started.push(procs.spawn(`registry-${h.name}`, '-e', [FORWARD, '127.0.0.1', port, gatewayIp, port], { dir, netns: h.ns }));
+  for (const p of started) await waitFor(() => (p.log().includes('ready') ? true : undefined), { timeoutMs: 10_000, message: `${p.name} listens` });
 }
 
 /** a qemu whose `-initrd` is a microvm instance's: its console (the log beside it) names the workload */

@@ -1,17 +1,18 @@
 /**
- * The runtime matrix in an M-DOC (issue 10; container, process, wasm, and unikernel where qemu
- * works): a root+cluster host and two worker hosts (network namespaces, the real binaries). For every virtualization both workers offer: a service RUNNING
+ * The runtime matrix in an M-DOC (issue 10; container, process, wasm, and unikernel and microvm
+ * where qemu works and the microvm kernel is unpacked): a root+cluster host and two worker hosts (network namespaces, the real binaries). For every virtualization both workers offer: a service RUNNING
  * with its logs through root -> cluster -> worker, its worker's NodeEngine killed (-9) and started
  * again re-adopting it without a duplicate, a workload over its memory limit FAILED with the
  * reason, and a delete leaving no copy on either worker.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { probeQemu } from '@oak/runtimes';
+import { DEFAULT_MICROVM_KERNEL_DIR, findKernel, probeQemu } from '@oak/runtimes';
 import { buildTestKernel, waitFor } from '@oak/testkit';
-import { Matrix, copies, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
+import { Matrix, copies, microvmFixture, registryIntoHosts, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
 import { Topology, soleClusterWith, type Worker } from '../src/topology.ts';
 
 test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is re-adopted after a NodeEngine kill, fails by its limit, leaves nothing', { timeout: 600_000 }, async (t) => {
@@ -33,6 +34,12 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
       const archive = join(topo.dir.path, 'uk.tar.gz');
       await copyFile((await buildTestKernel()).archive, archive);
       fixtures.push(unikernelFixture(archive));
+      // the microvm: the topology's busybox image, pulled by the workers' NodeEngines themselves
+      // (skopeo) through relays of the loopback registry into their namespaces
+      if (typeof (await findKernel(DEFAULT_MICROVM_KERNEL_DIR)) !== 'string') {
+        await registryIntoHosts(topo.procs, topo.dir.path, topo.image, topo.net.gatewayIp as string, [h1, h2]);
+        fixtures.push(microvmFixture(topo.image));
+      }
     }
     for (const f of fixtures) assert.ok(cluster.resources?.virtualizations.includes(f.virtualization), `the workers offer ${f.virtualization}`);
     const byId = (id: string | null): Worker | undefined => {
@@ -40,6 +47,30 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
       return workers.find((w) => w.host.name === name);
     };
     const m = new Matrix(api, `rtmd${process.pid}`);
+    // a failed run leaves no workload behind (supervised children outlive their killed NodeEngine):
+    // the copies by marker, and whatever runs from the topology's directory (a microvm's qemu and
+    // virtiofsd: its console, by which copies() knows it, may already be gone with the directory)
+    const root = topo.dir.path;
+    t.after(() => {
+      const fromRoot = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid).filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${root}/worker-`);
+        } catch {
+          return false;
+        }
+      }).map(Number);
+      for (const d of m.deployed) {
+        for (const pid of [...copies(d.marker), ...fromRoot]) {
+          for (const target of [-pid, pid]) {
+            try {
+              process.kill(target, 'SIGKILL');
+            } catch {
+              /* not a group leader, or gone */
+            }
+          }
+        }
+      }
+    });
 
     // pinned to w1 (a direct constraint): a killed NodeEngine's worker is lost at once (its MQTT last
     // will), and an unpinned instance would be placed on w2; pinned, it must be re-adopted on w1
@@ -48,7 +79,7 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
     for (const f of fixtures) services.push(await m.deploy(f, 'svc', { ...f.service(m.marker(f, 'svc')), extra: pin }));
     for (const d of services) {
       await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING', d.fixture.startMs);
-      await m.waitLogs(d, `${d.marker} up`);
+      await m.waitLogs(d, `${d.marker} up`, d.fixture.startMs);
       assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
     }
 

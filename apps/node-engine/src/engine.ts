@@ -789,7 +789,7 @@ class Engine {
     }
     if (policy.privileged) spec.spec.privileged = true;
     if (policy.mounts.length > 0) spec.spec.mounts = policy.mounts;
-    if (cmd.added_files !== undefined && cmd.added_files.length > 0 && cmd.virtualization !== 'microvm') {
+    if (cmd.added_files !== undefined && cmd.added_files.length > 0) {
       const files = await fetchAddedFiles(cmd.added_files, cmd.virtualization, filesDirOf(this.cfg.dataDir, id));
       if (!files.ok) {
         this.log.warn(`${id}: ${files.reason}`);

@@ -1,8 +1,8 @@
 /**
  * The SLA's `added_files` on the worker: each URL fetched (http(s), a size cap per file and for
  * all of them, a deadline) into the instance's own directory `<dataDir>/files/<instance id>/`,
- * then handed to the driver: containers bind-mount each file at its path, processes get a copy
- * in their work dir. The directory goes with the instance.
+ * then handed to the driver: containers bind-mount each file at its path, microVMs get it in their
+ * initramfs (moved to its path by their /init), processes get a copy in their work dir. The directory goes with the instance.
  */
 import { createWriteStream } from 'node:fs';
 import { chmod, mkdir, rm } from 'node:fs/promises';
@@ -81,7 +81,8 @@ export async function fetchAddedFiles(value: unknown, virtualization: string, di
       const why = e instanceof Error ? (e.name === 'TimeoutError' ? `no answer within ${limits.timeoutMs ?? FETCH_TIMEOUT_MS} ms` : e.message) : String(e);
       return { ok: false, reason: `added_files[${i}]: cannot fetch ${f.url.slice(0, 200)}: ${why}` };
     }
-    const target = virtualization === 'container'
+    // containers and microVMs: an absolute path in their own root (default /oak/files/<name>)
+    const target = virtualization === 'container' || virtualization === 'microvm'
       ? (f.explicit ? f.path : `${CONTAINER_FILES_DIR}/${f.path}`)
       : f.path.replace(/^\/+/, '');
     files.push({ source, target, mode: f.mode });

@@ -1,7 +1,8 @@
 /**
  * What a worker lets an instance have beyond the defaults: `privileged: true` only with
  * --allow-privileged (the root already refused it for non-Admins), host-path `volumes` only under
- * the --volume-allow directories. A refusal is the instance's FAILED status_detail.
+ * the --volume-allow directories (containers bind-mount them, microVMs share them over virtiofs).
+ * A refusal is the instance's FAILED status_detail.
  *
  * `volumes` entries (parsed by @oak/contracts' parseVolumeSpecs): `"<host path>:<container path>[:ro|rw]"`,
  * `{ source | host_path, target | mount_path, read_only }` (host paths), `{ name, target }` (named
@@ -107,8 +108,8 @@ export async function applyPolicy(
   }
   const parsed = parseVolumes(cmd.volumes);
   if (!parsed.ok) return parsed;
-  if (parsed.mounts.length + parsed.named.length > 0 && cmd.virtualization !== 'container') {
-    return { ok: false, reason: `volumes are supported for containers only (this is a ${cmd.virtualization} instance)` };
+  if (parsed.mounts.length + parsed.named.length > 0 && cmd.virtualization !== 'container' && cmd.virtualization !== 'microvm') {
+    return { ok: false, reason: `volumes are supported for containers and microVMs only (this is a ${cmd.virtualization} instance)` };
   }
   const checked = await checkMounts(parsed.mounts, policy.volumeAllow);
   if (!checked.ok) return checked;

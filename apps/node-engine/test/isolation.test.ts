@@ -262,7 +262,7 @@ test('privileged and host-path volumes: refused by default with the reason, allo
   const fails: [DeployCommand, RegExp][] = [
     [cmd('priv', { cmd: ['sh', '-c', 'sleep 600'], privileged: true }), /privileged: true refused: this worker does not allow privileged instances \(start the NodeEngine with --allow-privileged\)/],
     [cmd('vol', { cmd: ['sh', '-c', 'sleep 600'], volumes: [`${shared}:/data`] }), /host-path volumes are refused: this worker allows none/],
-    [cmd('pvol', { virtualization: 'process', code: '/bin/sleep', cmd: ['600'], volumes: [`${shared}:/data`] }), /volumes are supported for containers only/],
+    [cmd('pvol', { virtualization: 'process', code: '/bin/sleep', cmd: ['600'], volumes: [`${shared}:/data`] }), /volumes are supported for containers and microVMs only/],
   ];
   for (const [c, why] of fails) {
     await cluster.publish(`nodes/${id}/control/deploy`, c);

@@ -3,18 +3,19 @@
  * containerd, a local registry, the testkit's busybox image, real processes and a local HTTP
  * server for the added files: `args` appended, `added_files` fetched into the instance, a named
  * volume that survives an undeploy + redeploy, `storage` as a size-limited tmpfs for a process, a
- * host path outside the allow-list refused. Skipped (with the reason) without containerd/runc/root.
+ * host path outside the allow-list refused; the same for a microvm where its kernel is unpacked.
+ * Skipped (with the reason) without containerd/runc/root.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { DeployCommand } from '@oak/contracts';
-import { ContainerdRuntime, ProcessRuntime } from '@oak/runtimes';
+import { ContainerdRuntime, DEFAULT_MICROVM_KERNEL_DIR, MicrovmRuntime, ProcessRuntime, findKernel } from '@oak/runtimes';
 import { buildBusyboxImage, shortId, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
 import type { ContainerdInstance, RegistryInstance, TmpDir } from '@oak/testkit';
 import { silentLog } from '../src/config.ts';
@@ -25,6 +26,7 @@ import { FakeCluster } from './helpers/cluster.ts';
 
 const missing = ['containerd', 'runc', 'ctr'].filter((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
 const skip = missing.length > 0 ? `not installed: ${missing.join(', ')}` : process.getuid?.() !== 0 ? 'needs root' : false;
+const mvmSkip = skip !== false ? skip : typeof (await findKernel(DEFAULT_MICROVM_KERNEL_DIR)) === 'string' ? `no microvm kernel in ${DEFAULT_MICROVM_KERNEL_DIR}` : false;
 
 let cluster: FakeCluster;
 let ctd: ContainerdInstance;
@@ -67,6 +69,7 @@ before(async () => {
       runtimes: [
         new ContainerdRuntime({ socket: ctd.socket, namespace: ctd.namespace, dataDir: join(dir.path, 'ctd'), portBindAddress: '127.0.0.1', stopGraceMs: 500 }),
         new ProcessRuntime({ dataDir: join(dir.path, 'proc'), stopGraceMs: 500 }),
+        ...(mvmSkip === false ? [new MicrovmRuntime({ dataDir: join(dir.path, 'mvm'), stopGraceMs: 2000 })] : []),
       ],
     },
   );
@@ -88,7 +91,7 @@ function deploy(svc: string, n: number, extra: Partial<DeployCommand>): DeployCo
   };
 }
 
-async function logsOf(cmd: DeployCommand, want: RegExp): Promise<string> {
+async function logsOf(cmd: DeployCommand, want: RegExp, timeoutMs = 20_000): Promise<string> {
   const id = engine?.id ?? '';
   let text = '';
   await waitFor(async () => {
@@ -98,7 +101,7 @@ async function logsOf(cmd: DeployCommand, want: RegExp): Promise<string> {
     if (end === undefined) return false;
     text = cluster.messages.filter((m) => m.topic === `nodes/${id}/logs/${rid}`).flatMap((m) => m.payload['lines'] as string[]).join('\n');
     return want.test(text);
-  }, { timeoutMs: 20_000, message: `logs matching ${want}` }).catch(() => undefined);
+  }, { timeoutMs, message: `logs matching ${want}` }).catch(() => undefined);
   return text;
 }
 
@@ -141,6 +144,37 @@ test('container: args appended to cmd, added files at their paths, a named volum
   await waitState(second, 'RUNNING');
   assert.match(await logsOf(second, /stamps:2/), /stamps:2/, 'the redeployed instance sees the first one\'s data');
   await undeploy(second);
+});
+
+test('microvm: added files at their paths, a named volume and an allowed host path (read-only) shared with the guest, the named one surviving a redeploy', { skip: mvmSkip, timeout: 300_000 }, async () => {
+  const allowed = join(dir.path, 'allowed', 'mvm');
+  mkdirSync(allowed, { recursive: true });
+  writeFileSync(join(allowed, 'host.txt'), 'from-the-allowed-dir\n');
+  const script = 'cat /etc/app/conf.txt; cat /oak/files/hello.txt; cat /host/host.txt; echo "args:$*"; echo stamp >> /data/log; echo "stamps:$(wc -l < /data/log)"; echo x > /host/new 2>/dev/null || echo host-ro; sleep 3600';
+  const extra: Partial<DeployCommand> = {
+    virtualization: 'microvm', memory: 128,
+    cmd: ['sh', '-c', script, 'argv0'],
+    args: ['one', 'two'],
+    added_files: [{ url: `${base}/conf.txt`, path: '/etc/app/conf.txt' }, `${base}/hello.txt`],
+    volumes: [{ name: 'mdata', target: '/data' }, `${allowed}:/host:ro`],
+  };
+  const first = deploy('mvol', 0, extra);
+  await cluster.publish(`nodes/${engine?.id}/control/deploy`, first);
+  await waitState(first, 'RUNNING');
+  const t1 = await logsOf(first, /host-ro/, 180_000);
+  for (const want of [/conf-from-url/, /hello-from-url/, /from-the-allowed-dir/, /args:one two/, /stamps:1/, /host-ro/]) assert.match(t1, want);
+  assert.equal(existsSync(join(allowed, 'new')), false, 'the read-only host path stays unwritten');
+  await undeploy(first);
+  assert.equal(readFileSync(join(dir.path, 'volumes', `org${run}`, 'mdata', 'log'), 'utf8'), 'stamp\n', 'the named volume stays on the worker');
+  const second = deploy('mvol', 1, extra);
+  await cluster.publish(`nodes/${engine?.id}/control/deploy`, second);
+  await waitState(second, 'RUNNING');
+  assert.match(await logsOf(second, /stamps:2/, 180_000), /stamps:2/, 'the redeployed VM sees the first one\'s data');
+  await undeploy(second);
+  // a host path outside the allow-list: FAILED with the reason, as for containers
+  const outside = deploy('mvout', 0, { virtualization: 'microvm', memory: 128, volumes: ['/etc:/hostetc:ro'] });
+  await cluster.publish(`nodes/${engine?.id}/control/deploy`, outside);
+  assert.match(String((await waitState(outside, 'FAILED'))['status_detail']), /outside this worker's allowed directories/);
 });
 
 test('container: with no cmd, args go after the image\'s own entrypoint + cmd', { skip, timeout: 120_000 }, async () => {
@@ -204,6 +238,9 @@ test('added files: size caps and deadlines hold, nothing is left behind', async 
   assert.ok(ok.ok);
   assert.deepEqual(ok.files.map((f) => [f.target, f.mode]), [['/oak/files/conf.txt', 0o644], ['/opt/h.txt', 0o755]]);
   assert.equal(readFileSync(ok.files[0]?.source ?? '', 'utf8'), 'conf-from-url\n');
+  // a microvm's files land at absolute paths in its own root, as a container's
+  const vm = await fetchAddedFiles([`${base}/conf.txt`, { url: `${base}/hello.txt`, path: '/opt/h.txt' }], 'microvm', d);
+  assert.deepEqual(vm.ok ? vm.files.map((f) => f.target) : vm, ['/oak/files/conf.txt', '/opt/h.txt']);
   assert.match(JSON.stringify(await fetchAddedFiles(['file:///etc/passwd'], 'process', d)), /only http and https/);
   assert.match(JSON.stringify(await fetchAddedFiles('x', 'process', d)), /must be a list/);
 });

@@ -113,14 +113,20 @@ test('volume sources must resolve inside the allow-list (symlinks followed)', as
   }
 });
 
-test('privileged needs --allow-privileged; volumes only for containers', async () => {
+test('privileged needs --allow-privileged; volumes only for containers and microVMs', async () => {
   const none = { allowPrivileged: false, volumeAllow: [] };
   assert.match(JSON.stringify(await applyPolicy({ virtualization: 'container', privileged: true }, none)), /--allow-privileged/);
   assert.deepEqual(await applyPolicy({ virtualization: 'container', privileged: true }, { ...none, allowPrivileged: true }), { ok: true, privileged: true, mounts: [], ignored: 0 });
   assert.deepEqual(await applyPolicy({ virtualization: 'process', volumes: [] }, none), { ok: true, privileged: false, mounts: [], ignored: 0 });
-  assert.match(JSON.stringify(await applyPolicy({ virtualization: 'process', volumes: [{ name: 'd', target: '/d' }] }, none)), /containers only/);
+  assert.match(JSON.stringify(await applyPolicy({ virtualization: 'process', volumes: [{ name: 'd', target: '/d' }] }, none)), /containers and microVMs only/);
   assert.deepEqual(await applyPolicy({ virtualization: 'process', volumes: [{ volume_id: 'v', csi_driver: 'c' }] }, none), { ok: true, privileged: false, mounts: [], ignored: 1 });
-  assert.match(JSON.stringify(await applyPolicy({ virtualization: 'process', volumes: ['/a:/b'] }, none)), /containers only/);
+  assert.match(JSON.stringify(await applyPolicy({ virtualization: 'process', volumes: ['/a:/b'] }, none)), /containers and microVMs only/);
+  // a microvm goes through the same gate and the same allow-list as a container
+  assert.match(JSON.stringify(await applyPolicy({ virtualization: 'microvm', privileged: true }, none)), /--allow-privileged/);
+  assert.match(JSON.stringify(await applyPolicy({ virtualization: 'microvm', volumes: ['/etc:/host-etc'] }, none)), /allows none/);
+  assert.match(JSON.stringify(await applyPolicy({ virtualization: 'microvm', volumes: ['/etc:/host-etc'] }, { ...none, volumeAllow: ['/srv/nothing-here'] })), /outside this worker's allowed directories/);
+  const named = await applyPolicy({ virtualization: 'microvm', organization_id: 'org1', volumes: [{ name: 'data', target: '/data' }] }, none);
+  assert.match(JSON.stringify(named), /named volumes are not available/);
 });
 
 test('named volumes: one directory per organisation and name, the same on every deploy; other organisations apart', async () => {

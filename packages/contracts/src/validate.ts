@@ -256,14 +256,11 @@ function workloadSemantics(ms: Record<string, unknown>, path: string, errors: Is
   const virt = typeof ms['virtualization'] === 'string' ? ms['virtualization'] : undefined;
   const files = parseAddedFiles(ms['added_files'], childPath(path, 'added_files'), virt);
   for (const e of files.errors) add(errors, e);
-  if (files.items.length > 0 && virt === 'microvm') {
-    warnings.push({ path: childPath(path, 'added_files'), message: `added_files are not placed into ${virt} instances yet; they are ignored`, hint: 'use a container, process, wasm or unikernel, or build the files into the image' });
-  }
   const vols = parseVolumeSpecs(ms['volumes'], childPath(path, 'volumes'));
   for (const e of vols.errors) add(errors, e);
   for (const w of vols.warnings) warnings.push(w);
-  if (vols.items.some((v) => v.kind !== 'csi') && virt !== undefined && virt !== 'container') {
-    add(errors, { path: childPath(path, 'volumes'), message: `volumes are mounted into containers only (this service is a ${virt})`, hint: 'remove "volumes" or run the service as a container' });
+  if (vols.items.some((v) => v.kind !== 'csi') && virt !== undefined && virt !== 'container' && virt !== 'microvm') {
+    add(errors, { path: childPath(path, 'volumes'), message: `volumes are mounted into containers and microVMs only (this service is a ${virt})`, hint: 'remove "volumes" or run the service as a container or microvm' });
   }
   const storage = ms['storage'];
   if (typeof storage === 'number' && storage > 0 && virt !== undefined) {

@@ -118,7 +118,10 @@ test('hostile volumes are refused with path-precise errors', () => {
   errorAt(sla({ volumes: [{ volume_id: 'v', csi_driver: 'x', mount_path: 'rel' }] }), `${MS}.volumes[0].mount_path`);
   errorAt(sla({ volumes: [{ name: 'a', target: '/x' }, { name: 'b', target: '/x/' }] }), `${MS}.volumes[1]`, /two volumes/);
   errorAt(sla({ volumes: [7] }), `${MS}.volumes[0]`);
-  errorAt(sla({ virtualization: 'process', code: '/bin/sh', volumes: [{ name: 'd', target: '/d' }] }), `${MS}.volumes`, /containers only/);
+  errorAt(sla({ virtualization: 'process', code: '/bin/sh', volumes: [{ name: 'd', target: '/d' }] }), `${MS}.volumes`, /containers and microVMs only/);
+  // a microvm takes volumes and added files as a container does: no error, no warning about them
+  const w = ok(sla({ virtualization: 'microvm', code: 'busybox', volumes: [{ name: 'd', target: '/d' }, '/srv/x:/x:ro'], added_files: [{ url: 'https://example.com/a.conf', path: '/etc/a.conf' }] }));
+  assert.deepEqual(w.filter((x) => /volumes|added_files/.test(x.path)), []);
 });
 
 test('storage: a warning naming why where it is not enforced (containers), none for processes', () => {

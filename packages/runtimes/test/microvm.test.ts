@@ -7,14 +7,15 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBusyboxImage, startRegistry, waitFor } from '@oak/testkit';
 import type { RegistryInstance } from '@oak/testkit';
 import { DEFAULT_MICROVM_KERNEL_DIR, MicrovmRuntime, initScript, microvmVerdict, planRun, readExitLine, shq, tscArgs } from '../src/index.ts';
+import { resolveUser, startScript } from '../src/microvm/index.ts';
 import type { InstanceExit, InstanceSpec } from '../src/index.ts';
 import { writeFileSync } from 'node:fs';
 
@@ -118,6 +119,38 @@ test('pure: command and env as for containers, quoting, the exit line and its ve
   assert.equal(tscArgs('no such line'), '');
 });
 
+test('pure: the image User resolved as Docker does, and /init drops to it; files, volumes, start.sh', () => {
+  const passwd = 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321:app:/home/app:/bin/sh\n# comment\nnohome:x:7:8::relative:/bin/sh\n';
+  const group = 'root:x:0:\nstaff:x:50:app\n';
+  assert.deepEqual(resolveUser('', passwd, group), { uid: 0, gid: 0, home: '/root' });
+  assert.deepEqual(resolveUser('app', passwd, group), { uid: 1234, gid: 4321, home: '/home/app' });
+  assert.deepEqual(resolveUser('app:staff', passwd, group), { uid: 1234, gid: 50, home: '/home/app' });
+  assert.deepEqual(resolveUser('1234', passwd, group), { uid: 1234, gid: 4321, home: '/home/app' });
+  assert.deepEqual(resolveUser('999', passwd, group), { uid: 999, gid: 0, home: '/' });
+  assert.deepEqual(resolveUser('999:77', passwd, group), { uid: 999, gid: 77, home: '/' });
+  assert.deepEqual(resolveUser('nohome', passwd, group), { uid: 7, gid: 8, home: '/' });
+  assert.match(resolveUser('ghost', passwd, group) as string, /"ghost" is not in its \/etc\/passwd/);
+  assert.match(resolveUser('app:ghosts', passwd, group) as string, /group "ghosts" is not in its \/etc\/group/);
+  assert.match(resolveUser('a:b:c', passwd, group) as string, /not user\[:group\]/);
+  assert.match(resolveUser('app', undefined, undefined) as string, /not in its \/etc\/passwd/);
+  const base = { argv: ['id'], env: ['PATH=/bin'], workdir: '/srv/app', hostname: 'h' };
+  assert.ok(!initScript(base).includes('nsenter'), 'root: no drop');
+  assert.ok(!initScript({ ...base, user: { uid: 0, gid: 0 } }).includes('nsenter'));
+  const init = initScript({ ...base, user: { uid: 1234, gid: 4321 }, files: [{ target: "/etc/it's.conf", mode: 0o640 }], volumes: [{ target: '/data', readonly: false }, { target: '/ro', readonly: true }] });
+  assert.ok(init.includes("'PATH=/bin' /.oak/busybox nsenter -F -G 4321 -S 1234 -- 'id'"), init);
+  assert.ok(init.includes("$B mkdir -p '/srv/app' 2>/dev/null; cd '/srv/app'"));
+  assert.ok(init.includes("$B mv -f /.oak/files/0 '/etc/it'\\''s.conf' && $B chmod 640 '/etc/it'\\''s.conf'"), init);
+  assert.ok(init.includes("mount -t virtiofs -o nosuid,nodev vol0 '/data'") && init.includes("mount -t virtiofs -o ro,nosuid,nodev vol1 '/ro'"), init);
+  assert.ok(init.includes('fuse virtiofs') && !init.includes('virtio_net'), 'the virtiofs modules, no network ones without a network');
+  // the setup steps come before the workload
+  assert.ok(init.indexOf('virtiofs vol1') < init.indexOf('nsenter -F') && init.indexOf('/.oak/files/0') < init.indexOf('nsenter -F'));
+  const sh = startScript([{ source: '/v/a b', readonly: false, socket: '/i/vfs0.sock' }, { source: "/v/it's", readonly: true, socket: '/i/vfs1.sock' }], ['/usr/bin/qemu', '-m', '128'], { virtiofsd: '/usr/lib/qemu/virtiofsd', unshare: '/usr/bin/unshare', mount: '/usr/bin/mount' });
+  assert.ok(sh.includes("'/usr/lib/qemu/virtiofsd' --socket-path='/i/vfs0.sock' -o 'source=/v/a b' -o sandbox=namespace -o log_level=err &"), sh);
+  assert.match(sh, /'\/usr\/bin\/unshare' --mount --propagation private -- \/bin\/sh -c '.*remount,bind,ro.*' sh '\/v\/it'\\''s' '\/usr\/lib\/qemu\/virtiofsd'/);
+  assert.ok(sh.includes("until [ -S '/i/vfs0.sock' ] && [ -S '/i/vfs1.sock' ]"));
+  assert.ok(sh.trimEnd().endsWith("exec '/usr/bin/qemu' '-m' '128'"));
+});
+
 test('probe: no kernel, no microvm, and it says where to get one', async () => {
   const rt = new MicrovmRuntime({ dataDir: await newDir(), cgroupParent: parent, kernelDir: '/nonexistent/kernel' });
   runtimes.push(rt);
@@ -131,7 +164,13 @@ test('hostile specs are refused before anything boots', async () => {
   await assert.rejects(rt.start(spec({ memory_mb: 32 })), /memory >= 96 MB/);
   await assert.rejects(rt.start(spec({ code: 'bad ref;$(x)' })), /not valid/);
   await assert.rejects(rt.start(spec({ code: `${reg?.url ?? ''}/library/absent:1` })), /cannot pull image/);
-  await assert.rejects(rt.start(spec({ memory_mb: 128, registryAuth: { host: reg?.url ?? '', username: 'u', password: 'p' } })), /without registry logins/);
+  // volumes: directories only, absolute targets, a source that exists
+  const d = await newDir();
+  writeFileSync(join(d, 'file'), 'x');
+  await assert.rejects(rt.start(spec({ memory_mb: 128, mounts: [{ source: join(d, 'file'), target: '/f', readonly: false }] })), /is a file: a microvm shares directories only/);
+  await assert.rejects(rt.start(spec({ memory_mb: 128, mounts: [{ source: d, target: 'rel', readonly: false }] })), /not an absolute path/);
+  await assert.rejects(rt.start(spec({ memory_mb: 128, mounts: [{ source: join(d, 'none'), target: '/n', readonly: false }] })), /does not exist/);
+  await assert.rejects(rt.start(spec({ memory_mb: 128, files: [{ source: join(d, 'file'), target: 'etc/x', mode: 0o644 }] })), /not an absolute path without/);
   assert.deepEqual(await rt.list(), []);
 });
 
@@ -206,3 +245,130 @@ test('in a network namespace: the guest has the instance address and serves on i
     execFileSync('ip', ['netns', 'del', peer]);
   }
 });
+
+test('a private registry: no login, a wrong one, another host\'s: refused with the reason; the right one boots; the password is on no command line and in no file left', { timeout: 300_000 }, async () => {
+  const login = { username: 'alice', password: `pw-${process.pid}-s3cr3t-${Math.random().toString(36).slice(2)}` };
+  const preg = await startRegistry({ auth: login });
+  try {
+    // its own image (another env, another manifest): the pull really copies with the login
+    const pimage = await buildBusyboxImage(preg, { name: 'private/busybox', creds: login, env: ['PRIVATE=1'] });
+    const dataDir = await newDir();
+    const { rt, exitOf } = setup(dataDir);
+    const noLogin = await rt.start(spec({ code: pimage, memory_mb: 128 })).then(() => undefined, (e: unknown) => e as Error);
+    assert.match(String(noLogin), new RegExp(`registry ${preg.url.replace(/[.]/g, '\\.')} needs a login .*oak registry login`));
+    const wrong = `${login.password}-wrong`;
+    const bad = await rt.start(spec({ code: pimage, memory_mb: 128, registryAuth: { host: preg.url, username: 'alice', password: wrong } })).then(() => undefined, (e: unknown) => e as Error);
+    assert.match(String(bad), /refused the login of alice/);
+    assert.ok(!String(bad).includes(wrong) && !String(bad).includes(login.password), 'no password in the error');
+    const other = await rt.start(spec({ code: pimage, memory_mb: 128, registryAuth: { host: 'other.example.com', ...login } })).then(() => undefined, (e: unknown) => e as Error);
+    assert.match(String(other), /needs a login/);
+
+    // the right login: watch every command line and the auth file while it pulls
+    const s = spec({ code: pimage, memory_mb: 128, registryAuth: { host: preg.url, ...login }, cmd: ['sh', '-c', 'echo "private $PRIVATE"'] });
+    const dir = join(dataDir, 'instances', s.id);
+    let cmdlines = '';
+    const modes = new Set<number>();
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        for (const pid of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+          try {
+            const cl = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+            if (cl.startsWith('skopeo')) cmdlines += `${cl.replace(/\0/g, ' ')}\n`;
+          } catch {
+            /* gone */
+          }
+        }
+        for (const f of existsSync(dir) ? readdirSync(dir).filter((x) => x.startsWith('registry-auth.json')) : []) {
+          try {
+            modes.add(statSync(join(dir, f)).mode & 0o777);
+          } catch {
+            /* removed meanwhile */
+          }
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await rt.start(s);
+    watching = false;
+    await watcher;
+    assert.match(cmdlines, /--authfile|--src-authfile/, 'skopeo was given the auth file');
+    assert.ok(!cmdlines.includes(login.password), 'the password is on no command line');
+    assert.deepEqual([...modes], [0o600], 'the auth file is 0600 while it exists');
+    assert.deepEqual(readdirSync(dir).filter((x) => x.startsWith('registry-auth')), [], 'the auth file is removed after the pull');
+    assert.equal((await exitOf(s.id)).state, 'COMPLETED');
+    assert.match(await text(rt, s.id), /private 1/);
+    // the cached image is not handed out without the login: the manifest is asked for with it
+    await assert.rejects(rt.start(spec({ code: pimage, memory_mb: 128 })), /needs a login/);
+    // (the state file of the running instance included)
+    const leak = spawnSync('grep', ['-rlF', '--', login.password, dataDir], { encoding: 'utf8' });
+    assert.equal(leak.status, 1, `no file under the data dir holds the password: ${leak.stdout}`);
+  } finally {
+    await preg.stop();
+  }
+});
+
+test('the image User and WorkingDir, added files, volumes (read-write; read-only even for a guest root that remounts)', { timeout: 300_000 }, async () => {
+  const passwd = 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321:app:/home/app:/bin/sh\n';
+  const uimage = await buildBusyboxImage(reg as RegistryInstance, { name: 'mvm/user', user: 'app', workdir: '/srv/app', files: { 'etc/passwd': passwd } });
+  const dataDir = await newDir();
+  const { rt, exitOf } = setup(dataDir);
+  const vols = await newDir();
+  const rw = join(vols, 'rw');
+  const ro = join(vols, 'ro');
+  mkdirSync(rw);
+  mkdirSync(ro);
+  chownSync(rw, 1234, 4321);
+  chmodSync(ro, 0o777);
+  writeFileSync(join(ro, 'seen.txt'), 'from the host\n');
+  const conf = join(vols, 'conf');
+  writeFileSync(conf, 'key=value\n');
+  const a = spec({
+    code: uimage, memory_mb: 128,
+    files: [{ source: conf, target: '/etc/app/app.conf', mode: 0o640 }, { source: conf, target: '/oak/files/tool', mode: 0o755 }],
+    mounts: [{ source: rw, target: '/data', readonly: false }, { source: ro, target: '/ro', readonly: true }],
+    cmd: ['sh', '-c', 'echo "who $(id -u):$(id -g) in $(pwd) home $HOME"; ls -ln /etc/app/app.conf /oak/files/tool; cat /ro/seen.txt; echo guest > /data/out.txt && echo wrote-rw; echo x > /ro/y 2>/dev/null || echo ro-refused'],
+  });
+  // a guest root that remounts its read-only volume read-write still cannot write to it
+  const b = spec({ memory_mb: 128, mounts: [{ source: ro, target: '/ro', readonly: true }], cmd: ['sh', '-c', 'mount -o remount,rw /ro && echo remounted; echo x > /ro/y 2>/dev/null && echo wrote-ro || echo ro-refused'] });
+  await Promise.all([rt.start(a), rt.start(b)]);
+  const [ea, eb] = await Promise.all([exitOf(a.id), exitOf(b.id)]);
+  const la = await text(rt, a.id);
+  const lb = await text(rt, b.id);
+  assert.equal(ea.state, 'COMPLETED', la.slice(-2000));
+  assert.match(la, /who 1234:4321 in \/srv\/app home \/home\/app/);
+  assert.match(la, /-rw-r-----\s+1 0\s+0\s+10 .*\/etc\/app\/app\.conf/);
+  assert.match(la, /-rwxr-xr-x\s+1 0\s+0\s+10 .*\/oak\/files\/tool/);
+  assert.match(la, /from the host/);
+  assert.match(la, /wrote-rw/);
+  assert.match(la, /ro-refused/);
+  assert.equal(readFileSync(join(rw, 'out.txt'), 'utf8'), 'guest\n');
+  assert.equal(statSync(join(rw, 'out.txt')).uid, 1234, 'the guest user owns what it wrote');
+  assert.equal(eb.state, 'COMPLETED', lb.slice(-2000));
+  assert.match(lb, /ro-refused/);
+  assert.ok(!existsSync(join(ro, 'y')), 'nothing written to the read-only volume');
+  assert.doesNotMatch(la + lb, /virtio_session_mount|fv_queue/, 'virtiofsd is quiet on the console');
+  for (const s of [a, b]) await rt.stop(s.id);
+  assert.equal(qemus(dataDir), 0);
+  assert.equal(virtiofsds(dataDir), 0, 'no virtiofsd left');
+  assert.deepEqual(readdirSync(join(dataDir, 'instances')), []);
+});
+
+test('a named image User that is not in the image: FAILED before anything boots', { timeout: 120_000 }, async () => {
+  const ghost = await buildBusyboxImage(reg as RegistryInstance, { name: 'mvm/ghost', user: 'ghost' });
+  const { rt } = setup(await newDir());
+  await assert.rejects(rt.start(spec({ code: ghost, memory_mb: 128 })), /cannot unpack image .*unable to find user ghost/);
+  assert.deepEqual(await rt.list(), []);
+});
+
+function virtiofsds(marker: string): number {
+  return readdirSync('/proc').filter((p) => {
+    if (!/^\d+$/.test(p)) return false;
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return argv[0]?.endsWith('virtiofsd') === true && argv.some((x) => x.includes(marker));
+    } catch {
+      return false;
+    }
+  }).length;
+}

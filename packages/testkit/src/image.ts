@@ -22,6 +22,10 @@ export interface BusyboxImageOptions {
   env?: string[];
   /** extra files: path inside the image -> content */
   files?: Record<string, string>;
+  /** the image's `User` (config.user), default none (root) */
+  user?: string;
+  /** the image's `WorkingDir`, default `/` */
+  workdir?: string;
   /** the registry's login (a registry started with `auth`): pushed with `skopeo --dest-creds` */
   creds?: { username: string; password: string };
 }
@@ -57,7 +61,7 @@ export async function busyboxLayout(opts: BusyboxImageOptions = {}): Promise<str
   const cmd = opts.cmd ?? BUSYBOX_DEFAULT_CMD;
   const env = ['PATH=/bin:/sbin:/usr/bin:/usr/sbin', ...(opts.env ?? [])];
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: 1, size: st.size, mtime: st.mtimeMs, cmd, env, files: opts.files ?? {} }))
+    .update(JSON.stringify({ v: 1, size: st.size, mtime: st.mtimeMs, cmd, env, files: opts.files ?? {}, ...(opts.user !== undefined ? { user: opts.user } : {}), ...(opts.workdir !== undefined ? { workdir: opts.workdir } : {}) }))
     .digest('hex')
     .slice(0, 16);
   const cache = imageCacheDir();
@@ -65,14 +69,14 @@ export async function busyboxLayout(opts: BusyboxImageOptions = {}): Promise<str
   if (existsSync(join(final, 'index.json'))) return final;
   let p = building.get(key);
   if (!p) {
-    p = build(cache, final, cmd, env, opts.files ?? {});
+    p = build(cache, final, cmd, env, opts.files ?? {}, opts.user, opts.workdir ?? '/');
     building.set(key, p);
     p.catch(() => building.delete(key));
   }
   return p;
 }
 
-async function build(cache: string, final: string, cmd: string[], env: string[], files: Record<string, string>): Promise<string> {
+async function build(cache: string, final: string, cmd: string[], env: string[], files: Record<string, string>, user: string | undefined, workdir: string): Promise<string> {
   await mkdir(cache, { recursive: true });
   const work = join(cache, `build-${process.pid}-${shortId()}`);
   await mkdir(work, { recursive: true });
@@ -86,7 +90,8 @@ async function build(cache: string, final: string, cmd: string[], env: string[],
     const rootfs = join(bundle, 'rootfs');
     await populate(rootfs, files);
     await run('umoci', ['repack', '--image', image, bundle]);
-    const cfg = ['config', '--image', image, '--config.workingdir', '/'];
+    const cfg = ['config', '--image', image, '--config.workingdir', workdir];
+    if (user !== undefined) cfg.push('--config.user', user);
     for (const c of cmd) cfg.push('--config.cmd', c);
     for (const e of env) cfg.push('--config.env', e);
     await run('umoci', cfg);

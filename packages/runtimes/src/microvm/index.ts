@@ -10,11 +10,22 @@
  * appended, as for containers) with the image's env and the SLA's, then prints
  * `oak-microvm: exit=<code> oom=<guest OOM kills>` and resets the VM (qemu -no-reboot exits):
  * that line is the exit status (the cloud kernel has no /dev/port for isa-debug-exit).
+ *
+ * As a container's: the image's `User` (uid[:gid] or names, resolved against the image's
+ * /etc/passwd and /etc/group on the host before anything boots) runs the workload, in the image's
+ * WorkingDir (made when missing), HOME from its passwd entry unless the env has one; a private
+ * registry's login (the organisation's, for the image's host) serves the pull (image.ts). The SLA's
+ * added files travel in the per-instance archive and /init moves them to their paths; volumes
+ * (host paths and named volumes, already checked by the NodeEngine) are directories shared with
+ * virtiofs: one virtiofsd per volume (read-only ones see a read-only bind mount of their own),
+ * started by the instance's start.sh before it execs qemu, so they live and die with the VM.
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readSync, fstatSync } from 'node:fs';
 import { copyFile, chmod, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RuntimeError } from '../types.ts';
@@ -32,7 +43,7 @@ import type { GuestNet } from '../qemu/tap.ts';
 import { qemuOverheadMb } from '../unikernel/index.ts';
 import { RootfsCache, packCpio } from './image.ts';
 import { normalizeRef, registryHost } from '../containerd/image.ts';
-import type { ImageRun } from './image.ts';
+import type { ImageRun, PullLogin } from './image.ts';
 
 const pexec = promisify(execFile);
 export const DEFAULT_MICROVM_KERNEL_DIR = '/var/cache/oak/microvm-kernel';
@@ -40,8 +51,13 @@ export const DEFAULT_MICROVM_MB = 128;
 /** below this the cloud kernel does not get to its init (64 MB panics here, 96 MB boots) */
 export const MIN_MICROVM_MB = 96;
 const BUSYBOX = '/bin/busybox';
-/** what virtio-net over virtio-mmio needs, in load order */
-const NET_MODULES = ['virtio', 'virtio_ring', 'virtio_mmio', 'failover', 'net_failover', 'virtio_net'];
+/** what virtio-net over virtio-mmio needs (the guest loads them in two rounds, so the order does not matter) */
+const NET_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'failover', 'net_failover', 'virtio_net'];
+/** what volumes (virtiofs over virtio-mmio) need besides the virtio core; optional in a kernel */
+const FS_MODULES = ['fuse', 'virtiofs'];
+const VIRTIO_CORE = ['virtio_ring', 'virtio', 'virtio_mmio'];
+/** where virtiofsd may be installed (qemu's C one in Debian 12, the Rust one in its own package) */
+const VIRTIOFSD = ['/usr/libexec/virtiofsd', '/usr/lib/qemu/virtiofsd', '/usr/bin/virtiofsd'];
 const APPEND = 'console=ttyS0 quiet panic=-1 reboot=t';
 /**
  * Under software emulation the guest's TSC is the host's: its frequency on the command line spares
@@ -95,7 +111,7 @@ export async function findKernel(dir: string): Promise<MicrovmKernel | string> {
   const walk = async (d: string): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
       if (e.isDirectory()) await walk(join(d, e.name));
-      else if (e.name.endsWith('.ko') && NET_MODULES.includes(e.name.slice(0, -3))) modules.set(e.name.slice(0, -3), join(d, e.name));
+      else if (e.name.endsWith('.ko') && [...NET_MODULES, ...FS_MODULES].includes(e.name.slice(0, -3))) modules.set(e.name.slice(0, -3), join(d, e.name));
     }
   };
   await walk(join(dir, 'lib', 'modules', version, 'kernel'));
@@ -116,6 +132,69 @@ export interface InitPlan {
   workdir: string;
   net?: GuestNet | undefined;
   hostname: string;
+  /** who runs the workload (undefined: root) */
+  user?: { uid: number; gid: number } | undefined;
+  /** added files: /.oak/files/<i> moved to `target` (absolute) with `mode` */
+  files?: { target: string; mode: number }[] | undefined;
+  /** virtiofs shares: tag `vol<i>` mounted at `target` */
+  volumes?: { target: string; readonly: boolean }[] | undefined;
+}
+
+/** The account of an image's `User` (Docker's rules): uid and gid, and HOME. */
+export interface ImageUser {
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+const ID_RE = /^\d{1,10}$/;
+
+function accounts(text: string | undefined): string[][] {
+  return (text ?? '').split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.split(':'));
+}
+
+/**
+ * The image's `User` ("", "name", "uid", "name:group", "uid:gid"...) against its /etc/passwd and
+ * /etc/group: a name that is not there is an error (as for containers); a numeric uid that is not
+ * there runs with gid 0 (or the one given) and HOME /.
+ */
+export function resolveUser(user: string, passwd: string | undefined, group: string | undefined): ImageUser | string {
+  const [u = '', g, ...rest] = user.trim().split(':');
+  if (rest.length > 0 || user.length > 256) return `the image's User ${JSON.stringify(user.slice(0, 100))} is not user[:group]`;
+  const pw = accounts(passwd);
+  let entry: string[] | undefined;
+  let uid: number;
+  if (u === '') {
+    uid = 0;
+    entry = pw.find((e) => e[2] === '0');
+  } else if (ID_RE.test(u)) {
+    uid = Number(u);
+    entry = pw.find((e) => e[2] === u);
+  } else {
+    entry = pw.find((e) => e[0] === u);
+    if (entry === undefined) return `the image's User ${JSON.stringify(u.slice(0, 100))} is not in its /etc/passwd`;
+    uid = Number(entry[2]);
+  }
+  if (!(Number.isInteger(uid) && uid >= 0 && uid < 2 ** 32)) return `the image's /etc/passwd gives ${JSON.stringify(u.slice(0, 100))} no valid uid`;
+  let gid = entry !== undefined && ID_RE.test(entry[3] ?? '') ? Number(entry[3]) : 0;
+  if (g !== undefined && g !== '') {
+    if (ID_RE.test(g)) gid = Number(g);
+    else {
+      const ge = accounts(group).find((e) => e[0] === g);
+      if (ge === undefined || !ID_RE.test(ge[2] ?? '')) return `the image's User group ${JSON.stringify(g.slice(0, 100))} is not in its /etc/group`;
+      gid = Number(ge[2]);
+    }
+  }
+  if (!(gid < 2 ** 32)) return `gid ${gid} is out of range`;
+  const home = entry?.[5] !== undefined && entry[5].startsWith('/') ? entry[5] : uid === 0 && u === '' ? '/root' : '/';
+  return { uid, gid, home };
+}
+
+/** the modules the guest loads, in two rounds (a module whose dependency comes later loads in the second) */
+function insmods(mods: string[]): string {
+  const list = mods.join(' ');
+  return `for m in ${list} ${list}; do $B grep -q "^$m " /proc/modules 2>/dev/null || $B insmod /.oak/modules/$m.ko 2>/dev/null; done; `
+    + `for m in ${list}; do $B grep -q "^$m " /proc/modules || echo "oak-microvm: cannot load $m"; done`;
 }
 
 /** The command and environment of the guest, as a container's (SLA cmd replaces, args appended, SLA env wins). */
@@ -135,14 +214,28 @@ export function planRun(run: ImageRun, spec: Pick<InstanceSpec, 'cmd' | 'args' |
 export function initScript(p: InitPlan): string {
   const l = ['#!/.oak/busybox sh', 'B=/.oak/busybox', '$B mkdir -p /proc /sys /dev /tmp /run', '$B mount -t proc proc /proc', '$B mount -t sysfs sysfs /sys',
     '$B mount -t devtmpfs devtmpfs /dev', '$B mkdir -p /dev/pts /dev/shm', '$B mount -t devpts devpts /dev/pts', '$B mount -t tmpfs tmpfs /dev/shm', '$B mount -t tmpfs tmpfs /run',
-    `$B hostname ${shq(p.hostname)}`, '$B ip link set lo up'];
+    `$B hostname ${shq(p.hostname)}`, '$B ip link set lo up',
+    // a step of the set-up that fails ends the VM with this status and the reason on the console
+    'fail() { echo "oak-microvm: $1"; echo "oak-microvm: exit=125 oom=0"; $B sync; $B reboot -f; exit 125; }'];
+  const vols = p.volumes ?? [];
+  const mods = [...(p.net !== undefined ? NET_MODULES : []), ...(vols.length > 0 ? [...VIRTIO_CORE, ...FS_MODULES] : [])];
+  if (mods.length > 0) l.push(insmods([...new Set(mods)]));
   if (p.net !== undefined) {
-    l.push(`for m in ${NET_MODULES.join(' ')}; do $B insmod /.oak/modules/$m.ko || echo "oak-microvm: cannot load $m"; done`);
     l.push(`$B ip addr add ${shq(`${p.net.ip}/${p.net.prefix}`)} dev eth0`, '$B ip link set eth0 up');
     if (p.net.gateway !== undefined) l.push(`$B ip route add default via ${shq(p.net.gateway)}`);
   }
-  l.push(`cd ${shq(p.workdir)} 2>/dev/null || cd /`);
-  l.push(`$B env -i ${p.env.map(shq).join(' ')} ${p.argv.map(shq).join(' ')}`);
+  vols.forEach((v, i) => {
+    const t = shq(v.target);
+    l.push(`$B mkdir -p ${t} && $B mount -t virtiofs -o ${v.readonly ? 'ro,' : ''}nosuid,nodev vol${i} ${t} || fail ${shq(`cannot mount volume ${i} at ${v.target}`)}`);
+  });
+  (p.files ?? []).forEach((f, i) => {
+    const t = shq(f.target);
+    l.push(`$B mkdir -p "$($B dirname ${t})" && $B mv -f /.oak/files/${i} ${t} && $B chmod ${(f.mode & 0o777).toString(8)} ${t} || fail ${shq(`cannot place added file ${f.target}`)}`);
+  });
+  // Docker makes a missing WorkingDir
+  l.push(`$B mkdir -p ${shq(p.workdir)} 2>/dev/null; cd ${shq(p.workdir)} 2>/dev/null || cd /`);
+  const drop = p.user !== undefined && (p.user.uid !== 0 || p.user.gid !== 0) ? `/.oak/busybox nsenter -F -G ${p.user.gid} -S ${p.user.uid} -- ` : '';
+  l.push(`$B env -i ${p.env.map(shq).join(' ')} ${drop}${p.argv.map(shq).join(' ')}`);
   l.push('rc=$?', "oom=$($B awk '$1 == \"oom_kill\" { print $2 }' /proc/vmstat)", 'echo "oak-microvm: exit=$rc oom=${oom:-0}"', '$B sync', '$B reboot -f', 'exit $rc', '');
   return l.join('\n');
 }
@@ -178,6 +271,44 @@ export function microvmVerdict(raw: RawExit, line: { code: number; oom: number }
     return raw.code === 0 ? { ...v, state: 'FAILED', detail: 'the guest stopped without an exit status (kernel panic, or its init failed: see the logs)' } : v;
   }
   return interpretExit({ ...raw, code: line.code, oomKills: line.oom, memoryLimitMb: guestMb });
+}
+
+/** what one virtiofsd is given in the VM's cgroup (MB, measured about 3 MB resident idle) */
+const VIRTIOFSD_MB = 16;
+/** volumes of one microvm at most (one virtiofsd each) */
+const MAX_VOLUMES = 16;
+
+async function findVirtiofsd(): Promise<string | undefined> {
+  for (const p of VIRTIOFSD) {
+    try {
+      await access(p, fsConstants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The instance's start.sh: one virtiofsd per volume (a read-only one inside its own mount
+ * namespace where the directory is bind-mounted read-only, so the guest cannot write whatever it
+ * does), the wait for their sockets (5 s), then `exec` qemu: the virtiofsds are the VM's children,
+ * in its process group and cgroup, stopped with it; each exits when qemu closes its socket.
+ */
+export function startScript(vols: { source: string; readonly: boolean; socket: string }[], qemu: string[], tools: { virtiofsd: string; unshare: string; mount: string }): string {
+  const l = ['set -e'];
+  for (const v of vols) {
+    const d = `${shq(tools.virtiofsd)} --socket-path=${shq(v.socket)} -o ${shq(`source=${v.source}`)} -o sandbox=namespace -o log_level=err`;
+    if (v.readonly) {
+      const inner = `${tools.mount} --bind "$1" "$1" && ${tools.mount} -o remount,bind,ro "$1" && shift && exec "$@"`;
+      l.push(`${shq(tools.unshare)} --mount --propagation private -- /bin/sh -c ${shq(inner)} sh ${shq(v.source)} ${d} &`);
+    } else l.push(`${d} &`);
+  }
+  const socks = vols.map((v) => `[ -S ${shq(v.socket)} ]`).join(' && ');
+  l.push('n=0', `until ${socks}; do n=$((n+1)); if [ $n -gt 100 ]; then echo "oak-microvm: virtiofsd did not start" >&2; exit 125; fi; sleep 0.05; done`);
+  l.push(`exec ${qemu.map(shq).join(' ')}`, '');
+  return l.join('\n');
 }
 
 export class MicrovmLauncher implements Launcher {
@@ -335,14 +466,23 @@ export class MicrovmLauncher implements Launcher {
   async launch(spec: InstanceSpec, ctx: LaunchContext): Promise<Launch> {
     const ready = await this.#prepare();
     if (typeof ready === 'string') throw new RuntimeError('unavailable', ready);
-    // a login for the image's own registry (a login for another host is not this pull's business)
-    if (spec.registryAuth !== undefined && spec.registryAuth.host === registryHost(normalizeRef(spec.code))) throw new RuntimeError('unsupported', 'microvm images are pulled without registry logins so far; use a public or loopback registry, or a container');
     const memoryMb = spec.memory_mb !== undefined && spec.memory_mb > 0 ? Math.ceil(spec.memory_mb) : DEFAULT_MICROVM_MB;
     if (memoryMb < MIN_MICROVM_MB) throw new RuntimeError('invalid_spec', `a microvm needs memory >= ${MIN_MICROVM_MB} MB (its guest kernel and initramfs live in its RAM); the SLA asks for ${memoryMb} MB`);
     const vcpus = Math.max(1, Math.min(64, Math.ceil(spec.vcpus ?? 1)));
+    const volumes = await this.#checkVolumes(spec, ready.kernel);
+    // the login for the image's own registry (a login for another host is not this pull's business)
+    const auth = spec.registryAuth;
+    const login: PullLogin | undefined = auth !== undefined && auth.host === registryHost(normalizeRef(spec.code)) ? { username: auth.username, password: auth.password, dir: ctx.dir } : undefined;
     this.#images ??= new RootfsCache(join(ctx.cacheDir, 'microvm', 'images'), { plainHttpRegistries: this.#opts.plainHttpRegistries, timeoutMs: this.#opts.pullTimeoutMs });
-    const [image, base] = await Promise.all([this.#images.get(spec.code), this.#baseCpio(ready.kernel, ctx.cacheDir)]);
+    const [image, base] = await Promise.all([this.#images.get(spec.code, login), this.#baseCpio(ready.kernel, ctx.cacheDir)]);
     const run = planRun(image.run, spec);
+    const user = resolveUser(image.run.user, image.run.passwd, image.run.group);
+    if (typeof user === 'string') throw new RuntimeError('invalid_image', `image ${spec.code}: ${user}`);
+    if (!run.env.some((kv) => kv.startsWith('HOME='))) run.env.push(`HOME=${user.home}`);
+    const files = spec.files ?? [];
+    for (const f of files) {
+      if (!f.target.startsWith('/') || f.target.split('/').includes('..') || f.target === '/') throw new RuntimeError('invalid_spec', `added file path ${JSON.stringify(f.target)} is not an absolute path without ".."`);
+    }
     let resolv: string | undefined;
     if (spec.resolvConf !== undefined) resolv = (await readFile(spec.resolvConf, 'utf8').catch(() => '')).slice(0, 64 * 1024);
     let net: GuestNet | undefined;
@@ -350,18 +490,63 @@ export class MicrovmLauncher implements Launcher {
       const [nsenter, ip] = await Promise.all([ctx.tool('nsenter'), ctx.tool('ip')]);
       net = await setupInstanceNet(nsenter, ip, spec.netns, this.#netDir, spec.id);
     }
-    // the per-instance archive: /init (and resolv.conf), last so that it wins over the image's
+    // the per-instance archive: /init (and resolv.conf, the added files), last so that it wins over the image's
     const fs = join(ctx.dir, 'initfs');
     await mkdir(join(fs, 'etc'), { recursive: true });
-    await writeFile(join(fs, 'init'), initScript({ ...run, workdir: image.run.workdir, net, hostname: spec.id.slice(0, 63) }), { mode: 0o755 });
+    await writeFile(join(fs, 'init'), initScript({
+      ...run, workdir: image.run.workdir, net, hostname: spec.id.slice(0, 63), user,
+      files: files.map((f) => ({ target: f.target, mode: f.mode })), volumes: volumes.map((v) => ({ target: v.target, readonly: v.readonly })),
+    }), { mode: 0o755 });
     if (resolv !== undefined && resolv !== '') await writeFile(join(fs, 'etc', 'resolv.conf'), resolv);
+    if (files.length > 0) {
+      await mkdir(join(fs, '.oak', 'files'), { recursive: true });
+      for (const [i, f] of files.entries()) {
+        try {
+          await copyFile(f.source, join(fs, '.oak', 'files', String(i)));
+        } catch (e) {
+          throw new RuntimeError('files_failed', `cannot place added file ${f.target}: ${(e as Error).message}`, { cause: e });
+        }
+      }
+    }
     await packCpio(fs, join(ctx.dir, 'init.cpio'), true);
     await rm(fs, { recursive: true, force: true });
     const initrd = join(ctx.dir, 'initrd');
     await pexec('/bin/sh', ['-c', 'cat "$1" "$2" "$3" > "$4"', 'sh', image.cpio, base, join(ctx.dir, 'init.cpio'), initrd], { timeout: 120_000 });
     await rm(join(ctx.dir, 'init.cpio'), { force: true });
-    const argv = qemuArgv(ready.host, { kernel: ready.kernel.vmlinuz, initrd, append: this.#append, memoryMb, vcpus, tap: net?.tap, mac: net === undefined ? undefined : guestMac(spec.id) });
-    return { argv, executable: ready.host.binary, ownEnv: true, keepUser: true, noResolvConf: true, cgroupMemoryMb: memoryMb + qemuOverheadMb(memoryMb) };
+    const sockets = volumes.map((_, i) => join(ctx.dir, `vfs${i}.sock`));
+    const qemu = qemuArgv(ready.host, { kernel: ready.kernel.vmlinuz, initrd, append: this.#append, memoryMb, vcpus, tap: net?.tap, mac: net === undefined ? undefined : guestMac(spec.id), virtiofs: sockets.length > 0 ? sockets : undefined });
+    const out: Launch = { argv: qemu, executable: ready.host.binary, ownEnv: true, keepUser: true, noResolvConf: true, cgroupMemoryMb: memoryMb + qemuOverheadMb(memoryMb) + VIRTIOFSD_MB * volumes.length };
+    if (volumes.length > 0) {
+      const [unshare, mount] = await Promise.all([ctx.tool('unshare'), ctx.tool('mount')]).catch(() => {
+        throw new RuntimeError('unavailable', 'read-only microvm volumes need unshare and mount (util-linux)');
+      });
+      const script = join(ctx.dir, 'start.sh');
+      await writeFile(script, startScript(volumes.map((v, i) => ({ ...v, socket: sockets[i] as string })), qemu, { virtiofsd: volumes[0]?.virtiofsd as string, unshare, mount }), { mode: 0o700 });
+      out.argv = ['/bin/sh', script];
+    }
+    return out;
+  }
+
+  /** the volumes (directories, each shared by its own virtiofsd), or why this VM cannot have them */
+  async #checkVolumes(spec: InstanceSpec, kernel: MicrovmKernel): Promise<(NonNullable<InstanceSpec['mounts']>[number] & { virtiofsd: string })[]> {
+    const mounts = spec.mounts ?? [];
+    if (mounts.length === 0) return [];
+    if (mounts.length > MAX_VOLUMES) throw new RuntimeError('invalid_spec', `a microvm takes at most ${MAX_VOLUMES} volumes; the SLA has ${mounts.length}`);
+    const missing = FS_MODULES.filter((m) => !kernel.modules.has(m));
+    if (missing.length > 0) throw new RuntimeError('unsupported', `microvm volumes need virtiofs in the guest kernel; ${kernel.version} lacks ${missing.join(', ')}`);
+    const virtiofsd = await findVirtiofsd();
+    if (virtiofsd === undefined) throw new RuntimeError('unsupported', `microvm volumes need virtiofsd (${VIRTIOFSD.join(', ')}; Debian: qemu-system-common or virtiofsd)`);
+    if (process.getuid?.() !== 0) throw new RuntimeError('unsupported', 'microvm volumes need a NodeEngine running as root (virtiofsd sandboxes itself in namespaces)');
+    const out = [];
+    for (const m of mounts) {
+      if (!m.target.startsWith('/') || m.target === '/' || m.target.split('/').includes('..')) throw new RuntimeError('invalid_spec', `volume target ${JSON.stringify(m.target)} is not an absolute path without ".."`);
+      if (/[,\n\0]/.test(m.source)) throw new RuntimeError('invalid_spec', `volume source ${JSON.stringify(m.source)} has a comma or a newline`);
+      const st = await stat(m.source).catch(() => undefined);
+      if (st === undefined) throw new RuntimeError('invalid_spec', `volume source ${m.source} does not exist on this worker`);
+      if (!st.isDirectory()) throw new RuntimeError('unsupported', `volume source ${m.source} is a file: a microvm shares directories only (mount its directory, or use added_files)`);
+      out.push({ ...m, virtiofsd });
+    }
+    return out;
   }
 
   verdict(raw: RawExit, spec: InstanceSpec): ExitVerdict {

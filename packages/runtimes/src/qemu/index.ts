@@ -100,6 +100,11 @@ export interface QemuVm {
   vcpus: number;
   /** a directory shared with the guest over 9p (mount tag `fs0`) */
   share?: string | undefined;
+  /**
+   * vhost-user-fs (virtiofs) devices, tags `vol<i>`, each on the socket of its virtiofsd: the guest
+   * RAM becomes a shared memfd and virtio-mmio runs in its modern mode (vhost-user has no legacy one)
+   */
+  virtiofs?: string[] | undefined;
   /** a tap device name (in the namespace qemu runs in) for a virtio-net NIC */
   tap?: string | undefined;
   mac?: string | undefined;
@@ -107,7 +112,8 @@ export interface QemuVm {
 
 /** argv of one VM whose serial console is qemu's stdout and which ends via isa-debug-exit */
 export function qemuArgv(host: QemuHost, vm: QemuVm): string[] {
-  const a = [host.binary, '-M', 'microvm', '-accel', host.kvm ? 'kvm' : 'tcg', '-m', String(vm.memoryMb), '-smp', String(vm.vcpus),
+  const fs = vm.virtiofs ?? [];
+  const a = [host.binary, '-M', fs.length > 0 ? 'microvm,memory-backend=mem' : 'microvm', '-accel', host.kvm ? 'kvm' : 'tcg', '-m', String(vm.memoryMb), '-smp', String(vm.vcpus),
     '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-serial', 'stdio', '-no-reboot',
     '-device', `isa-debug-exit,iobase=0x${DEBUG_EXIT_PORT.toString(16)},iosize=0x04`, '-kernel', vm.kernel];
   if (vm.initrd !== undefined) a.push('-initrd', vm.initrd);
@@ -116,6 +122,11 @@ export function qemuArgv(host: QemuHost, vm: QemuVm): string[] {
     if (vm.share.includes(',')) throw new Error(`share path ${vm.share} contains a comma`);
     a.push('-fsdev', `local,id=fs0,path=${vm.share},security_model=none,readonly=on`, '-device', 'virtio-9p-device,fsdev=fs0,mount_tag=fs0');
   }
+  if (fs.length > 0) a.push('-object', `memory-backend-memfd,id=mem,size=${vm.memoryMb}M,share=on`, '-global', 'virtio-mmio.force-legacy=false');
+  fs.forEach((sock, i) => {
+    if (sock.includes(',')) throw new Error(`socket path ${sock} contains a comma`);
+    a.push('-chardev', `socket,id=vfs${i},path=${sock}`, '-device', `vhost-user-fs-device,chardev=vfs${i},tag=vol${i}`);
+  });
   if (vm.tap !== undefined) a.push('-netdev', `tap,id=n0,ifname=${vm.tap},script=no,downscript=no`, '-device', `virtio-net-device,netdev=n0${vm.mac !== undefined ? `,mac=${vm.mac}` : ''}`);
   else a.push('-net', 'none');
   return a;

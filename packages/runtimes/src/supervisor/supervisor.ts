@@ -358,7 +358,8 @@ export class SupervisedRuntime implements Runtime {
         boot_id: bootId(),
         started_at: new Date().toISOString(),
         executable,
-        spec,
+        // the registry login served the pull: it is never written to disk
+        spec: { ...spec, registryAuth: undefined },
         cgroup: cgroup?.ref ?? null,
       };
       const t: Tracked = { st, dir, cgroup, child: c };
