@@ -121,6 +121,11 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
     );
   });
 
+  // a NUL character is no part of any id, name or value (PostgreSQL's text refuses it: a 500)
+  app.addHook('preValidation', async (req) => {
+    if (holdsNul(req.params) || holdsNul(req.query)) throw nulError('the URL');
+  });
+
   // JSON only: anything else is 415. An empty JSON body counts as no body.
   const json = app.getDefaultJsonParser('error', 'error');
   app.removeAllContentTypeParsers();
@@ -137,6 +142,7 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
       // sizes, widths and depth before any handler (or JSON.stringify) recurses into the body
       const over = findLimitViolation(value, JSON_LIMITS);
       if (over) done(new LimitExceededError(over), undefined);
+      else if (holdsNul(value)) done(nulError('the body'), undefined);
       else done(null, value);
     });
   });
@@ -192,4 +198,17 @@ export async function buildRootApp(ctx: RootContext, opts: RootAppOptions = {}):
 
   await app.ready();
   return app;
+}
+
+/** whether a parsed value (bounded by the JSON limits, or params and query) holds a string with a NUL character */
+function holdsNul(v: unknown, depth = 0): boolean {
+  if (typeof v === 'string') return v.includes('\u0000');
+  if (v === null || typeof v !== 'object' || depth > 64) return false;
+  if (Array.isArray(v)) return v.some((x) => holdsNul(x, depth + 1));
+  for (const [k, x] of Object.entries(v)) if (k.includes('\u0000') || holdsNul(x, depth + 1)) return true;
+  return false;
+}
+
+function nulError(where: string): OakError {
+  return new OakError('OAK_BAD_REQUEST', `${where} holds a NUL character (\\u0000)`, { hint: 'ids, names and values are text without control character 0' });
 }

@@ -198,3 +198,35 @@ describe('bounded input at the routes', () => {
     assert.equal((await t.req('GET', `/api/service/${sid}/instance/7/logs?tail=0`, tok)).statusCode, 404);
   });
 });
+
+describe('NUL characters (PostgreSQL text refuses them)', () => {
+  let t: TestRoot;
+  let tok: string;
+  let url: string;
+  before(async () => {
+    t = await testRoot();
+    tok = await t.user('nul', 'nulorg', ['Admin']);
+    await t.app.listen({ host: '127.0.0.1', port: 0 });
+    url = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+  });
+  after(() => t.close());
+
+  test('in a path parameter, a query or anywhere in a JSON body: 400 naming it, nothing written', async () => {
+    const before = await snapshot(t.store);
+    const h = { authorization: `Bearer ${tok}`, 'content-type': 'application/json' };
+    const answers = [
+      await fetch(`${url}/api/user/%00`, { headers: h }),
+      await fetch(`${url}/api/application/a%00b`, { headers: h }),
+      await fetch(`${url}/api/applications/?x=%00`, { headers: h }),
+      await fetch(`${url}/api/application/`, { method: 'POST', headers: h, body: JSON.stringify({ ...sla('nulapp'), applications: [{ ...(sla('nulapp').applications as object[])[0], application_desc: 'a\u0000b' }] }) }),
+      await fetch(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'Admin\u0000', password: 'x' }) }),
+    ];
+    for (const r of answers) {
+      const body = (await r.json()) as { error?: { code?: string; message?: string } };
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(body.error?.code, 'OAK_BAD_REQUEST');
+      assert.match(body.error?.message ?? '', /NUL/);
+    }
+    assert.deepEqual(await snapshot(t.store), before);
+  });
+});
