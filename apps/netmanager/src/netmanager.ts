@@ -18,7 +18,8 @@ import type { NetInstanceDeploy, NetInstanceUndeploy, NetRegister, NetRegisterAn
 import { CLUSTER_SERVICE_NAME, pinnedTlsOptions } from '@oak/trust/tls';
 import { keyPathOf, startApi } from './api.ts';
 import type { ApiServer } from './api.ts';
-import { DEFAULT_API_PORT, DEFAULT_KEY_DIR, DEFAULT_PUBLIC_PORT } from './config.ts';
+import { DEFAULT_API_PORT, DEFAULT_KEY_DIR, DEFAULT_PUBLIC_PORT, NETMANAGER_VERSION } from './config.ts';
+import { releaseVersion } from '@oak/sysinfo';
 import { NetCore, gatewayOf, gatewayOf6 } from './core.ts';
 import type { CoreOptions, Effect } from './core.ts';
 import { defaultDatapath, defaultResolver } from './defaults.ts';
@@ -99,6 +100,8 @@ interface Active {
 }
 
 class NetManager {
+  /** this NetManager's version (its release's oak-release.json, else the build's), in /register answers */
+  readonly version = releaseVersion(NETMANAGER_VERSION);
   readonly log: Logger;
   readonly now: () => number;
   readonly core: NetCore;
@@ -581,6 +584,7 @@ class NetManager {
       tunnel_device: a.datapath.tunnelDevice,
       mtu: a.datapath.mtu,
       dns: a.resolver !== undefined ? gateway : null,
+      version: this.version,
     };
   }
 

@@ -12,6 +12,7 @@ import { createCa, issueIdentity } from '@oak/trust';
 import { CLUSTER_SERVICE_NAME } from '@oak/trust/tls';
 import { startNetManager } from '../src/netmanager.ts';
 import { statePath } from '../src/state.ts';
+import { NETMANAGER_VERSION } from '../src/config.ts';
 import { fakeDatapaths, fakeResolvers } from './fakes.ts';
 import { CACHE, DB, WEB, api, entry, options, publishPeers, register, withEnv } from './harness.ts';
 
@@ -39,6 +40,8 @@ test('register, subnet, peers, deploy, table query, an update within 1 s, DNS, u
       assert.equal(reg.status, 200, JSON.stringify(reg.json));
       assert.deepEqual(reg.json as NetRegisterAnswer, {
         subnet: '10.18.0.64/26', subnet_v6: 'fdff:18:0:1::/64', gateway: '10.18.0.65', gateway_v6: 'fdff:18:0:1::1', tunnel_device: 'oakxh2test', mtu: 1450, dns: '10.18.0.65',
+        // its version: what the NodeEngine reports as netmanager_version (oak node ls, fleet versions)
+        version: NETMANAGER_VERSION,
       });
       assert.ok(env.clients.some((c) => c.clientId === 'w1-net' && c.username === 'w1-net'), 'its own client id and user name <worker>-net, the worker password');
       assert.deepEqual(cluster.of(netTopics.subnet('w1'))[0] as SubnetRequest, { method: 'get', host_ip: '127.0.0.1', host_port: 50103 });

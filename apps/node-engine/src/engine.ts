@@ -135,7 +135,7 @@ class Engine {
   /** versions and upgrade state, in every registration and report */
   versionFields(): { version: string; self_upgrade_blocker: string | null; upgrade?: NonNullable<Upgrader['state']> } {
     const u = this.upgrader?.state;
-    return { version: this.version, self_upgrade_blocker: this.upgrader === undefined ? 'fleet upgrades are not set up' : this.upgrader.blocker, ...(u !== undefined ? { upgrade: u } : {}) };
+    return { version: this.version, ...(this.nm?.answer?.version !== undefined ? { netmanager_version: this.nm.answer.version } : {}), self_upgrade_blocker: this.upgrader === undefined ? 'fleet upgrades are not set up' : this.upgrader.blocker, ...(u !== undefined ? { upgrade: u } : {}) };
   }
 
   constructor(cfg: NodeEngineConfig, runtimes: Runtime[]) {

@@ -233,6 +233,8 @@ export const NetRegisterAnswer = Type.Object({
   mtu: Type.Integer({ minimum: 576, maximum: 65535 }),
   /** the resolver instances use (the gateway, port 53), null when DNS is off */
   dns: Nullable(Addr()),
+  /** the NetManager's version (its release's, else the build's; absent from older ones) */
+  version: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
 });
 export type NetRegisterAnswer = Static<typeof NetRegisterAnswer>;
 
