@@ -18,12 +18,11 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ApplicationDoc, InstanceDoc, OakEvent, ServiceDoc } from '@oak/contracts';
-import { freePort, sleep, stopProcess, tmpDir, waitFor } from '@oak/testkit';
+import type { ApplicationDoc, InstanceDoc, ServiceDoc } from '@oak/contracts';
+import { sleep, stopProcess, tmpDir, waitFor } from '@oak/testkit';
 import type { TmpDir } from '@oak/testkit';
-import { parseConfig } from '../../apps/oakd/src/config.ts';
-import { startOakd } from '../../apps/oakd/src/oakd.ts';
 import type { Oakd } from '../../apps/oakd/src/oakd.ts';
+import { Events, startControlPlane } from './mdoc.ts';
 import { percentile, row } from './types.ts';
 import type { Bench } from './types.ts';
 
@@ -31,78 +30,6 @@ const REPORT_MS = 500;
 const CONCURRENT = 100;
 const PASSWORD = 'bench-failover-secret';
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-
-interface Seen {
-  status: string;
-  worker: string | null;
-  at: number;
-}
-
-class Events {
-  readonly #abort = new AbortController();
-  readonly log: { svc: string; n: number; status: string; worker: string | null; at: number }[] = [];
-  #listeners = new Set<() => void>();
-  #done: Promise<void> = Promise.resolve();
-
-  async open(url: string): Promise<void> {
-    const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.#abort.signal });
-    if (!res.ok || !res.body) throw new Error(`GET /api/events -> ${res.status}`);
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    this.#done = (async () => {
-      let buf = '';
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          const at = performance.now();
-          buf += value;
-          let cut: number;
-          while ((cut = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, cut);
-            buf = buf.slice(cut + 2);
-            const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
-            if (!data) continue;
-            const e = JSON.parse(data) as OakEvent;
-            if (e.type !== 'instance') continue;
-            this.log.push({ svc: e.microserviceID, n: e.instance.instance_number, status: e.instance.status, worker: e.instance.worker_id ?? null, at });
-            for (const l of this.#listeners) l();
-          }
-        }
-      } catch {
-        // aborted at close
-      }
-    })();
-  }
-
-  /** resolves with the first event from index `from` on that matches */
-  until(from: number, match: (e: Seen & { svc: string; n: number }) => boolean, timeoutMs: number, what: string): Promise<Seen> {
-    return new Promise((resolve, reject) => {
-      let i = from;
-      const check = (): void => {
-        for (; i < this.log.length; i++) {
-          const e = this.log[i];
-          if (e !== undefined && match(e)) {
-            this.#listeners.delete(check);
-            clearTimeout(t);
-            resolve(e);
-            return;
-          }
-        }
-      };
-      const t = setTimeout(() => {
-        this.#listeners.delete(check);
-        reject(new Error(`${what}: not within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#listeners.add(check);
-      check();
-    });
-  }
-
-  async close(): Promise<void> {
-    this.#abort.abort();
-    await this.#done;
-  }
-}
 
 interface Worker {
   name: string;
@@ -118,18 +45,6 @@ export const bench: Bench = async () => {
   let events: Events | undefined;
   const workers: Worker[] = [];
   const bare: ChildProcess[] = [];
-  let token = '';
-  let base = '';
-  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const res = await fetch(base + path, {
-      method,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body === undefined ? null : JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${path} -> ${res.status} ${text}`);
-    return (text ? JSON.parse(text) : undefined) as T;
-  };
   let concurrentMs = NaN;
   let bareMs = NaN;
   const concurrentLatencies: number[] = [];
@@ -140,18 +55,9 @@ export const bench: Bench = async () => {
   try {
     dir = await tmpDir('oak-bench-failover');
     const d = dir;
-    const port = await freePort();
-    const clusterPort = await freePort();
-    const cfg = parseConfig([
-      '--host', '127.0.0.1', '--port', String(port), '--link-port', String(await freePort()),
-      '--cluster-port', String(clusterPort), '--mqtt-port', String(await freePort()),
-      '--data-dir', join(d.path, 'oakd'), '--no-worker', '--report-interval', String(REPORT_MS), '--log-level', 'warn',
-    ], {});
-    if (cfg === 'help') throw new Error('parseConfig answered help');
-    cfg.adminPassword = PASSWORD;
-    oakd = await startOakd(cfg, () => undefined);
-    base = `http://127.0.0.1:${port}`;
-    token = (await call<{ token: string }>('POST', '/api/auth/login', { username: 'Admin', password: PASSWORD })).token;
+    const cp = await startControlPlane(d.path, REPORT_MS, PASSWORD);
+    oakd = cp.oakd;
+    const { base, token, clusterPort, call } = cp;
     const o = oakd;
     const startWorker = (name: string): Worker => {
       const log = join(d.path, `${name}.log`);

@@ -20,12 +20,11 @@ import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
-import type { ApplicationDoc, InstanceDoc, OakEvent, ServiceDoc } from '@oak/contracts';
-import { freePort, sleep, stopProcess, tmpDir, waitFor } from '@oak/testkit';
+import type { ApplicationDoc, InstanceDoc, ServiceDoc } from '@oak/contracts';
+import { sleep, stopProcess, tmpDir, waitFor } from '@oak/testkit';
 import type { TmpDir } from '@oak/testkit';
-import { parseConfig } from '../../apps/oakd/src/config.ts';
-import { startOakd } from '../../apps/oakd/src/oakd.ts';
 import type { Oakd } from '../../apps/oakd/src/oakd.ts';
+import { Events, startControlPlane } from './mdoc.ts';
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { row } from './types.ts';
 import type { Bench } from './types.ts';
@@ -84,43 +83,6 @@ const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/sta
 })();
 `;
 
-class InstanceEvents {
-  readonly #abort = new AbortController();
-  readonly running = new Set<number>();
-  #done: Promise<void> = Promise.resolve();
-  async open(url: string, sid: string): Promise<void> {
-    const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.#abort.signal });
-    if (!res.ok || !res.body) throw new Error(`GET /api/events -> ${res.status}`);
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    this.#done = (async () => {
-      let buf = '';
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          buf += value;
-          let cut: number;
-          while ((cut = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, cut);
-            buf = buf.slice(cut + 2);
-            const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
-            if (!data) continue;
-            const e = JSON.parse(data) as OakEvent;
-            if (e.type !== 'instance' || e.microserviceID !== sid) continue;
-            if (e.instance.status === 'RUNNING') this.running.add(e.instance.instance_number);
-          }
-        }
-      } catch {
-        // aborted at close
-      }
-    })();
-  }
-  async close(): Promise<void> {
-    this.#abort.abort();
-    await this.#done;
-  }
-}
-
 export const bench: Bench = async () => {
   const started = performance.now();
   const isolation = process.env.OAK_BENCH_MANY_ISOLATION === 'on' ? 'on' : 'off';
@@ -130,19 +92,7 @@ export const bench: Bench = async () => {
   let oakd: Oakd | undefined;
   let worker: ChildProcess | undefined;
   let baseline: ChildProcess | undefined;
-  let events: InstanceEvents | undefined;
-  let token = '';
-  let base = '';
-  const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const res = await fetch(base + path, {
-      method,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body === undefined ? null : JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${path} -> ${res.status} ${text.slice(0, 500)}`);
-    return (text ? JSON.parse(text) : undefined) as T;
-  };
+  let events: Events | undefined;
   const ours = { rss_idle_kb: NaN, rss_loaded_kb: NaN, deploy_ms: NaN, undeploy_ms: NaN };
   let bare = { before: NaN, after: NaN, deployMs: NaN, undeployMs: NaN };
   try {
@@ -151,18 +101,9 @@ export const bench: Bench = async () => {
     if (build.status !== 0 || !existsSync(bundle)) throw new Error(`node scripts/build.mjs failed: ${build.stderr}`);
     dir = await tmpDir('oak-bench-many');
     const d = dir;
-    const port = await freePort();
-    const clusterPort = await freePort();
-    const cfg = parseConfig([
-      '--host', '127.0.0.1', '--port', String(port), '--link-port', String(await freePort()),
-      '--cluster-port', String(clusterPort), '--mqtt-port', String(await freePort()),
-      '--data-dir', join(d.path, 'oakd'), '--no-worker', '--report-interval', String(REPORT_MS), '--log-level', 'warn',
-    ], {});
-    if (cfg === 'help') throw new Error('parseConfig answered help');
-    cfg.adminPassword = PASSWORD;
-    oakd = await startOakd(cfg, () => undefined);
-    base = `http://127.0.0.1:${port}`;
-    token = (await call<{ token: string }>('POST', '/api/auth/login', { username: 'Admin', password: PASSWORD })).token;
+    const cp = await startControlPlane(d.path, REPORT_MS, PASSWORD);
+    oakd = cp.oakd;
+    const { base, token, clusterPort, call } = cp;
     const log = join(d.path, 'worker.log');
     const fd = openSync(log, 'a');
     worker = spawn(process.execPath, [
@@ -191,9 +132,18 @@ export const bench: Bench = async () => {
     const [svc] = await call<ServiceDoc[]>('GET', `/api/services/${app.applicationID}`);
     if (!svc) throw new Error('no service created');
     const sid = svc.microserviceID;
-    const ev = new InstanceEvents();
+    const ev = new Events();
     events = ev;
-    await ev.open(`${base}/api/events?types=instance&token=${encodeURIComponent(token)}`, sid);
+    await ev.open(`${base}/api/events?types=instance&token=${encodeURIComponent(token)}`);
+    const running = new Set<number>();
+    let seen = 0;
+    const runningNow = (): Set<number> => {
+      for (; seen < ev.log.length; seen++) {
+        const e = ev.log[seen];
+        if (e !== undefined && e.svc === sid && e.status === 'RUNNING') running.add(e.n);
+      }
+      return running;
+    };
 
     await sleep(SETTLE_MS);
     ours.rss_idle_kb = rssKb(w.pid as number);
@@ -203,7 +153,7 @@ export const bench: Bench = async () => {
       const docs = await Promise.all(Array.from({ length: Math.min(BATCH, N - i) }, () => call<InstanceDoc>('POST', `/api/service/${sid}/instance`)));
       numbers.push(...docs.map((x) => x.instance_number));
     }
-    await waitFor(() => (numbers.every((n) => ev.running.has(n)) ? true : undefined), {
+    await waitFor(() => (numbers.every((n) => runningNow().has(n)) ? true : undefined), {
       timeoutMs: 600_000, intervalMs: 50, message: `${N} instances RUNNING`,
     }).catch(async (err: unknown) => {
       const doc = await call<ServiceDoc>('GET', `/api/service/${sid}`).catch(() => undefined);
@@ -214,8 +164,8 @@ export const bench: Bench = async () => {
     ours.deploy_ms = performance.now() - t0;
     await sleep(SETTLE_MS);
     ours.rss_loaded_kb = rssKb(w.pid as number);
-    const running = sleepersIn(namespace).length;
-    if (running < N) throw new Error(`${N} RUNNING at the root but ${running} sleeps of the worker`);
+    const sleeping = sleepersIn(namespace).length;
+    if (sleeping < N) throw new Error(`${N} RUNNING at the root but ${sleeping} sleeps of the worker`);
     const t1 = performance.now();
     for (let i = 0; i < numbers.length; i += BATCH) {
       await Promise.all(numbers.slice(i, i + BATCH).map((n) => call('DELETE', `/api/service/${sid}/instance/${n}`)));

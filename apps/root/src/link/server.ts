@@ -357,14 +357,7 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
             log.error({ err, cluster: s.cluster.name }, 'link: token check failed');
             return { type: 'token_result', request_id: m.request_id, ok: false, reason: 'the root could not check the token' };
           })
-          .then((answer) => {
-            if (s.ended) return;
-            try {
-              s.call.write(answer);
-            } catch {
-              // the stream is going; the cluster's check times out
-            }
-          });
+          .then((answer) => answerOnStream(s, answer));
         return;
       }
       case 'artifact_request': {
@@ -375,14 +368,7 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
             log.error({ err, cluster: s.cluster.name }, 'link: artifact read failed');
             return { type: 'artifact_chunk', request_id: m.request_id, sha256: m.sha256, offset: m.offset, total: 0, data: '', error: 'the root could not read the artifact' };
           })
-          .then((answer) => {
-            if (s.ended) return;
-            try {
-              s.call.write(answer);
-            } catch {
-              // the stream is going; the cluster asks again
-            }
-          });
+          .then((answer) => answerOnStream(s, answer));
         return;
       }
       case 'aggregate': {
@@ -472,4 +458,14 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
       await Promise.all([...chains.values()]);
     },
   };
+}
+
+/** An answer to a cluster's request, unless its stream ended meanwhile (the cluster then asks again or times out). */
+function answerOnStream(s: Session, answer: RootToCluster): void {
+  if (s.ended) return;
+  try {
+    s.call.write(answer);
+  } catch {
+    // the stream is going
+  }
 }
