@@ -123,21 +123,21 @@ describe('oak --wait and logs, with a cluster placing instances', () => {
   it('cluster ls, cluster info and node ls show what the cluster reports', async () => {
     let r = await run(['cluster', 'ls']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^NAME\s+ID\s+STATUS\s+LOCATION\s+WORKERS\s+CPU FREE\/TOTAL\s+MEMORY FREE\/TOTAL \(MB\)\s+LAST SEEN$/m);
-    assert.match(r.stdout, /^fake\s+[0-9a-f]{24}\s+ACTIVE\s+48\.1351,11\.5820\s+1\s+3\.5\/4\s+6000\/8000\s+\d+s ago$/m);
+    assert.match(r.stdout, /^NAME\s+ID\s+STATUS\s+VERSION\s+LOCATION\s+WORKERS\s+CPU FREE\/TOTAL\s+MEMORY FREE\/TOTAL \(MB\)\s+LAST SEEN$/m);
+    assert.match(r.stdout, /^fake\s+[0-9a-f]{24}\s+ACTIVE\s+\S+\s+48\.1351,11\.5820\s+1\s+3\.5\/4\s+6000\/8000\s+\d+s ago$/m);
     r = await run(['cluster', 'info', 'fake']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^cpu cores free:\s+3\.5 of 4$/m);
-    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+3\.5\s+6000\s+1\/2 2x NVIDIA T4 15360MB\s+container,process\s+48\.1351,11\.5820\s+10\.18\.0\.0\/26\s+worker-3 0\.8ms, /m);
+    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+\S+\s+\S+\s+3\.5\s+6000\s+1\/2 2x NVIDIA T4 15360MB\s+container,process\s+48\.1351,11\.5820\s+10\.18\.0\.0\/26\s+worker-3 0\.8ms, /m);
     r = await run(['node', 'ls', '-o', 'json']);
     const nodes = JSON.parse(r.stdout) as { name: string; cluster_name: string; net?: { subnet: string; subnet_v6: string; host_ip: string; host_port: number; rtt: unknown[] } }[];
     assert.deepEqual(nodes.map((n) => [n.name, n.cluster_name]), [['edge-worker-1', 'fake']]);
     assert.deepEqual((nodes[0] as unknown as { gpus: { index: number }[]; gpus_free: number }).gpus.map((g) => g.index), [0, 1], 'the GPU list in JSON');
     assert.deepEqual([nodes[0]?.net?.subnet, nodes[0]?.net?.subnet_v6, nodes[0]?.net?.host_ip, nodes[0]?.net?.host_port, nodes[0]?.net?.rtt.length], ['10.18.0.0/26', 'fdff:18::/64', '127.0.0.1', 50103, 4]);
     r = await run(['node', 'ls', '--cluster', 'fake']);
-    assert.match(r.stdout, /^NODE\s+ID\s+CLUSTER\s+CPU FREE\s+MEMORY FREE \(MB\)\s+GPUS FREE\/TOTAL\s+VIRTUALIZATIONS\s+LOCATION\s+SUBNET\s+RTT$/m);
+    assert.match(r.stdout, /^NODE\s+ID\s+CLUSTER\s+VERSION\s+NETMANAGER\s+CPU FREE\s+MEMORY FREE \(MB\)\s+GPUS FREE\/TOTAL\s+VIRTUALIZATIONS\s+LOCATION\s+SUBNET\s+RTT$/m);
     // RTTs lowest first, a peer without an answer as '-', cut at 40 characters
-    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+fake\s+.*\s10\.18\.0\.0\/26\s+worker-3 0\.8ms, worker-2 1\.2ms, a-worke…$/m);
+    assert.match(r.stdout, /^edge-worker-1\s+worker-1\s+fake\s+\S+\s+\S+\s+.*\s10\.18\.0\.0\/26\s+worker-3 0\.8ms, worker-2 1\.2ms, a-worke…$/m);
   });
 
   it('service inspect shows the service\'s overlay addresses and each instance\'s', async () => {

@@ -95,6 +95,7 @@ Examples:
   fleet
     .command('status')
     .description('one rollout (the latest without an id): its batches, each worker, the outcome')
+    .addHelpText('after', '\nExamples:\n  $ oak fleet status\n  $ oak fleet status 6b1161a1185821696f07e08f -o json')
     .argument('[rollout]', 'rollout id (oak fleet ls)')
     .action(async (id: string | undefined, _opts: unknown, cmd: Command) => {
       const s = session(cmd);
@@ -106,6 +107,7 @@ Examples:
     .command('ls')
     .alias('list')
     .description('the last rollouts, newest first')
+    .addHelpText('after', '\nExamples:\n  $ oak fleet ls\n  $ oak fleet ls -o json')
     .action(async (_opts: unknown, cmd: Command) => {
       const s = session(cmd);
       const list = await s.api.request<RolloutDoc[]>('GET', '/api/fleet/rollouts');
@@ -117,6 +119,7 @@ Examples:
   fleet
     .command('versions')
     .description('the version of the root, each cluster orchestrator, NodeEngine and NetManager')
+    .addHelpText('after', '\nExamples:\n  $ oak fleet versions\n  $ oak fleet versions -o json')
     .action(async (_opts: unknown, cmd: Command) => {
       const s = session(cmd);
       const v = await s.api.request<{ root: string; clusters: { name: string; status: string; version: string | null }[]; workers: { name: string; cluster_name: string; version: string | null; netmanager_version: string | null; self_upgrade_blocker: string | null }[] }>('GET', '/api/fleet/versions');
