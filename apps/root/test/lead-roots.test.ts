@@ -131,7 +131,8 @@ describe('three roots on one PostgreSQL', () => {
       assert.equal(leaders(roots).length, 1, `exactly one leads: ${roots.map((r) => `${r.name}=${r.handle.lead?.role}`).join(' ')}`);
       const leader = leaders(roots)[0]!;
       assert.equal(openControls(roots).length, 1, 'only the leader runs a control plane');
-      assert.equal(leader.controls.length, 1);
+      // one open control plane on the leader (a leader whose renewal came late under load may have led twice; the old one is closed)
+      assert.equal(leader.controls.filter((c) => c.open).length, 1, `control planes of the leader: ${leader.controls.length}`);
       const followers = roots.filter((r) => r !== leader);
       for (const f of followers) {
         assert.equal(f.handle.lead?.leader?.holder, leader.handle.lead?.holder);
