@@ -11,7 +11,8 @@
  *   last chart is gone it switches back only once no chart came back for LINGER_MS, so moving
  *   between views never makes a storm of reconnections. A switch opens the new stream before
  *   the old one goes (nothing is missed, so no epoch bump): for OVERLAP_MS both are read, and an
- *   event that comes on both is handed to the views once.
+ *   event that comes on both is handed to the views once (overlap.ts: by count, so the same
+ *   text twice, a service updated then rolled back within the overlap, still counts twice).
  * - A stream no view listens to is closed IDLE_MS later, so a view change (one view unmounts
  *   before the next one has loaded) keeps it.
  */
@@ -19,6 +20,7 @@ import { useEffect, useRef } from 'react';
 import type { OakEvent } from '@oak/contracts';
 import { ApiError, session, stream } from './api.ts';
 import { connection } from './connection.ts';
+import { OverlapDedupe } from './overlap.ts';
 import { readEventStream } from './sse.ts';
 import { store, useStore } from './store.ts';
 
@@ -53,8 +55,8 @@ let current: Conn | undefined;
 let next: Conn | undefined;
 /** the replaced stream, read until OVERLAP_MS after the switch */
 let draining: Conn | undefined;
-/** events handed over during the overlap (each once) */
-let seen = new Set<string>();
+/** events handed over during the overlap (each once, however often the same text comes) */
+let seen = new OverlapDedupe<Conn>();
 let drainTimer: ReturnType<typeof setTimeout> | undefined;
 let retryTimer: ReturnType<typeof setTimeout> | undefined;
 let lingerTimer: ReturnType<typeof setTimeout> | undefined;
@@ -72,8 +74,7 @@ function listened(): boolean {
 function deliver(c: Conn, type: string, data: string): void {
   if (type === 'end' || (c !== current && c !== draining)) return;
   if (draining !== undefined) {
-    if (seen.has(data)) return;
-    seen.add(data);
+    if (!seen.take(c, data)) return;
   }
   let e: OakEvent;
   try {
@@ -117,7 +118,7 @@ function opened(c: Conn): void {
     if (current !== undefined && !current.live) current.ac.abort();
     else draining = current;
     current = c;
-    seen = new Set();
+    seen = new OverlapDedupe();
     if (draining !== undefined) drainTimer = setTimeout(endDrain, OVERLAP_MS);
     if (gap) {
       // the old stream was gone before this one came: views reload what they missed
@@ -136,7 +137,7 @@ function endDrain(): void {
   drainTimer = undefined;
   draining?.ac.abort();
   draining = undefined;
-  seen = new Set();
+  seen = new OverlapDedupe();
 }
 
 function ended(c: Conn, err: unknown): void {
