@@ -47,17 +47,17 @@ test('faults harness: partition, loss and delay between two namespace hosts', { 
   t.after(() => void server.kill('SIGKILL'));
   const echo = async (from: NetHost, timeoutS = 2): Promise<{ ok: boolean; ms: number }> => {
     // timed inside the client (connect to answer), not with python's start-up, which a loaded machine stretches
-    const r = await from.exec('python3', ['-c', `import socket,time\nt=time.monotonic()\ns=socket.create_connection(('${b.ip}',7000),timeout=${timeoutS});s.sendall(b'ping');a=s.recv(100).decode()\nprint(a, round((time.monotonic()-t)*1000))`], { check: false, timeoutMs: (timeoutS + 2) * 1000 });
+    // python's start-up is outside the timed part and gets its own generous limit (a loaded machine stretches it)
+    const r = await from.exec('python3', ['-c', `import socket,time\nt=time.monotonic()\ns=socket.create_connection(('${b.ip}',7000),timeout=${timeoutS});s.sendall(b'ping');a=s.recv(100).decode()\nprint(a, round((time.monotonic()-t)*1000))`], { check: false, timeoutMs: (timeoutS + 15) * 1000 });
     const [answer, ms] = r.stdout.trim().split(' ');
     return { ok: answer === 'ping', ms: Number(ms ?? 0) };
   };
-  await waitFor(async () => (await echo(a)).ok, { timeoutMs: 10_000, message: 'echo server up' });
-  const direct = await echo(a);
+  await waitFor(async () => (await echo(a)).ok, { timeoutMs: 30_000, message: 'echo server up' });
 
   const cut = await partition(a, b);
   assert.equal((await echo(a, 1)).ok, false, 'no TCP across the partition');
   await cut.heal();
-  assert.equal((await echo(a)).ok, true, 'TCP again after healing');
+  await waitFor(async () => ((await echo(a)).ok ? true : undefined), { timeoutMs: 10_000, message: 'TCP again after healing' });
 
   // loss alone: the counters see drops over a few exchanges
   const lossy = await netem(a, { lossPct: 50, delayMs: 0, peer: b });
@@ -75,10 +75,11 @@ test('faults harness: partition, loss and delay between two namespace hosts', { 
     // the first exchange may meet the relay still starting on a loaded machine: the first that answers counts
     const d = await waitFor(async () => { const r = await echo(a, 5); return r.ok ? r : undefined; }, { timeoutMs: 20_000, message: 'echo through the delay' });
     assert.ok(d.ok, 'echo through the delay');
-    assert.ok(d.ms >= direct.ms + 150, `delayed: ${d.ms} ms against ${direct.ms} ms direct`);
+    // against the delay alone, not a direct exchange timed once: that one may meet a load spike
+    assert.ok(d.ms >= 150, `delayed: ${d.ms} ms`);
     if (slow.mode === 'nft+proxy') assert.ok(slow.relayed() >= 1, 'went through the relay');
   } finally {
     await slow.heal();
   }
-  assert.equal((await echo(a)).ok, true, 'direct again after healing');
+  await waitFor(async () => ((await echo(a)).ok ? true : undefined), { timeoutMs: 10_000, message: 'direct again after healing' });
 });
