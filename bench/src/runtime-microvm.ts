@@ -4,13 +4,13 @@
  * driver's own qemu, read from /proc, and a copy of its initrd) until the same line, interleaved
  * run by run. The image is pulled and packed once before (warm-up): the rows are the boot.
  */
-import { spawn } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, readdir, rm, rmdir } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MICROVM_KERNEL_DIR, MicrovmRuntime } from '@oak/runtimes';
 import type { InstanceSpec } from '@oak/runtimes';
 import { buildBusyboxImage, startRegistry, waitFor } from '@oak/testkit';
+import { handOnce, qemuArgvOf } from './qemu-hand.ts';
 import { percentile, row } from './types.ts';
 import type { Bench } from './types.ts';
 
@@ -42,13 +42,14 @@ export const bench: Bench = async () => {
       return performance.now() - t0;
     };
     await oursOnce('bench.microvm.x.instance.warm');
-    const argv = await qemuArgvOf(join(dataDir, 'instances', 'bench.microvm.x.instance.warm'));
+    const warmInitrd = join(dataDir, 'instances', 'bench.microvm.x.instance.warm', 'initrd');
+    const argv = await qemuArgvOf((a) => a === warmInitrd, warmInitrd);
     const initrd = join(dataDir, 'bench-initrd');
     await copyFile(join(dataDir, 'instances', 'bench.microvm.x.instance.warm', 'initrd'), initrd);
     await rt.stop('bench.microvm.x.instance.warm');
     const byHand = argv.map((a) => (a.endsWith('/initrd') ? initrd : a));
     for (let i = 0; i < RUNS; i++) {
-      bare.push(await handOnce(byHand));
+      bare.push(await handOnce(byHand, LINE));
       const id = `bench.microvm.x.instance.${i}`;
       ours.push(await oursOnce(id));
       await rt.stop(id);
@@ -70,38 +71,3 @@ export const bench: Bench = async () => {
     extra: { runs: RUNS, probe, ours_ms: ours.map(Math.round), bare_ms: bare.map(Math.round) },
   };
 };
-
-/** the argv of the qemu whose -initrd is in `dir` */
-async function qemuArgvOf(dir: string): Promise<string[]> {
-  for (const pid of await readdir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').filter((a) => a !== '');
-    if ((argv[0] ?? '').endsWith('qemu-system-x86_64') && argv.includes(join(dir, 'initrd'))) return argv;
-  }
-  throw new Error(`no qemu runs ${dir}`);
-}
-
-function handOnce(argv: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const c = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    const t = setTimeout(() => {
-      c.kill('SIGKILL');
-      reject(new Error('qemu by hand: no line within 180 s'));
-    }, 180_000);
-    c.stdout.on('data', (d: Buffer) => {
-      out = (out + d.toString()).slice(-4096);
-      if (out.includes(LINE)) {
-        clearTimeout(t);
-        const ms = performance.now() - t0;
-        c.once('exit', () => resolve(ms));
-        c.kill('SIGKILL');
-      }
-    });
-    c.on('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
-}
