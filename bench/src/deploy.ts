@@ -22,6 +22,7 @@ import { startOakd } from '../../apps/oakd/src/oakd.ts';
 import type { Oakd } from '../../apps/oakd/src/oakd.ts';
 import { bridgePlan } from '@oak/net';
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
+import { readEvents } from './sse.ts';
 import { percentile, row } from './types.ts';
 import type { Bench } from './types.ts';
 
@@ -74,33 +75,7 @@ class EventStream {
   }
 
   async open(url: string): Promise<void> {
-    const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.#abort.signal });
-    if (!res.ok || !res.body) throw new Error(`GET /api/events -> ${res.status}`);
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    this.#closed = (async () => {
-      let buf = '';
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          const at = performance.now();
-          buf += value;
-          let cut: number;
-          while ((cut = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, cut);
-            buf = buf.slice(cut + 2);
-            const data = block
-              .split('\n')
-              .filter((l) => l.startsWith('data:'))
-              .map((l) => l.slice(5).trimStart())
-              .join('\n');
-            if (data) this.#onEvent(JSON.parse(data) as OakEvent, at);
-          }
-        }
-      } catch {
-        // aborted at close
-      }
-    })();
+    this.#closed = (await readEvents(url, this.#abort.signal, (e, at) => this.#onEvent(e, at))).done;
   }
 
   #onEvent(e: OakEvent, at: number): void {

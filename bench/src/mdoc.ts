@@ -4,8 +4,8 @@
  * /api/events.
  */
 import { join } from 'node:path';
-import type { OakEvent } from '@oak/contracts';
 import { freePort } from '@oak/testkit';
+import { readEvents } from './sse.ts';
 import { parseConfig } from '../../apps/oakd/src/config.ts';
 import { startOakd } from '../../apps/oakd/src/oakd.ts';
 import type { Oakd } from '../../apps/oakd/src/oakd.ts';
@@ -69,33 +69,11 @@ export class Events {
   #done: Promise<void> = Promise.resolve();
 
   async open(url: string): Promise<void> {
-    const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.#abort.signal });
-    if (!res.ok || !res.body) throw new Error(`GET /api/events -> ${res.status}`);
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    this.#done = (async () => {
-      let buf = '';
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          const at = performance.now();
-          buf += value;
-          let cut: number;
-          while ((cut = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, cut);
-            buf = buf.slice(cut + 2);
-            const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
-            if (!data) continue;
-            const e = JSON.parse(data) as OakEvent;
-            if (e.type !== 'instance') continue;
-            this.log.push({ svc: e.microserviceID, n: e.instance.instance_number, status: e.instance.status, worker: e.instance.worker_id ?? null, at });
-            for (const l of this.#listeners) l();
-          }
-        }
-      } catch {
-        // aborted at close
-      }
-    })();
+    this.#done = (await readEvents(url, this.#abort.signal, (e, at) => {
+      if (e.type !== 'instance') return;
+      this.log.push({ svc: e.microserviceID, n: e.instance.instance_number, status: e.instance.status, worker: e.instance.worker_id ?? null, at });
+      for (const l of this.#listeners) l();
+    })).done;
   }
 
   /** resolves with the first event from index `from` on that matches */

@@ -3,7 +3,8 @@
  * one fails, with a timeout. Changes arrive on GET /api/events (server-sent events); the services
  * are also re-read every few seconds, so a lost event or a root without the stream only slows
  * the wait down. On a terminal a spinner shows the current states; otherwise each change is one
- * line on stderr.
+ * line on stderr. A command that creates instances opens the stream first (InstanceFeed), so the
+ * states they pass through while the command reads them back are shown too, in their order.
  */
 import type { InstanceDoc, OakEvent, ServiceDoc } from '@oak/contracts';
 import type { Api } from './client.ts';
@@ -21,6 +22,65 @@ export interface WaitOptions {
   timeoutMs: number;
   /** how often to re-read the services (ms) */
   pollMs?: number;
+  /** a stream opened before the instances were asked for (default: one opened now) */
+  feed?: InstanceFeed;
+}
+
+/** events kept until a wait takes them (a create of many instances sends a few each) */
+const FEED_BUFFER = 10_000;
+
+/** The root's instance events from the moment this is made, kept until a wait takes them. */
+export class InstanceFeed {
+  readonly #stop = new AbortController();
+  readonly #buffer: OakEvent[] = [];
+  #sink: ((e: OakEvent) => void) | undefined;
+  #streaming = false;
+  /** true once the root streams (its subscription is in place), false when it could not */
+  readonly connected: Promise<boolean>;
+
+  constructor(api: Api) {
+    let ready: (ok: boolean) => void = () => undefined;
+    this.connected = new Promise((r) => (ready = r));
+    void (async () => {
+      try {
+        const res = await api.response('GET', '/api/events?types=instance', { timeoutMs: 0, signal: this.#stop.signal, raw: true });
+        this.#streaming = true;
+        ready(true);
+        for await (const e of oakEvents(res.body)) {
+          if (this.#sink !== undefined) this.#sink(e);
+          else if (this.#buffer.length < FEED_BUFFER) this.#buffer.push(e);
+        }
+      } catch {
+        // the wait's poll carries on
+      } finally {
+        this.#streaming = false;
+        ready(false);
+      }
+    })();
+  }
+
+  get streaming(): boolean {
+    return this.#streaming;
+  }
+
+  /** `sink` gets what was kept, in order, then every further event */
+  take(sink: (e: OakEvent) => void): void {
+    this.#sink = sink;
+    for (const e of this.#buffer.splice(0)) sink(e);
+  }
+
+  close(): void {
+    this.#stop.abort();
+  }
+}
+
+/** A feed whose stream is open (or that gave up after `ms`): what is created after this is seen from its first state. */
+export async function openFeed(api: Api, ms = 3000): Promise<InstanceFeed> {
+  const feed = new InstanceFeed(api);
+  let t: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([feed.connected, new Promise((r) => (t = setTimeout(r, ms)))]);
+  clearTimeout(t);
+  return feed;
 }
 
 const FAILED = new Set(['FAILED', 'DEAD']);
@@ -62,7 +122,9 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
   }
   const started = Date.now();
   const stop = new AbortController();
-  const seen = new Map<string, string>();
+  const feed = opts.feed ?? new InstanceFeed(api);
+  /** per instance: the state last shown and the time it had (an older one is never shown after it) */
+  const seen = new Map<string, { now: string; at: number }>();
   let spinner: { text: string; stop(): void; stopAndPersist(o: { symbol: string; text: string }): void } | undefined;
   if (ui.interactive) {
     const { default: ora } = await import('ora');
@@ -82,21 +144,24 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
     return text.length > width ? `${text.slice(0, width - 1)}…` : text;
   };
 
+  /** one line for a state of an instance, unless it is the one last shown or older than it */
+  const show = (t: Tracked, i: InstanceDoc): void => {
+    if (spinner) return;
+    const key = `${t.target.service.microserviceID}/${i.instance_number}`;
+    const now = `${i.status}|${i.status_detail}`;
+    const at = Date.parse(i.updated_at);
+    const last = seen.get(key);
+    if (last !== undefined && (last.now === now || at < last.at)) return;
+    seen.set(key, { now, at: Number.isNaN(at) ? (last?.at ?? 0) : at });
+    ui.err(instanceLine(ui, t.target.service.job_name, i));
+  };
+
   const report = (): void => {
     if (spinner) {
       spinner.text = progressText();
       return;
     }
-    for (const t of tracked.values()) {
-      for (const i of live(t)) {
-        const key = `${t.target.service.microserviceID}/${i.instance_number}`;
-        const now = `${i.status}|${i.status_detail}`;
-        if (seen.get(key) !== now) {
-          seen.set(key, now);
-          ui.err(instanceLine(ui, t.target.service.job_name, i));
-        }
-      }
-    }
+    for (const t of tracked.values()) for (const i of live(t)) show(t, i);
   };
 
   let settle: (err?: Error) => void = () => undefined;
@@ -124,23 +189,12 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
     if (e.type !== 'instance') return;
     const t = tracked.get(e.microserviceID);
     if (!t) return;
+    // a state passed before the services were read back (kept by the feed) is shown, in order
+    if (e.instance.status !== 'UNDEPLOYED' && e.instance.desired !== 'stop') show(t, e.instance);
     const before = t.instances.get(e.instance.instance_number);
     if (before && Date.parse(before.updated_at) > Date.parse(e.instance.updated_at)) return;
     t.instances.set(e.instance.instance_number, e.instance);
     evaluate();
-  };
-
-  let streaming = false;
-  const follow = async (): Promise<void> => {
-    try {
-      const res = await api.response('GET', '/api/events?types=instance', { timeoutMs: 0, signal: stop.signal, raw: true });
-      streaming = true;
-      for await (const e of oakEvents(res.body)) apply(e);
-    } catch {
-      // the poll below carries on
-    } finally {
-      streaming = false;
-    }
   };
 
   const poll = async (): Promise<void> => {
@@ -157,7 +211,7 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
         settle(err as Error);
         return;
       }
-      await new Promise((r) => setTimeout(r, streaming ? pollMs * 3 : pollMs).unref());
+      await new Promise((r) => setTimeout(r, feed.streaming ? pollMs * 3 : pollMs).unref());
     }
   };
 
@@ -178,8 +232,8 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
   const ticker = setInterval(() => {
     if (spinner) spinner.text = progressText();
   }, 1000);
+  feed.take(apply);
   evaluate();
-  void follow();
   void poll();
   try {
     await finished;
@@ -191,6 +245,7 @@ export async function waitForInstances(api: Api, ui: Ui, targets: WaitTarget[], 
     clearTimeout(timer);
     clearInterval(ticker);
     stop.abort();
+    feed.close();
     spinner?.stop();
   }
   return Promise.all([...tracked.keys()].map((id) => api.service(id)));

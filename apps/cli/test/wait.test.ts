@@ -37,8 +37,12 @@ describe('oak --wait and logs, with a cluster placing instances', () => {
   it('app create --wait: progress lines, then every instance RUNNING, exit 0', async () => {
     const r = await run(['app', 'create', '-f', example('client-server.json'), '--wait', '--timeout', '30s']);
     assert.equal(r.code, 0, r.stderr);
+    // the stream is open before the create: every state is shown, in order
+    let from = -1;
     for (const state of ['CLUSTER_SCHEDULED', 'NODE_SCHEDULED', 'CREATING', 'RUNNING']) {
-      assert.match(r.stderr, new RegExp(`^clientsrvr\\.test\\.server\\.test\\.instance\\.1: ${state}`, 'm'), `progress shows ${state}`);
+      const at = r.stderr.search(new RegExp(`^clientsrvr\\.test\\.server\\.test\\.instance\\.1: ${state}`, 'm'));
+      assert.ok(at > from, `progress shows ${state} after the states before it:\n${r.stderr}`);
+      from = at;
     }
     assert.match(r.stdout, /clientsrvr\.test\.server\.test\s+.*\s2 RUNNING$/m);
     assert.match(r.stdout, /clientsrvr\.test\.client\.test\s+.*\s1 RUNNING$/m);

@@ -8,7 +8,7 @@ import { age, emit, keyValues, paint, stateSummary, table, type Ui } from '../ou
 import { ask, canPrompt } from '../prompt.ts';
 import { resolveApp } from '../resolve.ts';
 import { InvalidDocumentError, applicationSla, loadDocument, printIssues } from '../sla.ts';
-import { waitForInstances } from '../wait.ts';
+import { openFeed, waitForInstances } from '../wait.ts';
 
 export const DEFAULT_TIMEOUT = '120s';
 
@@ -47,11 +47,20 @@ async function create(s: Session, opts: CreateOptions): Promise<void> {
   const v = validateSla(doc.value);
   printIssues(s.ui, doc.name, v.ok ? [] : v.errors, v.warnings);
   if (!v.ok) throw new InvalidDocumentError(`${doc.name} is not a valid SLA`);
-  const { apps } = await s.api.createApplications(doc.value, opts.deploy !== false);
-  let services = await servicesOf(s.api, apps);
-  if (opts.wait === true) {
+  // --wait: the event stream is open before the instances exist, so their first states are seen too
+  const feed = opts.wait === true ? await openFeed(s.api) : undefined;
+  let apps: Awaited<ReturnType<typeof s.api.createApplications>>['apps'];
+  let services: ServiceDoc[];
+  try {
+    ({ apps } = await s.api.createApplications(doc.value, opts.deploy !== false));
+    services = await servicesOf(s.api, apps);
+  } catch (err) {
+    feed?.close();
+    throw err;
+  }
+  if (feed !== undefined) {
     const targets = services.map((service) => ({ service, want: service.replicas ?? 1 }));
-    services = await waitForInstances(s.api, s.ui, targets, { timeoutMs });
+    services = await waitForInstances(s.api, s.ui, targets, { timeoutMs, feed });
   }
   await emit(s.ui, { applications: apps, services }, async () => {
     const lines = apps.map((a) => `created application ${paint(s.ui.color, 'bold', `${a.application_name}.${a.application_namespace}`)} ${paint(s.ui.color, 'dim', `(${a.applicationID})`)}`);
