@@ -43,6 +43,8 @@ export class Topology {
   dir!: { path: string; remove(): Promise<void> };
   image = '';
   private readonly cleanups: (() => Promise<void>)[] = [];
+  /** one per worker (its containerd, instance namespaces, NetManager state): independent of each other */
+  private readonly workerCleanups: (() => Promise<void>)[] = [];
   /** the root's API, logged in as Admin (join tokens are created through it) */
   rootApi: Api | undefined;
   /** the NodeEngine --namespace of every worker started (instance namespaces derive from it) */
@@ -56,11 +58,18 @@ export class Topology {
     // (dropped to oak-workload) opens its files there by path; the data dirs inside stay 0700
     await chmod(this.dir.path, 0o711);
     this.cleanups.push(() => this.dir.remove());
-    const reg = await startRegistry();
-    this.cleanups.push(() => reg.stop());
-    this.image = await buildBusyboxImage(reg);
-    this.net = await createNetwork(name, { gateway: true });
-    this.cleanups.push(() => this.net.destroy());
+    // the registry with its image and the network are independent: made side by side
+    const image = (async () => {
+      const reg = await startRegistry();
+      this.cleanups.push(() => reg.stop());
+      this.image = await buildBusyboxImage(reg);
+    })();
+    const net = (async () => {
+      this.net = await createNetwork(name, { gateway: true });
+      this.cleanups.push(() => this.net.destroy());
+    })();
+    const made = await Promise.allSettled([image, net]);
+    for (const r of made) if (r.status === 'rejected') throw r.reason;
   }
 
   /** `env`: more settings of the root (e.g. OAK_EXTRA_SERVICE_RANGES) */
@@ -112,15 +121,20 @@ export class Topology {
   async worker(host: NetHost, clusterIp: string, cluster = this.clusterAt.get(clusterIp), opts: { net?: boolean; args?: string[] } = {}): Promise<Worker> {
     if (cluster === undefined) throw new Error(`no cluster started at ${clusterIp}: start it first or name it`);
     const token = await this.joinToken({ kind: 'worker', cluster });
+    // this worker's cleanups, undone in reverse order; close() undoes the workers side by side
+    const steps: (() => Promise<void>)[] = [];
+    this.workerCleanups.push(async () => {
+      for (const c of steps.splice(0).reverse()) await c().catch(() => undefined);
+    });
     const ctd = await startContainerd();
-    this.cleanups.push(() => ctd.stop());
+    steps.push(() => ctd.stop());
     this.workerNamespaces.push(ctd.namespace);
     // the registry listens on the machine's loopback, which a worker namespace cannot reach: the
     // image is pulled ahead (pulling itself is covered by the runtime tests and the 1-DOC test)
     await ctd.ctr(['images', 'pull', '--plain-http', this.image]);
     const dataDir = `${this.dir.path}/worker-${host.name}`;
     // instance namespaces live in /run/netns, outside the host namespace that the network removes
-    this.cleanups.push(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir }));
+    steps.push(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir }));
     const keyDir = `${dataDir}/keys`;
     const netDir = `${dataDir}/netmanager`;
     const netcfg = `${dataDir}/netcfg.json`;
@@ -129,7 +143,7 @@ export class Topology {
       mkdirSync(netDir, { recursive: true });
       writeFileSync(netcfg, JSON.stringify({ NodePublicAddress: host.ip, NodePublicPort: '50103', ClusterUrl: clusterIp, ClusterMqttPort: 10003 }, null, 2));
       // whatever a NetManager killed in a test leaves behind goes with --clean (tunnel, table, state)
-      this.cleanups.push(async () => {
+      steps.push(async () => {
         await run('nsenter', [`--net=/run/netns/${host.ns}`, '--', process.execPath, bins.netManager, '--clean', '-p', String(NET_PORT), '-c', netcfg, '--data-dir', netDir, '--key-dir', keyDir], { check: false, timeoutMs: 20_000 });
       });
     }
@@ -206,7 +220,9 @@ export class Topology {
 
   async close(): Promise<void> {
     await this.procs.stopAll();
-    // idempotent: a test may close early (to check what is left) and again in its after() hook
+    // idempotent: a test may close early (to check what is left) and again in its after() hook;
+    // the workers first (side by side), then the network, the registry and the directory
+    await Promise.all(this.workerCleanups.splice(0).map((c) => c()));
     for (const c of this.cleanups.splice(0).reverse()) await c().catch(() => undefined);
   }
 }
