@@ -14,9 +14,13 @@ import type { Worker } from './topology.ts';
 
 export const BUSYBOX = '/bin/busybox';
 
-/** a web server replica that answers with its own namespace address (nsip), so a caller knows who answered */
+/**
+ * a web server replica that answers with its own namespace address (nsip), so a caller knows who
+ * answered. It ends on SIGTERM like a well-behaved service (httpd as the container's PID 1 would
+ * ignore it, and every undeploy would wait out the runtime's 10 s stop grace).
+ */
 export function whoamiServer(port = 80): string[] {
-  return ['sh', '-c', `mkdir -p /tmp/w && ip -o -4 addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 > /tmp/w/index.html && exec httpd -f -p ${port} -h /tmp/w`];
+  return ['sh', '-c', `trap 'exit 0' TERM; mkdir -p /tmp/w && ip -o -4 addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 > /tmp/w/index.html && { httpd -f -p ${port} -h /tmp/w & wait; }`];
 }
 
 interface Attachment { id: string; ip: string; netns: string }

@@ -1,6 +1,14 @@
 /** SLAs used by the end-to-end tests. */
 import type { Virtualization } from '@oak/contracts';
 
+/**
+ * `sleep <seconds>` that ends on SIGTERM, as a well-behaved service does: a bare `sleep` as the
+ * container's PID 1 ignores it, and every stop would wait out the runtime's 10 s grace.
+ */
+export function sleeper(seconds: number): string[] {
+  return ['sh', '-c', `trap 'exit 0' TERM; sleep ${seconds} & wait`];
+}
+
 export interface SvcOpts {
   app?: string;
   svc?: string;
