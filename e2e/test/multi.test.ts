@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor } from '@oak/testkit';
 import type { Api } from '../src/api.ts';
-import { sla } from '../src/sla.ts';
+import { sla, sleeper } from '../src/sla.ts';
 import { Topology } from '../src/topology.ts';
 
 async function clustersActive(api: Api, n: number, workersEach: number): Promise<{ _id: string; cluster_name: string }[]> {
@@ -31,11 +31,10 @@ test('M-DOC: root+cluster host and two worker hosts', { timeout: 240_000 }, asyn
     const h2 = await topo.net.addHost('w2');
     const api = await topo.root(ctl);
     await topo.cluster(ctl, '127.0.0.1', 'edge1');
-    const w1 = await topo.worker(h1, ctl.ip);
-    const w2 = await topo.worker(h2, ctl.ip);
+    const [w1, w2] = await Promise.all([topo.worker(h1, ctl.ip), topo.worker(h2, ctl.ip)]);
     await clustersActive(api, 1, 2);
 
-    const [app] = await api.createApps(sla({ code: topo.image, cmd: ['sleep', '600'], replicas: 2 }), true);
+    const [app] = await api.createApps(sla({ code: topo.image, cmd: sleeper(600), replicas: 2 }), true);
     assert.ok(app);
     const [svc] = await api.services(app.applicationID);
     assert.ok(svc);
@@ -46,9 +45,13 @@ test('M-DOC: root+cluster host and two worker hosts', { timeout: 240_000 }, asyn
     assert.equal((await w2.tasks()).length, 1);
 
     // a NodeEngine killed and restarted re-adopts its container: no duplicate, still RUNNING
+    // (its log file goes on across restarts: the restarted one has registered and adopted when
+    // the line is there once more; a duplicate made later shows in the counts of w1 below)
+    const adoptions = (): number => (w1.proc.log().match(/re-adopted 1 running instance/g) ?? []).length;
+    const adoptedBefore = adoptions();
     await w1.proc.kill('SIGKILL');
     w1.start();
-    await new Promise((r) => setTimeout(r, 3000));
+    await waitFor(() => adoptions() > adoptedBefore, { timeoutMs: 30_000, intervalMs: 100, message: 'the restarted NodeEngine re-adopted its instance' });
     await api.waitStatus(svc.microserviceID, 'RUNNING', 2, 30_000);
     assert.equal((await w1.tasks()).length, 1, 'no duplicate container after the NodeEngine restart');
 
@@ -103,34 +106,35 @@ test('MDNC: one root, two clusters at two sites; direct and geo constraints pick
     // Munich and Lisbon
     await topo.cluster(c1, rootHost.ip, 'munich', '48.14,11.58');
     await topo.cluster(c2, rootHost.ip, 'lisbon', '38.72,-9.14');
-    const w1 = await topo.worker(h1, c1.ip);
-    const w2 = await topo.worker(h2, c2.ip);
+    const [w1, w2] = await Promise.all([topo.worker(h1, c1.ip), topo.worker(h2, c2.ip)]);
     const clusters = await clustersActive(api, 2, 1);
     const byName = new Map(clusters.map((c) => [c.cluster_name, c._id]));
 
-    const [direct] = await api.createApps(sla({ app: 'direct', code: topo.image, cmd: ['sleep', '600'], constraints: [{ type: 'direct', cluster: 'lisbon' }] }), true);
-    assert.ok(direct);
-    const [dsvc] = await api.services(direct.applicationID);
-    assert.ok(dsvc);
-    const d = await api.waitStatus(dsvc.microserviceID, 'RUNNING', 1, 40_000);
+    /** creates and deploys a one-instance service with the constraints; its service id */
+    const create = async (app: string, constraints: unknown[], cmd?: string[]): Promise<string> => {
+      const [a] = await api.createApps(sla({ app, code: topo.image, ...(cmd ? { cmd } : {}), constraints }), true);
+      assert.ok(a);
+      const [svc] = await api.services(a.applicationID);
+      assert.ok(svc);
+      return svc.microserviceID;
+    };
+    // the three services are independent: created side by side, each checked on its own
+    const [dsid, gsid, nsid] = await Promise.all([
+      create('direct', [{ type: 'direct', cluster: 'lisbon' }], sleeper(600)),
+      // Augsburg is ~60 km from Munich and ~1900 km from Lisbon
+      create('geo', [{ type: 'geo', location: '48.37,10.90', threshold: 200 }], sleeper(600)),
+      // a constraint no cluster meets stays pending with a reason
+      create('nowhere', [{ type: 'geo', location: '-33.86,151.21', threshold: 100 }]),
+    ]);
+    const [d, g, n] = await Promise.all([
+      api.waitStatus(dsid, 'RUNNING', 1, 40_000),
+      api.waitStatus(gsid, 'RUNNING', 1, 40_000),
+      api.waitInstances(nsid, (l) => (l[0]?.status_detail ?? '') !== '', 15_000, 'a pending reason'),
+    ]);
     assert.equal(d.instance_list[0]?.cluster_id, byName.get('lisbon'));
     assert.equal((await w2.tasks()).length, 1);
-
-    // Augsburg is ~60 km from Munich and ~1900 km from Lisbon
-    const [geo] = await api.createApps(sla({ app: 'geo', code: topo.image, cmd: ['sleep', '600'], constraints: [{ type: 'geo', location: '48.37,10.90', threshold: 200 }] }), true);
-    assert.ok(geo);
-    const [gsvc] = await api.services(geo.applicationID);
-    assert.ok(gsvc);
-    const g = await api.waitStatus(gsvc.microserviceID, 'RUNNING', 1, 40_000);
     assert.equal(g.instance_list[0]?.cluster_id, byName.get('munich'));
     assert.equal((await w1.tasks()).length, 1);
-
-    // a constraint no cluster meets stays pending with a reason
-    const [nowhere] = await api.createApps(sla({ app: 'nowhere', code: topo.image, constraints: [{ type: 'geo', location: '-33.86,151.21', threshold: 100 }] }), true);
-    assert.ok(nowhere);
-    const [nsvc] = await api.services(nowhere.applicationID);
-    assert.ok(nsvc);
-    const n = await api.waitInstances(nsvc.microserviceID, (l) => (l[0]?.status_detail ?? '') !== '', 15_000, 'a pending reason');
     assert.equal(n.instance_list[0]?.status, 'REQUESTED');
     assert.match(n.instance_list[0]?.status_detail ?? '', /NoClusterMatchesConstraints|constraint/i);
   } catch (err) {
