@@ -2,16 +2,23 @@
  * Fault injection (issue 9 point 6), the network: 20 % loss and 100 ms delay (tc netem; where the
  * kernel has no sch_netem, nft drops 20 % of the packets each way and a relay in the test process
  * delays the link's TCP stream 100 ms each way: the FAULT line says which) on root<->cluster and
- * on cluster<->worker while 20 instances are deployed; a 60 s
+ * on cluster<->worker while 20 instances are deployed; a 30 s
  * partition of one of two clusters (its instances are replaced on the other; after healing, no
  * duplicate). One topology: a root host, two cluster hosts with one worker host each.
+ *
+ * The partitioned service declares `disconnect.lost_after_s` 8 (the default is 30 s): the
+ * partition outlasts it several times over and the link's silence timeouts on both sides (3 s at
+ * the root, 10 s at the cluster), so both ends drop the link and the cluster is lost as in a
+ * longer one, without waiting out the default.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sla } from '../src/sla.ts';
 import { FaultLab, clustersActive, converge, deleteApp, deployBurst, netem, partition, processWorkload, report, type ConvergeResult } from '../src/faults.ts';
 
-const PARTITION_MS = 60_000;
+const PARTITION_MS = 30_000;
+/** the partitioned service's disconnect.lost_after_s */
+const LOST_AFTER_S = 8;
 
 test('faults: lossy links and a partitioned cluster', { timeout: 420_000 }, async (t) => {
   const lab = new FaultLab();
@@ -69,9 +76,9 @@ test('faults: lossy links and a partitioned cluster', { timeout: 420_000 }, asyn
   await t.test('20 % loss and 100 ms delay on root<->cluster, 20 deploys', () => lossy('loss-root-cluster', c1h, rh, 50052, 'c1', c1));
   await t.test('20 % loss and 100 ms delay on cluster<->worker, 20 deploys', () => lossy('loss-cluster-worker', w2h, c2h, 10003, 'c2', c2));
 
-  await t.test('a 60 s partition of one of two clusters', async () => {
+  await t.test(`a ${PARTITION_MS / 1000} s partition of one of two clusters (lost after ${LOST_AFTER_S} s)`, async () => {
     await clustersActive(api, { c1: 1, c2: 1 });
-    const s = await service('partition');
+    const s = await service('partition', { extra: { disconnect: { lost_after_s: LOST_AFTER_S } } });
     let during: ConvergeResult;
     let after: ConvergeResult;
     let leftover: number;
@@ -90,18 +97,20 @@ test('faults: lossy links and a partitioned cluster', { timeout: 420_000 }, asyn
       // while it is cut off, its instances must be replaced on the other cluster (API view: its
       // copies still run on its worker, out of reach, so the process census waits for the healing)
       during = await converge(api, [{ serviceId: s.sid, running: 6, onCluster: other }], { from: t0, timeoutMs: PARTITION_MS - 2000, stableMs: 1000 });
-      report('partition-60s-replaced-on-other', during);
+      report(`partition-${PARTITION_MS / 1000}s-replaced-on-other`, during);
       await new Promise((r) => setTimeout(r, Math.max(0, PARTITION_MS - (Date.now() - t0))));
       await cut.heal();
       const healed = Date.now();
       // after healing: exactly 6, one process each (the stale copies stopped), none lost
       after = await converge(api, [{ serviceId: s.sid, running: 6, include: burst.acked, marker: s.marker }], { from: healed, timeoutMs: 60_000, stableMs: 3000 });
-      report('partition-60s-after-heal', after);
+      report(`partition-${PARTITION_MS / 1000}s-after-heal`, after);
       if (!after.ok || !during.ok) console.error(`logs: ${lab.saveLogs('partition')}`);
     } finally {
       leftover = await s.done();
     }
     assert.ok(during.ok, `replaced on the other cluster during the partition: ${during.detail}`);
+    // not before the SLA's lost_after_s: a shorter absence is a blip that changes nothing
+    assert.ok(during.ms >= LOST_AFTER_S * 1000, `replaced ${during.ms} ms after the cut, not before lost_after_s ${LOST_AFTER_S} s`);
     assert.ok(after.ok, `converged after healing: ${after.detail}`);
     assert.equal(after.duplicates, 0);
     assert.equal(leftover, 0, 'deleting the application ends its processes');
