@@ -159,13 +159,16 @@ test('overlay on an M-DOC: service IP, instance IP, DNS, inspect, round robin, f
     await step(t, '(k) oak service inspect shows the addresses, oak node ls the subnets and RTTs', async () => {
       const env = { OAK_ROOT_URL: api.base, OAK_TOKEN: api.token, OAK_CONFIG: join(topo.dir.path, 'oak-cli.json'), NO_COLOR: '1' };
       const oak = async (args: string[]): Promise<string> => (await run(process.execPath, [bins.cli, ...args], { env: { ...process.env, ...env }, timeoutMs: 30_000 })).stdout;
-      const text = await oak(['service', 'inspect', srv.microserviceID]);
+      // the inspection and the node listing (waiting for the RTTs) side by side
+      const [text, nodes] = await Promise.all([
+        oak(['service', 'inspect', srv.microserviceID]),
+        // RTTs come from the NetManagers' probes over the tunnel (every second here)
+        waitFor(async () => {
+          const list = JSON.parse(await oak(['node', 'ls', '-o', 'json'])) as WorkerRow[];
+          return list.length >= 2 && list.every((w) => w.net?.subnet && (w.net.rtt ?? []).some((r) => typeof r.rtt_ms === 'number')) ? list : undefined;
+        }, { timeoutMs: 30_000, intervalMs: 500, message: 'oak node ls with subnets and RTTs' }),
+      ]);
       for (const v of [srv.service_ip, srv.service_ip_v6, srv.closest_ip, srvInst.instance_ip, srvInst.nsip]) assert.ok(v && text.includes(v), `inspect shows ${v}:\n${text}`);
-      // RTTs come from the NetManagers' probes over the tunnel (every second here)
-      const nodes = await waitFor(async () => {
-        const list = JSON.parse(await oak(['node', 'ls', '-o', 'json'])) as WorkerRow[];
-        return list.length >= 2 && list.every((w) => w.net?.subnet && (w.net.rtt ?? []).some((r) => typeof r.rtt_ms === 'number')) ? list : undefined;
-      }, { timeoutMs: 30_000, intervalMs: 500, message: 'oak node ls with subnets and RTTs' });
       assert.deepEqual(new Set(nodes.map((w) => w.net?.subnet)), new Set([subnet1, subnet2]));
       const table = await oak(['node', 'ls']);
       assert.ok(table.includes(subnet1) && table.includes(subnet2), table);
