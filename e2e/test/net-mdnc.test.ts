@@ -25,17 +25,20 @@ test('overlay on an MDNC: across two clusters, and an instance calling itself', 
     const api = await topo.root(rootHost);
     await topo.cluster(c1, rootHost.ip, 'munich');
     await topo.cluster(c2, rootHost.ip, 'lisbon');
-    const w1 = await topo.worker(h1, c1.ip, undefined, { net: true });
-    const w2 = await topo.worker(h2, c2.ip, undefined, { net: true });
+    // the two workers join side by side (containerd, NetManager, NodeEngine each)
+    const [w1, w2] = await Promise.all([topo.worker(h1, c1.ip, undefined, { net: true }), topo.worker(h2, c2.ip, undefined, { net: true })]);
     const rows = await overlayWorkers(api, ['w1', 'w2']);
     const s1 = rows.get('w1')?.w.net?.subnet as string;
     const s2 = rows.get('w2')?.w.net?.subnet as string;
     assert.notEqual(s1, s2, 'the root gives the two clusters\' workers distinct subnets');
     assert.notEqual(rows.get('w1')?.cluster, rows.get('w2')?.cluster, 'the workers are in two clusters');
 
-    const cli = await deploy(api, sla({ app: 'cli', svc: 'cli', code: topo.image, cmd: whoamiServer(80), constraints: [{ type: 'direct', cluster: 'munich' }] }), 1);
+    // client and server deployed side by side
+    const [cli, srv] = await Promise.all([
+      deploy(api, sla({ app: 'cli', svc: 'cli', code: topo.image, cmd: whoamiServer(80), constraints: [{ type: 'direct', cluster: 'munich' }] }), 1),
+      deploy(api, sla({ app: 'web', svc: 'srv', code: topo.image, cmd: whoamiServer(80), constraints: [{ type: 'direct', cluster: 'lisbon' }] }), 1),
+    ]);
     const cliNs = await waitNetns([w1, w2], cli.job_name, 0);
-    const srv = await deploy(api, sla({ app: 'web', svc: 'srv', code: topo.image, cmd: whoamiServer(80), constraints: [{ type: 'direct', cluster: 'lisbon' }] }), 1);
     const inst = srv.instance_list[0] as InstanceDoc;
     assert.equal(rows.get('w2')?.w.id, inst.worker_id, 'the server runs in the other cluster');
 

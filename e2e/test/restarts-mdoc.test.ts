@@ -25,7 +25,7 @@ test('M-DOC: a worker offers only what it can run (and says why); a failing heal
     const api = await topo.root(ctl);
     await topo.cluster(ctl, '127.0.0.1', 'edge1');
     const missing = `${topo.dir.path}/no-containerd.sock`;
-    const workers: Worker[] = [await topo.worker(h1, ctl.ip), await topo.worker(h2, ctl.ip, undefined, { args: ['--containerd', missing] })];
+    const workers: Worker[] = await Promise.all([topo.worker(h1, ctl.ip), topo.worker(h2, ctl.ip, undefined, { args: ['--containerd', missing] })]);
     const cluster = await soleClusterWith(api, 2);
     const summary = (name: string) => cluster.resources?.worker_summary.find((w) => w.name === name);
     assert.ok(summary('w1')?.virtualizations.includes('container'), 'w1 offers container');
