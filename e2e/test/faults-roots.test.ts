@@ -21,9 +21,9 @@ test('faults: kill -9 of the leading root among 3 roots on PostgreSQL', { timeou
   const ch = await lab.net.addHost('c1');
   const h1 = await lab.net.addHost('w1');
   const h2 = await lab.net.addHost('w2');
-  // one at a time: the first one takes the lease (and migrates the schema)
-  const roots: RootHandle[] = [];
-  for (const h of hosts) roots.push(await lab.root(h, { databaseUrl: db }));
+  // the first one alone: it takes the lease (and migrates the schema); then the other two side by side
+  const roots: RootHandle[] = [await lab.root(hosts[0]!, { databaseUrl: db })];
+  roots.push(...(await Promise.all(hosts.slice(1).map((h) => lab.root(h, { databaseUrl: db })))));
   const [, r2] = roots as [RootHandle, RootHandle, RootHandle];
   // the cluster dials a TCP balancer across the three link ports (docs/operations.md: a name of
   // every root or a balancer), which passes each connection to the first root that accepts it
