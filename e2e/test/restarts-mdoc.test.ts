@@ -42,7 +42,10 @@ test('M-DOC: a worker offers only what it can run (and says why); a failing heal
     assert.equal(waiting.worker_id, null);
     assert.equal(waiting.cluster_id, null);
     // unpinned: placed on w1, the only worker that offers it
-    const free = await m.deploy(ctr!, 'free', ctr!.service(m.marker(ctr!, 'free')));
+    // (it ends on SIGTERM: a shell loop as the container's PID 1 ignores it, and the delete at the
+    // end would wait out the runtime's 10 s stop grace)
+    const freeMarker = m.marker(ctr!, 'free');
+    const free = await m.deploy(ctr!, 'free', { ...ctr!.service(freeMarker), cmd: ['sh', '-c', 'trap "exit 0" TERM; echo "$0 up"; while :; do sleep 1; done', freeMarker] });
     const running = await m.one(free, (i) => i.status === 'RUNNING', 'RUNNING', 30_000);
     assert.equal(running.worker_id, summary('w1')?.id, 'on w1');
     assert.equal((await api.service(pinned.svc.microserviceID)).instance_list[0]?.worker_id ?? null, null, 'the pinned one still waits');
