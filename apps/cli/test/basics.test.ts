@@ -21,26 +21,32 @@ function commandPaths(cmd: Command, prefix: string[] = []): string[][] {
   return out;
 }
 
-describe('oak without a root', () => {
+// the tests are independent of each other: they run at once (helpers.ts keeps a few oak runs under
+// way at a time); the config part builds on itself, one test after the other
+describe('oak without a root', { concurrency: true }, () => {
   const home = new CliHome();
   after(() => home.cleanup());
 
-  it('--help on every command, with examples, exit 0; and oak --help is quick', async () => {
-    const paths = [[], ...commandPaths(buildProgram())];
-    assert.ok(paths.length >= 30, `only ${paths.length} commands`);
+  // oak --help timed before the others start, beside a reference point: node itself with tsx, doing nothing
+  let top: Awaited<ReturnType<CliHome['run']>>;
+  before(async () => {
     const started = Date.now();
-    const top = await home.run(['--help']);
+    top = await home.run(['--help']);
     const topMs = Date.now() - started;
-    assert.equal(top.code, 0);
-    for (const group of ['login', 'config', 'app', 'service', 'instance', 'cluster', 'node', 'validate', 'events', 'up', 'doctor']) {
-      assert.match(top.stdout, new RegExp(`\\n  ${group}\\b`), `oak --help lists ${group}`);
-    }
-    // a reference point measured in the same run: node itself with tsx, doing nothing
     const t0 = Date.now();
     const { spawn } = await import('node:child_process');
     await new Promise((resolve) => spawn(process.execPath, ['--import', 'tsx', '-e', '0'], { stdio: 'ignore' }).once('close', resolve));
     const bareMs = Date.now() - t0;
     console.log(`# oak --help: ${topMs} ms; node --import tsx -e 0: ${bareMs} ms`);
+  });
+
+  it('--help on every command, with examples, exit 0; and oak --help is quick', async () => {
+    const paths = [[], ...commandPaths(buildProgram())];
+    assert.ok(paths.length >= 30, `only ${paths.length} commands`);
+    assert.equal(top.code, 0);
+    for (const group of ['login', 'config', 'app', 'service', 'instance', 'cluster', 'node', 'validate', 'events', 'up', 'doctor']) {
+      assert.match(top.stdout, new RegExp(`\\n  ${group}\\b`), `oak --help lists ${group}`);
+    }
     // all at once (helpers.ts keeps a few under way at a time)
     await Promise.all(
       paths.map(async (p) => {
@@ -154,7 +160,7 @@ describe('oak without a root', () => {
     assert.equal((JSON.parse(j.stderr) as { error: { code: string } }).error.code, 'OAK_UNREACHABLE');
   });
 
-  describe('config', () => {
+  describe('config', { concurrency: 1 }, () => {
     const cfg = new CliHome();
     after(() => cfg.cleanup());
 
