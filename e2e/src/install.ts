@@ -9,8 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { createNetwork, tmpDir, waitFor, type NetHost } from '@oak/testkit';
 import { killMarked, removeCgroupParent } from './faults.ts';
@@ -62,6 +63,165 @@ export interface InstallField {
   close(): Promise<void>;
 }
 
+/** newest modification time (ms) of the files below `dir` (0 when it is absent) */
+function newest(dir: string): number {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  let max = 0;
+  for (const n of names) {
+    const p = join(dir, n);
+    const st = statSync(p);
+    max = Math.max(max, st.isDirectory() ? newest(p) : st.mtimeMs);
+  }
+  return max;
+}
+
+/** the program bundles the artifacts carry */
+const BUNDLES = ['apps/oakd/dist/oakd.mjs', 'apps/root/dist/oak-root.mjs', 'apps/cluster/dist/oak-cluster.mjs', 'apps/node-engine/dist/NodeEngine.mjs', 'apps/netmanager/dist/NetManager.mjs', 'apps/cli/dist/oak.mjs', 'apps/cli/dist/oak-install.mjs'];
+
+/**
+ * Every bundle is there and newer than every source it is built from (`make test` builds before
+ * the tests): then the build is not run again. That also keeps a build from rewriting the bundles
+ * (and the dashboard's dist, which vite empties first) under the other tests of the suite.
+ */
+function bundlesFresh(): boolean {
+  let oldest = Infinity;
+  for (const b of BUNDLES) {
+    try {
+      oldest = Math.min(oldest, statSync(join(repoRoot, b)).mtimeMs);
+    } catch {
+      return false;
+    }
+  }
+  const sources = [
+    ...readdirSync(join(repoRoot, 'apps')).map((a) => join(repoRoot, 'apps', a, 'src')),
+    ...readdirSync(join(repoRoot, 'packages')).map((p) => join(repoRoot, 'packages', p, 'src')),
+  ];
+  const files = ['scripts/build.mjs', 'package-lock.json'].map((f) => statSync(join(repoRoot, f)).mtimeMs);
+  return Math.max(...files, ...sources.map(newest)) <= oldest;
+}
+
+/** the sha256 of every input of `scripts/dist.mjs` for these programs (of the bundles just built) */
+function distKey(programs: string[], arch: string): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ programs, arch, V1, V2, node: process.version }));
+  const file = (p: string): void => {
+    h.update(`\0${p}\0`);
+    h.update(existsSync(p) ? readFileSync(p) : 'absent');
+  };
+  file(join(repoRoot, 'scripts/dist.mjs'));
+  // the third-party packages the artifacts carry: as installed
+  file(join(repoRoot, 'package-lock.json'));
+  file(join(repoRoot, 'node_modules/.package-lock.json'));
+  // every bundle (oak-install.mjs included): the artifacts carry them as they are
+  for (const app of readdirSync(join(repoRoot, 'apps')).sort()) {
+    const dist = join(repoRoot, 'apps', app, 'dist');
+    if (!existsSync(dist)) continue;
+    for (const f of readdirSync(dist).filter((x) => x.endsWith('.mjs')).sort()) file(join(dist, f));
+  }
+  return h.digest('hex').slice(0, 24);
+}
+
+/** an exclusive lock between processes (mkdir is atomic); a lock whose holder died is taken over */
+async function withLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
+  await waitFor(
+    () => {
+      try {
+        mkdirSync(lock);
+        writeFileSync(join(lock, 'pid'), String(process.pid));
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+      } catch {
+        // being taken right now, or its holder died before writing its pid
+        if (Date.now() - statSync(lock).mtimeMs > 30_000) rmSync(lock, { recursive: true, force: true });
+        return false;
+      }
+      try {
+        process.kill(holder, 0);
+      } catch {
+        rmSync(lock, { recursive: true, force: true });
+      }
+      return false;
+    },
+    { timeoutMs: 600_000, intervalMs: 250, message: `the lock ${lock}` },
+  );
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The artifacts of `scripts/dist.mjs` (`programs` at V1 in build-a, node-engine at V2 in build-b),
+ * written once for each set of inputs (distKey: dist.mjs, the bundles, the installed packages) and
+ * kept in .e2e-tmp/dist-cache: install.test.ts and fleet.test.ts use the same ones, and a run on
+ * unchanged sources uses the last run's. OAK_E2E_DIST_CACHE=0 writes them afresh into `fresh`.
+ */
+async function distArtifacts(programs: string[], arch: string, fresh: string, diag: (m: string) => void): Promise<{ relA: string; relB: string }> {
+  const write = async (out: string): Promise<void> => {
+    const started = Date.now();
+    await Promise.all([
+      run(process.execPath, [join(repoRoot, 'scripts/dist.mjs'), '--out', join(out, 'build-a'), '--only', programs.join(','), '--arch', arch, '--version', V1], { cwd: repoRoot }),
+      run(process.execPath, [join(repoRoot, 'scripts/dist.mjs'), '--out', join(out, 'build-b'), '--only', 'node-engine', '--arch', arch, '--version', V2], { cwd: repoRoot }),
+    ]);
+    diag(`dist of ${programs.length + 1} artifacts: ${Date.now() - started} ms`);
+  };
+  if (process.env.OAK_E2E_DIST_CACHE === '0') {
+    await write(fresh);
+    return { relA: join(fresh, 'build-a'), relB: join(fresh, 'build-b') };
+  }
+  const cache = join(repoRoot, '.e2e-tmp/dist-cache');
+  mkdirSync(cache, { recursive: true });
+  const key = distKey(programs, arch);
+  const entry = join(cache, key);
+  await withLock(join(cache, 'lock'), async () => {
+    if (existsSync(join(entry, 'complete'))) {
+      diag(`dist of ${programs.length + 1} artifacts: the ones of the same inputs (${relative(repoRoot, entry)})`);
+      return;
+    }
+    rmSync(entry, { recursive: true, force: true });
+    const partial = `${entry}.partial`;
+    rmSync(partial, { recursive: true, force: true });
+    await write(partial);
+    writeFileSync(join(partial, 'complete'), `${new Date().toISOString()}\n`);
+    renameSync(partial, entry);
+    // the entries of other inputs: the newest two stay
+    const others = readdirSync(cache)
+      .filter((x) => /^[0-9a-f]{24}$/.test(x) && x !== key)
+      .map((x) => ({ x, t: statSync(join(cache, x)).mtimeMs }))
+      .sort((a, b) => b.t - a.t);
+    for (const o of others.slice(2)) rmSync(join(cache, o.x), { recursive: true, force: true });
+  });
+  return { relA: join(entry, 'build-a'), relB: join(entry, 'build-b') };
+}
+
+/** whether a process of group `g` is alive (not a zombie), from /proc */
+function liveInGroup(g: number): boolean {
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // ended meanwhile
+    }
+    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === g && state !== 'Z') return true;
+  }
+  return false;
+}
+
 /** `programs` at V1 (and node-engine at V2 too), built, copied, checked and unpacked. */
 export async function installField(name: string, programs: string[], diag: (m: string) => void): Promise<InstallField> {
   const d = await tmpDir(`oak-${name}-e2e`);
@@ -71,15 +231,9 @@ export async function installField(name: string, programs: string[], diag: (m: s
   const markers: string[] = [];
   const namespaces: string[] = [];
   const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
-  const relA = join(d.path, 'build-a');
-  const relB = join(d.path, 'build-b');
-  await run(process.execPath, [join(repoRoot, 'scripts/build.mjs')], { cwd: repoRoot });
-  const distStarted = Date.now();
-  await Promise.all([
-    run(process.execPath, [join(repoRoot, 'scripts/dist.mjs'), '--out', relA, '--only', programs.join(','), '--arch', arch, '--version', V1], { cwd: repoRoot }),
-    run(process.execPath, [join(repoRoot, 'scripts/dist.mjs'), '--out', relB, '--only', 'node-engine', '--arch', arch, '--version', V2], { cwd: repoRoot }),
-  ]);
-  diag(`dist of ${programs.length + 1} artifacts: ${Date.now() - distStarted} ms`);
+  if (bundlesFresh()) diag('the bundles are newer than their sources: not built again');
+  else await run(process.execPath, [join(repoRoot, 'scripts/build.mjs')], { cwd: repoRoot });
+  const { relA, relB } = await distArtifacts(programs, arch, d.path, diag);
   const sums = readFileSync(join(relA, 'SHA256SUMS'), 'utf8');
   for (const p of programs) assert.match(sums, new RegExp(`^[0-9a-f]{64}  oak-${p}-${V1}-linux-${arch}\\.tar\\.gz$`, 'm'));
 
@@ -89,7 +243,7 @@ export async function installField(name: string, programs: string[], diag: (m: s
   const upgradeTar = `oak-node-engine-${V2}-linux-${arch}.tar.gz`;
   copyFileSync(join(relB, upgradeTar), join(field, upgradeTar));
   await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: field });
-  for (const f of readdirSync(field).filter((x) => x.endsWith('.tar.gz'))) await run('tar', ['-xzf', f], { cwd: field });
+  await Promise.all(readdirSync(field).filter((x) => x.endsWith('.tar.gz')).map((f) => run('tar', ['-xzf', f], { cwd: field })));
   let up = dirname(field);
   while (up !== '/') {
     assert.ok(!existsSync(join(up, 'node_modules')), `${up}/node_modules would let an artifact borrow packages`);
@@ -102,10 +256,12 @@ export async function installField(name: string, programs: string[], diag: (m: s
   const groupGone = (g: number): boolean => {
     try {
       process.kill(-g, 0);
-      return false;
     } catch {
       return true;
     }
+    // only zombies left: ended processes that were handed to an init which does not reap them (some
+    // containers): nothing of the group runs any more
+    return !liveInGroup(g);
   };
   const f: InstallField = {
     dir: d.path,

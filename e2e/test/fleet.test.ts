@@ -32,7 +32,7 @@ test('a fleet upgrade of two workers with one failing health check stops and rol
   const f = await installField('fleet', ['node-engine', 'cluster', 'root', 'cli'], (m) => t.diagnostic(m));
   t.after(() => f.close());
   const { installSh, prefix, start } = f;
-  const [ha, hb, hc] = [await f.net.addHost('ctl'), await f.net.addHost('wa'), await f.net.addHost('wb')] as [NetHost, NetHost, NetHost];
+  const [ha, hb, hc] = (await Promise.all([f.net.addHost('ctl'), f.net.addHost('wa'), f.net.addHost('wb')])) as [NetHost, NetHost, NetHost];
   try {
     const root = await installSh('root', ['root', '--prefix', prefix('ctl')]);
     start('root', ha, (root.services[0] as Started).commandLine, { OAK_ADMIN_PASSWORD: PASSWORD });
@@ -53,8 +53,7 @@ test('a fleet upgrade of two workers with one failing health check stops and rol
       const out = await installSh('node-engine', ['worker', '--prefix', prefix(h), '--cluster', ha.ip, '--token', await token({ kind: 'worker', cluster: 'c1' }), '--name', h, '--runtimes', 'process', '--isolation', 'off', '--namespace', `oakflt${h}`, '--report-interval', '500']);
       return out.services[0] as Started;
     };
-    const wa = await worker('wa');
-    const wb = await worker('wb');
+    const [wa, wb] = (await Promise.all([worker('wa'), worker('wb')])) as [Started, Started];
     start('wa', hb, wa.commandLine);
     start('wb', hc, wb.commandLine, { OAK_UPGRADE_CHECK: failCheck });
     await clustersActive(api, { c1: 2 });

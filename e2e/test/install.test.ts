@@ -38,7 +38,7 @@ test('install from the release artifacts: root+cluster, two workers, deploy, upg
 
   // 3. hosts, and what runs on them: the printed command lines as they are, in a shell
   const net = f.net;
-  const [ha, hb, hc] = [await net.addHost('ctl'), await net.addHost('wa'), await net.addHost('wb')] as [NetHost, NetHost, NetHost];
+  const [ha, hb, hc] = (await Promise.all([net.addHost('ctl'), net.addHost('wa'), net.addHost('wb')])) as [NetHost, NetHost, NetHost];
 
   try {
     const root = await installSh('root', ['root', '--prefix', prefix('ctl')]);
@@ -57,8 +57,7 @@ test('install from the release artifacts: root+cluster, two workers, deploy, upg
       namespaces.push(`oakinst${h}`);
       return ['worker', '--prefix', prefix(h), '--cluster', ha.ip, '--token', await token({ kind: 'worker', cluster: 'c1' }), '--name', h, '--runtimes', 'process', '--isolation', 'off', '--namespace', `oakinst${h}`, '--report-interval', '500'];
     };
-    const wa = await installSh('node-engine', await workerArgs('wa'));
-    const wb = await installSh('node-engine', await workerArgs('wb'));
+    const [wa, wb] = (await Promise.all(['wa', 'wb'].map(async (h) => installSh('node-engine', await workerArgs(h))))) as [InstallOut, InstallOut];
     const engines: Record<string, ChildProcess> = {
       wa: track(start('wa', hb, (wa.services[0] as Started).commandLine)),
       wb: track(start('wb', hc, (wb.services[0] as Started).commandLine)),
@@ -112,9 +111,9 @@ test('install from the release artifacts: root+cluster, two workers, deploy, upg
 
     // 6. the generated units of the real artifacts pass systemd's check
     const staged = prefix('staged');
-    for (const [p, args] of [['root', ['root']], ['cluster', ['cluster', '--root', ha.ip, '--name', 'c1', '--token', await token({ kind: 'cluster', name: 'c9' })]], ['node-engine', ['worker', '--cluster', ha.ip, '--token', await token({ kind: 'worker', cluster: 'c1' }), '--netmanager']]] as const) {
-      await run(join(artifact(p), 'install.sh'), [...args, '--prefix', staged], { cwd: field, env });
-    }
+    // three programs into one prefix at once (each writes its own files; the shared directories are made with recursive mkdir)
+    const stagedRoles = [['root', ['root']], ['cluster', ['cluster', '--root', ha.ip, '--name', 'c1', '--token', await token({ kind: 'cluster', name: 'c9' })]], ['node-engine', ['worker', '--cluster', ha.ip, '--token', await token({ kind: 'worker', cluster: 'c1' }), '--netmanager']]] as const;
+    await Promise.all(stagedRoles.map(([p, args]) => run(join(artifact(p), 'install.sh'), [...args, '--prefix', staged], { cwd: field, env })));
     const units = readdirSync(join(staged, 'etc/systemd/system')).sort();
     assert.deepEqual(units, ['oak-cluster.service', 'oak-netmanager.service', 'oak-root.service', 'oak-worker.service']);
     const analyze = await run('systemd-analyze', ['--version']).then(() => true, () => false);
@@ -127,9 +126,13 @@ test('install from the release artifacts: root+cluster, two workers, deploy, upg
     await Promise.all([...children].map(stopped));
     const uninstall = async (role: string, h: string): Promise<string> =>
       (await run('node', [join(prefix(h), 'opt/oak', role === 'worker' ? 'node-engine' : role, 'current/oak-install.mjs'), 'uninstall', role, '--prefix', prefix(h), '--purge'], { env })).stdout;
-    for (const [role, h] of [['worker', 'wa'], ['worker', 'wb'], ['cluster', 'ctl'], ['root', 'ctl'], ['cli', 'ctl'], ['worker', 'staged'], ['cluster', 'staged'], ['root', 'staged']] as const) {
-      assert.match(await uninstall(role, h), /nothing of it is left/);
-    }
+    // the prefixes at once; in one prefix one role after the other (the last one removes the shared directories)
+    const roles: Record<string, string[]> = { wa: ['worker'], wb: ['worker'], ctl: ['cluster', 'root', 'cli'], staged: ['worker', 'cluster', 'root'] };
+    await Promise.all(
+      Object.entries(roles).map(async ([h, rs]) => {
+        for (const role of rs) assert.match(await uninstall(role, h), /nothing of it is left/, `uninstall ${role} from host-${h}`);
+      }),
+    );
     for (const h of ['wa', 'wb', 'ctl', 'staged']) assert.deepEqual(readdirSync(prefix(h), { recursive: true }), [], `host-${h} is empty`);
   } catch (err) {
     f.dumpLogs();

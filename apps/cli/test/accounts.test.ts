@@ -82,14 +82,15 @@ describe('accounts through oak', () => {
   it('user passwd: own password with the current one; logged in again; old sessions and password dead', async () => {
     const h = home();
     const other = home();
-    assert.equal((await run(h, ['login', '-u', 'quinn', '--password-stdin'], { stdin: 'first-password-1' })).code, 0);
-    assert.equal((await run(other, ['login', '-u', 'quinn', '--password-stdin'], { stdin: 'first-password-1' })).code, 0);
+    for (const x of await Promise.all([h, other].map((x) => run(x, ['login', '-u', 'quinn', '--password-stdin'], { stdin: 'first-password-1' })))) assert.equal(x.code, 0, x.stderr);
     const otherRt = cfg(other).refresh_token!;
 
-    const short = await run(h, ['user', 'passwd', '--password-stdin'], { stdin: 'first-password-1\nshort\n' });
+    const [short, wrong] = await Promise.all([
+      run(h, ['user', 'passwd', '--password-stdin'], { stdin: 'first-password-1\nshort\n' }),
+      run(h, ['user', 'passwd', '--password-stdin'], { stdin: 'not-the-password\nsecond-password-2\n' }),
+    ]);
     assert.equal(short.code, 2);
     assert.match(short.stderr, /at least 8 characters/);
-    const wrong = await run(h, ['user', 'passwd', '--password-stdin'], { stdin: 'not-the-password\nsecond-password-2\n' });
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /old_password is missing or wrong/);
     assert.doesNotMatch(wrong.stderr, NO_STACK);
@@ -97,9 +98,9 @@ describe('accounts through oak', () => {
     const ok = await run(h, ['user', 'passwd', '--password-stdin'], { stdin: 'first-password-1\nsecond-password-2\n' });
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /password of quinn changed/);
-    assert.equal((await run(h, ['app', 'ls'])).code, 0, 'this session goes on with new tokens');
-    assert.equal((await refresh(otherRt)).status, 401, 'the other session is revoked');
-    const oldPw = await run(home(), ['login', '-u', 'quinn', '--password-stdin'], { stdin: 'first-password-1' });
+    const [ls, otherRefresh, oldPw] = await Promise.all([run(h, ['app', 'ls']), refresh(otherRt), run(home(), ['login', '-u', 'quinn', '--password-stdin'], { stdin: 'first-password-1' })]);
+    assert.equal(ls.code, 0, 'this session goes on with new tokens');
+    assert.equal(otherRefresh.status, 401, 'the other session is revoked');
     assert.equal(oldPw.code, 1);
     assert.ok(!readFileSync(h.configPath, 'utf8').includes('second-password-2'), 'no password in the config file');
 
@@ -107,17 +108,21 @@ describe('accounts through oak', () => {
     const reset = await run(admin, ['user', 'passwd', 'quinn', '-o', 'json'], { env: { OAK_NEW_PASSWORD: 'third-password-3' } });
     assert.equal(reset.code, 0, reset.stderr);
     assert.equal((JSON.parse(reset.stdout) as { changed: boolean }).changed, true);
-    assert.equal((await run(home(), ['login', '-u', 'quinn', '--password-stdin'], { stdin: 'third-password-3' })).code, 0);
-    assert.equal((await run(admin, ['app', 'ls'])).code, 0, "the Admin's own session is untouched");
     // quinn may not change paula's
-    const nope = await run(h, ['user', 'passwd', 'paula', '--password-stdin'], { stdin: 'hijacked-password' });
+    const [third, adminLs, nope] = await Promise.all([
+      run(home(), ['login', '-u', 'quinn', '--password-stdin'], { stdin: 'third-password-3' }),
+      run(admin, ['app', 'ls']),
+      run(h, ['user', 'passwd', 'paula', '--password-stdin'], { stdin: 'hijacked-password' }),
+    ]);
+    assert.equal(third.code, 0, third.stderr);
+    assert.equal(adminLs.code, 0, "the Admin's own session is untouched");
     assert.equal(nope.code, 1);
   });
 
   it('oak events stops (exit 1) when the session is revoked by a logout elsewhere', async () => {
     const h = home();
     const other = home();
-    for (const x of [h, other]) assert.equal((await run(x, ['login', '-u', 'paula', '--password-stdin'], { stdin: 'first-password-1' })).code, 0);
+    for (const x of await Promise.all([h, other].map((x) => run(x, ['login', '-u', 'paula', '--password-stdin'], { stdin: 'first-password-1' })))) assert.equal(x.code, 0, x.stderr);
     const ev = h.start(['events'], { env: { OAK_ROOT_URL: root.url } });
     await until(() => root.root.ctx.streams!.count() > 0);
     assert.equal((await run(other, ['logout'])).code, 0);
@@ -131,27 +136,36 @@ describe('accounts through oak', () => {
   it('audit: a table and --json; an application created shows who, what, when and from where; Admin only', async () => {
     const create = await run(admin, ['app', 'create', '-f', example('web-server.json')]);
     assert.equal(create.code, 0, create.stderr);
-    const t = await run(admin, ['audit', '--since', '1h']);
+    const q = home();
+    // the reads, the usage errors and paula's login at once (the reads look for no login of paula)
+    const [t, j, failedOut, logoutsOut, everythingOut, limit0, since, qLogin] = await Promise.all([
+      run(admin, ['audit', '--since', '1h']),
+      run(admin, ['audit', '--json', '--action', 'POST /api/application']),
+      run(admin, ['audit', '-o', 'json', '--action', 'login_failed', '--all']),
+      run(admin, ['audit', '--json', '--user', 'paula', '--action', 'logout']),
+      run(admin, ['audit', '--json', '--all']),
+      run(admin, ['audit', '--limit', '0']),
+      run(admin, ['audit', '--since', 'last tuesday']),
+      run(q, ['login', '-u', 'paula', '--password-stdin'], { stdin: 'first-password-1' }),
+    ]);
     assert.equal(t.code, 0, t.stderr);
     assert.match(t.stdout, /TIME\s+USER\s+ACTION\s+TARGET\s+STATUS\s+FROM/);
     assert.match(t.stdout, /Admin\s+POST \/api\/application\/\s+[0-9a-f]{24}\s+200\s+127\.0\.0\.1/);
-    const j = await run(admin, ['audit', '--json', '--action', 'POST /api/application']);
     assert.equal(j.code, 0, j.stderr);
     const entries = JSON.parse(j.stdout) as { user_name: string; action: string; at: string; address: string; target: string }[];
     assert.ok(entries.length >= 1);
     assert.ok(entries.every((e) => e.action === 'POST /api/application/' && e.user_name === 'Admin' && e.address === '127.0.0.1'));
-    const failed = JSON.parse((await run(admin, ['audit', '-o', 'json', '--action', 'login_failed', '--all'])).stdout) as { user_name: string }[];
+    const failed = JSON.parse(failedOut.stdout) as { user_name: string }[];
     assert.ok(failed.some((e) => e.user_name === 'quinn'), 'the failed login of the old password is there');
-    const logouts = JSON.parse((await run(admin, ['audit', '--json', '--user', 'paula', '--action', 'logout'])).stdout) as { user_name: string; action: string }[];
+    const logouts = JSON.parse(logoutsOut.stdout) as { user_name: string; action: string }[];
     assert.equal(logouts.length, 2, 'the two logouts that reached the root');
     assert.ok(logouts.every((e) => e.user_name === 'paula' && e.action === 'auth.logout'));
-    const everything = (await run(admin, ['audit', '--json', '--all'])).stdout;
+    const everything = everythingOut.stdout;
     for (const secret of ['first-password-1', 'second-password-2', 'third-password-3', ADMIN_PASSWORD]) assert.ok(!everything.includes(secret), secret);
 
-    assert.equal((await run(admin, ['audit', '--limit', '0'])).code, 2);
-    assert.equal((await run(admin, ['audit', '--since', 'last tuesday'])).code, 2);
-    const q = home();
-    assert.equal((await run(q, ['login', '-u', 'paula', '--password-stdin'], { stdin: 'first-password-1' })).code, 0);
+    assert.equal(limit0.code, 2);
+    assert.equal(since.code, 2);
+    assert.equal(qLogin.code, 0, qLogin.stderr);
     const denied = await run(q, ['audit']);
     assert.equal(denied.code, 1);
     assert.match(denied.stderr, /only an Admin may read the audit trail/);
@@ -159,7 +173,7 @@ describe('accounts through oak', () => {
 
   it('login after too many failures: the root says how long to wait, exit 1', async () => {
     const h = home();
-    for (let i = 0; i < 5; i++) assert.equal((await run(h, ['login', '-u', 'nobody-here', '--password-stdin'], { stdin: 'wrong-password' })).code, 1);
+    for (const r of await Promise.all(Array.from({ length: 5 }, () => run(h, ['login', '-u', 'nobody-here', '--password-stdin'], { stdin: 'wrong-password' })))) assert.equal(r.code, 1, r.stderr);
     const r = await run(h, ['login', '-u', 'nobody-here', '--password-stdin'], { stdin: 'wrong-password' });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^oak: too many failed logins: try again later\n {2}hint: wait \d+ s/);
