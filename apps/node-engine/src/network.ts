@@ -207,6 +207,8 @@ export class InstanceNetworks {
     if (conflict !== undefined) throw new Error(`${conflict}; choose another with --bridge-subnet`);
     const exists = (await run('ip', ['link', 'show', 'dev', plan.bridge])).code === 0;
     const cmds = exists ? [] : [`link add ${plan.bridge} type bridge`];
+    // a fixed MAC: else the bridge follows the lowest MAC of its ports as instances come and go
+    cmds.push(`link set ${plan.bridge} address ${plan.mac}`);
     cmds.push(`addr replace ${plan.gateway}/${plan.subnet.prefix} dev ${plan.bridge}`, `link set ${plan.bridge} up`);
     if (exists) {
       // another plan's addresses (the default subnet before the NetManager's) go

@@ -135,6 +135,8 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
   engine = await start();
   const id = engine.id;
   assert.ok(lines.some((l) => l.includes(`network isolation: on`) && l.includes(plan.bridge)), lines.join('\n'));
+  const bridgeMac = async (): Promise<string> => (await readFile(`/sys/class/net/${plan.bridge}/address`, 'utf8')).trim();
+  assert.equal(await bridgeMac(), plan.mac, 'the bridge has its fixed MAC');
   assert.equal((await stat(dataDir)).mode & 0o777, 0o700, 'the data dir is root\'s alone');
   assert.equal((await readFile(`/proc/sys/net/ipv6/conf/${plan.bridge}/disable_ipv6`, 'utf8')).trim(), '1', 'no IPv6 on the bridge');
   assert.match(spawnSync('nft', ['list', 'table', 'ip6', plan.table], { encoding: 'utf8' }).stdout, new RegExp(`iifname "${plan.bridge}" counter packets \\d+ bytes \\d+ drop`));
@@ -236,6 +238,7 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
   assert.match(await httpGet('127.0.0.1', procPort), /proc-page/, 'the process and its mapping too');
   const kept = netnsList();
   assert.ok(kept.length >= 2, kept.join(' '));
+  assert.equal(await bridgeMac(), plan.mac, 'instances joining the bridge do not change its MAC');
 
   // undeploy removes namespace, veth and rules
   for (const j of [web, proc, psrv]) {
@@ -243,6 +246,7 @@ test('every instance in its own namespace: no way to the node, data dir unreadab
     await cluster.waitJob(id, j.job_name, 'UNDEPLOYED', 30_000);
   }
   await waitFor(() => netnsList().length <= 1, { timeoutMs: 10_000, message: 'only the spare namespace left' });
+  assert.equal(await bridgeMac(), plan.mac, 'nor do instances leaving it');
   assert.doesNotMatch(rules(), /dnat to/);
   const veths = spawnSync('ip', ['-br', 'link'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(`oakv${plan.tag}`));
   assert.ok(veths.length <= 1, veths.join('\n'));

@@ -38,6 +38,12 @@ export interface BridgePlan {
   tag: string;
   /** Linux bridge device (at most 15 characters) */
   bridge: string;
+  /**
+   * the bridge's MAC, fixed (locally administered, from the namespace): a bridge without one
+   * takes the lowest MAC of its ports and changes it as instances come and go, and the instances
+   * then send to the old gateway MAC until their neighbour entry goes stale (tens of seconds)
+   */
+  mac: string;
   /** nftables table (family ip) */
   table: string;
   subnet: Subnet;
@@ -74,6 +80,12 @@ export function defaultSubnet(namespace: string): string {
 }
 
 /** The plan of one NodeEngine; throws a readable Error for an unusable subnet. */
+/** `02:xx:xx:xx:xx:xx` from SHA-256 of the namespace: unicast, locally administered, the same on every start */
+export function bridgeMac(namespace: string): string {
+  const h = createHash('sha256').update(`oak-bridge:${namespace}`).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
 export function bridgePlan(namespace: string, subnetText?: string, opts: PlanOptions = {}): BridgePlan {
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(namespace)) throw new Error(`namespace ${JSON.stringify(namespace)}: use letters, digits, - and _`);
   const cidr = subnetText ?? defaultSubnet(namespace);
@@ -86,6 +98,7 @@ export function bridgePlan(namespace: string, subnetText?: string, opts: PlanOpt
     namespace,
     tag,
     bridge: def ? 'oak0' : `oakb${tag}`,
+    mac: bridgeMac(namespace),
     table: def ? 'oak' : `oak_${tag}`,
     subnet,
     cidr: formatSubnet(subnet),

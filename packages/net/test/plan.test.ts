@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  OVERLAY_RANGES, addressOfNetns, allocateAddress, bridgePlan, capacity, defaultSubnet, formatIPv4, inPlan, isPlanNetns, netnsName,
+  OVERLAY_RANGES, addressOfNetns, allocateAddress, bridgeMac, bridgePlan, capacity, defaultSubnet, formatIPv4, inPlan, isPlanNetns, netnsName,
   overlaps, parseIPv4, parseSubnet, vethName,
 } from '../src/index.ts';
 
@@ -81,4 +81,12 @@ test('namespace and veth names map back to the address; foreign names are not ou
   assert.equal(isPlanNetns(p, 'oak-other-2'), false);
   assert.equal(isPlanNetns(bridgePlan('oak'), ns), false);
   assert.throws(() => netnsName(p, '10.0.0.2'), /not an instance address/);
+});
+
+test('the bridge MAC is fixed per namespace: unicast, locally administered, the same for any subnet', () => {
+  const a = bridgePlan('oak');
+  assert.match(a.mac, /^02(:[0-9a-f]{2}){5}$/);
+  assert.equal(bridgePlan('oak', '10.18.0.64/26').mac, a.mac, 'a subnet given by the NetManager keeps the MAC');
+  assert.equal(bridgeMac('oak'), a.mac);
+  assert.notEqual(bridgePlan('e2e-w1').mac, bridgePlan('e2e-w2').mac);
 });
