@@ -326,6 +326,15 @@ export async function installField(name: string, programs: string[], diag: (m: s
       for (const m of markers) await killMarked(m);
       for (const n of namespaces) removeCgroupParent(n);
       await net.destroy();
+      // the field holds tens of thousands of files (unpacked artifacts, installed prefixes), seconds of
+      // disk work under load: moved aside and removed by an rm of its own, outside the test's time
+      const trash = `${d.path}.removing`;
+      try {
+        renameSync(d.path, trash);
+        spawn('rm', ['-rf', trash], { detached: true, stdio: 'ignore' }).unref();
+      } catch {
+        // not moved: remove() below takes it all
+      }
       await d.remove();
     },
   };

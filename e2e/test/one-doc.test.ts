@@ -14,11 +14,21 @@ import { Procs, bins } from '../src/procs.ts';
 import { sla } from '../src/sla.ts';
 
 test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 and restart', { timeout: 240_000 }, async (t) => {
-  const ctd = await startContainerd();
-  t.after(() => ctd.stop());
-  const reg = await startRegistry();
-  t.after(() => reg.stop());
-  const image = await buildBusyboxImage(reg);
+  // containerd, and the registry with the image, at once; each stopped at the end whatever the other did
+  const [ctdUp, regUp] = await Promise.allSettled([
+    startContainerd().then((c) => {
+      t.after(() => c.stop());
+      return c;
+    }),
+    startRegistry().then(async (r) => {
+      t.after(() => r.stop());
+      return { reg: r, image: await buildBusyboxImage(r) };
+    }),
+  ]);
+  if (ctdUp.status === 'rejected') throw ctdUp.reason;
+  if (regUp.status === 'rejected') throw regUp.reason;
+  const ctd = ctdUp.value;
+  const { image } = regUp.value;
   const dir = await tmpDir('oak-e2e-1doc');
   t.after(() => dir.remove());
   const procs = new Procs();
