@@ -61,6 +61,8 @@ const SSE_USERS = 10;
 const BURST_SERVICES = 25;
 const BURST_PER_SERVICE = 20;
 const AGGREGATE_MS = 5000;
+/** applications whose instances may still be on their way when the next one is posted */
+const IN_FLIGHT_APPS = 5;
 const PG_URL = process.env.OAK_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** a child process speaking lines on stdin/stdout */
@@ -246,8 +248,18 @@ async function scenario(backend: 'sqlite' | 'postgres', dir: string): Promise<Sc
     const serviceIds: string[] = [];
     const t0 = performance.now();
     let nextApp = 0;
-    await Promise.all(Array.from({ length: 4 }, async () => {
+    let running = 0;
+    let failed = 0;
+    const counted = async (): Promise<number> => {
+      const m = /^count (\d+) (\d+)/.exec(await cl.ask('count'));
+      running = Number(m?.[1] ?? 0);
+      failed = Number(m?.[2] ?? 0);
+      return running + failed;
+    };
+    await Promise.all(Array.from({ length: 2 }, async () => {
       for (let a = nextApp++; a < APPS; a = nextApp++) {
+        // as users deploy: a few applications at a time, not ten thousand instances in one go
+        await waitFor(async () => ((a - IN_FLIGHT_APPS) * SERVICES_PER_APP * REPLICAS <= (await counted()) ? true : undefined), { timeoutMs: 600_000, intervalMs: 250, message: `the instances of application ${a - IN_FLIGHT_APPS} placed` });
         const created = await api<{ applicationID: string; microservices: string[] }[]>('POST', '/api/application/?deploy=true', admin, {
           sla_version: 'v2.0',
           customerID: 'Admin',
@@ -277,14 +289,7 @@ async function scenario(backend: 'sqlite' | 'postgres', dir: string): Promise<Sc
         serviceIds.push(...doc.microservices);
       }
     }));
-    let running = 0;
-    let failed = 0;
-    await waitFor(async () => {
-      const m = /^count (\d+) (\d+)/.exec(await cl.ask('count'));
-      running = Number(m?.[1] ?? 0);
-      failed = Number(m?.[2] ?? 0);
-      return running + failed >= INSTANCES ? true : undefined;
-    }, { timeoutMs: 30 * 60_000, intervalMs: 1000, message: `${INSTANCES} instances RUNNING or FAILED (have ${running} + ${failed})` });
+    await waitFor(async () => ((await counted()) >= INSTANCES ? true : undefined), { timeoutMs: 30 * 60_000, intervalMs: 1000, message: `${INSTANCES} instances RUNNING or FAILED (have ${running} + ${failed})` });
     const deployS = (performance.now() - t0) / 1000;
     // the root agrees: every service with every instance (Oakestra's GET /api/services/)
     const states: Record<string, number> = {};

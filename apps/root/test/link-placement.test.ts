@@ -125,7 +125,8 @@ test('reservations: apply() is reserveCluster() of every reservation in turn, an
     fc.property(fc.array(clusterArb, { minLength: 1, maxLength: 3 }), fc.array(demandArb, { maxLength: 12 }), (cs, ds) => {
       const rows = cs.map((c, i) => {
         const r = resources(0, 0, 0);
-        r.worker_summary = c.workers.map((w, k) => ({ id: `c${i}w${k}`, name: `n${k}`, cpu_cores_free: w.cpu, memory_free_mb: w.mem, virtualizations: ['container' as const], ...(w.gpus !== undefined ? { gpus_free: w.gpus } : {}) }));
+        // some names are another worker's id: a reference matches by id or by name, both are adjusted
+        r.worker_summary = c.workers.map((w, k) => ({ id: `c${i}w${k}`, name: k % 2 === 0 ? `n${k}` : `c${i}w${(k + 1) % c.workers.length}`, cpu_cores_free: w.cpu, memory_free_mb: w.mem, virtualizations: ['container' as const], ...(w.gpus !== undefined ? { gpus_free: w.gpus } : {}) }));
         r.workers = c.workers.length;
         r.cpu_cores_free = r.cpu_cores_total = c.workers.reduce((s, w) => s + w.cpu, 0);
         r.memory_free_mb = r.memory_total_mb = c.workers.reduce((s, w) => s + w.mem, 0);

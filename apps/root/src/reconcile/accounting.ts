@@ -9,6 +9,7 @@
  */
 import { likelyWorker } from '@oak/scheduler';
 import type { ClusterCandidate, Demand } from '@oak/scheduler';
+import type { WorkerSummary } from '@oak/contracts';
 
 interface Reservation {
   cluster_id: string;
@@ -64,15 +65,25 @@ export class RootReservations {
     const out = [...candidates];
     if (this.#byKey.size === 0) return out;
     const byId = new Map(candidates.map((c, i) => [c.id, i]));
-    const copied = new Set<number>();
+    /** per copied cluster: its workers by id and by name (reserveCluster adjusts every worker whose id or name is the reference) */
+    const copied = new Map<number, Map<string, WorkerSummary[]>>();
     for (const r of this.#byKey.values()) {
       const i = byId.get(r.cluster_id);
       if (i === undefined) continue;
       let c = out[i] as ClusterCandidate;
-      if (!copied.has(i)) {
+      let byRef = copied.get(i);
+      if (byRef === undefined) {
         c = { ...c, jobs: [...c.jobs], workers: c.workers.map((w) => ({ ...w })) };
         out[i] = c;
-        copied.add(i);
+        byRef = new Map();
+        for (const w of c.workers) {
+          for (const k of w.id === w.name ? [w.id] : [w.id, w.name]) {
+            const list = byRef.get(k);
+            if (list) list.push(w);
+            else byRef.set(k, [w]);
+          }
+        }
+        copied.set(i, byRef);
       }
       const d = r.demand;
       const ref = likelyWorker(c, d)?.id;
@@ -81,8 +92,7 @@ export class RootReservations {
       c.gpus_free -= d.gpus;
       c.jobs.push(d.job_name);
       if (ref === undefined) continue;
-      for (const w of c.workers) {
-        if (w.id !== ref && w.name !== ref) continue;
+      for (const w of byRef.get(ref) ?? []) {
         w.cpu_cores_free -= d.vcpus;
         w.memory_free_mb -= d.memory_mb;
         // GPUs only where the summary reports them (clusters before issue 10 do not)
