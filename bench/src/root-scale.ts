@@ -321,6 +321,7 @@ async function scenario(backend: 'sqlite' | 'postgres', dir: string): Promise<Sc
     const routes: RouteResult[] = [];
     const readRun = async (name: string, paths: string[], token: string | undefined, rate = RATE, measureMs = MEASURE_MS): Promise<RouteResult> => {
       const before = sample(rootPid);
+      const t0 = performance.now();
       const rssTimer = setInterval(() => {
         peakKb = Math.max(peakKb, sample(rootPid).rssKb);
       }, 500);
@@ -330,7 +331,8 @@ async function scenario(backend: 'sqlite' | 'postgres', dir: string): Promise<Sc
         const m = /^result (.+)$/.exec(line);
         if (!m?.[1]) throw new Error(`load generator: ${line}`);
         const r = JSON.parse(m[1]) as RouteResult;
-        r.root_cpu_pct = Math.round(((after.execMs - before.execMs) / (WARMUP_MS + measureMs)) * 100 * 10) / 10;
+        // over the whole run (longer than warm-up + measure when the answers fall behind)
+        r.root_cpu_pct = Math.round(((after.execMs - before.execMs) / (performance.now() - t0)) * 100 * 10) / 10;
         if (r.ok < r.requests) throw new Error(`${name}: ${r.requests - r.ok} of ${r.requests} requests failed: ${JSON.stringify(r.statuses)}`);
         console.log(`  ${backend} ${name}: p50 ${r.p50_ms} p95 ${r.p95_ms} p99 ${r.p99_ms} ms, ${r.body_bytes} B, root CPU ${r.root_cpu_pct}%`);
         return r;
@@ -370,6 +372,7 @@ async function scenario(backend: 'sqlite' | 'postgres', dir: string): Promise<Sc
       const targets = serviceIds.slice(burstNo * BURST_SERVICES, (burstNo + 1) * BURST_SERVICES);
       burstNo++;
       const want = targets.length * BURST_PER_SERVICE;
+      const before = await counted();
       const tb = performance.now();
       const added: { sid: string; n: number }[] = [];
       await Promise.all(targets.map(async (sid) => {
@@ -378,15 +381,17 @@ async function scenario(backend: 'sqlite' | 'postgres', dir: string): Promise<Sc
           added.push({ sid, n: doc.instance_number });
         }
       }));
-      let fewest = 0;
-      await waitFor(async () => {
-        fewest = Number(/^stat (\d+)/.exec(await ss.ask('stat'))?.[1] ?? 0);
-        return fewest >= want ? true : undefined;
-      }, { timeoutMs: 300_000, intervalMs: 100, message: `${clients} SSE clients with ${want} RUNNING each` }).catch(() => undefined);
+      // every new instance RUNNING (or FAILED, one in 200) at the clusters, then every client with each RUNNING
+      await waitFor(async () => ((await counted()) >= before + want - 2 * Math.ceil(want / 200) ? true : undefined), { timeoutMs: 300_000, intervalMs: 100, message: `${want} more instances at the clusters` }).catch(() => undefined);
+      await waitFor(async () => ((await counted()) >= before + want ? true : undefined), { timeoutMs: 10_000, intervalMs: 100, message: 'the last of the burst' }).catch(() => undefined);
+      const sentNow = Number(/^pending (\d+)/.exec(await cl.ask('pending'))?.[1] ?? 0);
+      await waitFor(async () => (Number(/^stat (\d+)/.exec(await ss.ask('stat'))?.[1] ?? 0) >= sentNow ? true : undefined), { timeoutMs: 120_000, intervalMs: 100, message: `${clients} SSE clients with ${sentNow} RUNNING each` }).catch(() => undefined);
       const burstMs = performance.now() - tb;
       await cl.ask(`sent ${sentFile}`);
       await ss.ask(`dump ${gotFile}`);
-      const sent = JSON.parse(readFileSync(sentFile, 'utf8')) as Record<string, number>;
+      // the burst's own instances: numbers from REPLICAS on (numbers are never reused); a cluster that
+      // reconnected meanwhile reports RUNNING again for the others
+      const sent = Object.fromEntries(Object.entries(JSON.parse(readFileSync(sentFile, 'utf8')) as Record<string, number>).filter(([k]) => Number(k.split('#')[1]) >= REPLICAS));
       const got = JSON.parse(readFileSync(gotFile, 'utf8')) as { events: number; running: Record<string, number> }[];
       const lags: number[] = [];
       let least = Infinity;
@@ -416,10 +421,7 @@ async function scenario(backend: 'sqlite' | 'postgres', dir: string): Promise<Sc
       await Promise.all(targets.map(async (sid) => {
         for (const a of added.filter((x) => x.sid === sid)) await api('DELETE', `/api/service/${sid}/instance/${a.n}`, admin);
       }));
-      await waitFor(async () => {
-        const c = Number(/^count (\d+)/.exec(await cl.ask('count'))?.[1] ?? 0);
-        return c <= running ? true : undefined;
-      }, { timeoutMs: 300_000, intervalMs: 250, message: 'the burst undeployed' });
+      await waitFor(async () => ((await counted()) <= before + 2 * Math.ceil(want / 200) ? true : undefined), { timeoutMs: 300_000, intervalMs: 250, message: 'the burst undeployed' });
       return res;
     };
     bursts.push(await burst(1));

@@ -21,7 +21,7 @@
  *
  * argv: <config json>. stdin lines: `count` -> `count <running> <failed> <reports sent>`; `sent <file>` ->
  * writes {"<job>#<n>": <ns of the RUNNING report>} for every RUNNING sent since the last `sent`
- * and answers `sent <k>`; `quit`. stdout: `ready` once every cluster is welcomed.
+ * and answers `sent <k>`; `pending` -> `pending <RUNNING sent since the last sent>`; `quit`. stdout: `ready` once every cluster is welcomed.
  */
 import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -274,6 +274,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   const cmd = line.trim();
   if (cmd === 'quit') break;
   if (cmd === 'count') process.stdout.write(`count ${running} ${failed} ${reports}\n`);
+  if (cmd === 'pending') process.stdout.write(`pending ${Object.keys(sentRunning).length}\n`);
   const m = /^sent (.+)$/.exec(cmd);
   if (m?.[1] !== undefined) {
     writeFileSync(m[1], JSON.stringify(sentRunning));
