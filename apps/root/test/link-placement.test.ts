@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import type { ClusterResources } from '@oak/contracts';
-import { demandOf, pickCluster } from '@oak/scheduler';
+import { demandOf, pickCluster, reserveCluster } from '@oak/scheduler';
 import type { ClusterRow, InstanceRow, ServiceRow } from '@oak/store';
 import { assignmentOf, clusterCandidates, holdsCluster } from '../src/placement.ts';
 import { RootReservations, reservationKey } from '../src/reconcile/accounting.ts';
@@ -112,4 +113,40 @@ test('tokenMatches: exact, never empty', () => {
   assert.ok(!tokenMatches('abc', 'abd'));
   assert.ok(!tokenMatches('abc', ''));
   assert.ok(!tokenMatches('', ''));
+});
+
+test('reservations: apply() is reserveCluster() of every reservation in turn, and leaves its input alone', () => {
+  // clusters of a few workers with GPUs on some, demands of cores, memory and GPUs on two jobs
+  const clusterArb = fc.record({
+    workers: fc.array(fc.record({ cpu: fc.integer({ min: 0, max: 8 }), mem: fc.integer({ min: 0, max: 4096 }), gpus: fc.option(fc.integer({ min: 0, max: 2 }), { nil: undefined }) }), { minLength: 1, maxLength: 5 }),
+  });
+  const demandArb = fc.record({ cluster: fc.integer({ min: 0, max: 2 }), vcpus: fc.integer({ min: 0, max: 4 }), memory: fc.integer({ min: 0, max: 2048 }), vgpus: fc.integer({ min: 0, max: 1 }), job: fc.constantFrom('a.b.c.d', 'e.f.g.h') });
+  fc.assert(
+    fc.property(fc.array(clusterArb, { minLength: 1, maxLength: 3 }), fc.array(demandArb, { maxLength: 12 }), (cs, ds) => {
+      const rows = cs.map((c, i) => {
+        const r = resources(0, 0, 0);
+        // some names are another worker's id: a reference matches by id or by name, both are adjusted
+        r.worker_summary = c.workers.map((w, k) => ({ id: `c${i}w${k}`, name: k % 2 === 0 ? `n${k}` : `c${i}w${(k + 1) % c.workers.length}`, cpu_cores_free: w.cpu, memory_free_mb: w.mem, virtualizations: ['container' as const], ...(w.gpus !== undefined ? { gpus_free: w.gpus } : {}) }));
+        r.workers = c.workers.length;
+        r.cpu_cores_free = r.cpu_cores_total = c.workers.reduce((s, w) => s + w.cpu, 0);
+        r.memory_free_mb = r.memory_total_mb = c.workers.reduce((s, w) => s + w.mem, 0);
+        r.gpus_free = c.workers.reduce((s, w) => s + (w.gpus ?? 0), 0);
+        return clusterRow(`c${i}`, r);
+      });
+      const base = clusterCandidates(rows, () => true, new Map([['c0', ['a.b.c.d']]]));
+      const before = structuredClone(base);
+      const res = new RootReservations();
+      let expected = base;
+      ds.forEach((x, k) => {
+        const d = demandOf({ ...svc.sla, vcpus: x.vcpus, memory: x.memory, vgpus: x.vgpus }, x.job);
+        // a reservation for a cluster that is not a candidate (removed meanwhile) changes nothing
+        const id = `c${x.cluster}`;
+        res.reserve(`k${k}`, id, d, 0);
+        expected = expected.map((c) => (c.id === id ? reserveCluster(c, d) : c));
+      });
+      assert.deepEqual(res.apply(base), expected);
+      assert.deepEqual(base, before, 'the candidates given are not changed');
+    }),
+    { numRuns: 300 },
+  );
 });

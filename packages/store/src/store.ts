@@ -774,6 +774,24 @@ export class KyselyStore implements Store {
     return rows.map((r) => ({ ...r, instance_number: Number(r.instance_number), status: r.status as InstanceState }));
   }
 
+  async serviceHistory(serviceId: string): Promise<Map<number, InstanceHistoryRow[]>> {
+    const rows = await this.#db
+      .selectFrom('instance_history')
+      .select(['service_id', 'instance_number', 'status', 'status_detail', 'at'])
+      .where('service_id', '=', serviceId)
+      .orderBy('instance_number')
+      .orderBy('seq')
+      .execute();
+    const out = new Map<number, InstanceHistoryRow[]>();
+    for (const r of rows) {
+      const n = Number(r.instance_number);
+      let list = out.get(n);
+      if (!list) out.set(n, (list = []));
+      list.push({ ...r, instance_number: n, status: r.status as InstanceState });
+    }
+    return out;
+  }
+
   // ---- clusters ----
 
   /** Finds the cluster by name or creates it (INACTIVE, never seen); a non-null location replaces the stored one. */
@@ -796,6 +814,11 @@ export class KyselyStore implements Store {
   async getCluster(id: string): Promise<ClusterRow | undefined> {
     const r = await this.#db.selectFrom('clusters').selectAll().where('id', '=', id).executeTakeFirst();
     return r && toCluster(r);
+  }
+
+  async getClusterLocation(id: string): Promise<string | null | undefined> {
+    const r = await this.#db.selectFrom('clusters').select('location').where('id', '=', id).executeTakeFirst();
+    return r?.location;
   }
 
   async listClusters(): Promise<ClusterRow[]> {

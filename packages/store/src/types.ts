@@ -393,10 +393,14 @@ export interface Store {
   /** forgets where instances removed before `before` (ISO-8601) ran; returns how many */
   pruneEndedInstances(before: string): Promise<number>;
   instanceHistory(serviceId: string, n: number): Promise<InstanceHistoryRow[]>;
+  /** the history of every instance of the service (one read), each in order, by instance number (absent: none) */
+  serviceHistory(serviceId: string): Promise<Map<number, InstanceHistoryRow[]>>;
 
   /** finds the cluster by name or creates it (INACTIVE, never seen); a non-null location replaces the stored one */
   upsertCluster(name: string, location: string | null): Promise<ClusterRow>;
   getCluster(id: string): Promise<ClusterRow | undefined>;
+  /** the cluster's location alone (undefined: no such cluster), without reading its resources */
+  getClusterLocation(id: string): Promise<string | null | undefined>;
   listClusters(): Promise<ClusterRow[]>;
   updateCluster(id: string, patch: Partial<Pick<ClusterRow, 'status' | 'last_seen' | 'resources' | 'location'>>): Promise<ClusterRow>;
 

@@ -450,14 +450,23 @@ export function storeSuite(b: Backend): void {
       assert.equal(h.at(-1)!.at, dead.updated_at);
       for (let k = 1; k < h.length; k++) assert.ok(h[k]!.at >= h[k - 1]!.at);
       assert.deepEqual(await s.instanceHistory(id, 42), []);
+      // every instance's history at once: the same rows, by instance number
+      await s.addInstance(id, 'REQUESTED', 'second');
+      const all = await s.serviceHistory(id);
+      assert.deepEqual([...all.keys()], [0, 1]);
+      assert.deepEqual(all.get(0), h);
+      assert.deepEqual(all.get(1), await s.instanceHistory(id, 1));
+      assert.deepEqual((await s.serviceHistory(`${id}-none`)).size, 0);
+      await s.deleteInstance(id, 1);
 
       assert.equal(dead.status_at, dead.updated_at);
       // history of a deleted instance goes with it; the next instance has a new number and its own history
       await s.deleteInstance(id, 0);
       assert.deepEqual(await s.instanceHistory(id, 0), []);
-      assert.equal((await s.addInstance(id, 'REQUESTED')).instance_number, 1);
-      assert.equal((await s.instanceHistory(id, 1)).length, 1);
+      assert.equal((await s.addInstance(id, 'REQUESTED')).instance_number, 2);
+      assert.equal((await s.instanceHistory(id, 2)).length, 1);
       assert.deepEqual(await s.instanceHistory(id, 0), []);
+      assert.deepEqual([...(await s.serviceHistory(id)).keys()], [2]);
     });
 
     it('deleteInstance remembers where a placed instance ran (its logs outlive it); prune and service delete forget', async () => {
@@ -712,6 +721,8 @@ export function storeSuite(b: Backend): void {
       assert.deepEqual(moved, { ...c, location: '48.1,11.5,50' });
       assert.deepEqual(await s.upsertCluster(name, null), moved);
       assert.deepEqual(await s.getCluster(c.id), moved);
+      assert.equal(await s.getClusterLocation(c.id), '48.1,11.5,50');
+      assert.equal(await s.getClusterLocation(c.id + 'x'), undefined);
 
       const resources = {
         cpu_cores_free: 3.5, cpu_cores_total: 4, memory_free_mb: 1024, memory_total_mb: 2048, gpus_free: 0,
@@ -726,6 +737,7 @@ export function storeSuite(b: Backend): void {
       const cleared = await s.updateCluster(c.id, { resources: null, location: null, status: 'INACTIVE' });
       assert.equal(cleared.resources, null);
       assert.equal(cleared.location, null);
+      assert.equal(await s.getClusterLocation(c.id), null);
       assert.ok((await s.listClusters()).some((x) => x.id === c.id));
 
       const other = await s.upsertCluster(uniq('cluster'), 'x');

@@ -27,7 +27,7 @@
 import { OakError, TERMINAL_STATES, instanceName } from '@oak/contracts';
 import type { ClusterToRoot, InstanceState, Microservice, RegistryAuth, RootToCluster } from '@oak/contracts';
 import { demandOf, type PeerRule } from '@oak/scheduler';
-import type { InstancePatch, InstanceRow, ServiceRow, ServiceVersionRow, Store } from '@oak/store';
+import type { ClusterRow, InstancePatch, InstanceRow, ServiceRow, ServiceVersionRow, Store } from '@oak/store';
 import type { ControlPlane, LogOptions } from '../control.ts';
 import { instanceDoc } from '../docs.ts';
 import type { EventHub } from '../events.ts';
@@ -116,6 +116,8 @@ export interface Reconciler extends ControlPlane {
 
 /** passes a service may request of itself in a row (plans that change something); then it waits for its timer or the resync */
 const MAX_SELF_PASSES = 20;
+/** the longest a pass plans with cluster rows read before (the link's changes replace them at once) */
+const CLUSTERS_MAX_AGE_MS = 2000;
 /** stale copies remembered (one undeploy each) */
 const MAX_STALE_MEMORY = 10_000;
 /** reports waiting to be judged, over every cluster: beyond, new ones are dropped (a flood; clusters report again) */
@@ -179,6 +181,29 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
   });
 
   const queue = new KeyedQueue({ run: (id) => pass(id), concurrency: o.concurrency ?? 4, log });
+
+  /**
+   * The cluster rows every pass plans with, read once and kept until the link says a cluster
+   * changed (connected, disconnected, a new aggregate: the only writes to them, all by this
+   * root's link) or CLUSTERS_MAX_AGE_MS passed. Each row carries its cluster's worker summary: a
+   * read of every row at every pass of every service (the resync alone is a pass per service
+   * every few seconds) parsed megabytes of JSON per second at a thousand workers.
+   */
+  let clusterCache: { at: number; rows: Promise<ClusterRow[]> } | undefined;
+  const clustersNow = (): Promise<ClusterRow[]> => {
+    const t = now();
+    if (clusterCache === undefined || t - clusterCache.at > CLUSTERS_MAX_AGE_MS || t < clusterCache.at) {
+      const c = { at: t, rows: store.listClusters() };
+      clusterCache = c;
+      c.rows.catch(() => {
+        if (clusterCache === c) clusterCache = undefined;
+      });
+    }
+    return clusterCache.rows;
+  };
+  const clustersChanged = (): void => {
+    clusterCache = undefined;
+  };
 
   /**
    * Services whose next pass must plan (requested by the API, a timer, a link event, the resync or
@@ -289,7 +314,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       store.listServiceVersions(s.id),
       store.listInstances({ service_id: s.id, live: true }),
       store.finishedInstances(s.id, dueAt),
-      store.listClusters(),
+      clustersNow(),
     ]);
     const byNumber = new Map<number, InstanceRow>(live.map((r) => [r.instance_number, r]));
     for (const r of finishedRows.due) byNumber.set(r.instance_number, r);
@@ -813,6 +838,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
 
   link.setListener({
     connected(c) {
+      clustersChanged();
       disconnectedSince.delete(c.id);
       clearTimeout(lostTimers.get(c.id));
       lostTimers.delete(c.id);
@@ -827,6 +853,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
         .finally(kickAll);
     },
     disconnected(c) {
+      clustersChanged();
       if (!disconnectedSince.has(c.id)) disconnectedSince.set(c.id, now());
       relay.clusterGone(c.id, `cluster ${c.name} disconnected`);
       net.linkChanged(c.id);
@@ -836,6 +863,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       }
     },
     aggregate(c) {
+      clustersChanged();
       reservations.settle(c.id, now(), settleMs);
       net.queuePeers();
       void store
