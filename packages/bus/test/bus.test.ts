@@ -2,7 +2,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMosquitto, waitFor } from '@oak/testkit';
 import type { MosquittoInstance } from '@oak/testkit';
-import { connectBus, startEmbeddedBroker } from '../src/index.ts';
+import { connectBus, reconnectPeriod, startEmbeddedBroker } from '../src/index.ts';
 import type { Bus, EmbeddedBroker } from '../src/index.ts';
 
 interface Got { topic: string; body: unknown }
@@ -87,6 +87,43 @@ describe('bus on embedded aedes', () => {
     await waitFor(() => got.includes('x/after'), { timeoutMs: 3000, message: 'message after reconnect' });
     await pub.close();
     await sub.close();
+  });
+
+  test('reconnect periods are spread: clients dropped at one moment do not come back in step', async () => {
+    // every connect attempt, by client id (the broker asks auth for each one)
+    const attempts = new Map<string, number[]>();
+    const broker = await startEmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      auth: (clientId, user) => {
+        attempts.set(clientId, [...(attempts.get(clientId) ?? []), performance.now()]);
+        return { role: 'admin', name: user ?? clientId };
+      },
+    });
+    brokers.push(broker);
+    const period = 400;
+    const buses = await Promise.all(Array.from({ length: 8 }, (_, i) => connectBus(broker.url, { clientId: `j${i}`, username: `j${i}`, password: 'x', reconnectPeriodMs: period })));
+    try {
+      const dropped = performance.now();
+      assert.equal(broker.disconnect(() => true), 8);
+      await waitFor(() => [...attempts.values()].every((a) => a.length >= 2) && buses.every((b) => b.connected), { timeoutMs: 10_000, message: 'every client back' });
+      const delays = [...attempts.values()].map((a) => (a[1] ?? 0) - dropped);
+      // each within 0.5x..1.5x of the period (plus the loop's lateness), and not all in step: 8
+      // uniform draws over 400 ms all within 40 ms of each other have a chance of about 1e-6
+      for (const d of delays) assert.ok(d >= period * 0.5 - 5 && d <= period * 1.5 + 250, `reconnect after ${d.toFixed(0)} ms`);
+      assert.ok(Math.max(...delays) - Math.min(...delays) > period * 0.1, `reconnects at ${delays.map((d) => d.toFixed(0)).join(', ')} ms: in step`);
+    } finally {
+      for (const b of buses) await b.close();
+    }
+  });
+
+  test('reconnectPeriod spreads the base period by the jitter', () => {
+    assert.equal(reconnectPeriod(1000, 0.5, 0), 500);
+    assert.equal(reconnectPeriod(1000, 0.5, 0.5), 1000);
+    assert.equal(reconnectPeriod(1000, 0.5, 0.999), 1499);
+    assert.equal(reconnectPeriod(1000, 0, 0.9), 1000);
+    // a jitter beyond 1 is 1: never 0 ms or negative
+    assert.equal(reconnectPeriod(1000, 3, 0), 1);
   });
 
   test('close releases the port and clients', async () => {
