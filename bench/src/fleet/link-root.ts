@@ -21,7 +21,7 @@ export interface LinkRoot {
   token: string;
   readonly connected: boolean;
   readonly welcomes: number;
-  /** the last aggregate and when it came */
+  /** the last aggregate and when it came (its worker count only: `resources.workers`) */
   readonly aggregate: { at: number; resources: ClusterResources } | undefined;
   send(msg: RootToCluster): void;
   /** resolves with the first instance_status of `job` that `match` accepts (checked from now on) */
@@ -36,11 +36,19 @@ export async function startLinkRoot(join: TestJoin): Promise<LinkRoot> {
   const state = { current: undefined as grpc.ServerDuplexStream<unknown, RootToCluster> | undefined, welcomes: 0, aggregate: undefined as LinkRoot['aggregate'] };
   const waiters = new Set<{ job: string; match: (m: StatusMessage) => boolean; resolve: (m: StatusMessage & { at: number }) => void }>();
   const timers = new Set<NodeJS.Timeout>();
+  const desired = new Map<string, InstanceAssignment>();
   server.addService({ Connect: LINK_CONNECT_METHOD }, {
     Connect: (call: grpc.ServerDuplexStream<unknown, RootToCluster>) => {
       let ping: NodeJS.Timeout | undefined;
       call.on('data', (raw: unknown) => {
         const at = Date.now();
+        // an aggregate of 10,000 workers is megabytes: this stand-in reads the count only, so that
+        // its own work does not hold up token checks and pings (a real root validates it all)
+        const r = raw as { type?: unknown; resources?: { workers?: unknown } };
+        if (r.type === 'aggregate') {
+          state.aggregate = { at, resources: { workers: Number(r.resources?.workers ?? 0) } as ClusterResources };
+          return;
+        }
         let msg: ClusterToRoot;
         try {
           msg = parseClusterToRoot(raw);
@@ -59,8 +67,9 @@ export async function startLinkRoot(join: TestJoin): Promise<LinkRoot> {
               state.current = call;
               state.welcomes++;
               call.write({ type: 'welcome', cluster_id: `cid-${msg.cluster_name}`, tls: { cert: cert + join.ca.certPem, ca: join.ca.certPem }, mqtt_secret: join.mqttSecret });
-              call.write({ type: 'sync', instances: [] });
-              ping = setInterval(() => call.write({ type: 'ping', t: Date.now() }), 5000);
+              // the desired set, as a root sends it after every welcome
+              call.write({ type: 'sync', instances: [...desired.values()] });
+              ping = setInterval(() => call.write({ type: 'ping', t: Date.now() }), 1000);
               timers.add(ping);
             });
             return;
@@ -69,9 +78,6 @@ export async function startLinkRoot(join: TestJoin): Promise<LinkRoot> {
             void join.tokenCheck(msg.token, msg.worker_id ?? '').then((r) => {
               call.write(r.ok ? { type: 'token_result', request_id: msg.request_id, ok: true, token_id: r.tokenId } : { type: 'token_result', request_id: msg.request_id, ok: false, reason: r.reason });
             });
-            return;
-          case 'aggregate':
-            state.aggregate = { at, resources: msg.resources };
             return;
           case 'instance_status':
             for (const w of waiters) {
@@ -103,6 +109,7 @@ export async function startLinkRoot(join: TestJoin): Promise<LinkRoot> {
     get aggregate() { return state.aggregate; },
     send(msg) {
       if (!state.current) throw new Error('no cluster connected');
+      if (msg.type === 'deploy') desired.set(msg.instance.job_name, msg.instance);
       state.current.write(msg);
     },
     waitStatus(job, match, timeoutMs) {
