@@ -302,13 +302,15 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       mqttUrl = b.url;
       mqttPort = b.port;
     }
-    // its own embedded listener on loopback needs no verification; an external mqtts:// broker is
-    // verified the usual way (system CAs)
+    // its own embedded broker: a connection inside this process (every report would otherwise be
+    // decrypted, encrypted again for this client and decrypted once more); an external mqtts://
+    // broker is verified the usual way (system CAs)
+    const embedded = broker;
     const busTls = broker?.tls === true ? { rejectUnauthorized: false } : undefined;
     const connectedBus = await connectBus(mqttUrl, {
       clientId: external ? `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}` : self.user,
       ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
-      ...(busTls ? { tls: busTls } : {}),
+      ...(embedded !== undefined ? { stream: () => embedded.localStream() } : busTls ? { tls: busTls } : {}),
       log,
       reconnectPeriodMs: 250,
       // before welcome the embedded TLS listener has no certificate yet

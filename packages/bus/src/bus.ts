@@ -3,8 +3,9 @@
  * handlers, automatic reconnect with resubscription, and a hook that runs on every (re)connect.
  * Handler errors are logged and never break the client.
  */
-import mqtt from 'mqtt';
-import type { IClientOptions, MqttClient } from 'mqtt';
+import mqtt, { MqttClient } from 'mqtt';
+import type { IClientOptions } from 'mqtt';
+import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { silentLogger } from './log.ts';
 import type { Logger } from './log.ts';
@@ -40,6 +41,11 @@ export interface BusOptions {
    * the client keeps retrying with the credentials it has (see setCredentials)
    */
   onRefused?: (code: number) => void;
+  /**
+   * a connection of our own instead of dialling `url` (EmbeddedBroker.localStream of a broker in
+   * this process); called again for every reconnect
+   */
+  stream?: () => Duplex;
   /** last will, published by the broker when this client vanishes */
   will?: { topic: string; payload: string; qos?: QoS; retain?: boolean };
   log?: Logger;
@@ -100,7 +106,8 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
   if (opts.will) {
     mqttOpts.will = { topic: opts.will.topic, payload: Buffer.from(opts.will.payload), qos: opts.will.qos ?? 1, retain: opts.will.retain ?? false };
   }
-  const client: MqttClient = mqtt.connect(url, mqttOpts);
+  const streamBuilder = opts.stream;
+  const client: MqttClient = streamBuilder !== undefined ? new MqttClient(() => streamBuilder(), mqttOpts) : mqtt.connect(url, mqttOpts);
   const subs = new Set<Sub>();
   const hooks = new Set<(reconnect: boolean) => void | Promise<void>>();
   if (opts.onConnect) hooks.add(opts.onConnect);

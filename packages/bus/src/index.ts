@@ -1,4 +1,4 @@
-export { startEmbeddedBroker } from './broker.ts';
+export { duplexPair, startEmbeddedBroker } from './broker.ts';
 export type { BrokerAuthenticate, EmbeddedBroker, EmbeddedBrokerOptions } from './broker.ts';
 export { connectBus, reconnectPeriod } from './bus.ts';
 export type { Bus, BusOptions, MessageHandler, PublishOptions, QoS } from './bus.ts';
