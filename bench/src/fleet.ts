@@ -103,7 +103,7 @@ class Sims {
         if (m?.['ev'] === 'error') throw new Error(`simulated workers: ${String(m['message'])}`);
         return m as Record<string, unknown>;
       }
-      if (this.child.exitCode !== null) throw new Error(`a simulated worker process ended (${this.child.exitCode})`);
+      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`a simulated worker process ended (${this.child.exitCode ?? this.child.signalCode ?? "?"})`);
       if (Date.now() > until) throw new Error(`no ${ev} from the simulated workers within ${timeoutMs} ms`);
       await new Promise<void>((r) => {
         this.wake = r;
