@@ -126,7 +126,12 @@ async function start(s: Sim, i: number): Promise<void> {
   reportIntervalMs = a.report_interval_ms;
   const url = brokerUrl(clusterHost, a);
   const secure = url.startsWith('mqtts:');
+  // like a NodeEngine: not waiting for the connect, so that a refusal (a NATS server that has
+  // not reloaded its users file yet) is retried after registering again, not final
+  let first: () => void = () => {};
+  const connected = new Promise<void>((r) => { first = r; });
   const bus = await connectBus(url, {
+    waitForConnect: false,
     clientId: s.id,
     ...(a.mqtt_username !== undefined && a.mqtt_password !== undefined ? { username: a.mqtt_username, password: a.mqtt_password } : {}),
     ...(secure ? { tls } : {}),
@@ -135,7 +140,10 @@ async function start(s: Sim, i: number): Promise<void> {
     will: { topic: topics.gone(s.id), payload: JSON.stringify({ id: s.id, conn: s.conn }), qos: 1 },
     onConnect: (reconnect) => {
       events.connects.push(Date.now());
-      if (!reconnect) return;
+      if (!reconnect) {
+        first();
+        return;
+      }
       void (async () => {
         if (s.registering === undefined && Date.now() - s.lastRegistration > 2000) await reregister(s, i).catch(() => undefined);
         else await s.registering?.catch(() => undefined);
@@ -152,6 +160,7 @@ async function start(s: Sim, i: number): Promise<void> {
     },
   });
   s.bus = bus;
+  await connected;
   await bus.subscribe(topics.registerRequest(s.id), () => {
     if (Date.now() - s.lastRegistration > 5000) void reregister(s, i).catch(() => undefined);
   });
