@@ -80,6 +80,8 @@ export interface RetryOptions {
   onFailure?: (attempt: number, err: unknown, nextDelayMs: number) => void;
   /** give up on a final refusal (isFinalRefusal) instead of retrying (default false) */
   stopOnRefusal?: boolean;
+  /** the jitter's random source, [0, 1) (tests) */
+  random?: () => number;
 }
 
 /**
@@ -94,7 +96,8 @@ export async function registerWithRetry(url: string, body: () => NodeRegistratio
     } catch (err) {
       opts.signal?.throwIfAborted();
       if (opts.stopOnRefusal === true && isFinalRefusal(err)) throw err;
-      const delay = backoffDelay(attempt, opts.initialMs, opts.maxMs);
+      // spread 0.5x..1.5x: the workers of a cluster that restarted (all refused at once) do not retry in step
+      const delay = Math.max(1, Math.round(backoffDelay(attempt, opts.initialMs, opts.maxMs) * (0.5 + (opts.random ?? Math.random)())));
       opts.onFailure?.(attempt + 1, err, delay);
       await abortableSleep(delay, opts.signal);
     }

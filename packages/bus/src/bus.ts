@@ -3,8 +3,9 @@
  * handlers, automatic reconnect with resubscription, and a hook that runs on every (re)connect.
  * Handler errors are logged and never break the client.
  */
-import mqtt from 'mqtt';
-import type { IClientOptions, MqttClient } from 'mqtt';
+import mqtt, { MqttClient } from 'mqtt';
+import type { IClientOptions } from 'mqtt';
+import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { silentLogger } from './log.ts';
 import type { Logger } from './log.ts';
@@ -17,8 +18,14 @@ export interface BusOptions {
   clientId?: string;
   username?: string;
   password?: string;
-  /** delay between reconnect attempts, default 1000 ms */
+  /** delay between reconnect attempts, default 1000 ms (each outage picks it anew within reconnectJitter) */
   reconnectPeriodMs?: number;
+  /**
+   * how far each outage's reconnect period is spread around reconnectPeriodMs, as a fraction
+   * (default 0.5: 0.5x to 1.5x). A fleet that lost its broker at one moment (a cluster restart)
+   * then does not come back in step, all of it in the same millisecond of every period.
+   */
+  reconnectJitter?: number;
   /** default 5000 ms */
   connectTimeoutMs?: number;
   /** MQTT keepalive in seconds, default 30 */
@@ -34,6 +41,11 @@ export interface BusOptions {
    * the client keeps retrying with the credentials it has (see setCredentials)
    */
   onRefused?: (code: number) => void;
+  /**
+   * a connection of our own instead of dialling `url` (EmbeddedBroker.localStream of a broker in
+   * this process); called again for every reconnect
+   */
+  stream?: () => Duplex;
   /** last will, published by the broker when this client vanishes */
   will?: { topic: string; payload: string; qos?: QoS; retain?: boolean };
   log?: Logger;
@@ -60,6 +72,12 @@ export interface Bus {
   close(): Promise<void>;
 }
 
+/** the reconnect period of one outage: `baseMs` spread by +-`jitter` (a fraction), `rnd` in [0, 1) */
+export function reconnectPeriod(baseMs: number, jitter: number, rnd: number = Math.random()): number {
+  const j = Math.min(1, Math.max(0, jitter));
+  return Math.max(1, Math.round(baseMs * (1 - j + 2 * j * rnd)));
+}
+
 interface Sub {
   pattern: string;
   handler: MessageHandler;
@@ -68,11 +86,13 @@ interface Sub {
 export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bus> {
   const log = opts.log ?? silentLogger;
   const clientId = opts.clientId ?? `oak-${Math.random().toString(16).slice(2, 10)}`;
+  const basePeriod = opts.reconnectPeriodMs ?? 1000;
+  const jitter = opts.reconnectJitter ?? 0.5;
   const mqttOpts: IClientOptions = {
     protocolVersion: 4,
     clientId,
     clean: true,
-    reconnectPeriod: opts.reconnectPeriodMs ?? 1000,
+    reconnectPeriod: basePeriod,
     connectTimeout: opts.connectTimeoutMs ?? 5000,
     keepalive: opts.keepaliveS ?? 30,
     resubscribe: false,
@@ -86,7 +106,8 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
   if (opts.will) {
     mqttOpts.will = { topic: opts.will.topic, payload: Buffer.from(opts.will.payload), qos: opts.will.qos ?? 1, retain: opts.will.retain ?? false };
   }
-  const client: MqttClient = mqtt.connect(url, mqttOpts);
+  const streamBuilder = opts.stream;
+  const client: MqttClient = streamBuilder !== undefined ? new MqttClient(() => streamBuilder(), mqttOpts) : mqtt.connect(url, mqttOpts);
   const subs = new Set<Sub>();
   const hooks = new Set<(reconnect: boolean) => void | Promise<void>>();
   if (opts.onConnect) hooks.add(opts.onConnect);
@@ -153,7 +174,13 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       }
     }
   });
-  client.on('offline', () => log.debug(`bus ${clientId} offline`));
+  // mqtt.js emits offline once per outage, right before it arms its reconnect timer with
+  // options.reconnectPeriod: a period of this outage's own, so that clients that went offline
+  // together retry apart (mqtt.js has no jitter of its own)
+  client.on('offline', () => {
+    if (basePeriod > 0) client.options.reconnectPeriod = reconnectPeriod(basePeriod, jitter);
+    log.debug(`bus ${clientId} offline`);
+  });
   client.on('message', (topic, payload) => {
     for (const s of subs) {
       if (!topicMatches(s.pattern, topic)) continue;

@@ -1,6 +1,6 @@
-export { startEmbeddedBroker } from './broker.ts';
+export { duplexPair, startEmbeddedBroker } from './broker.ts';
 export type { BrokerAuthenticate, EmbeddedBroker, EmbeddedBrokerOptions } from './broker.ts';
-export { connectBus } from './bus.ts';
+export { connectBus, reconnectPeriod } from './bus.ts';
 export type { Bus, BusOptions, MessageHandler, PublishOptions, QoS } from './bus.ts';
 export { topicMatches, isValidFilter } from './topic.ts';
 export { consoleLogger, silentLogger } from './log.ts';
