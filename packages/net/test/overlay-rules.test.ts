@@ -27,7 +27,7 @@ test('a plan with an IPv6 /64 and an MTU: gateway ::1, instances share the v4 ho
   assert.throws(() => addressV6(p, '10.18.1.2'), /not an instance address/);
   // without options: exactly the old plan
   const old = bridgePlan('h6x', '10.18.0.64/26');
-  assert.deepEqual(Object.keys(old).sort(), ['bridge', 'cidr', 'gateway', 'namespace', 'subnet', 'table', 'tag']);
+  assert.deepEqual(Object.keys(old).sort(), ['bridge', 'cidr', 'gateway', 'mac', 'namespace', 'subnet', 'table', 'tag']);
   assert.equal(addressV6(old, '10.18.0.66'), undefined);
   assert.deepEqual(bridgePlan('h6x', '10.18.0.64/26', { subnetV6: null }), old);
 });
