@@ -13,7 +13,7 @@ import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins } from '../src/procs.ts';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { DEFAULT_MICROVM_KERNEL_DIR, findKernel, probeQemu } from '@oak/runtimes';
 import { Matrix, copies, microvmFixture, settleAll, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
 
@@ -37,6 +37,8 @@ test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by it
   const image = await buildBusyboxImage(reg);
   const dir = await tmpDir('oak-e2e-rt1');
   t.after(() => dir.remove());
+  // the worker's process workloads work beside its data dir (<data dir>-work)
+  t.after(() => rm(`${dir.path}-work`, { recursive: true, force: true }));
   const procs = new Procs();
   t.after(() => procs.stopAll());
   t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
