@@ -48,7 +48,9 @@ export function shellFixtures(image: string): RuntimeFixture[] {
   return (['container', 'process'] as const).map((v) => ({
     virtualization: v,
     startMs: 30_000,
-    service: (m) => ({ virtualization: v, memory: 32, ...sh(v, 'echo "$0 up"; while :; do sleep 1; done', m) }),
+    // ends on SIGTERM (a container's sh is its pid 1, which ignores it): a delete does not wait out
+    // the stop's grace period for the SIGKILL (that escalation is the runtime tests' business)
+    service: (m) => ({ virtualization: v, memory: 32, ...sh(v, 'trap "exit 0" TERM; echo "$0 up"; while :; do sleep 1; done', m) }),
     oneShot: (m, code) => ({ virtualization: v, memory: 32, one_shot: true, ...sh(v, `echo "$0 done"; exit ${code}`, m) }),
     // doubling a shell variable: 32 MB are reached in about 25 rounds
     hog: (m) => ({ virtualization: v, memory: 32, ...sh(v, 'echo "$0 hog"; x=aaaaaaaa; while :; do x=$x$x; done', m) }),
@@ -87,13 +89,15 @@ export async function wasmFixture(dir: string): Promise<RuntimeFixture> {
 
 /**
  * The unikernel fixture: the testkit's multiboot kernel (`archiveUrl`: its .tar.gz served over
- * HTTP) prints its command line (so `<marker> up` / `<marker> done`) and loops or exits with `exit=N`.
+ * HTTP) prints its command line (so `<marker> up` / `<marker> done`) and idles (its vCPU halted) or
+ * exits with `exit=N`.
  */
 export function unikernelFixture(archiveUrl: string): RuntimeFixture {
   return {
     virtualization: 'unikernel',
     startMs: 60_000,
-    service: (m) => ({ virtualization: 'unikernel', memory: 32, code: archiveUrl, cmd: [m, 'up', 'loop'] }),
+    // idle, not loop: a guest spinning in a loop keeps a host CPU busy for the whole test
+    service: (m) => ({ virtualization: 'unikernel', memory: 32, code: archiveUrl, cmd: [m, 'up', 'idle'] }),
     oneShot: (m, code) => ({ virtualization: 'unikernel', memory: 32, one_shot: true, code: archiveUrl, cmd: [m, 'done', `exit=${code}`] }),
   };
 }
@@ -182,6 +186,16 @@ export function copies(marker: string): number[] {
   return out;
 }
 
+/**
+ * Waits for all of `ps` (the matrix's steps run side by side) and then throws what failed, every
+ * failure named: one that fails does not leave the others running into the test's clean-up.
+ */
+export async function settleAll(ps: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(ps)).flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+  if (failed.length === 1) throw failed[0];
+  if (failed.length > 1) throw new Error(failed.map((e) => (e instanceof Error ? e.message : String(e))).join('\n'), { cause: failed[0] });
+}
+
 /** One service of the matrix: its fixture, kind (svc, ok, bad, hog...), marker, application and service. */
 export interface Deployed {
   fixture: RuntimeFixture;
@@ -238,9 +252,7 @@ export class Matrix {
 
   /** deletes every application deployed and waits until no copy of any is left */
   async deleteAll(ms = 30_000): Promise<void> {
-    for (const d of this.deployed) await this.api.call('DELETE', `/api/application/${d.appId}`);
-    for (const d of this.deployed) {
-      await waitFor(() => (copies(d.marker).length === 0 ? true : undefined), { timeoutMs: ms, message: `${d.marker}: no copy left after the delete` });
-    }
+    await settleAll(this.deployed.map((d) => this.api.call('DELETE', `/api/application/${d.appId}`)));
+    await settleAll(this.deployed.map((d) => waitFor(() => (copies(d.marker).length === 0 ? true : undefined), { timeoutMs: ms, message: `${d.marker}: no copy left after the delete` })));
   }
 }

@@ -13,9 +13,9 @@ import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins } from '../src/procs.ts';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { DEFAULT_MICROVM_KERNEL_DIR, findKernel, probeQemu } from '@oak/runtimes';
-import { Matrix, copies, microvmFixture, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
+import { Matrix, copies, microvmFixture, settleAll, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
 
 const PASSWORD = 'e2e-runtimes-1';
 
@@ -28,13 +28,17 @@ async function oneWorker(api: Api, what: string): Promise<string[]> {
 }
 
 test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by its limit, is re-adopted and leaves nothing', { timeout: 600_000 }, async (t) => {
-  const ctd = await startContainerd();
-  t.after(() => ctd.stop());
-  const reg = await startRegistry();
-  t.after(() => reg.stop());
+  // containerd and the registry side by side; the image once the registry listens
+  const ctdP = startContainerd();
+  const regP = startRegistry();
+  t.after(async () => (await ctdP.catch(() => undefined))?.stop());
+  t.after(async () => (await regP.catch(() => undefined))?.stop());
+  const [ctd, reg] = await Promise.all([ctdP, regP]);
   const image = await buildBusyboxImage(reg);
   const dir = await tmpDir('oak-e2e-rt1');
   t.after(() => dir.remove());
+  // the worker's process workloads work beside its data dir (<data dir>-work)
+  t.after(() => rm(`${dir.path}-work`, { recursive: true, force: true }));
   const procs = new Procs();
   t.after(() => procs.stopAll());
   t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
@@ -69,44 +73,49 @@ test('1-DOC runtime matrix: every offered virtualization runs, logs, fails by it
     // the 1-DOC offers what this machine can run
     for (const f of fixtures) assert.ok(offered.includes(f.virtualization), `the 1-DOC offers ${f.virtualization} (offered: ${offered.join(', ')})`);
 
-    // a service per virtualization: RUNNING, its output in the logs, one copy
+    // everything at once, waited for side by side (a step waits for the slowest start: a microvm's
+    // boot under software emulation, not the sum of them): a service per virtualization RUNNING with
+    // its output in the logs and one copy; one-shots exiting 0 COMPLETED and 3 FAILED with the code;
+    // a workload over its memory limit FAILED with the reason
+    const deploys: Promise<unknown>[] = [];
     const services: Deployed[] = [];
-    for (const f of fixtures) services.push(await m.deploy(f, 'svc', f.service(m.marker(f, 'svc'))));
-    for (const d of services) {
-      await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING', d.fixture.startMs);
-      await m.waitLogs(d, `${d.marker} up`, d.fixture.startMs);
-      assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
-    }
-
-    // one-shots: exit 0 COMPLETED, exit 3 FAILED with the code
     for (const f of fixtures) {
-      const ok = await m.deploy(f, 'ok', f.oneShot(m.marker(f, 'ok'), 0));
-      const bad = await m.deploy(f, 'bad', f.oneShot(m.marker(f, 'bad'), 3));
-      await m.one(ok, (i) => i.status === 'COMPLETED', 'COMPLETED', f.startMs);
-      const failed = await m.one(bad, (i) => i.status === 'FAILED', 'FAILED', f.startMs);
-      assert.match(failed.status_detail, /code 3/, `${bad.marker}: the exit code in the detail`);
+      deploys.push(m.deploy(f, 'svc', f.service(m.marker(f, 'svc'))).then(async (d) => {
+        services.push(d);
+        await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING', f.startMs);
+        await m.waitLogs(d, `${d.marker} up`, f.startMs);
+        assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
+      }));
+      deploys.push(m.deploy(f, 'ok', f.oneShot(m.marker(f, 'ok'), 0)).then((d) => m.one(d, (i) => i.status === 'COMPLETED', 'COMPLETED', f.startMs)));
+      deploys.push(m.deploy(f, 'bad', f.oneShot(m.marker(f, 'bad'), 3)).then(async (d) => {
+        const failed = await m.one(d, (i) => i.status === 'FAILED', 'FAILED', f.startMs);
+        assert.match(failed.status_detail, /code 3/, `${d.marker}: the exit code in the detail`);
+      }));
+      if (f.hog !== undefined) {
+        deploys.push(m.deploy(f, 'hog', { ...f.hog(m.marker(f, 'hog')), extra: { restart: 'never' } }).then(async (d) => {
+          const failed = await m.one(d, (i) => i.status === 'FAILED', 'FAILED by its memory limit', f.startMs + 30_000);
+          assert.match(failed.status_detail, /out of memory/, `${d.marker}: the reason`);
+        }));
+      }
     }
+    await settleAll(deploys);
 
-    // over the memory limit: FAILED, and the detail says why
-    for (const f of fixtures) {
-      if (f.hog === undefined) continue;
-      const hog = await m.deploy(f, 'hog', { ...f.hog(m.marker(f, 'hog')), extra: { restart: 'never' } });
-      const failed = await m.one(hog, (i) => i.status === 'FAILED', 'FAILED by its memory limit', f.startMs + 30_000);
-      assert.match(failed.status_detail, /out of memory/, `${hog.marker}: the reason`);
-    }
-
-    // kill -9 and restart on the same data: every service re-adopted, RUNNING, still one copy each
+    // kill -9 and restart on the same data: every service re-adopted (the worker says so), RUNNING,
+    // still one copy each
     await oakd.kill('SIGKILL');
     for (const d of services) assert.equal(copies(d.marker).length, 1, `${d.marker} outlives oakd`);
     oakd = procs.spawn('oakd-2', bins.oakd, args, { dir: dir.path, env });
     await waitHealthy(`${base}/healthz`);
     await api.login('Admin', PASSWORD);
     await oneWorker(api, 'the worker back after the restart');
-    for (const d of services) {
+    const restarted = oakd;
+    const adopted = await waitFor(() => /re-adopted (\d+) running instance/.exec(restarted.log())?.[1], { timeoutMs: 60_000, message: 'the worker re-adopts its instances after the restart' });
+    assert.equal(Number(adopted), services.length, `the worker re-adopted the ${services.length} services`);
+    await settleAll(services.map(async (d) => {
       await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING after the restart', 30_000);
-      assert.equal(copies(d.marker).length, 1, `${d.marker}: re-adopted, not started twice`);
       await m.waitLogs(d, `${d.marker} up`);
-    }
+      assert.equal(copies(d.marker).length, 1, `${d.marker}: re-adopted, not started twice`);
+    }));
 
     // delete: nothing of any of them is left
     await m.deleteAll();

@@ -12,7 +12,8 @@ import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_MICROVM_KERNEL_DIR, findKernel, probeQemu } from '@oak/runtimes';
 import { buildTestKernel, waitFor } from '@oak/testkit';
-import { Matrix, copies, microvmFixture, registryIntoHosts, shellFixtures, unikernelFixture, wasmFixture, type Deployed } from '../src/runtimes.ts';
+import type { InstanceDoc } from '@oak/contracts';
+import { Matrix, copies, microvmFixture, registryIntoHosts, settleAll, shellFixtures, unikernelFixture, wasmFixture, type Deployed, type RuntimeFixture } from '../src/runtimes.ts';
 import { Topology, soleClusterWith, type Worker } from '../src/topology.ts';
 
 test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is re-adopted after a NodeEngine kill, fails by its limit, leaves nothing', { timeout: 600_000 }, async (t) => {
@@ -25,22 +26,27 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
     const h2 = await topo.net.addHost('w2');
     const api = await topo.root(ctl);
     await topo.cluster(ctl, '127.0.0.1', 'edge1');
-    const workers: Worker[] = [await topo.worker(h1, ctl.ip), await topo.worker(h2, ctl.ip)];
-    const cluster = await soleClusterWith(api, 2);
-    const fixtures = [...shellFixtures(topo.image), await wasmFixture(topo.dir.path)];
-    if (typeof (await probeQemu()) !== 'string') {
-      // the unikernel: the testkit's kernel archive as a path on the workers (they share this
-      // machine's filesystem; `code` may be an absolute path on the worker)
-      const archive = join(topo.dir.path, 'uk.tar.gz');
-      await copyFile((await buildTestKernel()).archive, archive);
-      fixtures.push(unikernelFixture(archive));
-      // the microvm: the topology's busybox image, pulled by the workers' NodeEngines themselves
-      // (skopeo) through relays of the loopback registry into their namespaces
-      if (typeof (await findKernel(DEFAULT_MICROVM_KERNEL_DIR)) !== 'string') {
-        await registryIntoHosts(topo.procs, topo.dir.path, topo.image, topo.net.gatewayIp as string, [h1, h2]);
-        fixtures.push(microvmFixture(topo.image));
+    // the two workers and the fixtures side by side
+    const fixturesP = (async (): Promise<RuntimeFixture[]> => {
+      const fixtures = [...shellFixtures(topo.image), await wasmFixture(topo.dir.path)];
+      if (typeof (await probeQemu()) !== 'string') {
+        // the unikernel: the testkit's kernel archive as a path on the workers (they share this
+        // machine's filesystem; `code` may be an absolute path on the worker)
+        const archive = join(topo.dir.path, 'uk.tar.gz');
+        await copyFile((await buildTestKernel()).archive, archive);
+        fixtures.push(unikernelFixture(archive));
+        // the microvm: the topology's busybox image, pulled by the workers' NodeEngines themselves
+        // (skopeo) through relays of the loopback registry into their namespaces
+        if (typeof (await findKernel(DEFAULT_MICROVM_KERNEL_DIR)) !== 'string') {
+          await registryIntoHosts(topo.procs, topo.dir.path, topo.image, topo.net.gatewayIp as string, [h1, h2]);
+          fixtures.push(microvmFixture(topo.image));
+        }
       }
-    }
+      return fixtures;
+    })();
+    const [w1, w2, fixtures] = await Promise.all([topo.worker(h1, ctl.ip), topo.worker(h2, ctl.ip), fixturesP]);
+    const workers: Worker[] = [w1, w2];
+    const cluster = await soleClusterWith(api, 2);
     for (const f of fixtures) assert.ok(cluster.resources?.virtualizations.includes(f.virtualization), `the workers offer ${f.virtualization}`);
     const byId = (id: string | null): Worker | undefined => {
       const name = cluster.resources?.worker_summary.find((w) => w.id === id)?.name;
@@ -72,38 +78,50 @@ test('M-DOC runtime matrix: every virtualization on two workers runs, logs, is r
       }
     });
 
-    // pinned to w1 (a direct constraint): a killed NodeEngine's worker is lost at once (its MQTT last
-    // will), and an unpinned instance would be placed on w2; pinned, it must be re-adopted on w1
+    // everything at once, waited for side by side (the slowest start, not the sum of them): a
+    // service per virtualization RUNNING with its logs and one copy, and a workload over its memory
+    // limit FAILED with the reason. The services are pinned to w1 (a direct constraint): a killed
+    // NodeEngine's worker is lost at once (its MQTT last will), and an unpinned instance would be
+    // placed on w2; pinned, it must be re-adopted on w1
     const pin = { constraints: [{ type: 'direct', node: 'w1' }] };
-    const services: Deployed[] = [];
-    for (const f of fixtures) services.push(await m.deploy(f, 'svc', { ...f.service(m.marker(f, 'svc')), extra: pin }));
-    for (const d of services) {
-      await m.one(d, (i) => i.status === 'RUNNING', 'RUNNING', d.fixture.startMs);
-      await m.waitLogs(d, `${d.marker} up`, d.fixture.startMs);
-      assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
-    }
-
-    // the NodeEngine of the services' worker killed and started again: re-adopted, one copy each
-    for (const d of services) {
-      const i = await m.one(d, (x) => x.status === 'RUNNING', 'RUNNING', 10_000);
-      const w = byId(i.worker_id);
-      assert.ok(w, `${d.marker}: its worker ${i.worker_id} is one of the two`);
-      await w.proc.kill('SIGKILL');
-      assert.equal(copies(d.marker).length, 1, `${d.marker} outlives its NodeEngine`);
-      w.start();
-      await soleClusterWith(api, 2);
-      await m.waitLogs(d, `${d.marker} up`);
-      const again = await m.one(d, (x) => x.status === 'RUNNING', 'RUNNING after its NodeEngine restarted', 30_000);
-      assert.equal(again.worker_id, i.worker_id, `${d.marker}: still on the same worker`);
-      assert.equal(copies(d.marker).length, 1, `${d.marker}: re-adopted, not started twice`);
-    }
-
+    const services: { d: Deployed; i: InstanceDoc }[] = [];
+    const steps: Promise<unknown>[] = [];
     for (const f of fixtures) {
-      if (f.hog === undefined) continue;
-      const hog = await m.deploy(f, 'hog', { ...f.hog(m.marker(f, 'hog')), extra: { restart: 'never' } });
-      const failed = await m.one(hog, (i) => i.status === 'FAILED', 'FAILED by its memory limit', f.startMs + 30_000);
-      assert.match(failed.status_detail, /out of memory/, `${hog.marker}: the reason`);
+      steps.push(m.deploy(f, 'svc', { ...f.service(m.marker(f, 'svc')), extra: pin }).then(async (d) => {
+        const i = await m.one(d, (x) => x.status === 'RUNNING', 'RUNNING', f.startMs);
+        await m.waitLogs(d, `${d.marker} up`, f.startMs);
+        assert.equal(copies(d.marker).length, 1, `${d.marker}: one copy runs`);
+        services.push({ d, i });
+      }));
+      if (f.hog !== undefined) {
+        steps.push(m.deploy(f, 'hog', { ...f.hog(m.marker(f, 'hog')), extra: { restart: 'never' } }).then(async (d) => {
+          const failed = await m.one(d, (i) => i.status === 'FAILED', 'FAILED by its memory limit', f.startMs + 30_000);
+          assert.match(failed.status_detail, /out of memory/, `${d.marker}: the reason`);
+        }));
+      }
     }
+    await settleAll(steps);
+    for (const { d, i } of services) assert.ok(byId(i.worker_id), `${d.marker}: its worker ${i.worker_id} is one of the two`);
+
+    // the NodeEngine of the services' worker killed and started again (once per worker that runs
+    // some): it re-adopts them all (it says so), each RUNNING on the same worker, one copy each
+    for (const w of workers) {
+      const mine = services.filter((s) => byId(s.i.worker_id) === w);
+      if (mine.length === 0) continue;
+      await w.proc.kill('SIGKILL');
+      for (const { d } of mine) assert.equal(copies(d.marker).length, 1, `${d.marker} outlives its NodeEngine`);
+      const proc = w.start();
+      await soleClusterWith(api, 2);
+      const adopted = await waitFor(() => /re-adopted (\d+) running instance/.exec(proc.log())?.[1], { timeoutMs: 60_000, message: `the NodeEngine of ${w.host.name} re-adopts its instances` });
+      assert.equal(Number(adopted), mine.length, `${w.host.name} re-adopted its ${mine.length} services`);
+      await settleAll(mine.map(async ({ d, i }) => {
+        await m.waitLogs(d, `${d.marker} up`);
+        const again = await m.one(d, (x) => x.status === 'RUNNING', 'RUNNING after its NodeEngine restarted', 30_000);
+        assert.equal(again.worker_id, i.worker_id, `${d.marker}: still on the same worker`);
+        assert.equal(copies(d.marker).length, 1, `${d.marker}: re-adopted, not started twice`);
+      }));
+    }
+    assert.equal(services.length, fixtures.length, 'every service ran and was re-adopted');
 
     await m.deleteAll();
     for (const w of workers) {

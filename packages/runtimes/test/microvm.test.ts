@@ -85,7 +85,7 @@ function qemus(marker: string): number {
   return readdirSync('/proc').filter((p) => {
     if (!/^\d+$/.test(p)) return false;
     try {
-      const argv = execFileSync('cat', [`/proc/${p}/cmdline`]).toString().split('\0');
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
       return argv[0]?.endsWith('qemu-system-x86_64') === true && argv.some((a) => a.includes(marker));
     } catch {
       return false;
