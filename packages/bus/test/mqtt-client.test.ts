@@ -243,6 +243,32 @@ describe('the bus over its own MQTT client (scripted broker)', () => {
     await waitFor(() => b.conns.length === 2 && bus.connected, { message: 'redialled' });
   });
 
+  test('keepalive: a broker that goes silent while we keep publishing (no PUBACKs) is pinged and given up', async () => {
+    const b = await broker();
+    let silent = false;
+    b.onPacket = (c, p) => {
+      if (p.type === 1) c.send([0x20, 2, 0, 0]);
+      if (silent) return;
+      if (p.type === 12) c.send([0xd0, 0]);
+      if (p.type === 3) c.send([0x40, 2, idOf(p) >> 8, idOf(p) & 0xff]);
+    };
+    const bus = await connectBus(b.url, { keepaliveS: 1, reconnectPeriodMs: 0 });
+    buses.push(bus);
+    const c = b.conns[0];
+    const timer = setInterval(() => { void bus.publish('busy/x', 'x').catch(() => {}); }, 100);
+    try {
+      await waitFor(() => ofType(c, 3).length >= 5, { message: 'publishing' });
+      silent = true;
+      const t0 = Date.now();
+      await waitFor(() => ofType(c, 12).length >= 1, { timeoutMs: 3000, message: 'a PINGREQ although we keep sending' });
+      await waitFor(() => c?.closed, { timeoutMs: 4000, message: 'dead connection detected' });
+      assert.ok(Date.now() - t0 <= 3500, `detected after ${Date.now() - t0} ms`);
+      assert.equal(bus.connected, false);
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
   test('a refused CONNACK rejects connectBus with its code; when not waiting, onRefused is called and the client retries with new credentials', async () => {
     const b = await broker();
     b.onPacket = (c, p) => {

@@ -1,7 +1,7 @@
 /**
  * One MQTT 3.1.1 client connection that redials: TCP or TLS (node:net, node:tls), CONNECT with
- * credentials and a last will, keepalive (PINGREQ when idle; a connection whose PINGRESP does not
- * come within another keepalive period is dead), a CONNACK timeout, reconnects after a fixed
+ * credentials and a last will, keepalive (PINGREQ when nothing was sent or nothing received for a
+ * keepalive period; a connection that then stays silent for another period is dead), a CONNACK timeout, reconnects after a fixed
  * period. QoS 0 and 1 publishes; those made while offline are sent once connected, and QoS 1
  * publishes not yet acknowledged are sent again (DUP) on the next connection, until their PUBACK.
  * Inbound QoS 1 is acknowledged, inbound QoS 2 is received exactly once (PUBREC/PUBREL/PUBCOMP).
@@ -95,6 +95,7 @@ export class MqttClient {
   #reconnectTimer: NodeJS.Timeout | undefined;
   #pingTimer: NodeJS.Timeout | undefined;
   #lastSent = 0;
+  #lastReceived = 0;
   /** when the outstanding PINGREQ went out, 0 when none is */
   #pingSentAt = 0;
   #nextId = 1;
@@ -300,6 +301,7 @@ export class MqttClient {
 
   #onData(sock: Conn, d: Buffer): void {
     if (this.#socket !== sock || this.#reader === undefined) return;
+    this.#lastReceived = Date.now();
     let packets: InboundPacket[];
     try {
       packets = this.#reader.push(d);
@@ -420,13 +422,15 @@ export class MqttClient {
       this.#armPing(this.#pingSentAt + k - now);
       return;
     }
-    const idle = now - this.#lastSent;
-    if (idle >= k) {
+    // due when nothing was sent for a keepalive period (the broker expects a packet), or nothing
+    // received (a broker gone silently while we keep publishing: its PUBACKs stop)
+    const quiet = now - Math.min(this.#lastSent, this.#lastReceived);
+    if (quiet >= k) {
       this.#write(PINGREQ);
       this.#pingSentAt = now;
       this.#armPing(k);
     } else {
-      this.#armPing(k - idle);
+      this.#armPing(k - quiet);
     }
   }
 
