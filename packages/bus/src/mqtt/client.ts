@@ -120,16 +120,6 @@ export class MqttClient {
     return this.#connected;
   }
 
-  /** no socket at all (never dialled, between reconnects, or ended) */
-  get disconnected(): boolean {
-    return this.#socket === undefined;
-  }
-
-  /** QoS 1 publishes not yet acknowledged (sent or queued) */
-  get unacknowledged(): number {
-    return this.#inflight.size + this.#queue.filter((o) => o.id !== 0).length;
-  }
-
   publish(topic: string, payload: Buffer, qos: 0 | 1, retain: boolean): Promise<void> {
     if (this.#ending) return Promise.reject(new Error('MQTT client is closed'));
     if (qos !== 0 && qos !== 1) return Promise.reject(new RangeError(`publishing at QoS ${String(qos)} is not supported (0 or 1)`));
