@@ -237,7 +237,7 @@ class NetManager {
       case 'publish': {
         const bus = this.bus;
         if (bus === undefined) return;
-        // not awaited: offline, mqtt.js keeps it; a reconnect announces everything again anyway
+        // not awaited: offline, the bus queues it; a reconnect announces everything again anyway
         bus.publishJson(e.topic, e.payload, 1).catch((err: unknown) => this.log.debug(`publish ${e.topic} failed: ${err instanceof Error ? err.message : String(err)}`));
         return;
       }

@@ -1,17 +1,24 @@
 /**
- * A small MQTT 3.1.1 client over mqtt.js: JSON publishing, wildcard subscriptions dispatched to
- * handlers, automatic reconnect with resubscription, and a hook that runs on every (re)connect.
- * Handler errors are logged and never break the client.
+ * A small MQTT 3.1.1 client over our own protocol code (./mqtt/: mqtt.js and its streams cost a
+ * NodeEngine about 20 MB): JSON publishing, wildcard subscriptions dispatched to handlers,
+ * automatic reconnect with resubscription, and a hook that runs on every (re)connect. Handler
+ * errors are logged and never break the client.
+ *
+ * Inbound QoS: every subscription is made at QoS 1, so a broker delivers at most QoS 1 (it
+ * downgrades to the granted QoS); a QoS 2 delivery is handled correctly all the same (./mqtt/client.ts).
  */
-import mqtt, { MqttClient } from 'mqtt';
-import type { IClientOptions } from 'mqtt';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
+import { ConnectionLostError, MqttClient, reconnectPeriod } from './mqtt/client.ts';
+import type { ClientOptions } from './mqtt/client.ts';
+import { DEFAULT_MAX_PACKET_SIZE } from './mqtt/packet.ts';
 import { silentLogger } from './log.ts';
 import type { Logger } from './log.ts';
 import { isValidFilter, topicMatches } from './topic.ts';
 
 export type QoS = 0 | 1 | 2;
+/** publishing is at QoS 0 or 1 */
+export type PublishQoS = 0 | 1;
 export type MessageHandler = (topic: string, payload: Buffer) => void | Promise<void>;
 
 export interface BusOptions {
@@ -48,6 +55,8 @@ export interface BusOptions {
   stream?: () => Duplex;
   /** last will, published by the broker when this client vanishes */
   will?: { topic: string; payload: string; qos?: QoS; retain?: boolean };
+  /** the largest inbound packet accepted (default 16 MiB); a larger one closes the connection */
+  maxPacketSize?: number;
   log?: Logger;
 }
 
@@ -59,8 +68,9 @@ export interface PublishOptions {
 export interface Bus {
   readonly connected: boolean;
   readonly clientId: string;
-  publishJson(topic: string, obj: unknown, qos?: QoS, opts?: PublishOptions): Promise<void>;
-  publish(topic: string, payload: string | Buffer, qos?: QoS, opts?: PublishOptions): Promise<void>;
+  /** QoS 1 (the default) resolves on the PUBACK; made while offline, it is sent once connected */
+  publishJson(topic: string, obj: unknown, qos?: PublishQoS, opts?: PublishOptions): Promise<void>;
+  publish(topic: string, payload: string | Buffer, qos?: PublishQoS, opts?: PublishOptions): Promise<void>;
   /** subscribes (QoS 1) and resolves once the broker acknowledged or, when offline, at once (restored on connect) */
   subscribe(pattern: string, handler: MessageHandler): Promise<() => Promise<void>>;
   /** registers a hook for every (re)connect; returns a function that removes it */
@@ -72,47 +82,50 @@ export interface Bus {
   close(): Promise<void>;
 }
 
-/** the reconnect period of one outage: `baseMs` spread by +-`jitter` (a fraction), `rnd` in [0, 1) */
-export function reconnectPeriod(baseMs: number, jitter: number, rnd: number = Math.random()): number {
-  const j = Math.min(1, Math.max(0, jitter));
-  return Math.max(1, Math.round(baseMs * (1 - j + 2 * j * rnd)));
-}
+export { reconnectPeriod };
 
 interface Sub {
   pattern: string;
   handler: MessageHandler;
 }
 
+
+/** mqtt://, tcp:// (plain) and mqtts://, ssl://, tls:// (TLS); user and password in the URL are defaults */
+export function parseBrokerUrl(url: string): { host: string; port: number; tls: boolean; username?: string; password?: string } {
+  const u = new URL(url);
+  const scheme = u.protocol.replace(/:$/, '');
+  const secure = scheme === 'mqtts' || scheme === 'ssl' || scheme === 'tls';
+  if (!secure && scheme !== 'mqtt' && scheme !== 'tcp') throw new Error(`unsupported MQTT URL scheme ${scheme}:// (mqtt:// or mqtts://)`);
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (host === '') throw new Error(`MQTT URL ${url} has no host`);
+  const port = u.port === '' ? (secure ? 8883 : 1883) : Number(u.port);
+  return {
+    host,
+    port,
+    tls: secure,
+    ...(u.username !== '' ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password !== '' ? { password: decodeURIComponent(u.password) } : {}),
+  };
+}
+
+const SUBACK_FAILURE = 0x80;
+
+function willOf(will: BusOptions['will']): ClientOptions['will'] {
+  return will === undefined ? undefined : { topic: will.topic, payload: Buffer.from(will.payload), qos: will.qos ?? 1, retain: will.retain ?? false };
+}
+
 export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bus> {
   const log = opts.log ?? silentLogger;
   const clientId = opts.clientId ?? `oak-${Math.random().toString(16).slice(2, 10)}`;
-  const basePeriod = opts.reconnectPeriodMs ?? 1000;
-  const jitter = opts.reconnectJitter ?? 0.5;
-  const mqttOpts: IClientOptions = {
-    protocolVersion: 4,
-    clientId,
-    clean: true,
-    reconnectPeriod: basePeriod,
-    connectTimeout: opts.connectTimeoutMs ?? 5000,
-    keepalive: opts.keepaliveS ?? 30,
-    resubscribe: false,
-    // a refused CONNACK (credentials dropped, a cluster that restarted) is retried too: the
-    // owner may get new credentials meanwhile (onRefused, setCredentials)
-    reconnectOnConnackError: true,
-  };
-  if (opts.username !== undefined) mqttOpts.username = opts.username;
-  if (opts.password !== undefined) mqttOpts.password = opts.password;
-  if (opts.tls) Object.assign(mqttOpts, opts.tls);
-  if (opts.will) {
-    mqttOpts.will = { topic: opts.will.topic, payload: Buffer.from(opts.will.payload), qos: opts.will.qos ?? 1, retain: opts.will.retain ?? false };
-  }
-  const streamBuilder = opts.stream;
-  const client: MqttClient = streamBuilder !== undefined ? new MqttClient(() => streamBuilder(), mqttOpts) : mqtt.connect(url, mqttOpts);
+  // with a stream of our own the URL only names the broker (mqtt://in-process)
+  const target = parseBrokerUrl(url);
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
   const subs = new Set<Sub>();
   const hooks = new Set<(reconnect: boolean) => void | Promise<void>>();
   if (opts.onConnect) hooks.add(opts.onConnect);
   let connectedOnce = false;
   let closed = false;
+  let waiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
 
   const runHook = (fn: (reconnect: boolean) => void | Promise<void>, reconnect: boolean): void => {
     try {
@@ -122,66 +135,63 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       log.warn('bus onConnect hook failed', err);
     }
   };
+  const patternsOf = (): string[] => [...new Set([...subs].map((s) => s.pattern))];
+  /** subscribes `patterns` (QoS 1); the ones the broker refused */
+  const subscribeAll = async (patterns: string[]): Promise<string[]> => {
+    const granted = await client.subscribe(patterns, 1);
+    return patterns.filter((_, i) => granted[i] === SUBACK_FAILURE);
+  };
 
-  // small control messages must not wait for Nagle + delayed ACK (about 40 ms per hop on loopback)
-  client.on('connect', () => {
-    const stream = (client as unknown as { stream?: { setNoDelay?: (on: boolean) => void } }).stream;
-    stream?.setNoDelay?.(true);
-  });
   /** counts connections, so that a resubscribe retry for an older one stops */
   let connection = 0;
-  client.on('connect', () => {
+  const onConnected = (): void => {
     connection++;
+    const conn = connection;
     const reconnect = connectedOnce;
     connectedOnce = true;
     log.debug(`bus ${clientId} connected to ${url}${reconnect ? ' (reconnect)' : ''}`);
-    const patterns = [...new Set([...subs].map((s) => s.pattern))];
-    const restored = patterns.length > 0 ? client.subscribeAsync(patterns, { qos: 1 }) : Promise.resolve([]);
+    const patterns = patternsOf();
+    const restored = patterns.length > 0 ? subscribeAll(patterns) : Promise.resolve([]);
     restored
-      .catch((err: unknown) => {
+      .then((refused) => {
+        if (refused.length === 0) return;
         // e.g. a NATS cluster that lost a server refuses subscriptions until JetStream recovers:
         // retried on this connection (a new one resubscribes anyway), else this client is deaf
-        log.warn('bus resubscribe failed; retrying', err);
-        retryResubscribe(connection, 1);
+        log.warn(`bus resubscribe failed; retrying: Subscribe error: ${refused.join(', ')} refused`);
+        retryResubscribe(conn, refused, 1);
+      }, (err: unknown) => {
+        // the connection ended meanwhile: the next one restores them
+        if (!(err instanceof ConnectionLostError) && !closed) log.warn('bus resubscribe failed', err);
       })
       .finally(() => {
         for (const h of hooks) runHook(h, reconnect);
       });
-  });
-  const retryResubscribe = (conn: number, attempt: number): void => {
+    waiter?.resolve();
+  };
+  const retryResubscribe = (conn: number, refused: string[], attempt: number): void => {
     const t = setTimeout(() => {
       if (closed || !client.connected || conn !== connection) return;
-      const patterns = [...new Set([...subs].map((s) => s.pattern))];
+      const wanted = new Set(patternsOf());
+      const patterns = refused.filter((p) => wanted.has(p));
       if (patterns.length === 0) return;
-      client.subscribeAsync(patterns, { qos: 1 }).then(
-        () => log.info(`bus ${clientId}: resubscribed after ${attempt} retr${attempt === 1 ? 'y' : 'ies'}`),
+      subscribeAll(patterns).then(
+        (still) => {
+          if (still.length === 0) log.info(`bus ${clientId}: resubscribed after ${attempt} retr${attempt === 1 ? 'y' : 'ies'}`);
+          else {
+            log.debug(`bus ${clientId}: resubscribe retry ${attempt} refused: ${still.join(', ')}`);
+            retryResubscribe(conn, still, attempt + 1);
+          }
+        },
         (err: unknown) => {
+          if (err instanceof ConnectionLostError) return;
           log.debug(`bus ${clientId}: resubscribe retry ${attempt} failed: ${err instanceof Error ? err.message : String(err)}`);
-          retryResubscribe(conn, attempt + 1);
+          retryResubscribe(conn, patterns, attempt + 1);
         },
       );
     }, Math.min(500 * 2 ** (attempt - 1), 10_000));
     t.unref();
   };
-  client.on('error', (err) => {
-    log.debug(`bus ${clientId} error: ${err.message}`);
-    const code = (err as { code?: unknown }).code;
-    if ((code === 4 || code === 5) && !closed) {
-      try {
-        opts.onRefused?.(code);
-      } catch (e) {
-        log.warn('bus onRefused hook failed', e);
-      }
-    }
-  });
-  // mqtt.js emits offline once per outage, right before it arms its reconnect timer with
-  // options.reconnectPeriod: a period of this outage's own, so that clients that went offline
-  // together retry apart (mqtt.js has no jitter of its own)
-  client.on('offline', () => {
-    if (basePeriod > 0) client.options.reconnectPeriod = reconnectPeriod(basePeriod, jitter);
-    log.debug(`bus ${clientId} offline`);
-  });
-  client.on('message', (topic, payload) => {
+  const onMessage = (topic: string, payload: Buffer): void => {
     for (const s of subs) {
       if (!topicMatches(s.pattern, topic)) continue;
       try {
@@ -191,31 +201,55 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
         log.warn(`bus handler for ${s.pattern} failed`, err);
       }
     }
+  };
+  const onError = (err: Error & { code?: unknown }): void => {
+    log.debug(`bus ${clientId} error: ${err.message}`);
+    const code = err.code;
+    if ((code === 4 || code === 5) && !closed) {
+      try {
+        opts.onRefused?.(code);
+      } catch (e) {
+        log.warn('bus onRefused hook failed', e);
+      }
+    }
+    // a refused CONNACK (bad credentials etc.) ends the first wait; network errors keep retrying until the timeout
+    if (waiter !== undefined && typeof code === 'number') waiter.reject(err);
+  };
+
+  const client: MqttClient = new MqttClient({
+    host: target.host,
+    port: target.port,
+    tls: target.tls ? (opts.tls ?? {}) : undefined,
+    clientId,
+    username: opts.username ?? target.username,
+    password: opts.password ?? target.password,
+    will: willOf(opts.will),
+    keepaliveS: opts.keepaliveS ?? 30,
+    connectTimeoutMs,
+    // a refused CONNACK (credentials dropped, a cluster that restarted) is retried too: the
+    // owner may get new credentials meanwhile (onRefused, setCredentials)
+    reconnectPeriodMs: opts.reconnectPeriodMs ?? 1000,
+    reconnectJitter: opts.reconnectJitter ?? 0.5,
+    stream: opts.stream,
+    maxPacketSize: opts.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE,
+  }, {
+    connect: onConnected,
+    close: () => log.debug(`bus ${clientId} offline`),
+    error: onError,
+    message: onMessage,
   });
 
   if (opts.waitForConnect !== false) {
     await new Promise<void>((resolve, reject) => {
-      const onConnect = (): void => { cleanup(); resolve(); };
-      const onError = (err: Error): void => {
-        // refused (bad credentials etc.) is final; network errors keep retrying until the timeout
-        if ((err as { code?: unknown }).code !== undefined && typeof (err as { code?: unknown }).code === 'number') {
-          cleanup();
-          client.end(true);
-          reject(err);
-        }
-      };
       const timer = setTimeout(() => {
-        cleanup();
-        client.end(true);
-        reject(new Error(`could not connect to MQTT broker ${url} within ${mqttOpts.connectTimeout} ms`));
-      }, (mqttOpts.connectTimeout ?? 5000) + 50);
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        client.off('connect', onConnect);
-        client.off('error', onError);
+        waiter = undefined;
+        void client.end(0);
+        reject(new Error(`could not connect to MQTT broker ${url} within ${connectTimeoutMs} ms`));
+      }, connectTimeoutMs + 50);
+      waiter = {
+        resolve: () => { waiter = undefined; clearTimeout(timer); resolve(); },
+        reject: (err) => { waiter = undefined; clearTimeout(timer); void client.end(0); reject(err); },
       };
-      client.on('connect', onConnect);
-      client.on('error', onError);
     });
   }
 
@@ -229,7 +263,7 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
     },
     async publish(topic, payload, qos = 1, opts = {}) {
       if (closed) throw new Error('bus is closed');
-      await client.publishAsync(topic, payload, { qos, ...(opts.retain === true ? { retain: true } : {}) });
+      await client.publish(topic, typeof payload === 'string' ? Buffer.from(payload) : payload, qos, opts.retain === true);
     },
     async subscribe(pattern, handler) {
       if (!isValidFilter(pattern)) throw new Error(`invalid MQTT topic filter: ${pattern}`);
@@ -237,18 +271,31 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       const fresh = ![...subs].some((s) => s.pattern === pattern);
       subs.add(sub);
       if (fresh && client.connected) {
+        let refused: string[];
         try {
-          await client.subscribeAsync(pattern, { qos: 1 });
+          refused = await subscribeAll([pattern]);
         } catch (err) {
+          // the connection ended first: restored on the next connect, like one made offline
+          if (err instanceof ConnectionLostError) refused = [];
+          else {
+            subs.delete(sub);
+            throw err;
+          }
+        }
+        if (refused.length > 0) {
           // refused by the broker (ACL): this handler must not see anything
           subs.delete(sub);
-          throw err;
+          throw new Error(`Subscribe error: ${pattern} refused by the broker`);
         }
       }
       return async () => {
         subs.delete(sub);
         const still = [...subs].some((s) => s.pattern === pattern);
-        if (!still && client.connected && !closed) await client.unsubscribeAsync(pattern);
+        if (!still && client.connected && !closed) {
+          await client.unsubscribe([pattern]).catch((err: unknown) => {
+            if (!(err instanceof ConnectionLostError)) throw err;
+          });
+        }
       };
     },
     onConnect(fn) {
@@ -261,27 +308,15 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
       if (newClientId !== undefined) client.options.clientId = newClientId;
     },
     setWill(will) {
-      if (will === undefined) delete client.options.will;
-      else client.options.will = { topic: will.topic, payload: Buffer.from(will.payload), qos: will.qos ?? 1, retain: will.retain ?? false };
+      client.options.will = willOf(will);
     },
     async close() {
       if (closed) return;
       closed = true;
       subs.clear();
       hooks.clear();
-      // mqtt.js may never call back for a client that is between reconnects: never wait long
-      const bounded = async (p: Promise<void>, ms: number): Promise<void> => {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([p.catch(() => undefined), new Promise<void>((r) => { timer = setTimeout(r, ms); })]);
-        clearTimeout(timer);
-      };
-      if (!client.connected) {
-        await bounded(client.endAsync(true), 1000);
-        return;
-      }
-      // graceful when the broker answers, forced after a short wait
-      await bounded(client.endAsync(false), 1000);
-      if (!client.disconnected) await bounded(client.endAsync(true), 1000);
+      // graceful when connected (unacknowledged publishes get a moment, then DISCONNECT), bounded
+      await client.end(1000);
     },
   };
   return bus;

@@ -1,7 +1,7 @@
 export { duplexPair, startEmbeddedBroker } from './broker.ts';
 export type { BrokerAuthenticate, EmbeddedBroker, EmbeddedBrokerOptions } from './broker.ts';
 export { connectBus, reconnectPeriod } from './bus.ts';
-export type { Bus, BusOptions, MessageHandler, PublishOptions, QoS } from './bus.ts';
+export type { Bus, BusOptions, MessageHandler, PublishOptions, PublishQoS, QoS } from './bus.ts';
 export { topicMatches, isValidFilter } from './topic.ts';
 export { consoleLogger, silentLogger } from './log.ts';
 export type { Logger } from './log.ts';
