@@ -18,12 +18,15 @@ import type { ApplicationDoc, ClusterDoc, ServiceDoc } from '@oak/contracts';
 import { freePort, tmpDir, waitFor, type TmpDir } from '@oak/testkit';
 import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins, repoRoot } from '../src/procs.ts';
+import { removeCgroupParent } from '../src/faults.ts';
+import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const ADMIN_PASSWORD = 'e2e-dash-secret-1';
 const PASSWORD = 'dash-password-1';
 const artefacts = join(repoRoot, '.e2e-tmp/dashboard');
+const namespace = `dash${process.pid}`;
 // page code is passed as strings (the test is typed against Node, not the DOM)
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -131,7 +134,7 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     const args = [
       '--host', '127.0.0.1', '--port', String(port),
       '--link-port', String(await freePort()), '--cluster-port', String(await freePort()), '--mqtt-port', String(await freePort()),
-      '--data-dir', dir.path, '--containerd', join(dir.path, 'no-containerd.sock'), '--namespace', `dash${process.pid}`,
+      '--data-dir', dir.path, '--containerd', join(dir.path, 'no-containerd.sock'), '--namespace', namespace,
       '--report-interval', '500', '--netmanager', 'off',
     ];
     procs.spawn('oakd', bins.oakd, args, { dir: dir.path, env: { OAK_ADMIN_PASSWORD: ADMIN_PASSWORD } });
@@ -159,6 +162,9 @@ describe('dashboard in a browser against a 1-DOC', { timeout: 240_000 }, () => {
     await context?.close();
     if (problems.length > 0 || process.exitCode) console.error(procs.logs());
     await procs.stopAll();
+    // the worker's bridge, nftables tables and cgroups of this run's namespace
+    if (dir !== undefined) await removeInstanceNetwork({ namespace, dataDir: dir.path }).catch(() => undefined);
+    removeCgroupParent(namespace);
     await dir?.remove();
     // the worker keeps process workloads' working directories next to its data dir
     if (dir !== undefined) rmSync(`${dir.path}-work`, { recursive: true, force: true });
