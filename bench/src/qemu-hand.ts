@@ -1,6 +1,7 @@
 /**
- * The raw baseline of the qemu drivers' benches (runtime-microvm, runtime-unikernel): the argv of
- * the driver's own qemu read from /proc, and that argv started by hand until a console line.
+ * The raw baselines of the runtime benches: the argv of a qemu driver's own qemu read from /proc
+ * (runtime-microvm, runtime-unikernel), and a command started by hand until a line on its stdout
+ * (those, and runtime-wasm's direct node:wasi run).
  */
 import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
@@ -15,15 +16,15 @@ export async function qemuArgvOf(mine: (arg: string) => boolean, what: string): 
   throw new Error(`no qemu runs ${what}`);
 }
 
-/** ms from starting `argv` until `line` is on its stdout (the serial console); the VM is killed then */
-export function handOnce(argv: string[], line: string, timeoutMs = 180_000): Promise<number> {
+/** ms from starting `argv` until `line` is on its stdout (a VM's serial console); the child is killed then */
+export function handOnce(argv: string[], line: string, timeoutMs = 180_000, env?: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const c = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
+    const c = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'], ...(env !== undefined ? { env } : {}) });
     let out = '';
     const t = setTimeout(() => {
       c.kill('SIGKILL');
-      reject(new Error(`qemu by hand: no line within ${timeoutMs} ms`));
+      reject(new Error(`${argv[0] ?? '?'} by hand: no line within ${timeoutMs} ms`));
     }, timeoutMs);
     c.stdout.on('data', (d: Buffer) => {
       out = (out + d.toString()).slice(-4096);

@@ -4,13 +4,13 @@
  * capped, the runner) against the same module run directly by node:wasi in a bare `node` child
  * until the same line on its stdout, interleaved run by run.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WasmRuntime, lookupUser, runnerNodeFlags } from '@oak/runtimes';
 import type { InstanceSpec } from '@oak/runtimes';
 import { buildWasiModule, waitFor } from '@oak/testkit';
+import { handOnce } from './qemu-hand.ts';
 import { percentile, row } from './types.ts';
 import type { Bench } from './types.ts';
 
@@ -54,9 +54,10 @@ export const bench: Bench = async () => {
     };
     await oursOnce('bench.wasm.x.instance.warm');
     await rt.stop('bench.wasm.x.instance.warm');
-    await directOnce(direct, module);
+    const directOnce = (): Promise<number> => handOnce([process.execPath, ...runnerNodeFlags(), direct, LINE], `${LINE} up`, 30_000, { MODULE: module });
+    await directOnce();
     for (let i = 0; i < RUNS; i++) {
-      bare.push(await directOnce(direct, module));
+      bare.push(await directOnce());
       const id = `bench.wasm.x.instance.${i}`;
       ours.push(await oursOnce(id));
       await rt.stop(id);
@@ -78,29 +79,3 @@ export const bench: Bench = async () => {
     extra: { runs: RUNS, probe, ours_ms: ours.map(Math.round), bare_ms: bare.map(Math.round) },
   };
 };
-
-/** ms from spawning the direct runner until the module's first line is on its stdout */
-function directOnce(script: string, module: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const c = spawn(process.execPath, [...runnerNodeFlags(), script, LINE], { stdio: ['ignore', 'pipe', 'ignore'], env: { MODULE: module } });
-    let out = '';
-    const t = setTimeout(() => {
-      c.kill('SIGKILL');
-      reject(new Error('the direct run printed nothing within 30 s'));
-    }, 30_000);
-    c.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes(`${LINE} up`)) {
-        clearTimeout(t);
-        const ms = performance.now() - t0;
-        c.once('exit', () => resolve(ms));
-        c.kill('SIGKILL');
-      }
-    });
-    c.on('error', (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
-  });
-}
