@@ -24,7 +24,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -37,6 +37,7 @@ import type { LinkRoot } from './fleet/link-root.ts';
 import type { SimConfig } from './fleet/workers.ts';
 import { percentile, row } from './types.ts';
 import type { Bench, BenchRow } from './types.ts';
+import { sample } from './proc.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -54,20 +55,6 @@ const RESTART = process.env.OAK_BENCH_FLEET_RESTART !== '0';
 const PROFILE_DIR = process.env.OAK_BENCH_FLEET_PROFILE;
 
 type Broker = 'embedded' | 'mosquitto' | 'nats';
-
-/** run time (ms) of every thread of `pid` and its RSS (kB) */
-function sample(pid: number): { execMs: number; rssKb: number } {
-  let execNs = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      execNs += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // a thread that just ended
-    }
-  }
-  const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { execMs: execNs / 1e6, rssKb: Number(rss?.[1] ?? 0) };
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -9,12 +9,13 @@
  * another NodeEngine bundle (to compare build options).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from '@oak/testkit';
 import { row, type BenchResult } from './types.ts';
+import { sample } from './proc.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const PASSWORD = 'bench-footprint-1';
@@ -26,17 +27,6 @@ interface Child {
   name: string;
   child: ChildProcess;
   log: string;
-}
-
-/** run time (ms) of every thread of `pid` and its RSS (kB) */
-function sample(pid: number): { execMs: number; rssKb: number } {
-  let execNs = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const f = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
-    execNs += Number(f[0]);
-  }
-  const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { execMs: execNs / 1e6, rssKb: Number(rss?.[1] ?? 0) };
 }
 
 async function api<T>(base: string, method: string, path: string, token?: string, body?: unknown): Promise<T> {

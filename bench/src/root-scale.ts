@@ -42,6 +42,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { freePort, waitFor } from '@oak/testkit';
 import { percentile, row, type BenchResult, type BenchRow } from './types.ts';
+import { sample } from './proc.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -116,20 +117,6 @@ function tsxChild(file: string, args: string[], log: string): LineChild {
   const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'root-scale', file), ...args], { cwd: repoRoot, stdio: ['pipe', 'pipe', fd] });
   closeSync(fd);
   return new LineChild(child, file);
-}
-
-/** run time (ms) of every thread of `pid` and its RSS (kB) */
-function sample(pid: number): { execMs: number; rssKb: number } {
-  let execNs = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      execNs += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // a thread that just ended
-    }
-  }
-  const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { execMs: execNs / 1e6, rssKb: Number(rss?.[1] ?? 0) };
 }
 
 const mb = (kb: number): number => Math.round(kb / 102.4) / 10;
