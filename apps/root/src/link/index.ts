@@ -100,14 +100,17 @@ export async function startRootLink(ctx: RootContext, settings: LinkControlSetti
   // fleet upgrades (issue 14) run where the link runs
   const fleet = startFleetShell({ store: ctx.store, link, log });
   ctx.fleet = { link, tick: () => fleet.tick() };
-  return {
-    control, link, port: link.port, address: link.address, caHash: trust.caHash,
-    close: () => {
-      fleet.close();
-      if (ctx.fleet?.link === link) delete ctx.fleet;
-      return control.close();
-    },
+  const closeControl = control.close.bind(control);
+  const close = (): Promise<void> => {
+    fleet.close();
+    if (ctx.fleet?.link === link) delete ctx.fleet;
+    return closeControl();
   };
+  // whoever holds only the control plane (startRoot via linkControl, a root losing its lease)
+  // stops the fleet shell with it: it must not go on stepping rollouts against a closed store
+  // or beside the new leader's
+  control.close = close;
+  return { control, link, port: link.port, address: link.address, caHash: trust.caHash, close };
 }
 
 /** For startRoot({ control: linkControl({...}) }): the control plane of startRootLink. */
