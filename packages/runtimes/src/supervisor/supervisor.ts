@@ -41,6 +41,7 @@ import { keepLogFile, readLines } from './logs.ts';
 import { interpretExit } from './verdict.ts';
 import type { ExitVerdict, RawExit } from './verdict.ts';
 import { wrapperArgs } from './wrapper.ts';
+import { sharedForker } from './forker.ts';
 import { mountStorage, placeFiles, removeWorkDir, unreachableBy } from './workdir.ts';
 
 export interface SupervisorOptions {
@@ -67,6 +68,11 @@ export interface SupervisorOptions {
    * `<dataDir>/work`); with `runAs` it must be outside the 0700 data dir, reachable by that user
    */
   workRoot?: string | undefined;
+  /**
+   * start wrappers through the process's fork helper (forker.ts; default true): this process
+   * never forks on the start path. false: child_process.spawn, as where the helper is not usable.
+   */
+  forkHelper?: boolean | undefined;
 }
 
 interface RecordedExit extends ExitVerdict {
@@ -98,6 +104,8 @@ interface Tracked {
   finishing?: Promise<void> | undefined;
   stopping?: Promise<void> | undefined;
   lastCpu?: { usage_us: number; at: number } | undefined;
+  /** started through the fork helper, its pid not known yet: no exit handling meanwhile */
+  forking?: boolean | undefined;
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
@@ -113,6 +121,9 @@ export class SupervisedRuntime implements Runtime {
   readonly #cgInfoOverride: CgroupInfo | undefined;
   readonly #runAs: RunAs | undefined;
   readonly #workRoot: string;
+  readonly #useForker: boolean;
+  /** poll ticks since the last full check of every watched instance */
+  #ticks = 0;
   readonly #tracked = new Map<string, Tracked>();
   readonly #starting = new Map<string, Promise<InstanceStatus>>();
   readonly #listeners: Array<(e: InstanceExit) => void> = [];
@@ -136,6 +147,7 @@ export class SupervisedRuntime implements Runtime {
     this.#cgInfoOverride = opts.cgroupInfo;
     this.#runAs = opts.runAs;
     this.#workRoot = opts.workRoot ?? join(opts.dataDir, 'work');
+    this.#useForker = opts.forkHelper ?? true;
   }
 
   /** who the workloads run as (for the NodeEngine's start lines) */
@@ -204,6 +216,8 @@ export class SupervisedRuntime implements Runtime {
       }
     }
     const workDir = this.#runAs === undefined ? undefined : unreachableBy(this.#workRoot, this.#runAs);
+    // the fork helper starts now (one fork of this process), not on the first deploy
+    if (this.#useForker) await sharedForker()?.usable();
     return this.#launcher.probe({ cgroups: cg.ok, detail: cg.detail, workDir });
   }
 
@@ -312,6 +326,7 @@ export class SupervisedRuntime implements Runtime {
       throw new RuntimeError('spawn_failed', `cannot prepare ${spec.id}: ${(e as Error).message}`, { cause: e });
     }
     const executable = launch.executable;
+    let forked: Tracked | undefined;
 
     try {
       const env: Record<string, string> = { PATH: MINIMAL_PATH, HOME: work };
@@ -326,10 +341,33 @@ export class SupervisedRuntime implements Runtime {
         }
       }
       Object.assign(env, launch.env);
+      const procs = cgroup?.procsFiles() ?? [];
+      const forker = this.#useForker ? sharedForker() : null;
+      if (forker !== null && (await forker.usable())) {
+        // the fork helper (forker.ts): this loop does not fork. The state is persisted before the
+        // fork, without a pid; the wrapper writes its pid file first thing, so a NodeEngine that
+        // dies before it learns the pid finds the wrapper on restart (see #get).
+        const st = this.#newState(spec, 0, 0, executable, cgroup);
+        const t: Tracked = { st, dir, cgroup, forking: true };
+        this.#tracked.set(spec.id, t);
+        this.#writeStateSync(dir, st);
+        // exits are seen by the exit file (fs.watch) and the poll, as for adopted instances
+        this.#watch(t);
+        forked = t;
+        const pid = await forker.spawn({ argv: ['/bin/sh', ...wrapperArgs(join(dir, 'exit'), argv, procs, join(dir, 'pid'))], cwd: work, env, log: join(dir, 'log') });
+        st.pid = pid;
+        st.starttime = startTimeOf(pid);
+        this.#writeStateSync(dir, st);
+        t.forking = false;
+        // a wrapper that ended already (it could not join its cgroup, a workload that exits at
+        // once) wrote its exit file while the pid was unknown
+        void this.#check(t);
+        return this.#statusOf(t);
+      }
       const logFd = openSync(join(dir, 'log'), 'a');
       try {
         // the wrapper moves itself into the cgroup (see wrapper.ts) while the state is persisted
-        child = spawn('/bin/sh', wrapperArgs(join(dir, 'exit'), argv, cgroup?.procsFiles() ?? []), {
+        child = spawn('/bin/sh', wrapperArgs(join(dir, 'exit'), argv, procs), {
           cwd: work,
           env,
           detached: true,
@@ -344,24 +382,7 @@ export class SupervisedRuntime implements Runtime {
         c.once('error', reject);
       });
       const pid = c.pid as number;
-      let starttime = 0;
-      try {
-        starttime = parseProcPidStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).starttime;
-      } catch {
-        /* gone already: its exit is handled below */
-      }
-      const st: StateFile = {
-        v: 1,
-        id: spec.id,
-        pid,
-        starttime,
-        boot_id: bootId(),
-        started_at: new Date().toISOString(),
-        executable,
-        // the registry login served the pull: it is never written to disk
-        spec: { ...spec, registryAuth: undefined },
-        cgroup: cgroup?.ref ?? null,
-      };
+      const st = this.#newState(spec, pid, startTimeOf(pid), executable, cgroup);
       const t: Tracked = { st, dir, cgroup, child: c };
       this.#tracked.set(spec.id, t);
       // persisted before the workload runs: a restarted NodeEngine always finds what it started
@@ -377,12 +398,20 @@ export class SupervisedRuntime implements Runtime {
       c.unref();
       return this.#statusOf(t);
     } catch (e) {
-      if (child?.pid !== undefined) {
+      const pid = child?.pid ?? (forked !== undefined ? forked.st.pid || readPidFile(dir) : undefined);
+      if (pid !== undefined && pid > 0) {
         try {
-          process.kill(-child.pid, 'SIGKILL');
+          process.kill(-pid, 'SIGKILL');
         } catch {
           /* gone */
         }
+      }
+      if (forked !== undefined) {
+        forked.watcher?.close();
+        forked.watcher = undefined;
+        forked.forking = false;
+        // no exit handling for a start that failed: its error is the answer
+        forked.stopping = Promise.resolve();
       }
       this.#tracked.delete(spec.id);
       await this.#launcher.release?.(spec).catch(() => undefined);
@@ -393,6 +422,21 @@ export class SupervisedRuntime implements Runtime {
       if (e instanceof RuntimeError) throw e;
       throw new RuntimeError('spawn_failed', `cannot start ${spec.id}: ${(e as Error).message}`, { cause: e });
     }
+  }
+
+  #newState(spec: InstanceSpec, pid: number, starttime: number, executable: string, cgroup: Cgroup | undefined): StateFile {
+    return {
+      v: 1,
+      id: spec.id,
+      pid,
+      starttime,
+      boot_id: bootId(),
+      started_at: new Date().toISOString(),
+      executable,
+      // the registry login served the pull: it is never written to disk
+      spec: { ...spec, registryAuth: undefined },
+      cgroup: cgroup?.ref ?? null,
+    };
   }
 
   /** the launcher's argv inside setpriv (its user), unshare (resolv.conf) and nsenter (its network namespace) */
@@ -442,6 +486,7 @@ export class SupervisedRuntime implements Runtime {
     t.finishing = (async () => {
       t.watcher?.close();
       t.watcher = undefined;
+      if (t.child === undefined) void reapWhenDead(t.st.pid, t.st.starttime);
       let code = await this.#readExitFile(t);
       if (code === undefined && wrapperSignal === undefined) {
         // the wrapper may be between writing the file and exiting; give it a moment
@@ -497,8 +542,15 @@ export class SupervisedRuntime implements Runtime {
       /* polling alone */
     }
     if (this.#timer === undefined) {
+      // The exit file is seen by the watcher at once; the poll is for a wrapper that died without
+      // writing it (killed). Every instance is watched, so a tick only asks the kernel whether the
+      // pid exists (kill 0, no file read); every 10th tick checks fully (start time, zombies).
       this.#timer = setInterval(() => {
-        for (const x of this.#tracked.values()) if (x.child === undefined && x.st.exit === undefined) void this.#check(x);
+        const full = ++this.#ticks % 10 === 0;
+        for (const x of this.#tracked.values()) {
+          if (x.child !== undefined || x.st.exit !== undefined || x.forking === true) continue;
+          if (full || x.watcher === undefined || !pidExists(x.st.pid)) void this.#check(x);
+        }
       }, this.#pollMs);
       this.#timer.unref();
     }
@@ -510,7 +562,7 @@ export class SupervisedRuntime implements Runtime {
   }
 
   async #check(t: Tracked): Promise<void> {
-    if (t.st.exit !== undefined || t.finishing !== undefined || t.stopping !== undefined) return;
+    if (t.st.exit !== undefined || t.finishing !== undefined || t.stopping !== undefined || t.forking === true) return;
     const code = await this.#readExitFile(t);
     if (code !== undefined || !(await this.#alive(t))) await this.#finish(t);
   }
@@ -548,6 +600,14 @@ export class SupervisedRuntime implements Runtime {
       return undefined;
     }
     if (st.v !== 1 || st.id !== id) return undefined;
+    if (st.pid === 0 && st.exit === undefined) {
+      // persisted before a fork whose pid never reached the state: the wrapper's pid file says it
+      const pid = readPidFile(dir);
+      if (pid !== undefined && isWrapperOf(pid, join(dir, 'exit'))) {
+        st.pid = pid;
+        st.starttime = startTimeOf(pid);
+      }
+    }
     const again = this.#tracked.get(id); // adopted meanwhile by a concurrent call
     if (again !== undefined) return again;
     const t: Tracked = { st, dir, cgroup: st.cgroup === null ? undefined : Cgroup.open(st.cgroup) };
@@ -612,11 +672,17 @@ export class SupervisedRuntime implements Runtime {
     const wrapperAlive = (): Promise<boolean> => this.#alive(t);
     const signalAll = async (sig: NodeJS.Signals): Promise<void> => {
       // the process group (setsid made the wrapper its leader) ...
-      if (await wrapperAlive()) {
+      if (pid > 0 && (await wrapperAlive())) {
         try {
           process.kill(-pid, sig);
         } catch {
-          /* gone */
+          // just forked by the helper, not yet its own process group (setsid runs before the
+          // wrapper): the process itself
+          try {
+            process.kill(pid, sig);
+          } catch {
+            /* gone */
+          }
         }
       }
       // ... and whatever left the group but not the cgroup
@@ -637,6 +703,14 @@ export class SupervisedRuntime implements Runtime {
         await signalAll('SIGKILL');
         await waitEmpty(2000);
       }
+    }
+    // a wrapper of the fork helper is the helper's child: dead, it is a zombie until the helper
+    // reaps it. stop() returns when no trace of the process is left (bounded: a wrapper adopted
+    // from an earlier life is init's, and an init may take its time).
+    if (pid > 0 && t.child === undefined && existsSync(`/proc/${pid}`)) {
+      sharedForker()?.reap();
+      const end = Date.now() + 500;
+      while (existsSync(`/proc/${pid}`) && Date.now() < end && !(await this.#alive(t))) await new Promise((r) => setTimeout(r, 2));
     }
     await t.cgroup?.remove().catch(() => undefined);
     await this.#launcher.release?.(t.st.spec).catch(() => undefined);
@@ -714,3 +788,54 @@ async function sessionUsage(sid: number): Promise<[number, number]> {
   return [(ticks / 100) * 1e6, pages * 4096];
 }
 
+/**
+ * A wrapper of the fork helper that ended (it wrote its exit file and exits, or was seen dead) is
+ * collected by the helper as soon as it is dead; an instance that is not the helper's (adopted)
+ * makes this a no-op command of the helper.
+ */
+async function reapWhenDead(pid: number, starttime: number): Promise<void> {
+  const forker = sharedForker();
+  if (forker === null || !(pid > 0)) return;
+  const end = Date.now() + 2000;
+  while (Date.now() < end && (await isSameProcessAlive(pid, starttime))) await new Promise((r) => setTimeout(r, 5));
+  forker.reap();
+}
+
+/** start time (clock ticks after boot) of a live pid; 0 when it is gone already */
+function startTimeOf(pid: number): number {
+  try {
+    return parseProcPidStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).starttime;
+  } catch {
+    return 0;
+  }
+}
+
+/** the pid a wrapper started by the fork helper wrote into its instance directory */
+function readPidFile(dir: string): number | undefined {
+  try {
+    const n = Number(readFileSync(join(dir, 'pid'), 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** is `pid` the wrapper of this exit file (not a process that reused the pid)? */
+function isWrapperOf(pid: number, exitFile: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`\u0000oak-wrap\u0000${exitFile}\u0000`);
+  } catch {
+    return false;
+  }
+}
+
+/** does the pid exist (zombies included)? one syscall */
+function pidExists(pid: number): boolean {
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

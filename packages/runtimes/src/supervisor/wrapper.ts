@@ -7,11 +7,17 @@
  * wrapper is the workload's parent for its whole life, and writes `$?` to the exit file.
  *
  * Race-free cgroup placement: the wrapper first moves itself into the instance's cgroup(s) (it
- * writes its own pid into each `cgroup.procs` it is given), then blocks on `read` from a pipe. The
- * runtime persists the state file meanwhile and only then sends `go`. Everything the wrapper forks
- * afterwards (the workload and its children) is born inside the cgroup, before the workload's
- * first instruction. If the runtime dies before `go`, the wrapper reads EOF and exits 125 without
- * ever running the workload; if it cannot join a cgroup it writes 125 to the exit file and exits.
+ * writes its own pid into each `cgroup.procs` it is given), and only then forks the workload, so
+ * everything the workload runs is born inside the cgroup, before its first instruction. If it
+ * cannot join a cgroup it writes 125 to the exit file and exits.
+ *
+ * Two ways to start it. Started by the fork helper (forker.ts, the usual way), it is given a pid
+ * file: the runtime has persisted the instance's state (without a pid yet) before asking for the
+ * fork, and the wrapper writes its pid there first thing, so a runtime that dies before it learns
+ * the pid finds the wrapper on restart. Spawned directly (where the helper cannot be used), it
+ * gets no pid file and blocks on `read` from its stdin pipe after joining the cgroup; the runtime
+ * persists the state file with the pid meanwhile and only then sends `go`. If the runtime dies
+ * before `go`, the wrapper reads EOF and exits 125 without ever running the workload.
  * Why the wrapper moves itself: on cgroup v1 a move waits for an RCU grace period (4-16 ms here
  * for the three hierarchies, more under load); done by the runtime it sat on the start path.
  *
@@ -31,13 +37,13 @@
  */
 
 export const WRAPPER_SCRIPT = [
-  'exitfile=$1; ncg=$2; shift 2',
+  'exitfile=$1; pidfile=$2; ncg=$3; shift 3',
+  '[ -z "$pidfile" ] || { echo $$ > "$pidfile"; } 2>/dev/null',
   'while [ "$ncg" -gt 0 ]; do',
   '  { echo $$ > "$1"; } 2>/dev/null || { echo "oak-wrap: cannot join the cgroup of $1" >&2; echo 125 > "$exitfile"; exit 125; }',
   '  shift; ncg=$((ncg - 1))',
   'done',
-  'IFS= read -r go || exit 125',
-  '[ "$go" = go ] || exit 125',
+  'if [ -z "$pidfile" ]; then IFS= read -r go || exit 125; [ "$go" = go ] || exit 125; fi',
   'exec 0</dev/null',
   '{ echo -1000 > /proc/self/oom_score_adj; } 2>/dev/null',
   'sig=',
@@ -47,11 +53,13 @@ export const WRAPPER_SCRIPT = [
 ].join('\n');
 
 /**
- * argv for child_process.spawn: `/bin/sh -c <script> oak-wrap <exitfile> <n> <cgroup.procs x n> <cmd...>`
- * (`cgroupProcs`: the `cgroup.procs` files the wrapper moves itself into before it waits for `go`)
+ * argv after `/bin/sh`: `-c <script> oak-wrap <exitfile> <pidfile> <n> <cgroup.procs x n> <cmd...>`
+ * (`cgroupProcs`: the `cgroup.procs` files the wrapper moves itself into before the workload
+ * starts; `pidFile`: where it writes its pid, started by the fork helper; without one it waits for
+ * `go` on stdin)
  */
-export function wrapperArgs(exitFile: string, argv: string[], cgroupProcs: readonly string[] = []): string[] {
-  return ['-c', WRAPPER_SCRIPT, 'oak-wrap', exitFile, String(cgroupProcs.length), ...cgroupProcs, ...argv];
+export function wrapperArgs(exitFile: string, argv: string[], cgroupProcs: readonly string[] = [], pidFile = ''): string[] {
+  return ['-c', WRAPPER_SCRIPT, 'oak-wrap', exitFile, pidFile, String(cgroupProcs.length), ...cgroupProcs, ...argv];
 }
 
 export { signalName } from './verdict.ts';
