@@ -76,6 +76,12 @@ export interface ClusterHandle {
    * tools embedded in the same process (benches, tests); never sent anywhere
    */
   ownClientOptions(): { username?: string; password?: string; tls?: import('node:tls').ConnectionOptions };
+  /**
+   * with the embedded broker: a connection to it inside this process, for a NodeEngine in the
+   * same process (the 1-DOC): no TLS and no loopback socket per message; the client still
+   * authenticates with its own credentials, as over the network. undefined with an external broker.
+   */
+  readonly localBrokerStream: (() => import('node:stream').Duplex) | undefined;
   /** drops credentials and connections (revoke_workers from the root does the same) */
   revokeWorkers(r: { token_id?: string; worker_ids?: string[] }): Promise<string[]>;
   close(): Promise<void>;
@@ -941,6 +947,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
         ...(busTls ? { tls: busTls } : {}),
       }),
+      localBrokerStream: embedded === undefined ? undefined : () => embedded.localStream(),
       revokeWorkers,
       close() {
         closing ??= (async () => {

@@ -53,6 +53,11 @@ export interface NodeEngineConfig {
   addons?: string[] | undefined;
   /** the broker URL instead of the one the cluster names (mainly for tests and NAT setups) */
   mqttUrl?: string | undefined;
+  /**
+   * a connection to the cluster's broker inside this process (the 1-DOC: the cluster's
+   * `localBrokerStream`) instead of dialling the URL the cluster names; authenticated as usual
+   */
+  mqttStream?: (() => import('node:stream').Duplex) | undefined;
   /** address of this worker reported as `host`; default the host name */
   host?: string | undefined;
   /** cleanup of exited instances the cluster never deleted, default 10 minutes */
@@ -146,6 +151,7 @@ export function withDefaults(partial: Partial<NodeEngineConfig>, env: NodeJS.Pro
     runtimes: partial.runtimes,
     addons: partial.addons,
     mqttUrl: partial.mqttUrl,
+    mqttStream: partial.mqttStream,
     host: partial.host,
     exitedRetentionMs: partial.exitedRetentionMs,
     registerBackoffMs: partial.registerBackoffMs,

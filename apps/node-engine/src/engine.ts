@@ -221,7 +221,9 @@ class Engine {
     const bus = await connectBus(url, {
       clientId: this.id,
       ...(answer.mqtt_username !== undefined && answer.mqtt_password !== undefined ? { username: answer.mqtt_username, password: answer.mqtt_password } : {}),
-      ...(url.startsWith('mqtts:') || url.startsWith('ssl:') ? { tls: await this.tls() } : {}),
+      ...(this.cfg.mqttStream !== undefined && this.cfg.mqttUrl === undefined
+        ? { stream: this.cfg.mqttStream }
+        : url.startsWith('mqtts:') || url.startsWith('ssl:') ? { tls: await this.tls() } : {}),
       waitForConnect: false,
       reconnectPeriodMs: 1000,
       // the broker publishes it when this connection drops without a clean disconnect

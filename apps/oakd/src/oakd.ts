@@ -112,6 +112,8 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
         ...(cfg.workerName ? { name: cfg.workerName } : {}),
         ...(cfg.clusterLocation ? { location: cfg.clusterLocation } : {}),
         ...(cfg.reportIntervalMs ? { reportIntervalMs: cfg.reportIntervalMs } : {}),
+        // the cluster's embedded broker is in this process: no TLS round trip per message
+        ...(cfg.mqttUrl === undefined && cluster.localBrokerStream !== undefined ? { mqttStream: cluster.localBrokerStream } : {}),
       });
       const w = worker;
       closers.push(() => w.close());
