@@ -29,6 +29,8 @@
  *   and the supervisor spawns directly, as before.
  * - `env -i` gives the wrapper exactly the environment asked for; every word is single-quoted,
  *   and a NUL byte (which no argv or environment can carry) is refused before anything is sent.
+ *   The wrapper's script is the same every time: the helper holds it in a variable, set once, and
+ *   a request names it (`"$W"`), which keeps each request a few hundred bytes.
  *
  * The helper reads its commands from a pipe: when this process ends, however it ends, the pipe
  * closes and the helper exits; instances it started run on (they are their own sessions).
@@ -37,6 +39,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { RuntimeError } from '../types.ts';
+import { WRAPPER_SCRIPT } from './wrapper.ts';
 
 export interface ForkRequest {
   /** argv[0] is the program (an absolute path or a name on `env`'s PATH) */
@@ -131,7 +134,7 @@ export class Forker {
       child.unref();
       this.#awaiting = true;
       this.#ref();
-      child.stdin?.write(`if ${quote(this.#env)} --default-signal true 2>/dev/null; then echo 'ready ok'; else echo 'ready no'; fi\n`);
+      child.stdin?.write(`W=${quote(WRAPPER_SCRIPT)}\nif ${quote(this.#env)} --default-signal true 2>/dev/null; then echo 'ready ok'; else echo 'ready no'; fi\n`);
     });
   }
 
@@ -191,7 +194,7 @@ export class Forker {
     const seq = ++this.#seq;
     const env = Object.entries(req.env).map(([k, v]) => quote(`${k}=${v}`)).join(' ');
     const cwd = quote(req.cwd);
-    const line = `if [ -d ${cwd} ]; then ( cd ${cwd} && exec ${quote(this.#env)} -i --default-signal -- ${env} ${quote(this.#setsid)} ${req.argv.map(quote).join(' ')} ) </dev/null >>${quote(req.log)} 2>&1 & echo "${seq} $!"; else echo "${seq} E"; fi\n`;
+    const line = `if [ -d ${cwd} ]; then ( cd ${cwd} && exec ${quote(this.#env)} -i --default-signal -- ${env} ${quote(this.#setsid)} ${req.argv.map((w) => (w === WRAPPER_SCRIPT ? '"$W"' : quote(w))).join(' ')} ) </dev/null >>${quote(req.log)} 2>&1 & echo "${seq} $!"; else echo "${seq} E"; fi\n`;
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(seq);

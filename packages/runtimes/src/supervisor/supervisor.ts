@@ -360,8 +360,8 @@ export class SupervisedRuntime implements Runtime {
         this.#writeStateSync(dir, st);
         t.forking = false;
         // a wrapper that ended already (it could not join its cgroup, a workload that exits at
-        // once) wrote its exit file while the pid was unknown
-        void this.#check(t);
+        // once) wrote its exit file while the pid was unknown (one stat, no read on the way)
+        if (existsSync(join(dir, 'exit'))) void this.#check(t);
         return this.#statusOf(t);
       }
       const logFd = openSync(join(dir, 'log'), 'a');
