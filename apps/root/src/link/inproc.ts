@@ -11,9 +11,10 @@
  * an object of the other, and the byte limits of the gRPC channel hold here too (a message over
  * the receiver's limit fails the stream, as RESOURCE_EXHAUSTED does over gRPC). Messages, ends
  * and closes arrive in order, each in a later turn of the event loop (setImmediate, as socket data
- * would): never inside the writer's call, and after the writer's own promise chain. Delivering in
- * microtasks instead made the 1-DOC's deploys slower (the cluster's MQTT publish then waited
- * behind the root's remaining work: bench/tools/trace-deploy.ts, p50 22.7 ms against 18.2 ms).
+ * would): never inside the writer's call and never inside the writer's promise chain, the orders
+ * both sides know from gRPC (on SQLite a reconciler pass runs in microtasks alone: a microtask
+ * delivery would put a cluster's answer in the middle of the pass that sent the command). Cost of
+ * a deploy + status round trip: bench/tools/link-cost.ts.
  */
 import { EventEmitter } from 'node:events';
 import { encodeLinkMessage } from '@oak/contracts';
