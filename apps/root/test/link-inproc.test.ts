@@ -13,7 +13,7 @@ import { MAX_LINK_MESSAGE_BYTES, decodeLinkMessage, formatJoinToken, tryParseJoi
 import type { RootToCluster } from '@oak/contracts';
 import { createStore } from '@oak/store';
 import { waitFor } from '@oak/testkit';
-import { LINK_MAX_RECEIVE_BYTES, MAX_HELLO_BYTES, startRootLink, type RootLink } from '../src/link/index.ts';
+import { IN_PROCESS_PEER, LINK_MAX_RECEIVE_BYTES, MAX_HELLO_BYTES, inProcessLinkPair, startRootLink, type RootLink } from '../src/link/index.ts';
 import { startRoot, type RootHandle } from '../src/server.ts';
 import { clusterJoinToken } from './join.ts';
 
@@ -225,4 +225,52 @@ test('closing the root ends the cluster\'s stream: it is down at once and retrie
   // it dials again (and is refused: the root is gone), as a cluster whose root went away
   await waitFor(() => (client.attempts > before + 1 ? true : undefined), { timeoutMs: 5000 });
   assert.equal(client.connected, false);
+});
+
+test('the in-process pair: later than the writer\'s promise chain, in order, copies, and ends like a gRPC call', async () => {
+  const decoded: string[] = [];
+  const pair = inProcessLinkPair(
+    { maxBytes: 1000, decode: (b) => (decoded.push('root'), decodeLinkMessage(b)) },
+    { maxBytes: 200, decode: (b) => (decoded.push('cluster'), decodeLinkMessage(b)) },
+  );
+  const events: string[] = [];
+  for (const ev of ['data', 'end', 'error', 'close', 'cancelled'] as const) {
+    pair.root.on(ev, (x: unknown) => events.push(`root ${ev}${ev === 'data' ? ` ${(x as { type: string }).type}` : ''}`));
+    pair.cluster.on(ev, (x: unknown) => events.push(`cluster ${ev}${ev === 'data' ? ` ${(x as { type: string }).type}` : ''}`));
+  }
+  assert.equal(pair.root.write({ type: 'ping', t: 1 }), true);
+  assert.equal(pair.cluster.write({ type: 'pong', t: 1 }), true);
+  assert.equal(pair.root.write({ type: 'ping', t: 2 }), true);
+  // not within the writer's call nor its promise chain (what a socket gives too)
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  assert.deepEqual(events, []);
+  assert.deepEqual(decoded, [], 'decoded by the reader, when it reads');
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(events, ['cluster data ping', 'root data pong', 'cluster data ping']);
+  // over the cluster's limit: the call fails on both ends (RESOURCE_EXHAUSTED over gRPC)
+  assert.equal(pair.root.write({ type: 'logs_cancel', request_id: 'r'.repeat(300) }), false);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(events.slice(3), ['root error', 'root close', 'cluster error', 'cluster close']);
+  assert.equal(pair.cluster.write({ type: 'pong', t: 3 }), false, 'nothing goes into a failed call');
+
+  // the root ends the call: the cluster sees the stream end; the cluster cancels: the root sees it cancelled
+  const a = inProcessLinkPair({ maxBytes: 1000, decode: decodeLinkMessage }, { maxBytes: 1000, decode: decodeLinkMessage });
+  const seenA: string[] = [];
+  a.cluster.on('end', () => seenA.push('end'));
+  a.cluster.on('close', () => seenA.push('close'));
+  a.root.end();
+  assert.equal(a.root.write({ type: 'ping', t: 1 }), false);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(seenA, ['end', 'close']);
+  const b = inProcessLinkPair({ maxBytes: 1000, decode: decodeLinkMessage }, { maxBytes: 1000, decode: decodeLinkMessage });
+  const seenB: string[] = [];
+  b.root.on('cancelled', () => seenB.push('cancelled'));
+  b.root.on('close', () => seenB.push('close'));
+  b.cluster.cancel();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(seenB, ['cancelled', 'close']);
+  assert.equal(b.root.cancelled, true);
+  assert.equal(b.root.write({ type: 'ping', t: 1 }), false);
+  assert.equal(b.root.getPeer(), IN_PROCESS_PEER);
 });
