@@ -5,12 +5,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { silentLogger } from '@oak/bus';
 import { startCluster, type ClusterHandle } from '@oak/cluster';
 import type { ApplicationDoc, InstanceDoc, ServiceDoc } from '@oak/contracts';
 import { freePort, shortId, tmpDir, waitFor } from '@oak/testkit';
+import { removeInstanceNetwork } from '../../node-engine/src/network.ts';
 import { clusterJoinToken } from '../../root/test/join.ts';
 import { parseConfig, startOakd, type Oakd } from '../src/index.ts';
 
@@ -58,6 +59,18 @@ before(async () => {
   cleanups.push(() => dir.remove());
   const port = await freePort();
   linkPort = await freePort();
+  const namespace = `oak-t-${shortId()}`;
+  // after oakd closed: the worker's bridge and rule table, and the (empty) cgroups of the namespace
+  cleanups.push(async () => {
+    await removeInstanceNetwork({ namespace, dataDir: join(dir.path, 'oakd') });
+    for (const ctl of readdirSync('/sys/fs/cgroup')) {
+      try {
+        rmdirSync(join('/sys/fs/cgroup', ctl, namespace));
+      } catch {
+        // not there, or not a controller
+      }
+    }
+  });
   const cfg = parseConfig(
     [
       '--host', '127.0.0.1',
@@ -68,7 +81,7 @@ before(async () => {
       '--data-dir', join(dir.path, 'oakd'),
       // no containerd: the worker runs native processes
       '--containerd', join(dir.path, 'no-containerd.sock'),
-      '--namespace', `oak-t-${shortId()}`,
+      '--namespace', namespace,
       '--report-interval', '500',
       '--log-level', 'warn',
       '--netmanager', 'off',
