@@ -827,6 +827,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       const l = new LinkClient({
         address: config.root.address,
         token: config.root.token,
+        ...(config.root.connect !== undefined ? { connect: config.root.connect } : {}),
         clusterName: config.name,
         clusterLocation: config.location ?? null,
         version,
@@ -923,7 +924,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       clearTimeout(netFlush);
       clearTimeout(goneTimer);
     });
-    log.info(`cluster ${config.name}: workers register at ${httpUrl}/api/node/register, MQTT ${mqttUrl}${broker ? ' (embedded)' : ''}${config.root ? `, root link ${config.root.address}` : ' (standalone: no root)'}`);
+    log.info(`cluster ${config.name}: workers register at ${httpUrl}/api/node/register, MQTT ${mqttUrl}${broker ? ' (embedded)' : ''}${config.root ? `, root link ${config.root.address}${config.root.connect !== undefined ? ' (in process)' : ''}` : ' (standalone: no root)'}`);
 
     let closing: Promise<void> | undefined;
     return {

@@ -6,6 +6,7 @@ import { DEFAULT_PORTS } from '@oak/contracts';
 import type { Strategy } from '@oak/scheduler';
 import type { Logger } from '@oak/bus';
 import type { NetOptions } from './net.ts';
+import type { LinkConnector } from './link-client.ts';
 
 export const CLUSTER_VERSION = '0.1.0';
 
@@ -44,8 +45,11 @@ export interface ClusterConfig {
   mqttPort?: number;
   /** embedded broker listen address (default: host) */
   mqttHost?: string;
-  /** the root's link listener (host:port); without it the cluster runs standalone */
-  root?: { address: string; token: string };
+  /**
+   * the root's link listener (host:port); without it the cluster runs standalone. `connect`: the
+   * root runs in this process (oakd), the link goes through it instead of TLS (LinkClient)
+   */
+  root?: { address: string; token: string; connect?: LinkConnector };
   /**
    * Checks a worker join token (and records the worker id it is used for). Default: ask the root
    * over the link. Without a root and without this, every registration is refused.

@@ -5,7 +5,7 @@ export type { ClusterConfig } from './config.ts';
 export { ClusterCore, coreOptions } from './core.ts';
 export type { CoreOptions, DesiredInstance, Effect, InstanceStatusMessage, WorkerRecord } from './core.ts';
 export { LinkClient } from './link-client.ts';
-export type { LinkClientHandlers, LinkClientOptions, WelcomeMessage, WorkerTokenCheck } from './link-client.ts';
+export type { LinkClientHandlers, LinkClientOptions, LinkConnector, LinkReceiver, LinkStream, WelcomeMessage, WorkerTokenCheck } from './link-client.ts';
 export { LINK_CHANNEL_OPTIONS, decodeMessage, encodeMessage } from './link-codec.ts';
 export { NET_MESSAGE_MAX_BYTES, NetCore, RTT_REPORT_MAX_BYTES, netOptions } from './net.ts';
 export type { NetEffect, NetInstanceView, NetOptions, NetView, WorkerNetState } from './net.ts';

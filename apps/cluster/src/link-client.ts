@@ -7,6 +7,11 @@
  * the welcome brings a certificate for that key and the cluster's MQTT secret. Lost streams are
  * re-opened with exponential backoff (capped, ~5 s); a root that stays silent longer than
  * `silenceTimeoutMs` (it pings every second or so) counts as lost.
+ *
+ * A cluster in the root's own process (oakd, the 1-DOC) is given `connect`: its stream is then
+ * an in-memory one to that root (the root's link server, connectInProcess) instead of a TLS dial;
+ * the hello with the join token, the validation of what arrives, pings, the reconnect when the
+ * stream ends are the same code. A redirect to another root is dialled over gRPC as always.
  */
 import { randomBytes } from 'node:crypto';
 import * as tls from 'node:tls';
@@ -31,9 +36,30 @@ export interface LinkClientHandlers {
   onDown?(reason: string): void;
 }
 
+/** What LinkClient uses of a link stream: a gRPC ClientDuplexStream, or the cluster's end of an in-process pair. */
+export interface LinkStream {
+  on(event: 'data', listener: (raw: unknown) => void): unknown;
+  on(event: 'error', listener: (err: Error & { details?: string }) => void): unknown;
+  on(event: 'end' | 'close', listener: () => void): unknown;
+  write(msg: ClusterToRoot): boolean;
+  cancel(): void;
+  removeAllListeners(event: 'data'): unknown;
+}
+
+/** How this side reads what the root sends: its decoder and the largest message it takes (as its gRPC channel). */
+export interface LinkReceiver {
+  maxBytes: number;
+  decode(buf: Buffer): unknown;
+}
+
+/** Opens a stream to a root in this process (no network): the root's link server's connectInProcess. */
+export type LinkConnector = (receiver: LinkReceiver) => LinkStream;
+
 export interface LinkClientOptions {
   /** host:port of the root's link listener */
   address: string;
+  /** the root runs in this process: open the stream through this instead of dialling `address` (hello and token as always) */
+  connect?: LinkConnector;
   /** the cluster's join token (oak1.c....): its CA fingerprint pins the root */
   token: string;
   /** the root CA (PEM) when already known; else fetched on first contact and pinned by the token */
@@ -62,7 +88,7 @@ const UNREACHABLE = 'the root is unreachable, so the worker token cannot be chec
 /** token checks waiting for the root at once; more are answered "busy" at once */
 export const MAX_PENDING_TOKEN_CHECKS = 256;
 
-type Call = grpc.ClientDuplexStream<ClusterToRoot, unknown>;
+type Call = LinkStream;
 
 export class LinkClient {
   readonly #o: LinkClientOptions;
@@ -213,6 +239,10 @@ export class LinkClient {
       );
       return;
     }
+    if (this.#o.connect !== undefined && this.#target === undefined) {
+      this.#attach(this.#o.connect({ maxBytes: LINK_CHANNEL_OPTIONS['grpc.max_receive_message_length'], decode: decodeMessage }), undefined);
+      return;
+    }
     if (this.#caPem !== undefined) {
       this.#dial(this.#caPem);
       return;
@@ -249,12 +279,16 @@ export class LinkClient {
       'grpc.ssl_target_name_override': ROOT_SERVICE_NAME,
       'grpc.default_authority': ROOT_SERVICE_NAME,
     });
-    const call = client.makeBidiStreamRequest<ClusterToRoot, unknown>(LINK_SERVICE_PATH, encodeMessage, decodeMessage);
+    this.#attach(client.makeBidiStreamRequest<ClusterToRoot, unknown>(LINK_SERVICE_PATH, encodeMessage, decodeMessage), client);
+  }
+
+  /** Takes a new stream (gRPC or in-process) and says hello on it. */
+  #attach(call: Call, client: grpc.Client | undefined): void {
     this.#client = client;
     this.#call = call;
     this.#welcomed = false;
     call.on('data', (raw: unknown) => this.#onData(call, raw));
-    call.on('error', (err: grpc.ServiceError) => this.#down(call, `stream error: ${err.details || err.message}`));
+    call.on('error', (err) => this.#down(call, `stream error: ${err.details || err.message}`));
     call.on('end', () => this.#down(call, 'the root ended the stream'));
     call.on('close', () => this.#down(call, 'stream closed'));
     this.#armSilence(call, this.#o.helloTimeoutMs ?? 10_000);

@@ -1,7 +1,8 @@
 /**
  * 1-DOC: the root, a cluster and a worker in one process. Each part is the same code that runs
- * alone (oak-root, oak-cluster, NodeEngine); here they are wired together over loopback, with the
- * embedded MQTT broker and SQLite, so one command gives a working system.
+ * alone (oak-root, oak-cluster, NodeEngine); here they are wired together over loopback (the
+ * root <-> cluster link in memory: connectInProcess), with the embedded MQTT broker and SQLite, so
+ * one command gives a working system.
  */
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -69,7 +70,9 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
       mqttPort: cfg.mqttPort,
       ...(cfg.mqttUrl ? { mqttUrl: cfg.mqttUrl } : {}),
       ...(cfg.reportIntervalMs ? { reportIntervalMs: cfg.reportIntervalMs } : {}),
-      root: { address: `${loopback}:${rootLink.port}`, token: tokens.cluster },
+      // the cluster joins its root in this process without the network (the same hello and
+      // token as over gRPC); the link port stays open for the clusters of other machines
+      root: { address: `${loopback}:${rootLink.port}`, token: tokens.cluster, connect: (receiver) => rootLink.link.connectInProcess(receiver) },
       log: consoleLogger(`cluster ${cfg.clusterName}`, cfg.logLevel),
     });
     closers.push(() => cluster.close());

@@ -48,15 +48,15 @@ export const silentLinkLog: LinkLog = { debug: noop, info: noop, warn: noop, err
  * message's byte size goes into `sizes` (the hello size limit of the link and of a follower).
  */
 export function sizedLinkDefinition(sizes: WeakMap<object, number>): ServiceDefinition {
-  return {
-    Connect: {
-      ...LINK_CONNECT_METHOD,
-      requestDeserialize: (buf: Buffer): unknown => {
-        const m = decodeLinkMessage(buf);
-        if (typeof m === 'object' && m !== null && m !== LINK_MALFORMED) sizes.set(m, buf.length);
-        return m;
-      },
-    },
+  return { Connect: { ...LINK_CONNECT_METHOD, requestDeserialize: sizedDecoder(sizes) } };
+}
+
+/** decodeLinkMessage that puts each message's byte size into `sizes` (the listener's deserializer, also of in-process streams) */
+export function sizedDecoder(sizes: WeakMap<object, number>): (buf: Buffer) => unknown {
+  return (buf) => {
+    const m = decodeLinkMessage(buf);
+    if (typeof m === 'object' && m !== null && m !== LINK_MALFORMED) sizes.set(m, buf.length);
+    return m;
   };
 }
 

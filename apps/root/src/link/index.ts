@@ -10,13 +10,15 @@ import { createLinkControlPlane } from './control.ts';
 import type { LinkControlPlane, NetLimits } from './control.ts';
 import { startLinkServer } from './server.ts';
 import { startFleetShell } from '../fleet/shell.ts';
-import type { LinkServer } from './server.ts';
+import type { RootLinkServer } from './server.ts';
 import type { LinkLog } from './codec.ts';
 import type { ReconcilerConfigPatch } from '../reconcile/shell.ts';
 
 export { startLinkServer, tokenMatches, DEFAULT_LINK_PORT, MAX_HELLO_BYTES, MAX_PENDING_STREAMS } from './server.ts';
 export { LINK_MAX_RECEIVE_BYTES } from './codec.ts';
-export type { LinkListener, LinkServer, LinkServerOptions } from './server.ts';
+export type { LinkListener, LinkServer, LinkServerOptions, RootLinkServer } from './server.ts';
+export { IN_PROCESS_PEER, inProcessLinkPair } from './inproc.ts';
+export type { InProcessClusterEnd, InProcessDirection, InProcessRootEnd } from './inproc.ts';
 export { createLinkControlPlane } from './control.ts';
 export type { LinkControlOptions, LinkControlPlane, NetLimits } from './control.ts';
 export { encodeMessage, decodeMessage, linkServiceDefinition, silentLinkLog } from './codec.ts';
@@ -43,7 +45,8 @@ export interface LinkControlSettings {
 /** The link listener and the control plane on it, started for one root. */
 export interface RootLink {
   control: LinkControlPlane;
-  link: LinkServer;
+  /** also `link.connectInProcess()`: the stream a cluster in this process joins through */
+  link: RootLinkServer;
   /** the port clusters dial (50052 by default) */
   port: number;
   /** host:port clusters dial */

@@ -13,6 +13,10 @@
  * prefix, before reading it). The root pings every second; a cluster that stays silent for
  * `pingTimeoutMs` or whose stream ends is set INACTIVE at once. What arrives is validated; the
  * placement side (control.ts) listens through LinkListener.
+ *
+ * A cluster in the root's own process (oakd, the 1-DOC) connects through `connectInProcess()`
+ * instead: an in-memory stream (inproc.ts) handled by the same session code as a gRPC stream, with
+ * the same hello, token check, decoders and limits; only TLS and HTTP/2 are left out.
  */
 import { artifactChunk } from '../fleet/shell.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -24,7 +28,9 @@ import { CLUSTER_SERVICE_NAME, checkPublicKeyPem, issueCert } from '@oak/trust';
 import type { EventHub } from '../events.ts';
 import { usageIntake } from '../usage.ts';
 import { checkJoinToken, clusterMqttSecret, tokenState, type RootTrust } from '../trust.ts';
-import { LINK_SERVER_OPTIONS, linkHosts, rootLinkCredentials, silentLinkLog, sizedLinkDefinition } from './codec.ts';
+import { LINK_MAX_RECEIVE_BYTES, LINK_SERVER_OPTIONS, linkHosts, rootLinkCredentials, silentLinkLog, sizedDecoder, sizedLinkDefinition } from './codec.ts';
+import { inProcessLinkPair, refusedLinkStream } from './inproc.ts';
+import type { InProcessClusterEnd, InProcessDirection } from './inproc.ts';
 import type { LinkLog } from './codec.ts';
 
 /** streams that have not said hello yet, at once */
@@ -87,7 +93,29 @@ export interface LinkServer {
   close(): Promise<void>;
 }
 
-type Call = grpc.ServerDuplexStream<unknown, RootToCluster>;
+/** The link server startLinkServer starts: a LinkServer that clusters in this process can also join without the network. */
+export interface RootLinkServer extends LinkServer {
+  /**
+   * A link stream to this root inside this process, for a LinkClient (`connect`): it says hello
+   * with its join token like any cluster and is handled like a gRPC stream. `toCluster` is the
+   * cluster's side of the copy (its decoder and the largest message it reads). After close()
+   * the stream fails at once, as a dial to a closed port.
+   */
+  connectInProcess(toCluster: InProcessDirection): InProcessClusterEnd;
+}
+
+/** What the session code uses of a stream: a gRPC ServerDuplexStream, or the root's end of an in-process pair. */
+interface Call {
+  on(event: 'data', listener: (raw: unknown) => void): unknown;
+  on(event: 'end' | 'cancelled' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  write(msg: RootToCluster): boolean;
+  end(): void;
+  getPeer(): string;
+  readonly cancelled: boolean;
+  readonly destroyed: boolean;
+  destroy?(): void;
+}
 
 interface Session {
   call: Call;
@@ -111,7 +139,7 @@ export function tokenMatches(expected: string, given: string): boolean {
 
 const DNS_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
-export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer> {
+export async function startLinkServer(o: LinkServerOptions): Promise<RootLinkServer> {
   const log = o.log ?? silentLinkLog;
   const pingMs = o.pingIntervalMs ?? 1000;
   const timeoutMs = o.pingTimeoutMs ?? 3 * pingMs;
@@ -394,7 +422,8 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
   const sizes = new WeakMap<object, number>();
   const credentials = await rootLinkCredentials(o.trust.ca);
   const server = new grpc.Server(LINK_SERVER_OPTIONS);
-  server.addService(sizedLinkDefinition(sizes), { Connect: handle });
+  server.addService(sizedLinkDefinition(sizes), { Connect: (call: grpc.ServerDuplexStream<unknown, RootToCluster>) => handle(call) });
+  const decodeToRoot = sizedDecoder(sizes);
   const { bindHost, shownHost } = linkHosts(o.host ?? '0.0.0.0');
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${bindHost}:${o.port ?? DEFAULT_LINK_PORT}`, credentials, (err, p) => (err ? reject(err) : resolve(p)));
@@ -421,6 +450,12 @@ export async function startLinkServer(o: LinkServerOptions): Promise<LinkServer>
     },
     setListener(l) {
       listener = l;
+    },
+    connectInProcess(toCluster) {
+      if (closing) return refusedLinkStream('the root is shutting down');
+      const pair = inProcessLinkPair({ maxBytes: LINK_MAX_RECEIVE_BYTES, decode: decodeToRoot }, toCluster);
+      handle(pair.root);
+      return pair.cluster;
     },
     dropClustersOf(tokenId) {
       const hit = [...sessions.values()].filter((s) => s.tokenId === tokenId && !s.ended);
