@@ -1,7 +1,9 @@
 /**
- * The 1-DOC's own cluster joins its root in process (issue 9): no TCP connection to the link port
- * while a process deploy goes root -> cluster -> worker and back, and the link port still takes
- * clusters of other machines over gRPC + TLS.
+ * The 1-DOC's own cluster joins its root in process, and its worker speaks MQTT to the cluster's
+ * embedded broker in process (issue 9): no TCP connection to the link port nor to the broker port
+ * while a process deploy goes root -> cluster -> worker and back (the worker authenticated with
+ * credentials of its own, as over the network); the link port still takes clusters of other
+ * machines over gRPC + TLS.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +22,7 @@ let oakd: Oakd;
 let base = '';
 let token = '';
 let linkPort = 0;
+let mqttPort = 0;
 const cleanups: (() => Promise<void>)[] = [];
 
 /** established TCP connections (IPv4 and IPv6) with `port` at either end */
@@ -59,6 +62,7 @@ before(async () => {
   cleanups.push(() => dir.remove());
   const port = await freePort();
   linkPort = await freePort();
+  mqttPort = await freePort();
   const namespace = `oak-t-${shortId()}`;
   // after oakd closed: the worker's bridge and rule table, and the (empty) cgroups of the namespace
   cleanups.push(async () => {
@@ -77,7 +81,7 @@ before(async () => {
       '--port', String(port),
       '--link-port', String(linkPort),
       '--cluster-port', String(await freePort()),
-      '--mqtt-port', String(await freePort()),
+      '--mqtt-port', String(mqttPort),
       '--data-dir', join(dir.path, 'oakd'),
       // no containerd: the worker runs native processes
       '--containerd', join(dir.path, 'no-containerd.sock'),
@@ -101,7 +105,7 @@ after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-test('the 1-DOC cluster is connected through the in-process link: a deploy runs, no TCP to the link port', { timeout: 60_000 }, async () => {
+test('the 1-DOC cluster is connected through the in-process link, its worker to the broker in process: a deploy runs, no TCP to either port', { timeout: 60_000 }, async () => {
   await waitFor(() => (oakd.cluster.rootConnected && oakd.link.link.connectedClusters().length === 1 ? true : undefined), { timeoutMs: 20_000 });
   const [clusterId] = oakd.link.link.connectedClusters();
   assert.ok(clusterId !== undefined);
@@ -128,6 +132,10 @@ test('the 1-DOC cluster is connected through the in-process link: a deploy runs,
   assert.equal(running.cluster_id, clusterId);
   // the link port listens, but nothing in this process is connected to it
   assert.equal(tcpWithPort(linkPort), 0, 'no TCP connection to the link port');
+  // the worker holds credentials of its own on the broker (it registered like any worker), and
+  // nobody speaks MQTT over TCP here: the cluster's client and the worker are both in process
+  assert.equal(oakd.cluster.credentials().size, 1);
+  assert.equal(tcpWithPort(mqttPort), 0, 'no TCP connection to the broker port');
   await api('DELETE', `/api/service/${svc.microserviceID}/instance/${inst.instance_number}`);
   await waitFor(async () => ((await api<ServiceDoc>('GET', `/api/service/${svc.microserviceID}`)).instance_list.some((i) => i.instance_number === inst.instance_number) ? undefined : true), { timeoutMs: 30_000 });
 });
