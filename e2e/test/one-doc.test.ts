@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { serviceTable, tunnelDevice } from '@oak/net';
-import { buildBusyboxImage, freePort, run, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
+import { buildBusyboxImage, establishedTcp, freePort, run, startContainerd, startRegistry, tmpDir, waitFor } from '@oak/testkit';
 import { removeInstanceNetwork } from '../../apps/node-engine/src/network.ts';
 import { Api, waitHealthy } from '../src/api.ts';
 import { Procs, bins } from '../src/procs.ts';
@@ -36,9 +36,10 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
   t.after(() => removeInstanceNetwork({ namespace: ctd.namespace, dataDir: dir.path }));
 
   const port = await freePort();
+  const mqttPort = await freePort();
   const args = [
     '--host', '127.0.0.1', '--port', String(port),
-    '--link-port', String(await freePort()), '--cluster-port', String(await freePort()), '--mqtt-port', String(await freePort()),
+    '--link-port', String(await freePort()), '--cluster-port', String(await freePort()), '--mqtt-port', String(mqttPort),
     '--data-dir', dir.path, '--containerd', ctd.socket, '--namespace', ctd.namespace, '--report-interval', '500',
     // the built-in NetManager (on by default) on a free port; its tunnel endpoint is --host, on a
     // UDP port of its own (one VXLAN device per VNI and port in a namespace: other runs may hold 50103)
@@ -75,6 +76,8 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
     const withNet = await api.waitInstances(svc.microserviceID, (l) => /^10\.18\./.test(l[0]?.nsip ?? ''), 20_000, 'the instance on the overlay subnet (nsip 10.18.x)');
     assert.match(withNet.service_ip ?? '', /^10\.30\./, 'the service has a service IP');
     assert.match(withNet.instance_list[0]?.instance_ip ?? '', /^10\.30\./, 'the instance has an instance IP');
+    // the worker and the built-in NetManager reach the embedded broker inside oakd: no MQTT over TCP
+    assert.equal(establishedTcp(mqttPort), 0, 'no TCP connection to the broker port');
     assert.ok(running.instance_list[0]?.worker_id, 'instance knows its worker');
     // Oakestra's clients read publicip: the worker's address (its NetManager's NodePublicAddress)
     assert.match(running.instance_list[0]?.publicip ?? '', /^[0-9a-f.:]+$/i, 'publicip is the worker address');
@@ -141,3 +144,4 @@ test('1-DOC: SLA -> RUNNING container, scale, undeploy, pending reason, kill -9 
     throw err;
   }
 });
+

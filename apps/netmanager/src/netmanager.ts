@@ -41,6 +41,11 @@ export interface NetManagerOptions {
   publicPort?: number;
   /** broker used when neither /register nor the persisted state gives one (ClusterUrl/ClusterMqttPort) */
   fallbackMqttUrl?: string;
+  /**
+   * a connection to the cluster's broker inside this process (the 1-DOC: the cluster's
+   * `localBrokerStream`) instead of dialling the broker URL; authenticated as usual
+   */
+  mqttStream?: () => import('node:stream').Duplex;
   /** the resolver on the gateway (default true) */
   dns?: boolean;
   /** resolver port (default 53; tests) */
@@ -369,7 +374,7 @@ class NetManager {
       // user `<id>-net` with the worker's password: Mosquitto's dynamic security pins one client id
       // per user, so the NetManager has its own (same role); the embedded broker accepts both forms
       ...(username !== undefined ? { username: `${username}${NETMANAGER_CLIENT_SUFFIX}`, password: password ?? '' } : {}),
-      ...(tls !== undefined ? { tls } : {}),
+      ...(this.opts.mqttStream !== undefined ? { stream: this.opts.mqttStream } : tls !== undefined ? { tls } : {}),
       waitForConnect: false,
       reconnectPeriodMs: 1000,
       log: this.log,

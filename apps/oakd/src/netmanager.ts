@@ -28,6 +28,8 @@ export interface BuiltInNetManagerOptions {
   publicAddress: string;
   publicPort: number;
   fallbackMqttUrl?: string;
+  /** the cluster's embedded broker inside this process (see NetManagerOptions.mqttStream) */
+  mqttStream?: () => import('node:stream').Duplex;
 }
 
 type StartNetManager = (opts: BuiltInNetManagerOptions) => Promise<BuiltInNetManager>;

@@ -89,6 +89,8 @@ export async function startOakd(cfg: OakdConfig, say: Say = (l) => process.stdou
           publicAddress,
           publicPort: cfg.publicPort,
           fallbackMqttUrl: cluster.mqttUrl,
+          // the cluster's embedded broker is in this process: no TLS round trip per message
+          ...(cfg.mqttUrl === undefined && cluster.localBrokerStream !== undefined ? { mqttStream: cluster.localBrokerStream } : {}),
         });
         const nm = netmanager;
         closers.push(() => nm.close());

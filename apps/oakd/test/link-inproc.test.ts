@@ -7,12 +7,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { silentLogger } from '@oak/bus';
 import { startCluster, type ClusterHandle } from '@oak/cluster';
 import type { ApplicationDoc, InstanceDoc, ServiceDoc } from '@oak/contracts';
-import { freePort, shortId, tmpDir, waitFor } from '@oak/testkit';
+import { establishedTcp, freePort, shortId, tmpDir, waitFor } from '@oak/testkit';
 import { removeInstanceNetwork } from '../../node-engine/src/network.ts';
 import { clusterJoinToken } from '../../root/test/join.ts';
 import { parseConfig, startOakd, type Oakd } from '../src/index.ts';
@@ -24,27 +24,6 @@ let token = '';
 let linkPort = 0;
 let mqttPort = 0;
 const cleanups: (() => Promise<void>)[] = [];
-
-/** established TCP connections (IPv4 and IPv6) with `port` at either end */
-function tcpWithPort(port: number): number {
-  let n = 0;
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      const [local, remote, state] = [f[1], f[2], f[3]];
-      if (local === undefined || remote === undefined || state !== '01') continue;
-      const portOf = (a: string): number => parseInt(a.slice(a.lastIndexOf(':') + 1), 16);
-      if (portOf(local) === port || portOf(remote) === port) n++;
-    }
-  }
-  return n;
-}
 
 async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const res = await fetch(base + path, {
@@ -131,11 +110,11 @@ test('the 1-DOC cluster is connected through the in-process link, its worker to 
   );
   assert.equal(running.cluster_id, clusterId);
   // the link port listens, but nothing in this process is connected to it
-  assert.equal(tcpWithPort(linkPort), 0, 'no TCP connection to the link port');
+  assert.equal(establishedTcp(linkPort), 0, 'no TCP connection to the link port');
   // the worker holds credentials of its own on the broker (it registered like any worker), and
   // nobody speaks MQTT over TCP here: the cluster's client and the worker are both in process
   assert.equal(oakd.cluster.credentials().size, 1);
-  assert.equal(tcpWithPort(mqttPort), 0, 'no TCP connection to the broker port');
+  assert.equal(establishedTcp(mqttPort), 0, 'no TCP connection to the broker port');
   await api('DELETE', `/api/service/${svc.microserviceID}/instance/${inst.instance_number}`);
   await waitFor(async () => ((await api<ServiceDoc>('GET', `/api/service/${svc.microserviceID}`)).instance_list.some((i) => i.instance_number === inst.instance_number) ? undefined : true), { timeoutMs: 30_000 });
 });
@@ -156,7 +135,7 @@ test('a cluster of another machine still joins the 1-DOC\'s root over gRPC + TLS
   await waitFor(() => (oakd.link.link.connectedClusters().length === 2 ? true : undefined), { timeoutMs: 20_000 });
   const clusters = await api<{ cluster_name: string; status?: string }[]>('GET', '/api/clusters/active');
   assert.deepEqual(clusters.map((c) => c.cluster_name).sort(), ['edge', 'local'].sort());
-  assert.ok(tcpWithPort(linkPort) > 0, 'the external cluster dialled the link port');
+  assert.ok(establishedTcp(linkPort) > 0, 'the external cluster dialled the link port');
   // and leaving marks it disconnected while the in-process cluster stays
   await edge.close();
   await waitFor(() => (oakd.link.link.connectedClusters().length === 1 ? true : undefined), { timeoutMs: 10_000 });

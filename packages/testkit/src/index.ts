@@ -1,6 +1,6 @@
 export { freePort, waitFor, tmpDir, sleep, run, shortId, onProcessExit, stopProcess } from './util.ts';
 export type { WaitForOptions, TmpDir, RunResult, RunOptions } from './util.ts';
-export { canConnectTcp } from './net-util.ts';
+export { canConnectTcp, establishedTcp } from './net-util.ts';
 export { startContainerd, canConnect } from './containerd.ts';
 export type { StartContainerdOptions, ContainerdInstance } from './containerd.ts';
 export { startRegistry } from './registry.ts';
