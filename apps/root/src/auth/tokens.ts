@@ -4,6 +4,7 @@
  * `ver`, the user's token_version when it was issued: logout, a password change and a role change
  * bump it, which kills every access and refresh token of that user at once (see `checkVersion`).
  */
+import { timingSafeEqual, webcrypto } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { ROLES, UnauthorizedError, type Role, type TokenPair } from '@oak/contracts';
 import type { UserRow } from '@oak/store';
@@ -25,6 +26,29 @@ export interface TokenClaims {
   exp: number;
 }
 
+/**
+ * The HMAC key of a secret, imported once: jose imports a raw Uint8Array anew at every sign and
+ * verify (an extra WebCrypto call, about half of a verify). Keyed by the array and checked
+ * against a copy of its bytes, so a secret changed in place is imported again.
+ */
+const hmacKeys = new WeakMap<Uint8Array, { bytes: Uint8Array; key: Promise<webcrypto.CryptoKey> }>();
+function hmacKey(secret: Uint8Array): Promise<webcrypto.CryptoKey> {
+  const hit = hmacKeys.get(secret);
+  if (hit !== undefined && timingSafeEqualBytes(hit.bytes, secret)) return hit.key;
+  const bytes = new Uint8Array(secret);
+  const key = webcrypto.subtle.importKey('raw', bytes, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+  const entry = { bytes, key };
+  hmacKeys.set(secret, entry);
+  key.catch(() => {
+    if (hmacKeys.get(secret) === entry) hmacKeys.delete(secret);
+  });
+  return key;
+}
+
+function timingSafeEqualBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
 async function sign(user: UserRow, typ: TokenKind, ttlSec: number, secret: Uint8Array): Promise<string> {
   return new SignJWT({ name: user.name, roles: user.roles, org: user.organization_id, typ, ver: user.token_version })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
@@ -32,7 +56,7 @@ async function sign(user: UserRow, typ: TokenKind, ttlSec: number, secret: Uint8
     .setIssuer(TOKEN_ISSUER)
     .setIssuedAt()
     .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSec)
-    .sign(secret);
+    .sign(await hmacKey(secret));
 }
 
 export async function issueTokens(user: UserRow, auth: AuthSettings): Promise<TokenPair> {
@@ -47,7 +71,7 @@ export async function issueTokens(user: UserRow, auth: AuthSettings): Promise<To
 export async function verifyToken(token: string, kind: TokenKind, secret: Uint8Array): Promise<TokenClaims> {
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(token, secret, { issuer: TOKEN_ISSUER, algorithms: ['HS256'] }));
+    ({ payload } = await jwtVerify(token, await hmacKey(secret), { issuer: TOKEN_ISSUER, algorithms: ['HS256'] }));
   } catch (err) {
     if (err instanceof joseErrors.JWTExpired) {
       throw new UnauthorizedError(`the ${kind} token has expired`, 'OAK_TOKEN_EXPIRED');
