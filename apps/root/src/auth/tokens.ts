@@ -4,8 +4,8 @@
  * `ver`, the user's token_version when it was issued: logout, a password change and a role change
  * bump it, which kills every access and refresh token of that user at once (see `checkVersion`).
  */
-import { timingSafeEqual, webcrypto } from 'node:crypto';
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { createHmac, timingSafeEqual, webcrypto } from 'node:crypto';
+import { SignJWT, UnsecuredJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { ROLES, UnauthorizedError, type Role, type TokenPair } from '@oak/contracts';
 import type { UserRow } from '@oak/store';
 import type { AuthSettings } from '../context.ts';
@@ -67,11 +67,34 @@ export async function issueTokens(user: UserRow, auth: AuthSettings): Promise<To
   };
 }
 
+/** the protected header of every token sign() makes, as SignJWT encodes it */
+const OWN_HEADER = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
+const NONE_HEADER = Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url');
+
+/**
+ * jose's verdict on a token of the shape sign() makes, without WebCrypto: jose's HMAC check is
+ * a thread-pool job, which under load waited longer than the whole rest of a request's
+ * authentication. Only a token with exactly sign()'s header and the canonical signature of this
+ * secret is taken here; its claims go through jose's own claim checks (UnsecuredJWT.decode runs
+ * the validation jwtVerify runs, with the same options and errors). Anything else answers
+ * undefined and goes the jose way, so no token is judged differently.
+ */
+function verifyOwnShape(token: string, secret: Uint8Array): Record<string, unknown> | undefined {
+  const parts = token.split('.');
+  // an empty key is refused by WebCrypto (so jose refuses every token); it stays jose's to refuse
+  if (secret.length === 0 || parts.length !== 3 || parts[0] !== OWN_HEADER) return undefined;
+  const [, payload = '', signature = ''] = parts;
+  const expected = Buffer.from(createHmac('sha256', secret).update(`${OWN_HEADER}.${payload}`).digest('base64url'));
+  const given = Buffer.from(signature);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+  return UnsecuredJWT.decode(`${NONE_HEADER}.${payload}.`, { issuer: TOKEN_ISSUER }).payload;
+}
+
 /** Verifies signature, issuer, expiry and kind; throws UnauthorizedError (OAK_TOKEN_EXPIRED when only the time is wrong). */
 export async function verifyToken(token: string, kind: TokenKind, secret: Uint8Array): Promise<TokenClaims> {
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(token, await hmacKey(secret), { issuer: TOKEN_ISSUER, algorithms: ['HS256'] }));
+    payload = verifyOwnShape(token, secret) ?? (await jwtVerify(token, await hmacKey(secret), { issuer: TOKEN_ISSUER, algorithms: ['HS256'] })).payload;
   } catch (err) {
     if (err instanceof joseErrors.JWTExpired) {
       throw new UnauthorizedError(`the ${kind} token has expired`, 'OAK_TOKEN_EXPIRED');
