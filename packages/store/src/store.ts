@@ -498,7 +498,7 @@ export class KyselyStore implements Store {
   }
 
   async getServiceByJobName(jobName: string): Promise<ServiceRow | undefined> {
-    const r = await this.#db.selectFrom('services').selectAll().where('job_name', '=', jobName).executeTakeFirst();
+    const r = await this.#first(this.#db, 'getServiceByJobName', (j: string) => this.#db.selectFrom('services').selectAll().where('job_name', '=', j), jobName);
     return r && toService(r);
   }
 
@@ -882,7 +882,7 @@ export class KyselyStore implements Store {
   }
 
   async getClusterLocation(id: string): Promise<string | null | undefined> {
-    const r = await this.#db.selectFrom('clusters').select('location').where('id', '=', id).executeTakeFirst();
+    const r = await this.#first(this.#db, 'getClusterLocation', (i: string) => this.#db.selectFrom('clusters').select('location').where('id', '=', i), id);
     return r?.location;
   }
 
@@ -1050,18 +1050,13 @@ export class KyselyStore implements Store {
   // ---- overlay IPAM ----
 
   async getIpam(): Promise<IpamRecord> {
-    const r = await this.#db.selectFrom('overlay_ipam').selectAll().where('id', '=', 1).executeTakeFirst();
+    const r = await this.#first(this.#db, 'getIpam', () => this.#db.selectFrom('overlay_ipam').selectAll().where('id', '=', 1));
     return r ? { version: Number(r.version), state: JSON.parse(r.state) as unknown, updated_at: r.updated_at } : { version: 0, state: null, updated_at: '' };
   }
 
   async updateIpam<T>(fn: (current: IpamRecord) => IpamWrite<T> | Promise<IpamWrite<T>>): Promise<T> {
     return this.#tx(async (t) => {
-      const r = await t
-        .selectFrom('overlay_ipam')
-        .selectAll()
-        .where('id', '=', 1)
-        .$if(this.kind === 'postgres', (q) => q.forUpdate())
-        .executeTakeFirst();
+      const r = await this.#first(t, 'updateIpam:current', () => t.selectFrom('overlay_ipam').selectAll().where('id', '=', 1).$if(this.kind === 'postgres', (q) => q.forUpdate()));
       const cur: IpamRecord = r ? { version: Number(r.version), state: JSON.parse(r.state) as unknown, updated_at: r.updated_at } : { version: 0, state: null, updated_at: '' };
       const w = await fn(cur);
       if (w.state === undefined) return w.result;
@@ -1069,8 +1064,16 @@ export class KyselyStore implements Store {
       const text = JSON.stringify(w.state);
       if (r) {
         // the lock makes the version check redundant; it stays as a guard against a writer that skipped it
-        const u = await t.updateTable('overlay_ipam').set({ state: text, version: cur.version + 1, updated_at: at }).where('id', '=', 1).where('version', '=', cur.version).executeTakeFirst();
-        if (u.numUpdatedRows !== 1n) throw new ConflictError('the IPAM state changed under this update', 'try again');
+        const u = await this.#write(
+          t,
+          'updateIpam:write',
+          (st: string, v: number, a: string, was: number) => t.updateTable('overlay_ipam').set({ state: st, version: v, updated_at: a }).where('id', '=', 1).where('version', '=', was),
+          text,
+          cur.version + 1,
+          at,
+          cur.version,
+        );
+        if (u !== 1n) throw new ConflictError('the IPAM state changed under this update', 'try again');
       } else {
         await t.insertInto('overlay_ipam').values({ id: 1, version: 1, state: text, updated_at: at }).execute();
       }
@@ -1079,12 +1082,15 @@ export class KyselyStore implements Store {
         await t.updateTable('services').set(cols).where('id', '=', id).execute();
       }
       for (const i of w.instances ?? []) {
-        await t
-          .updateTable('instances')
-          .set({ instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6 })
-          .where('service_id', '=', i.service_id)
-          .where('instance_number', '=', i.instance_number)
-          .execute();
+        await this.#write(
+          t,
+          'updateIpam:instance',
+          (ip: string | null, ip6: string | null, id: string, k: number) => t.updateTable('instances').set({ instance_ip: ip, instance_ip_v6: ip6 }).where('service_id', '=', id).where('instance_number', '=', k),
+          i.instance_ip,
+          i.instance_ip_v6,
+          i.service_id,
+          i.instance_number,
+        );
       }
       return w.result;
     });
