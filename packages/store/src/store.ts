@@ -6,12 +6,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
-import type { ExpressionBuilder, Kysely, Selectable } from 'kysely';
+import type { Compilable, ExpressionBuilder, Insertable, Kysely, Selectable } from 'kysely';
+import { CompiledQuery } from 'kysely';
 import { ConflictError, NotFoundError, OakError, TERMINAL_STATES } from '@oak/contracts';
 import type { ClusterResources, HealthState, InstanceNet, InstanceState, Microservice, Role } from '@oak/contracts';
 import type { Backend, DB } from './db.ts';
 import { isPostgresUrl, openPostgres, openSqlite } from './db.ts';
 import { migrate } from './migrations.ts';
+import { PreparedQueries } from './prepared.ts';
 import { serviceFingerprint } from './fingerprint.ts';
 import { LocalNotifier, MAX_PAYLOAD_BYTES, PgNotifier } from './notify.ts';
 import type { Notifier } from './notify.ts';
@@ -165,12 +167,45 @@ export class KyselyStore implements Store {
   readonly #db: Kysely<DB>;
   readonly #pgSchema: string | undefined;
   readonly #notifier: Notifier;
+  /** the hot queries, compiled once per shape (prepared.ts) */
+  readonly #prepared = new PreparedQueries();
+  readonly #begin: CompiledQuery;
+  readonly #commit = CompiledQuery.raw('commit');
 
   constructor(db: Kysely<DB>, kind: Backend, pgSchema: string | undefined, notifier: Notifier) {
     this.#db = db;
     this.kind = kind;
     this.#pgSchema = pgSchema;
     this.#notifier = notifier;
+    this.#begin = CompiledQuery.raw(kind === 'sqlite' ? 'begin immediate' : 'begin');
+  }
+
+  /** the rows of a prepared query (`db`: the store's or a transaction's connection) */
+  async #rows<R, A extends readonly unknown[]>(db: Kysely<DB>, key: string, build: (...p: A) => Compilable<R>, ...args: A): Promise<R[]> {
+    return (await db.executeQuery(this.#prepared.bind(key, build, args))).rows as R[];
+  }
+
+  async #first<R, A extends readonly unknown[]>(db: Kysely<DB>, key: string, build: (...p: A) => Compilable<R>, ...args: A): Promise<R | undefined> {
+    return (await this.#rows(db, key, build, ...args))[0];
+  }
+
+  /** appends one row to an instance's status history */
+  async #history(t: Kysely<DB>, serviceId: string, n: number, status: string, detail: string, at: string): Promise<void> {
+    await this.#write(
+      t,
+      'history:add',
+      (id: string, k: number, st: string, d: string, a: string) => t.insertInto('instance_history').values({ service_id: id, instance_number: k, status: st, status_detail: d, at: a }),
+      serviceId,
+      n,
+      status,
+      detail,
+      at,
+    );
+  }
+
+  /** the rows a prepared write changed */
+  async #write<A extends readonly unknown[]>(db: Kysely<DB>, key: string, build: (...p: A) => Compilable<unknown>, ...args: A): Promise<bigint> {
+    return (await db.executeQuery(this.#prepared.bind(key, build, args))).numAffectedRows ?? 0n;
   }
 
   /** the notifier (tests reach the PostgreSQL listen connection's name through it) */
@@ -199,10 +234,10 @@ export class KyselyStore implements Store {
    */
   async #tx<T>(fn: (t: Kysely<DB>) => Promise<T>): Promise<T> {
     return this.#db.connection().execute(async (c) => {
-      await sql.raw(this.kind === 'sqlite' ? 'begin immediate' : 'begin').execute(c);
+      await c.executeQuery(this.#begin);
       try {
         const r = await fn(c);
-        await sql.raw('commit').execute(c);
+        await c.executeQuery(this.#commit);
         return r;
       } catch (e) {
         await sql.raw('rollback').execute(c).catch(() => undefined);
@@ -281,7 +316,7 @@ export class KyselyStore implements Store {
   }
 
   async getUser(id: string): Promise<UserRow | undefined> {
-    const r = await this.#db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    const r = await this.#first(this.#db, 'getUser', (i: string) => this.#db.selectFrom('users').selectAll().where('id', '=', i), id);
     return r && toUser(r);
   }
 
@@ -392,7 +427,7 @@ export class KyselyStore implements Store {
   }
 
   async getApplication(id: string): Promise<ApplicationRow | undefined> {
-    return this.#db.selectFrom('applications').selectAll().where('id', '=', id).executeTakeFirst();
+    return this.#first(this.#db, 'getApplication', (i: string) => this.#db.selectFrom('applications').selectAll().where('id', '=', i), id);
   }
 
   async listApplications(filter: { organization_id?: string; user_id?: string } = {}): Promise<ApplicationRow[]> {
@@ -458,20 +493,27 @@ export class KyselyStore implements Store {
   }
 
   async getService(id: string): Promise<ServiceRow | undefined> {
-    const r = await this.#db.selectFrom('services').selectAll().where('id', '=', id).executeTakeFirst();
+    const r = await this.#first(this.#db, 'getService', (i: string) => this.#db.selectFrom('services').selectAll().where('id', '=', i), id);
     return r && toService(r);
   }
 
   async getServiceByJobName(jobName: string): Promise<ServiceRow | undefined> {
-    const r = await this.#db.selectFrom('services').selectAll().where('job_name', '=', jobName).executeTakeFirst();
+    const r = await this.#first(this.#db, 'getServiceByJobName', (j: string) => this.#db.selectFrom('services').selectAll().where('job_name', '=', j), jobName);
     return r && toService(r);
   }
 
   async listServices(filter: { application_id?: string; organization_id?: string } = {}): Promise<ServiceRow[]> {
-    let q = this.#db.selectFrom('services').selectAll();
-    if (filter.application_id !== undefined) q = q.where('application_id', '=', filter.application_id);
-    if (filter.organization_id !== undefined) q = q.where('organization_id', '=', filter.organization_id);
-    return (await q.orderBy('created_at').orderBy('id').execute()).map(toService);
+    const { application_id: app, organization_id: org } = filter;
+    const build = (a: string | undefined, o: string | undefined) => {
+      let q = this.#db.selectFrom('services').selectAll();
+      if (a !== undefined) q = q.where('application_id', '=', a);
+      if (o !== undefined) q = q.where('organization_id', '=', o);
+      return q.orderBy('created_at').orderBy('id');
+    };
+    const key = `listServices:${app === undefined ? '' : 'a'}${org === undefined ? '' : 'o'}`;
+    const args = [app, org].filter((v) => v !== undefined);
+    const rows = await this.#rows(this.#db, key, (...p: string[]) => build(app === undefined ? undefined : p[0], org === undefined ? undefined : p[app === undefined ? 0 : 1]), ...args);
+    return rows.map(toService);
   }
 
   async updateService(
@@ -540,7 +582,7 @@ export class KyselyStore implements Store {
   }
 
   async listServiceVersions(serviceId: string): Promise<ServiceVersionRow[]> {
-    const rows = await this.#db.selectFrom('service_versions').selectAll().where('service_id', '=', serviceId).orderBy('version').execute();
+    const rows = await this.#rows(this.#db, 'listServiceVersions', (id: string) => this.#db.selectFrom('service_versions').selectAll().where('service_id', '=', id).orderBy('version'), serviceId);
     return rows.map(toVersion);
   }
 
@@ -571,12 +613,12 @@ export class KyselyStore implements Store {
       // Take the number by bumping the counter: the UPDATE locks the service row (PostgreSQL) or
       // runs under BEGIN IMMEDIATE (SQLite), so concurrent callers, also from other roots, take
       // numbers one after the other; a deleted instance's number is never handed out again.
-      const svc = await t
-        .updateTable('services')
-        .set({ next_instance: sql<number>`next_instance + 1` })
-        .where('id', '=', serviceId)
-        .returning(['next_instance', 'version'])
-        .executeTakeFirst();
+      const svc = await this.#first(
+        t,
+        'addInstance:number',
+        (id: string) => t.updateTable('services').set({ next_instance: sql<number>`next_instance + 1` }).where('id', '=', id).returning(['next_instance', 'version']),
+        serviceId,
+      );
       if (!svc) throw new NotFoundError('service', serviceId);
       const n = Number(svc.next_instance) - 1;
       const version = opts.service_version ?? Number(svc.version);
@@ -613,22 +655,16 @@ export class KyselyStore implements Store {
         health: null,
         restarts: 0,
       };
-      await t.insertInto('instances').values({ ...row, net: null }).execute();
-      await t
-        .insertInto('instance_history')
-        .values({ service_id: serviceId, instance_number: n, status, status_detail: statusDetail, at })
-        .execute();
+      const values = Object.values(row) as unknown[];
+      const cols = Object.keys(row) as (keyof InstanceRow)[];
+      await this.#write(t, 'addInstance:row', (...v: unknown[]) => t.insertInto('instances').values(Object.fromEntries(cols.map((c, i) => [c, v[i]])) as DB['instances']), ...values);
+      await this.#history(t, serviceId, n, status, statusDetail, at);
       return row;
     });
   }
 
   async getInstance(serviceId: string, n: number): Promise<InstanceRow | undefined> {
-    const r = await this.#db
-      .selectFrom('instances')
-      .selectAll()
-      .where('service_id', '=', serviceId)
-      .where('instance_number', '=', n)
-      .executeTakeFirst();
+    const r = await this.#first(this.#db, 'getInstance', (id: string, k: number) => this.#db.selectFrom('instances').selectAll().where('service_id', '=', id).where('instance_number', '=', k), serviceId, n);
     return r && toInstance(r);
   }
 
@@ -637,57 +673,77 @@ export class KyselyStore implements Store {
     filter: { service_id?: string; cluster_id?: string; statuses?: InstanceState[]; desired?: DesiredState; live?: boolean } = {},
   ): Promise<InstanceRow[]> {
     if (filter.statuses !== undefined && filter.statuses.length === 0) return [];
-    let q = this.#db.selectFrom('instances').selectAll();
-    if (filter.service_id !== undefined) q = q.where('service_id', '=', filter.service_id);
-    if (filter.cluster_id !== undefined) q = q.where('cluster_id', '=', filter.cluster_id);
-    if (filter.statuses !== undefined) q = q.where('status', 'in', filter.statuses);
-    if (filter.desired !== undefined) q = q.where('desired', '=', filter.desired);
-    if (filter.live === true) q = q.where((eb) => eb.not(finishedRow(eb)));
-    return (await q.orderBy('service_id').orderBy('instance_number').execute()).map(toInstance);
+    // the shape: which filters are given (and how many statuses); the values go in as arguments
+    const { service_id: sid, cluster_id: cid, statuses, desired } = filter;
+    const live = filter.live === true;
+    const key = `listInstances:${sid === undefined ? '' : 's'}${cid === undefined ? '' : 'c'}${statuses === undefined ? '' : `t${statuses.length}`}${desired === undefined ? '' : 'd'}${live ? 'l' : ''}`;
+    const args: unknown[] = [];
+    if (sid !== undefined) args.push(sid);
+    if (cid !== undefined) args.push(cid);
+    if (statuses !== undefined) args.push(...statuses);
+    if (desired !== undefined) args.push(desired);
+    const build = (...p: unknown[]) => {
+      let i = 0;
+      let q = this.#db.selectFrom('instances').selectAll();
+      if (sid !== undefined) q = q.where('service_id', '=', p[i++] as string);
+      if (cid !== undefined) q = q.where('cluster_id', '=', p[i++] as string);
+      if (statuses !== undefined) q = q.where('status', 'in', p.slice(i, (i += statuses.length)) as string[]);
+      if (desired !== undefined) q = q.where('desired', '=', p[i++] as string);
+      if (live) q = q.where((eb) => eb.not(finishedRow(eb)));
+      return q.orderBy('service_id').orderBy('instance_number');
+    };
+    return (await this.#rows(this.#db, key, build, ...args)).map(toInstance);
   }
 
   async finishedInstances(serviceId: string, dueAt: string, limit = 1000): Promise<{ due: InstanceRow[]; next: string | null }> {
-    const due = await this.#db
-      .selectFrom('instances')
-      .selectAll()
-      .where('service_id', '=', serviceId)
-      .where((eb) => finishedRow(eb))
-      .where('status_at', '<=', dueAt)
-      .orderBy('instance_number')
-      .limit(Math.max(1, Math.floor(limit)))
-      .execute();
-    const next = await this.#db
-      .selectFrom('instances')
-      .select((eb) => eb.fn.min<string>('status_at').as('next'))
-      .where('service_id', '=', serviceId)
-      .where((eb) => finishedRow(eb))
-      .where('status_at', '>', dueAt)
-      .executeTakeFirst();
+    const due = await this.#rows(
+      this.#db,
+      'finishedInstances:due',
+      (id: string, at: string, max: number) =>
+        this.#db.selectFrom('instances').selectAll().where('service_id', '=', id).where((eb) => finishedRow(eb)).where('status_at', '<=', at).orderBy('instance_number').limit(max),
+      serviceId,
+      dueAt,
+      Math.max(1, Math.floor(limit)),
+    );
+    const next = await this.#first(
+      this.#db,
+      'finishedInstances:next',
+      (id: string, at: string) =>
+        this.#db
+          .selectFrom('instances')
+          .select((eb) => eb.fn.min<string>('status_at').as('next'))
+          .where('service_id', '=', id)
+          .where((eb) => finishedRow(eb))
+          .where('status_at', '>', at),
+      serviceId,
+      dueAt,
+    );
     return { due: due.map(toInstance), next: next?.next ?? null };
   }
 
   async listPlacements(): Promise<{ service_id: string; cluster_id: string }[]> {
-    const rows = await this.#db
-      .selectFrom('instances')
-      .select(['service_id', 'cluster_id'])
-      .where('desired', '=', 'run')
-      .where('cluster_id', 'is not', null)
-      .where('status', 'not in', [...NOT_HELD_BY_CLUSTER])
-      .orderBy('service_id')
-      .orderBy('instance_number')
-      .execute();
+    const rows = await this.#rows(this.#db, 'listPlacements', () =>
+      this.#db
+        .selectFrom('instances')
+        .select(['service_id', 'cluster_id'])
+        .where('desired', '=', 'run')
+        .where('cluster_id', 'is not', null)
+        .where('status', 'not in', [...NOT_HELD_BY_CLUSTER])
+        .orderBy('service_id')
+        .orderBy('instance_number'),
+    );
     return rows.map((r) => ({ service_id: r.service_id, cluster_id: r.cluster_id as string }));
   }
 
   async updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow> {
     return this.#tx(async (t) => {
-      const cur = await t
-        .selectFrom('instances')
-        .selectAll()
-        .where('service_id', '=', serviceId)
-        .where('instance_number', '=', n)
-        .$if(this.kind === 'postgres', (q) => q.forUpdate())
-        .executeTakeFirst();
+      const cur = await this.#first(
+        t,
+        'updateInstance:current',
+        (id: string, k: number) => t.selectFrom('instances').selectAll().where('service_id', '=', id).where('instance_number', '=', k).$if(this.kind === 'postgres', (q) => q.forUpdate()),
+        serviceId,
+        n,
+      );
       if (!cur) throw new NotFoundError('instance', instanceKey(serviceId, n));
       const set: Partial<DB['instances']> = {};
       if (patch.status !== undefined) set.status = patch.status;
@@ -709,14 +765,22 @@ export class KyselyStore implements Store {
       const at = now();
       set.updated_at = at;
       if (patch.status !== undefined && patch.status !== cur.status) set.status_at = at;
-      await t.updateTable('instances').set(set).where('service_id', '=', serviceId).where('instance_number', '=', n).execute();
+      const cols = Object.keys(set) as (keyof typeof set)[];
+      await this.#write(
+        t,
+        `updateInstance:set:${cols.join(',')}`,
+        (id: string, k: number, ...v: unknown[]) =>
+          t
+            .updateTable('instances')
+            .set(Object.fromEntries(cols.map((c, i) => [c, v[i]])) as Partial<DB['instances']>)
+            .where('service_id', '=', id)
+            .where('instance_number', '=', k),
+        serviceId,
+        n,
+        ...cols.map((c) => set[c]),
+      );
       const next = toInstance({ ...cur, ...set });
-      if (patch.status !== undefined && patch.status !== cur.status) {
-        await t
-          .insertInto('instance_history')
-          .values({ service_id: serviceId, instance_number: n, status: next.status, status_detail: next.status_detail, at })
-          .execute();
-      }
+      if (patch.status !== undefined && patch.status !== cur.status) await this.#history(t, serviceId, n, next.status, next.status_detail, at);
       return next;
     });
   }
@@ -764,13 +828,14 @@ export class KyselyStore implements Store {
   }
 
   async instanceHistory(serviceId: string, n: number): Promise<InstanceHistoryRow[]> {
-    const rows = await this.#db
-      .selectFrom('instance_history')
-      .select(['service_id', 'instance_number', 'status', 'status_detail', 'at'])
-      .where('service_id', '=', serviceId)
-      .where('instance_number', '=', n)
-      .orderBy('seq')
-      .execute();
+    const rows = await this.#rows(
+      this.#db,
+      'instanceHistory',
+      (id: string, k: number) =>
+        this.#db.selectFrom('instance_history').select(['service_id', 'instance_number', 'status', 'status_detail', 'at']).where('service_id', '=', id).where('instance_number', '=', k).orderBy('seq'),
+      serviceId,
+      n,
+    );
     return rows.map((r) => ({ ...r, instance_number: Number(r.instance_number), status: r.status as InstanceState }));
   }
 
@@ -817,7 +882,7 @@ export class KyselyStore implements Store {
   }
 
   async getClusterLocation(id: string): Promise<string | null | undefined> {
-    const r = await this.#db.selectFrom('clusters').select('location').where('id', '=', id).executeTakeFirst();
+    const r = await this.#first(this.#db, 'getClusterLocation', (i: string) => this.#db.selectFrom('clusters').select('location').where('id', '=', i), id);
     return r?.location;
   }
 
@@ -936,7 +1001,14 @@ export class KyselyStore implements Store {
 
   async addAudit(e: NewAuditEntry): Promise<AuditEntry> {
     const values = { ...e, at: e.at ?? now() };
-    const r = await this.#db.insertInto('audit').values(values).returning('seq').executeTakeFirstOrThrow();
+    const cols = (Object.keys(values) as (keyof typeof values)[]).filter((c) => values[c] !== undefined);
+    const r = await this.#first(
+      this.#db,
+      `addAudit:${cols.join(',')}`,
+      (...v: unknown[]) => this.#db.insertInto('audit').values(Object.fromEntries(cols.map((c, i) => [c, v[i]])) as Insertable<DB['audit']>).returning('seq'),
+      ...cols.map((c) => values[c]),
+    );
+    if (r === undefined) throw new OakError('OAK_INTERNAL', 'the audit entry was not stored');
     return { ...values, seq: Number(r.seq) };
   }
 
@@ -978,18 +1050,13 @@ export class KyselyStore implements Store {
   // ---- overlay IPAM ----
 
   async getIpam(): Promise<IpamRecord> {
-    const r = await this.#db.selectFrom('overlay_ipam').selectAll().where('id', '=', 1).executeTakeFirst();
+    const r = await this.#first(this.#db, 'getIpam', () => this.#db.selectFrom('overlay_ipam').selectAll().where('id', '=', 1));
     return r ? { version: Number(r.version), state: JSON.parse(r.state) as unknown, updated_at: r.updated_at } : { version: 0, state: null, updated_at: '' };
   }
 
   async updateIpam<T>(fn: (current: IpamRecord) => IpamWrite<T> | Promise<IpamWrite<T>>): Promise<T> {
     return this.#tx(async (t) => {
-      const r = await t
-        .selectFrom('overlay_ipam')
-        .selectAll()
-        .where('id', '=', 1)
-        .$if(this.kind === 'postgres', (q) => q.forUpdate())
-        .executeTakeFirst();
+      const r = await this.#first(t, 'updateIpam:current', () => t.selectFrom('overlay_ipam').selectAll().where('id', '=', 1).$if(this.kind === 'postgres', (q) => q.forUpdate()));
       const cur: IpamRecord = r ? { version: Number(r.version), state: JSON.parse(r.state) as unknown, updated_at: r.updated_at } : { version: 0, state: null, updated_at: '' };
       const w = await fn(cur);
       if (w.state === undefined) return w.result;
@@ -997,8 +1064,16 @@ export class KyselyStore implements Store {
       const text = JSON.stringify(w.state);
       if (r) {
         // the lock makes the version check redundant; it stays as a guard against a writer that skipped it
-        const u = await t.updateTable('overlay_ipam').set({ state: text, version: cur.version + 1, updated_at: at }).where('id', '=', 1).where('version', '=', cur.version).executeTakeFirst();
-        if (u.numUpdatedRows !== 1n) throw new ConflictError('the IPAM state changed under this update', 'try again');
+        const u = await this.#write(
+          t,
+          'updateIpam:write',
+          (st: string, v: number, a: string, was: number) => t.updateTable('overlay_ipam').set({ state: st, version: v, updated_at: a }).where('id', '=', 1).where('version', '=', was),
+          text,
+          cur.version + 1,
+          at,
+          cur.version,
+        );
+        if (u !== 1n) throw new ConflictError('the IPAM state changed under this update', 'try again');
       } else {
         await t.insertInto('overlay_ipam').values({ id: 1, version: 1, state: text, updated_at: at }).execute();
       }
@@ -1007,12 +1082,15 @@ export class KyselyStore implements Store {
         await t.updateTable('services').set(cols).where('id', '=', id).execute();
       }
       for (const i of w.instances ?? []) {
-        await t
-          .updateTable('instances')
-          .set({ instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6 })
-          .where('service_id', '=', i.service_id)
-          .where('instance_number', '=', i.instance_number)
-          .execute();
+        await this.#write(
+          t,
+          'updateIpam:instance',
+          (ip: string | null, ip6: string | null, id: string, k: number) => t.updateTable('instances').set({ instance_ip: ip, instance_ip_v6: ip6 }).where('service_id', '=', id).where('instance_number', '=', k),
+          i.instance_ip,
+          i.instance_ip_v6,
+          i.service_id,
+          i.instance_number,
+        );
       }
       return w.result;
     });
