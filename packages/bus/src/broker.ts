@@ -92,8 +92,18 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const live = new Set<Client>();
   // loaded here, not at import: the bus package is imported by every program, the broker runs in few
   const { Aedes } = await import('aedes');
-  const broker = await Aedes.createBroker(
-    auth === undefined
+  const broker = await Aedes.createBroker({
+    // No limit on the publishes aedes' mqemitter handles at once (its default: 100, the rest queued).
+    // The queue recursed: when a publish in flight completes, mqemitter starts the next queued one
+    // in the same stack, and one with no subscriber (or only internal, synchronous ones: $SYS)
+    // completes at once and starts the next: one stack level per queued publish. 100 deliveries
+    // held up by one slow subscriber (the cluster's own client, busy) queued every other publish
+    // of every client behind them, and tens of thousands queued ended in "Maximum call stack size
+    // exceeded" when it drained (issue 13; test/broker-flood.test.ts). Without the limit nothing
+    // queues, and a slow subscriber holds up only the clients that publish to it (aedes reads a
+    // client's next batch once its publishes are delivered), not the whole broker.
+    concurrency: 0,
+    ...(auth === undefined
       ? {}
       : {
           authenticate: (client, username, password, done) => {
@@ -137,8 +147,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
             logOnce(client, 'subscribe', `broker: refused subscription by ${p ? describe(p) : client.id} to ${JSON.stringify(sub.topic.slice(0, 200))}`);
             done(null, null);
           },
-        },
-  );
+        }),
+  });
   broker.on('client', (c) => live.add(c));
   broker.on('clientDisconnect', (c) => live.delete(c));
   /** the connections served, destroyed at close() */
