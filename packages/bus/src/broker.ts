@@ -15,12 +15,13 @@
 import type { Client } from 'aedes';
 import { createServer } from 'node:net';
 import { Duplex } from 'node:stream';
-import type { Server, Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { SecureContextOptions, Server as TlsServer } from 'node:tls';
 import { mayPublish, maySubscribe } from './acl.ts';
 import type { BrokerPrincipal } from './acl.ts';
 import { silentLogger } from './log.ts';
+import { guardReads } from './read-guard.ts';
 import type { Logger } from './log.ts';
 
 export type BrokerAuthenticate = (clientId: string, username: string | undefined, password: Buffer | undefined) => BrokerPrincipal | null;
@@ -57,6 +58,12 @@ export interface EmbeddedBroker {
    * client then costs no encryption and no loopback round trip per message. Authenticated as usual.
    */
   localStream(): Duplex;
+  /**
+   * Serves one MQTT connection on `conn` (what the listener does with each socket; localStream
+   * with one end of its pair): the broker reads and writes it and destroys it at close(). A broker
+   * already closing destroys it at once.
+   */
+  serve(conn: Duplex): void;
   close(): Promise<void>;
 }
 
@@ -85,8 +92,18 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const live = new Set<Client>();
   // loaded here, not at import: the bus package is imported by every program, the broker runs in few
   const { Aedes } = await import('aedes');
-  const broker = await Aedes.createBroker(
-    auth === undefined
+  const broker = await Aedes.createBroker({
+    // No limit on the publishes aedes' mqemitter handles at once (its default: 100, the rest queued).
+    // The queue recursed: when a publish in flight completes, mqemitter starts the next queued one
+    // in the same stack, and one with no subscriber (or only internal, synchronous ones: $SYS)
+    // completes at once and starts the next: one stack level per queued publish. 100 deliveries
+    // held up by one slow subscriber (the cluster's own client, busy) queued every other publish
+    // of every client behind them, and tens of thousands queued ended in "Maximum call stack size
+    // exceeded" when it drained (issue 13; test/broker-flood.test.ts). Without the limit nothing
+    // queues, and a slow subscriber holds up only the clients that publish to it (aedes reads a
+    // client's next batch once its publishes are delivered), not the whole broker.
+    concurrency: 0,
+    ...(auth === undefined
       ? {}
       : {
           authenticate: (client, username, password, done) => {
@@ -130,30 +147,37 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
             logOnce(client, 'subscribe', `broker: refused subscription by ${p ? describe(p) : client.id} to ${JSON.stringify(sub.topic.slice(0, 200))}`);
             done(null, null);
           },
-        },
-  );
+        }),
+  });
   broker.on('client', (c) => live.add(c));
   broker.on('clientDisconnect', (c) => live.delete(c));
-  const sockets = new Set<Socket>();
-  const locals = new Set<Duplex>();
-  const onSocket = (socket: Socket): void => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    broker.handle(socket);
+  /** the connections served, destroyed at close() */
+  const conns = new Set<Duplex>();
+  let closing: Promise<void> | undefined;
+  const serve = (conn: Duplex): void => {
+    if (closing !== undefined) {
+      conn.destroy();
+      return;
+    }
+    conns.add(conn);
+    conn.on('close', () => conns.delete(conn));
+    conn.on('error', () => conn.destroy());
+    // aedes must not be handed a chunk while it is still parsing the last one (read-guard.ts)
+    guardReads(conn);
+    broker.handle(conn);
   };
   let server: Server;
   let tlsServer: TlsServer | undefined;
   if (opts.tls !== undefined) {
     tlsServer = createTlsServer(opts.tls === 'later' ? {} : opts.tls, (s) => {
       s.setNoDelay(true);
-      onSocket(s);
+      serve(s);
     });
     // a failed handshake (no certificate yet, a client that does not trust it) is that client's problem
     tlsServer.on('tlsClientError', (_err, s) => s.destroy());
     server = tlsServer;
   } else {
-    server = createServer({ noDelay: true }, onSocket);
+    server = createServer({ noDelay: true }, serve);
   }
   // a broken client connection must not take the broker down
   broker.on('clientError', () => {});
@@ -173,7 +197,6 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const addr = server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : opts.port;
   const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  let closing: Promise<void> | undefined;
   return {
     url: `${tlsServer ? 'mqtts' : 'mqtt'}://${urlHost}:${port}`,
     port,
@@ -188,16 +211,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
     localStream() {
       const [ours, theirs] = duplexPair();
-      // closed: a stream that ends at once (a client reconnecting meanwhile just tries again)
-      if (closing !== undefined) {
-        ours.destroy();
-        return theirs;
-      }
-      locals.add(ours);
-      ours.on('close', () => locals.delete(ours));
-      broker.handle(ours);
+      // closed: ours is destroyed at once, so theirs ends (a client reconnecting meanwhile just tries again)
+      serve(ours);
       return theirs;
     },
+    serve,
     disconnect(match) {
       let n = 0;
       for (const c of [...live]) {
@@ -214,8 +232,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       closing ??= (async () => {
         const serverClosed = new Promise<void>((r) => server.close(() => r()));
         await new Promise<void>((r) => broker.close(() => r()));
-        for (const s of sockets) s.destroy();
-        for (const l of locals) l.destroy();
+        for (const c of conns) c.destroy();
         await serverClosed;
       })();
       return closing;
