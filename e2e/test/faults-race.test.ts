@@ -30,7 +30,9 @@ test('faults: root killed mid-rollout, deploys racing undeploys', { timeout: 420
   await t.test('kill -9 of the root in the middle of a rolling update of 3 replicas', async () => {
     const marker = lab.marker('roll');
     const v1 = processWorkload(marker, 'v1');
-    const [app] = await api.createApps(sla({ app: 'roll', ...v1, replicas: 3 }), true);
+    // each replacement counts as ready after 1 s RUNNING: the overlap of v1 and v2 copies lasts
+    // long enough to be seen (a deploy takes a few ms now, and the census below polls /proc)
+    const [app] = await api.createApps(sla({ app: 'roll', ...v1, replicas: 3, extra: { update: { max_surge: 1, max_unavailable: 0, health_grace_s: 1 } } }), true);
     assert.ok(app);
     const [svc] = await api.services(app.applicationID);
     assert.ok(svc);
