@@ -118,7 +118,7 @@ describe('first start', () => {
 
   test('OAK_ADMIN_PASSWORD is honoured and nothing is printed', async () => {
     const printed: string[] = [];
-    const cfg = configFromArgs(['--port', '0', '--host', '127.0.0.1', '--data-dir', tmp()], { OAK_ADMIN_PASSWORD: 'from-the-env-1' });
+    const cfg = configFromArgs(['--port', '0', '--link-port', '0', '--host', '127.0.0.1', '--data-dir', tmp()], { OAK_ADMIN_PASSWORD: 'from-the-env-1' });
     assert.notEqual(cfg, 'help');
     if (cfg === 'help') return;
     assert.equal(cfg.adminPassword, 'from-the-env-1');
@@ -410,7 +410,7 @@ describe('logs -f over HTTP', () => {
 describe('oak-root binary', () => {
   test('starts from flags and env, serves, and exits 0 on SIGTERM', async () => {
     const bin = new URL('../bin/oak-root.mjs', import.meta.url).pathname;
-    const child = spawn(process.execPath, [bin, '--port', '0', '--host', '127.0.0.1', '--log-level', 'info'], {
+    const child = spawn(process.execPath, [bin, '--port', '0', '--link-port', '0', '--host', '127.0.0.1', '--log-level', 'info'], {
       env: { ...process.env, OAK_DATA_DIR: tmp(), OAK_ADMIN_PASSWORD: 'binary-password-1', DATABASE_URL: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
