@@ -151,6 +151,8 @@ try {
   await new Promise((r) => setTimeout(r, 500));
 } finally {
   await oakd.close().catch(() => undefined);
+  // with --netmanager on: its tunnel device and nftables table stay after a close (flows survive a restart)
+  await oakd.netmanager?.clean().catch(() => undefined);
   await removeInstanceNetwork({ namespace: ctd.namespace, dataDir: join(dir.path, 'oakd') }).catch(() => undefined);
   await ctd.stop();
   await dir.remove();
