@@ -80,9 +80,11 @@ after(async () => {
 
 test('the wrapper is forked by the helper: not a child of this process, a session of its own, reaped by the helper', async () => {
   assert.notEqual(sharedForker(), null, 'env and setsid exist on this machine');
-  const { rt } = await setup();
+  const { rt, dataDir } = await setup();
   const st = await rt.start(spec({ code: '/bin/sleep', cmd: ['30'] }));
   const pid = st.pid as number;
+  // the log is there when start() returns (a logs() follow may begin at once)
+  assert.equal(existsSync(join(dataDir, 'instances', st.id, 'log')), true, 'the log exists');
   assert.ok(!myChildren().includes(pid), 'the wrapper is not our child');
   const helper = sharedForker()?.pid;
   assert.ok(helper !== undefined && myChildren().includes(helper), 'the helper is our child');

@@ -347,6 +347,9 @@ export class SupervisedRuntime implements Runtime {
         // the fork helper (forker.ts): this loop does not fork. The state is persisted before the
         // fork, without a pid; the wrapper writes its pid file first thing, so a NodeEngine that
         // dies before it learns the pid finds the wrapper on restart (see #get).
+        // the log exists from the start (logs() may follow it at once; the helper's redirect
+        // only opens it once the fork ran)
+        closeSync(openSync(join(dir, 'log'), 'a'));
         const st = this.#newState(spec, 0, 0, executable, cgroup);
         const t: Tracked = { st, dir, cgroup, forking: true };
         this.#tracked.set(spec.id, t);
