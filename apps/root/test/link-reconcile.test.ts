@@ -254,6 +254,38 @@ describe('the reconciler on the root link', () => {
     assert.deepEqual([...c1.running.keys()].filter((k) => k.startsWith(`${jobOf('purge')}/`)), [`${jobOf('purge')}/2`]);
   });
 
+  test('a quick start (NODE_SCHEDULED, CREATING, RUNNING 10 ms apart) is one row write, every status in the history and the events, in order', { timeout: 60_000 }, async () => {
+    // 300 ms: far more than the 10 ms between the reports even on a loaded machine (default 20 ms)
+    for (const wait of [300, 0]) {
+      const store = await createStore({ sqlitePath: ':memory:' });
+      cleanups.push(() => store.close());
+      const writes: string[] = [];
+      const real = store.updateInstance.bind(store);
+      store.updateInstance = (id, n, patch, passed) => {
+        if (patch.status !== undefined) writes.push(patch.status);
+        return real(id, n, patch, passed);
+      };
+      const r = await startTestRoot(store, { progressWaitMs: wait });
+      cleanups.push(() => r.close());
+      const seen: string[] = [];
+      r.root.ctx.events.subscribe((e) => {
+        if (e.type === 'instance') seen.push(e.instance.status);
+      });
+      await r.connect('c1', running);
+      const sid = await deploy(r, `quick${wait}`, 1);
+      await waitFor(async () => ((await store.getInstance(sid, 0))?.status === 'RUNNING' ? true : undefined), { message: 'RUNNING' });
+      await r.control.idle();
+      const history = (await store.instanceHistory(sid, 0)).map((h) => h.status);
+      assert.deepEqual(history, ['REQUESTED', 'CLUSTER_SCHEDULED', 'NODE_SCHEDULED', 'CREATING', 'RUNNING']);
+      const times = (await store.instanceHistory(sid, 0)).map((h) => h.at);
+      assert.deepEqual(times, [...times].sort(), 'history times in order');
+      assert.deepEqual(seen.filter((st) => st !== 'REQUESTED'), ['CLUSTER_SCHEDULED', 'NODE_SCHEDULED', 'CREATING', 'RUNNING']);
+      // with the wait, the three reports of the copy are one write; without it, three
+      assert.deepEqual(writes, wait > 0 ? ['CLUSTER_SCHEDULED', 'RUNNING'] : ['CLUSTER_SCHEDULED', 'NODE_SCHEDULED', 'CREATING', 'RUNNING']);
+      await r.close();
+    }
+  });
+
   test('CLUSTER_SCHEDULED past its deadline on a cluster that never answers is placed on the other cluster', { timeout: 60_000 }, async () => {
     const store = await createStore({ sqlitePath: ':memory:' });
     cleanups.push(() => store.close());

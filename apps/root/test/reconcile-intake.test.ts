@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DisconnectPolicy, InstanceState } from '@oak/contracts';
 import type { InstanceRow } from '@oak/store';
-import { fastPathStatus, judgeReport } from '../src/reconcile/intake.ts';
-import type { InstanceStatusReport } from '../src/reconcile/intake.ts';
+import { fastPathStatus, foldProgress, judgeReport } from '../src/reconcile/intake.ts';
+import type { InstanceStatusReport, QueuedReport } from '../src/reconcile/intake.ts';
 
 const NOW = Date.parse('2026-01-01T00:10:00.000Z');
 const AT = '2026-01-01T00:00:00.000Z';
@@ -184,4 +184,30 @@ test('fast path: only progress to NODE_SCHEDULED/CREATING of a current desired=r
   assert.equal(fastPathStatus(placed, { status: 'CREATING', health: 'unhealthy' }, 1), false);
   assert.equal(fastPathStatus(placed, { status: 'CREATING', restarts: 1 }, 1), false);
   assert.equal(fastPathStatus(placed, { status_detail: 'x' }, 1), false);
+});
+
+const q = (clusterId: string, status: InstanceState, at: number, patch: Partial<InstanceStatusReport> = {}): QueuedReport => ({ clusterId, m: report(status, { epoch: 2, ...patch }), at });
+const shape = (list: QueuedReport[]): string[] => list.map((r) => `${r.clusterId}:${r.m.instance_number}:${r.m.status}<${(r.passed ?? []).map((p) => `${p.m.status}@${p.at}`).join(',')}>`);
+
+test('foldProgress: NODE_SCHEDULED and CREATING of a copy fold into its next report, in order, with their times', () => {
+  const list = [q('A', 'NODE_SCHEDULED', 1, { publicip: '192.0.2.9' }), q('A', 'CREATING', 2), q('A', 'RUNNING', 3)];
+  const out = foldProgress(list);
+  assert.deepEqual(shape(out), ['A:0:RUNNING<NODE_SCHEDULED@1,CREATING@2>']);
+  // the later report keeps what an earlier one said and it does not
+  assert.equal(out[0]!.m.publicip, '192.0.2.9');
+  assert.equal(out[0]!.at, 3);
+  // a progress report with nothing after it stays as it is; other instances are not touched
+  assert.deepEqual(shape(foldProgress([q('A', 'NODE_SCHEDULED', 1), q('A', 'CREATING', 2, { instance_number: 1 })])), ['A:0:NODE_SCHEDULED<>', 'A:1:CREATING<>']);
+  assert.deepEqual(shape(foldProgress([q('A', 'RUNNING', 1), q('A', 'RUNNING', 2)])), ['A:0:RUNNING<>', 'A:0:RUNNING<>']);
+});
+
+test('foldProgress: no fold across another copy of the instance, into an end, or between clusters and epochs', () => {
+  // another cluster's copy in between: order matters, nothing folds
+  assert.deepEqual(shape(foldProgress([q('A', 'CREATING', 1), q('B', 'RUNNING', 2), q('A', 'RUNNING', 3)])), ['A:0:CREATING<>', 'B:0:RUNNING<>', 'A:0:RUNNING<>']);
+  // another epoch is another copy
+  assert.deepEqual(shape(foldProgress([q('A', 'CREATING', 1, { epoch: 1 }), q('A', 'RUNNING', 2)])), ['A:0:CREATING<>', 'A:0:RUNNING<>']);
+  // an end or a failure is applied after the progress, not folded
+  for (const end of ['FAILED', 'UNDEPLOYED', 'DEAD'] as const) assert.deepEqual(shape(foldProgress([q('A', 'CREATING', 1), q('A', end, 2)])), ['A:0:CREATING<>', `A:0:${end}<>`]);
+  // another instance of the service in between does not stop the fold
+  assert.deepEqual(shape(foldProgress([q('A', 'CREATING', 1), q('A', 'RUNNING', 2, { instance_number: 1 }), q('A', 'RUNNING', 3)])), ['A:1:RUNNING<>', 'A:0:RUNNING<CREATING@1>']);
 });

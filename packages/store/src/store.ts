@@ -31,6 +31,7 @@ import type {
   FleetArtifactRow,
   RegistryCredentialRow,
   InstancePatch,
+  PassedStatus,
   InstanceRow,
   IpamRecord,
   IpamWrite,
@@ -735,7 +736,7 @@ export class KyselyStore implements Store {
     return rows.map((r) => ({ service_id: r.service_id, cluster_id: r.cluster_id as string }));
   }
 
-  async updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow> {
+  async updateInstance(serviceId: string, n: number, patch: InstancePatch, passed: readonly PassedStatus[] = []): Promise<InstanceRow> {
     return this.#tx(async (t) => {
       const cur = await this.#first(
         t,
@@ -780,7 +781,15 @@ export class KyselyStore implements Store {
         ...cols.map((c) => set[c]),
       );
       const next = toInstance({ ...cur, ...set });
-      if (patch.status !== undefined && patch.status !== cur.status) await this.#history(t, serviceId, n, next.status, next.status_detail, at);
+      if (patch.status !== undefined && patch.status !== cur.status) {
+        let before = cur.status;
+        for (const p of passed) {
+          if (p.status === before || p.status === next.status) continue;
+          await this.#history(t, serviceId, n, p.status, p.status_detail, p.at < at ? p.at : at);
+          before = p.status;
+        }
+        await this.#history(t, serviceId, n, next.status, next.status_detail, at);
+      }
       return next;
     });
   }

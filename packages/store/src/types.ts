@@ -252,6 +252,18 @@ export type InstancePatch = Partial<
   Pick<InstanceRow, 'status' | 'status_detail' | 'cluster_id' | 'worker_id' | 'publicip' | 'instance_ip' | 'instance_ip_v6' | 'net' | 'service_version' | 'desired' | 'epoch' | 'last_cluster_id' | 'lost_at' | 'health' | 'restarts'>
 >;
 
+/**
+ * A status an instance passed through on its way to the one a patch sets, folded into that one
+ * write (the root waits a moment for a copy's next report: NODE_SCHEDULED and CREATING of a quick
+ * start are one row write). Each gets its history row at its own time.
+ */
+export interface PassedStatus {
+  status: InstanceState;
+  status_detail: string;
+  /** ISO-8601, when it was reported */
+  at: string;
+}
+
 /** Options of addInstance. */
 export interface NewInstanceOptions {
   /** default: the service's current version */
@@ -384,8 +396,12 @@ export interface Store {
   finishedInstances(serviceId: string, dueAt: string, limit?: number): Promise<{ due: InstanceRow[]; next: string | null }>;
   /** service and cluster of every desired=run instance placed on a cluster (status held there), without the rest of the rows */
   listPlacements(): Promise<{ service_id: string; cluster_id: string }[]>;
-  /** a change of status appends a history row with the same timestamp and sets status_at */
-  updateInstance(serviceId: string, n: number, patch: InstancePatch): Promise<InstanceRow>;
+  /**
+   * A change of status appends a history row with the same timestamp and sets status_at. `passed`:
+   * statuses between the stored one and the patch's, each a history row at its own time before the
+   * patch's (only with a change of status; a passed status equal to the one before it is skipped).
+   */
+  updateInstance(serviceId: string, n: number, patch: InstancePatch, passed?: readonly PassedStatus[]): Promise<InstanceRow>;
   /** removes the row and its history; a row that was placed leaves its EndedInstanceRow (same transaction) */
   deleteInstance(serviceId: string, n: number): Promise<void>;
   /** where a removed instance ran, if it was placed */

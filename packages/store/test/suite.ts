@@ -405,6 +405,35 @@ export function storeSuite(b: Backend): void {
       assert.deepEqual((await s.finishedInstances('missing', '2999-01-01T00:00:00.000Z')), { due: [], next: null });
     });
 
+    it('updateInstance writes the statuses passed on the way, each at its own time, in one write', async () => {
+      const f = await fixture();
+      const id = f.services[0]!.id;
+      await s.addInstance(id, 'CLUSTER_SCHEDULED', 'sent');
+      const t0 = new Date(Date.now() - 50).toISOString();
+      const t1 = new Date(Date.now() - 20).toISOString();
+      const passed = [
+        { status: 'NODE_SCHEDULED', status_detail: 'on w1', at: t0 },
+        { status: 'CREATING', status_detail: 'pulling', at: t1 },
+      ] as const;
+      const row = await s.updateInstance(id, 0, { status: 'RUNNING', status_detail: 'up', worker_id: 'w1' }, passed);
+      assert.equal(row.status, 'RUNNING');
+      assert.equal(row.worker_id, 'w1');
+      const h = await s.instanceHistory(id, 0);
+      assert.deepEqual(
+        h.map((r) => [r.status, r.status_detail]),
+        [['CLUSTER_SCHEDULED', 'sent'], ['NODE_SCHEDULED', 'on w1'], ['CREATING', 'pulling'], ['RUNNING', 'up']],
+      );
+      assert.deepEqual(h.slice(1, 3).map((r) => r.at), [t0, t1]);
+      assert.equal(h[3]!.at, row.status_at);
+      // a passed status equal to the stored one, or to the new one, is no row of its own; without a
+      // change of status nothing passed is written
+      await s.addInstance(id, 'NODE_SCHEDULED', 'on w2');
+      await s.updateInstance(id, 1, { status: 'CREATING' }, [{ status: 'NODE_SCHEDULED', status_detail: 'again', at: t1 }, { status: 'CREATING', status_detail: 'x', at: t1 }]);
+      assert.deepEqual((await s.instanceHistory(id, 1)).map((r) => r.status), ['NODE_SCHEDULED', 'CREATING']);
+      await s.updateInstance(id, 1, { status: 'CREATING', publicip: '192.0.2.1' }, [{ status: 'NODE_SCHEDULED', status_detail: 'late', at: t1 }]);
+      assert.equal((await s.instanceHistory(id, 1)).length, 2);
+    });
+
     it('concurrent addInstance calls never share a number', async () => {
       const f = await fixture();
       const id = f.services[0]!.id;

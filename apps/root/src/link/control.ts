@@ -40,6 +40,8 @@ export interface LinkControlOptions {
   netLimits?: NetLimits;
   /** close() also closes the link server (default true) */
   ownsLink?: boolean;
+  /** how long a progress report waits for its copy's next one (reconcile/shell.ts, default 20 ms) */
+  progressWaitMs?: number;
 }
 
 export type LinkControlPlane = Reconciler;
@@ -59,5 +61,6 @@ export function createLinkControlPlane(o: LinkControlOptions): LinkControlPlane 
     ...(o.settleMs !== undefined ? { settleMs: o.settleMs } : {}),
     ...(o.netLimits !== undefined ? { netLimits: o.netLimits } : {}),
     ...(o.ownsLink !== undefined ? { ownsLink: o.ownsLink } : {}),
+    ...(o.progressWaitMs !== undefined ? { progressWaitMs: o.progressWaitMs } : {}),
   });
 }

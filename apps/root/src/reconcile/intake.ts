@@ -114,3 +114,52 @@ export function fastPathStatus(row: InstanceRow, patch: Extract<ReportVerdict, {
   const progress = PROGRESS_STATES.has(patch.status) || (patch.status === 'RUNNING' && !rolling && row.replaces === null);
   return progress && patch.health === undefined && patch.restarts === undefined;
 }
+
+/** One queued report: who sent it, when it arrived (ms epoch), and what it folds in. */
+export interface QueuedReport {
+  clusterId: string;
+  m: InstanceStatusReport;
+  at: number;
+  /** earlier progress reports of the same copy, folded into this one (oldest first) */
+  passed?: QueuedReport[];
+}
+
+/** whether a report waits a moment for the next of its copy (progress, not the end of the way) */
+export function holdsForNext(m: InstanceStatusReport): boolean {
+  return PROGRESS_STATES.has(m.status);
+}
+
+const FOLDS_INTO: ReadonlySet<string> = new Set(['NODE_SCHEDULED', 'CREATING', 'RUNNING']);
+
+/**
+ * A service's queued reports with each progress report (NODE_SCHEDULED, CREATING) folded into
+ * the next report of the same copy (cluster, job, number and epoch) when that one is progress or
+ * RUNNING: applied in order, they would leave the row as the later one does, so one write is
+ * enough, with the passed statuses kept for the history and the events. The later report keeps
+ * the earlier one's public IP and network when it says nothing of them. Order is kept otherwise.
+ */
+export function foldProgress(list: readonly QueuedReport[]): QueuedReport[] {
+  const out: (QueuedReport | undefined)[] = [];
+  /** instance (job, number) -> its last report, when that may fold into a later one of its copy */
+  const open = new Map<string, { copy: string; i: number }>();
+  for (const r of list) {
+    const inst = `${r.m.job_name}\u0000${r.m.instance_number}`;
+    const copy = `${r.clusterId}\u0000${r.m.epoch ?? '-'}`;
+    const o = open.get(inst);
+    let cur = r;
+    // a report of another copy of the same instance in between: no fold across it (order matters)
+    if (o !== undefined && o.copy === copy && FOLDS_INTO.has(r.m.status)) {
+      const prev = out[o.i]!;
+      out[o.i] = undefined;
+      const m = { ...r.m };
+      if (m.publicip === undefined && prev.m.publicip !== undefined) m.publicip = prev.m.publicip;
+      if (m.net === undefined && prev.m.net !== undefined) m.net = prev.m.net;
+      const { passed = [], ...bare } = prev;
+      cur = { ...r, m, passed: [...passed, bare, ...(r.passed ?? [])] };
+    }
+    open.delete(inst);
+    if (holdsForNext(cur.m)) open.set(inst, { copy, i: out.length });
+    out.push(cur);
+  }
+  return out.filter((r): r is QueuedReport => r !== undefined);
+}

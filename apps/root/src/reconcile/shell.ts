@@ -27,7 +27,7 @@
 import { OakError, TERMINAL_STATES, instanceName } from '@oak/contracts';
 import type { ClusterToRoot, InstanceState, Microservice, RegistryAuth, RootToCluster } from '@oak/contracts';
 import { demandOf, type PeerRule } from '@oak/scheduler';
-import type { ClusterRow, InstancePatch, InstanceRow, ServiceRow, ServiceVersionRow, Store } from '@oak/store';
+import type { ClusterRow, InstancePatch, InstanceRow, PassedStatus, ServiceRow, ServiceVersionRow, Store } from '@oak/store';
 import type { ControlPlane, LogOptions } from '../control.ts';
 import { instanceDoc } from '../docs.ts';
 import type { EventHub } from '../events.ts';
@@ -42,7 +42,8 @@ import type { NetLimits } from '../link/net-control.ts';
 import type { LinkServer } from '../link/server.ts';
 import { RootReservations, reservationKey } from './accounting.ts';
 import { defaultReconcileConfig, policiesOf, reconcile } from './core.ts';
-import { fastPathStatus, judgeReport } from './intake.ts';
+import { fastPathStatus, foldProgress, holdsForNext, judgeReport } from './intake.ts';
+import type { QueuedReport } from './intake.ts';
 import { ENDED_INSTANCE_MEMORY_MS, LogRelay } from './logs.ts';
 import { KeyedQueue } from './queue.ts';
 import type { Action, ClusterView, Plan, ReconcileConfig } from './types.ts';
@@ -92,6 +93,12 @@ export interface ReconcilerOptions {
   ownsLink?: boolean;
   /** the clock (tests) */
   now?: () => number;
+  /**
+   * How long a NODE_SCHEDULED or CREATING report waits for the next report of its copy (default
+   * 20 ms; 0: not at all): a quick start's progress and its RUNNING are then one row write, each
+   * status still in the history at its own time and published in order (intake.ts foldProgress).
+   */
+  progressWaitMs?: number;
   /**
    * Listen on the store's `oak_reconcile` channel (default true): other roots (followers) send a
    * service id there for every change their API made; '*' asks for a pass of every service.
@@ -151,7 +158,10 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
   /** per service: what the shell sent that the store does not say (undeploy times) */
   const sent = new Map<string, Map<number, { undeploy_at?: number }>>();
   /** per service: reports waiting for its next pass, in arrival order */
-  const reports = new Map<string, { clusterId: string; m: InstanceStatusMessage }[]>();
+  const reports = new Map<string, QueuedReport[]>();
+  /** per service: its reports wait for a progress report's successor until then (ms epoch, the timer) */
+  const holds = new Map<string, { until: number; t: NodeJS.Timeout }>();
+  const progressWaitMs = o.progressWaitMs ?? 20;
   /** per service: rows the API removed (before issue 9 semantics) or told us about, whose copies must go */
   const told = new Map<string, InstanceRow[]>();
   /** job name → service id (reports name jobs) */
@@ -239,9 +249,18 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     events.publish({ type: 'instance', microserviceID: s.id, applicationID: s.application_id, job_name: s.job_name, instance: instanceDoc(row) });
   };
 
-  const update = async (s: ServiceRow, row: InstanceRow, patch: InstancePatch): Promise<InstanceRow | undefined> => {
+  /** `passed`: statuses folded into this write (intake.ts foldProgress), each published before the row's own */
+  const update = async (s: ServiceRow, row: InstanceRow, patch: InstancePatch, passed: readonly PassedStatus[] = []): Promise<InstanceRow | undefined> => {
     try {
-      const next = await store.updateInstance(s.id, row.instance_number, patch);
+      const next = await store.updateInstance(s.id, row.instance_number, patch, passed);
+      if (patch.status !== undefined && patch.status !== row.status) {
+        let before = row.status;
+        for (const p of passed) {
+          if (p.status === before || p.status === next.status) continue;
+          publish(s, { ...next, status: p.status, status_detail: p.status_detail, status_at: p.at });
+          before = p.status;
+        }
+      }
       publish(s, next);
       return next;
     } catch (err) {
@@ -378,6 +397,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     for (const { clusterId, m } of reports.get(serviceId) ?? []) if (m.status !== 'UNDEPLOYED') link.send(clusterId, undeployMsg(m.job_name, m.instance_number, m.epoch));
     backlog -= reports.get(serviceId)?.length ?? 0;
     reports.delete(serviceId);
+    unhold(serviceId);
     sent.delete(serviceId);
     selfPasses.delete(serviceId);
     clearTimeout(timers.get(serviceId)?.t);
@@ -685,14 +705,44 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
           return;
         }
         const list = reports.get(sid) ?? [];
-        list.push({ clusterId, m });
+        list.push({ clusterId, m, at: now() });
         reports.set(sid, list);
-        requestForReports(sid);
+        holdOrRequest(sid, m);
       })
       .catch((err: unknown) => {
         backlog--;
         log.error({ err }, 'reconcile: an instance_status could not be queued');
       });
+  };
+
+  /**
+   * A progress report waits up to progressWaitMs for the next report of its copy (at most 4 waits
+   * in a row per service, so a stream of starts cannot hold its reports back); any other report,
+   * and the end of the wait, asks for the service's pass.
+   */
+  const holdOrRequest = (sid: string, m: InstanceStatusMessage): void => {
+    const h = holds.get(sid);
+    if (progressWaitMs <= 0 || !holdsForNext(m)) {
+      if (h) {
+        clearTimeout(h.t);
+        holds.delete(sid);
+      }
+      requestForReports(sid);
+      return;
+    }
+    const t0 = Date.now();
+    const until = h ? Math.min(t0 + progressWaitMs, h.until) : t0 + 4 * progressWaitMs;
+    if (h) clearTimeout(h.t);
+    const t = setTimeout(() => {
+      holds.delete(sid);
+      requestForReports(sid);
+    }, Math.max(0, Math.min(progressWaitMs, until - t0)));
+    holds.set(sid, { until, t });
+  };
+  const unhold = (sid: string): void => {
+    const h = holds.get(sid);
+    if (h) clearTimeout(h.t);
+    holds.delete(sid);
   };
 
   /**
@@ -703,12 +753,13 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     const list = reports.get(s.id);
     if (!list) return { changed: false, plan: false };
     reports.delete(s.id);
+    unhold(s.id);
     backlog -= list.length;
     let changed = false;
     let plan = false;
-    for (const { clusterId, m } of list) {
+    for (const { clusterId, m, passed } of foldProgress(list)) {
       try {
-        const r = await applyReport(s, clusterId, m);
+        const r = await applyReport(s, clusterId, m, passed);
         changed = r.changed || changed;
         plan = plan || !r.progress;
       } catch (err) {
@@ -719,12 +770,12 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     return { changed, plan };
   };
 
-  const applyReport = async (s: ServiceRow, clusterId: string, m0: InstanceStatusMessage): Promise<{ changed: boolean; progress: boolean }> => {
-    const r = await judgeAndApply(s, clusterId, m0);
+  const applyReport = async (s: ServiceRow, clusterId: string, m0: InstanceStatusMessage, passed?: readonly QueuedReport[]): Promise<{ changed: boolean; progress: boolean }> => {
+    const r = await judgeAndApply(s, clusterId, m0, passed);
     return typeof r === 'boolean' ? { changed: r, progress: false } : r;
   };
 
-  const judgeAndApply = async (s: ServiceRow, clusterId: string, m0: InstanceStatusMessage): Promise<boolean | { changed: boolean; progress: boolean }> => {
+  const judgeAndApply = async (s: ServiceRow, clusterId: string, m0: InstanceStatusMessage, passed: readonly QueuedReport[] = []): Promise<boolean | { changed: boolean; progress: boolean }> => {
     if (m0.job_name !== s.job_name) {
       // renamed since: the copy under the old name goes
       if (m0.status !== 'UNDEPLOYED') link.send(clusterId, undeployMsg(m0.job_name, m0.instance_number, m0.epoch));
@@ -744,7 +795,9 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
           await finish(s, row, v.patch.status === 'UNDEPLOYED' ? 'undeploy confirmed by its cluster' : `${v.patch.status}: ${v.patch.status_detail ?? row.status_detail}`);
           return true;
         }
-        await update(s, row, v.patch);
+        // the progress folded into this report (same copy): each in the history at its own time
+        const on = row.desired === 'run' ? passed.map((p) => ({ status: p.m.status, status_detail: p.m.status_detail, at: new Date(p.at).toISOString() })) : [];
+        await update(s, row, v.patch, on);
         if (v.patch.status !== undefined && !holdsCluster(v.patch.status)) reservations.release(reservationKey(s.id, row.instance_number));
         // a rollout under way: the current version (above 1: version 1 rolls nothing) has no outcome yet
         const rolling = v.patch.status === 'RUNNING' && (s.version > 1 && ((await store.getServiceVersion(s.id, s.version))?.outcome ?? null) === null);
@@ -922,8 +975,10 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       await started;
       const before = intake;
       await intake;
+      // reports held for their successor (holdOrRequest) are queued when their wait ends
+      if (holds.size > 0) await new Promise((r) => setTimeout(r, progressWaitMs));
       await queue.idle();
-      if (before === intake && queue.size === 0) return;
+      if (before === intake && queue.size === 0 && holds.size === 0) return;
     }
   };
 
@@ -958,6 +1013,8 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
       timers.clear();
       for (const t of lostTimers.values()) clearTimeout(t);
       lostTimers.clear();
+      for (const h of holds.values()) clearTimeout(h.t);
+      holds.clear();
       relay.close();
       await (await unlisten)?.().catch(() => undefined);
       await intake.catch(() => undefined);
