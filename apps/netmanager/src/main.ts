@@ -50,6 +50,16 @@ if (settings.clean) {
 }
 const upstreams = settings.upstreams ?? readUpstreams(readOptional('/etc/resolv.conf') ?? '');
 const fallback = fallbackBrokerUrl(settings);
+// the signals are taken before the start: the key file (what a supervisor waits for) is written
+// during it, and a SIGTERM then must stop it cleanly, not kill it with the key left behind
+let stopping: string | undefined;
+let stopNow: ((sig: string) => void) | undefined;
+const onSignal = (sig: string): void => {
+  if (stopNow) stopNow(sig);
+  else stopping ??= sig;
+};
+process.on('SIGTERM', () => onSignal('SIGTERM'));
+process.on('SIGINT', () => onSignal('SIGINT'));
 try {
   const nm = await startNetManager({
     port: settings.port,
@@ -64,18 +74,18 @@ try {
     log,
   });
   log.info(`NetManager ${NETMANAGER_VERSION} on 127.0.0.1:${nm.port}, tunnel endpoint ${settings.publicAddress}:${settings.publicPort}, data dir ${settings.dataDir}`);
-  let stopping = false;
-  const stop = (sig: string): void => {
-    if (stopping) return;
-    stopping = true;
+  let stopped = false;
+  stopNow = (sig: string): void => {
+    if (stopped) return;
+    stopped = true;
     log.info(`${sig}: stopping (the datapath stays for the next start)`);
     nm.close().then(() => process.exit(0), (err: unknown) => {
       log.error(`stop failed: ${err instanceof Error ? err.message : String(err)}`);
       process.exit(1);
     });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  // a signal that came during the start
+  if (stopping !== undefined) stopNow(stopping);
 } catch (err) {
   log.error(`NetManager could not start: ${err instanceof Error ? err.message : String(err)}`);
   const hint = (err as { hint?: unknown }).hint;
