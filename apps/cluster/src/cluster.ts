@@ -308,20 +308,21 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       mqttUrl = b.url;
       mqttPort = b.port;
     }
-    // its own embedded broker: a connection inside this process (every report would otherwise be
-    // decrypted, encrypted again for this client and decrypted once more); an external mqtts://
-    // broker is verified the usual way (system CAs)
+    // its own embedded broker: the broker itself (EmbeddedBroker.bus: publishes and subscriptions
+    // straight into aedes, no MQTT packets; every report went through TLS and then an in-process
+    // MQTT connection before, issue 13), acting as the cluster's admin identity; an external
+    // mqtts:// broker is verified the usual way (system CAs)
     const embedded = broker;
+    // what a tool in this process needs to dial the listener as the cluster (ownClientOptions)
     const busTls = broker?.tls === true ? { rejectUnauthorized: false } : undefined;
-    const connectedBus = await connectBus(mqttUrl, {
-      clientId: external ? `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}` : self.user,
-      ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
-      ...(embedded !== undefined ? { stream: () => embedded.localStream() } : busTls ? { tls: busTls } : {}),
-      log,
-      reconnectPeriodMs: 250,
-      // before welcome the embedded TLS listener has no certificate yet
-      waitForConnect: !(broker?.tls === true && !tlsReady),
-    });
+    const connectedBus = embedded !== undefined
+      ? embedded.bus({ principal: { role: 'admin', name: self.user }, clientId: self.user, log })
+      : await connectBus(mqttUrl, {
+        clientId: `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}`,
+        ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
+        log,
+        reconnectPeriodMs: 250,
+      });
     cleanups.push(() => connectedBus.close());
     let dynsec: Pick<DynsecProvisioner, 'upsertWorker' | 'removeWorker'> | undefined;
     if (nats) {
