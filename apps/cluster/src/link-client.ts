@@ -140,7 +140,10 @@ export class LinkClient {
    */
   checkWorkerToken(token: string, workerId?: string): Promise<WorkerTokenCheck> {
     if (!this.#welcomed || !this.#call) return Promise.resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
-    if (this.#checks.size >= MAX_PENDING_TOKEN_CHECKS) return Promise.resolve({ ok: false, reason: 'too many registrations are being checked at once; try again in a moment' });
+    // not a verdict on the token: a worker refused here must retry (503), and a known worker must
+    // not lose its credentials as if its token were invalid (a restarted cluster's whole fleet
+    // re-registers at once, issue 13)
+    if (this.#checks.size >= MAX_PENDING_TOKEN_CHECKS) return Promise.resolve({ ok: false, reason: 'too many registrations are being checked at once; try again in a moment', unavailable: true });
     const requestId = `tc-${++this.#checkSeq}-${randomBytes(4).toString('hex')}`;
     return new Promise<WorkerTokenCheck>((resolve) => {
       const timer = setTimeout(() => {

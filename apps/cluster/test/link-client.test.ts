@@ -12,6 +12,7 @@ import type { RootToCluster } from '@oak/contracts';
 import { waitFor } from '@oak/testkit';
 import { caFingerprint, createCa, issueIdentity, type Ca } from '@oak/trust';
 import { LinkClient } from '../src/index.ts';
+import { MAX_PENDING_TOKEN_CHECKS } from '../src/link-client.ts';
 
 interface StandIn {
   address: string;
@@ -95,4 +96,17 @@ test('the right root: hello carries the token and a P-256 public key; an unanswe
   assert.ok(!res.ok && /unreachable/.test(res.reason));
   assert.ok(Date.now() - t0 < 3000);
   assert.ok(r.received.some((m) => (m as { type?: string }).type === 'token_check'));
+});
+
+test('more token checks pending than the limit: the next is "unavailable" at once (retry later), not a refused token', async () => {
+  const ca = await createCa();
+  const r = await standIn(ca, ['oak-root'], (call) => call.write({ type: 'welcome', cluster_id: 'cid' }));
+  roots.push(r);
+  const c = client(r.address, tokenFor(ca), 2000);
+  await waitFor(() => c.connected, { message: 'welcome' });
+  const pending = Array.from({ length: MAX_PENDING_TOKEN_CHECKS }, (_, i) => c.checkWorkerToken('oak1.w.x', `w${i}`));
+  const over = await c.checkWorkerToken('oak1.w.x', 'one-too-many');
+  assert.deepEqual(over, { ok: false, reason: 'too many registrations are being checked at once; try again in a moment', unavailable: true });
+  const all = await Promise.all(pending);
+  assert.ok(all.every((x) => !x.ok && x.unavailable === true));
 });
