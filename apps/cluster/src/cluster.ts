@@ -685,7 +685,15 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       };
     };
     const unavailable = (why: string, hint: string): OakError => new OakError('OAK_UNAVAILABLE', why, { hint });
-    http.post('/api/node/register', { bodyLimit: REGISTRATION_BODY_LIMIT }, async (req, reply) => {
+    // a worker registers once (again after a restart of this cluster): its connection is closed
+    // after the answer, not kept alive for the next 72 s (fastify's keepAliveTimeout). A fleet
+    // registering at once otherwise held one idle TLS socket per worker, besides its MQTT one
+    // (issue 13: RSS at 10,000 workers)
+    const closeAfter = (_req: unknown, reply: { header(k: string, v: string): unknown }, done: () => void): void => {
+      reply.header('connection', 'close');
+      done();
+    };
+    http.post('/api/node/register', { bodyLimit: REGISTRATION_BODY_LIMIT, onRequest: closeAfter }, async (req, reply) => {
       const body = req.body ?? null;
       assertWithinLimits(body, REGISTRATION_LIMITS); // depth and sizes before anything recurses into it
       if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
