@@ -652,6 +652,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       (http.server as unknown as import('node:tls').Server).on('tlsClientError', (_e, sock) => sock.destroy());
     }
     cleanups.push(() => http.close());
+    const unavailableLog = { at: 0, more: 0 };
     http.setErrorHandler((err: unknown, _req, reply) => {
       const e = err as { statusCode?: number; code?: string; message?: string };
       const oak =
@@ -664,7 +665,19 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
               : e.statusCode !== undefined && e.statusCode < 500
                 ? new OakError(e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'OAK_MALFORMED_JSON' : 'OAK_BAD_REQUEST', e.message ?? 'bad request')
                 : new OakError('OAK_INTERNAL', 'internal error');
-      if (oak.status >= 500) log.error('cluster: request failed', err);
+      if (oak.code === 'OAK_UNAVAILABLE') {
+        // "try again" (no root yet, token checks busy): a restarted cluster's whole fleet hears it
+        // at once, so one line per 10 s with a count instead of one per request
+        const now = Date.now();
+        if (now - unavailableLog.at >= 10_000) {
+          const more = unavailableLog.more > 0 ? ` (and ${unavailableLog.more} more such answers since the last such line)` : '';
+          log.warn(`cluster: answered 503: ${oak.message}${more}`);
+          unavailableLog.at = now;
+          unavailableLog.more = 0;
+        } else {
+          unavailableLog.more++;
+        }
+      } else if (oak.status >= 500) log.error('cluster: request failed', err);
       void reply.code(oak.status).send(oak.toJSON());
     });
     http.setNotFoundHandler((req, reply) => {
