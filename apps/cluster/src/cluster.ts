@@ -308,20 +308,21 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       mqttUrl = b.url;
       mqttPort = b.port;
     }
-    // its own embedded broker: a connection inside this process (every report would otherwise be
-    // decrypted, encrypted again for this client and decrypted once more); an external mqtts://
-    // broker is verified the usual way (system CAs)
+    // its own embedded broker: the broker itself (EmbeddedBroker.bus: publishes and subscriptions
+    // straight into aedes, no MQTT packets; every report went through TLS and then an in-process
+    // MQTT connection before, issue 13), acting as the cluster's admin identity; an external
+    // mqtts:// broker is verified the usual way (system CAs)
     const embedded = broker;
+    // what a tool in this process needs to dial the listener as the cluster (ownClientOptions)
     const busTls = broker?.tls === true ? { rejectUnauthorized: false } : undefined;
-    const connectedBus = await connectBus(mqttUrl, {
-      clientId: external ? `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}` : self.user,
-      ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
-      ...(embedded !== undefined ? { stream: () => embedded.localStream() } : busTls ? { tls: busTls } : {}),
-      log,
-      reconnectPeriodMs: 250,
-      // before welcome the embedded TLS listener has no certificate yet
-      waitForConnect: !(broker?.tls === true && !tlsReady),
-    });
+    const connectedBus = embedded !== undefined
+      ? embedded.bus({ principal: { role: 'admin', name: self.user }, clientId: self.user, log })
+      : await connectBus(mqttUrl, {
+        clientId: `oak-cluster-${config.name}-${randomBytes(3).toString('hex')}`,
+        ...(external === undefined || external.username !== undefined ? { username: busUser.user, password: busUser.password } : {}),
+        log,
+        reconnectPeriodMs: 250,
+      });
     cleanups.push(() => connectedBus.close());
     let dynsec: Pick<DynsecProvisioner, 'upsertWorker' | 'removeWorker'> | undefined;
     if (nats) {
@@ -388,12 +389,19 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
         const wn = net.workerNet(s.id);
         if (wn) s.net = wn;
         // versions and fleet-upgrade state: the latest of its registration and its last report
+        // (read in place: a merged copy of both per worker and aggregate cost 10,000 objects a second)
         const w = core.workers.get(s.id);
-        const src = { ...(w?.registration ?? {}), ...(w?.info ?? {}) } as Partial<NodeInformation>;
-        if (src.version !== undefined) s.version = src.version;
-        if (src.netmanager_version !== undefined) s.netmanager_version = src.netmanager_version;
-        if (src.self_upgrade_blocker !== undefined) s.self_upgrade_blocker = src.self_upgrade_blocker;
-        if (src.upgrade !== undefined) s.upgrade = src.upgrade;
+        const info = w?.info as Partial<NodeInformation> | null | undefined;
+        const reg = w?.registration as Partial<NodeInformation> | null | undefined;
+        // the report's field when it has one (null included), else the registration's
+        const version = info?.version !== undefined ? info.version : reg?.version;
+        if (version !== undefined) s.version = version;
+        const nmVersion = info?.netmanager_version !== undefined ? info.netmanager_version : reg?.netmanager_version;
+        if (nmVersion !== undefined) s.netmanager_version = nmVersion;
+        const blocker = info?.self_upgrade_blocker !== undefined ? info.self_upgrade_blocker : reg?.self_upgrade_blocker;
+        if (blocker !== undefined) s.self_upgrade_blocker = blocker;
+        const upgrade = info?.upgrade !== undefined ? info.upgrade : reg?.upgrade;
+        if (upgrade !== undefined) s.upgrade = upgrade;
         if (w?.conn) s.conn = w.conn;
         if (w) s.reported_at = w.lastSeen;
       }
@@ -644,6 +652,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       (http.server as unknown as import('node:tls').Server).on('tlsClientError', (_e, sock) => sock.destroy());
     }
     cleanups.push(() => http.close());
+    const unavailableLog = { at: 0, more: 0 };
     http.setErrorHandler((err: unknown, _req, reply) => {
       const e = err as { statusCode?: number; code?: string; message?: string };
       const oak =
@@ -656,7 +665,19 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
               : e.statusCode !== undefined && e.statusCode < 500
                 ? new OakError(e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err instanceof SyntaxError ? 'OAK_MALFORMED_JSON' : 'OAK_BAD_REQUEST', e.message ?? 'bad request')
                 : new OakError('OAK_INTERNAL', 'internal error');
-      if (oak.status >= 500) log.error('cluster: request failed', err);
+      if (oak.code === 'OAK_UNAVAILABLE') {
+        // "try again" (no root yet, token checks busy): a restarted cluster's whole fleet hears it
+        // at once, so one line per 10 s with a count instead of one per request
+        const now = Date.now();
+        if (now - unavailableLog.at >= 10_000) {
+          const more = unavailableLog.more > 0 ? ` (and ${unavailableLog.more} more such answers since the last such line)` : '';
+          log.warn(`cluster: answered 503: ${oak.message}${more}`);
+          unavailableLog.at = now;
+          unavailableLog.more = 0;
+        } else {
+          unavailableLog.more++;
+        }
+      } else if (oak.status >= 500) log.error('cluster: request failed', err);
       void reply.code(oak.status).send(oak.toJSON());
     });
     http.setNotFoundHandler((req, reply) => {
@@ -677,7 +698,15 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
       };
     };
     const unavailable = (why: string, hint: string): OakError => new OakError('OAK_UNAVAILABLE', why, { hint });
-    http.post('/api/node/register', { bodyLimit: REGISTRATION_BODY_LIMIT }, async (req, reply) => {
+    // a worker registers once (again after a restart of this cluster): its connection is closed
+    // after the answer, not kept alive for the next 72 s (fastify's keepAliveTimeout). A fleet
+    // registering at once otherwise held one idle TLS socket per worker, besides its MQTT one
+    // (issue 13: RSS at 10,000 workers)
+    const closeAfter = (_req: unknown, reply: { header(k: string, v: string): unknown }, done: () => void): void => {
+      reply.header('connection', 'close');
+      done();
+    };
+    http.post('/api/node/register', { bodyLimit: REGISTRATION_BODY_LIMIT, onRequest: closeAfter }, async (req, reply) => {
       const body = req.body ?? null;
       assertWithinLimits(body, REGISTRATION_LIMITS); // depth and sizes before anything recurses into it
       if (typeof body === 'object' && body !== null && !Array.isArray(body)) {

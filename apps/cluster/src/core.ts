@@ -856,7 +856,7 @@ export class ClusterCore {
     r.cpu_cores_free = round2(r.cpu_cores_free);
     r.memory_free_mb = round2(r.memory_free_mb);
     r.virtualizations = [...virt].sort();
-    summary.sort((a, b) => a.id.localeCompare(b.id));
+    summary.sort((a, b) => byId.compare(a.id, b.id));
     const dead = this.deadWorkers();
     if (dead.length > 0) r.dead_workers = dead;
     return r;
@@ -932,6 +932,9 @@ function dedupe(effects: Effect[]): Effect[] {
     return true;
   });
 }
+
+/** localeCompare's order (same locale) without its per-call set-up: 10,000 ids per aggregate */
+const byId = new Intl.Collator();
 
 function round2(x: number): number {
   return Math.round(x * 100) / 100;

@@ -84,9 +84,24 @@ interface PendingCheck {
   timer: NodeJS.Timeout;
 }
 
+interface QueuedCheck extends PendingCheck {
+  token: string;
+  workerId: string | undefined;
+  /** when it is answered "unreachable" if the root has not answered (Date.now() time) */
+  deadline: number;
+}
+
 const UNREACHABLE = 'the root is unreachable, so the worker token cannot be checked; try again when the cluster is connected';
-/** token checks waiting for the root at once; more are answered "busy" at once */
+/** token checks sent to the root and not answered yet, at most; more wait in a queue */
 export const MAX_PENDING_TOKEN_CHECKS = 256;
+/**
+ * token checks waiting for one of those slots, at most; more are answered "busy" at once. A
+ * restarted cluster's whole fleet registers within seconds: answering the 257th "try again" made
+ * each of them come back with a new TLS handshake and request (56,000 refusals for 10,000
+ * workers, most of the cluster's CPU, issue 13), while a queued one waits for an answer at the
+ * cost of an open request. Each waits at most tokenCheckTimeoutMs in all, queue included.
+ */
+export const MAX_QUEUED_TOKEN_CHECKS = 4096;
 
 type Call = LinkStream;
 
@@ -112,6 +127,8 @@ export class LinkClient {
   #caPem: string | undefined;
   #connecting = false;
   readonly #checks = new Map<string, PendingCheck>();
+  /** checks waiting for a free slot among #checks, oldest first */
+  readonly #queued = new Set<QueuedCheck>();
   #checkSeq = 0;
 
   constructor(o: LinkClientOptions) {
@@ -140,17 +157,52 @@ export class LinkClient {
    */
   checkWorkerToken(token: string, workerId?: string): Promise<WorkerTokenCheck> {
     if (!this.#welcomed || !this.#call) return Promise.resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
-    if (this.#checks.size >= MAX_PENDING_TOKEN_CHECKS) return Promise.resolve({ ok: false, reason: 'too many registrations are being checked at once; try again in a moment' });
-    const requestId = `tc-${++this.#checkSeq}-${randomBytes(4).toString('hex')}`;
+    const deadline = Date.now() + (this.#o.tokenCheckTimeoutMs ?? 5000);
+    if (this.#checks.size < MAX_PENDING_TOKEN_CHECKS) return new Promise<WorkerTokenCheck>((resolve) => this.#sendCheck(token, workerId, resolve, deadline));
+    // not a verdict on the token: a worker refused here must retry (503), and a known worker must
+    // not lose its credentials as if its token were invalid
+    if (this.#queued.size >= MAX_QUEUED_TOKEN_CHECKS) return Promise.resolve({ ok: false, reason: 'too many registrations are being checked at once; try again in a moment', unavailable: true });
     return new Promise<WorkerTokenCheck>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#checks.delete(requestId);
-        resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
-      }, this.#o.tokenCheckTimeoutMs ?? 5000);
-      this.#checks.set(requestId, { resolve, timer });
-      const sent = this.send({ type: 'token_check', request_id: requestId, token: token.slice(0, 512), ...(workerId !== undefined ? { worker_id: workerId.slice(0, 200) } : {}) });
-      if (!sent) this.#settleCheck(requestId, { ok: false, reason: UNREACHABLE, unavailable: true });
+      const q: QueuedCheck = {
+        token,
+        workerId,
+        resolve,
+        deadline,
+        timer: setTimeout(() => {
+          this.#queued.delete(q);
+          resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
+        }, deadline - Date.now()),
+      };
+      this.#queued.add(q);
     });
+  }
+
+  /** sends one check to the root, answered "unreachable" at `deadline` without an answer */
+  #sendCheck(token: string, workerId: string | undefined, resolve: (r: WorkerTokenCheck) => void, deadline: number): void {
+    const requestId = `tc-${++this.#checkSeq}-${randomBytes(4).toString('hex')}`;
+    const timer = setTimeout(() => {
+      this.#checks.delete(requestId);
+      resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
+      this.#sendQueued();
+    }, Math.max(1, deadline - Date.now()));
+    this.#checks.set(requestId, { resolve, timer });
+    const sent = this.send({ type: 'token_check', request_id: requestId, token: token.slice(0, 512), ...(workerId !== undefined ? { worker_id: workerId.slice(0, 200) } : {}) });
+    if (!sent) {
+      this.#checks.delete(requestId);
+      clearTimeout(timer);
+      resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
+    }
+  }
+
+  /** queued checks into the free slots, oldest first */
+  #sendQueued(): void {
+    for (const q of this.#queued) {
+      if (this.#checks.size >= MAX_PENDING_TOKEN_CHECKS) return;
+      this.#queued.delete(q);
+      clearTimeout(q.timer);
+      if (!this.#welcomed || !this.#call) q.resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
+      else this.#sendCheck(q.token, q.workerId, q.resolve, q.deadline);
+    }
   }
 
   #settleCheck(requestId: string, r: WorkerTokenCheck): void {
@@ -159,9 +211,16 @@ export class LinkClient {
     this.#checks.delete(requestId);
     clearTimeout(p.timer);
     p.resolve(r);
+    this.#sendQueued();
   }
 
   #failChecks(): void {
+    // the queued ones first: settling a sent one moves queued ones into its slot
+    for (const q of this.#queued) {
+      clearTimeout(q.timer);
+      q.resolve({ ok: false, reason: UNREACHABLE, unavailable: true });
+    }
+    this.#queued.clear();
     for (const id of [...this.#checks.keys()]) this.#settleCheck(id, { ok: false, reason: UNREACHABLE, unavailable: true });
   }
 

@@ -12,6 +12,7 @@ import type { RootToCluster } from '@oak/contracts';
 import { waitFor } from '@oak/testkit';
 import { caFingerprint, createCa, issueIdentity, type Ca } from '@oak/trust';
 import { LinkClient } from '../src/index.ts';
+import { MAX_PENDING_TOKEN_CHECKS, MAX_QUEUED_TOKEN_CHECKS } from '../src/link-client.ts';
 
 interface StandIn {
   address: string;
@@ -95,4 +96,32 @@ test('the right root: hello carries the token and a P-256 public key; an unanswe
   assert.ok(!res.ok && /unreachable/.test(res.reason));
   assert.ok(Date.now() - t0 < 3000);
   assert.ok(r.received.some((m) => (m as { type?: string }).type === 'token_check'));
+});
+
+test('token checks beyond the root\'s slots wait in a queue and go out as answers come; beyond the queue, "unavailable" at once (retry), never a refused token', async () => {
+  const ca = await createCa();
+  let rootCall: grpc.ServerDuplexStream<unknown, RootToCluster> | undefined;
+  const r = await standIn(ca, ['oak-root'], (call) => {
+    rootCall = call;
+    call.write({ type: 'welcome', cluster_id: 'cid' });
+  });
+  roots.push(r);
+  const c = client(r.address, tokenFor(ca), 3000);
+  await waitFor(() => c.connected, { message: 'welcome' });
+  const sentChecks = (): { request_id: string; worker_id?: string }[] => r.received.filter((m) => (m as { type?: string }).type === 'token_check') as { request_id: string; worker_id?: string }[];
+  const pending = Array.from({ length: MAX_PENDING_TOKEN_CHECKS }, (_, i) => c.checkWorkerToken('oak1.w.x', `w${i}`));
+  const queued = Array.from({ length: MAX_QUEUED_TOKEN_CHECKS }, (_, i) => c.checkWorkerToken('oak1.w.x', `q${i}`));
+  const over = await c.checkWorkerToken('oak1.w.x', 'one-too-many');
+  assert.deepEqual(over, { ok: false, reason: 'too many registrations are being checked at once; try again in a moment', unavailable: true });
+  await waitFor(() => sentChecks().length === MAX_PENDING_TOKEN_CHECKS, { message: 'the first 256 sent' });
+  const first = sentChecks()[0];
+  assert.equal(first?.worker_id, 'w0');
+  rootCall?.write({ type: 'token_result', request_id: first?.request_id ?? '', ok: true, token_id: 'tok1' } as RootToCluster);
+  assert.deepEqual(await pending[0], { ok: true, tokenId: 'tok1' });
+  // its slot went to the oldest queued check
+  await waitFor(() => sentChecks().length === MAX_PENDING_TOKEN_CHECKS + 1, { message: 'a queued check sent' });
+  assert.equal(sentChecks()[MAX_PENDING_TOKEN_CHECKS]?.worker_id, 'q0');
+  // no more answers: every other one ends "unreachable" (unavailable) at its deadline, none refused
+  const rest = await Promise.all([...pending.slice(1), ...queued]);
+  assert.ok(rest.every((x) => !x.ok && x.unavailable === true));
 });

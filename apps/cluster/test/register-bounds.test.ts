@@ -1,6 +1,7 @@
 /** Registration bodies are bounded (issue 7): size (413) and depth/width (422) before anything reads them. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
 import { silentLogger } from '@oak/bus';
 import { startCluster, type ClusterHandle } from '../src/index.ts';
 import { registration } from './fixtures.ts';
@@ -46,4 +47,30 @@ test('supported_addons: a bad label or more than 64 are refused before anything 
   assert.equal(cluster.core.workers.size, 0, 'no worker was recorded');
   const ok = await post(JSON.stringify({ ...base, supported_addons: ['image-builder'] }));
   assert.ok(ok.status === 200 || ok.code === 'OAK_JOIN_TOKEN_INVALID' || ok.code === 'OAK_UNAUTHORIZED', JSON.stringify(ok));
+});
+
+test('a registration\'s connection is closed after the answer, refused or not (a fleet does not hold an idle socket each); other routes keep theirs', async () => {
+  const agent = new Agent({ keepAlive: true });
+  const ask = (method: string, path: string, body?: string): Promise<{ status: number; connection: string | undefined }> => new Promise((resolve, reject) => {
+    const u = new URL(cluster.httpUrl);
+    const req = request({ host: u.hostname, port: u.port, path, method, agent, headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  try {
+    const base = JSON.stringify(registration('w'));
+    const refused = await ask('POST', '/api/node/register', base);
+    assert.notEqual(refused.status, 200);
+    assert.equal(refused.connection, 'close');
+    const huge = await ask('POST', '/api/node/register', `${base.slice(0, -1)},"node_name":"${'n'.repeat(100_000)}"}`);
+    assert.deepEqual(huge, { status: 413, connection: 'close' });
+    const nodes = await ask('GET', '/api/nodes');
+    assert.equal(nodes.status, 200);
+    assert.equal(nodes.connection, 'keep-alive');
+  } finally {
+    agent.destroy();
+  }
 });

@@ -650,7 +650,10 @@ class Engine {
     this.reporting = true;
     try {
       const info = await this.sampler.information(this.offered, runningNames(this.entries.values()));
-      await bus.publishJson(topics.information(this.id), { ...info, conn: this.conn, ...this.versionFields() }, 1);
+      // reports at QoS 0 (statuses stay QoS 1): the next one supersedes a lost one within one
+      // interval, and a cluster with 10,000 workers is spared a PUBACK and an in-flight entry per
+      // report in both directions (issue 13); same topics and payloads as before
+      await bus.publishJson(topics.information(this.id), { ...info, conn: this.conn, ...this.versionFields() }, 0);
       const res: JobResources = { instances: [] };
       for (const e of this.entries.values()) {
         if (e.deleting || e.state !== 'RUNNING') continue;
@@ -658,7 +661,7 @@ class Engine {
         if (s === undefined) continue;
         res.instances.push({ job_name: e.job_name, instance_number: e.instance_number, cpu_percent: Math.max(0, s.cpu_percent), memory_mb: Math.max(0, s.memory_mb) });
       }
-      await bus.publishJson(topics.jobResources(this.id), res, 1);
+      await bus.publishJson(topics.jobResources(this.id), res, 0);
     } catch (err) {
       if (!this.shuttingDown) this.log.warn(`report failed: ${err instanceof Error ? err.message : String(err)}`);
     } finally {

@@ -116,7 +116,8 @@ const information = (s: Sim): Record<string, unknown> => ({
 function report(s: Sim): void {
   if (s.silenced || s.bus === undefined || !s.bus.connected) return;
   s.lastReport = Date.now();
-  s.bus.publishJson(topics.information(s.id), information(s)).then(() => { events.reports++; }, () => { events.reportErrors++; });
+  // QoS 0, as the NodeEngine reports
+  s.bus.publishJson(topics.information(s.id), information(s), 0).then(() => { events.reports++; }, () => { events.reportErrors++; });
 }
 
 async function start(s: Sim, i: number): Promise<void> {

@@ -22,6 +22,9 @@ import { mayPublish, maySubscribe } from './acl.ts';
 import type { BrokerPrincipal } from './acl.ts';
 import { silentLogger } from './log.ts';
 import { guardReads } from './read-guard.ts';
+import { createLocalBus } from './local-bus.ts';
+import type { LocalBusOptions } from './local-bus.ts';
+import type { Bus } from './bus.ts';
 import type { Logger } from './log.ts';
 
 export type BrokerAuthenticate = (clientId: string, username: string | undefined, password: Buffer | undefined) => BrokerPrincipal | null;
@@ -64,6 +67,12 @@ export interface EmbeddedBroker {
    * already closing destroys it at once.
    */
   serve(conn: Duplex): void;
+  /**
+   * A Bus that is this broker itself (local-bus.ts): publishes and subscriptions go straight into
+   * aedes, no MQTT packets, no connection; every publish and subscribe is checked against the ACL
+   * for `principal`. For the program that runs the broker (the cluster's own client).
+   */
+  bus(opts: LocalBusOptions): Bus;
   close(): Promise<void>;
 }
 
@@ -216,6 +225,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       return theirs;
     },
     serve,
+    bus(o) {
+      return createLocalBus(broker, o);
+    },
     disconnect(match) {
       let n = 0;
       for (const c of [...live]) {

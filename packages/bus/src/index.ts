@@ -1,5 +1,7 @@
 export { duplexPair, startEmbeddedBroker } from './broker.ts';
 export type { BrokerAuthenticate, EmbeddedBroker, EmbeddedBrokerOptions } from './broker.ts';
+export { createLocalBus } from './local-bus.ts';
+export type { LocalBusOptions } from './local-bus.ts';
 export { connectBus, reconnectPeriod } from './bus.ts';
 export type { Bus, BusOptions, MessageHandler, PublishOptions, PublishQoS, QoS } from './bus.ts';
 export { topicMatches, isValidFilter } from './topic.ts';
