@@ -15,6 +15,7 @@ import { isPostgresUrl, openPostgres, openSqlite } from './db.ts';
 import { migrate } from './migrations.ts';
 import { PreparedQueries } from './prepared.ts';
 import { serviceFingerprint } from './fingerprint.ts';
+import { passedSteps } from './passed.ts';
 import { LocalNotifier, MAX_PAYLOAD_BYTES, PgNotifier } from './notify.ts';
 import type { Notifier } from './notify.ts';
 import type {
@@ -782,12 +783,7 @@ export class KyselyStore implements Store {
       );
       const next = toInstance({ ...cur, ...set });
       if (patch.status !== undefined && patch.status !== cur.status) {
-        let before = cur.status;
-        for (const p of passed) {
-          if (p.status === before || p.status === next.status) continue;
-          await this.#history(t, serviceId, n, p.status, p.status_detail, p.at < at ? p.at : at);
-          before = p.status;
-        }
+        for (const p of passedSteps(cur.status, passed, next.status)) await this.#history(t, serviceId, n, p.status, p.status_detail, p.at < at ? p.at : at);
         await this.#history(t, serviceId, n, next.status, next.status_detail, at);
       }
       return next;

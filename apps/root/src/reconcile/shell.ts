@@ -27,6 +27,7 @@
 import { OakError, TERMINAL_STATES, instanceName } from '@oak/contracts';
 import type { ClusterToRoot, InstanceState, Microservice, RegistryAuth, RootToCluster } from '@oak/contracts';
 import { demandOf, type PeerRule } from '@oak/scheduler';
+import { passedSteps } from '@oak/store';
 import type { ClusterRow, InstancePatch, InstanceRow, PassedStatus, ServiceRow, ServiceVersionRow, Store } from '@oak/store';
 import type { ControlPlane, LogOptions } from '../control.ts';
 import { instanceDoc } from '../docs.ts';
@@ -254,12 +255,7 @@ export function createReconciler(o: ReconcilerOptions): Reconciler {
     try {
       const next = await store.updateInstance(s.id, row.instance_number, patch, passed);
       if (patch.status !== undefined && patch.status !== row.status) {
-        let before = row.status;
-        for (const p of passed) {
-          if (p.status === before || p.status === next.status) continue;
-          publish(s, { ...next, status: p.status, status_detail: p.status_detail, status_at: p.at });
-          before = p.status;
-        }
+        for (const p of passedSteps(row.status, passed, next.status)) publish(s, { ...next, status: p.status, status_detail: p.status_detail, status_at: p.at });
       }
       publish(s, next);
       return next;
