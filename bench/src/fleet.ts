@@ -51,8 +51,10 @@ const SETTLE_MS = Number(process.env.OAK_BENCH_FLEET_SETTLE_MS ?? 8000);
 const DEPLOYS = Number(process.env.OAK_BENCH_FLEET_DEPLOYS ?? 20);
 const PROBE_WORKERS = 10;
 const RESTART = process.env.OAK_BENCH_FLEET_RESTART !== '0';
-/** OAK_BENCH_FLEET_PROFILE=<dir>: the cluster runs with --cpu-prof into that directory */
+/** OAK_BENCH_FLEET_PROFILE=<dir>: the cluster and the simulated workers' processes (sims.<pid>.cpuprofile) run with --cpu-prof into that directory */
 const PROFILE_DIR = process.env.OAK_BENCH_FLEET_PROFILE;
+/** OAK_BENCH_FLEET_DUMP=<file>: the restart's registrations, failures and connects (ms from the restart) and the restarted cluster's log, as JSON */
+const DUMP = process.env.OAK_BENCH_FLEET_DUMP;
 
 type Broker = 'embedded' | 'mosquitto' | 'nats';
 
@@ -67,7 +69,8 @@ class Sims {
   private wake: (() => void) | undefined;
   constructor(file: string, log: string) {
     const fd = openSync(log, 'a');
-    this.child = spawn(process.execPath, ['--import', 'tsx', ...NODE_FLAGS, join(here, 'fleet', 'workers.ts'), file], { cwd: repoRoot, stdio: ['pipe', 'pipe', fd] });
+    const prof = PROFILE_DIR !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, '--cpu-prof-name=sims.${pid}.cpuprofile'] : [];
+    this.child = spawn(process.execPath, ['--import', 'tsx', ...NODE_FLAGS, ...prof, join(here, 'fleet', 'workers.ts'), file], { cwd: repoRoot, stdio: ['pipe', 'pipe', fd] });
     closeSync(fd);
     this.lines = createInterface({ input: this.child.stdout as NodeJS.ReadableStream });
     this.lines.on('line', (l) => {
@@ -104,7 +107,7 @@ class Sims {
     this.child.stdin?.write(`${line}\n`);
   }
 
-  async stats(since = 0): Promise<{ connected: number; registered: number; registrations: number[]; connects: number[]; lastReports: number[]; refused: number; reports: number }> {
+  async stats(since = 0): Promise<{ connected: number; registered: number; registrations: number[]; connects: number[]; failures: [number, string][]; lastReports: number[]; refused: number; reports: number }> {
     this.send(`stats ${since}`);
     return (await this.next('stats', 60_000)) as never;
   }
@@ -161,7 +164,7 @@ interface BrokerRun {
   idle: { cpuPct: number; rssMb: number; deployP50: number; deployP95: number };
   levels: Level[];
   detection?: { fromLastReportMs: number; fromMissedReportMs: number };
-  restart?: { allBackMs: number; peakRegistrationsPer100ms: number; peakConnectsPer100ms: number; spreadP10P90Ms: number; workers: number };
+  restart?: { allBackMs: number; peakRegistrationsPer100ms: number; peakConnectsPer100ms: number; spreadP10P90Ms: number; workers: number; clusterCpuPct: number; simCpuPct: number };
   error?: string;
 }
 
@@ -265,6 +268,9 @@ async function runBroker(broker: Broker, tj: TestJoin, dir: string): Promise<Bro
       const want = total - 1; // the silenced worker registers again but never reports
       await stopProcess(cluster.child, 15_000);
       const t0 = Date.now();
+      // the load generator's CPU over the restart as well as the cluster's: on a small machine the
+      // simulated workers' own TLS handshakes may be what bounds the time, not the cluster
+      const simCpu0 = sims.reduce((a, s) => a + sample(s.child.pid ?? 0).execMs, 0);
       cluster = startClusterProc(dir, args, `${broker}-restart`);
       const c1 = cluster;
       let back = NaN;
@@ -277,18 +283,25 @@ async function runBroker(broker: Broker, tj: TestJoin, dir: string): Promise<Bro
         }
         return false;
       }, { timeoutMs: 180_000, intervalMs: 100, message: `every worker back after the restart (have ${aggregateWorkers()})` });
+      const simCpuMs = sims.reduce((a, s) => a + sample(s.child.pid ?? 0).execMs, 0) - simCpu0;
+      const clusterCpuMs = sample(c1.child.pid ?? 0).execMs;
       const stats = await Promise.all(sims.map((s) => s.stats(t0)));
       const regs = stats.flatMap((s) => s.registrations);
       const conns = stats.flatMap((s) => s.connects);
       const sorted = [...regs].sort((a, b) => a - b);
+      if (DUMP !== undefined) {
+        writeFileSync(DUMP, JSON.stringify({ t0, back, registrations: sorted.map((t) => t - t0), connects: conns.map((t) => t - t0).sort((a, b) => a - b), failures: stats.flatMap((s) => s.failures).map(([t, why]) => [t - t0, why]).sort((a, b) => Number(a[0]) - Number(b[0])), clusterLog: readFileSync(c1.log, 'utf8').slice(0, 200_000) }));
+      }
       run.restart = {
         allBackMs: back,
         peakRegistrationsPer100ms: peakPer(regs, 100),
         peakConnectsPer100ms: peakPer(conns, 100),
         spreadP10P90Ms: sorted.length > 0 ? percentile(sorted, 90) - percentile(sorted, 10) : 0,
         workers: want,
+        clusterCpuPct: (clusterCpuMs / back) * 100,
+        simCpuPct: (simCpuMs / back) * 100,
       };
-      console.log(`fleet ${broker}: restart: all ${want} back after ${back} ms; ${regs.length} registrations (peak ${run.restart.peakRegistrationsPer100ms} in 100 ms), ${conns.length} connects (peak ${run.restart.peakConnectsPer100ms} in 100 ms)`);
+      console.log(`fleet ${broker}: restart: all ${want} back after ${back} ms; ${regs.length} registrations (peak ${run.restart.peakRegistrationsPer100ms} in 100 ms), ${conns.length} connects (peak ${run.restart.peakConnectsPer100ms} in 100 ms); CPU over it: cluster ${run.restart.clusterCpuPct.toFixed(0)} %, simulated workers ${run.restart.simCpuPct.toFixed(0)} % of one core`);
     }
   } catch (err) {
     run.error = err instanceof Error ? err.message : String(err);

@@ -28,7 +28,7 @@ import type { Entry } from './instances.ts';
 import { KeptLogs, droppedReason, spoken, when } from './kept-logs.ts';
 import { logTopics, parseLogRequest, pumpLogs } from './logs.ts';
 import type { LogBatch } from './logs.ts';
-import { brokerUrl, isFinalRefusal, readNodeId, readNodeSecret, registerWithRetry, registrationUrl, writeNodeId, writeNodeSecret } from './register.ts';
+import { brokerUrl, isFinalRefusal, readNodeId, readNodeSecret, registeredSince, registerWithRetry, registrationUrl, writeNodeId, writeNodeSecret } from './register.ts';
 import { InstanceNetworks, isolationProblem, persistedAttachmentIps, routeConflict } from './network.ts';
 import type { Attachment } from './network.ts';
 import { DEFAULT_NETMANAGER_KEY_DIR, NetManagerLink, planOfAnswer, readOverlayState, sameAnswer, writeOverlayState } from './netmanager.ts';
@@ -114,6 +114,8 @@ class Engine {
   /** a registration after an MQTT refusal or a request of the cluster is under way */
   reregistering: Promise<void> | undefined;
   lastRegistration = 0;
+  /** when the broker connection last dropped (0: never) */
+  lostAt = 0;
   /** the NetManager link (with -n) */
   nm: NetManagerLink | undefined;
   /** the NetManager answer the current bridge is built on (undefined: the default bridge, no overlay) */
@@ -232,6 +234,7 @@ class Engine {
         if (!reconnect) firstConnect();
         else void this.onReconnect();
       },
+      onDisconnect: () => { this.lostAt = Date.now(); },
       // the cluster restarted (it keeps no state) or dropped our credentials: register again
       onRefused: () => void this.reregister('the broker refused our credentials'),
     });
@@ -549,9 +552,11 @@ class Engine {
   /** The cluster may have restarted (it keeps no state): register again, then tell it everything. */
   async onReconnect(): Promise<void> {
     if (this.closing.signal.aborted) return;
-    // a registration that just happened (after a refusal) made this reconnect possible
-    if (this.reregistering === undefined && Date.now() - this.lastRegistration > 2000) await this.reregister('MQTT reconnected');
-    else await this.reregistering;
+    // a registration made since the connection dropped (after a refusal: the restarted cluster
+    // knew us not) already told this cluster who we are, however long the reconnect took after it;
+    // a second one per worker doubled a restarted cluster's registrations under a large fleet
+    if (this.reregistering !== undefined) await this.reregistering;
+    else if (!registeredSince(this.lastRegistration, this.lostAt)) await this.reregister('MQTT reconnected');
     if (this.closing.signal.aborted) return;
     this.publishAllStatuses();
     await this.report();

@@ -161,3 +161,13 @@ export async function writeNodeSecret(dataDir: string, id: string, password: str
   await writeFile(tmp, `${JSON.stringify({ id, password })}\n`, { mode: 0o600 });
   await rename(tmp, file);
 }
+
+/**
+ * Whether a registration (at `lastRegistration`, 0: none) was made after the broker connection
+ * dropped (at `lostAt`): then the cluster on the other side of the reconnect knows this worker
+ * already (it may have restarted: the registration after its refusal told it), and registering
+ * again on the reconnect is one more TLS handshake and token check per worker for nothing.
+ */
+export function registeredSince(lastRegistration: number, lostAt: number): boolean {
+  return lastRegistration > 0 && lastRegistration >= lostAt;
+}

@@ -267,6 +267,34 @@ test('MQTT reconnect after a cluster restart: registers again and re-reports its
   await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${id}/information` && m.at >= t0), { timeoutMs: 5000 });
 });
 
+test('a cluster restart where the reconnect comes long after the registration its refusal made: one registration, not two', async () => {
+  const id = engine!.id;
+  const regs = cluster.registrations.length;
+  // the restarted cluster forgets the worker: its reconnect is refused, and it registers; the
+  // broker is then away for 2.5 s (a loaded cluster: the connect takes long after the
+  // registration), so the reconnect that works comes well after that registration
+  let up = 0;
+  let back: Promise<void> | undefined;
+  cluster.onRegistration = () => {
+    cluster.onRegistration = undefined;
+    back = (async () => {
+      await cluster.stopBroker();
+      await sleep(2500);
+      await cluster.startBroker(cluster.brokerPort);
+      await cluster.connectObserver();
+      up = Date.now();
+    })();
+  };
+  await cluster.restartBroker();
+  await waitFor(() => back !== undefined, { timeoutMs: 15_000, message: 'the registration after the refusal' });
+  await back;
+  await waitFor(() => cluster.messages.some((m) => m.topic === `nodes/${id}/information` && m.at >= up), { timeoutMs: 10_000, message: 'reports again' });
+  // a second registration would come before that report (onReconnect registers, then reports)
+  await sleep(300);
+  assert.equal(cluster.registrations.length, regs + 1, 'registered once for the restart');
+  assert.equal(cluster.registrations.at(-1)?.id, id);
+});
+
 test('credentials dropped by the cluster (MQTT refusal): the worker registers again with its token and goes on', async () => {
   const id = engine!.id;
   const regs = cluster.registrations.length;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePort } from '@oak/testkit';
-import { registerWithRetry } from '../src/register.ts';
+import { registeredSince, registerWithRetry } from '../src/register.ts';
 
 const body = { node_name: 'w', host: '127.0.0.1', cpu_cores: 1, memory_mb: 512, arch: 'x86_64', os: 'linux', virtualizations: ['process' as const] };
 
@@ -44,4 +44,11 @@ test('without a random source given, the delays of many workers differ', async (
   assert.equal(firsts.length, 10);
   for (const d of firsts) assert.ok(d >= 500 && d <= 1500, `delay ${d}`);
   assert.ok(new Set(firsts).size > 1, `all ten delays are ${firsts[0]} ms`);
+});
+
+test('registeredSince: only a registration made after the connection dropped counts', () => {
+  assert.equal(registeredSince(0, 0), false, 'never registered');
+  assert.equal(registeredSince(1000, 2000), false, 'registered before the drop: the cluster may have restarted since');
+  assert.equal(registeredSince(2500, 2000), true, 'registered after the drop (after a refusal)');
+  assert.equal(registeredSince(2000, 2000), true);
 });

@@ -13,12 +13,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { connectBus } from '@oak/bus';
+import { connectBus, silentLogger } from '@oak/bus';
 import type { Bus } from '@oak/bus';
-import { instanceName, topics } from '@oak/contracts';
+import { OakError, instanceName, topics } from '@oak/contracts';
 import type { DeleteCommand, DeployCommand, NodeRegistration, NodeRegistrationAnswer } from '@oak/contracts';
 import { pinnedTlsOptions } from '@oak/trust';
-import { brokerUrl, registerWithRetry } from '../../../apps/node-engine/src/register.ts';
+import { brokerUrl, registeredSince, registerWithRetry } from '../../../apps/node-engine/src/register.ts';
 
 export interface SimConfig {
   /** https://host:port/api/node/register */
@@ -44,6 +44,8 @@ interface Sim {
   timer?: NodeJS.Timeout;
   lastReport: number;
   lastRegistration: number;
+  /** when its broker connection last dropped */
+  lostAt: number;
   registering?: Promise<void>;
   silenced: boolean;
 }
@@ -56,7 +58,7 @@ const out = (o: Record<string, unknown>): void => {
 };
 
 /** event times (ms since epoch) the parent turns into rates: registrations sent, connects made */
-const events = { registrations: [] as number[], connects: [] as number[], refused: 0, reports: 0, reportErrors: 0, deploys: 0 };
+const events = { registrations: [] as number[], connects: [] as number[], failures: [] as [number, string][], refused: 0, reports: 0, reportErrors: 0, deploys: 0 };
 const sims: Sim[] = [];
 let reportIntervalMs = 2000;
 
@@ -81,7 +83,11 @@ async function register(s: Sim, i: number, withId: boolean): Promise<NodeRegistr
   const answer = await registerWithRetry(cfg.registrationUrl, () => {
     events.registrations.push(Date.now());
     return { ...body(s, i), ...(withId ? { id: s.id, id_proof: s.password } : {}) };
-  }, () => Promise.resolve(tls), { initialMs: 500, maxMs: 10_000 });
+  }, () => Promise.resolve(tls), {
+    initialMs: 500,
+    maxMs: 10_000,
+    onFailure: (_attempt, err) => { events.failures.push([Date.now(), err instanceof OakError ? err.code : err instanceof Error ? err.message.slice(0, 60) : String(err)]); },
+  });
   s.lastRegistration = Date.now();
   return answer;
 }
@@ -138,6 +144,10 @@ async function start(s: Sim, i: number): Promise<void> {
     ...(secure ? { tls } : {}),
     connectTimeoutMs: 30_000,
     reconnectPeriodMs: 1000,
+    // its connection errors (refused, reset, timed out) go to the failures the parent may dump
+    log: { ...silentLogger, debug: (m: string) => {
+      if (m.includes(' error: ') && events.failures.length < 200_000) events.failures.push([Date.now(), `mqtt: ${m.slice(m.indexOf(' error: ') + 8, m.indexOf(' error: ') + 60)}`]);
+    } },
     will: { topic: topics.gone(s.id), payload: JSON.stringify({ id: s.id, conn: s.conn }), qos: 1 },
     onConnect: (reconnect) => {
       events.connects.push(Date.now());
@@ -146,8 +156,9 @@ async function start(s: Sim, i: number): Promise<void> {
         return;
       }
       void (async () => {
-        if (s.registering === undefined && Date.now() - s.lastRegistration > 2000) await reregister(s, i).catch(() => undefined);
-        else await s.registering?.catch(() => undefined);
+        // the NodeEngine's rule (engine.ts onReconnect)
+        if (s.registering !== undefined) await s.registering.catch(() => undefined);
+        else if (!registeredSince(s.lastRegistration, s.lostAt)) await reregister(s, i).catch(() => undefined);
         for (const n of s.running) {
           const [job, num] = splitName(n);
           void publishStatus(s, job, num, 'RUNNING');
@@ -155,6 +166,7 @@ async function start(s: Sim, i: number): Promise<void> {
         report(s);
       })();
     },
+    onDisconnect: () => { s.lostAt = Date.now(); },
     onRefused: () => {
       events.refused++;
       void reregister(s, i).catch(() => undefined);
@@ -197,7 +209,7 @@ function publishStatus(s: Sim, job: string, n: number, status: string): Promise<
 
 const t0 = Date.now();
 cfg.tokens.forEach((token, k) => {
-  sims.push({ name: `fleet-${cfg.first + k}`, token, conn: randomBytes(6).toString('base64url'), id: '', password: '', running: new Set(), lastReport: 0, lastRegistration: 0, silenced: false });
+  sims.push({ name: `fleet-${cfg.first + k}`, token, conn: randomBytes(6).toString('base64url'), id: '', password: '', running: new Set(), lastReport: 0, lastRegistration: 0, lostAt: 0, silenced: false });
 });
 let next = 0;
 try {
@@ -234,6 +246,7 @@ for await (const line of createInterface({ input: process.stdin })) {
       deploys: events.deploys,
       registrations: events.registrations.filter((t) => t >= since),
       connects: events.connects.filter((t) => t >= since),
+      failures: events.failures.filter(([t]) => t >= since),
       // the last report each worker published (the parent checks that all are back after a restart)
       lastReports: sims.map((s) => s.lastReport),
       now: Date.now(),

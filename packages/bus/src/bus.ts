@@ -39,6 +39,8 @@ export interface BusOptions {
   keepaliveS?: number;
   /** called on every successful (re)connect, after subscriptions are restored */
   onConnect?: (reconnect: boolean) => void | Promise<void>;
+  /** called when a connection that the broker had accepted ends (not for failed attempts) */
+  onDisconnect?: () => void;
   /** resolve connectBus only once connected (default true); when false it returns at once */
   waitForConnect?: boolean;
   /** TLS options for mqtts:// (CA, servername, checkServerIdentity: e.g. pinnedTlsOptions) */
@@ -234,7 +236,15 @@ export async function connectBus(url: string, opts: BusOptions = {}): Promise<Bu
     maxPacketSize: opts.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE,
   }, {
     connect: onConnected,
-    close: () => log.debug(`bus ${clientId} offline`),
+    close: (wasConnected) => {
+      log.debug(`bus ${clientId} offline`);
+      if (!wasConnected || closed) return;
+      try {
+        opts.onDisconnect?.();
+      } catch (err) {
+        log.warn('bus onDisconnect hook failed', err);
+      }
+    },
     error: onError,
     message: onMessage,
   });

@@ -289,6 +289,27 @@ describe('the bus over its own MQTT client (scripted broker)', () => {
     assert.deepEqual(refused, [5, 5]);
   });
 
+  test('onDisconnect: once per accepted connection that ends, not for refused attempts, not at close', async () => {
+    const b = await broker();
+    let refuse = false;
+    b.onPacket = (c, p) => {
+      if (p.type === 1) c.send([0x20, 2, 0, refuse ? 5 : 0]);
+    };
+    let drops = 0;
+    let connects = 0;
+    const bus = await connectBus(b.url, { reconnectPeriodMs: 50, onDisconnect: () => { drops++; }, onConnect: () => { connects++; } });
+    buses.push(bus);
+    refuse = true;
+    b.conns[0]?.sock.destroy();
+    await waitFor(() => b.conns.length >= 4, { message: 'refused attempts' });
+    assert.equal(drops, 1, 'the accepted connection that ended');
+    refuse = false;
+    await waitFor(() => bus.connected, { message: 'accepted again' });
+    assert.equal(connects, 2);
+    await bus.close();
+    assert.equal(drops, 1, 'close is not a drop');
+  });
+
   test('close sends DISCONNECT when connected, and never hangs on a silent broker', async () => {
     const b = await broker();
     const bus = await connectBus(b.url);

@@ -38,6 +38,8 @@ export class FakeCluster {
   readonly admin = { user: `fake-cluster-${randomBytes(3).toString('hex')}`, password: randomBytes(16).toString('hex') };
   /** answer registrations with 503 while true */
   down = false;
+  /** called after each accepted registration's answer is sent */
+  onRegistration: ((reg: NodeRegistration) => void) | undefined;
 
   password(id: string): string {
     return createHmac('sha256', this.join.mqttSecret).update(id).digest('base64url');
@@ -66,6 +68,7 @@ export class FakeCluster {
           const id = reg.id !== undefined && reg.id_proof === c.password(reg.id) ? reg.id : `node-${randomUUID().slice(0, 8)}`;
           c.creds.add(id);
           send(200, { id, MQTT_BROKER_PORT: c.brokerPort, report_interval_ms: 2000, mqtt_username: id, mqtt_password: c.password(id), mqtt_tls: true });
+          c.onRegistration?.(reg);
         })();
       });
     });
@@ -100,11 +103,16 @@ export class FakeCluster {
 
   /** restarts the broker on the same port and forgets every worker (a cluster restart, as the worker sees it) */
   async restartBroker(): Promise<void> {
-    await this.observer.close();
-    await this.broker.close();
+    await this.stopBroker();
     this.creds.clear();
     await this.startBroker(this.brokerPort);
     await this.connectObserver();
+  }
+
+  /** closes the broker (and the observer); startBroker(brokerPort) and connectObserver() bring it back */
+  async stopBroker(): Promise<void> {
+    await this.observer.close();
+    await this.broker.close();
   }
 
   /** drops a worker's credentials and its connection (revocation) */
