@@ -23,7 +23,7 @@ import type { EventHub } from './events.ts';
 export const DEFAULT_USAGE_SAMPLES = 120;
 /**
  * Instances the book keeps readings for: issue 13's root holds 10,000 instances, so twice that
- * (a ring is about 4 KB: 120 readings as numbers and their prebuilt strings)
+ * (a ring is about 3 KB: 120 readings of 3 numbers)
  */
 export const DEFAULT_USAGE_INSTANCES = 20_000;
 /** Oakestra keeps the last 100 readings per instance (cpu_history, memory_history) */
@@ -54,46 +54,60 @@ export function usageJsonOf(samples: readonly UsageSample[], memoryMb: number | 
   const list = samples.slice(-OAKESTRA_HISTORY);
   const mem = memoryMb !== undefined && memoryMb > 0 ? memoryMb : undefined;
   const last = list[list.length - 1];
-  const iso = list.map((u) => new Date(u.at).toISOString());
+  const times = list.map((u) => new Date(u.at).toISOString());
   return {
     cpu_percent: last === undefined ? 'null' : String(round2(last.cpu_percent)),
     memory_percent: last === undefined || mem === undefined ? 'null' : String(round2((last.memory_mb / mem) * 100)),
-    cpu_history: `[${list.map((u, k) => point(String(round2(u.cpu_percent)), iso[k] as string)).join(',')}]`,
-    memory_history: mem === undefined ? '[]' : `[${list.map((u, k) => point(String(round2((u.memory_mb / mem) * 100)), iso[k] as string)).join(',')}]`,
+    cpu_history: `[${list.map((u, k) => point(String(round2(u.cpu_percent)), times[k] as string)).join(',')}]`,
+    memory_history: mem === undefined ? '[]' : `[${list.map((u, k) => point(String(round2((u.memory_mb / mem) * 100)), times[k] as string)).join(',')}]`,
   };
 }
 
 const EMPTY_USAGE: UsageJson = { cpu_percent: 'null', memory_percent: 'null', cpu_history: '[]', memory_history: '[]' };
 
+/**
+ * The text of round2(v), shared: readings are percents with two decimals, so at most 100,001
+ * texts up to 1000.00 (filled as met) stand for every reading of every instance; a string per
+ * reading would cost 10,000 instances x 200 points about 100 MB.
+ */
+const NUM_TEXT_MAX = 100_000;
+const numTexts: (string | undefined)[] = [];
+function num(v: number): string {
+  const k = Math.round(v * 100);
+  if (!(k >= 0 && k <= NUM_TEXT_MAX)) return String(k / 100);
+  return (numTexts[k] ??= String(k / 100));
+}
+
+/** ISO texts of reading times, shared (the readings of one aggregate share theirs): bounded, the oldest forgotten first */
+const ISO_MAX = 8192;
+const isoTexts = new Map<number, string>();
+function iso(at: number): string {
+  let t = isoTexts.get(at);
+  if (t === undefined) {
+    t = new Date(at).toISOString();
+    if (isoTexts.size >= ISO_MAX) isoTexts.delete(isoTexts.keys().next().value as number);
+    isoTexts.set(at, t);
+  }
+  return t;
+}
+
 class Ring {
   readonly at: Float64Array;
   readonly cpu: Float64Array;
   readonly mem: Float64Array;
-  /** per slot, prebuilt: the reading's time as ISO text (shared by the readings of one event) and the cpu point */
-  readonly iso: string[];
-  readonly cpuPoint: string[];
-  /** memory points for the SLA memory `memFor` (rebuilt when another is asked for) */
-  memPoint: string[] = [];
-  memFor = 0;
   next = 0;
   size = 0;
   constructor(cap: number) {
     this.at = new Float64Array(cap);
     this.cpu = new Float64Array(cap);
     this.mem = new Float64Array(cap);
-    this.iso = new Array<string>(cap).fill('');
-    this.cpuPoint = new Array<string>(cap).fill('');
   }
-  push(at: number, iso: string, cpu: number, mem: number): void {
+  push(at: number, cpu: number, mem: number): void {
     const cap = this.at.length;
-    const k = this.next;
-    this.at[k] = at;
-    this.cpu[k] = cpu;
-    this.mem[k] = mem;
-    this.iso[k] = iso;
-    this.cpuPoint[k] = point(String(round2(cpu)), iso);
-    if (this.memFor > 0) this.memPoint[k] = point(String(round2((mem / this.memFor) * 100)), iso);
-    this.next = (k + 1) % cap;
+    this.at[this.next] = at;
+    this.cpu[this.next] = cpu;
+    this.mem[this.next] = mem;
+    this.next = (this.next + 1) % cap;
     this.size = Math.min(cap, this.size + 1);
   }
   samples(): UsageSample[] {
@@ -105,31 +119,25 @@ class Ring {
     }
     return out;
   }
+  /** usageJsonOf(samples(), memoryMb), from the shared texts instead of 200 objects */
   json(memoryMb: number | undefined): UsageJson {
     const cap = this.at.length;
     const n = Math.min(this.size, OAKESTRA_HISTORY);
     if (n === 0) return EMPTY_USAGE;
     const mem = memoryMb !== undefined && memoryMb > 0 ? memoryMb : 0;
-    if (mem > 0 && mem !== this.memFor) {
-      this.memFor = mem;
-      this.memPoint = new Array<string>(cap).fill('');
-      for (let i = 0; i < this.size; i++) {
-        const k = (this.next - this.size + i + cap) % cap;
-        this.memPoint[k] = point(String(round2(((this.mem[k] ?? 0) / mem) * 100)), this.iso[k] as string);
-      }
-    }
     let cpuH = '[';
     let memH = '[';
     for (let i = 0; i < n; i++) {
       const k = (this.next - n + i + cap) % cap;
       const sep = i === 0 ? '' : ',';
-      cpuH += sep + (this.cpuPoint[k] as string);
-      if (mem > 0) memH += sep + (this.memPoint[k] as string);
+      const t = iso(this.at[k] ?? 0);
+      cpuH += `${sep}{"value":${num(this.cpu[k] ?? 0)},"timestamp":"${t}"}`;
+      if (mem > 0) memH += `${sep}{"value":${num(((this.mem[k] ?? 0) / mem) * 100)},"timestamp":"${t}"}`;
     }
     const last = (this.next - 1 + cap) % cap;
     return {
-      cpu_percent: String(round2(this.cpu[last] ?? 0)),
-      memory_percent: mem > 0 ? String(round2(((this.mem[last] ?? 0) / mem) * 100)) : 'null',
+      cpu_percent: num(this.cpu[last] ?? 0),
+      memory_percent: mem > 0 ? num(((this.mem[last] ?? 0) / mem) * 100) : 'null',
       cpu_history: `${cpuH}]`,
       memory_history: `${memH}]`,
     };
@@ -160,10 +168,8 @@ export class UsageBook {
   }
 
   record(e: MetricsEvent): void {
-    const when = new Date(e.at);
     // a time no ISO text exists for (out of range, NaN) is no reading
-    if (!Number.isFinite(when.getTime())) return;
-    const iso = when.toISOString();
+    if (!Number.isFinite(new Date(e.at).getTime())) return;
     for (const r of e.instances) {
       if (!Number.isInteger(r.instance_number) || r.instance_number < 0 || !Number.isFinite(r.cpu_percent) || !Number.isFinite(r.memory_mb)) continue;
       const k = key(e.microserviceID, r.instance_number);
@@ -177,7 +183,7 @@ export class UsageBook {
           this.#rings.delete(oldest);
         }
       }
-      ring.push(e.at, iso, Math.max(0, r.cpu_percent), Math.max(0, r.memory_mb));
+      ring.push(e.at, Math.max(0, r.cpu_percent), Math.max(0, r.memory_mb));
       this.#rings.set(k, ring);
     }
   }
@@ -187,7 +193,7 @@ export class UsageBook {
     return this.#rings.get(key(serviceId, n))?.samples() ?? [];
   }
 
-  /** an instance's usage fields as JSON text for the SLA memory `memoryMb` (prebuilt at each reading) */
+  /** an instance's usage fields as JSON text for the SLA memory `memoryMb` (from shared number and time texts) */
   usageJson(serviceId: string, n: number, memoryMb: number | undefined): UsageJson {
     return this.#rings.get(key(serviceId, n))?.json(memoryMb) ?? EMPTY_USAGE;
   }
