@@ -175,6 +175,9 @@ export const ServiceDocSchema = Type.Composite(
   { additionalProperties: true },
 );
 
+/** ServiceDocSchema with instance_list as a string: the service's own fields of docs.ts's serviceJson (the instances are spliced in as prebuilt text) */
+export const ServiceDocShellSchema = { ...ServiceDocSchema, properties: { ...ServiceDocSchema.properties, instance_list: Type.String() } };
+
 export const ServiceVersionDocSchema = Type.Object({
   version: Type.Integer(),
   created_at: Type.String(),

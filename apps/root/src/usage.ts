@@ -21,11 +21,75 @@ import type { EventHub } from './events.ts';
 
 /** 10 minutes at the default 5 s aggregate interval */
 export const DEFAULT_USAGE_SAMPLES = 120;
-export const DEFAULT_USAGE_INSTANCES = 5000;
+/**
+ * Instances the book keeps readings for: issue 13's root holds 10,000 instances, so twice that
+ * (a ring is about 3 KB: 120 readings of 3 numbers)
+ */
+export const DEFAULT_USAGE_INSTANCES = 20_000;
+/** Oakestra keeps the last 100 readings per instance (cpu_history, memory_history) */
+export const OAKESTRA_HISTORY = 100;
 /** instances per metrics event: keeps each event far below the event bridge's 7,000 bytes */
 export const METRICS_EVENT_CHUNK = 50;
 
 type MetricsEvent = Extract<OakEvent, { type: 'metrics' }>;
+
+const round2 = (v: number): number => Math.round(v * 100) / 100;
+
+/**
+ * Oakestra's usage fields of one instance as JSON text (what the serializer of InstanceDocSchema
+ * writes for them): `cpu_percent`, `memory_percent` (numbers or null), `cpu_history`,
+ * `memory_history` (arrays of `{"value":..,"timestamp":".."}`).
+ */
+export interface UsageJson {
+  cpu_percent: string;
+  memory_percent: string;
+  cpu_history: string;
+  memory_history: string;
+}
+
+const point = (value: string, iso: string): string => `{"value":${value},"timestamp":"${iso}"}`;
+
+/** the usage fields from readings (oldest first; the last OAKESTRA_HISTORY count), `memoryMb`: the SLA's memory (0/undefined: none) */
+export function usageJsonOf(samples: readonly UsageSample[], memoryMb: number | undefined): UsageJson {
+  const list = samples.slice(-OAKESTRA_HISTORY);
+  const mem = memoryMb !== undefined && memoryMb > 0 ? memoryMb : undefined;
+  const last = list[list.length - 1];
+  const times = list.map((u) => new Date(u.at).toISOString());
+  return {
+    cpu_percent: last === undefined ? 'null' : String(round2(last.cpu_percent)),
+    memory_percent: last === undefined || mem === undefined ? 'null' : String(round2((last.memory_mb / mem) * 100)),
+    cpu_history: `[${list.map((u, k) => point(String(round2(u.cpu_percent)), times[k] as string)).join(',')}]`,
+    memory_history: mem === undefined ? '[]' : `[${list.map((u, k) => point(String(round2((u.memory_mb / mem) * 100)), times[k] as string)).join(',')}]`,
+  };
+}
+
+const EMPTY_USAGE: UsageJson = { cpu_percent: 'null', memory_percent: 'null', cpu_history: '[]', memory_history: '[]' };
+
+/**
+ * The text of round2(v), shared: readings are percents with two decimals, so at most 100,001
+ * texts up to 1000.00 (filled as met) stand for every reading of every instance; a string per
+ * reading would cost 10,000 instances x 200 points about 100 MB.
+ */
+const NUM_TEXT_MAX = 100_000;
+const numTexts: (string | undefined)[] = [];
+function num(v: number): string {
+  const k = Math.round(v * 100);
+  if (!(k >= 0 && k <= NUM_TEXT_MAX)) return String(k / 100);
+  return (numTexts[k] ??= String(k / 100));
+}
+
+/** ISO texts of reading times, shared (the readings of one aggregate share theirs): bounded, the oldest forgotten first */
+const ISO_MAX = 8192;
+const isoTexts = new Map<number, string>();
+function iso(at: number): string {
+  let t = isoTexts.get(at);
+  if (t === undefined) {
+    t = new Date(at).toISOString();
+    if (isoTexts.size >= ISO_MAX) isoTexts.delete(isoTexts.keys().next().value as number);
+    isoTexts.set(at, t);
+  }
+  return t;
+}
 
 class Ring {
   readonly at: Float64Array;
@@ -55,6 +119,29 @@ class Ring {
     }
     return out;
   }
+  /** usageJsonOf(samples(), memoryMb), from the shared texts instead of 200 objects */
+  json(memoryMb: number | undefined): UsageJson {
+    const cap = this.at.length;
+    const n = Math.min(this.size, OAKESTRA_HISTORY);
+    if (n === 0) return EMPTY_USAGE;
+    const mem = memoryMb !== undefined && memoryMb > 0 ? memoryMb : 0;
+    let cpuH = '[';
+    let memH = '[';
+    for (let i = 0; i < n; i++) {
+      const k = (this.next - n + i + cap) % cap;
+      const sep = i === 0 ? '' : ',';
+      const t = iso(this.at[k] ?? 0);
+      cpuH += `${sep}{"value":${num(this.cpu[k] ?? 0)},"timestamp":"${t}"}`;
+      if (mem > 0) memH += `${sep}{"value":${num(((this.mem[k] ?? 0) / mem) * 100)},"timestamp":"${t}"}`;
+    }
+    const last = (this.next - 1 + cap) % cap;
+    return {
+      cpu_percent: num(this.cpu[last] ?? 0),
+      memory_percent: mem > 0 ? num(((this.mem[last] ?? 0) / mem) * 100) : 'null',
+      cpu_history: `${cpuH}]`,
+      memory_history: `${memH}]`,
+    };
+  }
 }
 
 const key = (serviceId: string, n: number): string => `${serviceId}\u0000${n}`;
@@ -81,6 +168,8 @@ export class UsageBook {
   }
 
   record(e: MetricsEvent): void {
+    // a time no ISO text exists for (out of range, NaN) is no reading
+    if (!Number.isFinite(new Date(e.at).getTime())) return;
     for (const r of e.instances) {
       if (!Number.isInteger(r.instance_number) || r.instance_number < 0 || !Number.isFinite(r.cpu_percent) || !Number.isFinite(r.memory_mb)) continue;
       const k = key(e.microserviceID, r.instance_number);
@@ -102,6 +191,11 @@ export class UsageBook {
   /** an instance's readings, oldest first ([] when none arrived) */
   history(serviceId: string, n: number): UsageSample[] {
     return this.#rings.get(key(serviceId, n))?.samples() ?? [];
+  }
+
+  /** an instance's usage fields as JSON text for the SLA memory `memoryMb` (from shared number and time texts) */
+  usageJson(serviceId: string, n: number, memoryMb: number | undefined): UsageJson {
+    return this.#rings.get(key(serviceId, n))?.json(memoryMb) ?? EMPTY_USAGE;
   }
 
   /** readings kept for so many instances (metrics, tests) */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { OakEvent } from '@oak/contracts';
 import { EventHub } from '../src/events.ts';
 import { parseEventPayload } from '../src/lead/events-bridge.ts';
-import { UsageBook, usageIntake } from '../src/usage.ts';
+import { DEFAULT_USAGE_INSTANCES, UsageBook, usageIntake } from '../src/usage.ts';
 
 type Metrics = Extract<OakEvent, { type: 'metrics' }>;
 const ev = (sid: string, at: number, n: number, cpu: number): Metrics => ({ type: 'metrics', microserviceID: sid, applicationID: 'a', job_name: 'j', at, instances: [{ instance_number: n, cpu_percent: cpu, memory_mb: cpu * 2 }] });
@@ -27,6 +27,18 @@ test('a ring per instance: the last maxSamples readings, oldest first; the insta
   book.close();
   hub.publish(ev('s1', 10, 0, 1));
   assert.deepEqual(book.history('s1', 0), [], 'closed: forgets and listens no more');
+});
+
+test("by default the book holds the readings of issue 13's 10,000 instances (the cap was 5,000: half of them charted nothing)", () => {
+  const hub = new EventHub();
+  const book = new UsageBook(hub);
+  assert.ok(DEFAULT_USAGE_INSTANCES >= 10_000);
+  for (let s = 0; s < 500; s++) {
+    hub.publish({ type: 'metrics', microserviceID: `s${s}`, applicationID: 'a', job_name: 'j', at: 1000, instances: Array.from({ length: 20 }, (_, n) => ({ instance_number: n, cpu_percent: 1, memory_mb: 1 })) });
+  }
+  assert.equal(book.instances, 10_000);
+  assert.equal(book.history('s0', 0).length, 1, 'the first instance still charted');
+  book.close();
 });
 
 test('intake: only instances placed on the sending cluster; chunked events; one intake per cluster at a time', async () => {
