@@ -883,6 +883,7 @@ export async function startCluster(config: ClusterConfig): Promise<ClusterHandle
                 runNet(net.jobChanged(msg.instance.job_name, now));
                 break;
               case 'undeploy':
+                net.instanceLeft(msg.job_name, msg.instance_number, core.desired.get(instanceName(msg.job_name, msg.instance_number))?.worker_id ?? null, now);
                 run(core.undeploy(msg.job_name, msg.instance_number, now, msg.epoch));
                 runNet(net.jobChanged(msg.job_name, now));
                 break;

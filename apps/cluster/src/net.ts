@@ -26,6 +26,10 @@ import { contains, contains6, formatSubnet, formatSubnet6, parseIPv4, parseIPv6,
 export const NET_MESSAGE_MAX_BYTES = 64 * 1024;
 /** the largest RTT report read (up to 10000 peers) */
 export const RTT_REPORT_MAX_BYTES = 1024 * 1024;
+/** how long an undeployed instance's late "deployed" notice counts as stale (ms) */
+export const LEFT_KEEP_MS = 60_000;
+/** undeployed instances remembered for that at most */
+export const LEFT_MAX = 10_000;
 
 export type InstanceStatusMessage = Extract<ClusterToRoot, { type: 'instance_status' }>;
 type SubnetResultMsg = Extract<RootToCluster, { type: 'subnet_result' }>;
@@ -219,6 +223,13 @@ export class NetCore {
   private readonly queryBuckets = new Map<string, Bucket>();
   private readonly messageBuckets = new Map<string, Bucket>();
   private readonly logged = new Set<string>();
+  /**
+   * instances undeployed here lately, by name: the worker they were on and when. Its NetManager's
+   * "deployed" notice goes out after the start (over its local API and MQTT, some ms after RUNNING)
+   * and may arrive after a quick undeploy; such a notice is stale, not hostile, and is dropped
+   * without a warning (bounded, kept LEFT_KEEP_MS).
+   */
+  private readonly left = new Map<string, { worker: string; at: number }>();
   /** instances whose net info went up to the root (a later status without it says null) */
   private readonly reportedNet = new Set<string>();
   private seq = 0;
@@ -420,6 +431,10 @@ export class NetCore {
       this.refuse(out, worker, `${kind} ${name}`, `service deployed for ${label} refused: ${why}`);
       return out;
     };
+    if (!d) {
+      const gone = this.left.get(name);
+      if (gone !== undefined && gone.worker === worker && now - gone.at <= LEFT_KEEP_MS) return out;
+    }
     if (!d || d.worker_id !== worker) return no('assign', 'that instance is not assigned to this worker');
     const subnet = w.subnet;
     if (subnet === null) return no('subnet', 'its subnet is not known yet');
@@ -538,6 +553,23 @@ export class NetCore {
   }
 
   /** the desired set of this job changed (deploy, undeploy) */
+  /**
+   * The root undeployed this instance from `worker` (the shell calls it before the cluster core
+   * forgets the assignment): a late "deployed" notice of that worker for it is stale.
+   */
+  instanceLeft(job: string, n: number, worker: string | null, now: number): void {
+    if (worker === null) return;
+    const name = instanceName(job, n);
+    this.left.delete(name);
+    if (this.left.size >= LEFT_MAX) {
+      for (const [k, v] of this.left) {
+        if (this.left.size < LEFT_MAX && now - v.at <= LEFT_KEEP_MS) break;
+        this.left.delete(k);
+      }
+    }
+    this.left.set(name, { worker, at: now });
+  }
+
   jobChanged(job: string, now: number): NetEffect[] {
     this.markJob(job, now);
     return this.prune(now);

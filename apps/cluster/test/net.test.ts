@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClusterToRoot, InstanceState, ServiceDeployed, ServiceTable, TableEntry } from '@oak/contracts';
-import { NetCore } from '../src/net.ts';
+import { LEFT_KEEP_MS, LEFT_MAX, NetCore } from '../src/net.ts';
 import type { NetEffect, NetInstanceView, NetOptions, NetView } from '../src/net.ts';
 
 interface FakeView extends NetView {
@@ -208,6 +208,35 @@ describe('net core: instances reported by NetManagers', () => {
     assert.deepEqual(links(net.serviceDeployed('w1', deployed(1, '10.18.0.67'), T0 + 6)), []);
     view.isSynced = true;
     assert.equal(links(net.synced(T0 + 7)).filter((m) => m.type === 'instance_status').length, 1);
+  });
+
+  test('a notice that arrives after a quick undeploy of that instance from that worker is stale: dropped without a warning; from another worker, or long after, it is refused and logged', () => {
+    const { net, view } = setup();
+    giveSubnet(net, 'w1', '10.18.0.64/26', 'fdff:18:0:1::/64');
+    giveSubnet(net, 'w2', '10.18.0.128/26', 'fdff:18:0:2::/64', T0, '192.0.2.20');
+    // instance 0 runs on w1; the root undeploys it before w1's NetManager notice came in
+    view.put(JOB, 0, 'w1');
+    net.instanceLeft(JOB, 0, 'w1', T0);
+    view.inst.delete(`${JOB}#0`);
+    const late = net.serviceDeployed('w1', deployed(0, '10.18.0.66'), T0 + 10);
+    assert.deepEqual(logs(late), [], 'stale: no warning');
+    assert.deepEqual(links(late), [], 'and nothing goes to the root');
+    assert.equal(net.netOf(JOB, 0), undefined);
+    // the same instance claimed by another worker is not stale
+    const other = net.serviceDeployed('w2', deployed(0, '10.18.0.130', { subnet: '10.18.0.128/26', subnet_v6: 'fdff:18:0:2::/64' }), T0 + 10);
+    assert.equal(logs(other).length, 1, 'another worker: warned');
+    assert.match(logs(other)[0] ?? '', /not assigned to this worker/);
+    // never deployed here at all
+    assert.equal(logs(net.serviceDeployed('w1', deployed(7, '10.18.0.70'), T0 + 20)).length, 1, 'unknown: warned');
+    // bounded: the oldest are forgotten first
+    for (let k = 0; k < LEFT_MAX + 5; k++) net.instanceLeft(JOB, 100 + k, 'w1', T0 + 20);
+    assert.equal(logs(net.serviceDeployed('w1', deployed(100, '10.18.0.71'), T0 + 30)).length, 1, 'evicted: warned');
+    assert.deepEqual(logs(net.serviceDeployed('w1', deployed(100 + LEFT_MAX + 4, '10.18.0.72'), T0 + 30)), [], 'the newest is still known');
+    // an instance undeployed long ago
+    view.put(JOB, 1, 'w1');
+    net.instanceLeft(JOB, 1, 'w1', T0 + 40);
+    view.inst.delete(`${JOB}#1`);
+    assert.equal(logs(net.serviceDeployed('w1', deployed(1, '10.18.0.67'), T0 + 40 + LEFT_KEEP_MS + 1)).length, 1, 'long after: warned');
   });
 
   test('hostile: another job, another worker\'s instance, another subnet, addresses outside it: refused and logged once', () => {
