@@ -83,7 +83,9 @@ function strictIntegers(fields: readonly string[], value: unknown, where: string
 
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   if ((schema as Record<string, unknown>)['x-oak-validate'] === 'handler') return () => true;
-  const check = TypeCompiler.Compile(schema);
+  // compiled at the route's first request, not when the routes are built: an idle root keeps
+  // only the checks of the routes it has answered (each is generated code)
+  let compiled: ReturnType<typeof TypeCompiler.Compile> | undefined;
   const isBody = httpPart === 'body';
   const where = httpPart === 'params' ? 'path parameter' : httpPart === 'querystring' ? 'query parameter' : httpPart ?? 'request';
   const ints = isBody ? [] : integerFields(schema);
@@ -93,7 +95,8 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
     const strict = strictIntegers(ints, value, where);
     if (strict) return { error: strict };
     const v = isBody ? value : Value.Convert(schema, value);
-    if (check.Check(v)) return { value: v };
+    compiled ??= TypeCompiler.Compile(schema);
+    if (compiled.Check(v)) return { value: v };
     const issues = schemaIssues(schema, v);
     const first = issues[0];
     const opts = { details: issues, ...(first ? { path: first.path } : {}) };

@@ -5,7 +5,7 @@
  * in `details`.
  */
 import type { Static, TSchema } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { OakError, type FieldIssue } from './errors.ts';
 import { schemaIssues } from './issues.ts';
 import { JSON_LIMITS, LimitExceededError, findLimitViolation, type JsonLimits } from './limits.ts';
@@ -78,12 +78,20 @@ export type IssueFinder = (input: unknown, basePath?: string) => FieldIssue[];
 /** A parse function for one payload kind: returns the input typed, or throws OAK_VALIDATION. */
 export type Parser<T> = ((input: unknown) => T) & { readonly schema: TSchema; readonly issues: IssueFinder };
 
-/** Compiles `schema` once and returns its parse function; `what` names the payload in messages. */
+/**
+ * Returns the parse function of `schema`; `what` names the payload in messages. The schema is
+ * compiled at the first parse, not at load: a program keeps only the checks of the messages it
+ * has seen (each compiled check is generated code; an idle NodeEngine sees few kinds).
+ */
 export function makeParser<S extends TSchema>(schema: S, what: string): Parser<Static<S>> {
-  const check = TypeCompiler.Compile(schema);
-  const issues: IssueFinder = (input, basePath = '') => (check.Check(input) ? [] : schemaIssues(basePath, check.Errors(input)));
+  let compiled: TypeCheck<S> | undefined;
+  const checker = (): TypeCheck<S> => (compiled ??= TypeCompiler.Compile(schema));
+  const issues: IssueFinder = (input, basePath = '') => {
+    const check = checker();
+    return check.Check(input) ? [] : schemaIssues(basePath, check.Errors(input));
+  };
   const parse = (input: unknown): Static<S> => {
-    if (check.Check(input)) return input;
+    if (checker().Check(input)) return input;
     const all = issues(input);
     const first = all[0] ?? { path: '', message: 'does not match the expected form' };
     const more = all.length > 1 ? ` (and ${all.length - 1} more)` : '';

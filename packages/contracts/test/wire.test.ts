@@ -241,3 +241,11 @@ test('epoch on the link (issue 9): whole numbers 0..2^53-1 on assignments, undep
   const s = { type: 'instance_status', job_name: 'a.b.c.d', instance_number: 0, status: 'RUNNING', status_detail: '', worker_id: 'w', epoch: 9 };
   assert.deepEqual(parseClusterToRoot(s), s);
 });
+
+test('makeParser compiles its schema at the first parse, not when made (an idle program keeps only the checks it used)', async () => {
+  const { Kind } = await import('@sinclair/typebox');
+  const { makeParser } = await import('../src/wire.ts');
+  // a kind TypeCompiler cannot compile: made without error, fails at the first use
+  const p = makeParser({ [Kind]: 'NoSuchKind' } as unknown as import('@sinclair/typebox').TSchema, 'odd thing');
+  assert.throws(() => p({}), /NoSuchKind|Unknown/i);
+});
