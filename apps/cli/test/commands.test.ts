@@ -438,7 +438,10 @@ describe('oak against a root', { concurrency: true }, () => {
     let root: TestRoot;
     const home = new CliHome();
     before(async () => {
-      root = await startTestRoot({ accessTtlSec: 1 });
+      // 2 s, not 1: a token's expiry is a whole second, so one issued late in a second with a
+      // lifetime of 1 s lives a few ms only, and the refreshed one expired before the retry that
+      // carried it (failed once in CI)
+      root = await startTestRoot({ accessTtlSec: 2 });
     });
     after(async () => {
       await root.close();

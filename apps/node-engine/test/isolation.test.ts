@@ -29,7 +29,20 @@ const skip = missing.length > 0 ? `not installed: ${missing.join(', ')}` : proce
 
 const run = shortId(3);
 const namespace = `iso${run}`;
-const plan = bridgePlan(namespace);
+/**
+ * A bridge subnet no route uses now, outside 172.30.0.0/16, where the other tests' namespaces take
+ * their default subnets: a test running beside this one took the same 172.30.<n>.0/24 once in a
+ * CI run, and this NodeEngine rightly refused to start on an overlapping subnet.
+ */
+function freeSubnet(): string {
+  const routes = spawnSync('ip', ['-4', 'route', 'show', 'table', 'all'], { encoding: 'utf8' }).stdout ?? '';
+  for (;;) {
+    const n = 1 + Math.floor(Math.random() * 254);
+    if (!routes.includes(`172.29.${n}.`)) return `172.29.${n}.0/24`;
+  }
+}
+const bridgeSubnet = freeSubnet();
+const plan = bridgePlan(namespace, bridgeSubnet);
 const user = lookupUser('oak-workload') ?? lookupUser('nobody');
 let cluster: FakeCluster;
 let ctd: ContainerdInstance;
@@ -53,7 +66,7 @@ function runtimes(): Runtime[] {
 
 function start(over: Partial<NodeEngineConfig> = {}): Promise<NodeEngineHandle> {
   return startNodeEngine(
-    { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir, reportIntervalMs: 300, log, namespace, isolation: 'on', joinToken: cluster.token, ...over },
+    { clusterAddress: '127.0.0.1', clusterPort: cluster.httpPort, netmanagerPort: null, dataDir, reportIntervalMs: 300, log, namespace, bridgeSubnet, isolation: 'on', joinToken: cluster.token, ...over },
     { runtimes: runtimes() },
   );
 }
