@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VIRTUALIZATIONS, type DeployCommand } from '@oak/contracts';
 import { lookupUser } from '@oak/runtimes';
@@ -69,7 +69,6 @@ after(async () => {
   for (const pid of pidsWithArgv(['/bin/sleep', sleepArg])) process.kill(pid, 'SIGKILL');
   for (const namespace of [`ne${run}`, `ne${run}p`]) await removeInstanceNetwork({ namespace, dataDir: dir.path });
   await dir.remove();
-  await rm(`${dir.path}-work`, { recursive: true, force: true });
 });
 
 test('registers (retrying while the cluster is down) with real host facts and persists its id', async () => {
@@ -323,7 +322,6 @@ test('a revoked token: the worker is refused and stays out (nothing it sends get
   } finally {
     await e.close();
     await d.remove();
-    await rm(`${d.path}-work`, { recursive: true, force: true });
   }
   // a new start with that token fails with the reason and the hint
   const d2 = await tmpDir('oak-ne-revoked2');
@@ -334,7 +332,6 @@ test('a revoked token: the worker is refused and stays out (nothing it sends get
     );
   } finally {
     await d2.remove();
-    await rm(`${d2.path}-work`, { recursive: true, force: true });
   }
 });
 
@@ -351,7 +348,6 @@ test('no token, a cluster token, or a token of another CA: the start fails with 
     assert.equal(cluster.registrations.length + cluster.refused.length, regs, 'nothing was sent to an unverified cluster');
   } finally {
     await d.remove();
-    await rm(`${d.path}-work`, { recursive: true, force: true });
   }
 });
 
@@ -399,6 +395,5 @@ test('startup says which virtualizations are offered and why not', async () => {
   } finally {
     await e.close();
     await d.remove();
-    await rm(`${d.path}-work`, { recursive: true, force: true });
   }
 });

@@ -76,11 +76,18 @@ export interface TmpDir {
 /** A fresh directory under the OS temp dir (`/tmp/<prefix>-XXXXXX`). */
 export async function tmpDir(prefix = 'oak-test'): Promise<TmpDir> {
   const path = await mkdtemp(join(tmpdir(), `${prefix}-`));
-  const unregister = onProcessExit(() => rmSync(path, { recursive: true, force: true }));
+  // `<path>-work` too: a NodeEngine with this as its data dir puts its process workloads' working
+  // directories there by default (the name is as unique as mkdtemp's)
+  const work = `${path}-work`;
+  const unregister = onProcessExit(() => {
+    rmSync(path, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  });
   return {
     path,
     remove: async () => {
       await rm(path, { recursive: true, force: true, maxRetries: 3 });
+      await rm(work, { recursive: true, force: true, maxRetries: 3 });
       unregister();
     },
   };

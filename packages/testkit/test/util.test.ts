@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { freePort, run, tmpDir, waitFor } from '../src/index.ts';
@@ -32,6 +32,13 @@ test('tmpDir creates and removes a directory', async () => {
   await d.remove();
   assert.ok(!existsSync(d.path));
   await d.remove();
+});
+
+test('tmpDir removes the <path>-work a NodeEngine makes beside its data dir', async () => {
+  const d = await tmpDir('oak-tk-util');
+  await mkdir(`${d.path}-work/proc-1`, { recursive: true });
+  await d.remove();
+  assert.ok(!existsSync(`${d.path}-work`));
 });
 
 test('run collects output and reports failures', async () => {
