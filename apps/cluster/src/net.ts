@@ -552,7 +552,6 @@ export class NetCore {
     this.markJob(job, now);
   }
 
-  /** the desired set of this job changed (deploy, undeploy) */
   /**
    * The root undeployed this instance from `worker` (the shell calls it before the cluster core
    * forgets the assignment): a late "deployed" notice of that worker for it is stale.
@@ -570,6 +569,7 @@ export class NetCore {
     this.left.set(name, { worker, at: now });
   }
 
+  /** the desired set of this job changed (deploy, undeploy) */
   jobChanged(job: string, now: number): NetEffect[] {
     this.markJob(job, now);
     return this.prune(now);

@@ -2,7 +2,7 @@
 import type { ApplicationDoc, ClusterDoc, InstanceDoc, OrganizationDoc, ServiceDoc, ServiceVersionDoc, UsageSample, UserDoc } from '@oak/contracts';
 import type { ApplicationRow, ClusterRow, InstanceHistoryRow, InstanceRow, OrganizationRow, ServiceRow, ServiceVersionRow, Store, UserRow } from '@oak/store';
 import { randomBytes } from 'node:crypto';
-import { OAKESTRA_HISTORY, usageJsonOf, type UsageJson } from './usage.ts';
+import { OAKESTRA_HISTORY, round2, usageJsonOf, type UsageJson } from './usage.ts';
 
 export { OAKESTRA_HISTORY };
 
@@ -42,8 +42,6 @@ export interface InstanceExtras {
   /** the usage fields already as JSON text (the UsageBook's prebuilt strings); else built from `samples` */
   usageJson?: UsageJson | undefined;
 }
-
-const round2 = (v: number): number => Math.round(v * 100) / 100;
 
 /**
  * Oakestra's instance fields (issue 12 point 2) from what the root has: the readings book for

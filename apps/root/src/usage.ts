@@ -33,7 +33,8 @@ export const METRICS_EVENT_CHUNK = 50;
 
 type MetricsEvent = Extract<OakEvent, { type: 'metrics' }>;
 
-const round2 = (v: number): number => Math.round(v * 100) / 100;
+/** a reading as Oakestra shows it: two decimals (instance documents, as objects and as text) */
+export const round2 = (v: number): number => Math.round(v * 100) / 100;
 
 /**
  * Oakestra's usage fields of one instance as JSON text (what the serializer of InstanceDocSchema
